@@ -1,0 +1,74 @@
+// Buffer: a chain of fixed-size slices. Reserve/commit for reads, gather for writev,
+// move between buffers without copying bytes. Concrete and non-virtual.
+// Thread affinity: a Buffer belongs to one worker; slices are recycled through a
+// per-thread free list, so a slice freed on another thread just goes to that thread's list.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <string_view>
+
+struct iovec;
+
+namespace ferry::core {
+
+class Buffer {
+ public:
+  static constexpr uint32_t kSliceSize = 16384;
+
+  Buffer() = default;
+  ~Buffer() { clear(); }
+  Buffer(Buffer&& other) noexcept;
+  Buffer& operator=(Buffer&& other) noexcept;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  size_t length() const { return length_; }
+  bool empty() const { return length_ == 0; }
+
+  // Appends a copy of the bytes.
+  void add(const void* data, size_t n);
+  void add(std::string_view s) { add(s.data(), s.size()); }
+
+  // Makes room for up to `max_iov` slices of writable space at the tail (at least one
+  // full or partly free slice) and fills `iov`; returns the number of entries. Bytes
+  // written there become part of the buffer only through commit().
+  size_t reserve(iovec* iov, size_t max_iov);
+  // Marks `n` bytes of the last reserve() as written (in order across its iovecs).
+  void commit(size_t n);
+
+  // Removes `n` bytes (at most length()) from the front.
+  void drain(size_t n);
+  // Moves all of `other` to the end of this buffer, leaving `other` empty. No byte copies.
+  void move(Buffer& other);
+  // Moves the first `n` bytes of `other` (at most its length) to the end of this buffer.
+  void move(Buffer& other, size_t n);
+
+  // Fills up to `max_iov` iovecs with the readable bytes from the front; returns the count.
+  size_t gather(iovec* iov, size_t max_iov) const;
+
+  // Copies `n` bytes starting at `offset` into `out` (caller checks bounds).
+  void copyOut(size_t offset, size_t n, void* out) const;
+  std::string toString() const;
+  void clear();
+
+  // Bytes of slice memory held by this thread's buffers and free list (diagnostics).
+  static size_t threadSliceBytes();
+
+ private:
+  struct Slice {
+    uint8_t* mem;
+    uint32_t start;  // first readable byte
+    uint32_t end;    // one past the last readable byte
+  };
+  static uint8_t* allocSlice();
+  static void freeSlice(uint8_t* mem);
+
+  std::deque<Slice> slices_;
+  size_t length_ = 0;
+  size_t reserved_from_ = 0;  // index of the first slice exposed by reserve()
+};
+
+}  // namespace ferry::core

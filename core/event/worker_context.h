@@ -1,0 +1,27 @@
+// What a filter may use of the worker it runs on: its io_context (through Timer and
+// Connection), its stats shard, its buffer accounting and its worker-local LB state.
+// Worker-local. Owned by the server's per-worker runtime.
+#pragma once
+
+#include "core/net/connection.h"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace ferry::core {
+
+class StatsShard;
+namespace upstream {
+class ClusterLb;
+}
+
+struct WorkerContext {
+  boost::asio::io_context* io = nullptr;
+  StatsShard* stats = nullptr;
+  net::BufferAccounting acct;
+  upstream::ClusterLb* lb = nullptr;
+  size_t worker_index = 0;
+};
+
+}  // namespace ferry::core

@@ -1,0 +1,321 @@
+#include "core/net/connection.h"
+
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <cerrno>
+#include <cstring>
+
+#include "core/event/timer.h"
+#include "core/net/socket_util.h"
+
+namespace ferry::core::net {
+namespace asio = boost::asio;
+
+namespace {
+constexpr ConnectionEvent kRemote = ConnectionEvent::kRemoteClose;
+constexpr ConnectionEvent kLocal = ConnectionEvent::kLocalClose;
+constexpr ConnectionEvent kFailed = ConnectionEvent::kConnectFailed;
+constexpr size_t kReadIovecs = 4;             // up to 64 KiB per readv
+constexpr size_t kReadBudget = 256 * 1024;    // per wakeup, then yield to other connections
+constexpr size_t kWriteIovecs = 64;
+}  // namespace
+
+struct Connection::Io {
+  explicit Io(asio::io_context& ctx) : io(ctx), sock(ctx) {}
+  asio::io_context& io;
+  asio::ip::tcp::socket sock;
+};
+
+Connection::Connection(asio::io_context& io, int fd, BufferAccounting acct)
+    : io_(std::make_unique<Io>(io)), fd_(fd), acct_(acct) {
+  sockaddr_storage local{};
+  localAddress(fd, &local);
+  boost::system::error_code ec;
+  io_->sock.assign(local.ss_family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), fd, ec);
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+Connection::~Connection() {
+  if (!closed_) closeInternal(CloseType::kNoFlush, nullptr, "destroyed");
+}
+
+std::shared_ptr<Connection> Connection::adopt(asio::io_context& io, int fd, BufferAccounting acct) {
+  return std::shared_ptr<Connection>(new Connection(io, fd, acct));
+}
+
+std::shared_ptr<Connection> Connection::connect(asio::io_context& io, const sockaddr_storage& to,
+                                                std::chrono::milliseconds timeout, BufferAccounting acct) {
+  int fd = ::socket(to.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    // Out of descriptors: report it as a failed connect, asynchronously like any other.
+    int pair[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair) != 0) std::abort();
+    ::close(pair[1]);
+    fd = pair[0];
+  }
+  auto conn = std::shared_ptr<Connection>(new Connection(io, fd, acct));
+  conn->connecting_ = true;
+  int r = ::connect(fd, reinterpret_cast<const sockaddr*>(&to), sockaddrLen(to));
+  if (r == 0 || errno == EINPROGRESS) {
+    if (timeout.count() > 0) {
+      std::weak_ptr<Connection> weak = conn;
+      conn->connect_timer_ = std::make_unique<Timer>(io, [weak] {
+        auto self = weak.lock();
+        if (!self || !self->connecting_) return;
+        self->connecting_ = false;
+        self->closeInternal(CloseType::kNoFlush, &kFailed, "connect timeout");
+      });
+      conn->connect_timer_->enable(timeout);
+    }
+    conn->armWrite();  // writable = connect finished (either way)
+  } else {
+    std::string reason = std::string("connect: ") + std::strerror(errno);
+    asio::post(io, [conn, reason] {
+      if (!conn->connecting_) return;
+      conn->connecting_ = false;
+      conn->closeInternal(CloseType::kNoFlush, &kFailed, reason);
+    });
+  }
+  return conn;
+}
+
+void Connection::finishConnect() {
+  int err = 0;
+  socklen_t len = sizeof err;
+  ::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
+  connecting_ = false;
+  if (connect_timer_) connect_timer_->disable();
+  if (err != 0) {
+    closeInternal(CloseType::kNoFlush, &kFailed, std::string("connect: ") + std::strerror(err));
+    return;
+  }
+  if (callbacks_) callbacks_->onEvent(ConnectionEvent::kConnected);
+  if (closed_) return;
+  startReading();
+  if (!closed_ && (!write_buffer_.empty() || write_end_requested_)) flush();
+}
+
+void Connection::startReading() {
+  if (closed_ || connecting_) return;
+  reading_started_ = true;
+  if (!read_buffer_.empty()) {
+    // Data handed over at accept time goes first.
+    if (callbacks_) callbacks_->onData(read_buffer_, false);
+    if (closed_) return;
+  }
+  if (read_disable_ == 0) doRead();
+}
+
+void Connection::armRead() {
+  if (read_armed_ || closed_) return;
+  read_armed_ = true;
+  io_->sock.async_wait(asio::ip::tcp::socket::wait_read,
+                       [self = shared_from_this()](const boost::system::error_code&) {
+                         self->read_armed_ = false;
+                         self->onReadable();
+                       });
+}
+
+void Connection::armWrite() {
+  if (write_armed_ || closed_) return;
+  write_armed_ = true;
+  io_->sock.async_wait(asio::ip::tcp::socket::wait_write,
+                       [self = shared_from_this()](const boost::system::error_code&) {
+                         self->write_armed_ = false;
+                         self->onWritable();
+                       });
+}
+
+void Connection::onReadable() {
+  if (closed_ || read_disable_ > 0 || read_eof_) return;
+  doRead();
+}
+
+void Connection::onWritable() {
+  if (closed_) return;
+  if (connecting_) {
+    finishConnect();
+    return;
+  }
+  flush();
+}
+
+void Connection::doRead() {
+  auto self = shared_from_this();
+  size_t total = 0;
+  bool eof = false;
+  bool would_block = false;
+  while (total < kReadBudget) {
+    iovec iov[kReadIovecs];
+    size_t n = read_buffer_.reserve(iov, kReadIovecs);
+    ssize_t r = ::readv(fd_, iov, static_cast<int>(n));
+    if (r > 0) {
+      read_buffer_.commit(static_cast<size_t>(r));
+      total += static_cast<size_t>(r);
+      // Even a short read goes on to EAGAIN: readiness is edge-triggered, and a FIN that
+      // arrived with the data would raise no new edge.
+      continue;
+    }
+    read_buffer_.commit(0);
+    if (r == 0) {
+      eof = true;
+      break;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      would_block = true;
+      break;
+    }
+    closeInternal(CloseType::kNoFlush, &kRemote, std::string("read: ") + std::strerror(errno));
+    return;
+  }
+  if (eof) read_eof_ = true;
+  if ((total > 0 || eof) && callbacks_) callbacks_->onData(read_buffer_, eof);
+  if (closed_) return;
+  if (read_eof_) {
+    if (write_shut_) closeInternal(CloseType::kNoFlush, &kRemote, "both directions finished");
+    return;
+  }
+  if (read_disable_ > 0) return;
+  if (would_block) {
+    // Readiness is edge-triggered in Asio's reactor, and a wait with data still pending
+    // would never complete, so only wait once the kernel said EAGAIN.
+    armRead();
+  } else if (!read_scheduled_) {
+    // Budget spent with data left: continue after other ready work, not via a wait.
+    read_scheduled_ = true;
+    asio::post(io_->io, [self] {
+      self->read_scheduled_ = false;
+      if (!self->closed_ && self->read_disable_ == 0 && !self->read_eof_) self->doRead();
+    });
+  }
+}
+
+void Connection::readDisable(bool disable) {
+  if (closed_) return;
+  if (disable) {
+    ++read_disable_;
+    return;
+  }
+  if (read_disable_ == 0) return;
+  if (--read_disable_ == 0 && reading_started_ && !read_eof_ && !read_scheduled_) {
+    // Data may have arrived (and its edge been consumed) while disabled: read directly.
+    auto self = shared_from_this();
+    read_scheduled_ = true;
+    asio::post(io_->io, [self] {
+      self->read_scheduled_ = false;
+      if (!self->closed_ && self->read_disable_ == 0 && !self->read_eof_) self->doRead();
+    });
+  }
+}
+
+void Connection::write(Buffer& data, bool end_stream) {
+  if (closed_ || write_end_requested_) {
+    data.clear();
+    return;
+  }
+  auto self = shared_from_this();
+  write_buffer_.move(data);
+  if (end_stream) write_end_requested_ = true;
+  if (connecting_ || write_armed_) {
+    accountBuffered();
+    if (!above_high_ && write_buffer_.length() > high_watermark_) {
+      above_high_ = true;
+      if (callbacks_) callbacks_->onAboveWriteHighWatermark();
+    }
+    return;
+  }
+  flush();
+}
+
+void Connection::flush() {
+  auto self = shared_from_this();
+  while (!write_buffer_.empty()) {
+    iovec iov[kWriteIovecs];
+    size_t n = write_buffer_.gather(iov, kWriteIovecs);
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = n;
+    ssize_t r = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+    if (r > 0) {
+      write_buffer_.drain(static_cast<size_t>(r));
+      continue;
+    }
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      armWrite();
+      break;
+    }
+    closeInternal(CloseType::kNoFlush, &kRemote, std::string("write: ") + std::strerror(errno));
+    return;
+  }
+  accountBuffered();
+  if (!above_high_ && write_buffer_.length() > high_watermark_) {
+    above_high_ = true;
+    if (callbacks_) callbacks_->onAboveWriteHighWatermark();
+    if (closed_) return;
+  } else if (above_high_ && write_buffer_.length() <= high_watermark_ / 2) {
+    above_high_ = false;
+    if (callbacks_) callbacks_->onBelowWriteLowWatermark();
+    if (closed_) return;
+  }
+  if (!write_buffer_.empty()) return;
+  if (close_after_flush_) {
+    closeInternal(CloseType::kNoFlush, &kLocal, "closed after flush");
+    return;
+  }
+  if (write_end_requested_ && !write_shut_) {
+    ::shutdown(fd_, SHUT_WR);
+    write_shut_ = true;
+    if (read_eof_) closeInternal(CloseType::kNoFlush, &kRemote, "both directions finished");
+  }
+}
+
+void Connection::close(CloseType type) {
+  if (closed_) return;
+  auto self = shared_from_this();
+  if (type == CloseType::kFlushWrite && !write_buffer_.empty() && !connecting_) {
+    close_after_flush_ = true;
+    ++read_disable_;  // nothing more is read from a connection on its way out
+    return;
+  }
+  closeInternal(type, &kLocal, "closed locally");
+}
+
+void Connection::setWriteBufferLimits(uint32_t high_watermark) { high_watermark_ = high_watermark; }
+
+void Connection::closeInternal(CloseType type, const ConnectionEvent* event, const std::string& reason) {
+  if (closed_) return;
+  closed_ = true;
+  connecting_ = false;
+  close_reason_ = reason;
+  if (connect_timer_) connect_timer_->disable();
+  if (type == CloseType::kReset) {
+    linger lg{1, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  }
+  boost::system::error_code ec;
+  io_->sock.close(ec);  // cancels pending waits; their handlers see closed_
+  read_buffer_.clear();
+  write_buffer_.clear();
+  accountBuffered();
+  if (event && callbacks_) callbacks_->onEvent(*event);
+}
+
+void Connection::accountBuffered() {
+  if (!acct_.shard) return;
+  int64_t now = static_cast<int64_t>(write_buffer_.length());
+  if (now != accounted_) {
+    acct_.shard->add(acct_.buffered_bytes, now - accounted_);
+    accounted_ = now;
+  }
+}
+
+}  // namespace ferry::core::net

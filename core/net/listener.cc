@@ -1,0 +1,280 @@
+#include "core/net/listener.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <cerrno>
+#include <cstring>
+
+#include "core/event/timer.h"
+#include "core/log.h"
+#include "core/net/proxy_protocol.h"
+#include "core/net/socket_util.h"
+
+namespace ferry::core::net {
+namespace asio = boost::asio;
+
+// One downstream connection: the listener filter stage (PROXY protocol) and then the
+// network filter chain. Worker-local. Owned by its ActiveListener.
+class ActiveConnection : public ConnectionCallbacks, public filters::NetworkFilterCallbacks {
+ public:
+  ActiveConnection(ActiveListener& listener, WorkerContext& ctx, const config::ListenerInfo& info,
+                   std::shared_ptr<Connection> conn, const filters::ConnectionInfo& ci)
+      : listener_(listener), ctx_(ctx), info_(info), conn_(std::move(conn)), ci_(ci) {}
+
+  ~ActiveConnection() override {
+    filters_.clear();  // filters close their upstreams first
+    if (conn_) {
+      conn_->setCallbacks(nullptr);
+      conn_->close(Connection::CloseType::kNoFlush);
+    }
+  }
+
+  std::list<std::unique_ptr<ActiveConnection>>::iterator self_;
+
+  void start() {
+    conn_->setCallbacks(this);
+    conn_->setWriteBufferLimits(info_.cfg.buffer_limit_kb * 1024);
+    if (info_.cfg.proxy_protocol) {
+      awaiting_proxy_header_ = true;
+      pp_timer_ = std::make_unique<Timer>(*ctx_.io, [this] {
+        FERRY_LOG(kDebug, "listener ", info_.cfg.name, ": no PROXY header in time from ",
+                  formatSockaddr(ci_.direct_remote));
+        ctx_.stats->inc(info_.stats.proxy_protocol_errors);
+        conn_->close(Connection::CloseType::kNoFlush);
+      });
+      pp_timer_->enable(info_.cfg.proxy_protocol_timeout);
+      conn_->startReading();
+      return;
+    }
+    startFilters();
+    if (!conn_->closed()) conn_->startReading();
+  }
+
+  // ConnectionCallbacks (downstream socket).
+  void onData(Buffer& data, bool end_stream) override {
+    if (awaiting_proxy_header_) {
+      if (!parseProxyHeader(data, end_stream)) return;
+      if (data.empty() && !end_stream) return;
+    }
+    ctx_.stats->add(info_.stats.bytes_received, static_cast<int64_t>(data.length()));
+    for (auto& f : filters_) {
+      if (f->onData(data, end_stream) == filters::FilterStatus::kStopIteration) break;
+    }
+  }
+
+  void onEvent(ConnectionEvent event) override {
+    if (event != ConnectionEvent::kRemoteClose && event != ConnectionEvent::kLocalClose) return;
+    pp_timer_.reset();
+    for (auto& f : filters_) f->onDownstreamEvent(event);
+    listener_.removeConnection(this);
+  }
+
+  void onAboveWriteHighWatermark() override {
+    for (auto& f : filters_) f->onDownstreamAboveWriteHighWatermark();
+  }
+  void onBelowWriteLowWatermark() override {
+    for (auto& f : filters_) f->onDownstreamBelowWriteLowWatermark();
+  }
+
+  // NetworkFilterCallbacks.
+  Connection& connection() override { return *conn_; }
+  const filters::ConnectionInfo& info() const override { return ci_; }
+  WorkerContext& worker() override { return ctx_; }
+  void writeDownstream(Buffer& data, bool end_stream) override {
+    for (auto it = filters_.rbegin(); it != filters_.rend(); ++it) {
+      if ((*it)->onWrite(data, end_stream) == filters::FilterStatus::kStopIteration) return;
+    }
+    ctx_.stats->add(info_.stats.bytes_sent, static_cast<int64_t>(data.length()));
+    conn_->write(data, end_stream);
+  }
+
+  void close() { conn_->close(Connection::CloseType::kNoFlush); }
+
+ private:
+  // Returns true once the header is parsed (data then holds what follows it).
+  bool parseProxyHeader(Buffer& data, bool end_stream) {
+    constexpr size_t kMaxHeader = 4096;
+    uint8_t head[kMaxHeader];
+    size_t n = std::min(data.length(), kMaxHeader);
+    data.copyOut(0, n, head);
+    ProxyHeader hdr;
+    size_t consumed = 0;
+    std::string why;
+    ProxyParse r = ferry::core::net::parseProxyHeader(head, n, &hdr, &consumed, &why);
+    if (r == ProxyParse::kNeedMore && (n == kMaxHeader || end_stream)) {
+      r = ProxyParse::kError;
+      why = end_stream ? "connection closed inside the header" : "header too long";
+    }
+    if (r == ProxyParse::kNeedMore) return false;
+    if (r == ProxyParse::kError) {
+      FERRY_LOG(kDebug, "listener ", info_.cfg.name, ": bad PROXY header from ",
+                formatSockaddr(ci_.direct_remote), ": ", why);
+      ctx_.stats->inc(info_.stats.proxy_protocol_errors);
+      data.clear();
+      conn_->close(Connection::CloseType::kNoFlush);
+      return false;
+    }
+    data.drain(consumed);
+    awaiting_proxy_header_ = false;
+    pp_timer_.reset();
+    if (!hdr.local) {
+      ci_.remote = hdr.src;
+      ci_.local = hdr.dst;
+      ci_.from_proxy_protocol = true;
+    }
+    startFilters();
+    return !conn_->closed();
+  }
+
+  void startFilters() {
+    filters_.reserve(info_.filter_factories.size());
+    for (const auto& make : info_.filter_factories) {
+      filters_.push_back(make());
+      filters_.back()->initialize(*this);
+    }
+    for (auto& f : filters_) {
+      if (f->onNewConnection() == filters::FilterStatus::kStopIteration) break;
+    }
+  }
+
+  ActiveListener& listener_;
+  WorkerContext& ctx_;
+  const config::ListenerInfo& info_;
+  std::shared_ptr<Connection> conn_;
+  filters::ConnectionInfo ci_;
+  std::vector<std::unique_ptr<filters::NetworkFilter>> filters_;
+  std::unique_ptr<Timer> pp_timer_;
+  bool awaiting_proxy_header_ = false;
+};
+
+struct ActiveListener::Io {
+  explicit Io(asio::io_context& io) : acceptor(io) {}
+  asio::ip::tcp::acceptor acceptor;
+};
+
+ActiveListener::ActiveListener(WorkerContext& ctx, std::shared_ptr<const config::Snapshot> snapshot,
+                               std::shared_ptr<const config::ListenerInfo> info, int fd)
+    : ctx_(ctx), snapshot_(std::move(snapshot)), info_(std::move(info)), io_(std::make_unique<Io>(*ctx.io)) {
+  sockaddr_storage local{};
+  localAddress(fd, &local);
+  boost::system::error_code ec;
+  io_->acceptor.assign(local.ss_family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), fd, ec);
+  if (ec) FERRY_LOG(kError, "listener ", info_->cfg.name, ": ", ec.message());
+}
+
+ActiveListener::~ActiveListener() {
+  *alive_ = false;
+  stopAccepting();
+  closeAll();
+  graveyard_.clear();
+}
+
+void ActiveListener::start() {
+  accepting_ = true;
+  onAcceptable();  // connections may already be queued
+}
+
+void ActiveListener::stopAccepting() {
+  if (!io_->acceptor.is_open()) return;
+  accepting_ = false;
+  boost::system::error_code ec;
+  io_->acceptor.close(ec);
+}
+
+void ActiveListener::closeAll() {
+  // Closing raises events that move connections to the graveyard; take them out first.
+  std::vector<ActiveConnection*> open;
+  for (auto& c : connections_) open.push_back(c.get());
+  for (auto* c : open) c->close();
+}
+
+void ActiveListener::armAccept() {
+  io_->acceptor.async_wait(asio::ip::tcp::acceptor::wait_read,
+                           [this, alive = alive_](const boost::system::error_code& ec) {
+                             if (!*alive || ec) return;
+                             onAcceptable();
+                           });
+}
+
+void ActiveListener::onAcceptable() {
+  if (!accepting_ || !io_->acceptor.is_open()) return;
+  int lfd = io_->acceptor.native_handle();
+  // Accept everything queued (edge-triggered readiness), up to a batch, then yield.
+  for (int i = 0; i < 64; ++i) {
+    int fd = ::accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      accepted(fd);
+      continue;
+    }
+    if (errno == EINTR || errno == ECONNABORTED) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      armAccept();
+      return;
+    }
+    // EMFILE/ENFILE and the like: log and retry on the next readiness.
+    FERRY_LOG(kWarn, "listener ", info_->cfg.name, ": accept: ", std::strerror(errno));
+    armAccept();
+    return;
+  }
+  asio::post(*ctx_.io, [this, alive = alive_] {
+    if (*alive) onAcceptable();
+  });
+}
+
+void ActiveListener::accepted(int fd) {
+  auto& stats = *ctx_.stats;
+  const auto& runtime = snapshot_->config.runtime;
+  // Limits: process-wide counters (relaxed atomics, shared by workers by design).
+  int64_t global = snapshot_->global_active->fetch_add(1, std::memory_order_relaxed) + 1;
+  int64_t mine = info_->active->fetch_add(1, std::memory_order_relaxed) + 1;
+  bool over = (runtime.max_connections > 0 && global > static_cast<int64_t>(runtime.max_connections)) ||
+              (info_->cfg.max_connections > 0 && mine > static_cast<int64_t>(info_->cfg.max_connections));
+  if (over) {
+    snapshot_->global_active->fetch_sub(1, std::memory_order_relaxed);
+    info_->active->fetch_sub(1, std::memory_order_relaxed);
+    stats.inc(info_->stats.cx_overflow);
+    FERRY_LOG(kDebug, "listener ", info_->cfg.name, ": connection limit reached, closing new connection");
+    ::close(fd);
+    return;
+  }
+  stats.inc(info_->stats.cx_total);
+  stats.inc(info_->stats.cx_active);
+
+  filters::ConnectionInfo ci;
+  peerAddress(fd, &ci.direct_remote);
+  localAddress(fd, &ci.local);
+  ci.remote = ci.direct_remote;
+  auto conn = Connection::adopt(*ctx_.io, fd, ctx_.acct);
+  auto ac = std::make_unique<ActiveConnection>(*this, ctx_, *info_, std::move(conn), ci);
+  ActiveConnection* raw = ac.get();
+  connections_.push_front(std::move(ac));
+  raw->self_ = connections_.begin();
+  raw->start();
+}
+
+void ActiveListener::removeConnection(ActiveConnection* conn) {
+  auto it = conn->self_;
+  if (it == connections_.end() || it->get() != conn) return;
+  graveyard_.push_back(std::move(*it));
+  connections_.erase(it);
+  graveyard_.back()->self_ = connections_.end();
+  ctx_.stats->dec(info_->stats.cx_active);
+  snapshot_->global_active->fetch_sub(1, std::memory_order_relaxed);
+  info_->active->fetch_sub(1, std::memory_order_relaxed);
+  if (!cleanup_posted_) {
+    cleanup_posted_ = true;
+    asio::post(*ctx_.io, [this, alive = alive_] {
+      if (!*alive) return;
+      cleanup_posted_ = false;
+      auto dead = std::move(graveyard_);
+      graveyard_.clear();
+      dead.clear();
+    });
+  }
+}
+
+}  // namespace ferry::core::net

@@ -1,0 +1,106 @@
+#include "core/stats.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <stdexcept>
+
+namespace ferry::core {
+namespace {
+
+std::string escapeLabel(const std::string& v) {
+  std::string out;
+  out.reserve(v.size());
+  for (char c : v) {
+    if (c == '\\' || c == '"') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+StatsStore::StatsStore(size_t shards) {
+  for (size_t i = 0; i < shards; ++i) shards_.push_back(std::make_unique<StatsShard>());
+}
+
+StatHandle StatsStore::counter(const std::string& name,
+                               const std::vector<std::pair<std::string, std::string>>& labels,
+                               const std::string& help) {
+  return add(MetricType::kCounter, name, labels, help);
+}
+
+StatHandle StatsStore::gauge(const std::string& name,
+                             const std::vector<std::pair<std::string, std::string>>& labels,
+                             const std::string& help) {
+  return add(MetricType::kGauge, name, labels, help);
+}
+
+StatHandle StatsStore::add(MetricType type, const std::string& name,
+                           const std::vector<std::pair<std::string, std::string>>& labels,
+                           const std::string& help) {
+  std::string rendered;
+  if (!labels.empty()) {
+    rendered = "{";
+    for (size_t i = 0; i < labels.size(); ++i) {
+      if (i) rendered += ",";
+      rendered += labels[i].first + "=\"" + escapeLabel(labels[i].second) + "\"";
+    }
+    rendered += "}";
+  }
+  std::string key = name + rendered;
+  auto it = by_key_.find(key);
+  if (it != by_key_.end()) return StatHandle{entries_[it->second].idx};
+  if (next_slot_ >= StatsShard::kMaxSlots) return StatHandle{0};  // full: scratch slot
+  uint32_t idx = next_slot_++;
+  by_key_.emplace(key, static_cast<uint32_t>(entries_.size()));
+  entries_.push_back(Entry{name, rendered, type, idx});
+  if (!help.empty()) help_.emplace(name, help);
+  return StatHandle{idx};
+}
+
+int64_t StatsStore::value(StatHandle h) const {
+  int64_t sum = 0;
+  for (const auto& s : shards_) sum += s->get(h);
+  return sum;
+}
+
+std::string StatsStore::prometheus() const {
+  // Group samples by metric name: Prometheus wants one # TYPE line per family.
+  std::vector<const Entry*> sorted;
+  sorted.reserve(entries_.size());
+  for (const auto& e : entries_) sorted.push_back(&e);
+  std::stable_sort(sorted.begin(), sorted.end(),
+                   [](const Entry* a, const Entry* b) { return a->name < b->name; });
+  std::string out;
+  const std::string* family = nullptr;
+  for (const Entry* e : sorted) {
+    if (!family || *family != e->name) {
+      family = &e->name;
+      auto h = help_.find(e->name);
+      if (h != help_.end()) out += "# HELP " + e->name + " " + h->second + "\n";
+      out += "# TYPE " + e->name + (e->type == MetricType::kCounter ? " counter\n" : " gauge\n");
+    }
+    out += e->name + e->labels + " " + std::to_string(value(StatHandle{e->idx})) + "\n";
+  }
+  return out;
+}
+
+std::string StatsStore::plain() const {
+  std::vector<const Entry*> sorted;
+  for (const auto& e : entries_) sorted.push_back(&e);
+  std::stable_sort(sorted.begin(), sorted.end(), [](const Entry* a, const Entry* b) {
+    return a->name != b->name ? a->name < b->name : a->labels < b->labels;
+  });
+  std::string out;
+  for (const Entry* e : sorted)
+    out += e->name + e->labels + ": " + std::to_string(value(StatHandle{e->idx})) + "\n";
+  return out;
+}
+
+}  // namespace ferry::core

@@ -1,0 +1,83 @@
+// Stats: counters and gauges sharded per thread, summed on read.
+// StatsStore is owned by the main thread, which alone registers metrics and reads them.
+// Each worker (and the main thread) writes only its own StatsShard: single writer,
+// relaxed atomics, no locks and no contended cache lines on the data path.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace ferry::core {
+
+enum class MetricType { kCounter, kGauge };
+
+// An index valid in every shard. The default handle points at a scratch slot, so an
+// unregistered handle is harmless.
+struct StatHandle {
+  uint32_t idx = 0;
+};
+
+class StatsShard {
+ public:
+  static constexpr uint32_t kMaxSlots = 16384;
+  StatsShard() : slots_(new std::atomic<int64_t>[kMaxSlots]) {
+    for (uint32_t i = 0; i < kMaxSlots; ++i) slots_[i].store(0, std::memory_order_relaxed);
+  }
+  // Single writer: load+store instead of a locked read-modify-write.
+  void add(StatHandle h, int64_t n = 1) {
+    auto& s = slots_[h.idx];
+    s.store(s.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  void inc(StatHandle h) { add(h, 1); }
+  void dec(StatHandle h) { add(h, -1); }
+  int64_t get(StatHandle h) const { return slots_[h.idx].load(std::memory_order_relaxed); }
+
+ private:
+  std::unique_ptr<std::atomic<int64_t>[]> slots_;
+};
+
+class StatsStore {
+ public:
+  // `shards` = workers + 1; shard 0 belongs to the main thread.
+  explicit StatsStore(size_t shards);
+
+  // Registers (or finds) the metric `name{labels}`; labels as ordered (key, value) pairs.
+  // Main thread only. Registering the same name and labels again returns the same handle.
+  StatHandle counter(const std::string& name, const std::vector<std::pair<std::string, std::string>>& labels = {},
+                     const std::string& help = "");
+  StatHandle gauge(const std::string& name, const std::vector<std::pair<std::string, std::string>>& labels = {},
+                   const std::string& help = "");
+
+  StatsShard& shard(size_t i) { return *shards_[i]; }
+  size_t shardCount() const { return shards_.size(); }
+
+  // Sum over all shards. Main thread (or any reader: values are atomics).
+  int64_t value(StatHandle h) const;
+
+  // Prometheus text exposition format (0.0.4).
+  std::string prometheus() const;
+  // One "name{labels}: value" line per metric.
+  std::string plain() const;
+
+ private:
+  struct Entry {
+    std::string name;
+    std::string labels;  // rendered: {k="v",...} or empty
+    MetricType type;
+    uint32_t idx;
+  };
+  StatHandle add(MetricType type, const std::string& name,
+                 const std::vector<std::pair<std::string, std::string>>& labels, const std::string& help);
+
+  std::vector<std::unique_ptr<StatsShard>> shards_;
+  std::vector<Entry> entries_;
+  std::map<std::string, uint32_t> by_key_;  // name+labels -> entries_ index
+  std::map<std::string, std::string> help_;
+  uint32_t next_slot_ = 1;  // slot 0 is the scratch slot
+};
+
+}  // namespace ferry::core

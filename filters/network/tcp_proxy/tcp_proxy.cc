@@ -1,0 +1,201 @@
+#include "filters/network/tcp_proxy/tcp_proxy.h"
+
+#include <memory>
+
+#include "config/snapshot.h"
+#include "core/event/timer.h"
+#include "core/log.h"
+#include "core/net/proxy_protocol.h"
+#include "core/net/socket_util.h"
+#include "core/upstream/cluster.h"
+
+namespace ferry::filters::network {
+namespace {
+
+using core::Buffer;
+using core::net::Connection;
+using core::net::ConnectionEvent;
+
+struct TcpProxySettings {
+  std::shared_ptr<const core::upstream::Cluster> cluster;
+  std::chrono::milliseconds idle_timeout{0};
+  uint32_t buffer_limit = 1024 * 1024;
+};
+
+class TcpProxy : public NetworkFilter {
+ public:
+  explicit TcpProxy(std::shared_ptr<const TcpProxySettings> s) : s_(std::move(s)), upstream_cb_(*this) {}
+  ~TcpProxy() override {
+    if (upstream_) {
+      upstream_->setCallbacks(nullptr);
+      // An upstream still flushing the client's last bytes finishes on its own: its pending
+      // write wait keeps it alive until the buffer is out, then it closes.
+      if (!upstream_->closing()) upstream_->close(Connection::CloseType::kNoFlush);
+      releaseHost();
+    }
+  }
+
+  FilterStatus onNewConnection() override {
+    auto& w = callbacks_->worker();
+    const auto& cluster = *s_->cluster;
+    host_ = &cluster.hosts()[w.lb->pickRoundRobin(cluster)];
+    // Hold client bytes until the upstream is there: nothing to forward to yet.
+    callbacks_->connection().readDisable(true);
+    read_held_ = true;
+    upstream_ = Connection::connect(*w.io, host_->addr, cluster.connectTimeout(), w.acct);
+    upstream_->setCallbacks(&upstream_cb_);
+    upstream_->setWriteBufferLimits(s_->buffer_limit);
+    w.stats->inc(cluster.stats().cx_total);
+    w.stats->inc(cluster.stats().cx_active);
+    w.stats->inc(host_->cx_total);
+    w.stats->inc(host_->cx_active);
+    host_counted_ = true;
+    if (cluster.sendProxyProtocol() != 0) {
+      const auto& info = callbacks_->info();
+      Buffer header;
+      header.add(cluster.sendProxyProtocol() == 1 ? core::net::encodeProxyV1(info.remote, info.local)
+                                                  : core::net::encodeProxyV2(info.remote, info.local));
+      upstream_->write(header, false);
+    }
+    if (s_->idle_timeout.count() > 0) {
+      last_activity_ = core::monotonicMs();
+      idle_timer_ = std::make_unique<core::Timer>(*w.io, [this] { onIdleTimer(); });
+      idle_timer_->enable(s_->idle_timeout);
+    }
+    return FilterStatus::kStopIteration;
+  }
+
+  // Client -> upstream.
+  FilterStatus onData(Buffer& data, bool end_stream) override {
+    touch();
+    callbacks_->worker().stats->add(s_->cluster->stats().bytes_sent, static_cast<int64_t>(data.length()));
+    if (upstream_ && !upstream_->closed()) {
+      upstream_->write(data, end_stream);
+    } else {
+      data.clear();
+    }
+    return FilterStatus::kStopIteration;
+  }
+
+  void onDownstreamEvent(ConnectionEvent) override {
+    downstream_closed_ = true;
+    idle_timer_.reset();
+    if (upstream_ && !upstream_->closed()) upstream_->close(Connection::CloseType::kFlushWrite);
+  }
+  void onDownstreamAboveWriteHighWatermark() override {
+    if (upstream_ && !upstream_->closed()) upstream_->readDisable(true);
+  }
+  void onDownstreamBelowWriteLowWatermark() override {
+    if (upstream_ && !upstream_->closed()) upstream_->readDisable(false);
+  }
+
+  // Upstream -> client.
+  void onUpstreamData(Buffer& data, bool end_stream) {
+    touch();
+    callbacks_->worker().stats->add(s_->cluster->stats().bytes_received, static_cast<int64_t>(data.length()));
+    if (downstream_closed_) {
+      data.clear();
+      return;
+    }
+    callbacks_->writeDownstream(data, end_stream);
+  }
+
+  void onUpstreamEvent(ConnectionEvent event) {
+    auto& w = callbacks_->worker();
+    switch (event) {
+      case ConnectionEvent::kConnected:
+        if (read_held_) {
+          read_held_ = false;
+          callbacks_->connection().readDisable(false);
+        }
+        return;
+      case ConnectionEvent::kConnectFailed:
+        w.stats->inc(s_->cluster->stats().connect_failures);
+        w.stats->inc(host_->connect_failures);
+        FERRY_LOG(kDebug, "tcp_proxy: upstream ", host_->address, " of cluster ", s_->cluster->name(), ": ",
+                  upstream_->closeReason());
+        releaseHost();
+        if (!downstream_closed_) callbacks_->connection().close(Connection::CloseType::kNoFlush);
+        return;
+      case ConnectionEvent::kRemoteClose:
+      case ConnectionEvent::kLocalClose:
+        releaseHost();
+        // Send the client what the upstream already gave us, then close.
+        if (!downstream_closed_) callbacks_->connection().close(Connection::CloseType::kFlushWrite);
+        return;
+    }
+  }
+  void onUpstreamAboveWriteHighWatermark() {
+    if (!downstream_closed_) callbacks_->connection().readDisable(true);
+  }
+  void onUpstreamBelowWriteLowWatermark() {
+    if (!downstream_closed_) callbacks_->connection().readDisable(false);
+  }
+
+ private:
+  // The upstream connection's callbacks, forwarded to the filter.
+  struct UpstreamCallbacks : core::net::ConnectionCallbacks {
+    explicit UpstreamCallbacks(TcpProxy& p) : parent(p) {}
+    void onData(Buffer& data, bool end_stream) override { parent.onUpstreamData(data, end_stream); }
+    void onEvent(ConnectionEvent e) override { parent.onUpstreamEvent(e); }
+    void onAboveWriteHighWatermark() override { parent.onUpstreamAboveWriteHighWatermark(); }
+    void onBelowWriteLowWatermark() override { parent.onUpstreamBelowWriteLowWatermark(); }
+    TcpProxy& parent;
+  };
+
+  void touch() { last_activity_ = core::monotonicMs(); }
+
+  // One timer per connection, re-armed only when it fires: activity just moves a stamp.
+  void onIdleTimer() {
+    int64_t idle_for = core::monotonicMs() - last_activity_;
+    if (idle_for >= s_->idle_timeout.count()) {
+      FERRY_LOG(kDebug, "tcp_proxy: idle timeout, closing");
+      if (upstream_ && !upstream_->closed()) upstream_->close(Connection::CloseType::kNoFlush);
+      if (!downstream_closed_) callbacks_->connection().close(Connection::CloseType::kNoFlush);
+      return;
+    }
+    idle_timer_->enable(std::chrono::milliseconds(s_->idle_timeout.count() - idle_for));
+  }
+
+  void releaseHost() {
+    if (!host_counted_) return;
+    host_counted_ = false;
+    auto& w = callbacks_->worker();
+    w.stats->dec(s_->cluster->stats().cx_active);
+    w.stats->dec(host_->cx_active);
+  }
+
+  std::shared_ptr<const TcpProxySettings> s_;
+  UpstreamCallbacks upstream_cb_;
+  const core::upstream::Host* host_ = nullptr;
+  std::shared_ptr<Connection> upstream_;
+  std::unique_ptr<core::Timer> idle_timer_;
+  int64_t last_activity_ = 0;
+  bool read_held_ = false;
+  bool downstream_closed_ = false;
+  bool host_counted_ = false;
+};
+
+}  // namespace
+
+Registry::NetworkBuilder tcpProxyBuilder() {
+  return [](const config::ListenerConfig& listener, const config::Snapshot& snapshot,
+            std::string* error) -> NetworkFilterFactory {
+    const auto& tcp = *listener.tcp;
+    std::shared_ptr<const core::upstream::Cluster> cluster;
+    for (const auto& c : snapshot.clusters)
+      if (c->name() == tcp.cluster) cluster = c;
+    if (!cluster || cluster->hosts().empty()) {
+      *error = "listener '" + listener.name + "': cluster '" + tcp.cluster + "' has no endpoints";
+      return {};
+    }
+    auto s = std::make_shared<TcpProxySettings>();
+    s->cluster = cluster;
+    s->idle_timeout = tcp.idle_timeout;
+    s->buffer_limit = listener.buffer_limit_kb * 1024;
+    std::shared_ptr<const TcpProxySettings> cs = s;
+    return [cs]() -> std::unique_ptr<NetworkFilter> { return std::make_unique<TcpProxy>(cs); };
+  };
+}
+
+}  // namespace ferry::filters::network

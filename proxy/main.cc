@@ -1,0 +1,99 @@
+// ferry: the binary. Parses the command line, loads and validates the config, runs the Server.
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string>
+
+#include "config/loader.h"
+#include "config/values.h"
+#include "core/log.h"
+#include "proxy/server.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: ferry -c FILE [options]\n"
+    "\n"
+    "  -c, --config FILE       the YAML config to run\n"
+    "      --validate          parse and validate the config, then exit (0 valid, 1 not)\n"
+    "      --workers N         worker threads (overrides runtime.workers; 0 = one per core)\n"
+    "      --log-level LEVEL   trace|debug|info|warn|error (overrides runtime.log_level)\n"
+    "      --version           print the version and exit\n"
+    "  -h, --help              this help\n"
+    "\n"
+    "Signals: SIGTERM/SIGINT drain and exit 0.\n";
+
+int usageError(const std::string& msg) {
+  std::fprintf(stderr, "ferry: %s\n%s", msg.c_str(), kUsage);
+  return 1;
+}
+
+ferry::core::log::Level toLogLevel(ferry::config::LogLevel l) {
+  return static_cast<ferry::core::log::Level>(static_cast<int>(l));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path;
+  bool validate = false;
+  std::optional<uint32_t> workers;
+  std::optional<ferry::config::LogLevel> log_level;
+
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&](const char* name) -> const char* {
+      if (i + 1 >= argc) return nullptr;
+      (void)name;
+      return argv[++i];
+    };
+    if (a == "-h" || a == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (a == "--version") {
+      std::printf("ferry %s\n", FERRY_VERSION);
+      return 0;
+    } else if (a == "-c" || a == "--config") {
+      const char* v = value("-c");
+      if (!v) return usageError("-c needs a file");
+      config_path = v;
+    } else if (a == "--validate") {
+      validate = true;
+    } else if (a == "--workers") {
+      const char* v = value("--workers");
+      if (!v) return usageError("--workers needs a number");
+      char* end = nullptr;
+      errno = 0;
+      unsigned long n = std::strtoul(v, &end, 10);
+      if (*v == '\0' || *end != '\0' || errno != 0 || n > 1024 || *v == '-')
+        return usageError(std::string("--workers: bad number '") + v + "' (0..1024)");
+      workers = static_cast<uint32_t>(n);
+    } else if (a == "--log-level") {
+      const char* v = value("--log-level");
+      if (!v) return usageError("--log-level needs a level");
+      log_level = ferry::config::parseLogLevel(v);
+      if (!log_level) return usageError(std::string("--log-level: unknown level '") + v + "'");
+    } else {
+      return usageError("unknown argument '" + a + "'");
+    }
+  }
+  if (config_path.empty()) return usageError("no config file (-c FILE)");
+
+  auto result = ferry::config::loadConfigFile(config_path);
+  if (!result.errors.empty()) {
+    for (const auto& e : result.errors) std::fprintf(stderr, "%s\n", e.format().c_str());
+    return 1;
+  }
+  ferry::config::Config cfg = std::move(*result.config);
+  if (workers) cfg.runtime.workers = *workers;
+  if (log_level) cfg.runtime.log_level = *log_level;
+  if (validate) {
+    std::printf("%s: configuration is valid\n", config_path.c_str());
+    return 0;
+  }
+  ferry::core::log::setLevel(toLogLevel(cfg.runtime.log_level));
+  ferry::proxy::Server server(std::move(cfg));
+  return server.run();
+}
