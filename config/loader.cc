@@ -1,1 +1,648 @@
-// placeholder
+// YAML -> Config with validation. Every error found is collected (sorted into document
+// order at the end); no exception leaves this file. yaml-cpp's marks are 0-based, ours are
+// 1-based. yaml-cpp keeps duplicate mapping keys, so each mapping is walked entry by entry.
+#include "config/loader.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <initializer_list>
+#include <set>
+#include <string_view>
+#include <utility>
+
+#include "config/render.h"
+#include "config/values.h"
+
+namespace ferry::config {
+
+std::string ConfigError::format() const {
+  if (mark.line <= 0) return file + ": " + message;
+  return file + ":" + std::to_string(mark.line) + ":" + std::to_string(mark.col) + ": " + message;
+}
+
+namespace {
+
+using Keys = std::initializer_list<std::string_view>;
+
+constexpr std::string_view kDurationHint = "(use a unit: 250ms, 15s, 5m)";
+
+Mark toMark(const YAML::Mark& m) {
+  if (m.is_null() || m.line < 0 || m.column < 0) return {};
+  return {m.line + 1, m.column + 1};
+}
+
+bool before(Mark a, Mark b) { return a.line != b.line ? a.line < b.line : a.col < b.col; }
+
+std::string quote(std::string_view s) { return "'" + std::string(s) + "'"; }
+
+std::string join(Keys options) {
+  std::string out;
+  for (std::string_view o : options) {
+    if (!out.empty()) out += ", ";
+    out += o;
+  }
+  return out;
+}
+
+bool contains(Keys options, std::string_view s) {
+  return std::find(options.begin(), options.end(), s) != options.end();
+}
+
+// Plain (unquoted, untagged) scalars have the non-specific tag "?".
+bool isPlain(const YAML::Node& n) { return n.Tag() == "?"; }
+
+// A plain scalar, or one explicitly tagged with this core type ("!!int 3"); not "quoted".
+bool isPlainOr(const YAML::Node& n, std::string_view core_type) {
+  return n.IsScalar() && (isPlain(n) || n.Tag() == "tag:yaml.org,2002:" + std::string(core_type));
+}
+
+// "a mapping", "a list", "'text'", for "expected X, got Y".
+std::string describe(const YAML::Node& n) {
+  if (n.IsMap()) return "a mapping";
+  if (n.IsSequence()) return "a list";
+  if (n.IsScalar()) {
+    if (isPlain(n)) return quote(n.Scalar());
+    if (n.Tag() == "!") return "the quoted string \"" + n.Scalar() + "\"";
+    return quote(n.Scalar()) + " tagged " + n.Tag();
+  }
+  return "nothing";
+}
+
+size_t editDistance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+bool validName(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// Canonical "host|port" for comparing listener addresses ("::1" == "0:0::1").
+std::string canonicalAddress(const Address& a) {
+  std::array<unsigned char, 16> buf{};
+  char text[INET6_ADDRSTRLEN] = {};
+  int af = a.v6 ? AF_INET6 : AF_INET;
+  std::string host = a.host;
+  if (inet_pton(af, a.host.c_str(), buf.data()) == 1 &&
+      inet_ntop(af, buf.data(), text, sizeof(text)) != nullptr)
+    host = text;
+  return host + "|" + std::to_string(a.port);
+}
+
+// One key/value of a mapping (or one list item, with key naming what it is).
+struct Entry {
+  std::string key;
+  YAML::Node value;
+  Mark key_mark;
+  Mark value_mark;
+};
+
+struct Entries {
+  std::vector<Entry> list;
+  const Entry* get(std::string_view key) const {
+    for (const auto& e : list)
+      if (e.key == key) return &e;
+    return nullptr;
+  }
+};
+
+class Loader {
+ public:
+  Loader(const std::string& text, const std::string& path) : text_(text), path_(path) {
+    cfg_.path = path;
+    std::string dir = std::filesystem::path(path).parent_path().string();
+    cfg_.dir = dir.empty() ? "." : dir;
+    cfg_.yaml = text;
+  }
+
+  LoadResult run() {
+    try {
+      load();
+    } catch (const YAML::ParserException& e) {
+      error(toMark(e.mark), "YAML syntax error: " + e.msg);
+    } catch (const YAML::Exception& e) {
+      error(toMark(e.mark), "YAML error: " + e.msg);
+    } catch (const std::exception& e) {
+      error({}, std::string("internal error while loading config: ") + e.what());
+    }
+    std::stable_sort(errors_.begin(), errors_.end(), [](const ConfigError& a, const ConfigError& b) {
+      return before(a.mark, b.mark);
+    });
+    LoadResult result;
+    if (errors_.empty()) result.config = std::move(cfg_);
+    result.errors = std::move(errors_);
+    return result;
+  }
+
+ private:
+  void error(Mark m, std::string message) { errors_.push_back({path_, m, std::move(message)}); }
+
+  // A node's position. yaml-cpp gives an empty value ("key:" and nothing) the position of
+  // whatever comes next, so such a value uses `fallback` (the key's position) instead.
+  Mark posOf(const YAML::Node& n, Mark fallback) const {
+    YAML::Mark m = n.Mark();
+    if (m.is_null() || m.line < 0) return fallback;
+    if (n.IsNull() && !writtenNull(m.pos) && fallback.line > 0) return fallback;
+    return toMark(m);
+  }
+
+  bool writtenNull(int pos) const {
+    if (pos < 0 || static_cast<size_t>(pos) >= text_.size()) return false;
+    std::string_view rest = std::string_view(text_).substr(pos);
+    size_t len = 0;
+    if (rest.starts_with("~")) len = 1;
+    else if (rest.starts_with("null") || rest.starts_with("Null") || rest.starts_with("NULL")) len = 4;
+    else return false;
+    return len == rest.size() || std::string_view(" \t\r\n,]}#").find(rest[len]) != std::string_view::npos;
+  }
+
+  Entry itemEntry(const YAML::Node& n, Mark fallback, std::string what) const {
+    Mark m = posOf(n, fallback);
+    return {std::move(what), n, m, m};
+  }
+
+  // The entries of a mapping whose keys are in `allowed`; unknown and duplicate keys are
+  // reported (at the key) and left out. `where` ends messages: "in listener".
+  Entries fields(const YAML::Node& map, std::string_view where, Keys allowed) {
+    Entries out;
+    if (!map.IsMap()) return out;
+    for (auto it = map.begin(); it != map.end(); ++it) {
+      // Copies: `it->` yields a proxy that dies at the end of the expression.
+      const YAML::Node k = it->first;
+      const YAML::Node v = it->second;
+      Mark km = posOf(k, toMark(map.Mark()));
+      if (!k.IsScalar()) {
+        error(km, "expected a string key " + std::string(where) + ", got " + describe(k));
+        continue;
+      }
+      const std::string key = k.Scalar();
+      if (!contains(allowed, key)) {
+        std::string msg = "unknown key " + quote(key) + " " + std::string(where);
+        std::string_view best;
+        size_t best_d = 3;
+        for (std::string_view a : allowed) {
+          size_t d = editDistance(key, a);
+          if (d < best_d && d < a.size() / 2 + 1) best_d = d, best = a;
+        }
+        if (!best.empty()) msg += " (did you mean " + quote(best) + "?)";
+        error(km, std::move(msg));
+        continue;
+      }
+      if (out.get(key) != nullptr) {
+        error(km, "duplicate key " + quote(key));
+        continue;
+      }
+      out.list.push_back({key, v, km, posOf(v, km)});
+    }
+    return out;
+  }
+
+  const Entry* need(const Entries& f, std::string_view key, const Entry& parent,
+                    std::string_view where) {
+    const Entry* e = f.get(key);
+    if (e == nullptr)
+      error(parent.value_mark, "missing required key " + quote(key) + " " + std::string(where));
+    return e;
+  }
+
+  void typeError(const Entry& e, std::string_view expected) {
+    error(e.value_mark, "expected " + std::string(expected) + " for " + quote(e.key) + ", got " +
+                            describe(e.value));
+  }
+
+  // ---- typed values: each reports its own error (at the value) and returns false/nullopt.
+
+  bool isMap(const Entry& e, bool null_ok = false) {
+    if (e.value.IsMap() || (null_ok && e.value.IsNull())) return true;
+    typeError(e, "a mapping");
+    return false;
+  }
+
+  bool isList(const Entry& e) {
+    if (e.value.IsSequence()) return true;
+    typeError(e, "a list");
+    return false;
+  }
+
+  std::optional<std::string> getString(const Entry& e) {
+    if (!e.value.IsScalar()) {
+      typeError(e, "a string");
+      return std::nullopt;
+    }
+    if (e.value.Scalar().empty()) {
+      error(e.value_mark, quote(e.key) + " must not be empty");
+      return std::nullopt;
+    }
+    return e.value.Scalar();
+  }
+
+  std::optional<bool> getBool(const Entry& e) {
+    if (isPlainOr(e.value, "bool")) {
+      if (e.value.Scalar() == "true") return true;
+      if (e.value.Scalar() == "false") return false;
+    }
+    typeError(e, "a boolean (true/false)");
+    return std::nullopt;
+  }
+
+  std::optional<uint64_t> getUint(const Entry& e, uint64_t lo, uint64_t hi) {
+    std::string s = isPlainOr(e.value, "int") ? e.value.Scalar() : std::string();
+    bool negative = s.starts_with('-');
+    std::string_view digits = std::string_view(s).substr(negative ? 1 : 0);
+    bool numeric = !digits.empty() && std::all_of(digits.begin(), digits.end(),
+                                                   [](char c) { return c >= '0' && c <= '9'; });
+    if (!numeric) {
+      typeError(e, "an integer");
+      return std::nullopt;
+    }
+    uint64_t v = 0;
+    bool overflow = false;
+    for (char c : digits)
+      overflow |= __builtin_mul_overflow(v, 10u, &v) || __builtin_add_overflow(v, c - '0', &v);
+    if (negative || overflow || v < lo || v > hi) {
+      error(e.value_mark, quote(e.key) + " must be between " + std::to_string(lo) + " and " +
+                              std::to_string(hi) + ", got " + std::string(s));
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  std::optional<Duration> getDuration(const Entry& e, bool positive) {
+    if (!e.value.IsScalar()) {
+      typeError(e, "a duration string " + std::string(kDurationHint));
+      return std::nullopt;
+    }
+    auto d = parseDuration(e.value.Scalar());
+    if (!d) {
+      error(e.value_mark, "bad duration " + quote(e.value.Scalar()) + " " + std::string(kDurationHint));
+      return std::nullopt;
+    }
+    if (positive && d->count() == 0) {
+      error(e.value_mark, quote(e.key) + " must be greater than 0s");
+      return std::nullopt;
+    }
+    return d;
+  }
+
+  std::optional<Address> getAddress(const Entry& e, int min_port) {
+    auto s = getString(e);
+    if (!s) return std::nullopt;
+    std::string why;
+    auto a = parseAddress(*s, &why);
+    if (!a) {
+      error(e.value_mark, "bad address " + quote(*s) + ": " + why);
+      return std::nullopt;
+    }
+    if (a->port < min_port) {
+      error(e.value_mark, "bad address " + quote(*s) + ": port must be 1-65535 here");
+      return std::nullopt;
+    }
+    a->mark = e.value_mark;
+    return a;
+  }
+
+  std::optional<std::string> getEnum(const Entry& e, Keys options) {
+    auto s = getString(e);
+    if (!s) return std::nullopt;
+    if (!contains(options, *s)) {
+      error(e.value_mark, "bad " + e.key + " " + quote(*s) + " (use " + join(options) + ")");
+      return std::nullopt;
+    }
+    return s;
+  }
+
+  std::optional<std::string> getName(const Entry& e, std::string_view what) {
+    auto s = getString(e);
+    if (s && !validName(*s)) {
+      error(e.value_mark, "bad " + std::string(what) + " name " + quote(*s) +
+                              " (use letters, digits, '_', '.', '-')");
+      return std::nullopt;
+    }
+    return s;
+  }
+
+  // A file path, resolved against the config file's directory.
+  std::optional<std::string> getPath(const Entry& e) {
+    auto s = getString(e);
+    if (!s) return std::nullopt;
+    if (s->front() == '/' || cfg_.dir == ".") return s;
+    return (std::filesystem::path(cfg_.dir) / *s).string();
+  }
+
+  // ---- sections
+
+  void load() {
+    std::vector<YAML::Node> docs = YAML::LoadAll(text_);
+    for (size_t i = 1; i < docs.size(); ++i)
+      if (!docs[i].IsNull()) error(toMark(docs[i].Mark()), "only one YAML document is allowed");
+    if (docs.empty() || docs[0].IsNull()) {
+      finishRender();
+      return;
+    }
+    const YAML::Node& root = docs[0];
+    if (!root.IsMap()) {
+      error(posOf(root, {1, 1}), "expected a mapping at the top level, got " + describe(root));
+      return;
+    }
+    Entries top = fields(root, "at the top level", {"runtime", "admin", "listeners", "clusters"});
+    for (const Entry& e : top.list) {
+      if (e.key == "runtime") runtime(e);
+      if (e.key == "admin") admin(e);
+      if (e.key == "listeners") list(e, "listener", &Loader::listener);
+      if (e.key == "clusters") list(e, "cluster", &Loader::cluster);
+    }
+    crossChecks();
+    if (errors_.empty()) finishRender();
+  }
+
+  void runtime(const Entry& e) {
+    if (!isMap(e, true)) return;
+    Entries f = fields(e.value, "in runtime",
+                       {"workers", "drain_timeout", "drain_delay", "log_level", "max_connections"});
+    RuntimeConfig& r = cfg_.runtime;
+    if (auto* x = f.get("workers"))
+      if (auto v = getUint(*x, 0, 1024)) r.workers = static_cast<uint32_t>(*v);
+    if (auto* x = f.get("drain_timeout"))
+      if (auto v = getDuration(*x, false)) r.drain_timeout = *v;
+    if (auto* x = f.get("drain_delay"))
+      if (auto v = getDuration(*x, false)) r.drain_delay = *v;
+    if (auto* x = f.get("log_level"))
+      if (auto v = getEnum(*x, {"trace", "debug", "info", "warn", "error"}))
+        r.log_level = *parseLogLevel(*v);
+    if (auto* x = f.get("max_connections"))
+      if (auto v = getUint(*x, 0, UINT64_MAX)) r.max_connections = *v;
+  }
+
+  void admin(const Entry& e) {
+    if (!isMap(e, true)) return;
+    AdminConfig& a = cfg_.admin.emplace();
+    a.address = *parseAddress("127.0.0.1:9901");
+    Entries f = fields(e.value, "in admin", {"address", "token_file", "allow_config_push"});
+    if (auto* x = f.get("address"))
+      if (auto v = getAddress(*x, 0)) a.address = *v;
+    if (auto* x = f.get("token_file"))
+      if (auto v = getPath(*x)) {
+        a.token_file = *v;
+        checkReadable(*x, *v);
+      }
+    if (auto* x = f.get("allow_config_push"))
+      if (auto v = getBool(*x)) a.allow_config_push = *v;
+  }
+
+  void checkReadable(const Entry& e, const std::string& path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      error(e.value_mark, "cannot read " + e.key + " " + quote(path) + ": " + std::strerror(errno));
+      return;
+    }
+    struct stat st {};
+    bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    ::close(fd);
+    if (!regular) error(e.value_mark, e.key + " " + quote(path) + " is not a regular file");
+  }
+
+  using ItemFn = void (Loader::*)(const Entry&);
+  void list(const Entry& e, const std::string& what, ItemFn fn) {
+    if (e.value.IsNull()) return;  // "listeners:" with nothing = none
+    if (!isList(e)) return;
+    for (const YAML::Node& item : e.value) (this->*fn)(itemEntry(item, e.value_mark, what));
+  }
+
+  void listener(const Entry& item) {
+    if (!isMap(item)) return;
+    constexpr std::string_view kWhere = "in listener";
+    Entries f = fields(item.value, kWhere,
+                       {"name", "address", "proxy_protocol", "proxy_protocol_timeout",
+                        "max_connections", "per_connection_buffer_limit_kb", "tls", "http", "tcp"});
+    ListenerConfig l;
+    l.mark = item.value_mark;
+    if (auto* x = need(f, "name", item, kWhere)) {
+      l.name_mark = x->value_mark;
+      if (auto v = getName(*x, "listener")) l.name = *v;
+    }
+    if (auto* x = need(f, "address", item, kWhere))
+      if (auto v = getAddress(*x, 0)) l.address = *v;
+    if (auto* x = f.get("proxy_protocol"))
+      if (auto v = getBool(*x)) l.proxy_protocol = *v;
+    if (auto* x = f.get("proxy_protocol_timeout"))
+      if (auto v = getDuration(*x, true)) l.proxy_protocol_timeout = *v;
+    if (auto* x = f.get("max_connections"))
+      if (auto v = getUint(*x, 0, UINT64_MAX)) l.max_connections = *v;
+    if (auto* x = f.get("per_connection_buffer_limit_kb"))
+      if (auto v = getUint(*x, 1, 1048576)) l.buffer_limit_kb = static_cast<uint32_t>(*v);
+
+    const Entry* http_e = f.get("http");
+    const Entry* tcp_e = f.get("tcp");
+    if (http_e != nullptr && tcp_e != nullptr) {
+      const Entry* later = before(http_e->key_mark, tcp_e->key_mark) ? tcp_e : http_e;
+      error(later->key_mark, "listener has both 'http' and 'tcp' (use exactly one)");
+    } else if (http_e == nullptr && tcp_e == nullptr) {
+      error(l.mark, "listener needs one of 'http' or 'tcp'");
+    }
+    if (auto* x = f.get("tls")) tls(*x, l);
+    if (http_e != nullptr) http(*http_e, l);
+    if (tcp_e != nullptr) tcp(*tcp_e, l);
+    cfg_.listeners.push_back(std::move(l));
+  }
+
+  void tls(const Entry& e, ListenerConfig& l) {
+    TlsConfig& t = l.tls.emplace();
+    t.mark = e.key_mark;
+    if (isMap(e)) {
+      constexpr std::string_view kWhere = "in tls";
+      Entries f = fields(e.value, kWhere, {"certificates", "alpn", "client_ca_file", "min_version"});
+      if (auto* x = need(f, "certificates", e, kWhere)) {
+        if (isList(*x)) {
+          if (x->value.size() == 0) error(x->value_mark, "'certificates' must not be empty");
+          for (const YAML::Node& item : x->value) {
+            Entry c = itemEntry(item, x->value_mark, "certificate");
+            if (!isMap(c)) continue;
+            Entries cf = fields(item, "in certificate", {"cert_file", "key_file"});
+            TlsCertificate& cert = t.certificates.emplace_back();
+            if (auto* y = need(cf, "cert_file", c, "in certificate"))
+              if (auto v = getPath(*y)) cert.cert_file = *v;
+            if (auto* y = need(cf, "key_file", c, "in certificate"))
+              if (auto v = getPath(*y)) cert.key_file = *v;
+          }
+        }
+      }
+      if (auto* x = f.get("alpn"); x != nullptr && isList(*x)) {
+        for (const YAML::Node& item : x->value)
+          if (auto v = getEnum(itemEntry(item, x->value_mark, "alpn"), {"h2", "http/1.1"}))
+            t.alpn.push_back(*v);
+      }
+      if (auto* x = f.get("client_ca_file"))
+        if (auto v = getPath(*x)) t.client_ca_file = *v;
+      if (auto* x = f.get("min_version"))
+        if (auto v = getEnum(*x, {"TLSv1.2", "TLSv1.3"})) t.min_version = *v;
+    }
+    error(e.key_mark, "TLS termination is not supported yet in this build");
+  }
+
+  void http(const Entry& e, ListenerConfig& l) {
+    l.http.emplace().mark = e.key_mark;
+    if (isMap(e, true))
+      fields(e.value, "in http",
+             {"idle_timeout", "request_headers_timeout", "max_request_headers_kb",
+              "xff_trusted_hops", "access_log", "filters", "virtual_hosts"});
+    error(e.key_mark, "HTTP listeners are not supported yet in this build (use tcp)");
+  }
+
+  void tcp(const Entry& e, ListenerConfig& l) {
+    TcpProxyConfig& t = l.tcp.emplace();
+    if (!isMap(e)) return;
+    Entries f = fields(e.value, "in tcp", {"cluster", "idle_timeout"});
+    if (auto* x = need(f, "cluster", e, "in tcp")) {
+      t.cluster_mark = x->value_mark;
+      if (auto v = getString(*x)) t.cluster = *v;
+    }
+    if (auto* x = f.get("idle_timeout"))
+      if (auto v = getDuration(*x, false)) t.idle_timeout = *v;
+  }
+
+  void cluster(const Entry& item) {
+    if (!isMap(item)) return;
+    constexpr std::string_view kWhere = "in cluster";
+    Entries f = fields(item.value, kWhere,
+                       {"name", "endpoints", "lb_policy", "hash_on", "health_check",
+                        "connect_timeout", "protocol", "send_proxy_protocol"});
+    ClusterConfig c;
+    c.mark = item.value_mark;
+    if (auto* x = need(f, "name", item, kWhere)) {
+      c.name_mark = x->value_mark;
+      if (auto v = getName(*x, "cluster")) c.name = *v;
+    }
+    if (auto* x = need(f, "endpoints", item, kWhere); x != nullptr && isList(*x)) {
+      if (x->value.size() == 0) error(x->value_mark, "'endpoints' must not be empty");
+      for (const YAML::Node& node : x->value) {
+        Entry ep = itemEntry(node, x->value_mark, "endpoint");
+        if (!isMap(ep)) continue;
+        Entries ef = fields(node, "in endpoint", {"address", "weight"});
+        EndpointConfig& out = c.endpoints.emplace_back();
+        if (auto* y = need(ef, "address", ep, "in endpoint"))
+          if (auto v = getAddress(*y, 1)) out.address = *v;
+        if (auto* y = ef.get("weight"))
+          if (auto v = getUint(*y, 1, 1000000)) out.weight = static_cast<uint32_t>(*v);
+      }
+    }
+    if (auto* x = f.get("lb_policy")) {
+      static constexpr std::array<std::pair<std::string_view, LbPolicy>, 5> kPolicies{{
+          {"round_robin", LbPolicy::kRoundRobin},
+          {"least_request", LbPolicy::kLeastRequest},
+          {"random", LbPolicy::kRandom},
+          {"ring_hash", LbPolicy::kRingHash},
+          {"maglev", LbPolicy::kMaglev},
+      }};
+      if (auto v = getEnum(*x, {"round_robin", "least_request", "random", "ring_hash", "maglev"})) {
+        for (const auto& [name, policy] : kPolicies)
+          if (name == *v) c.lb_policy = policy;
+        if (c.lb_policy != LbPolicy::kRoundRobin)
+          error(x->value_mark, "lb_policy " + quote(*v) + " is not supported yet");
+      }
+    }
+    for (std::string_view key : {"hash_on", "health_check"})
+      if (auto* x = f.get(key)) error(x->key_mark, quote(key) + " is not supported yet");
+    if (auto* x = f.get("connect_timeout"))
+      if (auto v = getDuration(*x, true)) c.connect_timeout = *v;
+    if (auto* x = f.get("protocol"))
+      if (auto v = getEnum(*x, {"http1", "http2"})) c.protocol = *v;
+    if (auto* x = f.get("send_proxy_protocol"))
+      if (auto v = getEnum(*x, {"v1", "v2"})) c.send_proxy_protocol = *v == "v1" ? 1 : 2;
+    cfg_.clusters.push_back(std::move(c));
+  }
+
+  // Checks across sections: unique names and addresses, cluster references.
+  void crossChecks() {
+    std::set<std::string> names;
+    for (const auto& l : cfg_.listeners)
+      if (!l.name.empty() && !names.insert(l.name).second)
+        error(l.name_mark, "duplicate listener name " + quote(l.name));
+    names.clear();
+    for (const auto& c : cfg_.clusters)
+      if (!c.name.empty() && !names.insert(c.name).second)
+        error(c.name_mark, "duplicate cluster name " + quote(c.name));
+
+    std::vector<std::pair<std::string, const ListenerConfig*>> bound;
+    for (const auto& l : cfg_.listeners) {
+      if (l.address.host.empty() || l.address.port == 0) continue;
+      std::string key = canonicalAddress(l.address);
+      auto it = std::find_if(bound.begin(), bound.end(), [&](const auto& b) { return b.first == key; });
+      if (it != bound.end())
+        error(l.address.mark, "duplicate listener address " + quote(l.address.text) +
+                                  " (also used by listener " + quote(it->second->name) + ")");
+      else
+        bound.emplace_back(key, &l);
+    }
+
+    for (const auto& l : cfg_.listeners)
+      if (l.tcp && !l.tcp->cluster.empty() && cfg_.findCluster(l.tcp->cluster) == nullptr)
+        error(l.tcp->cluster_mark, "unknown cluster " + quote(l.tcp->cluster));
+  }
+
+  // What GET /config shows: the text rendered again, secrets redacted (render.h).
+  void finishRender() {
+    cfg_.json = renderRedactedJson(text_).value_or("{}");
+    cfg_.redacted_yaml = renderRedactedYaml(text_).value_or("{}\n");
+  }
+
+  const std::string& text_;
+  const std::string& path_;
+  Config cfg_;
+  std::vector<ConfigError> errors_;
+};
+
+}  // namespace
+
+LoadResult loadConfigString(const std::string& yaml, const std::string& path) {
+  return Loader(yaml, path).run();
+}
+
+LoadResult loadConfigFile(const std::string& path) {
+  std::string text;
+  int err = 0;
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) {
+    err = errno;
+  } else {
+    char buf[65536];
+    size_t n;
+    errno = 0;
+    while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) text.append(buf, n);
+    if (std::ferror(f)) err = errno != 0 ? errno : EIO;
+    std::fclose(f);
+  }
+  if (err != 0) {
+    LoadResult r;
+    r.errors.push_back({path, Mark{}, std::string("cannot read config file: ") + std::strerror(err)});
+    return r;
+  }
+  return loadConfigString(text, path);
+}
+
+}  // namespace ferry::config

@@ -95,6 +95,7 @@ struct ClusterConfig {
   LbPolicy lb_policy = LbPolicy::kRoundRobin;
   Duration connect_timeout = std::chrono::seconds(1);
   int send_proxy_protocol = 0;  // 0 = off, 1 = v1, 2 = v2
+  std::string protocol = "http1";  // upstream protocol: http1 | http2
   Mark mark;
 };
 
@@ -102,6 +103,8 @@ struct Config {
   std::string path;      // the -c file as given
   std::string dir;       // its directory, for relative paths
   std::string yaml;      // the raw text, for GET /config?format=yaml (redacted at dump time)
+  std::string json;           // the whole config as one JSON object, secrets redacted
+  std::string redacted_yaml;  // the config re-emitted as YAML, secrets redacted
   RuntimeConfig runtime;
   std::optional<AdminConfig> admin;
   std::vector<ListenerConfig> listeners;

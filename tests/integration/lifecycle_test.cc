@@ -1,1 +1,177 @@
-// placeholder
+// Process lifecycle over real sockets: SIGTERM/SIGINT drain in CONTRACT.md's order, and
+// connection limits (per listener and process-wide).
+#include <poll.h>
+#include <signal.h>
+
+#include <catch2/catch.hpp>
+
+#include "tests/integration/harness.h"
+
+using namespace ferry::testing;
+
+namespace {
+
+template <typename Pred>
+bool waitUntil(Pred pred, ms timeout, ms every = 10ms) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    ::poll(nullptr, 0, static_cast<int>(every.count()));
+  }
+  return true;
+}
+
+std::string config(uint16_t upstream_port, const std::string& runtime_extra = "",
+                   const std::string& listener_extra = "") {
+  return "runtime:\n"
+         "  workers: 2\n" +
+         runtime_extra +
+         "admin: {address: 127.0.0.1:0}\n"
+         "listeners:\n"
+         "  - name: tcp\n"
+         "    address: 127.0.0.1:0\n" +
+         listener_extra +
+         "    tcp: {cluster: up}\n"
+         "clusters:\n"
+         "  - name: up\n"
+         "    endpoints: [{address: 127.0.0.1:" +
+         std::to_string(upstream_port) + "}]\n";
+}
+
+double metric(FerryProcess& f, const std::string& key) {
+  auto r = httpRequest(f.adminPort(), "GET", "/metrics");
+  if (r.status != 200) return -1;
+  auto m = parsePrometheus(r.body);
+  if (!m) return -1;
+  auto it = m->find(key);
+  return it == m->end() ? -1 : it->second;
+}
+
+// A connection through ferry that has done one echo round trip (so it is surely accepted).
+std::unique_ptr<TcpClient> echoClient(uint16_t port) {
+  auto c = TcpClient::connect(port);
+  if (!c) return nullptr;
+  if (!c->sendAll("hi") || c->recvExactly(2, 5s) != "hi") return nullptr;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("drain: SIGTERM turns /ready 503, refuses new connections, lets open ones finish, exits 0",
+          "[lifecycle]") {
+  FakeUpstream up(FakeUpstream::echo());
+  auto f = FerryProcess::start(config(up.port(), "  drain_delay: 500ms\n  drain_timeout: 20s\n"));
+  uint16_t port = f->port("tcp");
+  uint16_t admin = f->adminPort();
+  REQUIRE(httpRequest(admin, "GET", "/ready").status == 200);
+  auto open = echoClient(port);
+  REQUIRE(open);
+
+  f->signal(SIGTERM);
+  // /ready answers 503 at once (well before drain_delay ends).
+  REQUIRE(waitUntil([&] { return httpRequest(admin, "GET", "/ready").status == 503; }, 400ms));
+  // After drain_delay the listener is closed: new connections are refused.
+  REQUIRE(waitUntil([&] { return TcpClient::connect(port, 1s) == nullptr; }, 5s));
+  REQUIRE(f->running());
+  // The open connection still works, and the admin API stays up.
+  REQUIRE(open->sendAll("still here"));
+  REQUIRE(open->recvExactly(10, 5s) == "still here");
+  REQUIRE(httpRequest(admin, "GET", "/metrics").status == 200);
+  // Once it finishes, ferry exits 0 without waiting for drain_timeout.
+  open->shutdownWrite();
+  REQUIRE(open->recvUntilClose(5s).empty());
+  auto code = f->waitExit(5s);
+  REQUIRE(code.has_value());
+  REQUIRE(*code == 0);
+}
+
+TEST_CASE("drain: connections still open at drain_timeout are closed and ferry exits 0", "[lifecycle]") {
+  FakeUpstream up(FakeUpstream::echo());
+  auto f = FerryProcess::start(config(up.port(), "  drain_timeout: 500ms\n"));
+  auto open = echoClient(f->port("tcp"));
+  REQUIRE(open);
+  auto t0 = std::chrono::steady_clock::now();
+  f->signal(SIGINT);
+  REQUIRE(open->waitClosed(5s));
+  auto code = f->waitExit(5s);
+  REQUIRE(code.has_value());
+  REQUIRE(*code == 0);
+  REQUIRE(std::chrono::steady_clock::now() - t0 >= 400ms);
+  REQUIRE(f->waitForLog("drain: timeout with 1 connections still open", 1s));
+}
+
+TEST_CASE("drain: an idle ferry exits 0 at once on SIGTERM", "[lifecycle]") {
+  FakeUpstream up(FakeUpstream::echo());
+  auto f = FerryProcess::start(config(up.port()));
+  f->port("tcp");
+  f->signal(SIGTERM);
+  auto code = f->waitExit(3s);
+  REQUIRE(code.has_value());
+  REQUIRE(*code == 0);
+}
+
+TEST_CASE("limits: listener max_connections closes connections past the limit and counts them",
+          "[lifecycle][limits]") {
+  FakeUpstream up(FakeUpstream::echo());
+  auto f = FerryProcess::start(config(up.port(), "", "    max_connections: 2\n"));
+  uint16_t port = f->port("tcp");
+  auto a = echoClient(port);
+  auto b = echoClient(port);
+  REQUIRE(a);
+  REQUIRE(b);
+  auto c = TcpClient::connect(port);
+  REQUIRE(c);  // the kernel accepts; ferry closes it at once
+  REQUIRE(c->waitClosed(3s));
+  REQUIRE(up.accepted() == 2);
+  REQUIRE(metric(*f, "ferry_downstream_connections_overflow_total{listener=\"tcp\"}") == 1);
+  REQUIRE(metric(*f, "ferry_downstream_connections_active{listener=\"tcp\"}") == 2);
+  // Room again once one closes.
+  a->shutdownWrite();
+  a->recvUntilClose(5s);
+  REQUIRE(waitUntil([&] { return metric(*f, "ferry_downstream_connections_active{listener=\"tcp\"}") == 1; },
+                    5s));
+  REQUIRE(echoClient(port));
+}
+
+TEST_CASE("limits: runtime.max_connections applies across listeners", "[lifecycle][limits]") {
+  FakeUpstream up(FakeUpstream::echo());
+  std::string cfg =
+      "runtime: {workers: 2, max_connections: 1}\n"
+      "admin: {address: 127.0.0.1:0}\n"
+      "listeners:\n"
+      "  - {name: one, address: 127.0.0.1:0, tcp: {cluster: up}}\n"
+      "  - {name: two, address: 127.0.0.1:0, tcp: {cluster: up}}\n"
+      "clusters:\n"
+      "  - name: up\n"
+      "    endpoints: [{address: 127.0.0.1:" + std::to_string(up.port()) + "}]\n";
+  auto f = FerryProcess::start(cfg);
+  auto a = echoClient(f->port("one"));
+  REQUIRE(a);
+  auto b = TcpClient::connect(f->port("two"));
+  REQUIRE(b);
+  REQUIRE(b->waitClosed(3s));
+  REQUIRE(metric(*f, "ferry_downstream_connections_overflow_total{listener=\"two\"}") == 1);
+}
+
+TEST_CASE("workers: --workers overrides runtime.workers", "[lifecycle]") {
+  FakeUpstream up(FakeUpstream::echo());
+  auto f = FerryProcess::start(config(up.port()), {"--workers", "3"});
+  f->port("tcp");
+  REQUIRE(f->waitForLog("started: 3 workers", 5s));
+}
+
+TEST_CASE("startup: a listener address in use fails startup with exit 1", "[lifecycle]") {
+  FakeUpstream busy(FakeUpstream::echo());  // holds a port without SO_REUSEPORT
+  std::string cfg =
+      "listeners:\n"
+      "  - name: tcp\n"
+      "    address: 127.0.0.1:" + std::to_string(busy.port()) + "\n"
+      "    tcp: {cluster: up}\n"
+      "clusters:\n"
+      "  - {name: up, endpoints: [{address: 127.0.0.1:1}]}\n";
+  auto f = FerryProcess::start(cfg);
+  auto code = f->waitExit(5s);
+  REQUIRE(code.has_value());
+  REQUIRE(*code == 1);
+  REQUIRE(f->log().find("Address already in use") != std::string::npos);
+}
