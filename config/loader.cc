@@ -451,7 +451,7 @@ class Loader {
     if (auto* x = f.get("proxy_protocol"))
       if (auto v = getBool(*x)) l.proxy_protocol = *v;
     if (auto* x = f.get("proxy_protocol_timeout"))
-      if (auto v = getDuration(*x, true)) l.proxy_protocol_timeout = *v;
+      if (auto v = getDuration(*x, false)) l.proxy_protocol_timeout = *v;
     if (auto* x = f.get("max_connections"))
       if (auto v = getUint(*x, 0, UINT64_MAX)) l.max_connections = *v;
     if (auto* x = f.get("per_connection_buffer_limit_kb"))
@@ -569,7 +569,7 @@ class Loader {
     for (std::string_view key : {"hash_on", "health_check"})
       if (auto* x = f.get(key)) error(x->key_mark, quote(key) + " is not supported yet");
     if (auto* x = f.get("connect_timeout"))
-      if (auto v = getDuration(*x, true)) c.connect_timeout = *v;
+      if (auto v = getDuration(*x, false)) c.connect_timeout = *v;
     if (auto* x = f.get("protocol"))
       if (auto v = getEnum(*x, {"http1", "http2"})) c.protocol = *v;
     if (auto* x = f.get("send_proxy_protocol"))

@@ -88,6 +88,7 @@ struct Server::Impl {
   std::vector<std::unique_ptr<core::Worker>> workers;
   std::vector<std::unique_ptr<WorkerRuntime>> runtimes;  // index = worker - 1; touched only on its worker
   std::unique_ptr<AdminServer> admin;
+  std::string admin_token;  // from admin.token_file; empty = no token required
   std::unique_ptr<asio::signal_set> signals;
   std::unique_ptr<asio::steady_timer> drain_timer;
   bool ready = false;
@@ -141,6 +142,19 @@ bool Server::Impl::startAdmin() {
   if (!cfg.admin) return true;
   sockaddr_storage addr{};
   core::net::makeSockaddr(cfg.admin->address.host, cfg.admin->address.port, &addr);
+  if (!cfg.admin->token_file.empty()) {
+    std::ifstream in(cfg.admin->token_file);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    admin_token = ss.str();
+    while (!admin_token.empty() && (admin_token.back() == '\n' || admin_token.back() == '\r' ||
+                                    admin_token.back() == ' '))
+      admin_token.pop_back();
+    if (!in || admin_token.empty()) {
+      FERRY_LOG(kError, "admin: token_file ", cfg.admin->token_file, " is unreadable or empty");
+      return false;
+    }
+  }
   admin = std::make_unique<AdminServer>(io);
   std::string err;
   if (!admin->start(addr, &err)) {
@@ -173,15 +187,33 @@ void Server::Impl::installAdminHandlers() {
   admin->handle("/clusters", getOnly([this](const AdminRequest&) {
     return AdminResponse{200, "application/json", clustersJson()};
   }));
-  admin->handle("/config", getOnly([this](const AdminRequest& r) {
-    if (r.param("format") == "yaml")
-      return AdminResponse{200, "application/yaml", snapshot->config.redacted_yaml};
-    return AdminResponse{200, "application/json", configJson()};
-  }));
+  // Mutations: POST/PUT only, Bearer token when admin.token_file is set.
+  auto authorized = [this](const AdminRequest& r) {
+    if (admin_token.empty()) return true;
+    auto it = r.headers.find("authorization");
+    return it != r.headers.end() && it->second == "Bearer " + admin_token;
+  };
+  admin->handle("/config", [this, authorized](const AdminRequest& r) {
+    if (r.method == "GET" || r.method == "HEAD") {
+      if (r.param("format") == "yaml")
+        return AdminResponse{200, "application/yaml", snapshot->config.redacted_yaml};
+      return AdminResponse{200, "application/json", configJson()};
+    }
+    if (r.method != "PUT") return AdminResponse{405, "text/plain; charset=utf-8", "method not allowed\n"};
+    if (!authorized(r)) return AdminResponse{401, "text/plain; charset=utf-8", "unauthorized\n"};
+    if (!cfg.admin->allow_config_push)
+      return AdminResponse{403, "text/plain; charset=utf-8", "config push is disabled (admin.allow_config_push)\n"};
+    return AdminResponse{501, "text/plain; charset=utf-8", "config reload is not supported yet in this build\n"};
+  });
+  admin->handle("/reload", [authorized](const AdminRequest& r) {
+    if (r.method != "POST") return AdminResponse{405, "text/plain; charset=utf-8", "method not allowed\n"};
+    if (!authorized(r)) return AdminResponse{401, "text/plain; charset=utf-8", "unauthorized\n"};
+    return AdminResponse{501, "text/plain; charset=utf-8", "config reload is not supported yet in this build\n"};
+  });
   admin->handle("/", getOnly([](const AdminRequest&) {
     return AdminResponse{200, "text/plain; charset=utf-8",
                          "ferry admin\n  GET /ready\n  GET /metrics\n  GET /stats\n  GET /clusters\n"
-                         "  GET /config[?format=yaml]\n"};
+                         "  GET /config[?format=yaml]\n  POST /reload (not built yet)\n  PUT /config (not built yet)\n"};
   }));
 }
 
@@ -254,8 +286,12 @@ void Server::Impl::startDrain() {
 }
 
 void Server::Impl::stopAccepting() {
-  FERRY_LOG(kInfo, "drain: listeners closed; waiting up to ",
-            config::formatDuration(cfg.runtime.drain_timeout), " for open connections");
+  if (cfg.runtime.drain_timeout.count() > 0) {
+    FERRY_LOG(kInfo, "drain: listeners closed; waiting up to ",
+              config::formatDuration(cfg.runtime.drain_timeout), " for open connections");
+  } else {
+    FERRY_LOG(kInfo, "drain: listeners closed; waiting for open connections (drain_timeout 0s: no limit)");
+  }
   for (size_t i = 0; i < workers.size(); ++i) {
     WorkerRuntime* rt = runtimes[i].get();
     workers[i]->post([rt] {
@@ -271,7 +307,7 @@ void Server::Impl::pollDrain() {
     finish();
     return;
   }
-  if (std::chrono::steady_clock::now() >= drain_deadline) {
+  if (cfg.runtime.drain_timeout.count() > 0 && std::chrono::steady_clock::now() >= drain_deadline) {
     FERRY_LOG(kWarn, "drain: timeout with ", open, " connections still open; closing them");
     finish();
     return;

@@ -53,13 +53,7 @@ std::shared_ptr<Connection> Connection::adopt(asio::io_context& io, int fd, Buff
 std::shared_ptr<Connection> Connection::connect(asio::io_context& io, const sockaddr_storage& to,
                                                 std::chrono::milliseconds timeout, BufferAccounting acct) {
   int fd = ::socket(to.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    // Out of descriptors: report it as a failed connect, asynchronously like any other.
-    int pair[2];
-    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair) != 0) std::abort();
-    ::close(pair[1]);
-    fd = pair[0];
-  }
+  if (fd < 0) return nullptr;  // out of descriptors
   auto conn = std::shared_ptr<Connection>(new Connection(io, fd, acct));
   conn->connecting_ = true;
   int r = ::connect(fd, reinterpret_cast<const sockaddr*>(&to), sockaddrLen(to));

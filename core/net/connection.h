@@ -67,6 +67,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   static std::shared_ptr<Connection> adopt(boost::asio::io_context& io, int fd, BufferAccounting acct);
   // Starts a non-blocking connect; the result arrives as onEvent(kConnected|kConnectFailed).
   // Writes before that are buffered. Reading starts by itself once connected.
+  // Returns nullptr when no socket can be created (e.g. out of descriptors).
   static std::shared_ptr<Connection> connect(boost::asio::io_context& io, const sockaddr_storage& to,
                                              std::chrono::milliseconds timeout, BufferAccounting acct);
   ~Connection();

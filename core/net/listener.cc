@@ -46,7 +46,7 @@ class ActiveConnection : public ConnectionCallbacks, public filters::NetworkFilt
         ctx_.stats->inc(info_.stats.proxy_protocol_errors);
         conn_->close(Connection::CloseType::kNoFlush);
       });
-      pp_timer_->enable(info_.cfg.proxy_protocol_timeout);
+      if (info_.cfg.proxy_protocol_timeout.count() > 0) pp_timer_->enable(info_.cfg.proxy_protocol_timeout);
       conn_->startReading();
       return;
     }

@@ -1,5 +1,7 @@
 #include "filters/network/tcp_proxy/tcp_proxy.h"
 
+#include <cerrno>
+#include <cstring>
 #include <memory>
 
 #include "config/snapshot.h"
@@ -43,6 +45,13 @@ class TcpProxy : public NetworkFilter {
     callbacks_->connection().readDisable(true);
     read_held_ = true;
     upstream_ = Connection::connect(*w.io, host_->addr, cluster.connectTimeout(), w.acct);
+    if (!upstream_) {
+      w.stats->inc(cluster.stats().connect_failures);
+      w.stats->inc(host_->connect_failures);
+      FERRY_LOG(kWarn, "tcp_proxy: cannot create a socket for ", host_->address, ": ", std::strerror(errno));
+      callbacks_->connection().close(Connection::CloseType::kNoFlush);
+      return FilterStatus::kStopIteration;
+    }
     upstream_->setCallbacks(&upstream_cb_);
     upstream_->setWriteBufferLimits(s_->buffer_limit);
     w.stats->inc(cluster.stats().cx_total);

@@ -284,8 +284,12 @@ TEST_CASE("bad values are reported at the value", "[config][loader]") {
         "t.yaml:4:5: 'health_check' is not supported yet");
   CHECK(onlyError(kClusters + "    hash_on: {header: x}\n") ==
         "t.yaml:4:5: 'hash_on' is not supported yet");
-  CHECK(onlyError(kClusters + "    connect_timeout: 0s\n") ==
-        "t.yaml:4:22: 'connect_timeout' must be greater than 0s");
+  {
+    // "0s turns a timeout off" (CONTRACT.md): accepted, and stored as 0.
+    auto r = ferry::config::loadConfigString(kClusters + "    connect_timeout: 0s\n", "t.yaml");
+    REQUIRE(r.errors.empty());
+    CHECK(r.config->clusters[0].connect_timeout.count() == 0);
+  }
   CHECK(onlyError(kClusters + "    protocol: http3\n") ==
         "t.yaml:4:15: bad protocol 'http3' (use http1, http2)");
   CHECK(onlyError(kClusters + "    send_proxy_protocol: 2\n") ==
