@@ -1,6 +1,8 @@
 // YAML -> Config with validation. Every error found is collected (sorted into document
 // order at the end); no exception leaves this file. yaml-cpp's marks are 0-based, ours are
 // 1-based. yaml-cpp keeps duplicate mapping keys, so each mapping is walked entry by entry.
+// The `http` listener block is parsed in loader_http.cc, with the helpers of
+// loader_internal.h (class Parser, defined here).
 #include "config/loader.h"
 
 #include <arpa/inet.h>
@@ -20,6 +22,7 @@
 #include <string_view>
 #include <utility>
 
+#include "config/loader_internal.h"
 #include "config/render.h"
 #include "config/values.h"
 
@@ -30,16 +33,7 @@ std::string ConfigError::format() const {
   return file + ":" + std::to_string(mark.line) + ":" + std::to_string(mark.col) + ": " + message;
 }
 
-namespace {
-
-using Keys = std::initializer_list<std::string_view>;
-
-constexpr std::string_view kDurationHint = "(use a unit: 250ms, 15s, 5m)";
-
-Mark toMark(const YAML::Mark& m) {
-  if (m.is_null() || m.line < 0 || m.column < 0) return {};
-  return {m.line + 1, m.column + 1};
-}
+namespace internal {
 
 bool before(Mark a, Mark b) { return a.line != b.line ? a.line < b.line : a.col < b.col; }
 
@@ -58,15 +52,17 @@ bool contains(Keys options, std::string_view s) {
   return std::find(options.begin(), options.end(), s) != options.end();
 }
 
+namespace {
+
 // Plain (unquoted, untagged) scalars have the non-specific tag "?".
 bool isPlain(const YAML::Node& n) { return n.Tag() == "?"; }
 
-// A plain scalar, or one explicitly tagged with this core type ("!!int 3"); not "quoted".
+}  // namespace
+
 bool isPlainOr(const YAML::Node& n, std::string_view core_type) {
   return n.IsScalar() && (isPlain(n) || n.Tag() == "tag:yaml.org,2002:" + std::string(core_type));
 }
 
-// "a mapping", "a list", "'text'", for "expected X, got Y".
 std::string describe(const YAML::Node& n) {
   if (n.IsMap()) return "a mapping";
   if (n.IsSequence()) return "a list";
@@ -76,6 +72,15 @@ std::string describe(const YAML::Node& n) {
     return quote(n.Scalar()) + " tagged " + n.Tag();
   }
   return "nothing";
+}
+
+namespace {
+
+constexpr std::string_view kDurationHint = "(use a unit: 250ms, 15s, 5m)";
+
+Mark toMark(const YAML::Mark& m) {
+  if (m.is_null() || m.line < 0 || m.column < 0) return {};
+  return {m.line + 1, m.column + 1};
 }
 
 size_t editDistance(std::string_view a, std::string_view b) {
@@ -115,26 +120,228 @@ std::string canonicalAddress(const Address& a) {
   return host + "|" + std::to_string(a.port);
 }
 
-// One key/value of a mapping (or one list item, with key naming what it is).
-struct Entry {
-  std::string key;
-  YAML::Node value;
-  Mark key_mark;
-  Mark value_mark;
-};
+}  // namespace
 
-struct Entries {
-  std::vector<Entry> list;
-  const Entry* get(std::string_view key) const {
-    for (const auto& e : list)
-      if (e.key == key) return &e;
-    return nullptr;
+// ---- Parser: error collection and typed values
+
+void Parser::error(Mark m, std::string message) { errors_.push_back({path_, m, std::move(message)}); }
+
+Mark Parser::posOf(const YAML::Node& n, Mark fallback) const {
+  YAML::Mark m = n.Mark();
+  if (m.is_null() || m.line < 0) return fallback;
+  if (n.IsNull() && !writtenNull(m.pos) && fallback.line > 0) return fallback;
+  return toMark(m);
+}
+
+bool Parser::writtenNull(int pos) const {
+  if (pos < 0 || static_cast<size_t>(pos) >= text_.size()) return false;
+  std::string_view rest = std::string_view(text_).substr(pos);
+  size_t len = 0;
+  if (rest.starts_with("~")) len = 1;
+  else if (rest.starts_with("null") || rest.starts_with("Null") || rest.starts_with("NULL")) len = 4;
+  else return false;
+  return len == rest.size() || std::string_view(" \t\r\n,]}#").find(rest[len]) != std::string_view::npos;
+}
+
+Entry Parser::itemEntry(const YAML::Node& n, Mark fallback, std::string what) const {
+  Mark m = posOf(n, fallback);
+  return {std::move(what), n, m, m};
+}
+
+Entries Parser::fields(const YAML::Node& map, std::string_view where, Keys allowed) {
+  return walk(map, where, &allowed);
+}
+
+Entries Parser::anyFields(const YAML::Node& map, std::string_view where) {
+  return walk(map, where, nullptr);
+}
+
+Entries Parser::walk(const YAML::Node& map, std::string_view where, const Keys* allowed) {
+  Entries out;
+  if (!map.IsMap()) return out;
+  for (auto it = map.begin(); it != map.end(); ++it) {
+    // Copies: `it->` yields a proxy that dies at the end of the expression.
+    const YAML::Node k = it->first;
+    const YAML::Node v = it->second;
+    Mark km = posOf(k, toMark(map.Mark()));
+    if (!k.IsScalar()) {
+      error(km, "expected a string key " + std::string(where) + ", got " + describe(k));
+      continue;
+    }
+    const std::string key = k.Scalar();
+    if (allowed != nullptr && !contains(*allowed, key)) {
+      std::string msg = "unknown key " + quote(key) + " " + std::string(where);
+      std::string_view best;
+      size_t best_d = 3;
+      for (std::string_view a : *allowed) {
+        size_t d = editDistance(key, a);
+        if (d < best_d && d < a.size() / 2 + 1) best_d = d, best = a;
+      }
+      if (!best.empty()) msg += " (did you mean " + quote(best) + "?)";
+      error(km, std::move(msg));
+      continue;
+    }
+    if (out.get(key) != nullptr) {
+      error(km, "duplicate key " + quote(key));
+      continue;
+    }
+    out.list.push_back({key, v, km, posOf(v, km)});
   }
-};
+  return out;
+}
 
-class Loader {
+const Entry* Parser::need(const Entries& f, std::string_view key, const Entry& parent,
+                          std::string_view where) {
+  const Entry* e = f.get(key);
+  if (e == nullptr)
+    error(parent.value_mark, "missing required key " + quote(key) + " " + std::string(where));
+  return e;
+}
+
+const Entry* Parser::oneOf(const Entries& f, Keys keys, const Entry& parent, std::string_view what,
+                           bool required) {
+  const Entry* first = nullptr;
+  for (const Entry& e : f.list) {
+    if (!contains(keys, e.key)) continue;
+    if (first == nullptr) {
+      first = &e;
+      continue;
+    }
+    error(e.key_mark, std::string(what) + " has both " + quote(first->key) + " and " + quote(e.key) +
+                          " (use " + (required ? "exactly one" : "only one") + ")");
+  }
+  if (first == nullptr && required) {
+    std::string options;
+    size_t i = 0;
+    for (std::string_view k : keys) {
+      if (i > 0) options += i + 1 == keys.size() ? " or " : ", ";
+      options += quote(k);
+      ++i;
+    }
+    error(parent.value_mark, std::string(what) + " needs one of " + options);
+  }
+  return first;
+}
+
+void Parser::typeError(const Entry& e, std::string_view expected) {
+  error(e.value_mark, "expected " + std::string(expected) + " for " + quote(e.key) + ", got " +
+                          describe(e.value));
+}
+
+bool Parser::isMap(const Entry& e, bool null_ok) {
+  if (e.value.IsMap() || (null_ok && e.value.IsNull())) return true;
+  typeError(e, "a mapping");
+  return false;
+}
+
+bool Parser::isList(const Entry& e) {
+  if (e.value.IsSequence()) return true;
+  typeError(e, "a list");
+  return false;
+}
+
+std::optional<std::string> Parser::getString(const Entry& e) {
+  if (!e.value.IsScalar()) {
+    typeError(e, "a string");
+    return std::nullopt;
+  }
+  if (e.value.Scalar().empty()) {
+    error(e.value_mark, quote(e.key) + " must not be empty");
+    return std::nullopt;
+  }
+  return e.value.Scalar();
+}
+
+std::optional<bool> Parser::getBool(const Entry& e) {
+  if (isPlainOr(e.value, "bool")) {
+    if (e.value.Scalar() == "true") return true;
+    if (e.value.Scalar() == "false") return false;
+  }
+  typeError(e, "a boolean (true/false)");
+  return std::nullopt;
+}
+
+std::optional<uint64_t> Parser::getUint(const Entry& e, uint64_t lo, uint64_t hi) {
+  std::string s = isPlainOr(e.value, "int") ? e.value.Scalar() : std::string();
+  bool negative = s.starts_with('-');
+  std::string_view digits = std::string_view(s).substr(negative ? 1 : 0);
+  bool numeric = !digits.empty() && std::all_of(digits.begin(), digits.end(),
+                                                 [](char c) { return c >= '0' && c <= '9'; });
+  if (!numeric) {
+    typeError(e, "an integer");
+    return std::nullopt;
+  }
+  uint64_t v = 0;
+  bool overflow = false;
+  for (char c : digits)
+    overflow |= __builtin_mul_overflow(v, 10u, &v) || __builtin_add_overflow(v, c - '0', &v);
+  if (negative || overflow || v < lo || v > hi) {
+    error(e.value_mark, quote(e.key) + " must be between " + std::to_string(lo) + " and " +
+                            std::to_string(hi) + ", got " + std::string(s));
+    return std::nullopt;
+  }
+  return v;
+}
+
+std::optional<Duration> Parser::getDuration(const Entry& e, bool positive) {
+  if (!e.value.IsScalar()) {
+    typeError(e, "a duration string " + std::string(kDurationHint));
+    return std::nullopt;
+  }
+  auto d = parseDuration(e.value.Scalar());
+  if (!d) {
+    error(e.value_mark, "bad duration " + quote(e.value.Scalar()) + " " + std::string(kDurationHint));
+    return std::nullopt;
+  }
+  if (positive && d->count() == 0) {
+    error(e.value_mark, quote(e.key) + " must be greater than 0s");
+    return std::nullopt;
+  }
+  return d;
+}
+
+std::optional<Address> Parser::getAddress(const Entry& e, int min_port) {
+  auto s = getString(e);
+  if (!s) return std::nullopt;
+  std::string why;
+  auto a = parseAddress(*s, &why);
+  if (!a) {
+    error(e.value_mark, "bad address " + quote(*s) + ": " + why);
+    return std::nullopt;
+  }
+  if (a->port < min_port) {
+    error(e.value_mark, "bad address " + quote(*s) + ": port must be 1-65535 here");
+    return std::nullopt;
+  }
+  a->mark = e.value_mark;
+  return a;
+}
+
+std::optional<std::string> Parser::getEnum(const Entry& e, Keys options) {
+  auto s = getString(e);
+  if (!s) return std::nullopt;
+  if (!contains(options, *s)) {
+    error(e.value_mark, "bad " + e.key + " " + quote(*s) + " (use " + join(options) + ")");
+    return std::nullopt;
+  }
+  return s;
+}
+
+std::optional<std::string> Parser::getName(const Entry& e, std::string_view what) {
+  auto s = getString(e);
+  if (s && !validName(*s)) {
+    error(e.value_mark, "bad " + std::string(what) + " name " + quote(*s) +
+                            " (use letters, digits, '_', '.', '-')");
+    return std::nullopt;
+  }
+  return s;
+}
+
+namespace {
+
+class Loader : public Parser {
  public:
-  Loader(const std::string& text, const std::string& path) : text_(text), path_(path) {
+  Loader(const std::string& text, const std::string& path) : Parser(text, path) {
     cfg_.path = path;
     std::string dir = std::filesystem::path(path).parent_path().string();
     cfg_.dir = dir.empty() ? "." : dir;
@@ -161,192 +368,6 @@ class Loader {
   }
 
  private:
-  void error(Mark m, std::string message) { errors_.push_back({path_, m, std::move(message)}); }
-
-  // A node's position. yaml-cpp gives an empty value ("key:" and nothing) the position of
-  // whatever comes next, so such a value uses `fallback` (the key's position) instead.
-  Mark posOf(const YAML::Node& n, Mark fallback) const {
-    YAML::Mark m = n.Mark();
-    if (m.is_null() || m.line < 0) return fallback;
-    if (n.IsNull() && !writtenNull(m.pos) && fallback.line > 0) return fallback;
-    return toMark(m);
-  }
-
-  bool writtenNull(int pos) const {
-    if (pos < 0 || static_cast<size_t>(pos) >= text_.size()) return false;
-    std::string_view rest = std::string_view(text_).substr(pos);
-    size_t len = 0;
-    if (rest.starts_with("~")) len = 1;
-    else if (rest.starts_with("null") || rest.starts_with("Null") || rest.starts_with("NULL")) len = 4;
-    else return false;
-    return len == rest.size() || std::string_view(" \t\r\n,]}#").find(rest[len]) != std::string_view::npos;
-  }
-
-  Entry itemEntry(const YAML::Node& n, Mark fallback, std::string what) const {
-    Mark m = posOf(n, fallback);
-    return {std::move(what), n, m, m};
-  }
-
-  // The entries of a mapping whose keys are in `allowed`; unknown and duplicate keys are
-  // reported (at the key) and left out. `where` ends messages: "in listener".
-  Entries fields(const YAML::Node& map, std::string_view where, Keys allowed) {
-    Entries out;
-    if (!map.IsMap()) return out;
-    for (auto it = map.begin(); it != map.end(); ++it) {
-      // Copies: `it->` yields a proxy that dies at the end of the expression.
-      const YAML::Node k = it->first;
-      const YAML::Node v = it->second;
-      Mark km = posOf(k, toMark(map.Mark()));
-      if (!k.IsScalar()) {
-        error(km, "expected a string key " + std::string(where) + ", got " + describe(k));
-        continue;
-      }
-      const std::string key = k.Scalar();
-      if (!contains(allowed, key)) {
-        std::string msg = "unknown key " + quote(key) + " " + std::string(where);
-        std::string_view best;
-        size_t best_d = 3;
-        for (std::string_view a : allowed) {
-          size_t d = editDistance(key, a);
-          if (d < best_d && d < a.size() / 2 + 1) best_d = d, best = a;
-        }
-        if (!best.empty()) msg += " (did you mean " + quote(best) + "?)";
-        error(km, std::move(msg));
-        continue;
-      }
-      if (out.get(key) != nullptr) {
-        error(km, "duplicate key " + quote(key));
-        continue;
-      }
-      out.list.push_back({key, v, km, posOf(v, km)});
-    }
-    return out;
-  }
-
-  const Entry* need(const Entries& f, std::string_view key, const Entry& parent,
-                    std::string_view where) {
-    const Entry* e = f.get(key);
-    if (e == nullptr)
-      error(parent.value_mark, "missing required key " + quote(key) + " " + std::string(where));
-    return e;
-  }
-
-  void typeError(const Entry& e, std::string_view expected) {
-    error(e.value_mark, "expected " + std::string(expected) + " for " + quote(e.key) + ", got " +
-                            describe(e.value));
-  }
-
-  // ---- typed values: each reports its own error (at the value) and returns false/nullopt.
-
-  bool isMap(const Entry& e, bool null_ok = false) {
-    if (e.value.IsMap() || (null_ok && e.value.IsNull())) return true;
-    typeError(e, "a mapping");
-    return false;
-  }
-
-  bool isList(const Entry& e) {
-    if (e.value.IsSequence()) return true;
-    typeError(e, "a list");
-    return false;
-  }
-
-  std::optional<std::string> getString(const Entry& e) {
-    if (!e.value.IsScalar()) {
-      typeError(e, "a string");
-      return std::nullopt;
-    }
-    if (e.value.Scalar().empty()) {
-      error(e.value_mark, quote(e.key) + " must not be empty");
-      return std::nullopt;
-    }
-    return e.value.Scalar();
-  }
-
-  std::optional<bool> getBool(const Entry& e) {
-    if (isPlainOr(e.value, "bool")) {
-      if (e.value.Scalar() == "true") return true;
-      if (e.value.Scalar() == "false") return false;
-    }
-    typeError(e, "a boolean (true/false)");
-    return std::nullopt;
-  }
-
-  std::optional<uint64_t> getUint(const Entry& e, uint64_t lo, uint64_t hi) {
-    std::string s = isPlainOr(e.value, "int") ? e.value.Scalar() : std::string();
-    bool negative = s.starts_with('-');
-    std::string_view digits = std::string_view(s).substr(negative ? 1 : 0);
-    bool numeric = !digits.empty() && std::all_of(digits.begin(), digits.end(),
-                                                   [](char c) { return c >= '0' && c <= '9'; });
-    if (!numeric) {
-      typeError(e, "an integer");
-      return std::nullopt;
-    }
-    uint64_t v = 0;
-    bool overflow = false;
-    for (char c : digits)
-      overflow |= __builtin_mul_overflow(v, 10u, &v) || __builtin_add_overflow(v, c - '0', &v);
-    if (negative || overflow || v < lo || v > hi) {
-      error(e.value_mark, quote(e.key) + " must be between " + std::to_string(lo) + " and " +
-                              std::to_string(hi) + ", got " + std::string(s));
-      return std::nullopt;
-    }
-    return v;
-  }
-
-  std::optional<Duration> getDuration(const Entry& e, bool positive) {
-    if (!e.value.IsScalar()) {
-      typeError(e, "a duration string " + std::string(kDurationHint));
-      return std::nullopt;
-    }
-    auto d = parseDuration(e.value.Scalar());
-    if (!d) {
-      error(e.value_mark, "bad duration " + quote(e.value.Scalar()) + " " + std::string(kDurationHint));
-      return std::nullopt;
-    }
-    if (positive && d->count() == 0) {
-      error(e.value_mark, quote(e.key) + " must be greater than 0s");
-      return std::nullopt;
-    }
-    return d;
-  }
-
-  std::optional<Address> getAddress(const Entry& e, int min_port) {
-    auto s = getString(e);
-    if (!s) return std::nullopt;
-    std::string why;
-    auto a = parseAddress(*s, &why);
-    if (!a) {
-      error(e.value_mark, "bad address " + quote(*s) + ": " + why);
-      return std::nullopt;
-    }
-    if (a->port < min_port) {
-      error(e.value_mark, "bad address " + quote(*s) + ": port must be 1-65535 here");
-      return std::nullopt;
-    }
-    a->mark = e.value_mark;
-    return a;
-  }
-
-  std::optional<std::string> getEnum(const Entry& e, Keys options) {
-    auto s = getString(e);
-    if (!s) return std::nullopt;
-    if (!contains(options, *s)) {
-      error(e.value_mark, "bad " + e.key + " " + quote(*s) + " (use " + join(options) + ")");
-      return std::nullopt;
-    }
-    return s;
-  }
-
-  std::optional<std::string> getName(const Entry& e, std::string_view what) {
-    auto s = getString(e);
-    if (s && !validName(*s)) {
-      error(e.value_mark, "bad " + std::string(what) + " name " + quote(*s) +
-                              " (use letters, digits, '_', '.', '-')");
-      return std::nullopt;
-    }
-    return s;
-  }
-
   // A file path, resolved against the config file's directory.
   std::optional<std::string> getPath(const Entry& e) {
     auto s = getString(e);
@@ -505,14 +526,7 @@ class Loader {
     error(e.key_mark, "TLS termination is not supported yet in this build");
   }
 
-  void http(const Entry& e, ListenerConfig& l) {
-    l.http.emplace().mark = e.key_mark;
-    if (isMap(e, true))
-      fields(e.value, "in http",
-             {"idle_timeout", "request_headers_timeout", "max_request_headers_kb",
-              "xff_trusted_hops", "access_log", "filters", "virtual_hosts"});
-    error(e.key_mark, "HTTP listeners are not supported yet in this build (use tcp)");
-  }
+  void http(const Entry& e, ListenerConfig& l) { parseHttp(*this, e, l.http.emplace()); }
 
   void tcp(const Entry& e, ListenerConfig& l) {
     TcpProxyConfig& t = l.tcp.emplace();
@@ -531,7 +545,8 @@ class Loader {
     constexpr std::string_view kWhere = "in cluster";
     Entries f = fields(item.value, kWhere,
                        {"name", "endpoints", "lb_policy", "hash_on", "health_check",
-                        "connect_timeout", "protocol", "send_proxy_protocol"});
+                        "connect_timeout", "protocol", "send_proxy_protocol",
+                        "max_requests_per_connection", "max_idle_connections", "idle_timeout"});
     ClusterConfig c;
     c.mark = item.value_mark;
     if (auto* x = need(f, "name", item, kWhere)) {
@@ -571,9 +586,18 @@ class Loader {
     if (auto* x = f.get("connect_timeout"))
       if (auto v = getDuration(*x, false)) c.connect_timeout = *v;
     if (auto* x = f.get("protocol"))
-      if (auto v = getEnum(*x, {"http1", "http2"})) c.protocol = *v;
+      if (auto v = getEnum(*x, {"http1", "http2"})) {
+        c.protocol = *v;
+        if (*v != "http1") error(x->value_mark, "protocol " + quote(*v) + " is not supported yet");
+      }
     if (auto* x = f.get("send_proxy_protocol"))
       if (auto v = getEnum(*x, {"v1", "v2"})) c.send_proxy_protocol = *v == "v1" ? 1 : 2;
+    if (auto* x = f.get("max_requests_per_connection"))
+      if (auto v = getUint(*x, 0, UINT32_MAX)) c.max_requests_per_connection = static_cast<uint32_t>(*v);
+    if (auto* x = f.get("max_idle_connections"))
+      if (auto v = getUint(*x, 0, 100000)) c.max_idle_connections = static_cast<uint32_t>(*v);
+    if (auto* x = f.get("idle_timeout"))
+      if (auto v = getDuration(*x, false)) c.idle_timeout = *v;
     cfg_.clusters.push_back(std::move(c));
   }
 
@@ -603,6 +627,7 @@ class Loader {
     for (const auto& l : cfg_.listeners)
       if (l.tcp && !l.tcp->cluster.empty() && cfg_.findCluster(l.tcp->cluster) == nullptr)
         error(l.tcp->cluster_mark, "unknown cluster " + quote(l.tcp->cluster));
+    checkHttpReferences(*this, cfg_);
   }
 
   // What GET /config shows: the text rendered again, secrets redacted (render.h).
@@ -611,16 +636,14 @@ class Loader {
     cfg_.redacted_yaml = renderRedactedYaml(text_).value_or("{}\n");
   }
 
-  const std::string& text_;
-  const std::string& path_;
   Config cfg_;
-  std::vector<ConfigError> errors_;
 };
 
 }  // namespace
+}  // namespace internal
 
 LoadResult loadConfigString(const std::string& yaml, const std::string& path) {
-  return Loader(yaml, path).run();
+  return internal::Loader(yaml, path).run();
 }
 
 LoadResult loadConfigFile(const std::string& path) {

@@ -1,1 +1,591 @@
-// placeholder
+// The `http` block of a listener (filters, virtual hosts, routes) and the checks on it that
+// need every cluster. Same conventions as loader.cc: every problem is reported with its
+// position, nothing throws, and keys the build cannot honour yet are refused, not ignored.
+#include <arpa/inet.h>
+#include <re2/re2.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdlib>
+#include <map>
+#include <set>
+
+#include "config/loader_internal.h"
+
+namespace ferry::config::internal {
+
+namespace {
+
+bool isAlnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+// RFC 9110 token: header names and methods.
+bool isToken(std::string_view s) {
+  constexpr std::string_view kExtra = "!#$%&'*+-.^_`|~";
+  return !s.empty() && std::all_of(s.begin(), s.end(), [&](char c) {
+    return isAlnum(c) || kExtra.find(c) != std::string_view::npos;
+  });
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+// Dot-separated non-empty labels of letters, digits and '-'.
+bool isHostName(std::string_view s) {
+  if (s.empty() || s.size() > 253) return false;
+  size_t label = 0;
+  for (char c : s) {
+    if (c == '.') {
+      if (label == 0) return false;
+      label = 0;
+    } else if (isAlnum(c) || c == '-') {
+      if (++label > 63) return false;
+    } else {
+      return false;
+    }
+  }
+  return label > 0;
+}
+
+// A host name or IP literal ("[v6]"), optionally with ":port".
+bool isHostAndPort(std::string_view s) {
+  std::string_view host = s;
+  size_t colon = s.rfind(':');
+  if (colon != std::string_view::npos && s.find(']', colon) == std::string_view::npos) {
+    std::string_view port = s.substr(colon + 1);
+    unsigned value = 0;
+    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+    if (port.empty() || ec != std::errc() || end != port.data() + port.size() || value == 0 ||
+        value > 65535)
+      return false;
+    host = s.substr(0, colon);
+  }
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    std::string v6(host.substr(1, host.size() - 2));
+    unsigned char buf[16];
+    return inet_pton(AF_INET6, v6.c_str(), buf) == 1;
+  }
+  return isHostName(host);
+}
+
+// Characters a normalised request path can hold (no query, no fragment, ASCII).
+bool isPathText(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    auto u = static_cast<unsigned char>(c);
+    return u > 0x20 && u < 0x7f && c != '?' && c != '#';
+  });
+}
+
+bool isFieldValue(std::string_view s) {
+  return s.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
+}
+
+std::string headerNameHint() { return "(use letters, digits and !#$%&'*+-.^_`|~)"; }
+
+// Headers the proxy itself manages (framing, hop-by-hop): changing them from the config
+// could make a message ambiguous, so request_headers/response_headers may not touch them.
+bool isManagedHeader(std::string_view name) {
+  for (std::string_view h : {"content-length", "transfer-encoding", "connection", "keep-alive",
+                             "proxy-connection", "te", "trailer", "upgrade"})
+    if (name == h) return true;
+  return false;
+}
+
+class HttpParser {
+ public:
+  explicit HttpParser(Parser& p) : p_(p) {}
+
+  void http(const Entry& e, HttpConfig& h) {
+    h.mark = e.key_mark;
+    if (!p_.isMap(e, true)) return;
+    constexpr std::string_view kWhere = "in http";
+    Entries f = p_.fields(e.value, kWhere,
+                          {"idle_timeout", "request_headers_timeout", "max_request_headers_kb",
+                           "max_headers", "xff_trusted_hops", "merge_slashes",
+                           "max_requests_per_connection", "access_log", "filters", "virtual_hosts"});
+    if (auto* x = f.get("idle_timeout"))
+      if (auto v = p_.getDuration(*x, false)) h.idle_timeout = *v;
+    if (auto* x = f.get("request_headers_timeout"))
+      if (auto v = p_.getDuration(*x, false)) h.request_headers_timeout = *v;
+    if (auto* x = f.get("max_request_headers_kb"))
+      if (auto v = p_.getUint(*x, 1, 8192)) h.max_request_headers_kb = static_cast<uint32_t>(*v);
+    if (auto* x = f.get("max_headers"))
+      if (auto v = p_.getUint(*x, 1, 10000)) h.max_headers = static_cast<uint32_t>(*v);
+    if (auto* x = f.get("xff_trusted_hops"))
+      if (auto v = p_.getUint(*x, 0, 64)) h.xff_trusted_hops = static_cast<uint32_t>(*v);
+    if (auto* x = f.get("merge_slashes"))
+      if (auto v = p_.getBool(*x)) h.merge_slashes = *v;
+    if (auto* x = f.get("max_requests_per_connection"))
+      if (auto v = p_.getUint(*x, 0, UINT32_MAX))
+        h.max_requests_per_connection = static_cast<uint32_t>(*v);
+    if (auto* x = f.get("access_log")) p_.error(x->key_mark, "'access_log' is not supported yet");
+    if (auto* x = f.get("filters"); x != nullptr && !x->value.IsNull() && p_.isList(*x)) {
+      std::set<std::string> seen;
+      for (const YAML::Node& item : x->value) filter(p_.itemEntry(item, x->value_mark, "filter"), h, seen);
+    }
+    if (auto* x = p_.need(f, "virtual_hosts", e, kWhere); x != nullptr && p_.isList(*x)) {
+      if (x->value.size() == 0) p_.error(x->value_mark, "'virtual_hosts' must not be empty");
+      std::map<std::string, std::string> domains;  // domain -> its virtual host, per listener
+      std::set<std::string> names;
+      for (const YAML::Node& item : x->value)
+        virtualHost(p_.itemEntry(item, x->value_mark, "virtual host"), h, domains, names);
+    }
+  }
+
+ private:
+  // ---- filters
+
+  void filter(const Entry& item, HttpConfig& h, std::set<std::string>& seen) {
+    if (!p_.isMap(item)) return;
+    constexpr std::string_view kWhere = "in filter";
+    Entries f = p_.fields(item.value, kWhere, {"name", "config"});
+    HttpFilterConfig out;
+    out.mark = item.value_mark;
+    const Entry* config = f.get("config");
+    auto* n = p_.need(f, "name", item, kWhere);
+    auto name = n != nullptr ? p_.getString(*n) : std::nullopt;
+    if (!name) return;
+    if (*name == "router") {
+      p_.error(n->value_mark, "the router filter is implicit and always last; do not list it");
+      return;
+    }
+    if (*name != "buffer" && *name != "fault") {
+      p_.error(n->value_mark, "unknown filter " + quote(*name) + " (use buffer, fault)");
+      return;
+    }
+    if (!seen.insert(*name).second)
+      p_.error(n->value_mark, "filter " + quote(*name) + " is listed twice");
+    out.name = *name;
+    if (*name == "buffer") {
+      BufferFilterConfig& b = out.buffer.emplace();
+      if (config != nullptr && p_.isMap(*config, true)) {
+        Entries cf = p_.fields(config->value, "in buffer config", {"max_request_bytes"});
+        if (auto* x = cf.get("max_request_bytes"))
+          if (auto v = p_.getUint(*x, 1, uint64_t{1} << 30)) b.max_request_bytes = *v;
+      }
+    } else if (auto* c = p_.need(f, "config", item, kWhere); c != nullptr) {
+      fault(*c, out.fault.emplace());
+    }
+    h.filters.push_back(std::move(out));
+  }
+
+  void fault(const Entry& e, FaultFilterConfig& out) {
+    if (!p_.isMap(e, true)) return;
+    Entries f = p_.fields(e.value, "in fault config", {"delay", "abort"});
+    if (f.get("delay") == nullptr && f.get("abort") == nullptr)
+      p_.error(e.value_mark, "fault config needs at least one of 'delay' or 'abort'");
+    if (auto* x = f.get("delay"); x != nullptr && p_.isMap(*x)) {
+      Entries df = p_.fields(x->value, "in delay", {"duration", "percentage"});
+      if (auto* y = p_.need(df, "duration", *x, "in delay"))
+        if (auto v = p_.getDuration(*y, true)) out.delay = *v;
+      if (auto* y = df.get("percentage"))
+        if (auto v = getPercentage(*y)) out.delay_percentage = *v;
+    }
+    if (auto* x = f.get("abort"); x != nullptr && p_.isMap(*x)) {
+      Entries af = p_.fields(x->value, "in abort", {"status", "percentage"});
+      if (auto* y = p_.need(af, "status", *x, "in abort"))
+        if (auto v = p_.getUint(*y, 200, 599)) out.abort_status = static_cast<int>(*v);
+      if (auto* y = af.get("percentage"))
+        if (auto v = getPercentage(*y)) out.abort_percentage = *v;
+    }
+  }
+
+  // A plain number 0..100, fractions allowed ("12.5"); no sign, exponent or quotes.
+  std::optional<double> getPercentage(const Entry& e) {
+    const YAML::Node& n = e.value;
+    std::string s = isPlainOr(n, "float") || isPlainOr(n, "int") ? n.Scalar() : std::string();
+    size_t dot = s.find('.');
+    auto digits = [](std::string_view d) {
+      return !d.empty() && std::all_of(d.begin(), d.end(), [](char c) { return c >= '0' && c <= '9'; });
+    };
+    std::string_view sv = s;
+    if (!digits(sv.substr(0, dot)) || (dot != std::string::npos && !digits(sv.substr(dot + 1)))) {
+      p_.typeError(e, "a number");
+      return std::nullopt;
+    }
+    double v = std::strtod(s.c_str(), nullptr);
+    if (v > 100) {
+      p_.error(e.value_mark, quote(e.key) + " must be between 0 and 100, got " + s);
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  // ---- virtual hosts and routes
+
+  void virtualHost(const Entry& item, HttpConfig& h, std::map<std::string, std::string>& domains,
+                   std::set<std::string>& names) {
+    if (!p_.isMap(item)) return;
+    constexpr std::string_view kWhere = "in virtual host";
+    Entries f = p_.fields(item.value, kWhere, {"name", "domains", "routes"});
+    VirtualHostConfig vh;
+    vh.mark = item.value_mark;
+    if (auto* x = p_.need(f, "name", item, kWhere))
+      if (auto v = p_.getName(*x, "virtual host")) {
+        vh.name = *v;
+        if (!names.insert(*v).second)
+          p_.error(x->value_mark, "duplicate virtual host name " + quote(*v));
+      }
+    if (auto* x = p_.need(f, "domains", item, kWhere); x != nullptr && p_.isList(*x)) {
+      if (x->value.size() == 0) p_.error(x->value_mark, "'domains' must not be empty");
+      for (const YAML::Node& node : x->value) {
+        Entry d = p_.itemEntry(node, x->value_mark, "domain");
+        auto v = domain(d);
+        if (!v) continue;
+        auto [it, fresh] = domains.emplace(*v, vh.name);
+        if (!fresh) {
+          p_.error(d.value_mark, "domain " + quote(*v) + " is already used by virtual host " +
+                                     quote(it->second));
+          continue;
+        }
+        vh.domains.push_back(*v);
+      }
+    }
+    if (auto* x = p_.need(f, "routes", item, kWhere); x != nullptr && p_.isList(*x)) {
+      if (x->value.size() == 0) p_.error(x->value_mark, "'routes' must not be empty");
+      for (const YAML::Node& node : x->value) route(p_.itemEntry(node, x->value_mark, "route"), vh);
+    }
+    h.virtual_hosts.push_back(std::move(vh));
+  }
+
+  // "*", "*.suffix" or a host name; lower-cased. Host is matched without its port.
+  std::optional<std::string> domain(const Entry& e) {
+    auto s = p_.getString(e);
+    if (!s) return std::nullopt;
+    std::string d = lower(*s);
+    auto pattern = [](std::string_view v) {
+      return v == "*" || (v.starts_with("*.") && isHostName(v.substr(2))) || isHostName(v);
+    };
+    if (pattern(d)) return d;
+    size_t colon = d.rfind(':');
+    std::string_view port = colon == std::string::npos ? "" : std::string_view(d).substr(colon + 1);
+    if (!port.empty() && port.find_first_not_of("0123456789") == std::string_view::npos &&
+        pattern(std::string_view(d).substr(0, colon)))
+      p_.error(e.value_mark, "domain " + quote(*s) +
+                                 " must not have a port (the Host header is matched without its port)");
+    else
+      p_.error(e.value_mark, "bad domain " + quote(*s) +
+                                 " (use \"*\", \"*.example.com\" or a host name: letters, digits, "
+                                 "'-', '.')");
+    return std::nullopt;
+  }
+
+  void route(const Entry& item, VirtualHostConfig& vh) {
+    if (!p_.isMap(item)) return;
+    constexpr std::string_view kWhere = "in route";
+    Entries f = p_.fields(item.value, kWhere,
+                          {"match", "route", "direct_response", "redirect", "request_headers",
+                           "response_headers"});
+    RouteConfig r;
+    r.mark = item.value_mark;
+    bool regex = false;
+    if (auto* x = p_.need(f, "match", item, kWhere)) regex = match(*x, r.match);
+    p_.oneOf(f, {"route", "direct_response", "redirect"}, item, "route", true);
+    if (auto* x = f.get("route")) action(*x, r.route.emplace(), regex);
+    if (auto* x = f.get("direct_response")) directResponse(*x, r.direct_response.emplace());
+    if (auto* x = f.get("redirect")) redirect(*x, r.redirect.emplace(), regex);
+    if (auto* x = f.get("request_headers")) headerOps(*x, r.request_headers, true);
+    if (auto* x = f.get("response_headers")) headerOps(*x, r.response_headers, false);
+    vh.routes.push_back(std::move(r));
+  }
+
+  // Returns true for a regex match (prefix_rewrite has no prefix to replace then).
+  bool match(const Entry& e, RouteMatchConfig& m) {
+    m.mark = e.value_mark;
+    if (!p_.isMap(e)) return false;
+    Entries f = p_.fields(e.value, "in match", {"prefix", "path", "regex", "headers", "methods"});
+    bool regex = false;
+    if (auto* x = p_.oneOf(f, {"prefix", "path", "regex"}, e, "match", true)) {
+      if (x->key == "regex") {
+        m.kind = RouteMatchConfig::Kind::kRegex;
+        regex = true;
+        if (auto v = getRegex(*x)) m.value = *v;
+      } else {
+        m.kind = x->key == "path" ? RouteMatchConfig::Kind::kPath : RouteMatchConfig::Kind::kPrefix;
+        if (auto v = getPathValue(*x)) m.value = *v;
+      }
+    }
+    if (auto* x = f.get("headers"); x != nullptr && p_.isList(*x))
+      for (const YAML::Node& node : x->value)
+        headerMatcher(p_.itemEntry(node, x->value_mark, "header match"), m);
+    if (auto* x = f.get("methods"); x != nullptr && p_.isList(*x)) {
+      if (x->value.size() == 0)
+        p_.error(x->value_mark, "'methods' must not be empty (leave it out to match every method)");
+      for (const YAML::Node& node : x->value) {
+        Entry me = p_.itemEntry(node, x->value_mark, "method");
+        auto v = p_.getString(me);
+        if (!v) continue;
+        if (!std::all_of(v->begin(), v->end(), [](char c) { return c >= 'A' && c <= 'Z'; }))
+          p_.error(me.value_mark, "bad method " + quote(*v) + " (use upper-case letters: GET, POST, ...)");
+        else if (std::find(m.methods.begin(), m.methods.end(), *v) != m.methods.end())
+          p_.error(me.value_mark, "duplicate method " + quote(*v));
+        else
+          m.methods.push_back(*v);
+      }
+    }
+    return regex;
+  }
+
+  void headerMatcher(const Entry& item, RouteMatchConfig& m) {
+    if (!p_.isMap(item)) return;
+    constexpr std::string_view kWhere = "in header match";
+    Entries f = p_.fields(item.value, kWhere, {"name", "exact", "prefix", "regex", "present"});
+    HeaderMatcherConfig h;
+    h.mark = item.value_mark;
+    if (auto* x = p_.need(f, "name", item, kWhere))
+      if (auto v = getHeaderName(*x)) h.name = *v;
+    if (auto* x = p_.oneOf(f, {"exact", "prefix", "regex", "present"}, item, "header match", true)) {
+      using Kind = HeaderMatcherConfig::Kind;
+      if (x->key == "present") {
+        h.kind = Kind::kPresent;
+        if (auto v = p_.getBool(*x); v && !*v)
+          p_.error(x->value_mark, "'present' must be true (matching an absent header is not supported)");
+      } else if (x->key == "regex") {
+        h.kind = Kind::kRegex;
+        if (auto v = getRegex(*x)) h.value = *v;
+      } else {
+        h.kind = x->key == "exact" ? Kind::kExact : Kind::kPrefix;
+        if (auto v = getHeaderValue(*x)) h.value = *v;
+      }
+    }
+    m.headers.push_back(std::move(h));
+  }
+
+  void action(const Entry& e, RouteActionConfig& a, bool regex) {
+    if (!p_.isMap(e)) return;
+    constexpr std::string_view kWhere = "in route action";
+    Entries f = p_.fields(e.value, kWhere,
+                          {"cluster", "weighted_clusters", "prefix_rewrite", "host_rewrite",
+                           "timeout", "retry"});
+    p_.oneOf(f, {"cluster", "weighted_clusters"}, e, "route action", true);
+    if (auto* x = f.get("cluster")) {
+      a.cluster_mark = x->value_mark;
+      if (auto v = p_.getString(*x)) a.cluster = *v;
+    }
+    if (auto* x = f.get("weighted_clusters"); x != nullptr && p_.isList(*x)) {
+      if (x->value.size() == 0) p_.error(x->value_mark, "'weighted_clusters' must not be empty");
+      for (const YAML::Node& node : x->value) {
+        Entry item = p_.itemEntry(node, x->value_mark, "weighted cluster");
+        if (!p_.isMap(item)) continue;
+        Entries wf = p_.fields(node, "in weighted cluster", {"cluster", "weight"});
+        WeightedClusterConfig w;
+        w.mark = item.value_mark;
+        if (auto* y = p_.need(wf, "cluster", item, "in weighted cluster")) {
+          w.mark = y->value_mark;
+          if (auto v = p_.getString(*y)) {
+            w.cluster = *v;
+            for (const auto& other : a.weighted_clusters)
+              if (other.cluster == *v)
+                p_.error(y->value_mark, "cluster " + quote(*v) + " is listed twice in weighted_clusters");
+          }
+        }
+        if (auto* y = wf.get("weight"))
+          if (auto v = p_.getUint(*y, 1, 1000000)) w.weight = static_cast<uint32_t>(*v);
+        a.weighted_clusters.push_back(std::move(w));
+      }
+    }
+    if (auto* x = f.get("prefix_rewrite")) {
+      if (regex)
+        p_.error(x->key_mark, "'prefix_rewrite' cannot be used with a regex match");
+      else if (auto v = getPathValue(*x))
+        a.prefix_rewrite = *v;
+    }
+    if (auto* x = f.get("host_rewrite"))
+      if (auto v = getHost(*x)) a.host_rewrite = *v;
+    if (auto* x = f.get("timeout"))
+      if (auto v = p_.getDuration(*x, false)) a.timeout = *v;
+    if (auto* x = f.get("retry")) p_.error(x->key_mark, "'retry' is not supported yet");
+  }
+
+  void directResponse(const Entry& e, DirectResponseConfig& d) {
+    if (!p_.isMap(e)) return;
+    constexpr std::string_view kWhere = "in direct_response";
+    Entries f = p_.fields(e.value, kWhere, {"status", "body"});
+    if (auto* x = p_.need(f, "status", e, kWhere))
+      if (auto v = p_.getUint(*x, 200, 599)) d.status = static_cast<int>(*v);
+    if (auto* x = f.get("body")) {
+      if (!x->value.IsScalar()) {
+        p_.typeError(*x, "a string");
+      } else {
+        d.body = x->value.Scalar();
+        if (!d.body.empty() && (d.status == 204 || d.status == 304))
+          p_.error(x->value_mark, "a " + std::to_string(d.status) + " response cannot have a body");
+      }
+    }
+  }
+
+  void redirect(const Entry& e, RedirectConfig& r, bool regex) {
+    if (!p_.isMap(e, true)) return;
+    constexpr std::string_view kWhere = "in redirect";
+    Entries f = p_.fields(e.value, kWhere,
+                          {"scheme_redirect", "host_redirect", "path_redirect", "prefix_rewrite", "code"});
+    if (f.get("scheme_redirect") == nullptr && f.get("host_redirect") == nullptr &&
+        f.get("path_redirect") == nullptr && f.get("prefix_rewrite") == nullptr)
+      p_.error(e.value_mark,
+               "redirect needs at least one of 'scheme_redirect', 'host_redirect', "
+               "'path_redirect' or 'prefix_rewrite' (it would redirect to itself)");
+    p_.oneOf(f, {"path_redirect", "prefix_rewrite"}, e, "redirect", false);
+    if (auto* x = f.get("scheme_redirect"))
+      if (auto v = p_.getEnum(*x, {"http", "https"})) r.scheme = *v;
+    if (auto* x = f.get("host_redirect"))
+      if (auto v = getHost(*x)) r.host = *v;
+    if (auto* x = f.get("path_redirect"))
+      if (auto v = getPathValue(*x)) r.path = *v;
+    if (auto* x = f.get("prefix_rewrite")) {
+      if (regex)
+        p_.error(x->key_mark, "'prefix_rewrite' cannot be used with a regex match");
+      else if (auto v = getPathValue(*x))
+        r.prefix_rewrite = *v;
+    }
+    if (auto* x = f.get("code"))
+      if (auto v = p_.getUint(*x, 0, 999)) {
+        if (*v == 301 || *v == 302 || *v == 303 || *v == 307 || *v == 308)
+          r.code = static_cast<int>(*v);
+        else
+          p_.error(x->value_mark, "bad redirect code " + std::to_string(*v) +
+                                      " (use 301, 302, 303, 307, 308)");
+      }
+  }
+
+  // request_headers / response_headers: {set: {name: value}, add: {name: value}, remove: [name]}.
+  // A name may appear once across set, add and remove.
+  void headerOps(const Entry& e, HeaderOpsConfig& ops, bool request) {
+    if (!p_.isMap(e, true)) return;
+    std::string where = "in " + e.key;
+    Entries f = p_.fields(e.value, where, {"set", "add", "remove"});
+    std::map<std::string, std::string> seen;  // name -> where it was first named
+    auto check = [&](const std::string& name, Mark m, const std::string& op) {
+      if (request && name == "host") {
+        p_.error(m, "request_headers cannot change 'host' (use route.host_rewrite)");
+        return false;
+      }
+      if (isManagedHeader(name)) {
+        p_.error(m, "header " + quote(name) + " is managed by the proxy and cannot be changed");
+        return false;
+      }
+      auto [it, fresh] = seen.emplace(name, op);
+      if (!fresh) {
+        p_.error(m, "header " + quote(name) + " is already named in " + quote(it->second));
+        return false;
+      }
+      return true;
+    };
+    for (const Entry& x : f.list) {
+      if (x.key == "remove") {
+        if (x.value.IsNull() || !p_.isList(x)) continue;
+        for (const YAML::Node& node : x.value) {
+          Entry item = p_.itemEntry(node, x.value_mark, "header name");
+          if (auto name = getHeaderName(item); name && check(*name, item.value_mark, x.key))
+            ops.remove.push_back(*name);
+        }
+        continue;
+      }
+      if (!p_.isMap(x, true)) continue;
+      auto& out = x.key == "set" ? ops.set : ops.add;
+      Entries headers = p_.anyFields(x.value, "in " + x.key);
+      for (const Entry& h : headers.list) {
+        std::string name = lower(h.key);
+        if (!isToken(name)) {
+          p_.error(h.key_mark, "bad header name " + quote(h.key) + " " + headerNameHint());
+          continue;
+        }
+        auto value = getHeaderValue(h);
+        if (check(name, h.key_mark, x.key) && value) out.emplace_back(name, *value);
+      }
+    }
+  }
+
+  // ---- typed values
+
+  std::optional<std::string> getHeaderName(const Entry& e) {
+    auto s = p_.getString(e);
+    if (!s) return std::nullopt;
+    if (!isToken(*s)) {
+      p_.error(e.value_mark, "bad header name " + quote(*s) + " " + headerNameHint());
+      return std::nullopt;
+    }
+    return lower(*s);
+  }
+
+  // Any scalar, empty allowed, without CR, LF or NUL.
+  std::optional<std::string> getHeaderValue(const Entry& e) {
+    if (!e.value.IsScalar()) {
+      p_.typeError(e, "a string");
+      return std::nullopt;
+    }
+    if (!isFieldValue(e.value.Scalar())) {
+      p_.error(e.value_mark, "bad value for " + quote(e.key) + ": must not contain CR, LF or NUL");
+      return std::nullopt;
+    }
+    return e.value.Scalar();
+  }
+
+  // A path (prefix, exact path, rewrite, redirect): starts with '/', no query or fragment.
+  std::optional<std::string> getPathValue(const Entry& e) {
+    auto s = p_.getString(e);
+    if (!s) return std::nullopt;
+    if (s->front() != '/') {
+      p_.error(e.value_mark, quote(e.key) + " must start with '/', got " + quote(*s));
+      return std::nullopt;
+    }
+    if (!isPathText(*s)) {
+      p_.error(e.value_mark, quote(e.key) + " must not contain spaces, control characters, "
+                                            "non-ASCII bytes (percent-encode them), '?' or '#'");
+      return std::nullopt;
+    }
+    return s;
+  }
+
+  // An RE2 pattern; a bad one is reported with RE2's own message.
+  std::optional<std::string> getRegex(const Entry& e) {
+    auto s = p_.getString(e);
+    if (!s) return std::nullopt;
+    RE2::Options options;
+    options.set_log_errors(false);
+    RE2 re(*s, options);
+    if (!re.ok()) {
+      p_.error(e.value_mark, "bad regex " + quote(*s) + ": " + re.error());
+      return std::nullopt;
+    }
+    return s;
+  }
+
+  std::optional<std::string> getHost(const Entry& e) {
+    auto s = p_.getString(e);
+    if (s && !isHostAndPort(*s)) {
+      p_.error(e.value_mark, "bad " + e.key + " " + quote(*s) +
+                                 " (use a host name or IP address, optionally with :port)");
+      return std::nullopt;
+    }
+    return s;
+  }
+
+  Parser& p_;
+};
+
+}  // namespace
+
+void parseHttp(Parser& p, const Entry& e, HttpConfig& out) { HttpParser(p).http(e, out); }
+
+void checkHttpReferences(Parser& p, const Config& cfg) {
+  auto check = [&](const std::string& name, Mark m) {
+    if (!name.empty() && cfg.findCluster(name) == nullptr)
+      p.error(m, "unknown cluster " + quote(name));
+  };
+  for (const auto& l : cfg.listeners) {
+    if (!l.http) continue;
+    for (const auto& vh : l.http->virtual_hosts)
+      for (const auto& r : vh.routes) {
+        if (!r.route) continue;
+        check(r.route->cluster, r.route->cluster_mark);
+        for (const auto& w : r.route->weighted_clusters) check(w.cluster, w.mark);
+      }
+  }
+}
+
+}  // namespace ferry::config::internal

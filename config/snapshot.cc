@@ -27,6 +27,12 @@ const core::upstream::Cluster* Snapshot::cluster(const std::string& name) const 
   return nullptr;
 }
 
+std::shared_ptr<const core::upstream::Cluster> Snapshot::clusterPtr(const std::string& name) const {
+  for (const auto& c : clusters)
+    if (c->name() == name) return c;
+  return nullptr;
+}
+
 std::shared_ptr<const Snapshot> buildSnapshot(Config cfg, uint64_t version, core::StatsStore& stats,
                                               const filters::Registry& registry, std::string* error) {
   auto snap = std::make_shared<Snapshot>();
@@ -57,19 +63,16 @@ std::shared_ptr<const Snapshot> buildSnapshot(Config cfg, uint64_t version, core
         stats.counter("ferry_downstream_bytes_received_total", labels, "Bytes received from clients.");
     info->stats.bytes_sent = stats.counter("ferry_downstream_bytes_sent_total", labels, "Bytes sent to clients.");
     info->active = std::make_shared<std::atomic<int64_t>>(0);
-    if (l.tcp) {
-      const auto* builder = registry.network("tcp_proxy");
-      if (!builder) {
-        *error = "tcp_proxy filter is not registered";
-        return nullptr;
-      }
-      auto factory = (*builder)(l, *snap, error);
-      if (!factory) return nullptr;
-      info->filter_factories.push_back(std::move(factory));
-    } else {
+    const char* terminal = l.tcp ? "tcp_proxy" : l.http ? "http_connection_manager" : nullptr;
+    const auto* builder = terminal ? registry.network(terminal) : nullptr;
+    if (!builder) {
       *error = "listener '" + l.name + "' has no supported protocol";
       return nullptr;
     }
+    filters::BuildContext bctx{l, *snap, stats, registry};
+    auto factory = (*builder)(bctx, error);
+    if (!factory) return nullptr;
+    info->filter_factories.push_back(std::move(factory));
     snap->listeners.push_back(std::move(info));
   }
   snap->config = std::move(cfg);

@@ -52,6 +52,7 @@ struct Snapshot {
   core::StatHandle buffered_bytes;
 
   const core::upstream::Cluster* cluster(const std::string& name) const;
+  std::shared_ptr<const core::upstream::Cluster> clusterPtr(const std::string& name) const;
 };
 
 // Compiles `cfg`. Registers stats on `stats` (same names reuse the same slots).

@@ -64,6 +64,47 @@ StatHandle StatsStore::add(MetricType type, const std::string& name,
   return StatHandle{idx};
 }
 
+HistogramHandle StatsStore::histogram(const std::string& name,
+                                     const std::vector<std::pair<std::string, std::string>>& labels,
+                                     const std::vector<double>& bounds, const std::string& help) {
+  std::string rendered;
+  for (size_t i = 0; i < labels.size(); ++i) {
+    rendered += (i ? "," : "{");
+    rendered += labels[i].first + "=\"" + escapeLabel(labels[i].second) + "\"";
+  }
+  if (!labels.empty()) rendered += "}";
+  std::string key = name + rendered;
+  auto it = by_key_.find(key);
+  if (it != by_key_.end()) {
+    const Entry& e = entries_[it->second];
+    return HistogramHandle{e.idx, static_cast<uint32_t>(e.bounds->size()), e.bounds};
+  }
+  uint32_t need = static_cast<uint32_t>(bounds.size()) + 2;
+  if (next_slot_ + need > StatsShard::kMaxSlots) return HistogramHandle{};
+  bounds_.push_back(std::make_unique<std::vector<double>>(bounds));
+  uint32_t first = next_slot_;
+  next_slot_ += need;
+  by_key_.emplace(key, static_cast<uint32_t>(entries_.size()));
+  Entry e{name, rendered, MetricType::kHistogram, first, bounds_.back().get(), labels};
+  entries_.push_back(std::move(e));
+  if (!help.empty()) help_.emplace(name, help);
+  return HistogramHandle{first, static_cast<uint32_t>(bounds.size()), bounds_.back().get()};
+}
+
+namespace {
+std::string formatBound(double b) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", b);
+  return buf;
+}
+std::string withLe(const std::vector<std::pair<std::string, std::string>>& labels, const std::string& le) {
+  std::string out = "{";
+  for (const auto& [k, v] : labels) out += k + "=\"" + escapeLabel(v) + "\",";
+  out += "le=\"" + le + "\"}";
+  return out;
+}
+}  // namespace
+
 int64_t StatsStore::value(StatHandle h) const {
   int64_t sum = 0;
   for (const auto& s : shards_) sum += s->get(h);
@@ -84,7 +125,26 @@ std::string StatsStore::prometheus() const {
       family = &e->name;
       auto h = help_.find(e->name);
       if (h != help_.end()) out += "# HELP " + e->name + " " + h->second + "\n";
-      out += "# TYPE " + e->name + (e->type == MetricType::kCounter ? " counter\n" : " gauge\n");
+      const char* type = e->type == MetricType::kCounter ? " counter\n"
+                         : e->type == MetricType::kGauge ? " gauge\n"
+                                                         : " histogram\n";
+      out += "# TYPE " + e->name + type;
+    }
+    if (e->type == MetricType::kHistogram) {
+      int64_t cumulative = 0;
+      for (size_t b = 0; b < e->bounds->size(); ++b) {
+        cumulative += value(StatHandle{static_cast<uint32_t>(e->idx + b)});
+        out += e->name + "_bucket" + withLe(e->label_pairs, formatBound((*e->bounds)[b])) + " " +
+               std::to_string(cumulative) + "\n";
+      }
+      uint32_t n = static_cast<uint32_t>(e->bounds->size());
+      int64_t count = value(StatHandle{e->idx + n + 1});
+      char sum[64];
+      std::snprintf(sum, sizeof sum, "%.6f", static_cast<double>(value(StatHandle{e->idx + n})) / 1e6);
+      out += e->name + "_bucket" + withLe(e->label_pairs, "+Inf") + " " + std::to_string(count) + "\n";
+      out += e->name + "_sum" + e->labels + " " + sum + "\n";
+      out += e->name + "_count" + e->labels + " " + std::to_string(count) + "\n";
+      continue;
     }
     out += e->name + e->labels + " " + std::to_string(value(StatHandle{e->idx})) + "\n";
   }
@@ -98,8 +158,17 @@ std::string StatsStore::plain() const {
     return a->name != b->name ? a->name < b->name : a->labels < b->labels;
   });
   std::string out;
-  for (const Entry* e : sorted)
+  for (const Entry* e : sorted) {
+    if (e->type == MetricType::kHistogram) {
+      uint32_t n = static_cast<uint32_t>(e->bounds->size());
+      out += e->name + "_count" + e->labels + ": " + std::to_string(value(StatHandle{e->idx + n + 1})) + "\n";
+      char sum[64];
+      std::snprintf(sum, sizeof sum, "%.6f", static_cast<double>(value(StatHandle{e->idx + n})) / 1e6);
+      out += e->name + "_sum" + e->labels + ": " + sum + "\n";
+      continue;
+    }
     out += e->name + e->labels + ": " + std::to_string(value(StatHandle{e->idx})) + "\n";
+  }
   return out;
 }
 

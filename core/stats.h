@@ -13,12 +13,20 @@
 
 namespace ferry::core {
 
-enum class MetricType { kCounter, kGauge };
+enum class MetricType { kCounter, kGauge, kHistogram };
 
 // An index valid in every shard. The default handle points at a scratch slot, so an
 // unregistered handle is harmless.
 struct StatHandle {
   uint32_t idx = 0;
+};
+
+// A histogram: consecutive slots (one per bucket, then the sum in microseconds, then the
+// count). Bucket bounds are fixed per histogram (seconds).
+struct HistogramHandle {
+  uint32_t first = 0;
+  uint32_t buckets = 0;  // 0 = unregistered
+  const std::vector<double>* bounds = nullptr;
 };
 
 class StatsShard {
@@ -35,6 +43,16 @@ class StatsShard {
   void inc(StatHandle h) { add(h, 1); }
   void dec(StatHandle h) { add(h, -1); }
   int64_t get(StatHandle h) const { return slots_[h.idx].load(std::memory_order_relaxed); }
+  // Records one observation (microseconds) into the histogram.
+  void observe(const HistogramHandle& h, int64_t micros) {
+    if (h.buckets == 0) return;
+    double secs = static_cast<double>(micros) / 1e6;
+    uint32_t b = 0;
+    while (b < h.buckets && secs > (*h.bounds)[b]) ++b;
+    if (b < h.buckets) add(StatHandle{h.first + b});  // cumulated when rendered
+    add(StatHandle{h.first + h.buckets}, micros);
+    add(StatHandle{h.first + h.buckets + 1});
+  }
 
  private:
   std::unique_ptr<std::atomic<int64_t>[]> slots_;
@@ -51,6 +69,10 @@ class StatsStore {
                      const std::string& help = "");
   StatHandle gauge(const std::string& name, const std::vector<std::pair<std::string, std::string>>& labels = {},
                    const std::string& help = "");
+
+  // Registers a histogram with the given upper bounds (seconds, ascending; +Inf is implied).
+  HistogramHandle histogram(const std::string& name, const std::vector<std::pair<std::string, std::string>>& labels,
+                            const std::vector<double>& bounds, const std::string& help = "");
 
   StatsShard& shard(size_t i) { return *shards_[i]; }
   size_t shardCount() const { return shards_.size(); }
@@ -69,6 +91,8 @@ class StatsStore {
     std::string labels;  // rendered: {k="v",...} or empty
     MetricType type;
     uint32_t idx;
+    const std::vector<double>* bounds = nullptr;  // histograms
+    std::vector<std::pair<std::string, std::string>> label_pairs;  // histograms (le is added)
   };
   StatHandle add(MetricType type, const std::string& name,
                  const std::vector<std::pair<std::string, std::string>>& labels, const std::string& help);
@@ -77,6 +101,7 @@ class StatsStore {
   std::vector<Entry> entries_;
   std::map<std::string, uint32_t> by_key_;  // name+labels -> entries_ index
   std::map<std::string, std::string> help_;
+  std::vector<std::unique_ptr<std::vector<double>>> bounds_;
   uint32_t next_slot_ = 1;  // slot 0 is the scratch slot
 };
 

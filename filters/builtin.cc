@@ -1,4 +1,7 @@
 // Every built-in filter, listed once.
+#include "filters/http/buffer/buffer_filter.h"
+#include "filters/http/fault/fault_filter.h"
+#include "filters/network/http_connection_manager/hcm.h"
 #include "filters/network/tcp_proxy/tcp_proxy.h"
 #include "filters/registry.h"
 
@@ -6,6 +9,9 @@ namespace ferry::filters {
 
 void registerBuiltins(Registry& registry) {
   registry.addNetwork("tcp_proxy", network::tcpProxyBuilder());
+  registry.addNetwork("http_connection_manager", network::httpConnectionManagerBuilder());
+  registry.addHttp("buffer", http::bufferFilterBuilder());
+  registry.addHttp("fault", http::faultFilterBuilder());
 }
 
 }  // namespace ferry::filters

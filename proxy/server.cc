@@ -21,6 +21,7 @@
 #include "core/net/socket_util.h"
 #include "core/stats.h"
 #include "core/upstream/cluster.h"
+#include "core/upstream/http_pool.h"
 #include "filters/registry.h"
 #include "proxy/admin/admin.h"
 
@@ -71,8 +72,10 @@ unsigned resolveWorkers(uint32_t configured) {
 // A worker's share of the running config: its listeners and LB state. Lives on the worker.
 struct WorkerRuntime {
   core::WorkerContext ctx;
+  bool draining = false;
   std::unique_ptr<core::upstream::ClusterLb> lb;
-  std::vector<std::unique_ptr<core::net::ActiveListener>> listeners;
+  std::unique_ptr<core::upstream::PoolManager> pools;
+  std::vector<std::unique_ptr<core::net::ActiveListener>> listeners;  // destroyed first
 };
 
 }  // namespace
@@ -274,6 +277,11 @@ void Server::Impl::onSignal(int sig) {
 
 void Server::Impl::startDrain() {
   draining = true;  // /ready answers 503 from now on
+  // Workers: HTTP responses carry "connection: close" from now on.
+  for (size_t i = 0; i < workers.size(); ++i) {
+    WorkerRuntime* rt = runtimes[i].get();
+    workers[i]->post([rt] { rt->draining = true; });
+  }
   drain_timer = std::make_unique<asio::steady_timer>(io);
   auto delay = cfg.runtime.drain_delay;
   drain_timer->expires_after(delay);
@@ -381,6 +389,9 @@ int Server::run() {
     rt->ctx.worker_index = i + 1;
     rt->lb = std::make_unique<core::upstream::ClusterLb>(s.snapshot->clusters.size());
     rt->ctx.lb = rt->lb.get();
+    rt->pools = std::make_unique<core::upstream::PoolManager>(rt->ctx);
+    rt->ctx.pools = rt->pools.get();
+    rt->ctx.draining = &rt->draining;
     s.runtimes.push_back(std::move(rt));
   }
   for (unsigned i = 0; i < n; ++i) {

@@ -14,6 +14,7 @@ namespace ferry::core {
 class StatsShard;
 namespace upstream {
 class ClusterLb;
+class PoolManager;
 }
 
 struct WorkerContext {
@@ -21,6 +22,8 @@ struct WorkerContext {
   StatsShard* stats = nullptr;
   net::BufferAccounting acct;
   upstream::ClusterLb* lb = nullptr;
+  upstream::PoolManager* pools = nullptr;
+  bool* draining = nullptr;  // set by the server when a drain starts (worker-local copy)
   size_t worker_index = 0;
 };
 

@@ -8,7 +8,10 @@ Cluster::Cluster(const config::ClusterConfig& cfg, size_t index, StatsStore& sta
     : name_(cfg.name),
       index_(index),
       connect_timeout_(cfg.connect_timeout),
-      send_proxy_protocol_(cfg.send_proxy_protocol) {
+      send_proxy_protocol_(cfg.send_proxy_protocol),
+      max_requests_per_connection_(cfg.max_requests_per_connection),
+      max_idle_connections_(cfg.max_idle_connections),
+      pool_idle_timeout_(cfg.idle_timeout) {
   const std::vector<std::pair<std::string, std::string>> labels = {{"cluster", name_}};
   stats_.cx_total = stats.counter("ferry_upstream_connections_total", labels, "Upstream connections opened.");
   stats_.cx_active = stats.gauge("ferry_upstream_connections_active", labels, "Open upstream connections.");
@@ -17,6 +20,10 @@ Cluster::Cluster(const config::ClusterConfig& cfg, size_t index, StatsStore& sta
   stats_.bytes_sent = stats.counter("ferry_upstream_bytes_sent_total", labels, "Bytes sent to upstreams.");
   stats_.bytes_received =
       stats.counter("ferry_upstream_bytes_received_total", labels, "Bytes received from upstreams.");
+  for (int cls = 1; cls <= 5; ++cls)
+    stats_.rq_by_class[cls] = stats.counter("ferry_upstream_requests_total",
+                                            {{"cluster", name_}, {"code", std::to_string(cls) + "xx"}},
+                                            "Upstream HTTP responses by status class.");
   for (const auto& ep : cfg.endpoints) {
     Host h;
     net::makeSockaddr(ep.address.host, ep.address.port, &h.addr);

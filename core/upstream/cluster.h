@@ -30,6 +30,7 @@ struct ClusterStats {
   StatHandle connect_failures;
   StatHandle bytes_sent;      // toward the upstream
   StatHandle bytes_received;  // from the upstream
+  StatHandle rq_by_class[6];  // [1..5]: HTTP responses from (or on behalf of) the cluster
 };
 
 class Cluster {
@@ -41,6 +42,9 @@ class Cluster {
   const std::vector<Host>& hosts() const { return hosts_; }
   std::chrono::milliseconds connectTimeout() const { return connect_timeout_; }
   int sendProxyProtocol() const { return send_proxy_protocol_; }
+  uint32_t maxRequestsPerConnection() const { return max_requests_per_connection_; }
+  uint32_t maxIdleConnections() const { return max_idle_connections_; }
+  std::chrono::milliseconds poolIdleTimeout() const { return pool_idle_timeout_; }
   const ClusterStats& stats() const { return stats_; }
 
  private:
@@ -49,6 +53,9 @@ class Cluster {
   std::vector<Host> hosts_;
   std::chrono::milliseconds connect_timeout_;
   int send_proxy_protocol_;
+  uint32_t max_requests_per_connection_;
+  uint32_t max_idle_connections_;
+  std::chrono::milliseconds pool_idle_timeout_;
   ClusterStats stats_;
 };
 

@@ -1,1 +1,549 @@
-// placeholder
+// The admin API: /ready, /metrics, /stats, /clusters, /config, methods and unknown paths.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <map>
+#include <memory>
+#include <optional>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "tests/integration/harness.h"
+
+using namespace ferry::testing;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// ---- A small strict JSON parser (RFC 8259), enough to check the admin's JSON answers.
+
+struct Json;
+using JsonObject = std::map<std::string, Json>;
+using JsonArray = std::vector<Json>;
+
+struct Json {
+  std::variant<std::nullptr_t, bool, double, std::string, JsonArray, JsonObject> v;
+
+  bool isNull() const { return std::holds_alternative<std::nullptr_t>(v); }
+  bool isNumber() const { return std::holds_alternative<double>(v); }
+  bool isString() const { return std::holds_alternative<std::string>(v); }
+  bool isArray() const { return std::holds_alternative<JsonArray>(v); }
+  bool isObject() const { return std::holds_alternative<JsonObject>(v); }
+  double num() const { return isNumber() ? std::get<double>(v) : NAN; }
+  std::string str() const { return isString() ? std::get<std::string>(v) : std::string(); }
+  const JsonArray& arr() const {
+    static const JsonArray empty;
+    return isArray() ? std::get<JsonArray>(v) : empty;
+  }
+  bool has(const std::string& k) const { return isObject() && std::get<JsonObject>(v).count(k) > 0; }
+  // Member k of an object; a null Json if absent or not an object.
+  const Json& operator[](const std::string& k) const {
+    static const Json none;
+    if (!isObject()) return none;
+    const auto& o = std::get<JsonObject>(v);
+    auto it = o.find(k);
+    return it == o.end() ? none : it->second;
+  }
+};
+
+class JsonParser {
+ public:
+  explicit JsonParser(std::string_view s) : s_(s) {}
+
+  std::optional<Json> parseDocument() {
+    Json j;
+    ws();
+    if (!value(j, 0)) return std::nullopt;
+    ws();
+    if (i_ != s_.size()) return std::nullopt;
+    return j;
+  }
+
+ private:
+  void ws() {
+    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r')) ++i_;
+  }
+  bool lit(std::string_view w) {
+    if (s_.substr(i_, w.size()) != w) return false;
+    i_ += w.size();
+    return true;
+  }
+  bool value(Json& out, int depth) {
+    if (depth > 64 || i_ >= s_.size()) return false;
+    char c = s_[i_];
+    if (c == '{') return object(out, depth);
+    if (c == '[') return array(out, depth);
+    if (c == '"') {
+      std::string str;
+      if (!string(str)) return false;
+      out.v = std::move(str);
+      return true;
+    }
+    if (lit("true")) return out.v = true, true;
+    if (lit("false")) return out.v = false, true;
+    if (lit("null")) return out.v = nullptr, true;
+    return number(out);
+  }
+  bool object(Json& out, int depth) {
+    ++i_;
+    JsonObject o;
+    ws();
+    if (i_ < s_.size() && s_[i_] == '}') {
+      ++i_;
+      out.v = std::move(o);
+      return true;
+    }
+    while (true) {
+      ws();
+      std::string key;
+      if (i_ >= s_.size() || s_[i_] != '"' || !string(key)) return false;
+      ws();
+      if (i_ >= s_.size() || s_[i_] != ':') return false;
+      ++i_;
+      ws();
+      Json val;
+      if (!value(val, depth + 1)) return false;
+      if (!o.emplace(key, std::move(val)).second) return false;  // duplicate member
+      ws();
+      if (i_ < s_.size() && s_[i_] == ',') {
+        ++i_;
+        continue;
+      }
+      if (i_ < s_.size() && s_[i_] == '}') {
+        ++i_;
+        out.v = std::move(o);
+        return true;
+      }
+      return false;
+    }
+  }
+  bool array(Json& out, int depth) {
+    ++i_;
+    JsonArray a;
+    ws();
+    if (i_ < s_.size() && s_[i_] == ']') {
+      ++i_;
+      out.v = std::move(a);
+      return true;
+    }
+    while (true) {
+      ws();
+      Json val;
+      if (!value(val, depth + 1)) return false;
+      a.push_back(std::move(val));
+      ws();
+      if (i_ < s_.size() && s_[i_] == ',') {
+        ++i_;
+        continue;
+      }
+      if (i_ < s_.size() && s_[i_] == ']') {
+        ++i_;
+        out.v = std::move(a);
+        return true;
+      }
+      return false;
+    }
+  }
+  bool string(std::string& out) {
+    ++i_;  // opening quote
+    while (i_ < s_.size()) {
+      auto c = static_cast<unsigned char>(s_[i_++]);
+      if (c == '"') return true;
+      if (c < 0x20) return false;
+      if (c != '\\') {
+        out.push_back(static_cast<char>(c));
+        continue;
+      }
+      if (i_ >= s_.size()) return false;
+      char e = s_[i_++];
+      switch (e) {
+        case '"': out += '"'; break;
+        case '\\': out += '\\'; break;
+        case '/': out += '/'; break;
+        case 'b': out += '\b'; break;
+        case 'f': out += '\f'; break;
+        case 'n': out += '\n'; break;
+        case 'r': out += '\r'; break;
+        case 't': out += '\t'; break;
+        case 'u': {
+          if (i_ + 4 > s_.size()) return false;
+          unsigned cp = 0;
+          for (int k = 0; k < 4; ++k) {
+            char h = s_[i_++];
+            cp <<= 4;
+            if (h >= '0' && h <= '9') cp |= h - '0';
+            else if (h >= 'a' && h <= 'f') cp |= h - 'a' + 10;
+            else if (h >= 'A' && h <= 'F') cp |= h - 'A' + 10;
+            else return false;
+          }
+          if (cp < 0x80) {
+            out.push_back(static_cast<char>(cp));
+          } else {
+            out += "\xEF\xBF\xBD";  // good enough for these tests
+          }
+          break;
+        }
+        default: return false;
+      }
+    }
+    return false;
+  }
+  bool number(Json& out) {
+    static const std::regex re(R"(^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?)");
+    std::cmatch m;
+    const char* b = s_.data() + i_;
+    if (!std::regex_search(b, s_.data() + s_.size(), m, re) || m.length(0) == 0) return false;
+    out.v = std::stod(std::string(b, m.length(0)));
+    i_ += m.length(0);
+    return true;
+  }
+
+  std::string_view s_;
+  size_t i_ = 0;
+};
+
+std::optional<Json> parseJson(std::string_view s) { return JsonParser(s).parseDocument(); }
+
+// ---- helpers
+
+std::string upstreamYaml(const std::vector<uint16_t>& ports, const std::vector<int>& weights) {
+  std::string out;
+  for (size_t i = 0; i < ports.size(); ++i)
+    out += "      - {address: 127.0.0.1:" + std::to_string(ports[i]) +
+           ", weight: " + std::to_string(weights[i]) + "}\n";
+  return out;
+}
+
+// Two workers, so that per-worker stats have to be summed.
+std::string adminConfig(uint16_t up1, uint16_t up2, const std::string& admin_extra = "") {
+  return "runtime:\n"
+         "  workers: 2\n"
+         "admin:\n"
+         "  address: 127.0.0.1:0\n" +
+         admin_extra +
+         "listeners:\n"
+         "  - name: tcp\n"
+         "    address: 127.0.0.1:0\n"
+         "    tcp: {cluster: backend, idle_timeout: 30s}\n"
+         "clusters:\n"
+         "  - name: backend\n"
+         "    connect_timeout: 2s\n"
+         "    endpoints:\n" +
+         upstreamYaml({up1, up2}, {1, 3});
+}
+
+std::map<std::string, double> getMetrics(uint16_t admin) {
+  HttpResponse r = httpRequest(admin, "GET", "/metrics");
+  INFO("GET /metrics: " << r.status << " " << r.error << "\n" << r.body);
+  REQUIRE(r.status == 200);
+  auto m = parsePrometheus(r.body);
+  REQUIRE(m);
+  return *m;
+}
+
+double metric(const std::map<std::string, double>& m, const std::string& key) {
+  auto it = m.find(key);
+  return it == m.end() ? NAN : it->second;
+}
+
+// Polls /metrics until `key` has `want` (bounded; no sleeping: each poll is a round trip).
+bool waitMetric(uint16_t admin, const std::string& key, double want, ms timeout = 5s) {
+  auto deadline = Clock::now() + timeout;
+  do {
+    HttpResponse r = httpRequest(admin, "GET", "/metrics");
+    if (r.status == 200) {
+      auto m = parsePrometheus(r.body);
+      if (m && metric(*m, key) == want) return true;
+    }
+  } while (Clock::now() < deadline);
+  return false;
+}
+
+// One complete proxied connection: `payload` out, the echo back, then both sides closed.
+void oneEchoConnection(uint16_t port, uint16_t admin, const std::string& payload) {
+  auto c = TcpClient::connect(port);
+  REQUIRE(c);
+  REQUIRE(c->sendAll(payload));
+  REQUIRE(c->recvExactly(payload.size()) == payload);
+  // While it is open, the active gauge shows it.
+  CHECK(metric(getMetrics(admin), "ferry_downstream_connections_active{listener=\"tcp\"}") == 1);
+  c->shutdownWrite();
+  REQUIRE(c->waitClosed(5s));
+  CHECK(c->sawEof());
+}
+
+}  // namespace
+
+TEST_CASE("GET /ready answers 200 LIVE", "[admin]") {
+  FakeUpstream up(FakeUpstream::echo());
+  auto f = FerryProcess::start(adminConfig(up.port(), up.port()));
+  uint16_t admin = f->adminPort();
+  f->port("tcp");
+  HttpResponse r = httpRequest(admin, "GET", "/ready");
+  INFO(r.error);
+  CHECK(r.status == 200);
+  CHECK(r.body == "LIVE\n");
+  CHECK(r.header("content-type").rfind("text/plain", 0) == 0);
+}
+
+TEST_CASE("GET /metrics is Prometheus text with the contract names and right values", "[admin]") {
+  FakeUpstream up(FakeUpstream::echo());
+  auto f = FerryProcess::start(adminConfig(up.port(), up.port()));
+  uint16_t admin = f->adminPort();
+  uint16_t port = f->port("tcp");
+
+  // Before any traffic the series exist and are 0.
+  {
+    auto m = getMetrics(admin);
+    CHECK(metric(m, "ferry_downstream_connections_total{listener=\"tcp\"}") == 0);
+    CHECK(metric(m, "ferry_downstream_connections_active{listener=\"tcp\"}") == 0);
+    CHECK(metric(m, "ferry_upstream_connections_total{cluster=\"backend\"}") == 0);
+    CHECK(metric(m, "ferry_upstream_connect_failures_total{cluster=\"backend\"}") == 0);
+  }
+
+  const std::string payload = "hello, ferry\n";  // 13 bytes
+  oneEchoConnection(port, admin, payload);
+  CHECK(waitMetric(admin, "ferry_downstream_connections_active{listener=\"tcp\"}", 0));
+
+  HttpResponse r = httpRequest(admin, "GET", "/metrics");
+  REQUIRE(r.status == 200);
+  CHECK(r.header("content-type").rfind("text/plain", 0) == 0);
+  auto parsed = parsePrometheus(r.body);
+  INFO(r.body);
+  REQUIRE(parsed);
+  const auto& m = *parsed;
+
+  for (const auto& [key, value] : m) {
+    INFO(key);
+    CHECK(key.rfind("ferry_", 0) == 0);
+    CHECK(value >= 0);
+  }
+  const double n = static_cast<double>(payload.size());
+  CHECK(metric(m, "ferry_downstream_connections_total{listener=\"tcp\"}") == 1);
+  CHECK(metric(m, "ferry_downstream_connections_active{listener=\"tcp\"}") == 0);
+  CHECK(metric(m, "ferry_downstream_bytes_received_total{listener=\"tcp\"}") == n);
+  if (m.count("ferry_downstream_bytes_sent_total{listener=\"tcp\"}"))
+    CHECK(metric(m, "ferry_downstream_bytes_sent_total{listener=\"tcp\"}") == n);
+  CHECK(metric(m, "ferry_upstream_connections_total{cluster=\"backend\"}") == 1);
+  CHECK(metric(m, "ferry_upstream_connect_failures_total{cluster=\"backend\"}") == 0);
+  CHECK(metric(m, "ferry_buffered_bytes") == 0);
+
+  // Each family has a # TYPE line of the right kind.
+  for (const char* line : {"# TYPE ferry_downstream_connections_total counter\n",
+                           "# TYPE ferry_downstream_connections_active gauge\n",
+                           "# TYPE ferry_upstream_connections_total counter\n",
+                           "# TYPE ferry_upstream_connect_failures_total counter\n",
+                           "# TYPE ferry_downstream_bytes_received_total counter\n",
+                           "# TYPE ferry_buffered_bytes gauge\n"}) {
+    INFO(line);
+    CHECK(r.body.find(line) != std::string::npos);
+  }
+}
+
+TEST_CASE("GET /metrics counts upstream connect failures", "[admin]") {
+  const uint16_t dead = unusedPort();
+  auto f = FerryProcess::start(adminConfig(dead, dead));
+  uint16_t admin = f->adminPort();
+  auto c = TcpClient::connect(f->port("tcp"));
+  REQUIRE(c);
+  REQUIRE(c->waitClosed(5s));
+  CHECK(waitMetric(admin, "ferry_upstream_connect_failures_total{cluster=\"backend\"}", 1));
+  CHECK(waitMetric(admin, "ferry_downstream_connections_active{listener=\"tcp\"}", 0));
+  auto m = getMetrics(admin);
+  CHECK(metric(m, "ferry_downstream_connections_total{listener=\"tcp\"}") == 1);
+}
+
+TEST_CASE("GET /metrics has ferry_cluster_endpoints_healthy per cluster (contract)", "[admin]") {
+  FakeUpstream up1(FakeUpstream::echo());
+  FakeUpstream up2(FakeUpstream::echo());
+  auto f = FerryProcess::start(adminConfig(up1.port(), up2.port()));
+  uint16_t admin = f->adminPort();
+  f->port("tcp");
+  auto m = getMetrics(admin);
+  // No health checking yet: both endpoints count as healthy (as /clusters says).
+  CHECK(metric(m, "ferry_cluster_endpoints_healthy{cluster=\"backend\"}") == 2);
+}
+
+TEST_CASE("GET /stats shows the same values as name{labels}: value lines", "[admin]") {
+  FakeUpstream up(FakeUpstream::echo());
+  auto f = FerryProcess::start(adminConfig(up.port(), up.port()));
+  uint16_t admin = f->adminPort();
+  oneEchoConnection(f->port("tcp"), admin, "abc");
+  REQUIRE(waitMetric(admin, "ferry_downstream_connections_active{listener=\"tcp\"}", 0));
+
+  HttpResponse s = httpRequest(admin, "GET", "/stats");
+  REQUIRE(s.status == 200);
+  CHECK(s.header("content-type").rfind("text/plain", 0) == 0);
+  INFO(s.body);
+  static const std::regex line_re(R"(^(ferry_[a-zA-Z0-9_]+(\{[^}]*\})?): (-?[0-9]+(\.[0-9]+)?)$)");
+  std::map<std::string, double> stats;
+  std::istringstream in(s.body);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    INFO("line: " << line);
+    std::smatch m;
+    REQUIRE(std::regex_match(line, m, line_re));
+    CHECK(stats.emplace(m[1].str(), std::stod(m[3].str())).second);
+  }
+  CHECK(stats["ferry_downstream_connections_total{listener=\"tcp\"}"] == 1);
+  CHECK(stats["ferry_downstream_bytes_received_total{listener=\"tcp\"}"] == 3);
+  CHECK(stats.count("ferry_downstream_connections_active{listener=\"tcp\"}") == 1);
+  CHECK(stats.count("ferry_upstream_connect_failures_total{cluster=\"backend\"}") == 1);
+
+  // Same series and values as /metrics (nothing moves: the only connection is closed).
+  auto metrics = getMetrics(admin);
+  CHECK(stats == metrics);
+}
+
+TEST_CASE("GET /clusters is JSON with each endpoint, weight and health", "[admin]") {
+  FakeUpstream up1(FakeUpstream::echo());
+  FakeUpstream up2(FakeUpstream::echo());
+  auto f = FerryProcess::start(adminConfig(up1.port(), up2.port()));
+  uint16_t admin = f->adminPort();
+  f->port("tcp");
+  HttpResponse r = httpRequest(admin, "GET", "/clusters");
+  REQUIRE(r.status == 200);
+  CHECK(r.header("content-type").rfind("application/json", 0) == 0);
+  INFO(r.body);
+  auto j = parseJson(r.body);
+  REQUIRE(j);
+  const auto& clusters = (*j)["clusters"].arr();
+  REQUIRE(clusters.size() == 1);
+  const Json& c = clusters[0];
+  CHECK(c["name"].str() == "backend");
+  const auto& eps = c["endpoints"].arr();
+  REQUIRE(eps.size() == 2);
+  CHECK(eps[0]["address"].str() == "127.0.0.1:" + std::to_string(up1.port()));
+  CHECK(eps[0]["weight"].num() == 1);
+  CHECK(eps[0]["health"].str() == "healthy");
+  CHECK(eps[1]["address"].str() == "127.0.0.1:" + std::to_string(up2.port()));
+  CHECK(eps[1]["weight"].num() == 3);
+  CHECK(eps[1]["health"].str() == "healthy");
+}
+
+TEST_CASE("GET /config is JSON {version, hash, loaded_at, last_reload, config}", "[admin]") {
+  FakeUpstream up(FakeUpstream::echo());
+  // token_file is a path: shown as written. Its content is a secret and must not appear.
+  const std::string token = "tok-3f9a1c7e5b2d4608";
+  auto f = FerryProcess::start(adminConfig(up.port(), up.port(), "  token_file: admin.token\n"), {},
+                               {{"admin.token", token + "\n"}});
+  uint16_t admin = f->adminPort();
+  f->port("tcp");
+
+  HttpResponse r = httpRequest(admin, "GET", "/config");
+  REQUIRE(r.status == 200);
+  CHECK(r.header("content-type").rfind("application/json", 0) == 0);
+  INFO(r.body);
+  auto j = parseJson(r.body);
+  REQUIRE(j);
+  CHECK((*j)["version"].isNumber());
+  CHECK((*j)["version"].num() >= 1);
+  CHECK(std::regex_match((*j)["hash"].str(), std::regex("[0-9a-zA-Z]{8,}")));
+  // An ISO-8601 UTC timestamp.
+  CHECK(std::regex_match((*j)["loaded_at"].str(),
+                         std::regex(R"(20[0-9]{2}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-6][0-9](\.[0-9]+)?Z)")));
+  REQUIRE(j->has("last_reload"));
+  CHECK((*j)["last_reload"].isObject());
+  CHECK((*j)["last_reload"].has("at"));
+  CHECK((*j)["last_reload"].has("result"));
+  CHECK((*j)["last_reload"]["errors"].isArray());
+
+  const Json& cfg = (*j)["config"];
+  REQUIRE(cfg.isObject());
+  CHECK(cfg["runtime"]["workers"].num() == 2);
+  CHECK(cfg["admin"]["token_file"].str() == "admin.token");
+  REQUIRE(cfg["listeners"].arr().size() == 1);
+  CHECK(cfg["listeners"].arr()[0]["name"].str() == "tcp");
+  CHECK(cfg["listeners"].arr()[0]["tcp"]["cluster"].str() == "backend");
+  REQUIRE(cfg["clusters"].arr().size() == 1);
+  CHECK(cfg["clusters"].arr()[0]["endpoints"].arr().size() == 2);
+  CHECK(r.body.find(token) == std::string::npos);
+
+  // The same config twice gives the same hash; the hash is not the version.
+  HttpResponse r2 = httpRequest(admin, "GET", "/config");
+  auto j2 = parseJson(r2.body);
+  REQUIRE(j2);
+  CHECK((*j2)["hash"].str() == (*j)["hash"].str());
+  CHECK((*j2)["loaded_at"].str() == (*j)["loaded_at"].str());
+}
+
+TEST_CASE("GET /config?format=yaml gives the running YAML, itself a valid config", "[admin]") {
+  FakeUpstream up(FakeUpstream::echo());
+  const std::string token = "tok-77e0c2a9d1b84f35";
+  auto f = FerryProcess::start(adminConfig(up.port(), up.port(), "  token_file: admin.token\n"), {},
+                               {{"admin.token", token + "\n"}});
+  uint16_t admin = f->adminPort();
+  f->port("tcp");
+  HttpResponse r = httpRequest(admin, "GET", "/config?format=yaml");
+  REQUIRE(r.status == 200);
+  INFO(r.body);
+  CHECK(r.header("content-type").find("yaml") != std::string::npos);
+  CHECK(parseJson(r.body) == std::nullopt);  // not the JSON form
+  CHECK(r.body.find("listeners:") != std::string::npos);
+  CHECK(r.body.find("clusters:") != std::string::npos);
+  CHECK(r.body.find("backend") != std::string::npos);
+  CHECK(r.body.find("127.0.0.1:" + std::to_string(up.port())) != std::string::npos);
+  CHECK(r.body.find("admin.token") != std::string::npos);
+  CHECK(r.body.find(token) == std::string::npos);
+
+  // Fed back to ferry (next to the token file, for the relative path), it validates.
+  TempDir dir;
+  dir.write("admin.token", token + "\n");
+  const std::string path = dir.write("roundtrip.yaml", r.body);
+  RunResult v = runFerry({"-c", path, "--validate"});
+  INFO("stderr: " << v.err);
+  CHECK(v.exit_code == 0);
+}
+
+// Secret redaction ("[redacted]" for keys token/password/secret/private_key/inline*) cannot be
+// tested end to end yet: no key of the current schema holds an inline secret, and unknown keys
+// are config errors.
+
+TEST_CASE("admin: other methods get 405, unknown paths 404", "[admin]") {
+  FakeUpstream up(FakeUpstream::echo());
+  auto f = FerryProcess::start(adminConfig(up.port(), up.port()));
+  uint16_t admin = f->adminPort();
+  f->port("tcp");
+  struct Case {
+    const char* method;
+    const char* path;
+  };
+  for (const Case& c : {Case{"POST", "/metrics"}, Case{"PUT", "/ready"}, Case{"DELETE", "/config"},
+                        Case{"POST", "/stats"}, Case{"POST", "/clusters"}}) {
+    INFO(c.method << " " << c.path);
+    HttpResponse r = httpRequest(admin, c.method, c.path, "x");
+    CHECK(r.status == 405);
+  }
+  for (const char* path : {"/nope", "/metrics/extra", "/readyz"}) {
+    INFO(path);
+    HttpResponse r = httpRequest(admin, "GET", path);
+    CHECK(r.status == 404);
+  }
+  // The admin server is still fine afterwards.
+  CHECK(httpRequest(admin, "GET", "/ready").status == 200);
+}
+
+TEST_CASE("no admin block: no admin listener", "[admin]") {
+  FakeUpstream up(FakeUpstream::echo());
+  auto f = FerryProcess::start(
+      "listeners:\n"
+      "  - name: tcp\n"
+      "    address: 127.0.0.1:0\n"
+      "    tcp: {cluster: backend}\n"
+      "clusters:\n"
+      "  - name: backend\n"
+      "    endpoints: [{address: 127.0.0.1:" +
+      std::to_string(up.port()) + "}]\n");
+  uint16_t port = f->port("tcp");
+  // Ferry is up and proxying...
+  auto c = TcpClient::connect(port);
+  REQUIRE(c);
+  REQUIRE(c->sendAll("ping"));
+  CHECK(c->recvExactly(4) == "ping");
+  // ...and has not announced an admin listener (nor bound the default 127.0.0.1:9901).
+  CHECK(f->countInLog("listening: admin") == 0);
+  CHECK(f->countInLog("admin") == 0);
+}

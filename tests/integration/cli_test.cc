@@ -1,1 +1,313 @@
-// placeholder
+// The ferry command line: --version, -h, --validate and its error format, bad arguments,
+// --workers / --log-level overrides.
+#include <csignal>
+
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tests/integration/harness.h"
+
+using namespace ferry::testing;
+
+namespace {
+
+std::string readFile(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+std::vector<std::string> splitLines(const std::string& s) {
+  std::vector<std::string> out;
+  std::istringstream in(s);
+  std::string line;
+  while (std::getline(in, line)) out.push_back(line);
+  return out;
+}
+
+// One `FILE:LINE:COL: message` line of --validate output.
+struct ConfigErrorLine {
+  std::string file;
+  int line = 0;
+  int col = 0;
+  std::string message;
+};
+
+std::optional<ConfigErrorLine> parseErrorLine(const std::string& text) {
+  static const std::regex re(R"(^(.+):([0-9]+):([0-9]+): (.+)$)");
+  std::smatch m;
+  if (!std::regex_match(text, m, re)) return std::nullopt;
+  return ConfigErrorLine{m[1].str(), std::stoi(m[2].str()), std::stoi(m[3].str()), m[4].str()};
+}
+
+// A valid single-listener config: echo upstream on `port`.
+std::string validConfig(uint16_t port) {
+  return "listeners:\n"
+         "  - name: tcp\n"
+         "    address: 127.0.0.1:0\n"
+         "    tcp: {cluster: backend}\n"
+         "clusters:\n"
+         "  - name: backend\n"
+         "    endpoints: [{address: 127.0.0.1:" +
+         std::to_string(port) + "}]\n";
+}
+
+}  // namespace
+
+TEST_CASE("--version prints one line 'ferry X.Y.Z' matching the meson project version", "[cli]") {
+  RunResult r = runFerry({"--version"});
+  REQUIRE(r.exit_code == 0);
+  INFO("stdout: " << r.out << "\nstderr: " << r.err);
+  std::smatch m;
+  REQUIRE(std::regex_match(r.out, m, std::regex(R"(^ferry ([0-9]+\.[0-9]+\.[0-9]+)( [^\n]*)?\n$)")));
+  const std::string version = m[1].str();
+
+  // The version comes from the build: meson.build's `version : 'X.Y.Z'`.
+  std::string meson = readFile(srcDir() + "/meson.build");
+  std::smatch mv;
+  REQUIRE(std::regex_search(meson, mv, std::regex(R"(version\s*:\s*'([0-9]+\.[0-9]+\.[0-9]+)')")));
+  CHECK(version == mv[1].str());
+}
+
+TEST_CASE("-h and --help print the usage on stdout and exit 0", "[cli]") {
+  for (const char* flag : {"-h", "--help"}) {
+    INFO(flag);
+    RunResult r = runFerry({flag});
+    CHECK(r.exit_code == 0);
+    CHECK(r.err.empty());
+    CHECK(r.out.find("usage:") != std::string::npos);
+    for (const char* opt : {"-c", "--validate", "--workers", "--log-level", "--version"}) {
+      INFO("usage mentions " << opt);
+      CHECK(r.out.find(opt) != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("--validate accepts examples/tcp-proxy.yaml", "[cli]") {
+  const std::string path = srcDir() + "/examples/tcp-proxy.yaml";
+  RunResult r = runFerry({"-c", path, "--validate"});
+  INFO("stdout: " << r.out << "\nstderr: " << r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out == path + ": configuration is valid\n");
+  CHECK(r.err.empty());
+  // Flag order does not matter.
+  RunResult r2 = runFerry({"--validate", "-c", path});
+  CHECK(r2.exit_code == 0);
+  CHECK(r2.out == r.out);
+}
+
+TEST_CASE("--validate reports every error as FILE:LINE:COL: message, in order, exit 1", "[cli]") {
+  TempDir dir;
+  // Line numbers matter below: unknown key at 4:5, unknown cluster value at 6:16,
+  // bad duration value at 7:21.
+  const std::string path = dir.write("bad.yaml",
+                                     "listeners:\n"                         // 1
+                                     "  - name: tcp\n"                      // 2
+                                     "    address: 127.0.0.1:0\n"           // 3
+                                     "    bogus_key: 1\n"                   // 4
+                                     "    tcp:\n"                           // 5
+                                     "      cluster: nope\n"                // 6
+                                     "      idle_timeout: 10\n"             // 7
+                                     "clusters:\n"                          // 8
+                                     "  - name: backend\n"                  // 9
+                                     "    endpoints: [{address: 127.0.0.1:1}]\n");  // 10
+  RunResult r = runFerry({"-c", path, "--validate"});
+  INFO("stdout: " << r.out << "\nstderr: " << r.err);
+  CHECK(r.exit_code == 1);
+  CHECK(r.out.find("configuration is valid") == std::string::npos);
+
+  std::vector<std::string> lines = splitLines(r.err);
+  REQUIRE(lines.size() == 3);
+  std::vector<ConfigErrorLine> errs;
+  for (const auto& l : lines) {
+    auto e = parseErrorLine(l);
+    INFO("line: " << l);
+    REQUIRE(e);
+    CHECK(e->file == path);
+    errs.push_back(*e);
+  }
+  CHECK(errs[0].line == 4);
+  CHECK(errs[0].col == 5);
+  CHECK(errs[0].message.find("unknown key") != std::string::npos);
+  CHECK(errs[0].message.find("bogus_key") != std::string::npos);
+
+  CHECK(errs[1].line == 6);
+  CHECK(errs[1].col == 16);
+  CHECK(errs[1].message.find("unknown cluster") != std::string::npos);
+  CHECK(errs[1].message.find("nope") != std::string::npos);
+
+  CHECK(errs[2].line == 7);
+  CHECK(errs[2].col == 21);
+  CHECK(errs[2].message.find("duration") != std::string::npos);
+  CHECK(errs[2].message.find("10") != std::string::npos);
+
+  // Without --validate the same config is refused the same way, and ferry does not start.
+  RunResult run = runFerry({"-c", path});
+  CHECK(run.exit_code == 1);
+  CHECK(run.err == r.err);
+}
+
+TEST_CASE("--validate reports a duplicate key at the second occurrence", "[cli]") {
+  TempDir dir;
+  const std::string path = dir.write("dup.yaml",
+                                     "runtime:\n"          // 1
+                                     "  workers: 1\n"      // 2
+                                     "  log_level: info\n" // 3
+                                     "  workers: 2\n" +    // 4
+                                         validConfig(1));
+  RunResult r = runFerry({"-c", path, "--validate"});
+  INFO("stdout: " << r.out << "\nstderr: " << r.err);
+  CHECK(r.exit_code == 1);
+  std::vector<std::string> lines = splitLines(r.err);
+  REQUIRE(lines.size() == 1);
+  auto e = parseErrorLine(lines[0]);
+  REQUIRE(e);
+  CHECK(e->file == path);
+  CHECK(e->line == 4);
+  CHECK(e->col == 3);
+  CHECK(e->message.find("duplicate key") != std::string::npos);
+  CHECK(e->message.find("workers") != std::string::npos);
+}
+
+TEST_CASE("a missing config file exits 1 with a message naming it", "[cli]") {
+  TempDir dir;
+  const std::string path = dir.path() + "/does-not-exist.yaml";
+  for (bool validate : {true, false}) {
+    INFO("validate=" << validate);
+    std::vector<std::string> args = {"-c", path};
+    if (validate) args.push_back("--validate");
+    RunResult r = runFerry(args);
+    INFO("stdout: " << r.out << "\nstderr: " << r.err);
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find(path) != std::string::npos);
+    CHECK(r.err.find("No such file") != std::string::npos);
+    CHECK(r.out.find("configuration is valid") == std::string::npos);
+  }
+}
+
+TEST_CASE("an http or tls listener is refused as not supported yet, with its position", "[cli]") {
+  TempDir dir;
+  SECTION("http") {
+    const std::string path = dir.write("http.yaml",
+                                       "listeners:\n"                 // 1
+                                       "  - name: web\n"              // 2
+                                       "    address: 127.0.0.1:0\n"   // 3
+                                       "    http:\n"                  // 4
+                                       "      idle_timeout: 60s\n");  // 5
+    RunResult r = runFerry({"-c", path, "--validate"});
+    INFO("stderr: " << r.err);
+    CHECK(r.exit_code == 1);
+    std::vector<std::string> lines = splitLines(r.err);
+    REQUIRE(lines.size() == 1);
+    auto e = parseErrorLine(lines[0]);
+    REQUIRE(e);
+    CHECK(e->line == 4);
+    CHECK(e->col == 5);
+    CHECK(e->message.find("not supported yet") != std::string::npos);
+  }
+  SECTION("tls on a tcp listener") {
+    dir.write("site.pem", "x");
+    dir.write("site.key", "x");
+    const std::string path = dir.write(
+        "tls.yaml",
+        "listeners:\n"                                                      // 1
+        "  - name: tcp\n"                                                   // 2
+        "    address: 127.0.0.1:0\n"                                        // 3
+        "    tls:\n"                                                        // 4
+        "      certificates: [{cert_file: site.pem, key_file: site.key}]\n" // 5
+        "    tcp: {cluster: backend}\n"                                     // 6
+        "clusters:\n"
+        "  - name: backend\n"
+        "    endpoints: [{address: 127.0.0.1:1}]\n");
+    RunResult r = runFerry({"-c", path, "--validate"});
+    INFO("stderr: " << r.err);
+    CHECK(r.exit_code == 1);
+    std::vector<std::string> lines = splitLines(r.err);
+    REQUIRE(lines.size() == 1);
+    auto e = parseErrorLine(lines[0]);
+    REQUIRE(e);
+    CHECK(e->line == 4);
+    CHECK(e->col == 5);
+    CHECK(e->message.find("not supported yet") != std::string::npos);
+  }
+}
+
+TEST_CASE("bad command lines exit 1 with a message on stderr", "[cli]") {
+  TempDir dir;
+  const std::string cfg = dir.write("ok.yaml", validConfig(1));
+  struct Case {
+    std::vector<std::string> args;
+    std::string needle;  // expected in stderr
+  };
+  const std::vector<Case> cases = {
+      {{"-c", cfg, "--validate", "--bogus"}, "--bogus"},
+      {{"--frobnicate"}, "--frobnicate"},
+      {{"--validate"}, "-c"},  // no config file
+      {{}, "-c"},
+      {{"-c"}, "-c"},
+      {{"-c", cfg, "--validate", "--workers", "abc"}, "abc"},
+      {{"-c", cfg, "--validate", "--workers", "-1"}, "-1"},
+      {{"-c", cfg, "--validate", "--workers", "3x"}, "3x"},
+      {{"-c", cfg, "--validate", "--workers"}, "--workers"},
+      {{"-c", cfg, "--validate", "--log-level", "loud"}, "loud"},
+      {{"-c", cfg, "--validate", "--log-level"}, "--log-level"},
+  };
+  for (const auto& c : cases) {
+    std::string joined;
+    for (const auto& a : c.args) joined += " " + a;
+    INFO("ferry" << joined);
+    RunResult r = runFerry(c.args);
+    INFO("stdout: " << r.out << "\nstderr: " << r.err);
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find(c.needle) != std::string::npos);
+    CHECK(r.out.find("configuration is valid") == std::string::npos);
+  }
+  // The same flags with good values are accepted.
+  RunResult ok = runFerry({"-c", cfg, "--validate", "--workers", "3", "--log-level", "warn"});
+  INFO("stderr: " << ok.err);
+  CHECK(ok.exit_code == 0);
+}
+
+TEST_CASE("--workers overrides runtime.workers", "[cli]") {
+  FakeUpstream up(FakeUpstream::echo());
+  auto f = FerryProcess::start("runtime: {workers: 3}\n" + validConfig(up.port()), {"--workers", "1"});
+  f->port("tcp");
+  REQUIRE(f->waitForLog("started: 1 worker,"));
+  CHECK(f->countInLog("started: 3 workers") == 0);
+}
+
+TEST_CASE("--log-level debug overrides the config and shows debug lines", "[cli]") {
+  // The only endpoint is a port nothing listens on: the connect failure is logged at debug.
+  const uint16_t dead = unusedPort();
+  const std::string yaml = "runtime: {workers: 1, log_level: info}\n" + validConfig(dead);
+  const std::string needle = "127.0.0.1:" + std::to_string(dead);
+
+  auto runOnce = [&](const std::vector<std::string>& extra) {
+    auto f = FerryProcess::start(yaml, extra);
+    auto c = TcpClient::connect(f->port("tcp"));
+    REQUIRE(c);
+    // The connect failure closes the client connection without a byte.
+    REQUIRE(c->waitClosed(5s));
+    return f;
+  };
+
+  SECTION("--log-level debug") {
+    auto f = runOnce({"--log-level", "debug"});
+    CHECK(f->waitForLog("[debug]", 5s));
+    CHECK(f->waitForLog(needle, 5s));
+  }
+  SECTION("config says info: no debug lines") {
+    auto f = runOnce({});
+    // Let ferry stop cleanly: every line it wrote before "ferry stopped" is then in the log.
+    f->signal(SIGTERM);
+    REQUIRE(f->waitForLog("ferry stopped", 10s));
+    CHECK(f->waitExit(10s) == std::optional<int>(0));
+    CHECK(f->countInLog("[debug]") == 0);
+    CHECK(f->countInLog(needle) == 0);
+  }
+}

@@ -6,6 +6,9 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#if __has_include(<linux/close_range.h>)
+#include <linux/close_range.h>
+#endif
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -175,6 +178,11 @@ pid_t spawn(const std::vector<std::string>& argv, int out_fd, int err_fd, const 
         fail(3);
       }
     }
+    // Fds the test opened without O_CLOEXEC must not leak into the child (a leaked client
+    // socket would keep a connection open behind the test's back).
+#ifdef CLOSE_RANGE_CLOEXEC
+    ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+#endif
     if (cwd != nullptr && ::chdir(cwd) != 0) fail(4);
     if (has_slash) {
       ::execv(cargv[0], cargv.data());

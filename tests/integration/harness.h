@@ -110,7 +110,9 @@ class FerryProcess {
   bool waitForLogCount(const std::string& needle, size_t n, ms timeout = 10s);
   std::string log();
 
-  void signal(int sig);  // to the process only (not its group); no-op after it was reaped
+  // To the process only (not its group). Safe after it exited: the zombie is reaped only by
+  // the destructor, so the pid cannot have been reused.
+  void signal(int sig);
   // Exit code (or 128+signal) once the process has exited; nullopt if still running at the
   // deadline. Can be called repeatedly.
   std::optional<int> waitExit(ms timeout = 10s);

@@ -1,5 +1,7 @@
 // Self-tests of the integration harness; none of them needs the ferry binary.
 #include <signal.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -242,6 +244,13 @@ TEST_CASE("runProcess: signals, timeouts, exec failure", "[harness]") {
   CHECK(r.out == "started\n");
   CHECK(dt >= 300ms);
   CHECK(dt < 5s);
+
+  // No fd of the test process leaks into children, even one opened without O_CLOEXEC.
+  int leaky = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(leaky >= 0);
+  r = runProcess({"ls", "/proc/self/fd"});
+  ::close(leaky);
+  CHECK(r.out == "0\n1\n2\n3\n");  // 3 is ls's own directory handle
 
   CHECK_THROWS_AS(runProcess({"/nonexistent/binary"}), HarnessError);
   CHECK_THROWS_AS(runProcess({}), HarnessError);

@@ -1,1 +1,428 @@
-// placeholder
+// The llhttp driver shared by the HTTP/1 server and client codecs, and the encoding helpers.
+//
+// How strictness is split between llhttp (8.1, LLHTTP_STRICT_MODE=1) and this file:
+// - llhttp rejects: unknown methods, invalid request-target bytes (CTL, SP, non-ASCII), invalid
+//   header-name bytes and whitespace before the colon, CTL/DEL in values, CR without LF inside
+//   header lines, duplicate Content-Length (even identical), malformed or overflowing
+//   Content-Length, Content-Length together with Transfer-Encoding, "chunked" not last,
+//   invalid chunk sizes and their overflow, data after a chunk not followed by CRLF.
+// - llhttp accepts (and we reject, here or in the codecs): obs-fold (it even hides the fold when
+//   the first line of the value is empty), bare LF ending the request/status line, the header
+//   section or the last chunk, an empty header name, "GET  /  HTTP/1.1" (extra spaces), the
+//   RTSP/1.0 protocol, HTTP/0.9 and HTTP/2.0 request lines, status codes under 100, any
+//   Transfer-Encoding other than exactly "chunked", '#' and '\' in the request-target.
+// - Every byte that is not body (head, chunk-size lines, trailers) goes through scanBytes():
+//   a LF must follow a CR, a CR must precede a LF, and no line may start with SP or HTAB (that is
+//   obs-fold in a header or trailer section, and garbage anywhere else).
+// - Known llhttp 8.1 limits: a chunk extension after a valued one (";a=b;c=d") and quoted-pair in
+//   a quoted chunk-extension value are rejected (400). Both are practically unused.
+#include "core/http/http1/message_parser.h"
+
+#include <sys/uio.h>
+
+#include <cstdio>
+#include <utility>
+
+namespace ferry::core::http::http1::detail {
+namespace {
+
+MessageParser* self(llhttp_t* p) { return static_cast<MessageParser*>(p->data); }
+
+constexpr char kEmpty[1] = {0};
+
+}  // namespace
+
+const llhttp_settings_t MessageParser::kSettings = [] {
+  llhttp_settings_t s;
+  llhttp_settings_init(&s);
+  s.on_message_begin = &MessageParser::onMessageBegin;
+  s.on_header_field = &MessageParser::onHeaderField;
+  s.on_header_field_complete = &MessageParser::onHeaderFieldComplete;
+  s.on_header_value = &MessageParser::onHeaderValue;
+  s.on_header_value_complete = &MessageParser::onHeaderValueComplete;
+  s.on_headers_complete = &MessageParser::onHeadersComplete;
+  s.on_body = &MessageParser::onBody;
+  s.on_chunk_header = &MessageParser::onChunkHeader;
+  s.on_message_complete = &MessageParser::onMessageComplete;
+  return s;
+}();
+
+MessageParser::MessageParser(llhttp_type_t type, const CodecLimits& limits) : limits_(limits) {
+  llhttp_init(&parser_, type, &kSettings);
+  parser_.data = this;
+}
+
+int MessageParser::onMessageBegin(llhttp_t* p) {
+  MessageParser* s = self(p);
+  s->in_message_ = true;
+  s->headers_.clear();
+  s->trailers_.clear();
+  s->in_field_ = false;
+  s->last_chunk_ = false;
+  // The start line is captured by scanBytes() after this execute() call returns; bytes of it
+  // consumed by earlier calls (a split start line) are already in first_line_ and must stay.
+  return 0;
+}
+
+int MessageParser::onHeaderField(llhttp_t* p, const char* at, size_t n) {
+  MessageParser* s = self(p);
+  HeaderMap& target = s->fieldTarget();
+  if (!s->in_field_) {
+    s->in_field_ = true;
+    if (target.size() >= s->limits_.max_headers) {
+      s->error_status_ = 431;
+      s->error_detail_ = s->head_done_ ? "too many trailer fields" : "too many header fields";
+      return -1;
+    }
+    target.entries().push_back(HeaderMap::Entry{});
+  }
+  target.entries().back().name.append(at, n);
+  return 0;
+}
+
+int MessageParser::onHeaderFieldComplete(llhttp_t* p) {
+  MessageParser* s = self(p);
+  s->in_field_ = false;
+  for (char& c : s->fieldTarget().entries().back().name)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+  return 0;
+}
+
+int MessageParser::onHeaderValue(llhttp_t* p, const char* at, size_t n) {
+  self(p)->fieldTarget().entries().back().value.append(at, n);
+  return 0;
+}
+
+int MessageParser::onHeaderValueComplete(llhttp_t* p) {
+  // llhttp skips leading OWS but keeps trailing OWS in the value.
+  std::string& v = self(p)->fieldTarget().entries().back().value;
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.pop_back();
+  return 0;
+}
+
+int MessageParser::onHeadersComplete(llhttp_t* p) {
+  self(p)->event_ = Event::kHead;
+  return HPE_PAUSED;  // validated and delivered outside llhttp; run() resumes
+}
+
+int MessageParser::onBody(llhttp_t* p, const char* at, size_t n) {
+  if (n > 0) self(p)->spans_.push_back(Span{at, n});
+  return 0;
+}
+
+int MessageParser::onChunkHeader(llhttp_t* p) {
+  if (p->content_length == 0) self(p)->last_chunk_ = true;
+  return 0;
+}
+
+int MessageParser::onMessageComplete(llhttp_t* p) {
+  MessageParser* s = self(p);
+  s->keep_alive_at_complete_ = llhttp_should_keep_alive(p) != 0;
+  s->event_ = Event::kMessageComplete;
+  return HPE_PAUSED;
+}
+
+void MessageParser::fail(int status, std::string detail) {
+  dead_ = true;
+  if (error_status_ == 0) {
+    error_status_ = status;
+    error_detail_ = std::move(detail);
+  }
+}
+
+bool MessageParser::scanBytes(const char* p, const char* end) {
+  for (; p < end; ++p) {
+    const char c = *p;
+    if (prev_ == '\r' && c != '\n') {
+      fail(400, "CR not followed by LF");
+      return false;
+    }
+    if (c == '\n' && prev_ != '\r') {
+      fail(400, "bare LF");
+      return false;
+    }
+    if (prev_ == '\n' && (c == ' ' || c == '\t')) {
+      fail(400, head_done_ && !last_chunk_ ? "whitespace at the start of a chunk line"
+                                           : "obs-fold (line starting with whitespace)");
+      return false;
+    }
+    if (!head_done_ && !first_line_done_) {
+      if (c == '\n') {
+        // Empty lines before the start line are skipped (RFC 9112 2.2).
+        if (!first_line_.empty()) first_line_done_ = true;
+      } else if (c != '\r') {
+        first_line_.push_back(c);
+      }
+    }
+    prev_ = c;
+  }
+  return true;
+}
+
+bool MessageParser::endFramingRun() {
+  if (framing_run_ > limits_.max_header_bytes) {
+    if (!head_done_) {
+      fail(431, "request head larger than max_header_bytes");
+    } else if (last_chunk_) {
+      fail(431, "trailers larger than max_header_bytes");
+    } else {
+      fail(400, "chunk framing line larger than max_header_bytes");
+    }
+    return false;
+  }
+  framing_run_ = 0;
+  return true;
+}
+
+bool MessageParser::scanFraming(const char* data, size_t consumed) {
+  const char* p = data;
+  const char* end = data + consumed;
+  for (const Span& s : spans_) {
+    framing_run_ += static_cast<size_t>(s.at - p);
+    if (!scanBytes(p, s.at) || !endFramingRun()) return false;
+    prev_ = 0;
+    p = s.at + s.n;
+  }
+  framing_run_ += static_cast<size_t>(end - p);
+  if (!scanBytes(p, end)) return false;
+  if (framing_run_ > limits_.max_header_bytes) return endFramingRun();
+  return true;
+}
+
+MessageParser::Event MessageParser::run(Buffer& in) {
+  for (;;) {
+    if (dead_) return Event::kError;
+    iovec iov;
+    const size_t n = in.gather(&iov, 1);
+    if (n == 0 && !resume_pending_) return Event::kNeedMore;
+    const char* data = n ? static_cast<const char*>(iov.iov_base) : kEmpty;
+    const size_t len = n ? iov.iov_len : 0;
+    resume_pending_ = false;
+    spans_.clear();
+    event_ = Event::kNeedMore;
+
+    const llhttp_errno_t err = llhttp_execute(&parser_, data, len);
+    size_t consumed = len;
+    if (err == HPE_PAUSED) {
+      consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - data);
+      llhttp_resume(&parser_);
+      resume_pending_ = true;  // llhttp continues with non-consuming steps (after_headers...)
+    } else if (err != HPE_OK) {
+      std::string detail = llhttp_errno_name(err);
+      if (const char* reason = llhttp_get_error_reason(&parser_)) {
+        detail += ": ";
+        detail += reason;
+      }
+      fail(400, std::move(detail));
+      return Event::kError;
+    }
+    if (!scanFraming(data, consumed)) return Event::kError;
+
+    // Framing bytes are drained; body bytes move to body_ (whole slices without copying).
+    size_t cursor = 0;
+    for (const Span& s : spans_) {
+      const size_t off = static_cast<size_t>(s.at - data);
+      in.drain(off - cursor);
+      body_.move(in, s.n);
+      cursor = off + s.n;
+    }
+    in.drain(consumed - cursor);
+
+    if (event_ == Event::kHead) {
+      head_done_ = true;
+      framing_run_ = 0;
+      return Event::kHead;
+    }
+    if (event_ == Event::kMessageComplete) {
+      in_message_ = false;
+      head_done_ = false;
+      first_line_done_ = false;
+      first_line_.clear();
+      framing_run_ = 0;
+      return Event::kMessageComplete;
+    }
+  }
+}
+
+MessageParser::Event MessageParser::finish() {
+  if (dead_) return Event::kError;
+  if (!in_message_) return Event::kNeedMore;
+  event_ = Event::kNeedMore;
+  const llhttp_errno_t err = llhttp_finish(&parser_);
+  if (event_ == Event::kMessageComplete && (err == HPE_PAUSED || err == HPE_OK)) {
+    in_message_ = false;
+    head_done_ = false;
+    return Event::kMessageComplete;
+  }
+  fail(400, "connection closed in the middle of a message");
+  return Event::kError;
+}
+
+// ---- character classes and small parsers ----
+
+bool isTchar(unsigned char c) {
+  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
+  switch (c) {
+    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+': case '-':
+    case '.': case '^': case '_': case '`': case '|': case '~':
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool validFieldName(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s)
+    if (!isTchar(static_cast<unsigned char>(c))) return false;
+  return true;
+}
+
+bool validFieldValue(std::string_view s) {
+  for (char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
+  }
+  return true;
+}
+
+namespace {
+bool isDigit(char c) { return c >= '0' && c <= '9'; }
+bool isHex(char c) { return isDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+bool isRegNameChar(char c) {
+  if (isDigit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
+  switch (c) {
+    case '-': case '.': case '_': case '~': case '!': case '$': case '&': case '\'': case '(':
+    case ')': case '*': case '+': case ',': case ';': case '=': case '%':
+      return true;
+    default:
+      return false;
+  }
+}
+}  // namespace
+
+bool validAuthority(std::string_view s, bool require_port) {
+  if (s.empty()) return !require_port;
+  size_t host_end;
+  if (s[0] == '[') {
+    host_end = s.find(']');
+    if (host_end == std::string_view::npos || host_end == 1) return false;
+    for (size_t i = 1; i < host_end; ++i)
+      if (!isHex(s[i]) && s[i] != ':' && s[i] != '.') return false;
+    ++host_end;
+  } else {
+    host_end = s.find(':');
+    if (host_end == std::string_view::npos) host_end = s.size();
+    if (host_end == 0) return false;
+    for (size_t i = 0; i < host_end; ++i)
+      if (!isRegNameChar(s[i])) return false;
+  }
+  if (host_end == s.size()) return !require_port;
+  if (s[host_end] != ':') return false;
+  std::string_view port = s.substr(host_end + 1);
+  if (port.empty()) return !require_port;
+  if (port.size() > 5) return false;
+  for (char c : port)
+    if (!isDigit(c)) return false;
+  return true;
+}
+
+bool hasToken(std::string_view list, std::string_view token) {
+  while (!list.empty()) {
+    size_t comma = list.find(',');
+    std::string_view item = list.substr(0, comma);
+    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+    if (HeaderMap::equalsIgnoreCase(item, token)) return true;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+bool parseContentLength(std::string_view v, uint64_t& out) {
+  if (v.empty() || v.size() > 19) return false;
+  uint64_t n = 0;
+  for (char c : v) {
+    if (!isDigit(c)) return false;
+    n = n * 10 + static_cast<uint64_t>(c - '0');
+  }
+  out = n;
+  return true;
+}
+
+void appendHeaderLines(std::string& s, const HeaderMap& h, bool (*skip)(std::string_view)) {
+  for (const auto& e : h.entries()) {
+    if (skip != nullptr && skip(e.name)) continue;
+    if (!validFieldName(e.name) || !validFieldValue(e.value)) continue;
+    s.append(e.name);
+    s.append(": ");
+    s.append(e.value);
+    s.append("\r\n");
+  }
+}
+
+// ---- BodyEncoder ----
+
+namespace {
+bool skipTrailer(std::string_view name) {
+  return HeaderMap::equalsIgnoreCase(name, "content-length") ||
+         HeaderMap::equalsIgnoreCase(name, "transfer-encoding") ||
+         HeaderMap::equalsIgnoreCase(name, "host");
+}
+}  // namespace
+
+void BodyEncoder::encodeData(Buffer& data, bool end_stream, Buffer& out) {
+  if (ended_) {
+    data.drain(data.length());
+    return;
+  }
+  switch (mode_) {
+    case Mode::kNone:
+      data.drain(data.length());
+      break;
+    case Mode::kRaw:
+      out.move(data);
+      break;
+    case Mode::kLength: {
+      const uint64_t n = data.length();
+      if (n > remaining_) {
+        short_or_excess_ = true;
+        out.move(data, static_cast<size_t>(remaining_));
+        data.drain(data.length());
+        remaining_ = 0;
+      } else {
+        out.move(data);
+        remaining_ -= n;
+      }
+      if (end_stream && remaining_ > 0) short_or_excess_ = true;
+      break;
+    }
+    case Mode::kChunked:
+      if (!data.empty()) {
+        char line[24];
+        const int len = std::snprintf(line, sizeof(line), "%zx\r\n", data.length());
+        out.add(line, static_cast<size_t>(len));
+        out.move(data);
+        out.add("\r\n", 2);
+      }
+      if (end_stream) out.add("0\r\n\r\n", 5);
+      break;
+  }
+  if (end_stream) ended_ = true;
+}
+
+void BodyEncoder::encodeTrailers(const HeaderMap& t, Buffer& out) {
+  if (ended_) return;
+  ended_ = true;
+  if (mode_ == Mode::kChunked) {
+    std::string s = "0\r\n";
+    appendHeaderLines(s, t, &skipTrailer);
+    s.append("\r\n");
+    out.add(s);
+  } else if (mode_ == Mode::kLength && remaining_ > 0) {
+    short_or_excess_ = true;
+  }
+}
+
+}  // namespace ferry::core::http::http1::detail

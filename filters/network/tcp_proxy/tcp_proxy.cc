@@ -188,8 +188,9 @@ class TcpProxy : public NetworkFilter {
 }  // namespace
 
 Registry::NetworkBuilder tcpProxyBuilder() {
-  return [](const config::ListenerConfig& listener, const config::Snapshot& snapshot,
-            std::string* error) -> NetworkFilterFactory {
+  return [](const BuildContext& ctx, std::string* error) -> NetworkFilterFactory {
+    const auto& listener = ctx.listener;
+    const auto& snapshot = ctx.snapshot;
     const auto& tcp = *listener.tcp;
     std::shared_ptr<const core::upstream::Cluster> cluster;
     for (const auto& c : snapshot.clusters)

@@ -111,6 +111,9 @@ TEST_CASE("defaults are applied", "[config][loader]") {
   CHECK(cl.connect_timeout == milliseconds(1'000));
   CHECK(cl.protocol == "http1");
   CHECK(cl.send_proxy_protocol == 0);
+  CHECK(cl.max_requests_per_connection == 0);
+  CHECK(cl.max_idle_connections == 64);
+  CHECK(cl.idle_timeout == milliseconds(60'000));
   REQUIRE(cl.endpoints.size() == 1);
   CHECK(cl.endpoints[0].weight == 1);
 
@@ -149,8 +152,11 @@ clusters:
       - {address: 127.0.0.1:5433, weight: 3}
     lb_policy: round_robin
     connect_timeout: 250ms
-    protocol: http2
+    protocol: http1
     send_proxy_protocol: v2
+    max_requests_per_connection: 1000
+    max_idle_connections: 0
+    idle_timeout: 0s
   - name: other
     endpoints: [{address: "[::1]:1"}]
     send_proxy_protocol: v1
@@ -207,8 +213,11 @@ clusters:
   CHECK(db->endpoints[1].weight == 3);
   CHECK(db->lb_policy == LbPolicy::kRoundRobin);
   CHECK(db->connect_timeout == milliseconds(250));
-  CHECK(db->protocol == "http2");
+  CHECK(db->protocol == "http1");
   CHECK(db->send_proxy_protocol == 2);
+  CHECK(db->max_requests_per_connection == 1000);
+  CHECK(db->max_idle_connections == 0);
+  CHECK(db->idle_timeout == milliseconds(0));
   const ClusterConfig* other = c.findCluster("other");
   REQUIRE(other != nullptr);
   CHECK(other->send_proxy_protocol == 1);
@@ -292,6 +301,14 @@ TEST_CASE("bad values are reported at the value", "[config][loader]") {
   }
   CHECK(onlyError(kClusters + "    protocol: http3\n") ==
         "t.yaml:4:15: bad protocol 'http3' (use http1, http2)");
+  CHECK(onlyError(kClusters + "    protocol: http2\n") ==
+        "t.yaml:4:15: protocol 'http2' is not supported yet");
+  CHECK(onlyError(kClusters + "    max_idle_connections: 100001\n") ==
+        "t.yaml:4:27: 'max_idle_connections' must be between 0 and 100000, got 100001");
+  CHECK(onlyError(kClusters + "    max_requests_per_connection: -1\n") ==
+        "t.yaml:4:34: 'max_requests_per_connection' must be between 0 and 4294967295, got -1");
+  CHECK(onlyError(kClusters + "    idle_timeout: 60\n") ==
+        "t.yaml:4:19: bad duration '60' (use a unit: 250ms, 15s, 5m)");
   CHECK(onlyError(kClusters + "    send_proxy_protocol: 2\n") ==
         "t.yaml:4:26: bad send_proxy_protocol '2' (use v1, v2)");
   CHECK(onlyError("clusters:\n  - name: db\n    endpoints: []\n") ==
@@ -337,25 +354,14 @@ TEST_CASE("listener cross checks", "[config][loader]") {
   SECTION("exactly one of http and tcp") {
     CHECK(onlyError("listeners:\n  - name: a\n    address: 0.0.0.0:80\n" + kClusters) ==
           "t.yaml:2:5: listener needs one of 'http' or 'tcp'");
-    auto r = load("listeners:\n  - name: a\n    tcp: {cluster: db}\n    address: 0.0.0.0:80\n"
-                  "    http: {}\n" + kClusters);
-    CHECK(errorsOf(r) == std::vector<std::string>{
-                             "t.yaml:5:5: listener has both 'http' and 'tcp' (use exactly one)",
-                             "t.yaml:5:5: HTTP listeners are not supported yet in this build (use tcp)",
-                         });
+    CHECK(onlyError("listeners:\n  - name: a\n    tcp: {cluster: db}\n    address: 0.0.0.0:80\n"
+                    "    http: {virtual_hosts: [{name: v, domains: ['*'], routes: "
+                    "[{match: {prefix: /}, route: {cluster: db}}]}]}\n" + kClusters) ==
+          "t.yaml:5:5: listener has both 'http' and 'tcp' (use exactly one)");
   }
 }
 
-TEST_CASE("http and tls are refused, after their keys are checked", "[config][loader]") {
-  CHECK(onlyError("listeners:\n  - name: web\n    address: 0.0.0.0:80\n    http:\n"
-                  "      idle_timeout: 60s\n      virtual_hosts: []\n") ==
-        "t.yaml:4:5: HTTP listeners are not supported yet in this build (use tcp)");
-  auto r = load("listeners:\n  - name: web\n    address: 0.0.0.0:80\n    http:\n      routes: []\n");
-  CHECK(errorsOf(r) == std::vector<std::string>{
-                           "t.yaml:4:5: HTTP listeners are not supported yet in this build (use tcp)",
-                           "t.yaml:5:7: unknown key 'routes' in http",
-                       });
-
+TEST_CASE("tls is refused, after its keys are checked", "[config][loader]") {
   const std::string tls =
       "listeners:\n"
       "  - name: web\n"
@@ -369,7 +375,7 @@ TEST_CASE("http and tls are refused, after their keys are checked", "[config][lo
       "    tcp: {cluster: db}\n";
   CHECK(onlyError(tls + kClusters) == "t.yaml:4:5: TLS termination is not supported yet in this build");
 
-  r = load("listeners:\n  - name: web\n    address: 0.0.0.0:443\n    tls:\n"
+  auto r = load("listeners:\n  - name: web\n    address: 0.0.0.0:443\n    tls:\n"
            "      certificates:\n        - cert_file: a.pem\n      alpn: [h3]\n"
            "      min_version: SSLv3\n    tcp: {cluster: db}\n" + kClusters);
   CHECK(errorsOf(r) == std::vector<std::string>{

@@ -55,3 +55,20 @@ TEST_CASE("Stats shards have one writer each and are read concurrently", "[stats
   REQUIRE(s.value(c) == 200000);
   (void)last;
 }
+
+TEST_CASE("Stats histograms render cumulative buckets, sum and count", "[stats]") {
+  StatsStore s(2);
+  auto h = s.histogram("ferry_d_seconds", {{"listener", "web"}}, {0.001, 0.01, 0.1});
+  s.shard(0).observe(h, 500);     // 0.5 ms
+  s.shard(1).observe(h, 5000);    // 5 ms
+  s.shard(1).observe(h, 2000000); // 2 s: only +Inf
+  std::string p = s.prometheus();
+  INFO(p);
+  REQUIRE(p.find("# TYPE ferry_d_seconds histogram\n") != std::string::npos);
+  REQUIRE(p.find("ferry_d_seconds_bucket{listener=\"web\",le=\"0.001\"} 1\n") != std::string::npos);
+  REQUIRE(p.find("ferry_d_seconds_bucket{listener=\"web\",le=\"0.01\"} 2\n") != std::string::npos);
+  REQUIRE(p.find("ferry_d_seconds_bucket{listener=\"web\",le=\"0.1\"} 2\n") != std::string::npos);
+  REQUIRE(p.find("ferry_d_seconds_bucket{listener=\"web\",le=\"+Inf\"} 3\n") != std::string::npos);
+  REQUIRE(p.find("ferry_d_seconds_sum{listener=\"web\"} 2.005500\n") != std::string::npos);
+  REQUIRE(p.find("ferry_d_seconds_count{listener=\"web\"} 3\n") != std::string::npos);
+}

@@ -1,1 +1,911 @@
-// placeholder
+// HTTP/1 codec tests: every accepted message is also fed split at every byte offset and byte by
+// byte and must give the same callback sequence; every rejected one must fail the same way at
+// every split, without any head having been delivered.
+#include "core/http/http1/codec.h"
+
+#include <sys/uio.h>
+
+#include <catch2/catch.hpp>
+#include <string>
+#include <vector>
+
+using ferry::core::Buffer;
+using ferry::core::http::HeaderMap;
+using ferry::core::http::RequestHeaders;
+using ferry::core::http::RequestHeadersPtr;
+using ferry::core::http::ResponseHeaders;
+using ferry::core::http::ResponseHeadersPtr;
+using namespace ferry::core::http::http1;
+
+namespace {
+
+struct Ev {
+  char kind;  // H head, I informational, D data, T trailers, C request complete (paused), E error
+  std::string text;
+  bool end = false;
+};
+
+std::string fmtHeaders(const HeaderMap& h) {
+  std::string s;
+  for (const auto& e : h.entries()) s += " " + e.name + "=" + e.value;
+  return s;
+}
+
+// Merges consecutive data events: how body bytes are grouped depends on the split points.
+std::vector<std::string> normalize(const std::vector<Ev>& evs) {
+  std::vector<std::string> out;
+  std::string data;
+  bool in_data = false;
+  for (const Ev& e : evs) {
+    if (e.kind == 'D') {
+      data += e.text;
+      in_data = true;
+      if (e.end) {
+        out.push_back("D " + data + " END");
+        data.clear();
+        in_data = false;
+      }
+      continue;
+    }
+    if (in_data) out.push_back("D " + data);
+    data.clear();
+    in_data = false;
+    out.push_back(std::string(1, e.kind) + " " + e.text + (e.end ? " END" : ""));
+  }
+  if (in_data) out.push_back("D " + data);
+  return out;
+}
+
+struct ServerRec : ServerCodecCallbacks {
+  std::vector<Ev> evs;
+  int heads = 0;
+  int error = 0;
+  std::string detail;
+  RequestHeadersPtr last;
+  void onRequestHeaders(RequestHeadersPtr h, bool end) override {
+    ++heads;
+    evs.push_back({'H', h->method + " " + h->path + " @" + h->authority + " 1." +
+                            std::to_string(h->version_minor) + fmtHeaders(h->headers),
+                   end});
+    last = std::move(h);
+  }
+  void onRequestData(Buffer& d, bool end) override {
+    evs.push_back({'D', d.toString(), end});
+    d.drain(d.length());
+  }
+  void onRequestTrailers(HeaderMap t) override { evs.push_back({'T', fmtHeaders(t)}); }
+  void onProtocolError(int status, std::string_view d) override {
+    error = status;
+    detail = std::string(d);
+    evs.push_back({'E', std::to_string(status)});
+  }
+};
+
+struct ServerRun {
+  std::vector<std::string> events;
+  std::string rest;
+  int heads = 0;
+  int error = 0;
+  std::string detail;
+  bool upgraded = false;
+};
+
+// Feeds the chunks in order; after each complete request it records "C" and resumes (the owner
+// would answer first). The bytes left in the input (tunnel data) are returned in rest.
+ServerRun runServer(const std::vector<std::string>& chunks, CodecLimits limits = {},
+                    bool eof = false) {
+  ServerRec rec;
+  ServerCodec codec(rec, limits);
+  Buffer in;
+  for (const auto& c : chunks) {
+    in.add(c);
+    for (;;) {
+      codec.dispatch(in);
+      if (!codec.paused()) break;
+      rec.evs.push_back({'C', codec.keepAlive() ? "ka" : "close"});
+      codec.resume();
+    }
+  }
+  if (eof) codec.onEof();
+  return ServerRun{normalize(rec.evs), in.toString(), rec.heads, rec.error, rec.detail,
+                   codec.upgraded()};
+}
+
+std::vector<std::vector<std::string>> splits(const std::string& msg) {
+  std::vector<std::vector<std::string>> out;
+  for (size_t k = 1; k < msg.size(); ++k) out.push_back({msg.substr(0, k), msg.substr(k)});
+  std::vector<std::string> bytes;
+  for (char c : msg) bytes.emplace_back(1, c);
+  out.push_back(bytes);
+  return out;
+}
+
+void checkAcceptedEverySplit(const std::string& msg, const std::vector<std::string>& expected,
+                             const std::string& rest = "") {
+  ServerRun whole = runServer({msg});
+  CHECK(whole.error == 0);
+  CHECK(whole.detail.empty());
+  REQUIRE(whole.events == expected);
+  CHECK(whole.rest == rest);
+  for (const auto& parts : splits(msg)) {
+    ServerRun r = runServer(parts);
+    INFO("split: first part " << parts[0].size() << " bytes of " << msg.size());
+    REQUIRE(r.events == whole.events);
+    REQUIRE(r.rest == whole.rest);
+  }
+}
+
+void checkRejectedEverySplit(const std::string& msg, int status, CodecLimits limits = {}) {
+  ServerRun whole = runServer({msg}, limits);
+  INFO("message: " << msg);
+  REQUIRE(whole.error == status);
+  CHECK(whole.heads == 0);
+  for (const auto& parts : splits(msg)) {
+    ServerRun r = runServer(parts, limits);
+    INFO("split: first part " << parts[0].size());
+    REQUIRE(r.error == status);
+    REQUIRE(r.heads == 0);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("http1 server: accepted requests give the same events at every split", "[http1]") {
+  SECTION("simple GET") {
+    checkAcceptedEverySplit("GET /a?b=c HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n",
+                            {"H GET /a?b=c @example.com 1.1 accept=*/* END", "C ka"});
+  }
+  SECTION("header values: OWS trimmed, empty values, obs-text, case of names") {
+    checkAcceptedEverySplit(
+        "GET / HTTP/1.1\r\nHOST: h:8080\r\nX-A:   v  w \t\r\nX-Empty:\r\nX-Obs: caf\xc3\xa9\r\n\r\n",
+        {"H GET / @h:8080 1.1 x-a=v  w x-empty= x-obs=caf\xc3\xa9 END", "C ka"});
+  }
+  SECTION("content-length body") {
+    checkAcceptedEverySplit("POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\nhello world",
+                            {"H POST /p @h 1.1 content-length=11", "D hello world END", "C ka"});
+  }
+  SECTION("chunked with extensions and trailers") {
+    checkAcceptedEverySplit(
+        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: Chunked\r\n\r\n"
+        "5;ext=1\r\nhello\r\n6;a;b\r\n world\r\nA;q=\"x y\"\r\n0123456789\r\n0\r\n"
+        "X-Checksum: abc\r\nX-Other: 1\r\n\r\n",
+        {"H POST / @h 1.1 transfer-encoding=Chunked", "D hello world0123456789",
+         "T  x-checksum=abc x-other=1", "C ka"});
+  }
+  SECTION("chunked without trailers ends with data end_stream") {
+    checkAcceptedEverySplit(
+        "PUT /u HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        {"H PUT /u @h 1.1 transfer-encoding=chunked", "D abc END", "C ka"});
+  }
+  SECTION("pipelined requests are delivered one at a time") {
+    checkAcceptedEverySplit(
+        "GET /1 HTTP/1.1\r\nHost: h\r\n\r\n"
+        "POST /2 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
+        "\r\nGET /3 HTTP/1.1\r\nHost: h\r\n\r\n",
+        {"H GET /1 @h 1.1 END", "C ka", "H POST /2 @h 1.1 content-length=3", "D abc END", "C ka",
+         "H GET /3 @h 1.1 END", "C ka"});
+  }
+  SECTION("HTTP/1.0 keep-alive, then HTTP/1.0 close ends the connection") {
+    checkAcceptedEverySplit(
+        "GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /b HTTP/1.0\r\n\r\n"
+        "GET /c HTTP/1.1\r\nHost: h\r\n\r\n",
+        {"H GET /a @ 1.0 connection=keep-alive END", "C ka", "H GET /b @ 1.0 END", "C close"});
+  }
+  SECTION("Connection: close on HTTP/1.1: later bytes are discarded") {
+    checkAcceptedEverySplit(
+        "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\nGARBAGE",
+        {"H GET / @h 1.1 connection=close END", "C close"});
+  }
+  SECTION("absolute-form target: path and authority from the URI") {
+    checkAcceptedEverySplit("GET http://Example.com:81/x/y?z HTTP/1.1\r\nHost: other\r\n\r\n",
+                            {"H GET /x/y?z @Example.com:81 1.1 END", "C ka"});
+    checkAcceptedEverySplit("GET HTTPS://h?q=1 HTTP/1.1\r\nHost: h\r\n\r\n",
+                            {"H GET /?q=1 @h 1.1 END", "C ka"});
+  }
+  SECTION("OPTIONS *") {
+    checkAcceptedEverySplit("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
+                            {"H OPTIONS * @h 1.1 END", "C ka"});
+  }
+  SECTION("leading empty lines before the request line are ignored") {
+    checkAcceptedEverySplit("\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",
+                            {"H GET / @h 1.1 END", "C ka"});
+  }
+  SECTION("websocket upgrade: head, then the tunnel bytes stay in the buffer") {
+    checkAcceptedEverySplit(
+        "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+        "\x81\x05hello GET / HTTP/1.1\r\n\r\n",
+        {"H GET /ws @h 1.1 connection=Upgrade upgrade=websocket"},
+        "\x81\x05hello GET / HTTP/1.1\r\n\r\n");
+  }
+  SECTION("CONNECT: authority-form, tunnel bytes left") {
+    checkAcceptedEverySplit("CONNECT db.internal:5432 HTTP/1.1\r\nHost: db.internal:5432\r\n\r\nTUNNEL",
+                            {"H CONNECT db.internal:5432 @db.internal:5432 1.1"}, "TUNNEL");
+  }
+  SECTION("an Upgrade request with a body is a plain request") {
+    checkAcceptedEverySplit(
+        "POST / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: foo\r\nContent-Length: 2\r\n\r\nhi",
+        {"H POST / @h 1.1 connection=upgrade upgrade=foo content-length=2", "D hi END", "C ka"});
+  }
+  SECTION("Upgrade: h2c is not an upgrade: stripped") {
+    checkAcceptedEverySplit(
+        "GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+        "HTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
+        {"H GET / @h 1.1 connection=Upgrade, HTTP2-Settings END", "C ka"});
+  }
+  SECTION("Expect: 100-continue: the head comes before the body") {
+    checkAcceptedEverySplit(
+        "PUT /f HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\nDATA",
+        {"H PUT /f @h 1.1 expect=100-continue content-length=4", "D DATA END", "C ka"});
+  }
+  SECTION("IPv6 host and empty Host") {
+    checkAcceptedEverySplit("GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", {"H GET / @[::1]:8080 1.1 END", "C ka"});
+    checkAcceptedEverySplit("GET / HTTP/1.1\r\nHost:\r\n\r\n", {"H GET / @ 1.1 END", "C ka"});
+  }
+}
+
+TEST_CASE("http1 server: a body spanning many slices is delivered intact", "[http1]") {
+  std::string body(3 * Buffer::kSliceSize + 1234, 'x');
+  for (size_t i = 0; i < body.size(); ++i) body[i] = static_cast<char>('a' + i % 26);
+  ServerRun r = runServer({"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: " + std::to_string(body.size()) +
+                           "\r\n\r\n" + body + "GET / HTTP/1.1\r\nHost: h\r\n\r\n"});
+  REQUIRE(r.error == 0);
+  REQUIRE(r.events.size() == 5);
+  CHECK(r.events[1] == "D " + body + " END");
+  CHECK(r.events[3] == "H GET / @h 1.1 END");
+}
+
+TEST_CASE("http1 server: smuggling and malformed requests are rejected before any head", "[http1]") {
+  struct Case {
+    const char* name;
+    std::string msg;
+  };
+  const std::string ok = "GET / HTTP/1.1\r\nHost: h\r\n";
+  const std::vector<Case> cases = {
+      {"CL + TE", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
+      {"TE + CL", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n"},
+      {"differing CL", ok + "Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"},
+      {"identical CL twice (rejected, not merged)", ok + "Content-Length: 3\r\nContent-Length: 3\r\n\r\nabc"},
+      {"CL list", ok + "Content-Length: 3, 3\r\n\r\nabc"},
+      {"CL not a number", ok + "Content-Length: abc\r\n\r\n"},
+      {"CL negative", ok + "Content-Length: -1\r\n\r\n"},
+      {"CL plus sign", ok + "Content-Length: +3\r\n\r\nabc"},
+      {"CL overflow", ok + "Content-Length: 99999999999999999999999\r\n\r\n"},
+      {"TE gzip", ok + "Transfer-Encoding: gzip\r\n\r\n"},
+      {"TE gzip, chunked", ok + "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"},
+      {"TE chunked, gzip", ok + "Transfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n"},
+      {"TE twice", ok + "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
+      {"TE identity", ok + "Transfer-Encoding: identity\r\n\r\n"},
+      {"TE in HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
+      {"obs-fold SP", ok + "X-A: a\r\n b\r\n\r\n"},
+      {"obs-fold HTAB", ok + "X-A: a\r\n\tb\r\n\r\n"},
+      {"obs-fold after empty value", ok + "X-A:\r\n b\r\n\r\n"},
+      {"obs-fold on Transfer-Encoding", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n"},
+      {"SP before colon", ok + "Content-Length : 3\r\n\r\nabc"},
+      {"HTAB before colon", ok + "X-A\t: b\r\n\r\n"},
+      {"line starting with SP after request line", "GET / HTTP/1.1\r\n Host: h\r\n\r\n"},
+      {"NUL in value", ok + std::string("X-A: a\0b\r\n\r\n", 12)},
+      {"CTL in value", ok + "X-A: a\x01" "b\r\n\r\n"},
+      {"DEL in value", ok + "X-A: a\x7f" "b\r\n\r\n"},
+      {"CR in value", ok + "X-A: a\rb\r\n\r\n"},
+      {"bad char in name", ok + "X@A: b\r\n\r\n"},
+      {"space in name", ok + "X A: b\r\n\r\n"},
+      {"empty name", ok + ": b\r\n\r\n"},
+      {"unknown method", "FOO / HTTP/1.1\r\nHost: h\r\n\r\n"},
+      {"lower-case method", "get / HTTP/1.1\r\nHost: h\r\n\r\n"},
+      {"relative target", "GET a HTTP/1.1\r\nHost: h\r\n\r\n"},
+      {"fragment in target", "GET /a#b HTTP/1.1\r\nHost: h\r\n\r\n"},
+      {"backslash in target", "GET /a\\..\\b HTTP/1.1\r\nHost: h\r\n\r\n"},
+      {"non-ASCII in target", "GET /caf\xc3\xa9 HTTP/1.1\r\nHost: h\r\n\r\n"},
+      {"userinfo in absolute-form", "GET http://u:p@h/ HTTP/1.1\r\nHost: h\r\n\r\n"},
+      {"other scheme", "GET ftp://h/ HTTP/1.1\r\nHost: h\r\n\r\n"},
+      {"empty authority", "GET http:///x HTTP/1.1\r\nHost: h\r\n\r\n"},
+      {"asterisk for GET", "GET * HTTP/1.1\r\nHost: h\r\n\r\n"},
+      {"CONNECT origin-form", "CONNECT /x HTTP/1.1\r\nHost: h\r\n\r\n"},
+      {"CONNECT without port", "CONNECT h HTTP/1.1\r\nHost: h\r\n\r\n"},
+      {"CONNECT with a body", "CONNECT h:1 HTTP/1.1\r\nHost: h:1\r\nContent-Length: 2\r\n\r\nhi"},
+      {"double SP after method", "GET  / HTTP/1.1\r\nHost: h\r\n\r\n"},
+      {"double SP before version", "GET /  HTTP/1.1\r\nHost: h\r\n\r\n"},
+      {"SP after version", "GET / HTTP/1.1 \r\nHost: h\r\n\r\n"},
+      {"HTTP/1.2", "GET / HTTP/1.2\r\nHost: h\r\n\r\n"},
+      {"HTTP/2.0", "GET / HTTP/2.0\r\nHost: h\r\n\r\n"},
+      {"HTTP/0.9", "GET / HTTP/0.9\r\n\r\n"},
+      {"RTSP", "GET / RTSP/1.0\r\n\r\n"},
+      {"lower-case protocol", "GET / http/1.1\r\nHost: h\r\n\r\n"},
+      {"h2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"},
+      {"bare LF after request line", "GET / HTTP/1.1\nHost: h\r\n\r\n"},
+      {"bare LF after header", ok + "X-A: b\n\r\n"},
+      {"bare LF ending the head", ok + "\n"},
+      {"bare CR in request line", "GET /\r HTTP/1.1\r\nHost: h\r\n\r\n"},
+      {"bare LF before request line", "\nGET / HTTP/1.1\r\nHost: h\r\n\r\n"},
+      {"missing Host on HTTP/1.1", "GET / HTTP/1.1\r\nX-A: b\r\n\r\n"},
+      {"two Host headers", ok + "Host: h\r\n\r\n"},
+      {"two Host headers on HTTP/1.0", "GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n"},
+      {"invalid Host", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n"},
+      {"Host with userinfo", "GET / HTTP/1.1\r\nHost: u@h\r\n\r\n"},
+      {"Host with bad port", "GET / HTTP/1.1\r\nHost: h:8x\r\n\r\n"},
+      {"chunked body: but invalid", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nX: \x02\r\n\r\n"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.name);
+    checkRejectedEverySplit(c.msg, 400);
+  }
+}
+
+TEST_CASE("http1 server: errors inside a chunked body come after the head", "[http1]") {
+  const std::string head = "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const std::vector<std::string> bodies = {
+      "fffffffffffffffff\r\n",           // chunk-size overflow
+      "zz\r\nab\r\n0\r\n\r\n",            // not hex
+      "5\r\nhelloXX0\r\n\r\n",            // no CRLF after data
+      "5\nhello\r\n0\r\n\r\n",            // bare LF after size
+      "5\r\nhello\r\n0\r\n\n",            // bare LF ending the message
+      "5\r\nhello\r\n0\r\nA: b\n\r\n",    // bare LF in trailers
+      "5\r\nhello\r\n0\r\nA: b\r\n c\r\n\r\n",  // obs-fold in trailers
+      "5\r\nhello\r\n 0\r\n\r\n",         // whitespace before chunk size
+      "5 \r\nhello\r\n0\r\n\r\n",         // whitespace after chunk size
+      "5\r\nhello\r\n0\r\nContent-Length: 5\r\n\r\n",  // framing field as trailer
+      "5;a=b;c=d\r\nhello\r\n0\r\n\r\n",  // llhttp 8.1 limit: extension after a valued one
+  };
+  for (const auto& b : bodies) {
+    INFO(b);
+    const std::string msg = head + b;
+    ServerRun whole = runServer({msg});
+    REQUIRE(whole.error == 400);
+    CHECK(whole.heads == 1);
+    for (const auto& parts : splits(msg)) {
+      ServerRun r = runServer(parts);
+      REQUIRE(r.error == 400);
+      REQUIRE(r.events.back() == "E 400");
+    }
+  }
+}
+
+TEST_CASE("http1 server: 431 for too large or too many headers", "[http1]") {
+  CodecLimits small;
+  small.max_header_bytes = 256;
+  small.max_headers = 5;
+  const std::string big(300, 'v');
+  checkRejectedEverySplit("GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + big + "\r\n\r\n", 431, small);
+  checkRejectedEverySplit("GET /" + big + " HTTP/1.1\r\nHost: h\r\n\r\n", 431, small);
+  checkRejectedEverySplit("GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\n\r\n", 431,
+                          small);
+  checkRejectedEverySplit(std::string(300, '\n').replace(0, 300, 150, '\r').append("GET / HTTP/1.1\r\n"),
+                          400, small);  // lone CRs: bare CR (400) before the limit
+  std::string crlfs;
+  for (int i = 0; i < 150; ++i) crlfs += "\r\n";
+  checkRejectedEverySplit(crlfs + "GET / HTTP/1.1\r\nHost: h\r\n\r\n", 431, small);
+  // Exactly at the limit is fine.
+  std::string line = "GET / HTTP/1.1\r\nHost: h\r\nX: ";
+  line += std::string(256 - line.size() - 4, 'a') + "\r\n\r\n";
+  REQUIRE(line.size() == 256);
+  CHECK(runServer({line}, small).error == 0);
+  CHECK(runServer({line.substr(0, line.size() - 4) + "a\r\n\r\n"}, small).error == 431);
+
+  // Defaults: 60 KiB and 100 headers.
+  CHECK(runServer({"GET / HTTP/1.1\r\nHost: h\r\nX: " + std::string(61 * 1024, 'a') + "\r\n\r\n"}).error == 431);
+  CHECK(runServer({"GET / HTTP/1.1\r\nHost: h\r\nX: " + std::string(50 * 1024, 'a') + "\r\n\r\n"}).error == 0);
+  std::string many = "GET / HTTP/1.1\r\nHost: h\r\n";
+  for (int i = 0; i < 99; ++i) many += "X-" + std::to_string(i) + ": v\r\n";
+  CHECK(runServer({many + "\r\n"}).error == 0);  // 100 with Host
+  CHECK(runServer({many + "X-Last: v\r\n\r\n"}).error == 431);
+
+  SECTION("trailers have the same limits, after the head") {
+    std::string msg = "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n";
+    for (int i = 0; i < 6; ++i) msg += "T" + std::to_string(i) + ": v\r\n";
+    ServerRun r = runServer({msg + "\r\n"}, small);
+    CHECK(r.error == 431);
+    CHECK(r.heads == 1);
+    r = runServer({"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: " + big + "\r\n\r\n"},
+                  small);
+    CHECK(r.error == 431);
+  }
+}
+
+TEST_CASE("http1 server: EOF", "[http1]") {
+  CHECK(runServer({"GET / HTTP/1.1\r\nHost: h\r\n\r\n"}, {}, true).error == 0);
+  CHECK(runServer({""}, {}, true).error == 0);
+  CHECK(runServer({"GET / HTTP/1.1\r\nHo"}, {}, true).error == 400);
+  ServerRun r = runServer({"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nab"}, {}, true);
+  CHECK(r.error == 400);
+  CHECK(r.events == std::vector<std::string>{"H POST / @h 1.1 content-length=5", "D ab", "E 400"});
+}
+
+TEST_CASE("http1 server: dispatch stops while paused, resume goes on", "[http1]") {
+  ServerRec rec;
+  ServerCodec codec(rec);
+  Buffer in;
+  in.add("GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n");
+  codec.dispatch(in);
+  REQUIRE(codec.paused());
+  REQUIRE(rec.heads == 1);
+  CHECK(in.toString() == "GET /2 HTTP/1.1\r\nHost: h\r\n\r\n");
+  codec.dispatch(in);
+  CHECK(rec.heads == 1);
+  codec.resume();
+  codec.dispatch(in);
+  CHECK(rec.heads == 2);
+  CHECK(in.empty());
+}
+
+TEST_CASE("http1 server: an owner may answer and resume() from inside onRequestHeaders", "[http1]") {
+  struct Sync : ServerRec {
+    ServerCodec* codec = nullptr;
+    Buffer out;
+    void onRequestHeaders(RequestHeadersPtr h, bool end) override {
+      ServerRec::onRequestHeaders(std::move(h), end);
+      ResponseHeaders r;
+      r.status = 204;
+      codec->encodeHeaders(r, true, out);
+      codec->resume();
+    }
+  } rec;
+  ServerCodec codec(rec);
+  rec.codec = &codec;
+  Buffer in;
+  in.add("GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\nGET /3 HTTP/1.1\r\nHost: h\r\n\r\n");
+  codec.dispatch(in);
+  CHECK(rec.heads == 3);
+  CHECK(in.empty());
+  CHECK_FALSE(codec.paused());
+  CHECK(rec.out.toString() == "HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n");
+}
+
+namespace {
+
+// A codec that has parsed `request` (complete, paused) for response-encoding tests.
+struct Responder {
+  ServerRec rec;
+  ServerCodec codec{rec};
+  explicit Responder(const std::string& request) {
+    Buffer in;
+    in.add(request);
+    codec.dispatch(in);
+  }
+  std::string head(int status, std::vector<std::pair<std::string, std::string>> hs, bool end) {
+    ResponseHeaders h;
+    h.status = status;
+    for (auto& [n, v] : hs) h.headers.add(n, v);
+    Buffer out;
+    codec.encodeHeaders(h, end, out);
+    return out.toString();
+  }
+  std::string data(const std::string& d, bool end) {
+    Buffer b, out;
+    b.add(d);
+    codec.encodeData(b, end, out);
+    CHECK(b.empty());
+    return out.toString();
+  }
+};
+
+const char* kGet11 = "GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+
+}  // namespace
+
+TEST_CASE("http1 server: response framing", "[http1]") {
+  SECTION("content-length kept") {
+    Responder r(kGet11);
+    CHECK(r.head(200, {{"Content-Length", "5"}, {"X-A", "b"}}, false) ==
+          "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-a: b\r\n\r\n");
+    CHECK(r.data("hello", true) == "hello");
+    CHECK_FALSE(r.codec.responseNeedsClose());
+  }
+  SECTION("chunked when streaming to HTTP/1.1; empty data writes nothing") {
+    Responder r(kGet11);
+    CHECK(r.head(404, {}, false) == "HTTP/1.1 404 Not Found\r\ntransfer-encoding: chunked\r\n\r\n");
+    CHECK(r.data("hello", false) == "5\r\nhello\r\n");
+    CHECK(r.data("", false).empty());
+    CHECK(r.data(std::string(26, 'z'), true) == "1a\r\n" + std::string(26, 'z') + "\r\n0\r\n\r\n");
+    CHECK_FALSE(r.codec.responseNeedsClose());
+  }
+  SECTION("end_stream without content-length -> content-length: 0") {
+    Responder r(kGet11);
+    CHECK(r.head(503, {{"transfer-encoding", "chunked"}, {"connection", "keep-alive"}}, true) ==
+          "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n");
+  }
+  SECTION("custom reason; invalid reason replaced") {
+    Responder r(kGet11);
+    ResponseHeaders h;
+    h.status = 299;
+    h.reason = "Fine Thanks";
+    Buffer out;
+    r.codec.encodeHeaders(h, true, out);
+    CHECK(out.toString() == "HTTP/1.1 299 Fine Thanks\r\ncontent-length: 0\r\n\r\n");
+    h.reason = "X\r\nSet-Cookie: evil";
+    Buffer out2;
+    r.codec.encodeHeaders(h, true, out2);
+    CHECK(out2.toString() == "HTTP/1.1 299 Unknown\r\ncontent-length: 0\r\n\r\n");
+  }
+  SECTION("header values with CR/LF are never written") {
+    Responder r(kGet11);
+    CHECK(r.head(200, {{"x-evil", "a\r\nset-cookie: x"}, {"bad name", "v"}, {"x-ok", "v"}}, true) ==
+          "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nx-ok: v\r\n\r\n");
+  }
+  SECTION("HEAD: no body, content-length kept") {
+    Responder r("HEAD / HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(r.head(200, {{"content-length", "1000"}}, false) ==
+          "HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n");
+    CHECK(r.data("ignored", true).empty());
+    CHECK_FALSE(r.codec.responseNeedsClose());
+  }
+  SECTION("204 drops content-length, 304 keeps it, neither has a body") {
+    Responder r(kGet11);
+    CHECK(r.head(204, {{"content-length", "3"}}, false) == "HTTP/1.1 204 No Content\r\n\r\n");
+    CHECK(r.data("abc", true).empty());
+    Responder r2(kGet11);
+    CHECK(r2.head(304, {{"content-length", "3"}, {"etag", "\"x\""}}, true) ==
+          "HTTP/1.1 304 Not Modified\r\ncontent-length: 3\r\netag: \"x\"\r\n\r\n");
+  }
+  SECTION("HTTP/1.0 keep-alive client") {
+    Responder r("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    CHECK(r.codec.keepAlive());
+    CHECK(r.head(200, {{"content-length", "2"}}, false) ==
+          "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\n");
+    CHECK_FALSE(r.codec.responseNeedsClose());
+    Responder r2("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    CHECK(r2.head(200, {}, false) == "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n");  // close-delimited
+    CHECK(r2.data("abc", true) == "abc");
+    CHECK(r2.codec.responseNeedsClose());
+  }
+  SECTION("HTTP/1.0 without keep-alive, and Connection: close on HTTP/1.1") {
+    Responder r("GET / HTTP/1.0\r\n\r\n");
+    CHECK_FALSE(r.codec.keepAlive());
+    CHECK(r.codec.responseNeedsClose());
+    CHECK(r.head(200, {{"content-length", "0"}}, true) ==
+          "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    Responder r2("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+    CHECK(r2.head(200, {}, true) == "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    CHECK(r2.codec.responseNeedsClose());
+  }
+  SECTION("the caller's connection: close forces close") {
+    Responder r(kGet11);
+    CHECK(r.head(200, {{"Connection", "close"}}, true) ==
+          "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    CHECK(r.codec.responseNeedsClose());
+  }
+  SECTION("content-length is held to: excess dropped, short body -> close") {
+    Responder r(kGet11);
+    r.head(200, {{"content-length", "3"}}, false);
+    CHECK(r.data("abcdef", false) == "abc");
+    CHECK(r.codec.responseNeedsClose());
+    Responder r2(kGet11);
+    r2.head(200, {{"content-length", "3"}}, false);
+    CHECK(r2.data("ab", true) == "ab");
+    CHECK(r2.codec.responseNeedsClose());
+  }
+  SECTION("trailers: chunked only") {
+    Responder r(kGet11);
+    r.head(200, {}, false);
+    r.data("x", false);
+    HeaderMap t;
+    t.add("grpc-status", "0");
+    t.add("content-length", "1");
+    Buffer out;
+    r.codec.encodeTrailers(t, out);
+    CHECK(out.toString() == "0\r\ngrpc-status: 0\r\n\r\n");
+    Responder r2(kGet11);
+    r2.head(200, {{"content-length", "1"}}, false);
+    r2.data("x", false);
+    Buffer out2;
+    r2.codec.encodeTrailers(t, out2);
+    CHECK(out2.empty());
+    CHECK_FALSE(r2.codec.responseNeedsClose());
+  }
+  SECTION("100-continue and interim responses") {
+    Responder r("PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+    Buffer out;
+    r.codec.encode100Continue(out);
+    CHECK(out.toString() == "HTTP/1.1 100 Continue\r\n\r\n");
+    CHECK(r.head(103, {{"link", "</s.css>"}}, false) ==
+          std::string("HTTP/1.1 103 ") + ferry::core::http::reasonPhrase(103) + "\r\nlink: </s.css>\r\n\r\n");
+    Responder r10("PUT / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+    Buffer out10;
+    r10.codec.encode100Continue(out10);
+    CHECK(out10.empty());
+  }
+  SECTION("101 to an upgrade: tunnel; any other answer closes") {
+    const char* ws = "GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";
+    Responder r(ws);
+    REQUIRE(r.codec.upgraded());
+    CHECK(r.head(101, {{"connection", "Upgrade"}, {"upgrade", "websocket"}}, false) ==
+          "HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\r\n");
+    CHECK(r.data("\x81\x00", false) == "\x81\x00");
+    CHECK_FALSE(r.codec.responseNeedsClose());
+    Responder r2(ws);
+    CHECK(r2.head(403, {}, true) == "HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    CHECK(r2.codec.responseNeedsClose());
+    Responder r3("CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n");
+    CHECK(r3.head(200, {{"content-length", "0"}}, false) == "HTTP/1.1 200 OK\r\n\r\n");
+    CHECK(r3.data("tls bytes", false) == "tls bytes");
+  }
+  SECTION("after a protocol error: encode still works and closes") {
+    Responder r("GET / HTTP/1.1\r\nHost: h\r\nHost: h\r\n\r\n");
+    REQUIRE(r.rec.error == 400);
+    CHECK(r.codec.responseNeedsClose());
+    CHECK(r.head(400, {{"content-length", "0"}}, true) ==
+          "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+  }
+}
+
+TEST_CASE("http1 encodeData moves payload slices without copying", "[http1]") {
+  Responder r(kGet11);
+  r.head(200, {}, false);
+  Buffer data, out;
+  data.add(std::string(Buffer::kSliceSize, 'p'));
+  iovec before;
+  REQUIRE(data.gather(&before, 1) == 1);
+  r.codec.encodeData(data, false, out);
+  iovec iov[4];
+  const size_t n = out.gather(iov, 4);
+  bool same_slice = false;
+  for (size_t i = 0; i < n; ++i) same_slice |= iov[i].iov_base == before.iov_base;
+  CHECK(same_slice);
+  CHECK(out.length() == Buffer::kSliceSize + 4 + 2 + 2);
+}
+
+// ---------------- client ----------------
+
+namespace {
+
+struct ClientRec : ClientCodecCallbacks {
+  std::vector<Ev> evs;
+  int errors = 0;
+  void onResponseHeaders(ResponseHeadersPtr h, bool end) override {
+    evs.push_back({'H', std::to_string(h->status) + " " + h->reason + fmtHeaders(h->headers), end});
+  }
+  void onInformational(ResponseHeadersPtr h) override {
+    evs.push_back({'I', std::to_string(h->status) + fmtHeaders(h->headers)});
+  }
+  void onResponseData(Buffer& d, bool end) override {
+    evs.push_back({'D', d.toString(), end});
+    d.drain(d.length());
+  }
+  void onResponseTrailers(HeaderMap t) override { evs.push_back({'T', fmtHeaders(t)}); }
+  void onProtocolError(std::string_view) override {
+    ++errors;
+    evs.push_back({'E', "502"});
+  }
+};
+
+RequestHeaders request(const std::string& method, const std::string& path = "/") {
+  RequestHeaders h;
+  h.method = method;
+  h.path = path;
+  h.authority = "up";
+  return h;
+}
+
+struct ClientRun {
+  std::vector<std::string> events;
+  std::string rest;
+  bool keep_alive, idle, upgraded;
+};
+
+ClientRun runClient(const std::vector<RequestHeaders>& reqs, const std::vector<std::string>& chunks,
+                    bool eof = false) {
+  ClientRec rec;
+  ClientCodec codec(rec);
+  Buffer out, in;
+  for (const auto& r : reqs) codec.encodeHeaders(r, true, out);
+  for (const auto& c : chunks) {
+    in.add(c);
+    codec.dispatch(in);
+  }
+  if (eof) codec.onEof();
+  return ClientRun{normalize(rec.evs), in.toString(), codec.keepAlive(), codec.idle(), codec.upgraded()};
+}
+
+void checkClientEverySplit(const std::vector<RequestHeaders>& reqs, const std::string& msg,
+                           const std::vector<std::string>& expected, bool eof = false) {
+  ClientRun whole = runClient(reqs, {msg}, eof);
+  REQUIRE(whole.events == expected);
+  for (const auto& parts : splits(msg)) {
+    ClientRun r = runClient(reqs, parts, eof);
+    INFO("split: first part " << parts[0].size());
+    REQUIRE(r.events == whole.events);
+    REQUIRE(r.rest == whole.rest);
+    REQUIRE(r.keep_alive == whole.keep_alive);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("http1 client: request encoding", "[http1]") {
+  ClientRec rec;
+  ClientCodec codec(rec);
+  Buffer out;
+  RequestHeaders get = request("GET", "/a?b");
+  get.headers.add("Host", "ignored");
+  get.headers.add("x-a", "1");
+  codec.encodeHeaders(get, true, out);
+  CHECK(out.toString() == "GET /a?b HTTP/1.1\r\nhost: up\r\nx-a: 1\r\n\r\n");
+  out.clear();
+  RequestHeaders post = request("POST", "/p");
+  codec.encodeHeaders(post, true, out);
+  CHECK(out.toString() == "POST /p HTTP/1.1\r\nhost: up\r\ncontent-length: 0\r\n\r\n");
+  out.clear();
+  RequestHeaders stream = request("PUT", "/bad path\r\n");
+  stream.headers.add("transfer-encoding", "gzip");
+  codec.encodeHeaders(stream, false, out);
+  Buffer d;
+  d.add("abc");
+  codec.encodeData(d, false, out);
+  HeaderMap t;
+  t.add("x-t", "1");
+  codec.encodeTrailers(t, out);
+  CHECK(out.toString() ==
+        "PUT /bad%20path%0D%0A HTTP/1.1\r\nhost: up\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nx-t: 1\r\n\r\n");
+  out.clear();
+  RequestHeaders cl = request("POST");
+  cl.headers.add("content-length", "3");
+  codec.encodeHeaders(cl, false, out);
+  d.add("xyz");
+  codec.encodeData(d, true, out);
+  CHECK(out.toString() == "POST / HTTP/1.1\r\nhost: up\r\ncontent-length: 3\r\n\r\nxyz");
+  out.clear();
+  RequestHeaders connect = request("CONNECT", "");
+  connect.authority = "db:5432";
+  codec.encodeHeaders(connect, false, out);
+  CHECK(out.toString() == "CONNECT db:5432 HTTP/1.1\r\nhost: db:5432\r\n\r\n");
+}
+
+TEST_CASE("http1 client: responses at every split", "[http1]") {
+  SECTION("content-length") {
+    checkClientEverySplit({request("GET")}, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello",
+                          {"H 200 OK content-length=5 x-a=b", "D hello END"});
+    CHECK(runClient({request("GET")}, {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"}).keep_alive);
+  }
+  SECTION("chunked with trailers") {
+    checkClientEverySplit({request("GET")},
+                          "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwiki\r\n5;x=y\r\npedia\r\n"
+                          "0\r\nGrpc-Status: 0\r\n\r\n",
+                          {"H 200 OK transfer-encoding=chunked", "D wikipedia", "T  grpc-status=0"});
+  }
+  SECTION("close-delimited, completed by EOF") {
+    checkClientEverySplit({request("GET")}, "HTTP/1.1 200 OK\r\n\r\nuntil the end",
+                          {"H 200 OK", "D until the end END"}, true);
+    ClientRun r = runClient({request("GET")}, {"HTTP/1.1 200 OK\r\n\r\nuntil"}, true);
+    CHECK_FALSE(r.keep_alive);
+    ClientRun head_only = runClient({request("GET")}, {"HTTP/1.1 200 OK\r\n\r\n"}, true);
+    CHECK(head_only.events == std::vector<std::string>{"H 200 OK", "D  END"});
+  }
+  SECTION("HEAD response has no body even with content-length") {
+    checkClientEverySplit({request("HEAD"), request("GET")},
+                          "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+                          {"H 200 OK content-length=10 END", "H 204 No Content END"});
+  }
+  SECTION("204 and 304 ignore content-length") {
+    checkClientEverySplit({request("GET"), request("GET")},
+                          "HTTP/1.1 304 Not Modified\r\nContent-Length: 3\r\n\r\n"
+                          "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc",
+                          {"H 304 Not Modified content-length=3 END", "H 200 OK content-length=3", "D abc END"});
+  }
+  SECTION("1xx interim responses, then the final one") {
+    checkClientEverySplit({request("POST")},
+                          "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+                          "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok",
+                          {"I 100", "I 103 link=</a>", "H 201 Created content-length=2", "D ok END"});
+  }
+  SECTION("101 upgrade: tunnel bytes stay in the buffer") {
+    RequestHeaders ws = request("GET", "/ws");
+    ws.headers.add("connection", "upgrade");
+    ws.headers.add("upgrade", "websocket");
+    checkClientEverySplit({ws}, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x01x",
+                          {"H 101 Switching Protocols upgrade=websocket connection=Upgrade"});
+    ClientRun r = runClient({ws}, {"HTTP/1.1 101 Switching Protocols\r\n\r\n\x81\x01x"});
+    CHECK(r.upgraded);
+    CHECK(r.rest == "\x81\x01x");
+    // 101 without an upgrade request is malformed.
+    CHECK(runClient({request("GET")}, {"HTTP/1.1 101 Switching Protocols\r\n\r\n"}).events.back() == "E 502");
+  }
+  SECTION("CONNECT 200 is a tunnel") {
+    RequestHeaders c = request("CONNECT", "h:1");
+    ClientRun r = runClient({c}, {"HTTP/1.1 200 Connection Established\r\n\r\nRAW"});
+    CHECK(r.events == std::vector<std::string>{"H 200 Connection Established"});
+    CHECK(r.upgraded);
+    CHECK(r.rest == "RAW");
+  }
+  SECTION("two responses in sequence on a kept-alive connection") {
+    ClientRec rec;
+    ClientCodec codec(rec);
+    Buffer out, in;
+    codec.encodeHeaders(request("GET", "/1"), true, out);
+    CHECK_FALSE(codec.idle());
+    in.add("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na");
+    codec.dispatch(in);
+    CHECK(codec.idle());
+    CHECK(codec.keepAlive());
+    codec.encodeHeaders(request("GET", "/2"), true, out);
+    CHECK_FALSE(codec.keepAlive());
+    in.add("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n\r\nb");
+    codec.dispatch(in);
+    CHECK(normalize(rec.evs) == std::vector<std::string>{"H 200 OK content-length=1", "D a END",
+                                                        "H 200 OK content-length=1 connection=close", "D b END"});
+    CHECK(codec.idle());
+    CHECK_FALSE(codec.keepAlive());
+  }
+  SECTION("HTTP/1.0 response is not reused; unsent request body blocks reuse") {
+    CHECK_FALSE(runClient({request("GET")}, {"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\na"}).keep_alive);
+    ClientRec rec;
+    ClientCodec codec(rec);
+    Buffer out, in;
+    codec.encodeHeaders(request("POST"), false, out);
+    in.add("HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n");
+    codec.dispatch(in);
+    CHECK(codec.idle());
+    CHECK_FALSE(codec.keepAlive());
+  }
+}
+
+TEST_CASE("http1 client: malformed responses", "[http1]") {
+  const std::vector<std::string> bad = {
+      "HTTP/1.1 20 OK\r\n\r\n",
+      "HTTP/1.1 099 X\r\n\r\n",
+      "HTTP/1.1 600 X\r\nContent-Length: 0\r\n\r\n",
+      "HTTP/2 200 OK\r\n\r\n",
+      "HTTP/1.1  200 OK\r\n\r\n",
+      "HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+      "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxx",
+      "HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 0\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nX-A: \x01\r\n\r\n",
+      "HTTP/1.1 200 O\x01K\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+      "garbage\r\n\r\n",
+  };
+  for (const auto& msg : bad) {
+    INFO(msg);
+    for (const auto& parts : splits(msg)) {
+      ClientRun r = runClient({request("GET")}, parts);
+      REQUIRE(r.events.back() == "E 502");
+      REQUIRE_FALSE(r.keep_alive);
+    }
+  }
+  // A response with no request outstanding.
+  CHECK(runClient({}, {"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"}).events ==
+        std::vector<std::string>{"E 502"});
+  // Too large a head.
+  CHECK(runClient({request("GET")}, {"HTTP/1.1 200 OK\r\nX: " + std::string(70000, 'a') + "\r\n\r\n"})
+            .events.back() == "E 502");
+}
+
+TEST_CASE("http1 client: EOF", "[http1]") {
+  CHECK(runClient({request("GET")}, {"HTTP/1.1 200 OK\r\nContent-Le"}, true).events ==
+        std::vector<std::string>{"E 502"});
+  CHECK(runClient({request("GET")}, {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab"}, true).events ==
+        std::vector<std::string>{"H 200 OK content-length=5", "D ab", "E 502"});
+  CHECK(runClient({request("GET")}, {}, true).events.empty());  // outstanding, nothing received
+  CHECK(runClient({}, {}, true).events.empty());
+}
+
+TEST_CASE("http1 client and server round trip", "[http1]") {
+  ClientRec crec;
+  ClientCodec client(crec);
+  ServerRec srec;
+  ServerCodec server(srec);
+  Buffer wire;
+  RequestHeaders req = request("POST", "/echo");
+  req.headers.add("x-id", "7");
+  client.encodeHeaders(req, false, wire);
+  Buffer body;
+  body.add("ping");
+  client.encodeData(body, true, wire);
+  server.dispatch(wire);
+  REQUIRE(normalize(srec.evs) ==
+          std::vector<std::string>{"H POST /echo @up 1.1 transfer-encoding=chunked x-id=7", "D ping END"});
+  REQUIRE(server.paused());
+  ResponseHeaders resp;
+  resp.headers.add("x-r", "1");
+  server.encodeHeaders(resp, false, wire);
+  body.add("pong");
+  server.encodeData(body, false, wire);
+  HeaderMap t;
+  t.add("x-t", "2");
+  server.encodeTrailers(t, wire);
+  client.dispatch(wire);
+  CHECK(normalize(crec.evs) ==
+        std::vector<std::string>{"H 200 OK transfer-encoding=chunked x-r=1", "D pong", "T  x-t=2"});
+  CHECK(client.keepAlive());
+  CHECK_FALSE(server.responseNeedsClose());
+}

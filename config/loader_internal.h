@@ -1,0 +1,98 @@
+// Internal to the config loader: what loader.cc and loader_http.cc share. Not for any other
+// file (it pulls in yaml-cpp, which stays inside config/). Main-thread only, like the loader.
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/loader.h"
+#include "config/model.h"
+
+namespace ferry::config::internal {
+
+using Keys = std::initializer_list<std::string_view>;
+
+bool before(Mark a, Mark b);
+std::string quote(std::string_view s);
+std::string join(Keys options);                     // "a, b, c"
+bool contains(Keys options, std::string_view s);
+// A plain scalar, or one explicitly tagged with this core type ("!!int 3"); not "quoted".
+bool isPlainOr(const YAML::Node& n, std::string_view core_type);
+// "a mapping", "a list", "'text'", for "expected X, got Y".
+std::string describe(const YAML::Node& n);
+
+// One key/value of a mapping (or one list item, with key naming what it is).
+struct Entry {
+  std::string key;
+  YAML::Node value;
+  Mark key_mark;
+  Mark value_mark;
+};
+
+struct Entries {
+  std::vector<Entry> list;  // in document order
+  const Entry* get(std::string_view key) const {
+    for (const auto& e : list)
+      if (e.key == key) return &e;
+    return nullptr;
+  }
+};
+
+// Error collection and typed values. Each getter reports its own error (at the value) and
+// returns false/nullopt; nothing throws.
+class Parser {
+ public:
+  Parser(const std::string& text, const std::string& path) : text_(text), path_(path) {}
+
+  void error(Mark m, std::string message);
+
+  // A node's position. yaml-cpp gives an empty value ("key:" and nothing) the position of
+  // whatever comes next, so such a value uses `fallback` (the key's position) instead.
+  Mark posOf(const YAML::Node& n, Mark fallback) const;
+  Entry itemEntry(const YAML::Node& n, Mark fallback, std::string what) const;
+
+  // The entries of a mapping whose keys are in `allowed`; unknown and duplicate keys are
+  // reported (at the key) and left out. `where` ends messages: "in listener".
+  Entries fields(const YAML::Node& map, std::string_view where, Keys allowed);
+  // The same for a mapping whose keys are free strings (header names): duplicates only.
+  Entries anyFields(const YAML::Node& map, std::string_view where);
+
+  const Entry* need(const Entries& f, std::string_view key, const Entry& parent,
+                    std::string_view where);
+  // The first of `keys` present in `f`; each later one is an error at its key ("X has both
+  // 'a' and 'b'"), and none at all is an error at `parent` when `required`.
+  const Entry* oneOf(const Entries& f, Keys keys, const Entry& parent, std::string_view what,
+                     bool required);
+  void typeError(const Entry& e, std::string_view expected);
+
+  bool isMap(const Entry& e, bool null_ok = false);
+  bool isList(const Entry& e);
+  std::optional<std::string> getString(const Entry& e);  // non-empty scalar
+  std::optional<bool> getBool(const Entry& e);
+  std::optional<uint64_t> getUint(const Entry& e, uint64_t lo, uint64_t hi);
+  std::optional<Duration> getDuration(const Entry& e, bool positive);
+  std::optional<Address> getAddress(const Entry& e, int min_port);
+  std::optional<std::string> getEnum(const Entry& e, Keys options);
+  std::optional<std::string> getName(const Entry& e, std::string_view what);
+
+ protected:
+  bool writtenNull(int pos) const;
+  Entries walk(const YAML::Node& map, std::string_view where, const Keys* allowed);
+
+  const std::string& text_;
+  const std::string& path_;
+  std::vector<ConfigError> errors_;
+};
+
+// loader_http.cc: the `http` block of a listener, into `out`.
+void parseHttp(Parser& p, const Entry& e, HttpConfig& out);
+// Checks that need every cluster: each route's cluster must exist.
+void checkHttpReferences(Parser& p, const Config& cfg);
+
+}  // namespace ferry::config::internal

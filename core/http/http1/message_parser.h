@@ -1,0 +1,155 @@
+// Internal to the HTTP/1 codec (included only by core/http/http1/*.cc): the llhttp driver shared
+// by ServerCodec and ClientCodec, and the encoding helpers. Not for other code: it pulls in
+// llhttp.h.
+#pragma once
+
+#include <llhttp.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/buffer.h"
+#include "core/http/http1/codec.h"
+#include "core/http/header_map.h"
+
+namespace ferry::core::http::http1::detail {
+
+// Drives llhttp over a Buffer. run() stops at each event (head parsed, message complete), so the
+// codecs validate and deliver outside llhttp's callbacks. Besides llhttp's own checks it scans
+// every non-body byte (head, chunk framing, trailers) for bare LF, bare CR and obs-fold (which
+// strict llhttp 8.1 lets through), captures the start line for exact validation, and enforces
+// CodecLimits. Body bytes are moved (whole slices without copying) into body().
+class MessageParser {
+ public:
+  enum class Event { kNeedMore, kHead, kMessageComplete, kError };
+
+  MessageParser(llhttp_type_t type, const CodecLimits& limits);
+  MessageParser(const MessageParser&) = delete;
+  MessageParser& operator=(const MessageParser&) = delete;
+
+  // Consumes from `in` until an event or until `in` is empty. After kHead the caller may adjust
+  // llhttp (skipBody(), noUpgrade()) and calls run() again to go on; after kHead it must not
+  // call run() if the rest is a tunnel. After kError the parser is dead.
+  Event run(Buffer& in);
+  // Upstream EOF: completes a close-delimited message (kMessageComplete) or reports kError if a
+  // message was partly received; kNeedMore if idle.
+  Event finish();
+
+  // Valid after kHead until the next message begins.
+  std::string_view startLine() const { return first_line_; }
+  HeaderMap& headers() { return headers_; }
+  int versionMinor() const { return parser_.http_minor; }
+  int versionMajor() const { return parser_.http_major; }
+  uint16_t flags() const { return parser_.flags; }
+  uint64_t contentLength() const { return parser_.content_length; }
+  bool upgrade() const { return parser_.upgrade != 0; }
+  bool chunked() const { return (parser_.flags & F_CHUNKED) != 0; }
+  bool hasContentLength() const { return (parser_.flags & F_CONTENT_LENGTH) != 0; }
+  bool hasTransferEncoding() const { return (parser_.flags & F_TRANSFER_ENCODING) != 0; }
+  int statusCode() const { return parser_.status_code; }
+  bool shouldKeepAlive() const { return llhttp_should_keep_alive(&parser_) != 0; }
+  bool messageNeedsEof() const { return llhttp_message_needs_eof(&parser_) != 0; }
+  // The next run() treats the message as bodyless (HEAD response, 204, 304).
+  void skipBody() { parser_.flags |= F_SKIPBODY; }
+  // The next run() parses the body instead of stopping for an upgrade.
+  void noUpgrade() { parser_.upgrade = 0; }
+
+  // Valid after kMessageComplete.
+  Buffer& body() { return body_; }
+  HeaderMap& trailers() { return trailers_; }
+  bool keepAliveAtComplete() const { return keep_alive_at_complete_; }
+
+  // A message has started (bytes of it consumed) and is not complete.
+  bool inMessage() const { return in_message_; }
+  bool headDone() const { return head_done_; }
+
+  int errorStatus() const { return error_status_; }
+  const std::string& errorDetail() const { return error_detail_; }
+
+ private:
+  static int onMessageBegin(llhttp_t* p);
+  static int onHeaderField(llhttp_t* p, const char* at, size_t n);
+  static int onHeaderFieldComplete(llhttp_t* p);
+  static int onHeaderValue(llhttp_t* p, const char* at, size_t n);
+  static int onHeaderValueComplete(llhttp_t* p);
+  static int onHeadersComplete(llhttp_t* p);
+  static int onBody(llhttp_t* p, const char* at, size_t n);
+  static int onChunkHeader(llhttp_t* p);
+  static int onMessageComplete(llhttp_t* p);
+  static const llhttp_settings_t kSettings;
+
+  // Scans the non-body bytes of one llhttp_execute() call; false (error set) on a violation.
+  bool scanFraming(const char* data, size_t consumed);
+  bool scanBytes(const char* p, const char* end);
+  bool endFramingRun();
+  void fail(int status, std::string detail);
+  HeaderMap& fieldTarget() { return head_done_ ? trailers_ : headers_; }
+
+  struct Span {
+    const char* at;
+    size_t n;
+  };
+
+  llhttp_t parser_;
+  CodecLimits limits_;
+  Event event_ = Event::kNeedMore;
+  bool resume_pending_ = false;  // llhttp has non-consuming steps to run after a pause
+  bool dead_ = false;
+  bool in_message_ = false;
+  bool head_done_ = false;
+  bool in_field_ = false;
+  bool last_chunk_ = false;
+  bool first_line_done_ = false;
+  bool keep_alive_at_complete_ = false;
+  char prev_ = 0;             // previous framing byte (0 after body bytes)
+  size_t framing_run_ = 0;    // consecutive non-body bytes (head, chunk line, trailers)
+  std::string first_line_;
+  HeaderMap headers_;
+  HeaderMap trailers_;
+  Buffer body_;
+  std::vector<Span> spans_;   // body spans of the current execute() call
+  int error_status_ = 0;
+  std::string error_detail_;
+};
+
+// Token characters (RFC 9110 5.6.2).
+bool isTchar(unsigned char c);
+bool validFieldName(std::string_view s);
+// VCHAR / obs-text / SP / HTAB, no leading or trailing whitespace required by the caller.
+bool validFieldValue(std::string_view s);
+// host[:port] (reg-name, IPv4 or [IPv6]); empty allowed unless require_port.
+bool validAuthority(std::string_view s, bool require_port);
+bool hasToken(std::string_view list, std::string_view token);
+
+// Body framing of one outgoing message.
+class BodyEncoder {
+ public:
+  enum class Mode { kNone, kChunked, kLength, kRaw };
+  void start(Mode mode, uint64_t length = 0) {
+    mode_ = mode;
+    remaining_ = length;
+    short_or_excess_ = false;
+    ended_ = false;
+  }
+  void encodeData(Buffer& data, bool end_stream, Buffer& out);
+  void encodeTrailers(const HeaderMap& t, Buffer& out);
+  Mode mode() const { return mode_; }
+  bool ended() const { return ended_; }
+  // A content-length was not honoured (excess dropped or body ended short): close after.
+  bool broken() const { return short_or_excess_; }
+
+ private:
+  Mode mode_ = Mode::kNone;
+  uint64_t remaining_ = 0;
+  bool short_or_excess_ = false;
+  bool ended_ = false;
+};
+
+// Appends "name: value\r\n" for each valid entry not skipped; invalid entries (bad name, CR, LF,
+// NUL...) are dropped so that a filter can never split a message.
+void appendHeaderLines(std::string& s, const HeaderMap& h, bool (*skip)(std::string_view name));
+bool parseContentLength(std::string_view v, uint64_t& out);
+
+}  // namespace ferry::core::http::http1::detail

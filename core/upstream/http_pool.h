@@ -1,0 +1,143 @@
+// HTTP/1.1 upstream connection pools: per worker, per (cluster, host). Keep-alive reuse
+// (most recently used first), bounded idle connections, idle timeout, max requests per
+// connection, and stale-connection detection (an idle connection that reads anything or
+// closes is dropped at once). Worker-local: no locks.
+#pragma once
+
+#include <list>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "core/buffer.h"
+#include "core/event/worker_context.h"
+#include "core/http/http1/codec.h"
+#include "core/net/connection.h"
+#include "core/upstream/cluster.h"
+
+namespace ferry::core {
+class Timer;
+}
+
+namespace ferry::core::upstream {
+
+class HttpPool;
+
+// What the user of a pooled connection (the router's upstream request) receives.
+class UpstreamStreamCallbacks : public http::http1::ClientCodecCallbacks {
+ public:
+  // The connection ended while attached (reset, error, or EOF the codec could not use).
+  virtual void onUpstreamClosed() = 0;
+  virtual void onUpstreamAboveWriteHighWatermark() {}
+  virtual void onUpstreamBelowWriteLowWatermark() {}
+  // Raw bytes after an upgrade (101): the connection is a tunnel.
+  virtual void onUpstreamTunnelData(Buffer& data, bool end_stream) {}
+};
+
+class PooledConnection : public net::ConnectionCallbacks, public http::http1::ClientCodecCallbacks {
+ public:
+  PooledConnection(HttpPool& pool, std::shared_ptr<net::Connection> conn, size_t host_index);
+  ~PooledConnection() override;
+
+  net::Connection& connection() { return *conn_; }
+  http::http1::ClientCodec& codec() { return codec_; }
+  void attach(UpstreamStreamCallbacks* user) { user_ = user; }
+  const Host& host() const;
+  uint32_t requests() const { return requests_; }
+  void countRequest() { ++requests_; }
+  bool reused() const { return requests_ > 1; }
+  // Sends bytes upstream.
+  void write(Buffer& data, bool end_stream) { conn_->write(data, end_stream); }
+
+  // net::ConnectionCallbacks
+  void onData(Buffer& data, bool end_stream) override;
+  void onEvent(net::ConnectionEvent event) override;
+  void onAboveWriteHighWatermark() override;
+  void onBelowWriteLowWatermark() override;
+  // ClientCodecCallbacks: forwarded to the attached user.
+  void onResponseHeaders(http::ResponseHeadersPtr headers, bool end_stream) override;
+  void onInformational(http::ResponseHeadersPtr headers) override;
+  void onResponseData(Buffer& data, bool end_stream) override;
+  void onResponseTrailers(http::HeaderMap trailers) override;
+  void onProtocolError(std::string_view detail) override;
+
+ private:
+  friend class HttpPool;
+  HttpPool& pool_;
+  std::shared_ptr<net::Connection> conn_;
+  http::http1::ClientCodec codec_;
+  size_t host_index_;
+  UpstreamStreamCallbacks* user_ = nullptr;
+  uint32_t requests_ = 0;
+  bool idle_ = false;
+  bool connected_ = false;
+  std::unique_ptr<Timer> idle_timer_;
+  std::list<std::unique_ptr<PooledConnection>>::iterator self_;
+};
+
+enum class PoolFailure { kConnectFailure, kConnectTimeout, kOverflow };
+
+class PoolCallbacks {
+ public:
+  virtual ~PoolCallbacks() = default;
+  // A connection is ready for one request; it is attached to nobody yet. `reused` = it has
+  // served requests before (it may have been closed by the upstream meanwhile).
+  virtual void onPoolReady(PooledConnection& conn, bool reused) = 0;
+  virtual void onPoolFailure(PoolFailure reason, std::string_view detail) = 0;
+};
+
+// One (cluster, host) pool on one worker.
+class HttpPool {
+ public:
+  HttpPool(WorkerContext& ctx, std::shared_ptr<const Cluster> cluster, size_t host_index);
+  ~HttpPool();
+
+  // Either calls cb.onPoolReady synchronously (an idle connection) and returns 0, or starts a
+  // connect and returns a ticket for cancel(). cb must outlive the ticket.
+  uint64_t newStream(PoolCallbacks& cb);
+  void cancel(uint64_t ticket);
+  // The user is done with the connection. reusable: the response was fully read and both
+  // sides allow keep-alive.
+  void release(PooledConnection& conn, bool reusable);
+
+  const Cluster& cluster() const { return *cluster_; }
+  const Host& host() const { return cluster_->hosts()[host_index_]; }
+  WorkerContext& ctx() { return ctx_; }
+  size_t idleCount() const { return idle_.size(); }
+
+ private:
+  friend class PooledConnection;
+  struct Pending {
+    uint64_t ticket;
+    PoolCallbacks* cb;
+    PooledConnection* conn;
+  };
+  void onConnected(PooledConnection& c);
+  void onConnectFailed(PooledConnection& c, bool timeout);
+  void onClosed(PooledConnection& c);
+  void destroy(PooledConnection& c);
+
+  WorkerContext& ctx_;
+  std::shared_ptr<const Cluster> cluster_;
+  size_t host_index_;
+  std::list<std::unique_ptr<PooledConnection>> conns_;  // every live connection
+  std::list<PooledConnection*> idle_;                   // front = most recently used
+  std::list<Pending> pending_;
+  std::vector<std::unique_ptr<PooledConnection>> graveyard_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  uint64_t next_ticket_ = 1;
+  bool cleanup_posted_ = false;
+};
+
+// All pools of one worker, keyed by cluster name and host address.
+class PoolManager {
+ public:
+  explicit PoolManager(WorkerContext& ctx) : ctx_(ctx) {}
+  HttpPool& pool(const std::shared_ptr<const Cluster>& cluster, size_t host_index);
+
+ private:
+  WorkerContext& ctx_;
+  std::map<std::pair<const Cluster*, size_t>, std::unique_ptr<HttpPool>> pools_;
+};
+
+}  // namespace ferry::core::upstream

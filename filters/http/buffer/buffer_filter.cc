@@ -1,0 +1,56 @@
+#include "filters/http/buffer/buffer_filter.h"
+
+#include <cstdlib>
+
+namespace ferry::filters::http {
+namespace {
+
+class BufferFilter : public HttpFilter {
+ public:
+  explicit BufferFilter(uint64_t max) : max_(max) {}
+
+  FilterStatus onRequestHeaders(RequestHeaders& h, bool end_stream) override {
+    headers_ = &h;
+    if (end_stream) return FilterStatus::kContinue;
+    // A declared length over the limit is refused before any body is read.
+    if (const auto* cl = h.headers.get("content-length")) {
+      char* end = nullptr;
+      unsigned long long n = std::strtoull(cl->c_str(), &end, 10);
+      if (end && *end == '\0' && n > max_) {
+        callbacks_->sendLocalReply(413, "request body too large\n", ResponseFlag::kBodyTooLarge);
+        return FilterStatus::kStop;
+      }
+    }
+    return FilterStatus::kContinue;
+  }
+
+  FilterStatus onRequestBody(Buffer& data, bool end_stream) override {
+    // `data` holds everything buffered so far (the manager keeps it between calls).
+    if (data.length() > max_) {
+      callbacks_->sendLocalReply(413, "request body too large\n", ResponseFlag::kBodyTooLarge);
+      return FilterStatus::kStop;
+    }
+    if (!end_stream) return FilterStatus::kStopAndBuffer;
+    // The whole body is here: forward it with a length instead of chunks.
+    headers_->headers.remove("transfer-encoding");
+    headers_->headers.set("content-length", std::to_string(data.length()));
+    return FilterStatus::kContinue;
+  }
+
+  FilterStatus onRequestTrailers(HeaderMap&) override { return FilterStatus::kContinue; }
+
+ private:
+  uint64_t max_;
+  RequestHeaders* headers_ = nullptr;
+};
+
+}  // namespace
+
+Registry::HttpBuilder bufferFilterBuilder() {
+  return [](const config::HttpFilterConfig& cfg, std::string* error) -> HttpFilterFactory {
+    uint64_t max = cfg.buffer ? cfg.buffer->max_request_bytes : config::BufferFilterConfig{}.max_request_bytes;
+    return [max] { return std::make_unique<BufferFilter>(max); };
+  };
+}
+
+}  // namespace ferry::filters::http

@@ -1,0 +1,123 @@
+// HTTP filters: one class for both directions with no-op defaults. Request hooks run in
+// configured order, response hooks in reverse; the router is the implicit last filter.
+// Filters never see the wire version: HTTP/1 and HTTP/2 feed the same model.
+// Worker-local; one filter object per stream, made by a factory built at config time.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "core/buffer.h"
+#include "core/event/worker_context.h"
+#include "core/http/header_map.h"
+
+namespace ferry::config {
+struct RouteConfig;
+struct Snapshot;
+}  // namespace ferry::config
+
+namespace ferry::filters::http {
+
+using core::Buffer;
+using core::http::HeaderMap;
+using core::http::RequestHeaders;
+using core::http::ResponseHeaders;
+
+enum class FilterStatus {
+  kContinue,       // pass on to the next filter
+  kStop,           // stop iterating; the filter calls resume() (or sendLocalReply) later
+  kStopAndBuffer,  // data hooks only: hold this data; call me again with all held data when
+                   // more arrives (end_stream says when it is the last)
+};
+
+// Why a response was generated locally (CONTRACT.md's error table); "-" when none.
+enum class ResponseFlag {
+  kNone,
+  kDownstreamProtocolError,   // DPE 400/431
+  kRequestTimeout,            // DRT 408
+  kBodyTooLarge,              // DBL 413
+  kNoRoute,                   // NR 404
+  kNoHealthyUpstream,         // UH 503
+  kUpstreamConnectFailure,    // UF 503
+  kUpstreamOverflow,          // UO 503
+  kUpstreamConnectionClosed,  // UC 502
+  kUpstreamProtocolError,     // UPE 502
+  kUpstreamTimeout,           // UT 504
+  kDraining,                  // DR 503
+  kFaultInjected,             // FI (fault filter abort; status from config)
+  kDelayInjected,             // DI (fault filter delay; not an error)
+};
+const char* responseFlagName(ResponseFlag f);
+// The grpc-status a locally generated response carries toward a gRPC client.
+int grpcStatusFor(ResponseFlag f, int http_status);
+
+// Per-stream facts gathered for logs and stats.
+struct StreamInfo {
+  int64_t start_ms = 0;
+  int response_code = 0;
+  ResponseFlag flag = ResponseFlag::kNone;
+  std::string upstream_cluster;
+  std::string upstream_host;
+  uint64_t request_body_bytes = 0;
+  uint64_t response_body_bytes = 0;
+};
+
+// What a filter may do with its stream. Implemented by the connection manager.
+class StreamCallbacks {
+ public:
+  virtual ~StreamCallbacks() = default;
+  // Continues iteration after this filter returned kStop (in the direction it stopped).
+  virtual void resume() = 0;
+  // Ends the stream with a locally generated response (gRPC-aware), from any hook. After it
+  // the filter gets no more request hooks. A filter must return kStop after calling it.
+  virtual void sendLocalReply(int status, std::string_view body, ResponseFlag flag) = 0;
+  virtual core::WorkerContext& worker() = 0;
+  virtual RequestHeaders& requestHeaders() = 0;
+  // The matched route, or nullptr (no route: the router answers 404).
+  virtual const config::RouteConfig* route() = 0;
+  virtual StreamInfo& streamInfo() = 0;
+  // The snapshot this stream pinned when it started.
+  virtual const config::Snapshot& snapshot() = 0;
+
+  // For the terminal filter (the router): the response toward the client. Response hooks of
+  // the other filters run (in reverse order) before it is written.
+  virtual void encodeHeaders(core::http::ResponseHeadersPtr headers, bool end_stream) = 0;
+  virtual void encodeData(Buffer& data, bool end_stream) = 0;
+  virtual void encodeTrailers(HeaderMap trailers) = 0;
+  // Flow control: stop/resume reading the client while the upstream cannot take more.
+  virtual void setDownstreamReadDisabled(bool disabled) = 0;
+  // Aborts the exchange after the response started (its framing cannot be completed): the
+  // client connection is closed.
+  virtual void resetStream() = 0;
+};
+
+class HttpFilter {
+ public:
+  virtual ~HttpFilter() = default;
+  // Once, before any hook.
+  virtual void setCallbacks(StreamCallbacks& cb) { callbacks_ = &cb; }
+
+  virtual FilterStatus onRequestHeaders(RequestHeaders& headers, bool end_stream) { return FilterStatus::kContinue; }
+  virtual FilterStatus onRequestBody(Buffer& data, bool end_stream) { return FilterStatus::kContinue; }
+  virtual FilterStatus onRequestTrailers(HeaderMap& trailers) { return FilterStatus::kContinue; }
+  virtual FilterStatus onResponseHeaders(ResponseHeaders& headers, bool end_stream) { return FilterStatus::kContinue; }
+  virtual FilterStatus onResponseBody(Buffer& data, bool end_stream) { return FilterStatus::kContinue; }
+  virtual FilterStatus onResponseTrailers(HeaderMap& trailers) { return FilterStatus::kContinue; }
+  // The client's write buffer passed its high watermark (true) or fell under the low one.
+  virtual void onDownstreamWatermark(bool above) {}
+  // The stream is over (completed or reset); for logging. Must not call back.
+  virtual void onComplete(const StreamInfo& info) {}
+  // The stream is going away: cancel timers and pending work. Called exactly once.
+  virtual void onDestroy() {}
+
+ protected:
+  StreamCallbacks* callbacks_ = nullptr;
+};
+
+// Makes the per-stream filter; cheap. Built once per config snapshot.
+using HttpFilterFactory = std::function<std::unique_ptr<HttpFilter>()>;
+
+}  // namespace ferry::filters::http

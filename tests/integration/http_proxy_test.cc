@@ -1,0 +1,549 @@
+// The HTTP/1.1 reverse proxy over real loopback sockets against fake upstreams: routing and
+// route actions, keep-alive pooling, pipelining, 100-continue, bodies in both directions,
+// the upstream error table, websocket tunnels, HTTP filters and metrics.
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <thread>
+
+#include "tests/integration/harness.h"
+#include "tests/integration/http_upstream.h"
+
+using namespace ferry::testing;
+
+namespace {
+
+template <typename Pred>
+bool waitUntil(Pred pred, ms timeout, ms every = 10ms) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    ::poll(nullptr, 0, static_cast<int>(every.count()));
+  }
+  return true;
+}
+
+std::string port(uint16_t p) { return std::to_string(p); }
+
+// A one-listener config; `routes` is the YAML list under routes: (indented 12), `clusters`
+// the list under clusters: (indented 2).
+std::string httpConfig(const std::string& routes, const std::string& clusters, const std::string& http_extra = "") {
+  return "runtime: {workers: 1}\n"
+         "admin: {address: 127.0.0.1:0}\n"
+         "listeners:\n"
+         "  - name: web\n"
+         "    address: 127.0.0.1:0\n"
+         "    http:\n" +
+         http_extra +
+         "      virtual_hosts:\n"
+         "        - name: all\n"
+         "          domains: [\"*\"]\n"
+         "          routes:\n" +
+         routes + "clusters:\n" + clusters;
+}
+
+std::string cluster(const std::string& name, uint16_t p, const std::string& extra = "") {
+  return "  - name: " + name + "\n    endpoints: [{address: 127.0.0.1:" + port(p) + "}]\n" + extra;
+}
+
+std::string routeAll(const std::string& cluster_name = "up", const std::string& route_extra = "") {
+  return "            - match: {prefix: /}\n              route: {cluster: " + cluster_name + route_extra + "}\n";
+}
+
+double metric(FerryProcess& f, const std::string& key) {
+  auto r = httpRequest(f.adminPort(), "GET", "/metrics");
+  if (r.status != 200) return -1;
+  auto m = parsePrometheus(r.body);
+  if (!m) return -2;
+  auto it = m->find(key);
+  return it == m->end() ? -1 : it->second;
+}
+
+// Reads one response (head + content-length/chunked body) from a keep-alive connection.
+HttpResponse readResponse(TcpClient& c, bool head_request = false, ms timeout = 5s) {
+  std::string raw;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto r = parseHttpResponse(raw, false, head_request);
+    if (r.status != 0) return r;
+    std::string more = c.recvSome(100ms);
+    if (more.empty() && c.closedByPeer()) return parseHttpResponse(raw, true, head_request);
+    raw += more;
+  }
+  return parseHttpResponse(raw, true, head_request);
+}
+
+bool sanitized() {
+  const char* s = std::getenv("FERRY_SANITIZED");
+  return s && std::string(s) == "1";
+}
+
+}  // namespace
+
+TEST_CASE("http: a GET is proxied with forwarding headers and the response comes back", "[http]") {
+  HttpUpstream up([](const UpstreamRequest& r) {
+    return UpstreamAction{HttpUpstream::response(200, "hello " + r.target, {"x-up: 1", "server: fake"})};
+  });
+  auto f = FerryProcess::start(httpConfig(routeAll(), cluster("up", up.port())));
+  auto r = httpRequest(f->port("web"), "GET", "/a/b?x=1", "", {"Host: example.com", "x-request-id: abc"});
+  REQUIRE(r.status == 200);
+  REQUIRE(r.body == "hello /a/b?x=1");
+  REQUIRE(r.header("x-up") == "1");
+  REQUIRE(up.waitRequests(1));
+  auto req = up.requests()[0];
+  REQUIRE(req.method == "GET");
+  REQUIRE(req.target == "/a/b?x=1");
+  REQUIRE(req.header("host") == "example.com");
+  REQUIRE(req.header("x-forwarded-for") == "127.0.0.1");
+  REQUIRE(req.header("x-forwarded-proto") == "http");
+  REQUIRE(req.header("x-request-id") == "abc");
+  REQUIRE(metric(*f, "ferry_downstream_requests_total{listener=\"web\",code=\"2xx\"}") == 1);
+  REQUIRE(metric(*f, "ferry_upstream_requests_total{cluster=\"up\",code=\"2xx\"}") == 1);
+  REQUIRE(metric(*f, "ferry_downstream_request_duration_seconds_count{listener=\"web\"}") == 1);
+}
+
+TEST_CASE("http: routes pick virtual hosts and routes in order; actions rewrite", "[http][routing]") {
+  HttpUpstream a([](const UpstreamRequest& r) { return HttpUpstream::ok("a:" + r.target + ":" + r.header("host")); });
+  HttpUpstream b([](const UpstreamRequest& r) { return HttpUpstream::ok("b:" + r.target + ":" + r.header("x-env")); });
+  std::string cfg =
+      "runtime: {workers: 1}\n"
+      "admin: {address: 127.0.0.1:0}\n"
+      "listeners:\n"
+      "  - name: web\n"
+      "    address: 127.0.0.1:0\n"
+      "    http:\n"
+      "      virtual_hosts:\n"
+      "        - name: api\n"
+      "          domains: [\"api.example.com\"]\n"
+      "          routes:\n"
+      "            - match: {prefix: /v1/}\n"
+      "              route: {cluster: b, prefix_rewrite: /internal/}\n"
+      "              request_headers: {set: {x-env: prod}, remove: [x-debug]}\n"
+      "              response_headers: {set: {x-served-by: ferry}, remove: [x-secret]}\n"
+      "            - match: {prefix: /}\n"
+      "              direct_response: {status: 403, body: \"api only\\n\"}\n"
+      "        - name: wild\n"
+      "          domains: [\"*.example.com\"]\n"
+      "          routes:\n"
+      "            - match: {path: /exact}\n"
+      "              route: {cluster: a, host_rewrite: internal.a}\n"
+      "            - match: {regex: \"^/u/[0-9]+$\"}\n"
+      "              direct_response: {status: 200, body: \"user\\n\"}\n"
+      "            - match: {prefix: /m, methods: [POST]}\n"
+      "              direct_response: {status: 201, body: \"posted\\n\"}\n"
+      "            - match: {prefix: /h, headers: [{name: x-canary, exact: \"yes\"}]}\n"
+      "              direct_response: {status: 200, body: \"canary\\n\"}\n"
+      "            - match: {prefix: /old/}\n"
+      "              redirect: {prefix_rewrite: /new/, code: 302}\n"
+      "        - name: rest\n"
+      "          domains: [\"*\"]\n"
+      "          routes:\n"
+      "            - match: {path: /only}\n"
+      "              direct_response: {status: 200}\n"
+      "clusters:\n" +
+      cluster("a", a.port()) + cluster("b", b.port());
+  auto f = FerryProcess::start(cfg);
+  uint16_t p = f->port("web");
+  auto get = [&](const std::string& host, const std::string& path, std::vector<std::string> extra = {},
+                 const std::string& method = "GET") {
+    extra.push_back("Host: " + host);
+    return httpRequest(p, method, path, "", extra);
+  };
+  auto r = get("api.example.com", "/v1/users?id=7", {"x-debug: 1"});
+  REQUIRE(r.status == 200);
+  REQUIRE(r.body == "b:/internal/users?id=7:prod");
+  REQUIRE(r.header("x-served-by") == "ferry");
+  REQUIRE(b.waitRequests(1));
+  REQUIRE_FALSE(b.requests()[0].hasHeader("x-debug"));
+  REQUIRE(get("api.example.com", "/other").status == 403);
+  // Exact host beats the suffix; the suffix matches any depth; host_rewrite sets Host.
+  r = get("x.y.example.com", "/exact");
+  REQUIRE(r.status == 200);
+  REQUIRE(r.body == "a:/exact:internal.a");
+  REQUIRE(get("Deep.Sub.EXAMPLE.com:8080", "/u/42").body == "user\n");
+  REQUIRE(get("a.example.com", "/u/42x").status == 404);  // regex is a full match
+  REQUIRE(get("a.example.com", "/m", {}, "GET").status == 404);
+  REQUIRE(get("a.example.com", "/m", {}, "POST").status == 201);
+  REQUIRE(get("a.example.com", "/h").status == 404);
+  REQUIRE(get("a.example.com", "/h", {"x-canary: yes"}).body == "canary\n");
+  // Redirects keep the query string.
+  r = get("a.example.com", "/old/page?q=1");
+  REQUIRE(r.status == 302);
+  REQUIRE(r.header("location") == "http://a.example.com/new/page?q=1");
+  // example.com itself is not *.example.com: it falls to "*".
+  REQUIRE(get("example.com", "/exact").status == 404);
+  REQUIRE(get("example.com", "/only").status == 200);
+  REQUIRE(metric(*f, "ferry_downstream_response_flags_total{listener=\"web\",flag=\"NR\"}") == 4);
+}
+
+TEST_CASE("http: weighted clusters split traffic by weight", "[http][routing]") {
+  HttpUpstream a, b;
+  std::string routes =
+      "            - match: {prefix: /}\n"
+      "              route: {weighted_clusters: [{cluster: a, weight: 80}, {cluster: b, weight: 20}]}\n";
+  auto f = FerryProcess::start(httpConfig(routes, cluster("a", a.port()) + cluster("b", b.port())));
+  uint16_t p = f->port("web");
+  auto c = TcpClient::connect(p);
+  REQUIRE(c);
+  for (int i = 0; i < 500; ++i) {
+    REQUIRE(c->sendAll("GET /w HTTP/1.1\r\nHost: x\r\n\r\n"));
+    REQUIRE(readResponse(*c).status == 200);
+  }
+  double share = static_cast<double>(a.requestCount()) / 500.0;
+  INFO("a got " << a.requestCount() << ", b got " << b.requestCount());
+  REQUIRE(a.requestCount() + b.requestCount() == 500);
+  REQUIRE(share > 0.72);
+  REQUIRE(share < 0.88);
+}
+
+TEST_CASE("http: keep-alive on both sides reuses one upstream connection", "[http][pool]") {
+  HttpUpstream up;
+  auto f = FerryProcess::start(httpConfig(routeAll(), cluster("up", up.port())));
+  auto c = TcpClient::connect(f->port("web"));
+  REQUIRE(c);
+  for (int i = 0; i < 20; ++i) {
+    REQUIRE(c->sendAll("GET /k" + std::to_string(i) + " HTTP/1.1\r\nHost: x\r\n\r\n"));
+    auto r = readResponse(*c);
+    REQUIRE(r.status == 200);
+    REQUIRE(r.body == "ok:/k" + std::to_string(i));
+  }
+  REQUIRE(up.connections() == 1);
+  REQUIRE_FALSE(c->closedByPeer());
+}
+
+TEST_CASE("http: pipelined requests are answered in order", "[http]") {
+  HttpUpstream up;
+  auto f = FerryProcess::start(httpConfig(routeAll(), cluster("up", up.port())));
+  auto c = TcpClient::connect(f->port("web"));
+  REQUIRE(c);
+  REQUIRE(c->sendAll("GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n"
+                     "POST /3 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"));
+  REQUIRE(readResponse(*c).body == "ok:/1");
+  REQUIRE(readResponse(*c).body == "ok:/2");
+  REQUIRE(readResponse(*c).body == "ok:/3");
+  REQUIRE(up.waitRequests(3));
+  REQUIRE(up.requests()[2].body == "abc");
+}
+
+TEST_CASE("http: Expect 100-continue gets a 100 before the body is sent", "[http]") {
+  HttpUpstream up([](const UpstreamRequest& r) { return HttpUpstream::ok("got " + r.body); });
+  auto f = FerryProcess::start(httpConfig(routeAll(), cluster("up", up.port())));
+  auto c = TcpClient::connect(f->port("web"));
+  REQUIRE(c);
+  REQUIRE(c->sendAll("PUT /u HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"));
+  std::string interim = c->recvSome(3s);
+  REQUIRE(interim.rfind("HTTP/1.1 100 Continue\r\n", 0) == 0);
+  REQUIRE(c->sendAll("hello"));
+  auto r = readResponse(*c);
+  REQUIRE(r.status == 200);
+  REQUIRE(r.body == "got hello");
+  REQUIRE_FALSE(up.requests()[0].hasHeader("expect"));
+}
+
+TEST_CASE("http: HEAD, 204 and 304 responses carry no body", "[http]") {
+  HttpUpstream up([](const UpstreamRequest& r) {
+    if (r.target == "/204") return UpstreamAction{HttpUpstream::response(204, "")};
+    if (r.target == "/304") return UpstreamAction{HttpUpstream::response(304, "")};
+    return UpstreamAction{HttpUpstream::response(200, r.method == "HEAD" ? "" : "twelve bytes", {"content-length: 12"})};
+  });
+  auto f = FerryProcess::start(httpConfig(routeAll(), cluster("up", up.port())));
+  auto c = TcpClient::connect(f->port("web"));
+  REQUIRE(c);
+  REQUIRE(c->sendAll("HEAD /h HTTP/1.1\r\nHost: x\r\n\r\n"));
+  auto r = readResponse(*c, true);
+  REQUIRE(r.status == 200);
+  REQUIRE(r.header("content-length") == "12");
+  REQUIRE(r.body.empty());
+  for (std::string s : {"/204", "/304"}) {
+    REQUIRE(c->sendAll("GET " + s + " HTTP/1.1\r\nHost: x\r\n\r\n"));
+    r = readResponse(*c);
+    REQUIRE(r.status == std::stoi(s.substr(1)));
+    REQUIRE(r.body.empty());
+  }
+  // The connection is still in sync: a normal request works.
+  REQUIRE(c->sendAll("GET /after HTTP/1.1\r\nHost: x\r\n\r\n"));
+  REQUIRE(readResponse(*c).body == "twelve bytes");
+}
+
+TEST_CASE("http: an HTTP/1.0 client gets its response and the connection closes", "[http]") {
+  HttpUpstream up;
+  auto f = FerryProcess::start(httpConfig(routeAll(), cluster("up", up.port())));
+  auto c = TcpClient::connect(f->port("web"));
+  REQUIRE(c);
+  REQUIRE(c->sendAll("GET /old HTTP/1.0\r\n\r\n"));
+  std::string raw = c->recvUntilClose(5s);
+  auto r = parseHttpResponse(raw);
+  REQUIRE(r.status == 200);
+  REQUIRE(r.body == "ok:/old");
+  REQUIRE(c->sawEof());
+}
+
+TEST_CASE("http: chunked request and response bodies stream through", "[http][body]") {
+  HttpUpstream up([](const UpstreamRequest& r) {
+    std::string resp = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+    (void)r;
+    return UpstreamAction{resp};
+  });
+  auto f = FerryProcess::start(httpConfig(routeAll(), cluster("up", up.port())));
+  auto c = TcpClient::connect(f->port("web"));
+  REQUIRE(c);
+  REQUIRE(c->sendAll("POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     "3\r\nabc\r\n4;ext=1\r\ndefg\r\n0\r\n\r\n"));
+  auto r = readResponse(*c);
+  REQUIRE(r.status == 200);
+  REQUIRE(r.body == "hello world");
+  REQUIRE(up.waitRequests(1));
+  REQUIRE(up.requests()[0].body == "abcdefg");
+  REQUIRE(up.requests()[0].chunked);
+}
+
+TEST_CASE("http: a close-delimited upstream response reaches the client whole", "[http][body]") {
+  HttpUpstream up([](const UpstreamRequest&) {
+    return UpstreamAction{"HTTP/1.1 200 OK\r\n\r\nuntil the end", true};
+  });
+  auto f = FerryProcess::start(httpConfig(routeAll(), cluster("up", up.port())));
+  auto r = httpRequest(f->port("web"), "GET", "/cd");
+  REQUIRE(r.status == 200);
+  REQUIRE(r.body == "until the end");
+}
+
+TEST_CASE("http: upstream errors map to CONTRACT's table and keep the client connection", "[http][errors]") {
+  HttpUpstream garbage([](const UpstreamRequest&) { return UpstreamAction{"NOT HTTP AT ALL\r\n\r\n", true}; });
+  HttpUpstream reset([](const UpstreamRequest&) {
+    UpstreamAction a;
+    a.reset = true;
+    return a;
+  });
+  HttpUpstream stall([](const UpstreamRequest&) {
+    UpstreamAction a;
+    a.stall = true;
+    return a;
+  });
+  uint16_t dead = unusedPort();
+  std::string routes =
+      "            - match: {prefix: /garbage}\n              route: {cluster: garbage}\n"
+      "            - match: {prefix: /reset}\n              route: {cluster: reset}\n"
+      "            - match: {prefix: /stall}\n              route: {cluster: stall, timeout: 300ms}\n"
+      "            - match: {prefix: /dead}\n              route: {cluster: dead}\n";
+  auto f = FerryProcess::start(httpConfig(routes, cluster("garbage", garbage.port()) + cluster("reset", reset.port()) +
+                                                      cluster("stall", stall.port()) + cluster("dead", dead)));
+  auto c = TcpClient::connect(f->port("web"));
+  REQUIRE(c);
+  struct Case {
+    std::string path;
+    int status;
+    std::string flag;
+  } cases[] = {{"/garbage", 502, "UPE"}, {"/reset", 502, "UC"}, {"/stall", 504, "UT"},
+               {"/dead", 503, "UF"},     {"/nothing", 404, "NR"}};
+  for (const auto& k : cases) {
+    INFO(k.path);
+    REQUIRE(c->sendAll("GET " + k.path + " HTTP/1.1\r\nHost: x\r\n\r\n"));
+    auto r = readResponse(*c);
+    REQUIRE(r.status == k.status);
+    REQUIRE_FALSE(r.body.empty());
+    REQUIRE_FALSE(c->closedByPeer());  // 404 and 5xx keep the connection
+    REQUIRE(metric(*f, "ferry_downstream_response_flags_total{listener=\"web\",flag=\"" + k.flag + "\"}") == 1);
+  }
+}
+
+TEST_CASE("http: a pooled connection the upstream closed is not a client-visible error", "[http][pool]") {
+  // The upstream answers without announcing close, then closes: the idle pooled connection
+  // is dead when the next request comes.
+  HttpUpstream up([](const UpstreamRequest& r) {
+    UpstreamAction a{HttpUpstream::response(200, "ok" + r.target)};
+    a.close_after = true;
+    return a;
+  });
+  auto f = FerryProcess::start(httpConfig(routeAll(), cluster("up", up.port())));
+  auto c = TcpClient::connect(f->port("web"));
+  REQUIRE(c);
+  for (int i = 0; i < 10; ++i) {
+    REQUIRE(c->sendAll("GET /s" + std::to_string(i) + " HTTP/1.1\r\nHost: x\r\n\r\n"));
+    auto r = readResponse(*c);
+    INFO("request " << i);
+    REQUIRE(r.status == 200);
+  }
+  REQUIRE(metric(*f, "ferry_downstream_requests_total{listener=\"web\",code=\"5xx\"}") <= 0);
+}
+
+TEST_CASE("http: websocket upgrade becomes a byte tunnel", "[http][websocket]") {
+  HttpUpstream up([](const UpstreamRequest& r) {
+    UpstreamAction a;
+    std::string accept = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    a.custom = [accept](int fd) {
+      FakeUpstream::writeAll(fd, accept);
+      for (;;) {
+        std::string s = FakeUpstream::readSome(fd);
+        if (s.empty()) break;
+        FakeUpstream::writeAll(fd, "echo:" + s);
+      }
+      ::shutdown(fd, SHUT_WR);
+    };
+    (void)r;
+    return a;
+  });
+  auto f = FerryProcess::start(httpConfig(routeAll(), cluster("up", up.port())));
+  auto c = TcpClient::connect(f->port("web"));
+  REQUIRE(c);
+  REQUIRE(c->sendAll("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"));
+  std::string head = c->recvSome(5s);
+  while (head.find("\r\n\r\n") == std::string::npos) {
+    std::string more = c->recvSome(5s);
+    REQUIRE_FALSE(more.empty());
+    head += more;
+  }
+  REQUIRE(head.rfind("HTTP/1.1 101", 0) == 0);
+  REQUIRE(up.waitRequests(1));
+  REQUIRE(up.requests()[0].header("upgrade") == "websocket");
+  REQUIRE(c->sendAll("frame-1"));
+  REQUIRE(c->recvExactly(12, 5s) == "echo:frame-1");
+  REQUIRE(c->sendAll("frame-2"));
+  REQUIRE(c->recvExactly(12, 5s) == "echo:frame-2");
+  c->shutdownWrite();
+  REQUIRE(c->waitClosed(5s));
+}
+
+TEST_CASE("http: the buffer filter forwards whole bodies with a length and refuses big ones", "[http][filters]") {
+  HttpUpstream up([](const UpstreamRequest& r) {
+    return HttpUpstream::ok("len=" + r.header("content-length") + " chunked=" + (r.chunked ? "1" : "0"));
+  });
+  std::string extra =
+      "      filters:\n"
+      "        - name: buffer\n"
+      "          config: {max_request_bytes: 1000}\n";
+  auto f = FerryProcess::start(httpConfig(routeAll(), cluster("up", up.port()), extra));
+  auto c = TcpClient::connect(f->port("web"));
+  REQUIRE(c);
+  REQUIRE(c->sendAll("POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"));
+  auto r = readResponse(*c);
+  REQUIRE(r.status == 200);
+  REQUIRE(r.body == "len=5 chunked=0");
+  // Over the limit: 413 (declared length refused before the body is read).
+  auto big = httpRequest(f->port("web"), "POST", "/b", std::string(2000, 'x'));
+  REQUIRE(big.status == 413);
+  REQUIRE(up.requestCount() == 1);
+  REQUIRE(metric(*f, "ferry_downstream_response_flags_total{listener=\"web\",flag=\"DBL\"}") == 1);
+}
+
+TEST_CASE("http: the fault filter delays then resumes, or aborts", "[http][filters]") {
+  HttpUpstream up;
+  std::string delay =
+      "      filters:\n"
+      "        - name: fault\n"
+      "          config: {delay: {duration: 300ms, percentage: 100}}\n";
+  auto f = FerryProcess::start(httpConfig(routeAll(), cluster("up", up.port()), delay));
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = httpRequest(f->port("web"), "GET", "/slow");
+  REQUIRE(r.status == 200);
+  REQUIRE(r.body == "ok:/slow");
+  REQUIRE(std::chrono::steady_clock::now() - t0 >= 280ms);
+
+  std::string abort =
+      "      filters:\n"
+      "        - name: fault\n"
+      "          config: {abort: {status: 503, percentage: 100}}\n";
+  auto g = FerryProcess::start(httpConfig(routeAll(), cluster("up", up.port()), abort));
+  REQUIRE(httpRequest(g->port("web"), "GET", "/x").status == 503);
+  REQUIRE(up.requestCount() == 1);  // only the delayed one reached the upstream
+}
+
+TEST_CASE("http: large bodies stream both ways with bounded buffering", "[http][body][backpressure]") {
+  // 64 MiB up and down (a 1 GB run is a benchmark: benchmarks/README.md).
+  const size_t total = 64u << 20;
+  const std::string payload = randomBytes(total, 11);
+  std::atomic<size_t> received{0};
+  std::atomic<bool> body_ok{false};
+  HttpUpstream up([&](const UpstreamRequest& r) {
+    if (r.method == "POST") {
+      received = r.body.size();
+      body_ok = r.body == payload;
+      return HttpUpstream::ok("stored");
+    }
+    return UpstreamAction{HttpUpstream::response(200, payload)};
+  });
+  auto f = FerryProcess::start(httpConfig(routeAll(), cluster("up", up.port())));
+  uint16_t p = f->port("web");
+  long rss_before = f->rssKb();
+  // Download with a client that reads slowly at first: buffering must stay bounded.
+  auto c = TcpClient::connect(p, 5s, 64 * 1024);
+  REQUIRE(c);
+  REQUIRE(c->sendAll("GET /big HTTP/1.1\r\nHost: x\r\n\r\n"));
+  std::string first = c->recvSome(5s);
+  REQUIRE_FALSE(first.empty());
+  double peak = 0;
+  waitUntil([&] {
+    peak = std::max(peak, metric(*f, "ferry_buffered_bytes"));
+    return false;
+  }, 500ms, 50ms);
+  INFO("peak buffered " << peak);
+  REQUIRE(peak <= 4 * 1024 * 1024);
+  std::string got = first;
+  while (got.size() < total + 100) {
+    std::string s = c->recvSome(10s);
+    if (s.empty()) break;
+    got += s;
+    if (got.find("\r\n\r\n") != std::string::npos && got.size() - got.find("\r\n\r\n") - 4 >= total) break;
+  }
+  auto r = parseHttpResponse(got, false);
+  REQUIRE(r.status == 200);
+  REQUIRE(r.body.size() == total);
+  REQUIRE(r.body == payload);
+  // Upload 64 MiB with Content-Length.
+  auto u = TcpClient::connect(p);
+  REQUIRE(u);
+  std::thread sender([&] {
+    u->sendAll("POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(total) + "\r\n\r\n", 10s);
+    u->sendAll(payload, 60s);
+  });
+  auto resp = readResponse(*u, false, 60s);
+  sender.join();
+  REQUIRE(resp.status == 200);
+  REQUIRE(received == total);
+  REQUIRE(body_ok);
+  if (!sanitized()) {
+    long rss_after = f->rssKb();
+    INFO("rss before " << rss_before << " kB, after " << rss_after << " kB");
+    REQUIRE(rss_after - rss_before < 32 * 1024);
+  }
+}
+
+TEST_CASE("http: gRPC clients get trailers-only local replies", "[http][grpc]") {
+  HttpUpstream up;
+  std::string routes = "            - match: {path: /only}\n              route: {cluster: up}\n";
+  auto f = FerryProcess::start(httpConfig(routes, cluster("up", up.port())));
+  auto r = httpRequest(f->port("web"), "POST", "/pkg.Service/Method", "\0\0\0\0\0",
+                       {"content-type: application/grpc", "te: trailers"});
+  REQUIRE(r.status == 200);
+  REQUIRE(r.header("grpc-status") == "12");
+  REQUIRE(r.body.empty());
+}
+
+TEST_CASE("http: during drain_delay responses say connection: close", "[http][lifecycle]") {
+  HttpUpstream up;
+  auto f = FerryProcess::start(
+      "runtime: {workers: 1, drain_delay: 2s, drain_timeout: 5s}\n" +
+      httpConfig(routeAll(), cluster("up", up.port())).substr(std::string("runtime: {workers: 1}\n").size()));
+  uint16_t p = f->port("web");
+  auto c = TcpClient::connect(p);
+  REQUIRE(c);
+  REQUIRE(c->sendAll("GET /a HTTP/1.1\r\nHost: x\r\n\r\n"));
+  auto r = readResponse(*c);
+  REQUIRE(r.status == 200);
+  REQUIRE(r.header("connection") != "close");
+  f->signal(SIGTERM);
+  REQUIRE(waitUntil([&] { return httpRequest(f->adminPort(), "GET", "/ready").status == 503; }, 2s));
+  REQUIRE(c->sendAll("GET /b HTTP/1.1\r\nHost: x\r\n\r\n"));
+  r = readResponse(*c);
+  REQUIRE(r.status == 200);
+  REQUIRE(r.header("connection") == "close");
+  REQUIRE(c->waitClosed(3s));
+  auto code = f->waitExit(10s);
+  REQUIRE(code.has_value());
+  REQUIRE(*code == 0);
+}
