@@ -593,7 +593,8 @@ class Loader : public Parser {
     if (auto* x = f.get("send_proxy_protocol"))
       if (auto v = getEnum(*x, {"v1", "v2"})) c.send_proxy_protocol = *v == "v1" ? 1 : 2;
     if (auto* x = f.get("max_requests_per_connection"))
-      if (auto v = getUint(*x, 0, UINT32_MAX)) c.max_requests_per_connection = static_cast<uint32_t>(*v);
+      if (auto v = getUint(*x, 0, UINT32_MAX))
+        c.max_requests_per_connection = static_cast<uint32_t>(*v);
     if (auto* x = f.get("max_idle_connections"))
       if (auto v = getUint(*x, 0, 100000)) c.max_idle_connections = static_cast<uint32_t>(*v);
     if (auto* x = f.get("idle_timeout"))

@@ -1,6 +1,6 @@
 // YAML -> Config, with validation. Every problem found is reported (not just the first) as
 // FILE:LINE:COL: message, LINE/COL 1-based, pointing at the offending key or value.
-// Main-thread only. yaml-cpp stays inside loader.cc and render.cc; no exceptions escape.
+// Main-thread only. yaml-cpp stays inside loader*.cc and render.cc; no exceptions escape.
 #pragma once
 
 #include <optional>

@@ -91,7 +91,7 @@ std::string headerNameHint() { return "(use letters, digits and !#$%&'*+-.^_`|~)
 // could make a message ambiguous, so request_headers/response_headers may not touch them.
 bool isManagedHeader(std::string_view name) {
   for (std::string_view h : {"content-length", "transfer-encoding", "connection", "keep-alive",
-                             "proxy-connection", "te", "trailer", "upgrade"})
+                             "proxy-connection", "te", "trailer", "upgrade", "http2-settings"})
     if (name == h) return true;
   return false;
 }
@@ -126,7 +126,8 @@ class HttpParser {
     if (auto* x = f.get("access_log")) p_.error(x->key_mark, "'access_log' is not supported yet");
     if (auto* x = f.get("filters"); x != nullptr && !x->value.IsNull() && p_.isList(*x)) {
       std::set<std::string> seen;
-      for (const YAML::Node& item : x->value) filter(p_.itemEntry(item, x->value_mark, "filter"), h, seen);
+      for (const YAML::Node& item : x->value)
+        filter(p_.itemEntry(item, x->value_mark, "filter"), h, seen);
     }
     if (auto* x = p_.need(f, "virtual_hosts", e, kWhere); x != nullptr && p_.isList(*x)) {
       if (x->value.size() == 0) p_.error(x->value_mark, "'virtual_hosts' must not be empty");
@@ -201,7 +202,8 @@ class HttpParser {
     std::string s = isPlainOr(n, "float") || isPlainOr(n, "int") ? n.Scalar() : std::string();
     size_t dot = s.find('.');
     auto digits = [](std::string_view d) {
-      return !d.empty() && std::all_of(d.begin(), d.end(), [](char c) { return c >= '0' && c <= '9'; });
+      return !d.empty() &&
+             std::all_of(d.begin(), d.end(), [](char c) { return c >= '0' && c <= '9'; });
     };
     std::string_view sv = s;
     if (!digits(sv.substr(0, dot)) || (dot != std::string::npos && !digits(sv.substr(dot + 1)))) {
@@ -266,8 +268,8 @@ class HttpParser {
     std::string_view port = colon == std::string::npos ? "" : std::string_view(d).substr(colon + 1);
     if (!port.empty() && port.find_first_not_of("0123456789") == std::string_view::npos &&
         pattern(std::string_view(d).substr(0, colon)))
-      p_.error(e.value_mark, "domain " + quote(*s) +
-                                 " must not have a port (the Host header is matched without its port)");
+      p_.error(e.value_mark, "domain " + quote(*s) + " must not have a port (the Host header is "
+                                                     "matched without its port)");
     else
       p_.error(e.value_mark, "bad domain " + quote(*s) +
                                  " (use \"*\", \"*.example.com\" or a host name: letters, digits, "
@@ -321,7 +323,8 @@ class HttpParser {
         auto v = p_.getString(me);
         if (!v) continue;
         if (!std::all_of(v->begin(), v->end(), [](char c) { return c >= 'A' && c <= 'Z'; }))
-          p_.error(me.value_mark, "bad method " + quote(*v) + " (use upper-case letters: GET, POST, ...)");
+          p_.error(me.value_mark,
+                   "bad method " + quote(*v) + " (use upper-case letters: GET, POST, ...)");
         else if (std::find(m.methods.begin(), m.methods.end(), *v) != m.methods.end())
           p_.error(me.value_mark, "duplicate method " + quote(*v));
         else
@@ -344,7 +347,8 @@ class HttpParser {
       if (x->key == "present") {
         h.kind = Kind::kPresent;
         if (auto v = p_.getBool(*x); v && !*v)
-          p_.error(x->value_mark, "'present' must be true (matching an absent header is not supported)");
+          p_.error(x->value_mark,
+                   "'present' must be true (matching an absent header is not supported)");
       } else if (x->key == "regex") {
         h.kind = Kind::kRegex;
         if (auto v = getRegex(*x)) h.value = *v;
@@ -381,7 +385,8 @@ class HttpParser {
             w.cluster = *v;
             for (const auto& other : a.weighted_clusters)
               if (other.cluster == *v)
-                p_.error(y->value_mark, "cluster " + quote(*v) + " is listed twice in weighted_clusters");
+                p_.error(y->value_mark,
+                         "cluster " + quote(*v) + " is listed twice in weighted_clusters");
           }
         }
         if (auto* y = wf.get("weight"))
@@ -423,7 +428,8 @@ class HttpParser {
     if (!p_.isMap(e, true)) return;
     constexpr std::string_view kWhere = "in redirect";
     Entries f = p_.fields(e.value, kWhere,
-                          {"scheme_redirect", "host_redirect", "path_redirect", "prefix_rewrite", "code"});
+                          {"scheme_redirect", "host_redirect", "path_redirect", "prefix_rewrite",
+                           "code"});
     if (f.get("scheme_redirect") == nullptr && f.get("host_redirect") == nullptr &&
         f.get("path_redirect") == nullptr && f.get("prefix_rewrite") == nullptr)
       p_.error(e.value_mark,

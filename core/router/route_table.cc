@@ -1,6 +1,7 @@
 #include "core/router/route_table.h"
 
 #include <re2/re2.h>
+#include <re2/set.h>
 
 #include <algorithm>
 #include <functional>
@@ -117,12 +118,14 @@ struct HeaderMatcher {
 
 struct CompiledRoute {
   const config::RouteConfig* config = nullptr;
+  bool unconditional = true;          // no methods, no header matchers
   std::unique_ptr<re2::RE2> path_re;  // kRegex only
   std::vector<HeaderMatcher> headers;
 
   // Everything but the path condition.
   bool conditions(std::string_view host, std::string_view method,
                   const http::HeaderMap& headers_in) const {
+    if (unconditional) return true;
     const auto& methods = config->match.methods;
     if (!methods.empty() &&
         std::find(methods.begin(), methods.end(), method) == methods.end())
@@ -133,11 +136,21 @@ struct CompiledRoute {
   }
 };
 
-// Radix trie over the prefix strings. Each node lists (ascending) the routes whose prefix ends
-// exactly there, and the lowest route index anywhere in its subtree (to stop walking early).
-class PrefixTrie {
+// A range of route indices (ascending) in a VirtualHost's flat `lists` array.
+struct Span {
+  uint32_t begin = 0;
+  uint32_t size = 0;
+};
+
+// Radix trie over the prefix strings, used while building. Each node lists (ascending) the
+// routes whose prefix ends exactly there.
+class TrieBuilder {
  public:
-  bool empty() const { return nodes_.size() == 1 && nodes_[0].routes.empty(); }
+  struct Node {
+    std::string label;  // edge from the parent
+    std::vector<std::pair<char, uint32_t>> children;
+    std::vector<uint32_t> routes;
+  };
 
   void insert(std::string_view key, uint32_t route) {
     uint32_t node = 0;
@@ -157,13 +170,13 @@ class PrefixTrie {
         return;
       }
       uint32_t child = it->second;
-      const std::string& label = nodes_[child].label;
+      std::string_view label = nodes_[child].label;
       std::string_view rest = key.substr(pos);
       size_t common = 0;
       while (common < label.size() && common < rest.size() && label[common] == rest[common])
         ++common;
       if (common < label.size()) {  // split the edge: node -> mid -> child
-        uint32_t mid = newNode(label.substr(0, common));
+        uint32_t mid = newNode(std::string(label.substr(0, common)));
         nodes_[child].label.erase(0, common);
         nodes_[mid].children.emplace_back(nodes_[child].label[0], child);
         for (auto& k : nodes_[node].children)
@@ -175,76 +188,117 @@ class PrefixTrie {
     }
   }
 
-  // Sorts children and computes subtree minima. Call once after the last insert.
-  void finish() {
-    std::vector<uint32_t> order;  // pre-order
-    std::vector<uint32_t> stack{0};
-    while (!stack.empty()) {
-      uint32_t n = stack.back();
-      stack.pop_back();
-      order.push_back(n);
-      auto& node = nodes_[n];
-      std::sort(node.children.begin(), node.children.end());
-      for (const auto& k : node.children) stack.push_back(k.second);
-    }
-    for (auto it = order.rbegin(); it != order.rend(); ++it) {
-      auto& node = nodes_[*it];
-      node.min = node.routes.empty() ? kNone : node.routes.front();
-      for (const auto& k : node.children) node.min = std::min(node.min, nodes_[k.second].min);
-    }
-  }
-
-  // Calls f(routes) for every node whose key is a prefix of `path`, shortest first, while the
-  // subtree may still hold an index below *best (f lowers *best).
-  template <class F>
-  void walk(std::string_view path, const uint32_t* best, F&& f) const {
-    uint32_t n = 0;
-    size_t pos = 0;
-    while (true) {
-      const Node& node = nodes_[n];
-      if (node.min >= *best) return;
-      if (!node.routes.empty()) f(node.routes);
-      if (pos == path.size()) return;
-      char c = path[pos];
-      auto it = std::lower_bound(node.children.begin(), node.children.end(), c,
-                                 [](const auto& k, char ch) { return k.first < ch; });
-      if (it == node.children.end() || it->first != c) return;
-      const Node& child = nodes_[it->second];
-      if (path.compare(pos, child.label.size(), child.label) != 0) return;
-      pos += child.label.size();
-      n = it->second;
-    }
-  }
+  const std::vector<Node>& nodes() const { return nodes_; }
 
  private:
-  struct Node {
-    std::string label;  // edge from the parent
-    std::vector<std::pair<char, uint32_t>> children;
-    std::vector<uint32_t> routes;
-    uint32_t min = kNone;
-  };
   uint32_t newNode(std::string label) {
-    nodes_.push_back(Node{std::move(label), {}, {}, kNone});
+    nodes_.push_back(Node{std::move(label), {}, {}});
     return static_cast<uint32_t>(nodes_.size() - 1);
   }
   std::vector<Node> nodes_{1};
 };
 
+// The same trie, flattened for lookups: nodes in breadth-first order so that the children of a
+// node are adjacent (sorted by first byte) and their labels are adjacent in one string.
+class PrefixTrie {
+ public:
+  // `lists` receives the route lists.
+  void build(const TrieBuilder& b, std::vector<uint32_t>* lists) {
+    const auto& in = b.nodes();
+    nodes_.clear();
+    labels_.clear();
+    std::vector<uint32_t> src{0};  // flat index -> builder index
+    nodes_.push_back(Node{});
+    for (size_t f = 0; f < src.size(); ++f) {
+      const auto& bn = in[src[f]];
+      auto kids = bn.children;
+      std::sort(kids.begin(), kids.end());
+      nodes_[f].first_child = static_cast<uint32_t>(nodes_.size());
+      nodes_[f].n_children = static_cast<uint32_t>(kids.size());
+      nodes_[f].routes.begin = static_cast<uint32_t>(lists->size());
+      nodes_[f].routes.size = static_cast<uint32_t>(bn.routes.size());
+      lists->insert(lists->end(), bn.routes.begin(), bn.routes.end());
+      for (const auto& k : kids) {
+        Node n;
+        const auto& label = in[k.second].label;
+        n.first = k.first;
+        n.label_off = static_cast<uint32_t>(labels_.size());
+        n.label_len = static_cast<uint32_t>(label.size());
+        labels_ += label;
+        nodes_.push_back(n);
+        src.push_back(k.second);
+      }
+    }
+    // Subtree minima, children before parents (reverse breadth-first order).
+    for (size_t f = nodes_.size(); f-- > 0;) {
+      auto& n = nodes_[f];
+      n.min = n.routes.size ? (*lists)[n.routes.begin] : kNone;
+      for (uint32_t c = 0; c < n.n_children; ++c)
+        n.min = std::min(n.min, nodes_[n.first_child + c].min);
+    }
+  }
+
+  // Calls f(span) for every node whose key is a prefix of `path`, shortest first, while its
+  // subtree may still hold a route index below *best (f lowers *best).
+  template <class F>
+  void walk(std::string_view path, const uint32_t* best, F&& f) const {
+    if (nodes_.empty()) return;
+    uint32_t n = 0;
+    size_t pos = 0;
+    while (true) {
+      const Node& node = nodes_[n];
+      if (node.min >= *best) return;
+      if (node.routes.size) f(node.routes);
+      if (pos == path.size() || node.n_children == 0) return;
+      const char c = path[pos];
+      const Node* lo = &nodes_[node.first_child];
+      const Node* hi = lo + node.n_children;
+      const Node* it =
+          std::lower_bound(lo, hi, c, [](const Node& k, char ch) { return k.first < ch; });
+      if (it == hi || it->first != c) return;
+      if (path.size() - pos < it->label_len ||
+          std::string_view(labels_).substr(it->label_off, it->label_len) !=
+              path.substr(pos, it->label_len))
+        return;
+      pos += it->label_len;
+      n = static_cast<uint32_t>(it - nodes_.data());
+    }
+  }
+
+ private:
+  struct Node {
+    uint32_t first_child = 0;
+    uint32_t n_children = 0;
+    uint32_t label_off = 0;
+    uint32_t label_len = 0;
+    Span routes;
+    uint32_t min = kNone;
+    char first = 0;
+  };
+  std::vector<Node> nodes_;
+  std::string labels_;
+};
+
+// Below this many regex routes they are tried one by one; from it on, through one RE2::Set.
+constexpr size_t kRegexSetThreshold = 4;
+
 struct VirtualHost {
   const config::VirtualHostConfig* config = nullptr;
   std::vector<CompiledRoute> routes;
-  StrMap<std::vector<uint32_t>> exact;  // path -> route indices, ascending
+  std::vector<uint32_t> lists;  // route-index lists that Spans point into
+  StrMap<Span> exact;           // path -> routes with that exact path
   PrefixTrie prefixes;
-  std::vector<uint32_t> regexes;  // ascending
+  std::vector<uint32_t> regexes;    // route indices, ascending
+  std::unique_ptr<re2::RE2::Set> regex_set;  // pattern k = routes[regexes[k]]
 
   const config::RouteConfig* match(std::string_view host, std::string_view method,
                                    std::string_view path, const http::HeaderMap& headers) const {
     uint32_t best = kNone;
-    auto consider = [&](const std::vector<uint32_t>& list) {
-      for (uint32_t i : list) {
-        if (i >= best) return;
-        if (routes[i].conditions(host, method, headers)) {
-          best = i;
+    auto consider = [&](Span s) {
+      for (const uint32_t* i = &lists[s.begin]; i != &lists[s.begin] + s.size; ++i) {
+        if (*i >= best) return;
+        if (routes[*i].conditions(host, method, headers)) {
+          best = *i;
           return;
         }
       }
@@ -254,15 +308,38 @@ struct VirtualHost {
       if (it != exact.end()) consider(it->second);
     }
     prefixes.walk(path, &best, consider);
+    if (!regexes.empty() && regexes.front() < best) matchRegexes(host, method, path, headers, &best);
+    return best == kNone ? nullptr : routes[best].config;
+  }
+
+  void matchRegexes(std::string_view host, std::string_view method, std::string_view path,
+                    const http::HeaderMap& headers, uint32_t* best) const {
+    if (regex_set) {
+      thread_local std::vector<int> hits;
+      re2::RE2::Set::ErrorInfo info{};
+      if (regex_set->Match(path, &hits, &info)) {
+        std::sort(hits.begin(), hits.end());  // pattern order == route order
+        for (int k : hits) {
+          uint32_t i = regexes[static_cast<size_t>(k)];
+          if (i >= *best) return;
+          if (routes[i].conditions(host, method, headers)) {
+            *best = i;
+            return;
+          }
+        }
+        return;
+      }
+      if (info.kind == re2::RE2::Set::kNoError) return;  // no regex matched
+      // The set's DFA ran out of memory: fall back to one regex at a time.
+    }
     for (uint32_t i : regexes) {
-      if (i >= best) break;
+      if (i >= *best) return;
       const auto& r = routes[i];
-      if (re2::RE2::FullMatch(path, *r.path_re) && r.conditions(host, method, headers)) {
-        best = i;
-        break;
+      if (re2::RE2::FullMatch(path, *r.path_re)) {
+        *best = i;
+        return;
       }
     }
-    return best == kNone ? nullptr : routes[best].config;
   }
 };
 
@@ -346,14 +423,17 @@ std::shared_ptr<const RouteTable> RouteTable::build(
     }
 
     vh.routes.resize(vc.routes.size());
+    TrieBuilder trie;
+    std::vector<std::pair<std::string_view, uint32_t>> exact;  // (path, route), route order
     for (size_t r = 0; r < vc.routes.size(); ++r) {
       const auto& rc = vc.routes[r];
       auto& cr = vh.routes[r];
       const auto ri = static_cast<uint32_t>(r);
       cr.config = &rc;
+      cr.unconditional = rc.match.methods.empty() && rc.match.headers.empty();
       switch (rc.match.kind) {
-        case RouteMatchConfig::Kind::kPath: vh.exact[rc.match.value].push_back(ri); break;
-        case RouteMatchConfig::Kind::kPrefix: vh.prefixes.insert(rc.match.value, ri); break;
+        case RouteMatchConfig::Kind::kPath: exact.emplace_back(rc.match.value, ri); break;
+        case RouteMatchConfig::Kind::kPrefix: trie.insert(rc.match.value, ri); break;
         case RouteMatchConfig::Kind::kRegex: {
           std::string err;
           cr.path_re = compileRegex(rc.match.value, &err);
@@ -384,7 +464,28 @@ std::shared_ptr<const RouteTable> RouteTable::build(
         cr.headers.push_back(std::move(m));
       }
     }
-    vh.prefixes.finish();
+    // Exact paths: group by path (stable, so each list stays in route order).
+    std::stable_sort(exact.begin(), exact.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (size_t i = 0; i < exact.size();) {
+      Span span{static_cast<uint32_t>(vh.lists.size()), 0};
+      size_t j = i;
+      for (; j < exact.size() && exact[j].first == exact[i].first; ++j)
+        vh.lists.push_back(exact[j].second);
+      span.size = static_cast<uint32_t>(j - i);
+      vh.exact.emplace(std::string(exact[i].first), span);
+      i = j;
+    }
+    vh.prefixes.build(trie, &vh.lists);
+    if (vh.regexes.size() >= kRegexSetThreshold && errors.empty()) {
+      re2::RE2::Options opts;
+      opts.set_log_errors(false);
+      auto set = std::make_unique<re2::RE2::Set>(opts, re2::RE2::ANCHOR_BOTH);
+      bool ok = true;
+      for (uint32_t i : vh.regexes) ok = ok && set->Add(vc.routes[i].match.value, nullptr) >= 0;
+      // If the set cannot be built (it compiles to one program), routes are scanned instead.
+      if (ok && set->Compile()) vh.regex_set = std::move(set);
+    }
   }
 
   auto lengths = [](const StrMap<uint32_t>& m) {

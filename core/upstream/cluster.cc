@@ -20,6 +20,10 @@ Cluster::Cluster(const config::ClusterConfig& cfg, size_t index, StatsStore& sta
   stats_.bytes_sent = stats.counter("ferry_upstream_bytes_sent_total", labels, "Bytes sent to upstreams.");
   stats_.bytes_received =
       stats.counter("ferry_upstream_bytes_received_total", labels, "Bytes received from upstreams.");
+  // No active health checking yet: every endpoint counts as healthy. Set on the main thread's
+  // shard (this runs there, at snapshot build).
+  StatHandle healthy = stats.gauge("ferry_cluster_endpoints_healthy", labels, "Healthy endpoints per cluster.");
+  stats.shard(0).add(healthy, static_cast<int64_t>(cfg.endpoints.size()) - stats.shard(0).get(healthy));
   for (int cls = 1; cls <= 5; ++cls)
     stats_.rq_by_class[cls] = stats.counter("ferry_upstream_requests_total",
                                             {{"cluster", name_}, {"code", std::to_string(cls) + "xx"}},

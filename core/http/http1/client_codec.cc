@@ -196,6 +196,7 @@ struct ClientCodec::Impl {
 
   void onMessageComplete() {
     HeaderMap& trailers = parser.trailers();
+    if (!trailers.empty()) flushBody(false);
     for (const auto& e : trailers.entries()) {
       if (!detail::validFieldName(e.name) || !detail::validFieldValue(e.value)) {
         fail("invalid trailer field in response");
@@ -207,7 +208,6 @@ struct ClientCodec::Impl {
       flushBody(true);
       return;
     }
-    flushBody(false);
     cb.onResponseTrailers(std::move(trailers));
     trailers.clear();
   }
@@ -230,6 +230,7 @@ struct ClientCodec::Impl {
           dispatching = false;
           return;
         case MessageParser::Event::kError:
+          if (body_in_progress) flushBody(false);  // the valid bytes before the error
           fail(parser.errorDetail());
           break;
         case MessageParser::Event::kHead:

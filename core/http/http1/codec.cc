@@ -42,7 +42,6 @@ const llhttp_settings_t MessageParser::kSettings = [] {
   s.on_header_value_complete = &MessageParser::onHeaderValueComplete;
   s.on_headers_complete = &MessageParser::onHeadersComplete;
   s.on_body = &MessageParser::onBody;
-  s.on_chunk_header = &MessageParser::onChunkHeader;
   s.on_message_complete = &MessageParser::onMessageComplete;
   return s;
 }();
@@ -58,7 +57,6 @@ int MessageParser::onMessageBegin(llhttp_t* p) {
   s->headers_.clear();
   s->trailers_.clear();
   s->in_field_ = false;
-  s->last_chunk_ = false;
   // The start line is captured by scanBytes() after this execute() call returns; bytes of it
   // consumed by earlier calls (a split start line) are already in first_line_ and must stay.
   return 0;
@@ -69,21 +67,24 @@ int MessageParser::onHeaderField(llhttp_t* p, const char* at, size_t n) {
   HeaderMap& target = s->fieldTarget();
   if (!s->in_field_) {
     s->in_field_ = true;
-    if (target.size() >= s->limits_.max_headers) {
-      s->error_status_ = 431;
-      s->error_detail_ = s->head_done_ ? "too many trailer fields" : "too many header fields";
-      return -1;
-    }
     target.entries().push_back(HeaderMap::Entry{});
   }
   target.entries().back().name.append(at, n);
   return 0;
 }
 
+// The field count is checked here, at the colon, not in the span callback above: llhttp calls
+// span callbacks at positions that depend on how the input is split, and the outcome must not.
 int MessageParser::onHeaderFieldComplete(llhttp_t* p) {
   MessageParser* s = self(p);
   s->in_field_ = false;
-  for (char& c : s->fieldTarget().entries().back().name)
+  HeaderMap& target = s->fieldTarget();
+  if (target.size() > s->limits_.max_headers) {
+    s->error_status_ = 431;
+    s->error_detail_ = s->head_done_ ? "too many trailer fields" : "too many header fields";
+    return -1;
+  }
+  for (char& c : target.entries().back().name)
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
   return 0;
 }
@@ -110,11 +111,6 @@ int MessageParser::onBody(llhttp_t* p, const char* at, size_t n) {
   return 0;
 }
 
-int MessageParser::onChunkHeader(llhttp_t* p) {
-  if (p->content_length == 0) self(p)->last_chunk_ = true;
-  return 0;
-}
-
 int MessageParser::onMessageComplete(llhttp_t* p) {
   MessageParser* s = self(p);
   s->keep_alive_at_complete_ = llhttp_should_keep_alive(p) != 0;
@@ -130,63 +126,107 @@ void MessageParser::fail(int status, std::string detail) {
   }
 }
 
+// Every decision here depends only on the bytes scanned so far (never on llhttp callback state,
+// which may run ahead within one execute() call), so the outcome is the same however the input
+// is split.
 bool MessageParser::scanBytes(const char* p, const char* end) {
   for (; p < end; ++p) {
     const char c = *p;
-    if (prev_ == '\r' && c != '\n') {
-      fail(400, "CR not followed by LF");
-      return false;
-    }
-    if (c == '\n' && prev_ != '\r') {
-      fail(400, "bare LF");
-      return false;
-    }
-    if (prev_ == '\n' && (c == ' ' || c == '\t')) {
-      fail(400, head_done_ && !last_chunk_ ? "whitespace at the start of a chunk line"
-                                           : "obs-fold (line starting with whitespace)");
-      return false;
-    }
-    if (!head_done_ && !first_line_done_) {
+    if (prev_ == '\r' && c != '\n') return scanFail(p, 400, "CR not followed by LF");
+    if (c == '\n' && prev_ != '\r') return scanFail(p, 400, "bare LF");
+    if (prev_ == '\n' && (c == ' ' || c == '\t'))
+      return scanFail(p, 400, "line starting with whitespace (obs-fold)");
+    prev_ = c;
+    ++framing_run_;
+    if (!head_done_) {
+      if (framing_run_ > limits_.max_header_bytes)
+        return scanFail(p, 431, "message head larger than max_header_bytes");
+      if (first_line_done_) continue;
       if (c == '\n') {
         // Empty lines before the start line are skipped (RFC 9112 2.2).
         if (!first_line_.empty()) first_line_done_ = true;
       } else if (c != '\r') {
         first_line_.push_back(c);
       }
+      continue;
     }
-    prev_ = c;
+    if (trailers_started_) {
+      if (framing_run_ > limits_.max_header_bytes)
+        return scanFail(p, 431, "trailer section larger than max_header_bytes");
+      continue;
+    }
+    if (framing_run_ > limits_.max_header_bytes)
+      return scanFail(p, 400, "chunk framing longer than max_header_bytes");
+    // Chunk framing: a line whose size is all zeros is the last chunk; trailers follow it.
+    if (c == '\n') {
+      if (line_len_ > 0 && line_zero_) {
+        trailers_started_ = true;
+        framing_run_ = 0;
+      }
+      line_len_ = 0;
+      line_zero_ = true;
+      line_size_done_ = false;
+    } else if (!line_size_done_) {
+      if (c == '\r' || c == ';') {
+        line_size_done_ = true;
+      } else {
+        ++line_len_;
+        line_zero_ = line_zero_ && c == '0';
+      }
+    }
   }
   return true;
 }
 
-bool MessageParser::endFramingRun() {
-  if (framing_run_ > limits_.max_header_bytes) {
-    if (!head_done_) {
-      fail(431, "request head larger than max_header_bytes");
-    } else if (last_chunk_) {
-      fail(431, "trailers larger than max_header_bytes");
-    } else {
-      fail(400, "chunk framing line larger than max_header_bytes");
-    }
-    return false;
-  }
+bool MessageParser::scanFail(const char* at, int status, const char* detail) {
+  scan_stop_ = at;
+  fail(status, detail);
+  return false;
+}
+
+void MessageParser::bodySpanBoundary() {
+  prev_ = 0;
   framing_run_ = 0;
-  return true;
+  line_len_ = 0;
+  line_zero_ = true;
+  line_size_done_ = false;
 }
 
 bool MessageParser::scanFraming(const char* data, size_t consumed) {
   const char* p = data;
   const char* end = data + consumed;
+  scan_stop_ = end;
   for (const Span& s : spans_) {
-    framing_run_ += static_cast<size_t>(s.at - p);
-    if (!scanBytes(p, s.at) || !endFramingRun()) return false;
-    prev_ = 0;
+    if (!scanBytes(p, s.at)) return false;
+    bodySpanBoundary();
     p = s.at + s.n;
   }
-  framing_run_ += static_cast<size_t>(end - p);
-  if (!scanBytes(p, end)) return false;
-  if (framing_run_ > limits_.max_header_bytes) return endFramingRun();
-  return true;
+  return scanBytes(p, end);
+}
+
+// Framing bytes are drained; body bytes before `stop` move to body_ (whole slices, no copy).
+void MessageParser::apply(Buffer& in, const char* data, size_t consumed, const char* stop) {
+  size_t cursor = 0;
+  for (const Span& s : spans_) {
+    if (s.at >= stop) break;
+    const size_t off = static_cast<size_t>(s.at - data);
+    in.drain(off - cursor);
+    body_.move(in, s.n);
+    cursor = off + s.n;
+  }
+  in.drain(consumed - cursor);
+}
+
+void MessageParser::resetMessage() {
+  in_message_ = false;
+  head_done_ = false;
+  first_line_done_ = false;
+  first_line_.clear();
+  framing_run_ = 0;
+  trailers_started_ = false;
+  line_len_ = 0;
+  line_zero_ = true;
+  line_size_done_ = false;
 }
 
 MessageParser::Event MessageParser::run(Buffer& in) {
@@ -208,37 +248,31 @@ MessageParser::Event MessageParser::run(Buffer& in) {
       llhttp_resume(&parser_);
       resume_pending_ = true;  // llhttp continues with non-consuming steps (after_headers...)
     } else if (err != HPE_OK) {
+      const char* pos = llhttp_get_error_pos(&parser_);
+      consumed = pos >= data && pos <= data + len ? static_cast<size_t>(pos - data) : 0;
+    }
+    // The scanner sees the bytes up to where llhttp stopped; the earliest violation wins, and
+    // the body bytes before it are kept (they are delivered before the error, as they would
+    // have been had the input arrived split there).
+    const bool scanned = scanFraming(data, consumed);
+    apply(in, data, consumed, scan_stop_);
+    if (!scanned) return Event::kError;
+    if (err != HPE_OK && err != HPE_PAUSED) {
       std::string detail = llhttp_errno_name(err);
       if (const char* reason = llhttp_get_error_reason(&parser_)) {
         detail += ": ";
         detail += reason;
       }
-      fail(400, std::move(detail));
+      fail(400, std::move(detail));  // keeps a status set by our callbacks (431)
       return Event::kError;
     }
-    if (!scanFraming(data, consumed)) return Event::kError;
-
-    // Framing bytes are drained; body bytes move to body_ (whole slices without copying).
-    size_t cursor = 0;
-    for (const Span& s : spans_) {
-      const size_t off = static_cast<size_t>(s.at - data);
-      in.drain(off - cursor);
-      body_.move(in, s.n);
-      cursor = off + s.n;
-    }
-    in.drain(consumed - cursor);
-
     if (event_ == Event::kHead) {
       head_done_ = true;
       framing_run_ = 0;
       return Event::kHead;
     }
     if (event_ == Event::kMessageComplete) {
-      in_message_ = false;
-      head_done_ = false;
-      first_line_done_ = false;
-      first_line_.clear();
-      framing_run_ = 0;
+      resetMessage();
       return Event::kMessageComplete;
     }
   }
@@ -250,8 +284,7 @@ MessageParser::Event MessageParser::finish() {
   event_ = Event::kNeedMore;
   const llhttp_errno_t err = llhttp_finish(&parser_);
   if (event_ == Event::kMessageComplete && (err == HPE_PAUSED || err == HPE_OK)) {
-    in_message_ = false;
-    head_done_ = false;
+    resetMessage();
     return Event::kMessageComplete;
   }
   fail(400, "connection closed in the middle of a message");

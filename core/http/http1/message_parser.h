@@ -76,14 +76,17 @@ class MessageParser {
   static int onHeaderValueComplete(llhttp_t* p);
   static int onHeadersComplete(llhttp_t* p);
   static int onBody(llhttp_t* p, const char* at, size_t n);
-  static int onChunkHeader(llhttp_t* p);
   static int onMessageComplete(llhttp_t* p);
   static const llhttp_settings_t kSettings;
 
-  // Scans the non-body bytes of one llhttp_execute() call; false (error set) on a violation.
+  // Scans the non-body bytes of one llhttp_execute() call; false (error set, scan_stop_ at the
+  // offending byte) on a violation.
   bool scanFraming(const char* data, size_t consumed);
   bool scanBytes(const char* p, const char* end);
-  bool endFramingRun();
+  bool scanFail(const char* at, int status, const char* detail);
+  void bodySpanBoundary();
+  void apply(Buffer& in, const char* data, size_t consumed, const char* stop);
+  void resetMessage();
   void fail(int status, std::string detail);
   HeaderMap& fieldTarget() { return head_done_ ? trailers_ : headers_; }
 
@@ -100,11 +103,15 @@ class MessageParser {
   bool in_message_ = false;
   bool head_done_ = false;
   bool in_field_ = false;
-  bool last_chunk_ = false;
   bool first_line_done_ = false;
+  bool trailers_started_ = false;  // the scanner passed the last-chunk line
+  size_t line_len_ = 0;            // chunk framing line: size digits seen
+  bool line_zero_ = true;          // ... all of them '0'
+  bool line_size_done_ = false;    // ... the size ended (';' or CR)
   bool keep_alive_at_complete_ = false;
   char prev_ = 0;             // previous framing byte (0 after body bytes)
-  size_t framing_run_ = 0;    // consecutive non-body bytes (head, chunk line, trailers)
+  size_t framing_run_ = 0;    // non-body bytes in a row (head; chunk framing; trailer section)
+  const char* scan_stop_ = nullptr;
   std::string first_line_;
   HeaderMap headers_;
   HeaderMap trailers_;

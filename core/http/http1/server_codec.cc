@@ -32,6 +32,8 @@
 //   trailer section. A chunk line (size + extensions) longer than max_header_bytes: 400.
 // - Chunk-size overflow and invalid chunk framing: 400 (llhttp).
 // - Chunked trailers named content-length, transfer-encoding or host: 400.
+// - Header names that become content-length, transfer-encoding or host when '_' is read as '-'
+//   ("Transfer_Encoding"): 400. Other names with '_' pass.
 #include <string>
 #include <utility>
 
@@ -115,6 +117,15 @@ bool skipResponseHeader(std::string_view name) {
 bool skipTunnelResponseHeader(std::string_view name) {
   return HeaderMap::equalsIgnoreCase(name, "transfer-encoding") ||
          HeaderMap::equalsIgnoreCase(name, "content-length");
+}
+
+// "transfer_encoding" and friends: some backends (CGI-style gateways) map '_' to '-', and would
+// then see a framing header that the codec did not (Envoy and nginx drop or reject these too).
+bool lookAlikeOfFraming(std::string_view name) {
+  std::string n(name);
+  for (char& c : n)
+    if (c == '_') c = '-';
+  return n == "transfer-encoding" || n == "content-length" || n == "host";
 }
 
 bool validReason(std::string_view s) {
@@ -209,6 +220,10 @@ struct ServerCodec::Impl {
       }
       if (!validFieldValue(e.value)) {
         fail(400, "invalid header value");
+        return nullptr;
+      }
+      if (e.name.find('_') != std::string::npos && lookAlikeOfFraming(e.name)) {
+        fail(400, "underscore variant of a framing header");
         return nullptr;
       }
       if (e.name == "host") {
@@ -316,19 +331,15 @@ struct ServerCodec::Impl {
       flushBody(true);
       return;
     }
+    flushBody(false);
     for (const auto& e : trailers.entries()) {
-      if (!validFieldName(e.name) || !validFieldValue(e.value)) {
+      const bool invalid = !validFieldName(e.name) || !validFieldValue(e.value);
+      if (invalid || e.name == "content-length" || e.name == "transfer-encoding" || e.name == "host") {
         paused = false;
-        fail(400, "invalid trailer field");
-        return;
-      }
-      if (e.name == "content-length" || e.name == "transfer-encoding" || e.name == "host") {
-        paused = false;
-        fail(400, "forbidden trailer field");
+        fail(400, invalid ? "invalid trailer field" : "forbidden trailer field");
         return;
       }
     }
-    flushBody(false);
     cb.onRequestTrailers(std::move(trailers));
     trailers.clear();
   }
@@ -347,6 +358,7 @@ struct ServerCodec::Impl {
           dispatching = false;
           return;
         case MessageParser::Event::kError:
+          if (body_in_progress) flushBody(false);  // the valid bytes before the error
           fail(parser.errorStatus(), parser.errorDetail());
           break;
         case MessageParser::Event::kHead:

@@ -186,8 +186,7 @@ void HttpConnectionManager::onStreamComplete() {
   stream_->destroyFilters();
   finished_.push_back(std::move(stream_));
   reapStreams();
-  if (dead_) return;
-  if (close_after_response_ || !request_was_complete || tunnel_) {
+  if (dead_ || close_after_response_ || !request_was_complete || tunnel_) {
     // A response sent before the whole request arrived ends the connection: what follows
     // on the wire cannot be told apart from a new request.
     closeConnection(true);

@@ -1,0 +1,261 @@
+// HTTP/1 client codec tests (request encoding, response parsing at every split) and a
+// client <-> server round trip.
+#include <catch2/catch.hpp>
+#include <string>
+#include <vector>
+
+#include "core/http/http1/codec.h"
+#include "tests/unit/core/http/http1_test_util.h"
+
+using ferry::core::Buffer;
+using ferry::core::http::HeaderMap;
+using ferry::core::http::RequestHeaders;
+using ferry::core::http::ResponseHeaders;
+using namespace ferry::core::http::http1;
+using namespace ferry::test::http1;
+
+namespace {
+
+RequestHeaders request(const std::string& method, const std::string& path = "/") {
+  RequestHeaders h;
+  h.method = method;
+  h.path = path;
+  h.authority = "up";
+  return h;
+}
+
+struct ClientRun {
+  std::vector<std::string> events;
+  std::string rest;
+  bool keep_alive, idle, upgraded;
+};
+
+ClientRun runClient(const std::vector<RequestHeaders>& reqs, const std::vector<std::string>& chunks,
+                    bool eof = false) {
+  ClientRec rec;
+  ClientCodec codec(rec);
+  Buffer out, in;
+  for (const auto& r : reqs) codec.encodeHeaders(r, true, out);
+  for (const auto& c : chunks) {
+    in.add(c);
+    codec.dispatch(in);
+  }
+  if (eof) codec.onEof();
+  return ClientRun{normalize(rec.evs), in.toString(), codec.keepAlive(), codec.idle(), codec.upgraded()};
+}
+
+void checkClientEverySplit(const std::vector<RequestHeaders>& reqs, const std::string& msg,
+                           const std::vector<std::string>& expected, bool eof = false) {
+  ClientRun whole = runClient(reqs, {msg}, eof);
+  REQUIRE(whole.events == expected);
+  for (const auto& parts : splits(msg)) {
+    ClientRun r = runClient(reqs, parts, eof);
+    INFO("split: first part " << parts[0].size());
+    REQUIRE(r.events == whole.events);
+    REQUIRE(r.rest == whole.rest);
+    REQUIRE(r.keep_alive == whole.keep_alive);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("http1 client: request encoding", "[http1]") {
+  ClientRec rec;
+  ClientCodec codec(rec);
+  Buffer out;
+  RequestHeaders get = request("GET", "/a?b");
+  get.headers.add("Host", "ignored");
+  get.headers.add("x-a", "1");
+  codec.encodeHeaders(get, true, out);
+  CHECK(out.toString() == "GET /a?b HTTP/1.1\r\nhost: up\r\nx-a: 1\r\n\r\n");
+  out.clear();
+  RequestHeaders post = request("POST", "/p");
+  codec.encodeHeaders(post, true, out);
+  CHECK(out.toString() == "POST /p HTTP/1.1\r\nhost: up\r\ncontent-length: 0\r\n\r\n");
+  out.clear();
+  RequestHeaders stream = request("PUT", "/bad path\r\n");
+  stream.headers.add("transfer-encoding", "gzip");
+  codec.encodeHeaders(stream, false, out);
+  Buffer d;
+  d.add("abc");
+  codec.encodeData(d, false, out);
+  HeaderMap t;
+  t.add("x-t", "1");
+  codec.encodeTrailers(t, out);
+  CHECK(out.toString() ==
+        "PUT /bad%20path%0D%0A HTTP/1.1\r\nhost: up\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nx-t: 1\r\n\r\n");
+  out.clear();
+  RequestHeaders cl = request("POST");
+  cl.headers.add("content-length", "3");
+  codec.encodeHeaders(cl, false, out);
+  d.add("xyz");
+  codec.encodeData(d, true, out);
+  CHECK(out.toString() == "POST / HTTP/1.1\r\nhost: up\r\ncontent-length: 3\r\n\r\nxyz");
+  out.clear();
+  RequestHeaders connect = request("CONNECT", "");
+  connect.authority = "db:5432";
+  codec.encodeHeaders(connect, false, out);
+  CHECK(out.toString() == "CONNECT db:5432 HTTP/1.1\r\nhost: db:5432\r\n\r\n");
+}
+
+TEST_CASE("http1 client: responses at every split", "[http1]") {
+  SECTION("content-length") {
+    checkClientEverySplit({request("GET")}, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello",
+                          {"H 200 OK content-length=5 x-a=b", "D hello END"});
+    CHECK(runClient({request("GET")}, {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"}).keep_alive);
+  }
+  SECTION("chunked with trailers") {
+    checkClientEverySplit({request("GET")},
+                          "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwiki\r\n5;x=y\r\npedia\r\n"
+                          "0\r\nGrpc-Status: 0\r\n\r\n",
+                          {"H 200 OK transfer-encoding=chunked", "D wikipedia", "T  grpc-status=0"});
+  }
+  SECTION("close-delimited, completed by EOF") {
+    checkClientEverySplit({request("GET")}, "HTTP/1.1 200 OK\r\n\r\nuntil the end",
+                          {"H 200 OK", "D until the end END"}, true);
+    ClientRun r = runClient({request("GET")}, {"HTTP/1.1 200 OK\r\n\r\nuntil"}, true);
+    CHECK_FALSE(r.keep_alive);
+    ClientRun head_only = runClient({request("GET")}, {"HTTP/1.1 200 OK\r\n\r\n"}, true);
+    CHECK(head_only.events == std::vector<std::string>{"H 200 OK", "D  END"});
+  }
+  SECTION("HEAD response has no body even with content-length") {
+    checkClientEverySplit({request("HEAD"), request("GET")},
+                          "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+                          {"H 200 OK content-length=10 END", "H 204 No Content END"});
+  }
+  SECTION("204 and 304 ignore content-length") {
+    checkClientEverySplit({request("GET"), request("GET")},
+                          "HTTP/1.1 304 Not Modified\r\nContent-Length: 3\r\n\r\n"
+                          "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc",
+                          {"H 304 Not Modified content-length=3 END", "H 200 OK content-length=3", "D abc END"});
+  }
+  SECTION("1xx interim responses, then the final one") {
+    checkClientEverySplit({request("POST")},
+                          "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+                          "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok",
+                          {"I 100", "I 103 link=</a>", "H 201 Created content-length=2", "D ok END"});
+  }
+  SECTION("101 upgrade: tunnel bytes stay in the buffer") {
+    RequestHeaders ws = request("GET", "/ws");
+    ws.headers.add("connection", "upgrade");
+    ws.headers.add("upgrade", "websocket");
+    checkClientEverySplit({ws}, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x01x",
+                          {"H 101 Switching Protocols upgrade=websocket connection=Upgrade"});
+    ClientRun r = runClient({ws}, {"HTTP/1.1 101 Switching Protocols\r\n\r\n\x81\x01x"});
+    CHECK(r.upgraded);
+    CHECK(r.rest == "\x81\x01x");
+    // 101 without an upgrade request is malformed.
+    CHECK(runClient({request("GET")}, {"HTTP/1.1 101 Switching Protocols\r\n\r\n"}).events.back() == "E 502");
+  }
+  SECTION("CONNECT 200 is a tunnel") {
+    RequestHeaders c = request("CONNECT", "h:1");
+    ClientRun r = runClient({c}, {"HTTP/1.1 200 Connection Established\r\n\r\nRAW"});
+    CHECK(r.events == std::vector<std::string>{"H 200 Connection Established"});
+    CHECK(r.upgraded);
+    CHECK(r.rest == "RAW");
+  }
+  SECTION("two responses in sequence on a kept-alive connection") {
+    ClientRec rec;
+    ClientCodec codec(rec);
+    Buffer out, in;
+    codec.encodeHeaders(request("GET", "/1"), true, out);
+    CHECK_FALSE(codec.idle());
+    in.add("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na");
+    codec.dispatch(in);
+    CHECK(codec.idle());
+    CHECK(codec.keepAlive());
+    codec.encodeHeaders(request("GET", "/2"), true, out);
+    CHECK_FALSE(codec.keepAlive());
+    in.add("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n\r\nb");
+    codec.dispatch(in);
+    CHECK(normalize(rec.evs) == std::vector<std::string>{"H 200 OK content-length=1", "D a END",
+                                                        "H 200 OK content-length=1 connection=close", "D b END"});
+    CHECK(codec.idle());
+    CHECK_FALSE(codec.keepAlive());
+  }
+  SECTION("HTTP/1.0 response is not reused; unsent request body blocks reuse") {
+    CHECK_FALSE(runClient({request("GET")}, {"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\na"}).keep_alive);
+    ClientRec rec;
+    ClientCodec codec(rec);
+    Buffer out, in;
+    codec.encodeHeaders(request("POST"), false, out);
+    in.add("HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n");
+    codec.dispatch(in);
+    CHECK(codec.idle());
+    CHECK_FALSE(codec.keepAlive());
+  }
+}
+
+TEST_CASE("http1 client: malformed responses", "[http1]") {
+  const std::vector<std::string> bad = {
+      "HTTP/1.1 20 OK\r\n\r\n",
+      "HTTP/1.1 099 X\r\n\r\n",
+      "HTTP/1.1 600 X\r\nContent-Length: 0\r\n\r\n",
+      "HTTP/2 200 OK\r\n\r\n",
+      "HTTP/1.1  200 OK\r\n\r\n",
+      "HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+      "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxx",
+      "HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 0\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nX-A: \x01\r\n\r\n",
+      "HTTP/1.1 200 O\x01K\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+      "garbage\r\n\r\n",
+  };
+  for (const auto& msg : bad) {
+    INFO(msg);
+    for (const auto& parts : splits(msg)) {
+      ClientRun r = runClient({request("GET")}, parts);
+      REQUIRE(r.events.back() == "E 502");
+      REQUIRE_FALSE(r.keep_alive);
+    }
+  }
+  // A response with no request outstanding.
+  CHECK(runClient({}, {"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"}).events ==
+        std::vector<std::string>{"E 502"});
+  // Too large a head.
+  CHECK(runClient({request("GET")}, {"HTTP/1.1 200 OK\r\nX: " + std::string(70000, 'a') + "\r\n\r\n"})
+            .events.back() == "E 502");
+}
+
+TEST_CASE("http1 client: EOF", "[http1]") {
+  CHECK(runClient({request("GET")}, {"HTTP/1.1 200 OK\r\nContent-Le"}, true).events ==
+        std::vector<std::string>{"E 502"});
+  CHECK(runClient({request("GET")}, {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab"}, true).events ==
+        std::vector<std::string>{"H 200 OK content-length=5", "D ab", "E 502"});
+  CHECK(runClient({request("GET")}, {}, true).events.empty());  // outstanding, nothing received
+  CHECK(runClient({}, {}, true).events.empty());
+}
+
+TEST_CASE("http1 client and server round trip", "[http1]") {
+  ClientRec crec;
+  ClientCodec client(crec);
+  ServerRec srec;
+  ServerCodec server(srec);
+  Buffer wire;
+  RequestHeaders req = request("POST", "/echo");
+  req.headers.add("x-id", "7");
+  client.encodeHeaders(req, false, wire);
+  Buffer body;
+  body.add("ping");
+  client.encodeData(body, true, wire);
+  server.dispatch(wire);
+  REQUIRE(normalize(srec.evs) ==
+          std::vector<std::string>{"H POST /echo @up 1.1 transfer-encoding=chunked x-id=7", "D ping END"});
+  REQUIRE(server.paused());
+  ResponseHeaders resp;
+  resp.headers.add("x-r", "1");
+  server.encodeHeaders(resp, false, wire);
+  body.add("pong");
+  server.encodeData(body, false, wire);
+  HeaderMap t;
+  t.add("x-t", "2");
+  server.encodeTrailers(t, wire);
+  client.dispatch(wire);
+  CHECK(normalize(crec.evs) ==
+        std::vector<std::string>{"H 200 OK transfer-encoding=chunked x-r=1", "D pong", "T  x-t=2"});
+  CHECK(client.keepAlive());
+  CHECK_FALSE(server.responseNeedsClose());
+}
+
