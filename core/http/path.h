@@ -30,7 +30,7 @@ enum class PathResult { kOk, kInvalid };
 // target to forward. query_out may be nullptr.
 // Fast path: a path with no '%', no segment starting with '.' and (with merge_slashes) no "//"
 // is validated in one scan and copied unchanged.
-// On kInvalid the outputs are unspecified.
+// On kInvalid the outputs are unspecified. `target` must not point into *path_out or *query_out.
 PathResult normalizePath(std::string_view target, bool merge_slashes, std::string* path_out,
                          std::string* query_out);
 

@@ -99,20 +99,24 @@ struct HeaderMatcher {
     if (source == Source::kHost) return !host.empty() && test(host);
     if (source == Source::kMethod) return test(method);
     const std::string* first = nullptr;
+    bool repeated = false;
     std::string joined;  // only for a repeated header
     for (const auto& e : headers.entries()) {
       if (!http::HeaderMap::equalsIgnoreCase(e.name, name)) continue;
       if (!first) {
         first = &e.value;
         if (kind == HeaderMatcherConfig::Kind::kPresent) return true;
-      } else {
-        if (joined.empty()) joined = *first;
-        joined += ',';
-        joined += e.value;
+        continue;
       }
+      if (!repeated) {
+        repeated = true;
+        joined = *first;
+      }
+      joined += ',';
+      joined += e.value;
     }
     if (!first) return false;
-    return test(joined.empty() ? std::string_view(*first) : std::string_view(joined));
+    return test(repeated ? std::string_view(joined) : std::string_view(*first));
   }
 };
 
@@ -295,7 +299,8 @@ struct VirtualHost {
                                    std::string_view path, const http::HeaderMap& headers) const {
     uint32_t best = kNone;
     auto consider = [&](Span s) {
-      for (const uint32_t* i = &lists[s.begin]; i != &lists[s.begin] + s.size; ++i) {
+      const uint32_t* begin = lists.data() + s.begin;
+      for (const uint32_t* i = begin; i != begin + s.size; ++i) {
         if (*i >= best) return;
         if (routes[*i].conditions(host, method, headers)) {
           best = *i;
@@ -335,7 +340,7 @@ struct VirtualHost {
     for (uint32_t i : regexes) {
       if (i >= *best) return;
       const auto& r = routes[i];
-      if (re2::RE2::FullMatch(path, *r.path_re)) {
+      if (re2::RE2::FullMatch(path, *r.path_re) && r.conditions(host, method, headers)) {
         *best = i;
         return;
       }

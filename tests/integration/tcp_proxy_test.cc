@@ -81,8 +81,10 @@ size_t writeUntilStalled(int fd, const std::string& data, ms stall, std::atomic<
     }
     if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) break;
     pollfd p{fd, POLLOUT, 0};
-    int r = ::poll(&p, 1, static_cast<int>(stall.count()));
-    if (r == 0 && stalled && !stalled->load()) {
+    // Until the first stall, a short wait detects it; after that, only a long one gives up.
+    bool first = stalled && !stalled->load();
+    int r = ::poll(&p, 1, first ? static_cast<int>(stall.count()) : 30000);
+    if (r == 0 && first) {
       stalled->store(true);  // blocked for `stall`: backpressure reached the writer
       r = ::poll(&p, 1, 30000);
     }

@@ -80,9 +80,8 @@ int MessageParser::onHeaderFieldComplete(llhttp_t* p) {
   s->in_field_ = false;
   HeaderMap& target = s->fieldTarget();
   if (target.size() > s->limits_.max_headers) {
-    s->error_status_ = 431;
-    s->error_detail_ = s->head_done_ ? "too many trailer fields" : "too many header fields";
-    return -1;
+    s->cb_error_ = s->head_done_ ? "too many trailer fields" : "too many header fields";
+    return -1;  // a 431, unless the scanner finds an earlier violation
   }
   for (char& c : target.entries().back().name)
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
@@ -258,12 +257,16 @@ MessageParser::Event MessageParser::run(Buffer& in) {
     apply(in, data, consumed, scan_stop_);
     if (!scanned) return Event::kError;
     if (err != HPE_OK && err != HPE_PAUSED) {
+      if (cb_error_ != nullptr) {
+        fail(431, cb_error_);
+        return Event::kError;
+      }
       std::string detail = llhttp_errno_name(err);
       if (const char* reason = llhttp_get_error_reason(&parser_)) {
         detail += ": ";
         detail += reason;
       }
-      fail(400, std::move(detail));  // keeps a status set by our callbacks (431)
+      fail(400, std::move(detail));
       return Event::kError;
     }
     if (event_ == Event::kHead) {

@@ -8,9 +8,11 @@
 // must not destroy the codec (nor call dispatch() re-entrantly: such a call is ignored).
 // Worker-local, one per connection, owned by the HTTP/1 connection (or upstream client).
 //
-// Strictness (server side): anything ambiguous is a protocol error before any part of the message
-// reaches the callbacks. The decisions, and the reason for each, are in codec.cc's header comment
-// and in docs/ (http1 section).
+// Strictness: anything ambiguous in a request head is a protocol error before any part of that
+// message reaches the callbacks; errors later in a body come after the body bytes that preceded
+// them (the same callback sequence however the input is split). Each decision and its reason is
+// listed at the top of server_codec.cc (requests), client_codec.cc (responses) and codec.cc (what
+// llhttp checks and what the codec adds).
 #pragma once
 
 #include <cstddef>

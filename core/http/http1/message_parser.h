@@ -117,6 +117,7 @@ class MessageParser {
   HeaderMap trailers_;
   Buffer body_;
   std::vector<Span> spans_;   // body spans of the current execute() call
+  const char* cb_error_ = nullptr;  // set by a callback that failed llhttp_execute()
   int error_status_ = 0;
   std::string error_detail_;
 };

@@ -314,6 +314,13 @@ TEST_CASE("http1 server: 431 for too large or too many headers", "[http1]") {
   std::string crlfs;
   for (int i = 0; i < 150; ++i) crlfs += "\r\n";
   checkRejectedEverySplit(crlfs + "GET / HTTP/1.1\r\nHost: h\r\n\r\n", 431, small);
+  // The earliest violation decides, however the input is split: a bare LF before the field
+  // that is one too many is a 400.
+  CodecLimits one;
+  one.max_headers = 1;
+  checkRejectedEverySplit("GET / HTTP/1.1\nHost: h\r\nA: 1\r\nB: 2\r\n\r\n", 400, one);
+  checkRejectedEverySplit("GET / HTTP/1.1\r\nHost: h\nA: 1\r\nB: 2\r\n\r\n", 400, one);
+  checkRejectedEverySplit("GET / HTTP/1.1\r\nHost: h\r\nA: 1\nB: 2\r\n\r\n", 431, one);  // the extra field comes first
   // Exactly at the limit is fine.
   std::string line = "GET / HTTP/1.1\r\nHost: h\r\nX: ";
   line += std::string(256 - line.size() - 4, 'a') + "\r\n\r\n";
