@@ -102,9 +102,8 @@ class ServerCodec {
   // Upgrade/CONNECT request got no tunnel response, or the codec is dead.
   bool responseNeedsClose() const;
 
-  struct Impl;
-
  private:
+  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 
@@ -156,9 +155,8 @@ class ClientCodec {
   bool idle() const;
   bool upgraded() const;
 
-  struct Impl;
-
  private:
+  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 
