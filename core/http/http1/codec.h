@@ -26,8 +26,9 @@ namespace ferry::core::http::http1 {
 
 struct CodecLimits {
   // Bound on a message head as received: request/status line, header lines, their CRLFs and any
-  // empty lines before the request line. Also bounds a chunked trailer section (and any run of
-  // chunk framing, e.g. chunk extensions). Past it: 431 (server) / protocol error (client).
+  // empty lines before the request line. Also bounds a chunked trailer section and each run of
+  // chunk framing (a chunk-size line with its extensions). Past it, server side: 431 for a head
+  // or a trailer section, 400 for chunk framing; client side: a protocol error.
   size_t max_header_bytes = 60 * 1024;
   // Header field lines per head (Host included); likewise per trailer section.
   size_t max_headers = 100;
