@@ -6,6 +6,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace ferry::config {
 
@@ -13,6 +14,9 @@ namespace ferry::config {
 // plain scalars that read as JSON numbers or true/false stay numbers/booleans, everything
 // else becomes a string. An empty document gives "{}". nullopt if the text is not YAML.
 std::optional<std::string> renderRedactedJson(const std::string& yaml);
+
+// Appends `s` as a JSON string literal (quotes included, control characters escaped).
+void appendJsonString(std::string& out, std::string_view s);
 
 // The document re-emitted as YAML (comments dropped, quoting of quoted scalars kept).
 // An empty document gives "{}\n". nullopt if the text is not YAML.

@@ -13,6 +13,7 @@
 #include <sstream>
 #include <thread>
 
+#include "config/render.h"
 #include "config/snapshot.h"
 #include "config/values.h"
 #include "core/event/worker.h"
@@ -31,25 +32,10 @@ using core::log::sv;
 
 namespace {
 
-std::string jsonEscape(const std::string& s) {
+// A JSON string literal, quotes included.
+std::string jsonString(const std::string& s) {
   std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out.push_back(c);
-        }
-    }
-  }
+  config::appendJsonString(out, s);
   return out;
 }
 
@@ -225,7 +211,7 @@ std::string Server::Impl::clustersJson() const {
   for (size_t i = 0; i < snapshot->clusters.size(); ++i) {
     const auto& c = *snapshot->clusters[i];
     if (i) out += ",";
-    out += "{\"name\":\"" + jsonEscape(c.name()) + "\",\"lb_policy\":\"round_robin\",";
+    out += "{\"name\":" + jsonString(c.name()) + ",\"lb_policy\":\"round_robin\",";
     out += "\"connect_timeout\":\"" + config::formatDuration(c.connectTimeout()) + "\",";
     out += "\"connections_active\":" + std::to_string(stats->value(c.stats().cx_active)) + ",";
     out += "\"connect_failures\":" + std::to_string(stats->value(c.stats().connect_failures)) + ",";
@@ -233,7 +219,7 @@ std::string Server::Impl::clustersJson() const {
     for (size_t j = 0; j < c.hosts().size(); ++j) {
       const auto& h = c.hosts()[j];
       if (j) out += ",";
-      out += "{\"address\":\"" + jsonEscape(h.address) + "\",\"weight\":" + std::to_string(h.weight) +
+      out += "{\"address\":" + jsonString(h.address) + ",\"weight\":" + std::to_string(h.weight) +
              ",\"health\":\"healthy\",\"connections_total\":" + std::to_string(stats->value(h.cx_total)) +
              ",\"connections_active\":" + std::to_string(stats->value(h.cx_active)) +
              ",\"connect_failures\":" + std::to_string(stats->value(h.connect_failures)) + "}";
@@ -247,8 +233,8 @@ std::string Server::Impl::clustersJson() const {
 std::string Server::Impl::configJson() const {
   std::string out = "{\"version\":" + std::to_string(snapshot->version) + ",\"hash\":\"" + snapshot->hash +
                     "\",\"loaded_at\":\"" + isoTime(snapshot->loaded_at_ms) +
-                    "\",\"path\":\"" + jsonEscape(snapshot->config.path) +
-                    "\",\"last_reload\":{\"at\":null,\"result\":null,\"errors\":[]},\"config\":";
+                    "\",\"path\":" + jsonString(snapshot->config.path) +
+                    ",\"last_reload\":{\"at\":null,\"result\":null,\"errors\":[]},\"config\":";
   out += snapshot->config.json.empty() ? "{}" : snapshot->config.json;
   out += "}\n";
   return out;

@@ -158,7 +158,11 @@ struct ActiveListener::Io {
 
 ActiveListener::ActiveListener(WorkerContext& ctx, std::shared_ptr<const config::Snapshot> snapshot,
                                std::shared_ptr<const config::ListenerInfo> info, int fd)
-    : ctx_(ctx), snapshot_(std::move(snapshot)), info_(std::move(info)), io_(std::make_unique<Io>(*ctx.io)) {
+    : ctx_(ctx),
+      snapshot_(std::move(snapshot)),
+      info_(std::move(info)),
+      io_(std::make_unique<Io>(*ctx.io)),
+      graveyard_(*ctx.io) {
   sockaddr_storage local{};
   localAddress(fd, &local);
   boost::system::error_code ec;
@@ -170,7 +174,6 @@ ActiveListener::~ActiveListener() {
   *alive_ = false;
   stopAccepting();
   closeAll();
-  graveyard_.clear();
 }
 
 void ActiveListener::start() {
@@ -259,22 +262,13 @@ void ActiveListener::accepted(int fd) {
 void ActiveListener::removeConnection(ActiveConnection* conn) {
   auto it = conn->self_;
   if (it == connections_.end() || it->get() != conn) return;
-  graveyard_.push_back(std::move(*it));
+  std::unique_ptr<ActiveConnection> dying = std::move(*it);
   connections_.erase(it);
-  graveyard_.back()->self_ = connections_.end();
+  dying->self_ = connections_.end();
   ctx_.stats->dec(info_->stats.cx_active);
   snapshot_->global_active->fetch_sub(1, std::memory_order_relaxed);
   info_->active->fetch_sub(1, std::memory_order_relaxed);
-  if (!cleanup_posted_) {
-    cleanup_posted_ = true;
-    asio::post(*ctx_.io, [this, alive = alive_] {
-      if (!*alive) return;
-      cleanup_posted_ = false;
-      auto dead = std::move(graveyard_);
-      graveyard_.clear();
-      dead.clear();
-    });
-  }
+  graveyard_.add(std::move(dying));
 }
 
 }  // namespace ferry::core::net

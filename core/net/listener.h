@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "config/snapshot.h"
+#include "core/event/deferred_deleter.h"
 #include "core/event/worker_context.h"
 
 namespace ferry::core::net {
@@ -45,10 +46,9 @@ class ActiveListener {
   std::shared_ptr<const config::ListenerInfo> info_;
   std::unique_ptr<Io> io_;
   std::list<std::unique_ptr<ActiveConnection>> connections_;
-  std::vector<std::unique_ptr<ActiveConnection>> graveyard_;
+  DeferredDeleter<ActiveConnection> graveyard_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   bool accepting_ = false;
-  bool cleanup_posted_ = false;
 };
 
 }  // namespace ferry::core::net

@@ -1,13 +1,10 @@
 #include "core/upstream/http_pool.h"
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
 
 #include "core/event/timer.h"
 #include "core/log.h"
 
 namespace ferry::core::upstream {
-namespace asio = boost::asio;
 using net::ConnectionEvent;
 
 PooledConnection::PooledConnection(HttpPool& pool, std::shared_ptr<net::Connection> conn, size_t host_index)
@@ -99,13 +96,11 @@ void PooledConnection::onProtocolError(std::string_view detail) {
 }
 
 HttpPool::HttpPool(WorkerContext& ctx, std::shared_ptr<const Cluster> cluster, size_t host_index)
-    : ctx_(ctx), cluster_(std::move(cluster)), host_index_(host_index) {}
+    : ctx_(ctx), cluster_(std::move(cluster)), host_index_(host_index), graveyard_(*ctx.io) {}
 
 HttpPool::~HttpPool() {
-  *alive_ = false;
   idle_.clear();
   pending_.clear();
-  graveyard_.clear();
   conns_.clear();
 }
 
@@ -214,18 +209,10 @@ void HttpPool::destroy(PooledConnection& c) {
   ctx_.stats->dec(cluster_->stats().cx_active);
   ctx_.stats->dec(host().cx_active);
   c.idle_timer_.reset();
-  graveyard_.push_back(std::move(*c.self_));
+  std::unique_ptr<PooledConnection> dying = std::move(*c.self_);
   conns_.erase(c.self_);
-  graveyard_.back()->self_ = conns_.end();
-  if (!cleanup_posted_) {
-    cleanup_posted_ = true;
-    asio::post(*ctx_.io, [this, alive = alive_] {
-      if (!*alive) return;
-      cleanup_posted_ = false;
-      auto dead = std::move(graveyard_);
-      graveyard_.clear();
-    });
-  }
+  dying->self_ = conns_.end();
+  graveyard_.add(std::move(dying));
 }
 
 HttpPool& PoolManager::pool(const std::shared_ptr<const Cluster>& cluster, size_t host_index) {

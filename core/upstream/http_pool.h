@@ -10,6 +10,7 @@
 #include <string>
 
 #include "core/buffer.h"
+#include "core/event/deferred_deleter.h"
 #include "core/event/worker_context.h"
 #include "core/http/http1/codec.h"
 #include "core/net/connection.h"
@@ -123,10 +124,8 @@ class HttpPool {
   std::list<std::unique_ptr<PooledConnection>> conns_;  // every live connection
   std::list<PooledConnection*> idle_;                   // front = most recently used
   std::list<Pending> pending_;
-  std::vector<std::unique_ptr<PooledConnection>> graveyard_;
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  DeferredDeleter<PooledConnection> graveyard_;
   uint64_t next_ticket_ = 1;
-  bool cleanup_posted_ = false;
 };
 
 // All pools of one worker, keyed by cluster name and host address.

@@ -6,6 +6,7 @@
 #include <boost/asio/write.hpp>
 #include <cctype>
 
+#include "core/http/header_map.h"
 #include "core/log.h"
 #include "core/net/socket_util.h"
 
@@ -33,11 +34,6 @@ const char* reasonPhrase(int status) {
     case 503: return "Service Unavailable";
     default: return "Unknown";
   }
-}
-
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
 }
 
 std::string trim(const std::string& s) {
@@ -139,7 +135,7 @@ class AdminServer::Session : public std::enable_shared_from_this<Session> {
       std::string h = head.substr(pos, e == std::string::npos ? std::string::npos : e - pos);
       size_t colon = h.find(':');
       if (colon == std::string::npos || colon == 0) return false;
-      req_.headers[lower(h.substr(0, colon))] = trim(h.substr(colon + 1));
+      req_.headers[core::http::HeaderMap::lower(h.substr(0, colon))] = trim(h.substr(colon + 1));
       if (e == std::string::npos) break;
       pos = e + 2;
     }

@@ -13,7 +13,6 @@
 #include "tests/integration/harness.h"
 
 using namespace ferry::testing;
-using Clock = std::chrono::steady_clock;
 
 namespace {
 
@@ -246,19 +245,6 @@ std::map<std::string, double> getMetrics(uint16_t admin) {
 double metric(const std::map<std::string, double>& m, const std::string& key) {
   auto it = m.find(key);
   return it == m.end() ? NAN : it->second;
-}
-
-// Polls /metrics until `key` has `want` (bounded; no sleeping: each poll is a round trip).
-bool waitMetric(uint16_t admin, const std::string& key, double want, ms timeout = 5s) {
-  auto deadline = Clock::now() + timeout;
-  do {
-    HttpResponse r = httpRequest(admin, "GET", "/metrics");
-    if (r.status == 200) {
-      auto m = parsePrometheus(r.body);
-      if (m && metric(*m, key) == want) return true;
-    }
-  } while (Clock::now() < deadline);
-  return false;
 }
 
 // One complete proxied connection: `payload` out, the echo back, then both sides closed.

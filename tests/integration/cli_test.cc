@@ -3,7 +3,6 @@
 #include <csignal>
 
 #include <catch2/catch.hpp>
-#include <fstream>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -14,13 +13,6 @@
 using namespace ferry::testing;
 
 namespace {
-
-std::string readFile(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 std::vector<std::string> splitLines(const std::string& s) {
   std::vector<std::string> out;

@@ -5,13 +5,20 @@
 //  - Harness misuse and unrecoverable setup failures (FERRY_BIN unset, exec failed, ferry exited
 //    before logging its port, runFerry timed out...) throw HarnessError. Catch2 reports it as a
 //    test failure with the message (which includes ferry's log where relevant).
-//  - Everything that waits takes a timeout; none of it sleeps.
+//  - Everything that waits takes a timeout; none of it sleeps (waitUntil, for conditions nothing
+//    signals, re-checks at a fixed interval until its deadline).
 //  - Call FerryProcess::start/startCommand from the test's (main) thread: the child gets
 //    PR_SET_PDEATHSIG=SIGKILL, which fires when the *thread* that spawned it exits.
 //  - No Catch2 assertions (REQUIRE/CHECK) inside FakeUpstream handlers: they run on other
 //    threads. Record what you need (e.g. into a Received) and assert on the test thread.
-//  - SIGPIPE is ignored in the test process (set up by this file); child processes get it back
+//  - SIGPIPE is ignored in the test process (set up by the harness); child processes get it back
 //    at its default disposition.
+//
+// The implementation is split by concern: harness.cc (SIGPIPE, waitUntil, randomBytes),
+// harness_process.cc (environment, files, TempDir, runProcess/runFerry, FerryProcess),
+// harness_net.cc (TcpClient, Received, FakeUpstream, unusedPort) and harness_http.cc (HTTP
+// client and parser, Prometheus parser, /metrics helpers); harness_internal.h holds what they
+// share.
 #pragma once
 
 #include <sys/types.h>
@@ -43,6 +50,19 @@ struct HarnessError : std::runtime_error {
 std::string ferryBin();
 // $FERRY_SRC (throws HarnessError if unset or empty).
 std::string srcDir();
+// True if $FERRY_SANITIZED is "1" (ferry is built with sanitizers: memory figures such as
+// rssKb() are not meaningful).
+bool sanitized();
+
+// The whole content of the file at path ("" if it cannot be read).
+std::string readFile(const std::string& path);
+
+// Evaluates pred() until it returns true, pausing `every` between evaluations, for at most
+// `timeout`: true as soon as pred() holds, false if it still does not at the deadline (pred is
+// evaluated at least once). For conditions nothing signals (an atomic flag set by another
+// thread, a metric, a port refusing connections); prefer a blocking wait with a deadline
+// (Received::waitBytes, FerryProcess::waitForLog, ...) where one exists.
+bool waitUntil(const std::function<bool()>& pred, ms timeout, ms every = 10ms);
 
 // A fresh directory /tmp/ferry-test-XXXXXX, removed recursively in the destructor.
 class TempDir {
@@ -263,10 +283,32 @@ HttpResponse httpRequest(uint16_t port, const std::string& method, const std::st
 // whole). status 0 + error if malformed or incomplete.
 HttpResponse parseHttpResponse(std::string_view raw, bool complete = true, bool head_request = false);
 
+// Reads one response (head + body by Content-Length, chunked or up to the close; interim 1xx
+// skipped) from a kept-alive connection, e.g. after a request written with TcpClient::sendAll.
+// Bytes that arrive in the same read after the response are discarded. status 0 + error if it
+// is malformed, or still incomplete when the peer closes or the deadline passes. head_request:
+// a HEAD's response has no body.
+HttpResponse readHttpResponse(TcpClient& c, bool head_request = false, ms timeout = 5s);
+
 // Prometheus text exposition -> { "name{labels as written}" or "name" : value }. Comment (#) and
 // blank lines are skipped; an optional timestamp is accepted and ignored. nullopt if any line is
 // malformed or a sample repeats.
 std::optional<std::map<std::string, double>> parsePrometheus(std::string_view text);
+
+// ferry's GET /metrics on the admin port. Ferry's samples are counters and gauges, never
+// negative, so metricValue reports failures as negative values:
+inline constexpr double kMetricAbsent = -1;      // /metrics has no sample with that key
+inline constexpr double kMetricUnreadable = -2;  // no 200 answer, or not valid Prometheus text
+
+// One scrape; the value of the sample `key` (as parsePrometheus keys it: "name{labels as
+// written}" or "name"), kMetricAbsent or kMetricUnreadable. An assertion such as
+// `metricValue(f, k) == 3` thus fails in both error cases.
+double metricValue(uint16_t admin_port, const std::string& key);
+double metricValue(FerryProcess& f, const std::string& key);  // on f.adminPort()
+
+// Scrapes /metrics until the sample `key` is present with value `want` (true), or the deadline
+// passes (false). No pause between scrapes: each one is a round trip to ferry.
+bool waitMetric(uint16_t admin_port, const std::string& key, double want, ms timeout = 5s);
 
 // n deterministic pseudo-random bytes (all 256 values occur) from seed.
 std::string randomBytes(size_t n, uint32_t seed);

@@ -10,8 +10,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 #include "tests/integration/harness.h"
@@ -20,13 +18,6 @@ using namespace ferry::testing;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-std::string readFile(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 // Sets an environment variable for the scope of a test, restoring the old value afterwards.
 class ScopedEnv {

@@ -4,8 +4,6 @@
 // accepted requests are normalised (path, hop-by-hop headers, x-forwarded-*, x-request-id)
 // before they are forwarded; a 404/5xx keeps the connection; gRPC clients get trailers-only
 // errors. The expected behaviour is the one in shared/CONTRACT.md.
-#include <poll.h>
-
 #include <catch2/catch.hpp>
 #include <cctype>
 #include <chrono>
@@ -23,16 +21,6 @@ using namespace std::string_literals;
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-template <typename Pred>
-bool waitUntil(Pred pred, ms timeout, ms every = 10ms) {
-  auto deadline = Clock::now() + timeout;
-  while (!pred()) {
-    if (Clock::now() >= deadline) return false;
-    ::poll(nullptr, 0, static_cast<int>(every.count()));
-  }
-  return true;
-}
 
 long long elapsedMs(Clock::time_point since) {
   return std::chrono::duration_cast<ms>(Clock::now() - since).count();
@@ -65,35 +53,12 @@ std::string edgeConfig(uint16_t up_port, const std::string& http_extra = "", con
 const std::string kDpe = "ferry_downstream_response_flags_total{listener=\"web\",flag=\"DPE\"}";
 const std::string kDrt = "ferry_downstream_response_flags_total{listener=\"web\",flag=\"DRT\"}";
 
-// -1: absent (or /metrics unusable: -2).
-double metric(FerryProcess& f, const std::string& key) {
-  auto r = httpRequest(f.adminPort(), "GET", "/metrics");
-  if (r.status != 200) return -2;
-  auto m = parsePrometheus(r.body);
-  if (!m) return -2;
-  auto it = m->find(key);
-  return it == m->end() ? -1 : it->second;
-}
-
-// Polls until the metric equals `want` (bounded); returns the last value read.
+// Polls metricValue until it equals `want` (bounded); returns the last value read (so a failed
+// check shows it: kMetricAbsent, kMetricUnreadable or the wrong count).
 double waitMetricEq(FerryProcess& f, const std::string& key, double want, ms timeout = 5s) {
-  double v = metric(f, key);
-  waitUntil([&] { return (v = metric(f, key)) == want; }, timeout, 20ms);
+  double v = metricValue(f, key);
+  waitUntil([&] { return (v = metricValue(f, key)) == want; }, timeout, 20ms);
   return v;
-}
-
-// Reads one response (head + content-length/chunked body) from a keep-alive connection.
-HttpResponse readResponse(TcpClient& c, ms timeout = 5s) {
-  std::string raw;
-  auto deadline = Clock::now() + timeout;
-  while (Clock::now() < deadline) {
-    auto r = parseHttpResponse(raw, false);
-    if (r.status != 0) return r;
-    std::string more = c.recvSome(100ms);
-    if (more.empty() && c.closedByPeer()) return parseHttpResponse(raw, true);
-    raw += more;
-  }
-  return parseHttpResponse(raw, true);
 }
 
 // What ferry did with one raw request on a fresh connection.
@@ -380,7 +345,7 @@ TEST_CASE("edge: an idle keep-alive connection is closed after idle_timeout", "[
   auto c = TcpClient::connect(f->port("web"));
   REQUIRE(c);
   REQUIRE(c->sendAll(get("/first")));
-  auto r = readResponse(*c);
+  auto r = readHttpResponse(*c);
   REQUIRE(r.status == 200);
   REQUIRE(r.body == "ok:/first");
   REQUIRE_FALSE(lower(r.header("connection")) == "close");
@@ -519,21 +484,21 @@ TEST_CASE("edge: a 404 or a 503 keeps the connection alive for the next request"
   auto c = TcpClient::connect(f->port("web"));
   REQUIRE(c);
   REQUIRE(c->sendAll(get("/nope")));
-  auto r1 = readResponse(*c);
+  auto r1 = readHttpResponse(*c);
   INFO("404 headers: " << r1.headers);
   REQUIRE(r1.status == 404);
   CHECK(lower(r1.header("connection")) != "close");
   REQUIRE(c->sendAll(get("/only")));
-  auto r2 = readResponse(*c);
+  auto r2 = readHttpResponse(*c);
   REQUIRE(r2.status == 200);
   CHECK(r2.body == "ok:/only");
   REQUIRE(c->sendAll(get("/dead")));
-  auto r3 = readResponse(*c);
+  auto r3 = readHttpResponse(*c);
   INFO("503 headers: " << r3.headers);
   REQUIRE(r3.status == 503);
   CHECK(lower(r3.header("connection")) != "close");
   REQUIRE(c->sendAll(get("/only")));
-  auto r4 = readResponse(*c);
+  auto r4 = readHttpResponse(*c);
   REQUIRE(r4.status == 200);
   CHECK(r4.body == "ok:/only");
   CHECK_FALSE(c->closedByPeer());
@@ -550,7 +515,7 @@ TEST_CASE("edge: a gRPC request with no route gets HTTP 200, grpc-status 12 and 
   REQUIRE(c->sendAll(
       "POST /pkg.Service/Method HTTP/1.1\r\nHost: a\r\ncontent-type: application/grpc\r\n"
       "te: trailers\r\ncontent-length: 5\r\n\r\n\0\0\0\0\0"s));
-  auto r = readResponse(*c);
+  auto r = readHttpResponse(*c);
   INFO("headers: " << r.headers << " error: " << r.error);
   REQUIRE(r.status == 200);
   CHECK(r.header("grpc-status") == "12");

@@ -1,6 +1,5 @@
 // Process lifecycle over real sockets: SIGTERM/SIGINT drain in CONTRACT.md's order, and
 // connection limits (per listener and process-wide).
-#include <poll.h>
 #include <signal.h>
 
 #include <catch2/catch.hpp>
@@ -10,16 +9,6 @@
 using namespace ferry::testing;
 
 namespace {
-
-template <typename Pred>
-bool waitUntil(Pred pred, ms timeout, ms every = 10ms) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    ::poll(nullptr, 0, static_cast<int>(every.count()));
-  }
-  return true;
-}
 
 std::string config(uint16_t upstream_port, const std::string& runtime_extra = "",
                    const std::string& listener_extra = "") {
@@ -36,15 +25,6 @@ std::string config(uint16_t upstream_port, const std::string& runtime_extra = ""
          "  - name: up\n"
          "    endpoints: [{address: 127.0.0.1:" +
          std::to_string(upstream_port) + "}]\n";
-}
-
-double metric(FerryProcess& f, const std::string& key) {
-  auto r = httpRequest(f.adminPort(), "GET", "/metrics");
-  if (r.status != 200) return -1;
-  auto m = parsePrometheus(r.body);
-  if (!m) return -1;
-  auto it = m->find(key);
-  return it == m->end() ? -1 : it->second;
 }
 
 // A connection through ferry that has done one echo round trip (so it is surely accepted).
@@ -123,12 +103,12 @@ TEST_CASE("limits: listener max_connections closes connections past the limit an
   REQUIRE(c);  // the kernel accepts; ferry closes it at once
   REQUIRE(c->waitClosed(3s));
   REQUIRE(up.accepted() == 2);
-  REQUIRE(metric(*f, "ferry_downstream_connections_overflow_total{listener=\"tcp\"}") == 1);
-  REQUIRE(metric(*f, "ferry_downstream_connections_active{listener=\"tcp\"}") == 2);
+  REQUIRE(metricValue(*f, "ferry_downstream_connections_overflow_total{listener=\"tcp\"}") == 1);
+  REQUIRE(metricValue(*f, "ferry_downstream_connections_active{listener=\"tcp\"}") == 2);
   // Room again once one closes.
   a->shutdownWrite();
   a->recvUntilClose(5s);
-  REQUIRE(waitUntil([&] { return metric(*f, "ferry_downstream_connections_active{listener=\"tcp\"}") == 1; },
+  REQUIRE(waitUntil([&] { return metricValue(*f, "ferry_downstream_connections_active{listener=\"tcp\"}") == 1; },
                     5s));
   REQUIRE(echoClient(port));
 }
@@ -150,7 +130,7 @@ TEST_CASE("limits: runtime.max_connections applies across listeners", "[lifecycl
   auto b = TcpClient::connect(f->port("two"));
   REQUIRE(b);
   REQUIRE(b->waitClosed(3s));
-  REQUIRE(metric(*f, "ferry_downstream_connections_overflow_total{listener=\"two\"}") == 1);
+  REQUIRE(metricValue(*f, "ferry_downstream_connections_overflow_total{listener=\"two\"}") == 1);
 }
 
 TEST_CASE("workers: --workers overrides runtime.workers", "[lifecycle]") {

@@ -8,7 +8,6 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
-#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -98,24 +97,6 @@ std::string ppConfig(uint16_t up_port, const std::string& send, const std::strin
   if (!send.empty()) y += "    send_proxy_protocol: " + send + "\n";
   y += "    endpoints: [{address: 127.0.0.1:" + std::to_string(up_port) + "}]\n";
   return y;
-}
-
-double metricValue(uint16_t admin, const std::string& key) {
-  HttpResponse r = httpRequest(admin, "GET", "/metrics");
-  if (r.status != 200) return NAN;
-  auto m = parsePrometheus(r.body);
-  if (!m) return NAN;
-  auto it = m->find(key);
-  return it == m->end() ? NAN : it->second;
-}
-
-// Polls /metrics until key == want (bounded; each poll is a round trip, no sleeping).
-bool waitMetric(uint16_t admin, const std::string& key, double want, ms timeout = 5s) {
-  auto deadline = Clock::now() + timeout;
-  do {
-    if (metricValue(admin, key) == want) return true;
-  } while (Clock::now() < deadline);
-  return false;
 }
 
 const std::string kPpErrors = "ferry_downstream_proxy_protocol_errors_total{listener=\"pp\"}";

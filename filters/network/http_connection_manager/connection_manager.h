@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "core/event/deferred_deleter.h"
 #include "core/event/timer.h"
 #include "core/http/http1/codec.h"
 #include "filters/network/http_connection_manager/active_stream.h"
@@ -58,13 +59,14 @@ class HttpConnectionManager : public NetworkFilter, public core::http::http1::Se
   void onHeadersTimeout();
   // A response written without a stream or codec (protocol errors, 408): then close.
   void sendRawErrorAndClose(int status, std::string_view body, http::ResponseFlag flag);
-  void reapStreams();
+  // Moves the current stream out; it is destroyed once the call stack unwinds.
+  void retireStream();
 
   std::shared_ptr<const HcmConfig> config_;
   core::http::http1::ServerCodec codec_;
   core::Buffer pending_;  // bytes read but not yet parsed (pipelined requests wait here)
   std::unique_ptr<ActiveStream> stream_;
-  std::vector<std::unique_ptr<ActiveStream>> finished_;
+  std::unique_ptr<core::DeferredDeleter<ActiveStream>> finished_;  // made in onNewConnection
   std::unique_ptr<core::Timer> idle_timer_;
   std::unique_ptr<core::Timer> headers_timer_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
@@ -75,7 +77,6 @@ class HttpConnectionManager : public NetworkFilter, public core::http::http1::Se
   bool close_after_response_ = false;
   bool tunnel_ = false;
   bool in_dispatch_ = false;
-  bool reap_posted_ = false;
   bool downstream_above_high_ = false;
 };
 

@@ -34,11 +34,11 @@ HttpConnectionManager::~HttpConnectionManager() {
     if (auto* w = callbacks_ ? &callbacks_->worker() : nullptr) w->stats->dec(config_->stats.rq_active);
   }
   stream_.reset();
-  finished_.clear();
 }
 
 FilterStatus HttpConnectionManager::onNewConnection() {
   auto& w = callbacks_->worker();
+  finished_ = std::make_unique<core::DeferredDeleter<ActiveStream>>(*w.io);
   idle_timer_ = std::make_unique<core::Timer>(*w.io, [this] { onIdleTimeout(); });
   headers_timer_ = std::make_unique<core::Timer>(*w.io, [this] { onHeadersTimeout(); });
   // The first request's head must arrive within request_headers_timeout.
@@ -183,9 +183,7 @@ void HttpConnectionManager::onStreamComplete() {
   auto& w = callbacks_->worker();
   w.stats->dec(config_->stats.rq_active);
   bool request_was_complete = stream_->requestComplete();
-  stream_->destroyFilters();
-  finished_.push_back(std::move(stream_));
-  reapStreams();
+  retireStream();
   if (dead_ || close_after_response_ || !request_was_complete || tunnel_) {
     // A response sent before the whole request arrived ends the connection: what follows
     // on the wire cannot be told apart from a new request.
@@ -204,15 +202,9 @@ void HttpConnectionManager::onStreamComplete() {
   });
 }
 
-void HttpConnectionManager::reapStreams() {
-  if (reap_posted_) return;
-  reap_posted_ = true;
-  asio::post(*callbacks_->worker().io, [this, alive = alive_] {
-    if (!*alive) return;
-    reap_posted_ = false;
-    auto dead = std::move(finished_);
-    finished_.clear();
-  });
+void HttpConnectionManager::retireStream() {
+  stream_->destroyFilters();
+  finished_->add(std::move(stream_));
 }
 
 void HttpConnectionManager::closeConnection(bool flush) {
@@ -256,9 +248,7 @@ void HttpConnectionManager::onDownstreamEvent(core::net::ConnectionEvent) {
   if (headers_timer_) headers_timer_->disable();
   if (stream_) {
     callbacks_->worker().stats->dec(config_->stats.rq_active);
-    stream_->destroyFilters();
-    finished_.push_back(std::move(stream_));
-    reapStreams();
+    retireStream();
   }
 }
 
