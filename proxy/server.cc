@@ -43,7 +43,7 @@ std::string isoTime(int64_t unix_ms) {
   time_t secs = static_cast<time_t>(unix_ms / 1000);
   tm t{};
   gmtime_r(&secs, &t);
-  char buf[40];
+  char buf[64];
   std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", t.tm_year + 1900, t.tm_mon + 1,
                 t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, static_cast<int>(unix_ms % 1000));
   return buf;

@@ -7,8 +7,8 @@
 namespace ferry::core::upstream {
 using net::ConnectionEvent;
 
-PooledConnection::PooledConnection(HttpPool& pool, std::shared_ptr<net::Connection> conn, size_t host_index)
-    : pool_(pool), conn_(std::move(conn)), codec_(*this), host_index_(host_index) {
+PooledConnection::PooledConnection(HttpPool& pool, std::shared_ptr<net::Connection> conn)
+    : pool_(pool), conn_(std::move(conn)), codec_(*this) {
   conn_->setCallbacks(this);
 }
 
@@ -128,7 +128,7 @@ uint64_t HttpPool::newStream(PoolCallbacks& cb) {
   ctx_.stats->inc(cluster_->stats().cx_active);
   ctx_.stats->inc(h.cx_total);
   ctx_.stats->inc(h.cx_active);
-  conns_.push_front(std::make_unique<PooledConnection>(*this, std::move(conn), host_index_));
+  conns_.push_front(std::make_unique<PooledConnection>(*this, std::move(conn)));
   PooledConnection* c = conns_.front().get();
   c->self_ = conns_.begin();
   uint64_t ticket = next_ticket_++;

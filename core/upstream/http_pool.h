@@ -37,7 +37,7 @@ class UpstreamStreamCallbacks : public http::http1::ClientCodecCallbacks {
 
 class PooledConnection : public net::ConnectionCallbacks, public http::http1::ClientCodecCallbacks {
  public:
-  PooledConnection(HttpPool& pool, std::shared_ptr<net::Connection> conn, size_t host_index);
+  PooledConnection(HttpPool& pool, std::shared_ptr<net::Connection> conn);
   ~PooledConnection() override;
 
   net::Connection& connection() { return *conn_; }
@@ -67,7 +67,6 @@ class PooledConnection : public net::ConnectionCallbacks, public http::http1::Cl
   HttpPool& pool_;
   std::shared_ptr<net::Connection> conn_;
   http::http1::ClientCodec codec_;
-  size_t host_index_;
   UpstreamStreamCallbacks* user_ = nullptr;
   uint32_t requests_ = 0;
   bool idle_ = false;

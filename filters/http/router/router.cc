@@ -46,6 +46,12 @@ std::string rewritePath(const config::RouteMatchConfig& m, const std::string& pa
 
 class Router : public HttpFilter, public core::upstream::PoolCallbacks, public core::upstream::UpstreamStreamCallbacks {
  public:
+  // Both bases have response hooks with these names: the filter ones (unused: the router is
+  // the response's source) and the upstream codec's.
+  using HttpFilter::onResponseHeaders;
+  using HttpFilter::onResponseTrailers;
+  using UpstreamStreamCallbacks::onResponseHeaders;
+  using UpstreamStreamCallbacks::onResponseTrailers;
   ~Router() override { onDestroy(); }
 
   FilterStatus onRequestHeaders(RequestHeaders& h, bool end_stream) override {
