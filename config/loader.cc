@@ -124,7 +124,18 @@ std::string canonicalAddress(const Address& a) {
 
 // ---- Parser: error collection and typed values
 
-void Parser::error(Mark m, std::string message) { errors_.push_back({path_, m, std::move(message)}); }
+namespace {
+constexpr size_t kMaxErrors = 1000;
+}  // namespace
+
+void Parser::error(Mark m, std::string message) {
+  // Every error is reported, up to a sane number: past it one line says the rest was cut.
+  if (errors_.size() >= kMaxErrors) {
+    truncated_ = true;
+    return;
+  }
+  errors_.push_back({path_, m, std::move(message)});
+}
 
 Mark Parser::posOf(const YAML::Node& n, Mark fallback) const {
   YAML::Mark m = n.Mark();
@@ -361,6 +372,8 @@ class Loader : public Parser {
     std::stable_sort(errors_.begin(), errors_.end(), [](const ConfigError& a, const ConfigError& b) {
       return before(a.mark, b.mark);
     });
+    if (truncated_)
+      errors_.push_back({path_, Mark{}, "too many errors; stopping after " + std::to_string(kMaxErrors)});
     LoadResult result;
     if (errors_.empty()) result.config = std::move(cfg_);
     result.errors = std::move(errors_);
@@ -378,8 +391,34 @@ class Loader : public Parser {
 
   // ---- sections
 
+  // Counts nodes as the loader will visit them (aliases expanded), stopping past `budget`, so
+  // an alias bomb ("billion laughs") is refused instead of exhausting memory. Also bounds depth.
+  static bool withinBudget(const YAML::Node& n, size_t* budget, int depth) {
+    if (*budget == 0 || depth > 128) return false;
+    --*budget;
+    if (n.IsMap()) {
+      for (auto it = n.begin(); it != n.end(); ++it)
+        if (!withinBudget(it->first, budget, depth + 1) || !withinBudget(it->second, budget, depth + 1))
+          return false;
+    } else if (n.IsSequence()) {
+      for (auto it = n.begin(); it != n.end(); ++it)
+        if (!withinBudget(*it, budget, depth + 1)) return false;
+    }
+    return true;
+  }
+
+  static constexpr size_t kMaxNodes = 1000000;
+
   void load() {
     std::vector<YAML::Node> docs = YAML::LoadAll(text_);
+    for (const auto& d : docs) {
+      size_t budget = kMaxNodes;
+      if (!withinBudget(d, &budget, 0)) {
+        error(Mark{1, 1}, "config too large: more than " + std::to_string(kMaxNodes) +
+                              " YAML nodes (after alias expansion) or nesting deeper than 128");
+        return;
+      }
+    }
     for (size_t i = 1; i < docs.size(); ++i)
       if (!docs[i].IsNull()) error(toMark(docs[i].Mark()), "only one YAML document is allowed");
     if (docs.empty() || docs[0].IsNull()) {

@@ -88,6 +88,7 @@ class Parser {
   const std::string& text_;
   const std::string& path_;
   std::vector<ConfigError> errors_;
+  bool truncated_ = false;  // more errors than kMaxErrors were found
 };
 
 // loader_http.cc: the `http` block of a listener, into `out`.

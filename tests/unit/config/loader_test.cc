@@ -546,3 +546,25 @@ filters:
   CHECK_FALSE(renderRedactedJson("a: [1, 2\n").has_value());
   CHECK(renderRedactedJson("") == "{}");
 }
+
+TEST_CASE("an alias bomb is refused before it is expanded", "[config]") {
+  std::string yaml =
+      "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+      "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+      "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+      "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+      "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n"
+      "f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
+      "listeners: [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\n";
+  auto r = ferry::config::loadConfigString(yaml, "t.yaml");
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0].format().rfind("t.yaml:1:1: config too large", 0) == 0);
+}
+
+TEST_CASE("errors are capped so a huge bad config cannot flood memory", "[config]") {
+  std::string yaml = "listeners:\n";
+  for (int i = 0; i < 1500; ++i) yaml += "  - x\n";
+  auto r = ferry::config::loadConfigString(yaml, "t.yaml");
+  REQUIRE(r.errors.size() == 1001);
+  CHECK(r.errors.back().message.find("too many errors") != std::string::npos);
+}
