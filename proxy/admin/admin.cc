@@ -19,23 +19,6 @@ constexpr size_t kMaxHeaderBytes = 64 * 1024;
 constexpr size_t kMaxBodyBytes = 8 * 1024 * 1024;
 constexpr auto kRequestTimeout = std::chrono::seconds(10);
 
-const char* reasonPhrase(int status) {
-  switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Payload Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    default: return "Unknown";
-  }
-}
-
 std::string trim(const std::string& s) {
   size_t b = s.find_first_not_of(" \t");
   size_t e = s.find_last_not_of(" \t\r");
@@ -155,7 +138,7 @@ class AdminServer::Session : public std::enable_shared_from_this<Session> {
     if (done_) return;
     done_ = true;
     timer_.cancel();
-    out_ = "HTTP/1.1 " + std::to_string(r.status) + " " + reasonPhrase(r.status) + "\r\n";
+    out_ = "HTTP/1.1 " + std::to_string(r.status) + " " + core::http::reasonPhrase(r.status) + "\r\n";
     out_ += "Content-Type: " + r.content_type + "\r\n";
     out_ += "Content-Length: " + std::to_string(r.body.size()) + "\r\n";
     out_ += "Cache-Control: no-store\r\nConnection: close\r\n\r\n";
