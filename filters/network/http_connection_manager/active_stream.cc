@@ -28,11 +28,23 @@ std::string newRequestId() {
   // RFC 4122 version 4 layout.
   a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
   b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(a >> 32),
-                static_cast<unsigned>((a >> 16) & 0xffff), static_cast<unsigned>(a & 0xffff),
-                static_cast<unsigned>(b >> 48), static_cast<unsigned long long>(b & 0xffffffffffffULL));
-  return buf;
+  // 8-4-4-4-12 hex digits, formatted by hand (no printf on the request path).
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id(36, '-');
+  size_t pos = 0;
+  auto put = [&](uint64_t v, int digits) {
+    for (int i = digits - 1; i >= 0; --i) id[pos++] = kHex[(v >> (4 * i)) & 0xf];
+  };
+  put(a >> 32, 8);
+  ++pos;
+  put(a >> 16, 4);
+  ++pos;
+  put(a, 4);
+  ++pos;
+  put(b >> 48, 4);
+  ++pos;
+  put(b, 12);
+  return id;
 }
 
 }  // namespace
