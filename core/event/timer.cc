@@ -4,46 +4,153 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <vector>
 
 namespace ferry::core {
 namespace asio = boost::asio;
 
-struct Timer::Impl {
-  explicit Impl(asio::io_context& io, std::function<void()> f) : timer(io), cb(std::move(f)) {}
-  asio::steady_timer timer;
-  std::function<void()> cb;
-  uint64_t generation = 0;  // bumps on every enable/disable: stale completions are ignored
-  bool armed = false;
+namespace {
+int64_t nowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+// The timers of one io_context (an Asio service, so it lives exactly as long as the context).
+class TimerQueue : public asio::execution_context::service {
+ public:
+  using key_type = TimerQueue;
+  static asio::execution_context::id id;
+
+  explicit TimerQueue(asio::execution_context& ctx)
+      : service(ctx), timer_(static_cast<asio::io_context&>(ctx)) {}
+
+  void shutdown() override {
+    for (auto& l : lanes_) {
+      for (Timer* t = l.head; t;) {
+        Timer* next = t->next_;
+        t->lane_ = -1;
+        t->prev_ = t->next_ = nullptr;
+        t = next;
+      }
+      l.head = l.tail = nullptr;
+    }
+    armed_gen_++;
+    timer_.cancel();
+  }
+
+  void add(Timer* t, int64_t duration_ns) {
+    if (t->lane_ >= 0) unlink(t);
+    t->deadline_ns_ = nowNs() + duration_ns;
+    int i = laneFor(duration_ns);
+    Lane& l = lanes_[static_cast<size_t>(i)];
+    t->lane_ = i;
+    t->prev_ = l.tail;
+    t->next_ = nullptr;
+    if (l.tail) {
+      l.tail->next_ = t;
+    } else {
+      l.head = t;
+    }
+    l.tail = t;
+    ++count_;
+    if (!armed_ || t->deadline_ns_ < armed_at_ns_) arm(t->deadline_ns_);
+  }
+
+  void remove(Timer* t) {
+    if (t->lane_ < 0) return;
+    unlink(t);
+    if (count_ == 0 && armed_) {
+      // Nothing left: do not keep io_context::run() alive for a wakeup that finds nothing.
+      armed_ = false;
+      armed_gen_++;
+      timer_.cancel();
+    }
+  }
+
+ private:
+  struct Lane {
+    int64_t duration_ns;
+    Timer* head = nullptr;
+    Timer* tail = nullptr;
+  };
+
+  int laneFor(int64_t duration_ns) {
+    for (size_t i = 0; i < lanes_.size(); ++i) {
+      if (lanes_[i].duration_ns == duration_ns) return static_cast<int>(i);
+    }
+    // Durations come from configuration: few distinct values. Reuse an empty lane first.
+    for (size_t i = 0; i < lanes_.size(); ++i) {
+      if (!lanes_[i].head) {
+        lanes_[i].duration_ns = duration_ns;
+        return static_cast<int>(i);
+      }
+    }
+    lanes_.push_back(Lane{duration_ns});
+    return static_cast<int>(lanes_.size() - 1);
+  }
+
+  void unlink(Timer* t) {
+    Lane& l = lanes_[static_cast<size_t>(t->lane_)];
+    (t->prev_ ? t->prev_->next_ : l.head) = t->next_;
+    (t->next_ ? t->next_->prev_ : l.tail) = t->prev_;
+    t->prev_ = t->next_ = nullptr;
+    t->lane_ = -1;
+    --count_;
+  }
+
+  void arm(int64_t at_ns) {
+    armed_ = true;
+    armed_at_ns_ = at_ns;
+    uint64_t gen = ++armed_gen_;
+    timer_.expires_at(asio::steady_timer::time_point(std::chrono::nanoseconds(at_ns)));
+    timer_.async_wait([this, gen](const boost::system::error_code&) {
+      if (gen != armed_gen_) return;  // superseded by an earlier deadline, or shut down
+      armed_ = false;
+      fire();
+    });
+  }
+
+  void fire() {
+    int64_t now = nowNs();
+    // Callbacks may arm, cancel or destroy any timer (their own included): re-read heads.
+    for (bool fired = true; fired;) {
+      fired = false;
+      for (auto& l : lanes_) {
+        Timer* t = l.head;
+        if (!t || t->deadline_ns_ > now) continue;
+        unlink(t);
+        fired = true;
+        if (t->cb_) t->cb_();  // may destroy t
+        break;  // lanes_ may have grown: start over
+      }
+    }
+    int64_t next = 0;
+    for (auto& l : lanes_) {
+      if (l.head && (next == 0 || l.head->deadline_ns_ < next)) next = l.head->deadline_ns_;
+    }
+    if (next != 0 && (!armed_ || next < armed_at_ns_)) arm(next);
+  }
+
+  asio::steady_timer timer_;
+  std::vector<Lane> lanes_;
+  size_t count_ = 0;
+  bool armed_ = false;
+  int64_t armed_at_ns_ = 0;
+  uint64_t armed_gen_ = 0;
 };
+asio::execution_context::id TimerQueue::id;
 
 Timer::Timer(asio::io_context& io, std::function<void()> cb)
-    : impl_(std::make_shared<Impl>(io, std::move(cb))) {}
+    : queue_(asio::use_service<TimerQueue>(io)), cb_(std::move(cb)) {}
 
-Timer::~Timer() {
-  impl_->generation++;
-  impl_->armed = false;
-  impl_->cb = nullptr;
-  impl_->timer.cancel();
-}
+Timer::~Timer() { queue_.remove(this); }
 
 void Timer::enable(std::chrono::milliseconds d) {
-  auto gen = ++impl_->generation;
-  impl_->armed = true;
-  impl_->timer.expires_after(d);
-  impl_->timer.async_wait([impl = impl_, gen](const boost::system::error_code& ec) {
-    if (ec || gen != impl->generation || !impl->armed) return;
-    impl->armed = false;
-    if (impl->cb) impl->cb();
-  });
+  queue_.add(this, std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
 }
 
-void Timer::disable() {
-  impl_->generation++;
-  impl_->armed = false;
-  impl_->timer.cancel();
-}
-
-bool Timer::enabled() const { return impl_->armed; }
+void Timer::disable() { queue_.remove(this); }
 
 int64_t monotonicMs() {
   timespec ts{};

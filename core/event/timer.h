@@ -1,17 +1,25 @@
 // Timer: a one-shot timer on an io_context that calls back on that context's thread.
 // Owned by whoever created it; destroying it cancels it (the callback never runs after).
 // Filters and codecs use this instead of Asio types.
+//
+// Cheap to arm, re-arm and drop, because requests do all three: timers of one io_context
+// share a single Asio timer. Timers with the same duration sit in one list ordered by
+// deadline (arming appends at the tail), so arming and cancelling are O(1) list operations
+// and the shared Asio timer is only moved when the earliest deadline gets earlier. A
+// cancelled timer does not cancel the Asio wait: it may wake once for nothing.
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
-#include <memory>
 
 namespace boost::asio {
 class io_context;
 }
 
 namespace ferry::core {
+
+class TimerQueue;
 
 class Timer {
  public:
@@ -23,11 +31,16 @@ class Timer {
   // (Re)arms the timer to fire after `d`.
   void enable(std::chrono::milliseconds d);
   void disable();
-  bool enabled() const;
+  bool enabled() const { return lane_ >= 0; }
 
  private:
-  struct Impl;
-  std::shared_ptr<Impl> impl_;
+  friend class TimerQueue;
+  TimerQueue& queue_;
+  std::function<void()> cb_;
+  int64_t deadline_ns_ = 0;
+  int lane_ = -1;  // index of the duration list it is in; -1: not armed
+  Timer* prev_ = nullptr;
+  Timer* next_ = nullptr;
 };
 
 // Monotonic milliseconds, cheap to read (CLOCK_MONOTONIC_COARSE), for activity stamps.

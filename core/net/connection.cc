@@ -2,11 +2,11 @@
 
 #include <fcntl.h>
 #include <netinet/tcp.h>
+#include <sys/epoll.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <cerrno>
 #include <cstring>
@@ -26,18 +26,8 @@ constexpr size_t kReadBudget = 256 * 1024;    // per wakeup, then yield to other
 constexpr size_t kWriteIovecs = 64;
 }  // namespace
 
-struct Connection::Io {
-  explicit Io(asio::io_context& ctx) : io(ctx), sock(ctx) {}
-  asio::io_context& io;
-  asio::ip::tcp::socket sock;
-};
-
 Connection::Connection(asio::io_context& io, int fd, BufferAccounting acct)
-    : io_(std::make_unique<Io>(io)), fd_(fd), acct_(acct) {
-  sockaddr_storage local{};
-  localAddress(fd, &local);
-  boost::system::error_code ec;
-  io_->sock.assign(local.ss_family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), fd, ec);
+    : io_(io), poller_(Poller::of(io)), fd_(fd), acct_(acct) {
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
@@ -47,7 +37,16 @@ Connection::~Connection() {
 }
 
 std::shared_ptr<Connection> Connection::adopt(asio::io_context& io, int fd, BufferAccounting acct) {
-  return std::shared_ptr<Connection>(new Connection(io, fd, acct));
+  auto conn = std::shared_ptr<Connection>(new Connection(io, fd, acct));
+  // Data may already be waiting (the edge came before registration): try one read first.
+  conn->readable_ = true;
+  conn->writable_ = true;
+  conn->registered_ = conn->poller_.add(fd, conn.get());
+  if (!conn->registered_) {
+    std::string reason = std::string("register: ") + std::strerror(errno);
+    asio::post(io, [conn, reason] { conn->closeInternal(CloseType::kNoFlush, &kRemote, reason); });
+  }
+  return conn;
 }
 
 std::shared_ptr<Connection> Connection::connect(asio::io_context& io, const sockaddr_storage& to,
@@ -57,7 +56,8 @@ std::shared_ptr<Connection> Connection::connect(asio::io_context& io, const sock
   auto conn = std::shared_ptr<Connection>(new Connection(io, fd, acct));
   conn->connecting_ = true;
   int r = ::connect(fd, reinterpret_cast<const sockaddr*>(&to), sockaddrLen(to));
-  if (r == 0 || errno == EINPROGRESS) {
+  if ((r == 0 || errno == EINPROGRESS) && (conn->registered_ = conn->poller_.add(fd, conn.get()))) {
+    // Writable (EPOLLOUT, or EPOLLERR on failure) = connect finished, either way.
     if (timeout.count() > 0) {
       std::weak_ptr<Connection> weak = conn;
       conn->connect_timer_ = std::make_unique<Timer>(io, [weak] {
@@ -68,7 +68,6 @@ std::shared_ptr<Connection> Connection::connect(asio::io_context& io, const sock
       });
       conn->connect_timer_->enable(timeout);
     }
-    conn->armWrite();  // writable = connect finished (either way)
   } else {
     std::string reason = std::string("connect: ") + std::strerror(errno);
     asio::post(io, [conn, reason] {
@@ -78,6 +77,23 @@ std::shared_ptr<Connection> Connection::connect(asio::io_context& io, const sock
     });
   }
   return conn;
+}
+
+void Connection::onPollEvents(uint32_t events) {
+  if (closed_) return;
+  auto self = shared_from_this();
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) pending_eof_ = true;
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) readable_ = true;
+  if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) writable_ = true;
+  if (connecting_) {
+    if (writable_) finishConnect();
+    return;
+  }
+  if (writable_ && !flush_pending_ && (!write_buffer_.empty() || (write_end_requested_ && !write_shut_))) {
+    flush();
+    if (closed_) return;
+  }
+  if (readable_ && reading_started_ && read_disable_ == 0 && !read_eof_ && !read_scheduled_) doRead();
 }
 
 void Connection::finishConnect() {
@@ -104,57 +120,28 @@ void Connection::startReading() {
     if (callbacks_) callbacks_->onData(read_buffer_, false);
     if (closed_) return;
   }
-  if (read_disable_ == 0) doRead();
-}
-
-void Connection::armRead() {
-  if (read_armed_ || closed_) return;
-  read_armed_ = true;
-  io_->sock.async_wait(asio::ip::tcp::socket::wait_read,
-                       [self = shared_from_this()](const boost::system::error_code&) {
-                         self->read_armed_ = false;
-                         self->onReadable();
-                       });
-}
-
-void Connection::armWrite() {
-  if (write_armed_ || closed_) return;
-  write_armed_ = true;
-  io_->sock.async_wait(asio::ip::tcp::socket::wait_write,
-                       [self = shared_from_this()](const boost::system::error_code&) {
-                         self->write_armed_ = false;
-                         self->onWritable();
-                       });
-}
-
-void Connection::onReadable() {
-  if (closed_ || read_disable_ > 0 || read_eof_) return;
-  doRead();
-}
-
-void Connection::onWritable() {
-  if (closed_) return;
-  if (connecting_) {
-    finishConnect();
-    return;
-  }
-  flush();
+  if (read_disable_ == 0 && readable_ && !read_eof_) doRead();
 }
 
 void Connection::doRead() {
   auto self = shared_from_this();
   size_t total = 0;
   bool eof = false;
-  bool would_block = false;
   while (total < kReadBudget) {
     iovec iov[kReadIovecs];
     size_t n = read_buffer_.reserve(iov, kReadIovecs);
+    size_t capacity = 0;
+    for (size_t i = 0; i < n; ++i) capacity += iov[i].iov_len;
     ssize_t r = ::readv(fd_, iov, static_cast<int>(n));
     if (r > 0) {
       read_buffer_.commit(static_cast<size_t>(r));
       total += static_cast<size_t>(r);
-      // Even a short read goes on to EAGAIN: readiness is edge-triggered, and a FIN that
-      // arrived with the data would raise no new edge.
+      // A short read drained the socket: new data raises a new edge. Unless the peer's
+      // FIN (or an error) was already reported: that raises none, so read on to see it.
+      if (static_cast<size_t>(r) < capacity && !pending_eof_) {
+        readable_ = false;
+        break;
+      }
       continue;
     }
     read_buffer_.commit(0);
@@ -164,7 +151,7 @@ void Connection::doRead() {
     }
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      would_block = true;
+      readable_ = false;
       break;
     }
     closeInternal(CloseType::kNoFlush, &kRemote, std::string("read: ") + std::strerror(errno));
@@ -177,19 +164,17 @@ void Connection::doRead() {
     if (write_shut_) closeInternal(CloseType::kNoFlush, &kRemote, "both directions finished");
     return;
   }
-  if (read_disable_ > 0) return;
-  if (would_block) {
-    // Readiness is edge-triggered in Asio's reactor, and a wait with data still pending
-    // would never complete, so only wait once the kernel said EAGAIN.
-    armRead();
-  } else if (!read_scheduled_) {
-    // Budget spent with data left: continue after other ready work, not via a wait.
-    read_scheduled_ = true;
-    asio::post(io_->io, [self] {
-      self->read_scheduled_ = false;
-      if (!self->closed_ && self->read_disable_ == 0 && !self->read_eof_) self->doRead();
-    });
-  }
+  // Budget spent with data left: continue after other ready work.
+  if (readable_ && read_disable_ == 0) scheduleRead();
+}
+
+void Connection::scheduleRead() {
+  if (read_scheduled_) return;
+  read_scheduled_ = true;
+  asio::post(io_, [self = shared_from_this()] {
+    self->read_scheduled_ = false;
+    if (!self->closed_ && self->read_disable_ == 0 && !self->read_eof_ && self->readable_) self->doRead();
+  });
 }
 
 void Connection::readDisable(bool disable) {
@@ -199,15 +184,8 @@ void Connection::readDisable(bool disable) {
     return;
   }
   if (read_disable_ == 0) return;
-  if (--read_disable_ == 0 && reading_started_ && !read_eof_ && !read_scheduled_) {
-    // Data may have arrived (and its edge been consumed) while disabled: read directly.
-    auto self = shared_from_this();
-    read_scheduled_ = true;
-    asio::post(io_->io, [self] {
-      self->read_scheduled_ = false;
-      if (!self->closed_ && self->read_disable_ == 0 && !self->read_eof_) self->doRead();
-    });
-  }
+  // Data that arrived while disabled left readable_ set (its edge is gone): read it now.
+  if (--read_disable_ == 0 && reading_started_ && !read_eof_ && readable_) scheduleRead();
 }
 
 void Connection::write(Buffer& data, bool end_stream) {
@@ -215,18 +193,34 @@ void Connection::write(Buffer& data, bool end_stream) {
     data.clear();
     return;
   }
-  auto self = shared_from_this();
   write_buffer_.move(data);
   if (end_stream) write_end_requested_ = true;
-  if (connecting_ || write_armed_) {
+  if (connecting_ || !writable_ || flush_pending_) {
     accountBuffered();
-    if (!above_high_ && write_buffer_.length() > high_watermark_) {
-      above_high_ = true;
-      if (callbacks_) callbacks_->onAboveWriteHighWatermark();
-    }
+    checkHighWatermark();
+    return;
+  }
+  if (poller_.dispatching()) {
+    // Cork: whatever else this event writes goes out in the same sendmsg.
+    flush_pending_ = shared_from_this();
+    poller_.defer(this);
+    accountBuffered();
+    checkHighWatermark();
     return;
   }
   flush();
+}
+
+void Connection::runDeferred() {
+  auto self = std::move(flush_pending_);
+  if (!closed_ && writable_) flush();
+}
+
+void Connection::checkHighWatermark() {
+  if (!above_high_ && write_buffer_.length() > high_watermark_) {
+    above_high_ = true;
+    if (callbacks_) callbacks_->onAboveWriteHighWatermark();
+  }
 }
 
 void Connection::flush() {
@@ -244,7 +238,7 @@ void Connection::flush() {
     }
     if (r < 0 && errno == EINTR) continue;
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      armWrite();
+      writable_ = false;  // EPOLLOUT will say when there is room
       break;
     }
     closeInternal(CloseType::kNoFlush, &kRemote, std::string("write: ") + std::strerror(errno));
@@ -275,6 +269,13 @@ void Connection::flush() {
 void Connection::close(CloseType type) {
   if (closed_) return;
   auto self = shared_from_this();
+  if (flush_pending_ && type != CloseType::kReset) {
+    // A corked write goes out first, as it would have without the cork.
+    flush_pending_.reset();
+    poller_.cancelDeferred(this);
+    if (writable_) flush();
+    if (closed_) return;
+  }
   if (type == CloseType::kFlushWrite && !write_buffer_.empty() && !connecting_) {
     close_after_flush_ = true;
     ++read_disable_;  // nothing more is read from a connection on its way out
@@ -291,15 +292,21 @@ void Connection::closeInternal(CloseType type, const ConnectionEvent* event, con
   connecting_ = false;
   close_reason_ = reason;
   if (connect_timer_) connect_timer_->disable();
+  if (flush_pending_) {
+    poller_.cancelDeferred(this);
+    // flush_pending_ may hold the last reference: release it only when done here.
+  }
   if (type == CloseType::kReset) {
     linger lg{1, 0};
     ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
   }
-  boost::system::error_code ec;
-  io_->sock.close(ec);  // cancels pending waits; their handlers see closed_
+  if (registered_) poller_.remove(fd_, this);
+  registered_ = false;
+  ::close(fd_);
   read_buffer_.clear();
   write_buffer_.clear();
   accountBuffered();
+  auto keep = std::move(flush_pending_);
   if (event && callbacks_) callbacks_->onEvent(*event);
 }
 

@@ -1,8 +1,9 @@
 // Connection: one non-blocking TCP socket with a read buffer, a write buffer and
-// backpressure (watermarks). Reactor style: it reads until EAGAIN and writes with writev at
-// once, waiting on readiness only when the kernel says so, so a request costs few syscalls.
-// Worker-local: created, used and destroyed on one worker's thread. Shared ownership only
-// so in-flight readiness waits keep it alive; the owner holds the one long-lived reference.
+// backpressure (watermarks). Reactor style on the worker's edge-triggered Poller: registered
+// once, it reads until a read comes back short (drained) and gathers writes into one sendmsg
+// (corked while an event is dispatched), so a proxied request costs about one syscall per
+// step. Worker-local: created, used and destroyed on one worker's thread. Shared ownership
+// only so queued work keeps it alive; the owner holds the one long-lived reference.
 #pragma once
 
 #include <netinet/in.h>
@@ -14,6 +15,7 @@
 #include <string>
 
 #include "core/buffer.h"
+#include "core/event/poller.h"
 #include "core/stats.h"
 
 namespace boost::asio {
@@ -55,7 +57,9 @@ struct BufferAccounting {
   StatHandle buffered_bytes;
 };
 
-class Connection : public std::enable_shared_from_this<Connection> {
+class Connection : public std::enable_shared_from_this<Connection>,
+                   private PollHandler,
+                   private DeferredAction {
  public:
   enum class CloseType {
     kFlushWrite,  // stop reading, send what is buffered, then close
@@ -100,21 +104,21 @@ class Connection : public std::enable_shared_from_this<Connection> {
   int fd() const { return fd_; }
 
  private:
-  struct Io;
   Connection(boost::asio::io_context& io, int fd, BufferAccounting acct);
 
-  void armRead();
-  void armWrite();
-  void onReadable();
-  void onWritable();
+  void onPollEvents(uint32_t events) override;
+  void runDeferred() override;
+  void scheduleRead();
   void doRead();
   void flush();
   void finishConnect();
   // event: what to raise (kConnectFailed, kRemoteClose, kLocalClose), or nothing (destructor).
   void closeInternal(CloseType type, const ConnectionEvent* event, const std::string& reason);
   void accountBuffered();
+  void checkHighWatermark();
 
-  std::unique_ptr<Io> io_;
+  boost::asio::io_context& io_;
+  Poller& poller_;
   int fd_;
   ConnectionCallbacks* callbacks_ = nullptr;
   BufferAccounting acct_;
@@ -123,8 +127,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Buffer write_buffer_;
   uint32_t high_watermark_ = 1024 * 1024;
   int read_disable_ = 0;
-  bool read_armed_ = false;
-  bool write_armed_ = false;
+  // Readiness as the edge-triggered Poller last reported it (nginx's "ready" bits):
+  // readable_ until a read comes back short or EAGAIN, writable_ until a write hits EAGAIN.
+  bool readable_ = false;
+  bool writable_ = false;
+  bool pending_eof_ = false;  // the peer's FIN (or an error) is queued behind the data
+  bool registered_ = false;
   bool reading_started_ = false;
   bool read_eof_ = false;
   bool write_end_requested_ = false;
@@ -134,6 +142,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool connecting_ = false;
   bool above_high_ = false;
   bool read_scheduled_ = false;
+  std::shared_ptr<Connection> flush_pending_;  // set while a corked flush is queued (keeps us alive)
   std::unique_ptr<Timer> connect_timer_;
   std::string close_reason_;
 };

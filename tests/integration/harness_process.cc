@@ -611,6 +611,9 @@ std::optional<int> FerryProcess::waitExit(ms timeout) {
   State& st = *st_;
   std::unique_lock<std::mutex> lk(st.mu);
   if (!st.cv.wait_for(lk, timeout, [&] { return st.exited; })) return std::nullopt;
+  // The exit can be seen before the reader drained the pipe: give it a moment so log()
+  // holds everything the process wrote (a grandchild holding the pipe would not close it).
+  st.cv.wait_for(lk, std::chrono::seconds(2), [&] { return st.output_closed; });
   return st.exit_code;
 }
 

@@ -1,0 +1,123 @@
+#include "core/event/poller.h"
+
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <cerrno>
+#include <stdexcept>
+
+namespace ferry::core {
+namespace asio = boost::asio;
+
+namespace {
+constexpr int kBatch = 256;
+}
+
+struct Poller::State {
+  explicit State(asio::io_context& io) : desc(io) {
+    int fd = ::epoll_create1(EPOLL_CLOEXEC);
+    if (fd < 0) throw std::runtime_error("epoll_create1 failed");
+    epfd = fd;
+    desc.assign(fd);
+  }
+  int epfd = -1;
+  asio::posix::stream_descriptor desc;  // owns epfd
+  epoll_event events[kBatch];
+  int next = 0;  // index of the next event to hand out while dispatching
+  int count = 0;
+  size_t registered = 0;
+  bool armed = false;
+};
+
+namespace {
+class PollerService : public asio::execution_context::service {
+ public:
+  using key_type = PollerService;
+  static asio::execution_context::id id;
+
+  explicit PollerService(asio::execution_context& ctx)
+      : service(ctx), state(static_cast<asio::io_context&>(ctx)), poller(&state) {}
+
+  void shutdown() override {
+    boost::system::error_code ec;
+    state.desc.close(ec);
+  }
+
+  Poller::State state;
+  Poller poller;
+};
+asio::execution_context::id PollerService::id;
+}  // namespace
+
+Poller& Poller::of(asio::io_context& io) { return asio::use_service<PollerService>(io).poller; }
+
+bool Poller::add(int fd, PollHandler* handler) {
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.data.ptr = handler;
+  if (::epoll_ctl(state_->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) return false;
+  ++state_->registered;
+  arm();
+  return true;
+}
+
+void Poller::arm() {
+  if (state_->armed || state_->registered == 0 || !state_->desc.is_open()) return;
+  state_->armed = true;
+  state_->desc.async_wait(asio::posix::stream_descriptor::wait_read, [this](const boost::system::error_code& ec) {
+    state_->armed = false;
+    if (!ec) {
+      dispatch();
+    } else {
+      arm();  // cancelled when the set emptied, but a socket may have been added since
+    }
+  });
+}
+
+void Poller::remove(int fd, PollHandler* handler) {
+  // Closing the fd would drop it from the set too, but only once every duplicate is closed.
+  ::epoll_ctl(state_->epfd, EPOLL_CTL_DEL, fd, nullptr);
+  for (int i = state_->next; i < state_->count; ++i) {
+    if (state_->events[i].data.ptr == handler) state_->events[i].data.ptr = nullptr;
+  }
+  if (state_->registered > 0 && --state_->registered == 0 && state_->armed) {
+    // Nothing left to wait for: let io_context::run() return when it has no other work.
+    boost::system::error_code ec;
+    state_->desc.cancel(ec);
+  }
+}
+
+void Poller::dispatch() {
+  int n;
+  do {
+    n = ::epoll_wait(state_->epfd, state_->events, kBatch, 0);
+  } while (n < 0 && errno == EINTR);
+  state_->count = std::max(n, 0);
+  dispatching_ = true;
+  for (state_->next = 0; state_->next < state_->count;) {
+    const epoll_event ev = state_->events[state_->next++];
+    if (auto* h = static_cast<PollHandler*>(ev.data.ptr)) h->onPollEvents(ev.events);
+    if (!deferred_.empty()) runDeferred();
+  }
+  dispatching_ = false;
+  state_->next = state_->count = 0;
+  // Re-arming re-evaluates readiness, so events left over a full batch wake us at once.
+  arm();
+}
+
+void Poller::runDeferred() {
+  // Deferred actions may defer more (a flush can trigger a write elsewhere): run to empty.
+  for (size_t i = 0; i < deferred_.size(); ++i) {
+    if (auto* a = deferred_[i]) a->runDeferred();
+  }
+  deferred_.clear();
+}
+
+void Poller::cancelDeferred(DeferredAction* action) {
+  std::replace(deferred_.begin(), deferred_.end(), action, static_cast<DeferredAction*>(nullptr));
+}
+
+}  // namespace ferry::core

@@ -1,0 +1,73 @@
+// Poller: the worker's own edge-triggered epoll set for connection sockets.
+//
+// Asio's reactor re-registers a descriptor (epoll_ctl) on every readiness wait, so a
+// request would cost two epoll_ctl calls and, because readiness is edge-triggered, a read
+// to EAGAIN on each side. The Poller registers each socket once (EPOLLIN | EPOLLOUT |
+// EPOLLRDHUP | EPOLLET) and hands out readiness as events; a connection keeps "ready"
+// bits like nginx does and treats a short read as drained. The Poller's own epoll fd is
+// waited on through the io_context, so timers, posts and accepts still run there; one
+// wakeup serves every socket that became ready.
+//
+// Writes made while an event is being dispatched are corked: a connection queues itself
+// and is flushed once the event's handler returns, so a response's head and body leave in
+// one sendmsg. Worker-local: one Poller per io_context, used on that context's thread only.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace ferry::core {
+
+class PollHandler {
+ public:
+  // events: EPOLL* bits as epoll_wait returned them.
+  virtual void onPollEvents(uint32_t events) = 0;
+
+ protected:
+  ~PollHandler() = default;
+};
+
+// Work to run once the current event's handler has returned (a corked flush).
+class DeferredAction {
+ public:
+  virtual void runDeferred() = 0;
+
+ protected:
+  ~DeferredAction() = default;
+};
+
+class Poller {
+ public:
+  // The Poller of `io`, created on first use; it lives as long as `io`.
+  static Poller& of(boost::asio::io_context& io);
+
+  // Registers `fd` (edge-triggered, in/out/rdhup). Returns false with errno set on failure.
+  bool add(int fd, PollHandler* handler);
+  // Must be called before `fd` is closed: events already fetched for `handler` are dropped.
+  void remove(int fd, PollHandler* handler);
+
+  // True while an event handler runs (writes may be corked until it returns).
+  bool dispatching() const { return dispatching_; }
+  // Runs `action` after the current event's handler returns. Only while dispatching().
+  void defer(DeferredAction* action) { deferred_.push_back(action); }
+  // Forgets a deferred action whose owner is going away.
+  void cancelDeferred(DeferredAction* action);
+
+  struct State;  // epoll fd, the Asio wait on it, the event batch (poller.cc)
+  explicit Poller(State* state) : state_(state) {}
+
+ private:
+  void arm();
+  void dispatch();
+  void runDeferred();
+
+  State* state_;
+  bool dispatching_ = false;
+  std::vector<DeferredAction*> deferred_;
+};
+
+}  // namespace ferry::core
