@@ -1,0 +1,124 @@
+// Timer: one shared Asio timer per io_context, per-duration lists. Real io_context, real
+// clock; every wait is bounded by run_for.
+#include "core/event/timer.h"
+
+#include <boost/asio/io_context.hpp>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+using ferry::core::Timer;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+TEST_CASE("timer: timers of different durations fire in deadline order", "[timer]") {
+  boost::asio::io_context io;
+  std::string order;
+  Timer a(io, [&] { order += 'a'; });
+  Timer b(io, [&] { order += 'b'; });
+  Timer c(io, [&] { order += 'c'; });
+  Timer d(io, [&] { order += 'd'; });
+  a.enable(60ms);
+  b.enable(20ms);
+  c.enable(40ms);
+  d.enable(20ms);  // same duration as b, armed after it
+  io.run_for(5s);  // returns once nothing is left
+  CHECK(order == "bdca");
+  CHECK_FALSE(a.enabled());
+}
+
+TEST_CASE("timer: an earlier deadline than the armed one fires on time", "[timer]") {
+  boost::asio::io_context io;
+  Clock::time_point fired{};
+  Timer late(io, [] {});
+  Timer early(io, [&] { fired = Clock::now(); });
+  auto start = Clock::now();
+  late.enable(2000ms);  // arms the shared timer far out
+  early.enable(10ms);   // must move it in
+  io.run_for(1s);
+  REQUIRE(fired != Clock::time_point{});
+  CHECK(fired - start >= 10ms);
+  CHECK(fired - start < 900ms);
+  CHECK(late.enabled());
+}
+
+TEST_CASE("timer: re-arming moves the deadline, disabling and destroying cancel", "[timer]") {
+  boost::asio::io_context io;
+  int rearmed = 0, disabled = 0, destroyed = 0;
+  Clock::time_point rearm_at{}, fired_at{};
+  Timer r(io, [&] {
+    ++rearmed;
+    fired_at = Clock::now();
+  });
+  Timer x(io, [&] { ++disabled; });
+  auto y = std::make_unique<Timer>(io, [&] { ++destroyed; });
+  Timer kick(io, [&] {
+    rearm_at = Clock::now();
+    r.enable(60ms);  // was due at 30ms: now 60ms after this
+    x.disable();
+    y.reset();
+  });
+  r.enable(30ms);
+  x.enable(30ms);
+  y->enable(30ms);
+  kick.enable(10ms);
+  io.run_for(5s);
+  CHECK(rearmed == 1);
+  CHECK(fired_at - rearm_at >= 60ms);
+  CHECK(disabled == 0);
+  CHECK(destroyed == 0);
+}
+
+namespace {
+// Each step destroys the timer whose callback is running and arms a new one. The callback
+// only forwards to step(), so nothing touches the destroyed closure afterwards.
+struct Chain {
+  boost::asio::io_context& io;
+  std::vector<std::unique_ptr<Timer>> timers;
+  int count = 0;
+  void arm(int ms) {
+    timers.push_back(std::make_unique<Timer>(io, [this] { step(); }));
+    timers.back()->enable(std::chrono::milliseconds(ms));
+  }
+  void step() {
+    ++count;
+    timers.clear();
+    if (count < 5) arm(count % 2);
+  }
+};
+}  // namespace
+
+TEST_CASE("timer: a callback may destroy its own timer and arm others", "[timer]") {
+  boost::asio::io_context io;
+  Chain chain{io};
+  chain.arm(0);
+  io.run_for(5s);
+  CHECK(chain.count == 5);
+}
+
+TEST_CASE("timer: nothing armed leaves io_context::run free to return", "[timer]") {
+  boost::asio::io_context io;
+  Timer t(io, [] {});
+  t.enable(10s);
+  t.disable();
+  auto start = Clock::now();
+  io.run_for(5s);
+  CHECK(Clock::now() - start < 2s);
+}
+
+TEST_CASE("timer: many timers with one duration, some cancelled, fire once each in order", "[timer]") {
+  boost::asio::io_context io;
+  std::vector<int> fired;
+  std::vector<std::unique_ptr<Timer>> ts;
+  for (int i = 0; i < 100; ++i) ts.push_back(std::make_unique<Timer>(io, [&fired, i] { fired.push_back(i); }));
+  for (auto& t : ts) t->enable(5ms);
+  for (int i = 0; i < 100; i += 3) ts[static_cast<size_t>(i)]->disable();
+  io.run_for(5s);
+  std::vector<int> want;
+  for (int i = 0; i < 100; ++i) {
+    if (i % 3 != 0) want.push_back(i);
+  }
+  CHECK(fired == want);
+}
