@@ -43,17 +43,45 @@ void Buffer::freeSlice(uint8_t* mem) {
 
 size_t Buffer::threadSliceBytes() { return tl_pool.live_bytes; }
 
-Buffer::Buffer(Buffer&& other) noexcept : slices_(std::move(other.slices_)), length_(other.length_) {
-  other.slices_.clear();
+void Buffer::SliceRing::grow() {
+  uint32_t cap = cap_ * 2;
+  auto* data = new Slice[cap];
+  for (uint32_t i = 0; i < size_; ++i) data[i] = (*this)[i];
+  if (data_ != inline_) delete[] data_;
+  data_ = data;
+  cap_ = cap;
+  head_ = 0;
+}
+
+void Buffer::SliceRing::take(SliceRing& other) noexcept {
+  if (data_ != inline_) delete[] data_;
+  if (other.data_ != other.inline_) {
+    data_ = other.data_;
+    cap_ = other.cap_;
+    head_ = other.head_;
+    size_ = other.size_;
+    other.data_ = other.inline_;
+    other.cap_ = kInline;
+  } else {
+    data_ = inline_;
+    cap_ = kInline;
+    for (uint32_t i = 0; i < other.size_; ++i) inline_[i] = other[i];
+    head_ = 0;
+    size_ = other.size_;
+  }
+  other.head_ = other.size_ = 0;
+}
+
+Buffer::Buffer(Buffer&& other) noexcept : length_(other.length_) {
+  slices_.take(other.slices_);
   other.length_ = 0;
 }
 
 Buffer& Buffer::operator=(Buffer&& other) noexcept {
   if (this != &other) {
     clear();
-    slices_ = std::move(other.slices_);
+    slices_.take(other.slices_);
     length_ = other.length_;
-    other.slices_.clear();
     other.length_ = 0;
   }
   return *this;
@@ -131,12 +159,12 @@ void Buffer::drain(size_t n) {
 void Buffer::move(Buffer& other) {
   if (other.slices_.empty()) return;
   if (slices_.empty()) {
-    std::swap(slices_, other.slices_);
+    slices_.take(other.slices_);
     length_ = other.length_;
     other.length_ = 0;
     return;
   }
-  for (Slice& s : other.slices_) slices_.push_back(s);
+  for (size_t i = 0; i < other.slices_.size(); ++i) slices_.push_back(other.slices_[i]);
   length_ += other.length_;
   other.slices_.clear();
   other.length_ = 0;
@@ -169,7 +197,8 @@ void Buffer::move(Buffer& other, size_t n) {
 
 size_t Buffer::gather(iovec* iov, size_t max_iov) const {
   size_t count = 0;
-  for (const Slice& s : slices_) {
+  for (size_t i = 0; i < slices_.size(); ++i) {
+    const Slice& s = slices_[i];
     if (count == max_iov) break;
     if (s.end == s.start) continue;
     iov[count].iov_base = s.mem + s.start;
@@ -181,7 +210,8 @@ size_t Buffer::gather(iovec* iov, size_t max_iov) const {
 
 void Buffer::copyOut(size_t offset, size_t n, void* out) const {
   auto* o = static_cast<uint8_t*>(out);
-  for (const Slice& s : slices_) {
+  for (size_t i = 0; i < slices_.size(); ++i) {
+    const Slice& s = slices_[i];
     if (n == 0) break;
     size_t avail = s.end - s.start;
     if (offset >= avail) {
@@ -203,7 +233,7 @@ std::string Buffer::toString() const {
 }
 
 void Buffer::clear() {
-  for (Slice& s : slices_) freeSlice(s.mem);
+  for (size_t i = 0; i < slices_.size(); ++i) freeSlice(slices_[i].mem);
   slices_.clear();
   length_ = 0;
 }

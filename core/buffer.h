@@ -6,7 +6,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <string>
 #include <string_view>
 
@@ -66,7 +65,45 @@ class Buffer {
   static uint8_t* allocSlice();
   static void freeSlice(uint8_t* mem);
 
-  std::deque<Slice> slices_;
+  // A ring of slices that lives inline up to kInline entries (most buffers hold one or two
+  // slices), so creating, moving and destroying a Buffer allocates nothing.
+  class SliceRing {
+   public:
+    SliceRing() = default;
+    ~SliceRing() {
+      if (data_ != inline_) delete[] data_;
+    }
+    SliceRing(const SliceRing&) = delete;
+    SliceRing& operator=(const SliceRing&) = delete;
+    // Takes other's slices; other ends empty.
+    void take(SliceRing& other) noexcept;
+
+    bool empty() const { return size_ == 0; }
+    size_t size() const { return size_; }
+    Slice& operator[](size_t i) { return data_[(head_ + i) & (cap_ - 1)]; }
+    const Slice& operator[](size_t i) const { return data_[(head_ + i) & (cap_ - 1)]; }
+    Slice& front() { return data_[head_]; }
+    Slice& back() { return (*this)[size_ - 1]; }
+    void push_back(const Slice& s) {
+      if (size_ == cap_) grow();
+      (*this)[size_++] = s;
+    }
+    void pop_back() { --size_; }
+    void pop_front() {
+      head_ = (head_ + 1) & (cap_ - 1);
+      if (--size_ == 0) head_ = 0;
+    }
+    void clear() { size_ = head_ = 0; }
+
+   private:
+    static constexpr uint32_t kInline = 4;  // power of two
+    void grow();
+    Slice inline_[kInline];
+    Slice* data_ = inline_;
+    uint32_t head_ = 0, size_ = 0, cap_ = kInline;
+  };
+
+  SliceRing slices_;
   size_t length_ = 0;
   size_t reserved_from_ = 0;  // index of the first slice exposed by reserve()
 };
