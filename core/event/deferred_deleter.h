@@ -16,7 +16,7 @@
 namespace ferry::core {
 
 template <typename T>
-class DeferredDeleter : private DeferredAction {
+class DeferredDeleter final : private DeferredAction {
  public:
   explicit DeferredDeleter(boost::asio::io_context& io) : poller_(Poller::of(io)), timer_(io, [this] { sweep(); }) {}
   ~DeferredDeleter() {

@@ -57,7 +57,7 @@ struct BufferAccounting {
   StatHandle buffered_bytes;
 };
 
-class Connection : public std::enable_shared_from_this<Connection>,
+class Connection final : public std::enable_shared_from_this<Connection>,
                    private PollHandler,
                    private DeferredAction {
  public:

@@ -1,5 +1,6 @@
 #include "core/upstream/http_pool.h"
 
+#include <algorithm>
 
 #include "core/event/timer.h"
 #include "core/log.h"
@@ -106,10 +107,10 @@ HttpPool::~HttpPool() {
 
 uint64_t HttpPool::newStream(PoolCallbacks& cb) {
   while (!idle_.empty()) {
-    PooledConnection* c = idle_.front();
-    idle_.pop_front();
+    PooledConnection* c = idle_.back();  // most recently used: warmest, least likely stale
+    idle_.pop_back();
     c->idle_ = false;
-    c->idle_timer_.reset();
+    if (c->idle_timer_) c->idle_timer_->disable();
     if (c->conn_->closed()) {
       destroy(*c);
       continue;
@@ -177,7 +178,7 @@ void HttpPool::onConnectFailed(PooledConnection& c, bool timeout) {
 
 void HttpPool::onClosed(PooledConnection& c) {
   if (c.idle_) {
-    idle_.remove(&c);
+    idle_.erase(std::remove(idle_.begin(), idle_.end(), &c), idle_.end());
     c.idle_ = false;
   }
   destroy(c);
@@ -194,12 +195,14 @@ void HttpPool::release(PooledConnection& c, bool reusable) {
     return;
   }
   c.idle_ = true;
-  idle_.push_front(&c);
+  idle_.push_back(&c);
   if (cluster_->poolIdleTimeout().count() > 0) {
-    PooledConnection* pc = &c;
-    c.idle_timer_ = std::make_unique<Timer>(*ctx_.io, [pc] {
-      pc->conn_->close(net::Connection::CloseType::kNoFlush);
-    });
+    if (!c.idle_timer_) {  // made once per connection, re-armed on every release
+      PooledConnection* pc = &c;
+      c.idle_timer_ = std::make_unique<Timer>(*ctx_.io, [pc] {
+        pc->conn_->close(net::Connection::CloseType::kNoFlush);
+      });
+    }
     c.idle_timer_->enable(cluster_->poolIdleTimeout());
   }
 }

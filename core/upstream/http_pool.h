@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/buffer.h"
 #include "core/event/deferred_deleter.h"
@@ -121,7 +122,7 @@ class HttpPool {
   std::shared_ptr<const Cluster> cluster_;
   size_t host_index_;
   std::list<std::unique_ptr<PooledConnection>> conns_;  // every live connection
-  std::list<PooledConnection*> idle_;                   // front = most recently used
+  std::vector<PooledConnection*> idle_;                 // back = most recently used
   std::list<Pending> pending_;
   DeferredDeleter<PooledConnection> graveyard_;
   uint64_t next_ticket_ = 1;

@@ -133,8 +133,7 @@ void ActiveStream::decodeHeaders(bool end_stream) {
 
   // x-forwarded-for gets the client (the PROXY protocol's when present); x-forwarded-proto
   // is ours unless a trusted front proxy set it.
-  const auto& ci = hcm_.connectionInfo();
-  std::string ip = core::net::formatIp(ci.remote);
+  const std::string& ip = hcm_.remoteIp();
   std::string xff = h.headers.getAll("x-forwarded-for");
   h.headers.set("x-forwarded-for", xff.empty() ? ip : xff + ", " + ip);
   if (cfg.http.xff_trusted_hops == 0 || !h.headers.has("x-forwarded-proto")) h.headers.set("x-forwarded-proto", h.scheme);

@@ -36,6 +36,8 @@ class HttpConnectionManager : public NetworkFilter, public core::http::http1::Se
   const HcmConfig& config() const { return *config_; }
   core::WorkerContext& worker() { return callbacks_->worker(); }
   const ConnectionInfo& connectionInfo() const { return callbacks_->info(); }
+  // The client's IP as text (for x-forwarded-for), formatted once per connection.
+  const std::string& remoteIp();
   core::http::http1::ServerCodec& codec() { return codec_; }
   void writeDownstream(core::Buffer& data, bool end_stream) { callbacks_->writeDownstream(data, end_stream); }
   void setReadDisabled(bool disabled);
@@ -55,6 +57,7 @@ class HttpConnectionManager : public NetworkFilter, public core::http::http1::Se
  private:
   void dispatch();
   void armIdleTimer();
+  std::string remote_ip_;
   void onIdleTimeout();
   void onHeadersTimeout();
   // A response written without a stream or codec (protocol errors, 408): then close.

@@ -5,6 +5,7 @@
 
 #include "config/snapshot.h"
 #include "core/log.h"
+#include "core/net/socket_util.h"
 #include "filters/http/router/router.h"
 #include "filters/network/http_connection_manager/connection_manager.h"
 
@@ -200,6 +201,11 @@ void HttpConnectionManager::onStreamComplete() {
     dispatch();
     if (!stream_ && pending_.empty() && !dead_ && !eof_) armIdleTimer();
   });
+}
+
+const std::string& HttpConnectionManager::remoteIp() {
+  if (remote_ip_.empty()) remote_ip_ = core::net::formatIp(connectionInfo().remote);
+  return remote_ip_;
 }
 
 void HttpConnectionManager::retireStream() {
