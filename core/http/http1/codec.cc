@@ -132,6 +132,23 @@ void MessageParser::fail(int status, std::string detail) {
 // is split.
 bool MessageParser::scanBytes(const char* p, const char* end) {
   for (; p < end; ++p) {
+    if (!head_done_ && prev_ != '\r' && prev_ != '\n') {
+      // Fast path: a run of ordinary head bytes. Only CR and LF have rules, and only a
+      // byte right after one of them (checked one at a time below).
+      const char* q = p;
+      while (q < end && *q != '\r' && *q != '\n') ++q;
+      if (q != p) {
+        const size_t run = static_cast<size_t>(q - p);
+        if (framing_run_ + run > limits_.max_header_bytes)
+          return scanFail(p + (limits_.max_header_bytes - framing_run_), 431,
+                          "message head larger than max_header_bytes");
+        framing_run_ += run;
+        if (!first_line_done_) first_line_.append(p, run);
+        prev_ = q[-1];
+        p = q - 1;  // the loop's ++p lands on the CR/LF (or end)
+        continue;
+      }
+    }
     const char c = *p;
     if (prev_ == '\r' && c != '\n') return scanFail(p, 400, "CR not followed by LF");
     if (c == '\n' && prev_ != '\r') return scanFail(p, 400, "bare LF");
@@ -298,30 +315,35 @@ MessageParser::Event MessageParser::finish() {
 
 // ---- character classes and small parsers ----
 
-bool isTchar(unsigned char c) {
-  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
-  switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+': case '-':
-    case '.': case '^': case '_': case '`': case '|': case '~':
-      return true;
-    default:
-      return false;
+namespace {
+// Byte classes by table: one load per byte on the per-request path.
+struct CharTables {
+  bool tchar[256] = {};
+  bool field_value[256] = {};
+  constexpr CharTables() {
+    for (int c = 0; c < 256; ++c) {
+      tchar[c] = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+      field_value[c] = !((c < 0x20 && c != '\t') || c == 0x7f);
+    }
+    for (char c : std::string_view("!#$%&'*+-.^_`|~")) tchar[static_cast<unsigned char>(c)] = true;
   }
-}
+};
+constexpr CharTables kChars;
+}  // namespace
+
+bool isTchar(unsigned char c) { return kChars.tchar[c]; }
 
 bool validFieldName(std::string_view s) {
   if (s.empty()) return false;
-  for (char c : s)
-    if (!isTchar(static_cast<unsigned char>(c))) return false;
-  return true;
+  bool ok = true;
+  for (char c : s) ok &= kChars.tchar[static_cast<unsigned char>(c)];
+  return ok;
 }
 
 bool validFieldValue(std::string_view s) {
-  for (char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
-  }
-  return true;
+  bool ok = true;
+  for (char c : s) ok &= kChars.field_value[static_cast<unsigned char>(c)];
+  return ok;
 }
 
 namespace {
