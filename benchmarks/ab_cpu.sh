@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # A/B: proxy CPU per request of two Ferry binaries (or builds), same config, interleaved.
 #   benchmarks/ab_cpu.sh BIN_A BIN_B [ROUNDS (5)] [SECONDS (5)] [CONNS (10)]
-# nginx upstream (`return 200 "hello world\n"`) and wrk on CPU 1, Ferry (1 worker) on CPU 0.
-# Prints requests/s and Ferry's user+sys CPU µs per request per round, then medians.
+# BIN may also be the word "nginx": nginx as the proxy (1 worker, keepalive 1024 upstream).
+# nginx upstream (`return 200 "hello world\n"`) and wrk on CPU 1, the proxy on CPU 0.
+# Prints requests/s and the proxy's CPU µs per request (user+sys, and each) per round, then
+# medians.
 # Needs nginx and wrk (scripts/install-deps --bench). Loopback only; stops what it starts.
 set -euo pipefail
 a=${1:?BIN_A}; b=${2:?BIN_B}; rounds=${3:-5}; secs=${4:-5}; conns=${5:-10}
@@ -13,6 +15,14 @@ user root; daemon off; worker_processes 1; error_log $work/error.log; pid $work/
 events {}
 http { access_log off; keepalive_requests 10000000;
   server { listen 127.0.0.1:$up; location / { return 200 "hello world\n"; } } }
+NGX
+cat > "$work/nginx-proxy.conf" <<NGX
+user root; daemon off; worker_processes 1; error_log $work/error-proxy.log; pid $work/nginx-proxy.pid;
+events {}
+http { access_log off; keepalive_requests 10000000;
+  upstream up { server 127.0.0.1:$up; keepalive 1024; }
+  server { listen 127.0.0.1:$px;
+    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
 NGX
 cat > "$work/ferry.yaml" <<YAML
 runtime: {workers: 1, log_level: warn}
@@ -27,21 +37,29 @@ clusters:
 YAML
 taskset -c 1 timeout 3600 nginx -c "$work/nginx.conf" &
 tick=$(getconf CLK_TCK)
-run() {  # $1 = binary; prints "rps cpu_us_per_req"
-  taskset -c 0 "$1" -c "$work/ferry.yaml" & local pid=$!  # no wrapper: $pid is Ferry
+run() {  # $1 = binary or "nginx"; prints "rps us_per_req user_us sys_us"
+  if [ "$1" = nginx ]; then
+    taskset -c 0 nginx -c "$work/nginx-proxy.conf" & local pid=$!
+  else
+    taskset -c 0 "$1" -c "$work/ferry.yaml" & local pid=$!  # no wrapper: $pid is the proxy
+  fi
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$px/" && break; sleep 0.05; done
   taskset -c 1 wrk -t1 -c"$conns" -d1s "http://127.0.0.1:$px/" >/dev/null  # warm-up
-  local t0; t0=$(awk '{print $14 + $15}' /proc/$pid/stat)
+  local u0 s0 u1 s1 pids
+  pids="$pid $( (pgrep -P "$pid" || true) | tr "\n" " ")"  # nginx: the worker is the master's child
+  cpu() { for p in $pids; do cat "/proc/$p/stat"; done | awk '{u += $14; s += $15} END {print u, s}'; }
+  read -r u0 s0 < <(cpu)
   local out; out=$(taskset -c 1 wrk -t1 -c"$conns" -d"${secs}s" "http://127.0.0.1:$px/")
-  local t1; t1=$(awk '{print $14 + $15}' /proc/$pid/stat)
+  read -r u1 s1 < <(cpu)
   kill -TERM $pid; wait $pid 2>/dev/null || true
   local reqs; reqs=$(echo "$out" | awk '/requests in/ {print $1}')
-  echo "$(echo "$out" | awk '/Requests\/sec/ {print $2}') $(awk -v d=$((t1 - t0)) -v r="$reqs" -v k="$tick" 'BEGIN {printf "%.2f", d / k * 1e6 / r}')"
+  awk -v rps="$(echo "$out" | awk '/Requests\/sec/ {print $2}')" -v u=$((u1 - u0)) -v s=$((s1 - s0)) \
+      -v r="$reqs" -v k="$tick" 'BEGIN {printf "%s %.2f %.2f %.2f\n", rps, (u + s) / k * 1e6 / r, u / k * 1e6 / r, s / k * 1e6 / r}'
 }
 ra=(); rb=(); ca=(); cb=()
 for i in $(seq "$rounds"); do
-  read -r r c < <(run "$a"); ra+=("$r"); ca+=("$c"); echo "round $i A: $r req/s, $c us/req"
-  read -r r c < <(run "$b"); rb+=("$r"); cb+=("$c"); echo "round $i B: $r req/s, $c us/req"
+  read -r r c u sy < <(run "$a"); ra+=("$r"); ca+=("$c"); echo "round $i A: $r req/s, $c us/req (user $u, sys $sy)"
+  read -r r c u sy < <(run "$b"); rb+=("$r"); cb+=("$c"); echo "round $i B: $r req/s, $c us/req (user $u, sys $sy)"
 done
 med() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
 echo "A $a: median $(med "${ra[@]}") req/s, $(med "${ca[@]}") us/req"

@@ -196,7 +196,7 @@ struct ClusterConfig {
   std::string protocol = "http1";
   // Upstream HTTP connection pool (per worker, per host).
   uint32_t max_requests_per_connection = 0;  // 0 = unlimited
-  uint32_t max_idle_connections = 64;        // idle keep-alive connections kept per host per worker
+  uint32_t max_idle_connections = 1024;      // idle keep-alive connections kept per host per worker
   Duration idle_timeout = std::chrono::seconds(60);  // a pooled connection idle this long is closed
   Mark mark;
 };

@@ -112,7 +112,7 @@ TEST_CASE("defaults are applied", "[config][loader]") {
   CHECK(cl.protocol == "http1");
   CHECK(cl.send_proxy_protocol == 0);
   CHECK(cl.max_requests_per_connection == 0);
-  CHECK(cl.max_idle_connections == 64);
+  CHECK(cl.max_idle_connections == 1024);
   CHECK(cl.idle_timeout == milliseconds(60'000));
   REQUIRE(cl.endpoints.size() == 1);
   CHECK(cl.endpoints[0].weight == 1);
