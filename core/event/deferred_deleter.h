@@ -40,12 +40,15 @@ class DeferredDeleter final : private DeferredAction {
     sweep();
   }
   void sweep() {
-    auto dead = std::move(dead_);  // destructors may add more: those wait for the next sweep
-    dead_.clear();
+    // Destructors may add more: those wait for the next sweep. Swapping (not moving) keeps
+    // both vectors' capacity, so steady-state sweeps allocate nothing.
+    sweeping_.swap(dead_);
+    sweeping_.clear();
   }
 
   Poller& poller_;
   std::vector<std::unique_ptr<T>> dead_;
+  std::vector<std::unique_ptr<T>> sweeping_;
   Timer timer_;
   bool queued_ = false;
 };

@@ -255,7 +255,7 @@ void ClientCodec::encodeHeaders(const RequestHeaders& h, bool end_stream, Buffer
   const std::string connection = h.headers.getAll("connection");
   const bool upgrade = !connect && h.headers.has("upgrade") && detail::hasToken(connection, "upgrade");
 
-  std::string s;
+  std::string& s = detail::headScratch();
   s.reserve(128 + h.path.size() + h.headers.byteSize() + 4 * h.headers.size());
   for (char c : h.method)
     if (detail::isTchar(static_cast<unsigned char>(c))) s.push_back(c);

@@ -411,6 +411,12 @@ bool parseContentLength(std::string_view v, uint64_t& out) {
   return true;
 }
 
+std::string& headScratch() {
+  thread_local std::string s;
+  s.clear();
+  return s;
+}
+
 void appendHeaderLines(std::string& s, const HeaderMap& h, bool (*skip)(std::string_view)) {
   for (const auto& e : h.entries()) {
     if (skip != nullptr && skip(e.name)) continue;

@@ -158,6 +158,9 @@ class BodyEncoder {
 // Appends "name: value\r\n" for each valid entry not skipped; invalid entries (bad name, CR, LF,
 // NUL...) are dropped so that a filter can never split a message.
 void appendHeaderLines(std::string& s, const HeaderMap& h, bool (*skip)(std::string_view name));
+// This thread's scratch string for building a message head (emptied; keeps its capacity, so
+// encoding a head allocates nothing). The caller copies it out before encoding another.
+std::string& headScratch();
 bool parseContentLength(std::string_view v, uint64_t& out);
 
 }  // namespace ferry::core::http::http1::detail

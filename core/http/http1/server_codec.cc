@@ -399,7 +399,7 @@ bool ServerCodec::keepAlive() const { return !impl_->dead && impl_->keep_alive; 
 void ServerCodec::encodeHeaders(const ResponseHeaders& h, bool end_stream, Buffer& out) {
   Impl& i = *impl_;
   const int st = h.status;
-  std::string s;
+  std::string& s = detail::headScratch();
   s.reserve(128 + h.headers.byteSize() + 4 * h.headers.size());
   s.append("HTTP/1.1 ");
   s.append(std::to_string(st));

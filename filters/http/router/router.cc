@@ -90,7 +90,7 @@ class Router : public HttpFilter, public core::upstream::PoolCallbacks, public c
     host_index_ = w.lb->pickRoundRobin(*cluster_);
     info.upstream_host = cluster_->hosts()[host_index_].address;
     if (action.timeout.count() > 0) {
-      timeout_ = std::make_unique<core::Timer>(*w.io, [this] { onTimeout(); });
+      timeout_.emplace(*w.io, [this] { onTimeout(); });  // in place: no allocation per request
       timeout_->enable(action.timeout);
     }
     startUpstream();
@@ -368,7 +368,7 @@ class Router : public HttpFilter, public core::upstream::PoolCallbacks, public c
   HttpPool* pool_ = nullptr;
   uint64_t ticket_ = 0;
   PooledConnection* upstream_ = nullptr;
-  std::unique_ptr<core::Timer> timeout_;
+  std::optional<core::Timer> timeout_;
   Buffer body_;
   bool body_end_ = false;
   std::optional<HeaderMap> trailers_;

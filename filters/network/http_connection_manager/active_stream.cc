@@ -1,5 +1,6 @@
 #include "filters/network/http_connection_manager/active_stream.h"
 
+#include <algorithm>
 #include <random>
 
 #include "config/snapshot.h"
@@ -22,7 +23,8 @@ constexpr size_t kNone = SIZE_MAX;
 constexpr std::string_view kHopByHop[] = {"connection", "keep-alive", "proxy-connection", "transfer-encoding",
                                           "te", "trailer", "upgrade", "http2-settings"};
 
-std::string newRequestId() {
+// Writes a fresh UUID v4 into `id` (36 bytes, no terminator).
+void newRequestId(char (&id)[36]) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   uint64_t a = rng(), b = rng();
   // RFC 4122 version 4 layout.
@@ -30,7 +32,7 @@ std::string newRequestId() {
   b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
   // 8-4-4-4-12 hex digits, formatted by hand (no printf on the request path).
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string id(36, '-');
+  std::fill(std::begin(id), std::end(id), '-');
   size_t pos = 0;
   auto put = [&](uint64_t v, int digits) {
     for (int i = digits - 1; i >= 0; --i) id[pos++] = kHex[(v >> (4 * i)) & 0xf];
@@ -44,7 +46,6 @@ std::string newRequestId() {
   put(b >> 48, 4);
   ++pos;
   put(b, 12);
-  return id;
 }
 
 }  // namespace
@@ -137,7 +138,11 @@ void ActiveStream::decodeHeaders(bool end_stream) {
   std::string xff = h.headers.getAll("x-forwarded-for");
   h.headers.set("x-forwarded-for", xff.empty() ? ip : xff + ", " + ip);
   if (cfg.http.xff_trusted_hops == 0 || !h.headers.has("x-forwarded-proto")) h.headers.set("x-forwarded-proto", h.scheme);
-  if (!h.headers.has("x-request-id")) h.headers.set("x-request-id", newRequestId());
+  if (!h.headers.has("x-request-id")) {
+    char id[36];
+    newRequestId(id);
+    h.headers.add("x-request-id", std::string_view(id, sizeof id));
+  }
 
   std::string_view route_path(h.path.data(), path.size());
   route_ = cfg.routes->match(h.authority, h.method, route_path, h.headers);
