@@ -7,6 +7,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <cerrno>
+#include <optional>
 #include <stdexcept>
 
 namespace ferry::core {
@@ -17,14 +18,19 @@ constexpr int kBatch = 256;
 }
 
 struct Poller::State {
-  explicit State(asio::io_context& io) : desc(io) {
-    int fd = ::epoll_create1(EPOLL_CLOEXEC);
-    if (fd < 0) throw std::runtime_error("epoll_create1 failed");
-    epfd = fd;
-    desc.assign(fd);
+  explicit State(asio::io_context& ctx) : io(ctx) {
+    epfd = ::epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0) throw std::runtime_error("epoll_create1 failed");
   }
+  ~State() {
+    if (desc) desc->release();  // epfd is ours to close
+    ::close(epfd);
+  }
+  asio::io_context& io;
   int epfd = -1;
-  asio::posix::stream_descriptor desc;  // owns epfd
+  // The Asio wait on epfd, made on first use: an externally driven Poller never has one.
+  std::optional<asio::posix::stream_descriptor> desc;
+  bool shut = false;
   epoll_event events[kBatch];
   int next = 0;  // index of the next event to hand out while dispatching
   int count = 0;
@@ -42,8 +48,13 @@ class PollerService : public asio::execution_context::service {
       : service(ctx), state(static_cast<asio::io_context&>(ctx)), poller(&state) {}
 
   void shutdown() override {
-    boost::system::error_code ec;
-    state.desc.close(ec);
+    state.shut = true;
+    if (state.desc) {
+      boost::system::error_code ec;
+      state.desc->cancel(ec);
+      state.desc->release();  // epfd is closed by ~State
+      state.desc.reset();
+    }
   }
 
   Poller::State state;
@@ -65,9 +76,10 @@ bool Poller::add(int fd, PollHandler* handler) {
 }
 
 void Poller::arm() {
-  if (state_->armed || state_->registered == 0 || !state_->desc.is_open()) return;
+  if (external_ || state_->armed || state_->registered == 0 || state_->shut) return;
+  if (!state_->desc) state_->desc.emplace(state_->io, state_->epfd);
   state_->armed = true;
-  state_->desc.async_wait(asio::posix::stream_descriptor::wait_read, [this](const boost::system::error_code& ec) {
+  state_->desc->async_wait(asio::posix::stream_descriptor::wait_read, [this](const boost::system::error_code& ec) {
     state_->armed = false;
     if (!ec) {
       dispatch();
@@ -86,7 +98,7 @@ void Poller::remove(int fd, PollHandler* handler) {
   if (state_->registered > 0 && --state_->registered == 0 && state_->armed) {
     // Nothing left to wait for: let io_context::run() return when it has no other work.
     boost::system::error_code ec;
-    state_->desc.cancel(ec);
+    if (state_->desc) state_->desc->cancel(ec);
   }
 }
 
@@ -95,6 +107,19 @@ void Poller::dispatch() {
   do {
     n = ::epoll_wait(state_->epfd, state_->events, kBatch, 0);
   } while (n < 0 && errno == EINTR);
+  dispatchEvents(n);
+  // Re-arming re-evaluates readiness, so events left over a full batch wake us at once.
+  arm();
+}
+
+void Poller::driveExternally() { external_ = true; }
+
+void Poller::wait(int timeout_ms) {
+  int n = ::epoll_wait(state_->epfd, state_->events, kBatch, timeout_ms);
+  dispatchEvents(n);  // EINTR: nothing this time
+}
+
+void Poller::dispatchEvents(int n) {
   state_->count = std::max(n, 0);
   dispatching_ = true;
   for (state_->next = 0; state_->next < state_->count;) {
@@ -104,8 +129,6 @@ void Poller::dispatch() {
   }
   dispatching_ = false;
   state_->next = state_->count = 0;
-  // Re-arming re-evaluates readiness, so events left over a full batch wake us at once.
-  arm();
 }
 
 void Poller::runDeferred() {

@@ -57,16 +57,24 @@ class Poller {
   // Forgets a deferred action whose owner is going away.
   void cancelDeferred(DeferredAction* action);
 
+  // For a loop that blocks by itself (the Worker) instead of in io_context::run(): the
+  // Poller's fd is no longer waited on through Asio; the loop calls wait() instead.
+  void driveExternally();
+  // Waits up to `timeout_ms` (-1: no limit, 0: just look) and dispatches what is ready.
+  void wait(int timeout_ms);
+
   struct State;  // epoll fd, the Asio wait on it, the event batch (poller.cc)
   explicit Poller(State* state) : state_(state) {}
 
  private:
   void arm();
   void dispatch();
+  void dispatchEvents(int n);
   void runDeferred();
 
   State* state_;
   bool dispatching_ = false;
+  bool external_ = false;
   std::vector<DeferredAction*> deferred_;
 };
 

@@ -4,6 +4,8 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <climits>
+#include <optional>
 #include <vector>
 
 namespace ferry::core {
@@ -22,8 +24,7 @@ class TimerQueue : public asio::execution_context::service {
   using key_type = TimerQueue;
   static asio::execution_context::id id;
 
-  explicit TimerQueue(asio::execution_context& ctx)
-      : service(ctx), timer_(static_cast<asio::io_context&>(ctx)) {}
+  explicit TimerQueue(asio::execution_context& ctx) : service(ctx), io_(static_cast<asio::io_context&>(ctx)) {}
 
   void shutdown() override {
     for (auto& l : lanes_) {
@@ -36,7 +37,23 @@ class TimerQueue : public asio::execution_context::service {
       l.head = l.tail = nullptr;
     }
     armed_gen_++;
-    timer_.cancel();
+    if (timer_) timer_->cancel();
+  }
+
+  void driveExternally() { external_ = true; }
+
+  int msUntilNext() const {
+    int64_t next = earliest();
+    if (next == 0) return -1;
+    int64_t wait = next - nowNs();
+    if (wait <= 0) return 0;
+    int64_t ms = (wait + 999999) / 1000000;
+    return ms > INT_MAX ? INT_MAX : static_cast<int>(ms);
+  }
+
+  void fireDue() {
+    int64_t next = earliest();
+    if (next != 0 && next <= nowNs()) fire();
   }
 
   void add(Timer* t, int64_t duration_ns) {
@@ -64,7 +81,7 @@ class TimerQueue : public asio::execution_context::service {
       // Nothing left: do not keep io_context::run() alive for a wakeup that finds nothing.
       armed_ = false;
       armed_gen_++;
-      timer_.cancel();
+      if (timer_) timer_->cancel();
     }
   }
 
@@ -99,12 +116,23 @@ class TimerQueue : public asio::execution_context::service {
     --count_;
   }
 
+  int64_t earliest() const {
+    int64_t next = 0;
+    for (auto& l : lanes_) {
+      if (l.head && (next == 0 || l.head->deadline_ns_ < next)) next = l.head->deadline_ns_;
+    }
+    return next;
+  }
+
   void arm(int64_t at_ns) {
     armed_ = true;
     armed_at_ns_ = at_ns;
     uint64_t gen = ++armed_gen_;
-    timer_.expires_at(asio::steady_timer::time_point(std::chrono::nanoseconds(at_ns)));
-    timer_.async_wait([this, gen](const boost::system::error_code&) {
+    if (external_) return;  // the loop asks msUntilNext() before it blocks
+    // Made on first use: an io_context driven externally never creates an Asio timer.
+    if (!timer_) timer_.emplace(io_);
+    timer_->expires_at(asio::steady_timer::time_point(std::chrono::nanoseconds(at_ns)));
+    timer_->async_wait([this, gen](const boost::system::error_code&) {
       if (gen != armed_gen_) return;  // superseded by an earlier deadline, or shut down
       armed_ = false;
       fire();
@@ -125,14 +153,13 @@ class TimerQueue : public asio::execution_context::service {
         break;  // lanes_ may have grown: start over
       }
     }
-    int64_t next = 0;
-    for (auto& l : lanes_) {
-      if (l.head && (next == 0 || l.head->deadline_ns_ < next)) next = l.head->deadline_ns_;
-    }
+    int64_t next = earliest();
     if (next != 0 && (!armed_ || next < armed_at_ns_)) arm(next);
   }
 
-  asio::steady_timer timer_;
+  asio::io_context& io_;
+  std::optional<asio::steady_timer> timer_;
+  bool external_ = false;
   std::vector<Lane> lanes_;
   size_t count_ = 0;
   bool armed_ = false;
@@ -151,6 +178,10 @@ void Timer::enable(std::chrono::milliseconds d) {
 }
 
 void Timer::disable() { queue_.remove(this); }
+
+void TimerDriver::driveExternally(asio::io_context& io) { asio::use_service<TimerQueue>(io).driveExternally(); }
+int TimerDriver::msUntilNext(asio::io_context& io) { return asio::use_service<TimerQueue>(io).msUntilNext(); }
+void TimerDriver::fireDue(asio::io_context& io) { asio::use_service<TimerQueue>(io).fireDue(); }
 
 int64_t monotonicMs() {
   timespec ts{};

@@ -43,6 +43,18 @@ class Timer {
   Timer* next_ = nullptr;
 };
 
+// For an event loop that blocks by itself instead of in io_context::run() (the Worker): the
+// io_context's timers stop using Asio's timer, and the loop asks when the next one is due
+// and fires them. Call before the first Timer of `io` fires; worker thread only.
+class TimerDriver {
+ public:
+  static void driveExternally(boost::asio::io_context& io);
+  // Milliseconds until the earliest armed timer (rounded up; 0 = due), or -1 if none.
+  static int msUntilNext(boost::asio::io_context& io);
+  // Runs the callbacks of every timer that is due.
+  static void fireDue(boost::asio::io_context& io);
+};
+
 // Monotonic milliseconds, cheap to read (CLOCK_MONOTONIC_COARSE), for activity stamps.
 int64_t monotonicMs();
 

@@ -1,11 +1,17 @@
 #include "core/event/worker.h"
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <optional>
+#include <stdexcept>
 #include <thread>
 
+#include "core/event/poller.h"
+#include "core/event/timer.h"
 #include "core/log.h"
 
 namespace ferry::core {
@@ -15,14 +21,31 @@ namespace {
 thread_local Worker* tl_worker = nullptr;
 }
 
+// Wakes the worker's epoll_wait when another thread posts work or asks it to stop.
+struct Wakeup final : PollHandler {
+  int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  ~Wakeup() { ::close(fd); }
+  void signal() const {
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t r = ::write(fd, &one, sizeof one);
+  }
+  void onPollEvents(uint32_t) override {
+    uint64_t n;
+    while (::read(fd, &n, sizeof n) > 0) {
+    }
+  }
+};
+
 struct Worker::Impl {
   asio::io_context io{1};
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard;
   std::thread thread;
+  Wakeup wakeup;
 };
 
 Worker::Worker(size_t index, StatsShard& stats) : impl_(std::make_unique<Impl>()), index_(index), stats_(stats) {
   impl_->guard.emplace(impl_->io.get_executor());
+  if (impl_->wakeup.fd < 0) throw std::runtime_error("eventfd failed");
 }
 
 Worker::~Worker() {
@@ -34,7 +57,7 @@ void Worker::start() {
   impl_->thread = std::thread([this] {
     tl_worker = this;
     try {
-      impl_->io.run();
+      run();
     } catch (const std::exception& e) {
       FERRY_LOG(kError, "worker ", index_, " stopped by an exception: ", e.what());
     }
@@ -42,11 +65,33 @@ void Worker::start() {
   });
 }
 
-void Worker::post(std::function<void()> fn) { asio::post(impl_->io, std::move(fn)); }
+// The loop blocks in the Poller's epoll_wait, not in Asio: the worker has no Asio I/O objects
+// (sockets are on the Poller, timers are asked for their deadline), so io.poll() only runs
+// posted handlers and one wakeup costs one epoll_wait. Other threads wake it with the eventfd.
+void Worker::run() {
+  asio::io_context& io = impl_->io;
+  Poller& poller = Poller::of(io);
+  poller.driveExternally();
+  TimerDriver::driveExternally(io);
+  if (!poller.add(impl_->wakeup.fd, &impl_->wakeup)) throw std::runtime_error("cannot watch the wakeup eventfd");
+  for (;;) {
+    io.poll();  // posted work, including work posted by the handlers it runs
+    if (io.stopped()) break;
+    poller.wait(TimerDriver::msUntilNext(io));
+    TimerDriver::fireDue(io);
+  }
+  poller.remove(impl_->wakeup.fd, &impl_->wakeup);
+}
+
+void Worker::post(std::function<void()> fn) {
+  asio::post(impl_->io, std::move(fn));
+  if (Worker::current() != this) impl_->wakeup.signal();
+}
 
 void Worker::stop() {
   impl_->guard.reset();
   impl_->io.stop();
+  impl_->wakeup.signal();
 }
 
 void Worker::join() {

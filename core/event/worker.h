@@ -1,4 +1,5 @@
-// Worker: one thread running one io_context (concurrency hint 1). Everything created on a
+// Worker: one thread running one io_context (concurrency hint 1) and the Poller's epoll set,
+// blocking in epoll_wait (see worker.cc). Everything created on a
 // worker (connections, timers, pools, LB cursors) stays on it; other threads reach it only
 // through post(). Owned by the Server. Asio stays out of this header.
 #pragma once
@@ -36,6 +37,7 @@ class Worker {
   static Worker* current();
 
  private:
+  void run();
   struct Impl;
   std::unique_ptr<Impl> impl_;
   size_t index_;

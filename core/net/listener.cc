@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <cerrno>
 #include <cstring>
@@ -151,23 +150,17 @@ class ActiveConnection : public ConnectionCallbacks, public filters::NetworkFilt
   bool awaiting_proxy_header_ = false;
 };
 
-struct ActiveListener::Io {
-  explicit Io(asio::io_context& io) : acceptor(io) {}
-  asio::ip::tcp::acceptor acceptor;
-};
-
 ActiveListener::ActiveListener(WorkerContext& ctx, std::shared_ptr<const config::Snapshot> snapshot,
                                std::shared_ptr<const config::ListenerInfo> info, int fd)
     : ctx_(ctx),
       snapshot_(std::move(snapshot)),
       info_(std::move(info)),
-      io_(std::make_unique<Io>(*ctx.io)),
+      poller_(Poller::of(*ctx.io)),
+      lfd_(fd),
+      retry_timer_(*ctx.io, [this] { onAcceptable(); }),
       graveyard_(*ctx.io) {
-  sockaddr_storage local{};
-  localAddress(fd, &local);
-  boost::system::error_code ec;
-  io_->acceptor.assign(local.ss_family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), fd, ec);
-  if (ec) FERRY_LOG(kError, "listener ", info_->cfg.name, ": ", ec.message());
+  registered_ = poller_.add(lfd_, this);
+  if (!registered_) FERRY_LOG(kError, "listener ", info_->cfg.name, ": cannot watch the socket: ", std::strerror(errno));
 }
 
 ActiveListener::~ActiveListener() {
@@ -182,10 +175,13 @@ void ActiveListener::start() {
 }
 
 void ActiveListener::stopAccepting() {
-  if (!io_->acceptor.is_open()) return;
   accepting_ = false;
-  boost::system::error_code ec;
-  io_->acceptor.close(ec);
+  retry_timer_.disable();
+  if (lfd_ < 0) return;
+  if (registered_) poller_.remove(lfd_, this);
+  registered_ = false;
+  ::close(lfd_);
+  lfd_ = -1;
 }
 
 void ActiveListener::closeAll() {
@@ -195,32 +191,24 @@ void ActiveListener::closeAll() {
   for (auto* c : open) c->close();
 }
 
-void ActiveListener::armAccept() {
-  io_->acceptor.async_wait(asio::ip::tcp::acceptor::wait_read,
-                           [this, alive = alive_](const boost::system::error_code& ec) {
-                             if (!*alive || ec) return;
-                             onAcceptable();
-                           });
-}
+void ActiveListener::onPollEvents(uint32_t) { onAcceptable(); }
 
 void ActiveListener::onAcceptable() {
-  if (!accepting_ || !io_->acceptor.is_open()) return;
-  int lfd = io_->acceptor.native_handle();
-  // Accept everything queued (edge-triggered readiness), up to a batch, then yield.
+  if (!accepting_ || lfd_ < 0) return;
+  // Accept everything queued (edge-triggered readiness: the next edge comes with the next
+  // connection), up to a batch, then yield to the connections.
   for (int i = 0; i < 64; ++i) {
-    int fd = ::accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = ::accept4(lfd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
       accepted(fd);
       continue;
     }
     if (errno == EINTR || errno == ECONNABORTED) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      armAccept();
-      return;
-    }
-    // EMFILE/ENFILE and the like: log and retry on the next readiness.
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+    // EMFILE/ENFILE/ENOBUFS and the like: the queued connections raise no new edge, so
+    // look again shortly rather than wait for another connection to arrive.
     FERRY_LOG(kWarn, "listener ", info_->cfg.name, ": accept: ", std::strerror(errno));
-    armAccept();
+    retry_timer_.enable(std::chrono::milliseconds(100));
     return;
   }
   asio::post(*ctx_.io, [this, alive = alive_] {

@@ -8,13 +8,15 @@
 
 #include "config/snapshot.h"
 #include "core/event/deferred_deleter.h"
+#include "core/event/poller.h"
+#include "core/event/timer.h"
 #include "core/event/worker_context.h"
 
 namespace ferry::core::net {
 
 class ActiveConnection;
 
-class ActiveListener {
+class ActiveListener final : private PollHandler {
  public:
   // Takes ownership of the listening socket `fd`.
   ActiveListener(WorkerContext& ctx, std::shared_ptr<const config::Snapshot> snapshot,
@@ -36,15 +38,17 @@ class ActiveListener {
   void removeConnection(ActiveConnection* conn);
 
  private:
-  struct Io;
-  void armAccept();
+  void onPollEvents(uint32_t events) override;
   void onAcceptable();
   void accepted(int fd);
 
   WorkerContext& ctx_;
   std::shared_ptr<const config::Snapshot> snapshot_;
   std::shared_ptr<const config::ListenerInfo> info_;
-  std::unique_ptr<Io> io_;
+  Poller& poller_;
+  int lfd_;  // the listening socket, registered with the worker's Poller; -1 once closed
+  bool registered_ = false;
+  Timer retry_timer_;  // accept failed for lack of descriptors/memory: try again later
   std::list<std::unique_ptr<ActiveConnection>> connections_;
   DeferredDeleter<ActiveConnection> graveyard_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
