@@ -46,6 +46,9 @@ struct Worker::Impl {
 Worker::Worker(size_t index, StatsShard& stats) : impl_(std::make_unique<Impl>()), index_(index), stats_(stats) {
   impl_->guard.emplace(impl_->io.get_executor());
   if (impl_->wakeup.fd < 0) throw std::runtime_error("eventfd failed");
+  // Before anything can register with them (listeners are made by posted work).
+  Poller::of(impl_->io).driveExternally();
+  TimerDriver::driveExternally(impl_->io);
 }
 
 Worker::~Worker() {
@@ -71,8 +74,6 @@ void Worker::start() {
 void Worker::run() {
   asio::io_context& io = impl_->io;
   Poller& poller = Poller::of(io);
-  poller.driveExternally();
-  TimerDriver::driveExternally(io);
   if (!poller.add(impl_->wakeup.fd, &impl_->wakeup)) throw std::runtime_error("cannot watch the wakeup eventfd");
   for (;;) {
     io.poll();  // posted work, including work posted by the handlers it runs

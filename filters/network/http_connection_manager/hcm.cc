@@ -195,6 +195,8 @@ void HttpConnectionManager::onStreamComplete() {
   if (config_->http.request_headers_timeout.count() > 0 && !pending_.empty())
     headers_timer_->enable(config_->http.request_headers_timeout);
   if (pending_.empty()) armIdleTimer();
+  // Nothing waiting (the usual keep-alive case): the next bytes dispatch by themselves.
+  if (pending_.empty() && !eof_) return;
   // Not from inside the stream's call stack: post the next dispatch.
   asio::post(*w.io, [this, alive = alive_] {
     if (!*alive || dead_ || stream_) return;
