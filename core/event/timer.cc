@@ -37,7 +37,8 @@ class TimerQueue : public asio::execution_context::service {
       l.head = l.tail = nullptr;
     }
     armed_gen_++;
-    if (timer_) timer_->cancel();
+    // Made after this service, so Asio destroys its service first: let it go now.
+    timer_.reset();
   }
 
   void driveExternally() { external_ = true; }

@@ -279,6 +279,8 @@ void Connection::close(CloseType type) {
   if (type == CloseType::kFlushWrite && !write_buffer_.empty() && !connecting_) {
     close_after_flush_ = true;
     ++read_disable_;  // nothing more is read from a connection on its way out
+    // The owner may drop its reference now: the connection stays until the bytes are out.
+    closing_self_ = shared_from_this();
     return;
   }
   closeInternal(type, &kLocal, "closed locally");
@@ -307,6 +309,7 @@ void Connection::closeInternal(CloseType type, const ConnectionEvent* event, con
   write_buffer_.clear();
   accountBuffered();
   auto keep = std::move(flush_pending_);
+  auto keep_closing = std::move(closing_self_);
   if (event && callbacks_) callbacks_->onEvent(*event);
 }
 

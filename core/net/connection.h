@@ -3,7 +3,8 @@
 // once, it reads until a read comes back short (drained) and gathers writes into one sendmsg
 // (corked while an event is dispatched), so a proxied request costs about one syscall per
 // step. Worker-local: created, used and destroyed on one worker's thread. Shared ownership
-// only so queued work keeps it alive; the owner holds the one long-lived reference.
+// only so queued work, and a close(kFlushWrite) still sending, keep it alive; the owner
+// holds the one long-lived reference and may drop it right after close(kFlushWrite).
 #pragma once
 
 #include <netinet/in.h>
@@ -143,6 +144,7 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   bool above_high_ = false;
   bool read_scheduled_ = false;
   std::shared_ptr<Connection> flush_pending_;  // set while a corked flush is queued (keeps us alive)
+  std::shared_ptr<Connection> closing_self_;   // set by close(kFlushWrite) until the flush is done
   std::unique_ptr<Timer> connect_timer_;
   std::string close_reason_;
 };

@@ -13,6 +13,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <string>
+#include <thread>
 
 using ferry::core::Buffer;
 using ferry::core::net::Connection;
@@ -167,4 +168,39 @@ TEST_CASE("connection: a close right after a corked write still sends it", "[con
   sp.send("x");
   REQUIRE(runUntil(io, [&] { return conn->closed(); }));
   CHECK(sp.recvExactly(3) == "bye");
+}
+
+TEST_CASE("connection: close(kFlushWrite) then dropping it still delivers every byte", "[connection]") {
+  boost::asio::io_context io;
+  SocketPair sp;
+  Recorder rec;
+  auto conn = Connection::adopt(io, sp.ours, {});
+  conn->setCallbacks(&rec);
+  conn->startReading();
+  // More than the kernel buffers hold while the peer is not reading: most stays in ours.
+  const size_t total = 8 << 20;
+  std::string payload(total, '\0');
+  for (size_t i = 0; i < total; ++i) payload[i] = static_cast<char>('a' + i % 26);
+  Buffer out;
+  out.add(payload);
+  conn->write(out, false);
+  REQUIRE(conn->writeBufferLength() > 0);
+  conn->close(Connection::CloseType::kFlushWrite);
+  conn->setCallbacks(nullptr);
+  std::weak_ptr<Connection> weak = conn;
+  conn.reset();  // the owner lets go, as tcp_proxy does when the client side has ended
+  REQUIRE_FALSE(weak.expired());
+  std::string got;
+  std::thread reader([&] {
+    char buf[65536];
+    for (;;) {
+      ssize_t r = ::recv(sp.peer, buf, sizeof buf, 0);
+      if (r <= 0) break;
+      got.append(buf, static_cast<size_t>(r));
+    }
+  });
+  REQUIRE(runUntil(io, [&] { return weak.expired(); }, 10000ms));
+  reader.join();
+  CHECK(got.size() == total);
+  CHECK(got == payload);
 }
