@@ -1,6 +1,7 @@
 // Process lifecycle over real sockets: SIGTERM/SIGINT drain in CONTRACT.md's order, and
 // connection limits (per listener and process-wide).
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <catch2/catch.hpp>
 
@@ -154,4 +155,52 @@ TEST_CASE("startup: a listener address in use fails startup with exit 1", "[life
   REQUIRE(code.has_value());
   REQUIRE(*code == 1);
   REQUIRE(f->log().find("Address already in use") != std::string::npos);
+}
+
+TEST_CASE("listener: out of descriptors, queued connections are accepted once descriptors free up",
+          "[lifecycle]") {
+  std::string cfg =
+      "runtime: {workers: 1}\n"
+      "listeners:\n"
+      "  - name: web\n"
+      "    address: 127.0.0.1:0\n"
+      "    http:\n"
+      "      virtual_hosts:\n"
+      "        - name: all\n"
+      "          domains: [\"*\"]\n"
+      "          routes:\n"
+      "            - match: {prefix: /}\n"
+      "              direct_response: {status: 200, body: \"ok\\n\"}\n";
+  // Ferry inherits a small descriptor limit; this process gets its own back at once.
+  rlimit old{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &old) == 0);
+  rlimit low = old;
+  low.rlim_cur = 64;
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+  std::unique_ptr<FerryProcess> f;
+  try {
+    f = FerryProcess::start(cfg);
+  } catch (...) {
+    ::setrlimit(RLIMIT_NOFILE, &old);
+    throw;
+  }
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &old) == 0);
+  uint16_t port = f->port("web");
+
+  // Idle connections until Ferry runs out of descriptors; the rest wait in the accept queue.
+  std::vector<std::unique_ptr<TcpClient>> clients;
+  for (int i = 0; i < 120; ++i) {
+    auto c = TcpClient::connect(port);
+    REQUIRE(c);
+    clients.push_back(std::move(c));
+  }
+  REQUIRE(f->waitForLog("accept: Too many open files", 5s));
+  // Free the descriptors. No new connection arrives to raise an edge on the listening
+  // socket: Ferry must come back to the queue by itself.
+  auto last = std::move(clients.back());
+  clients.clear();
+  REQUIRE(last->sendAll("GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+  auto r = readHttpResponse(*last, false, 5s);
+  CHECK(r.status == 200);
+  CHECK(r.body == "ok\n");
 }
