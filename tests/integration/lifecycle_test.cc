@@ -200,7 +200,8 @@ TEST_CASE("listener: out of descriptors, queued connections are accepted once de
   auto last = std::move(clients.back());
   clients.clear();
   REQUIRE(last->sendAll("GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
-  auto r = readHttpResponse(*last, false, 5s);
+  auto r = readHttpResponse(*last, false, 20s);
+  INFO("response error: " << r.error << "\nferry log:\n" << f->log());
   CHECK(r.status == 200);
   CHECK(r.body == "ok\n");
 }
