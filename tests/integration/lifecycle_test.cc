@@ -159,6 +159,12 @@ TEST_CASE("startup: a listener address in use fails startup with exit 1", "[life
 
 TEST_CASE("listener: out of descriptors, queued connections are accepted once descriptors free up",
           "[lifecycle]") {
+  if (sanitized()) {
+    // UBSan's vptr check probes memory through a pipe(); in a process with no descriptors
+    // left it cannot, and reports every virtual call as invalid (with halt_on_error, aborts).
+    SUCCEED("skipped under sanitizers: their runtime needs free descriptors");
+    return;
+  }
   std::string cfg =
       "runtime: {workers: 1}\n"
       "listeners:\n"
