@@ -180,9 +180,11 @@ void Timer::enable(std::chrono::milliseconds d) {
 
 void Timer::disable() { queue_.remove(this); }
 
-void TimerDriver::driveExternally(asio::io_context& io) { asio::use_service<TimerQueue>(io).driveExternally(); }
-int TimerDriver::msUntilNext(asio::io_context& io) { return asio::use_service<TimerQueue>(io).msUntilNext(); }
-void TimerDriver::fireDue(asio::io_context& io) { asio::use_service<TimerQueue>(io).fireDue(); }
+TimerDriver::TimerDriver(asio::io_context& io) : queue_(asio::use_service<TimerQueue>(io)) {
+  queue_.driveExternally();
+}
+int TimerDriver::msUntilNext() const { return queue_.msUntilNext(); }
+void TimerDriver::fireDue() { queue_.fireDue(); }
 
 int64_t monotonicMs() {
   timespec ts{};

@@ -48,11 +48,16 @@ class Timer {
 // and fires them. Call before the first Timer of `io` fires; worker thread only.
 class TimerDriver {
  public:
-  static void driveExternally(boost::asio::io_context& io);
+  // Switches `io`'s timers to external driving; the driver keeps the queue at hand, so the
+  // loop's per-turn calls look nothing up.
+  explicit TimerDriver(boost::asio::io_context& io);
   // Milliseconds until the earliest armed timer (rounded up; 0 = due), or -1 if none.
-  static int msUntilNext(boost::asio::io_context& io);
+  int msUntilNext() const;
   // Runs the callbacks of every timer that is due.
-  static void fireDue(boost::asio::io_context& io);
+  void fireDue();
+
+ private:
+  TimerQueue& queue_;
 };
 
 // Monotonic milliseconds, cheap to read (CLOCK_MONOTONIC_COARSE), for activity stamps.

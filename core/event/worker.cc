@@ -41,6 +41,7 @@ struct Worker::Impl {
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard;
   std::thread thread;
   Wakeup wakeup;
+  std::optional<TimerDriver> timers;  // set up before anything can arm a timer
 };
 
 Worker::Worker(size_t index, StatsShard& stats) : impl_(std::make_unique<Impl>()), index_(index), stats_(stats) {
@@ -48,7 +49,7 @@ Worker::Worker(size_t index, StatsShard& stats) : impl_(std::make_unique<Impl>()
   if (impl_->wakeup.fd < 0) throw std::runtime_error("eventfd failed");
   // Before anything can register with them (listeners are made by posted work).
   Poller::of(impl_->io).driveExternally();
-  TimerDriver::driveExternally(impl_->io);
+  impl_->timers.emplace(impl_->io);
 }
 
 Worker::~Worker() {
@@ -78,8 +79,8 @@ void Worker::run() {
   for (;;) {
     io.poll();  // posted work, including work posted by the handlers it runs
     if (io.stopped()) break;
-    poller.wait(TimerDriver::msUntilNext(io));
-    TimerDriver::fireDue(io);
+    poller.wait(impl_->timers->msUntilNext());
+    impl_->timers->fireDue();
   }
   poller.remove(impl_->wakeup.fd, &impl_->wakeup);
 }
