@@ -1,16 +1,19 @@
 // The `http` block of a listener (filters, virtual hosts, routes) and the checks on it that
-// need every cluster. Same conventions as loader.cc: every problem is reported with its
-// position, nothing throws, and keys the build cannot honour yet are refused, not ignored.
+// need every cluster, plus `hash_on` (shared with clusters). Same conventions as loader.cc:
+// every problem is reported with its position, nothing throws, and keys the build cannot
+// honour yet are refused, not ignored.
 #include <arpa/inet.h>
 #include <re2/re2.h>
 
 #include <algorithm>
 #include <charconv>
+#include <cstdint>
 #include <cstdlib>
 #include <map>
 #include <set>
 
 #include "config/loader_internal.h"
+#include "config/values.h"
 
 namespace ferry::config::internal {
 
@@ -19,6 +22,8 @@ namespace {
 bool isAlnum(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
+
+}  // namespace
 
 // RFC 9110 token: header names and methods.
 bool isToken(std::string_view s) {
@@ -34,6 +39,8 @@ std::string lower(std::string_view s) {
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   return out;
 }
+
+namespace {
 
 // Dot-separated non-empty labels of letters, digits and '-'.
 bool isHostName(std::string_view s) {
@@ -51,6 +58,8 @@ bool isHostName(std::string_view s) {
   }
   return label > 0;
 }
+
+}  // namespace
 
 // A host name or IP literal ("[v6]"), optionally with ":port".
 bool isHostAndPort(std::string_view s) {
@@ -72,6 +81,8 @@ bool isHostAndPort(std::string_view s) {
   }
   return isHostName(host);
 }
+
+namespace {
 
 // Characters a normalised request path can hold (no query, no fragment, ASCII).
 bool isPathText(std::string_view s) {
@@ -196,27 +207,7 @@ class HttpParser {
     }
   }
 
-  // A plain number 0..100, fractions allowed ("12.5"); no sign, exponent or quotes.
-  std::optional<double> getPercentage(const Entry& e) {
-    const YAML::Node& n = e.value;
-    std::string s = isPlainOr(n, "float") || isPlainOr(n, "int") ? n.Scalar() : std::string();
-    size_t dot = s.find('.');
-    auto digits = [](std::string_view d) {
-      return !d.empty() &&
-             std::all_of(d.begin(), d.end(), [](char c) { return c >= '0' && c <= '9'; });
-    };
-    std::string_view sv = s;
-    if (!digits(sv.substr(0, dot)) || (dot != std::string::npos && !digits(sv.substr(dot + 1)))) {
-      p_.typeError(e, "a number");
-      return std::nullopt;
-    }
-    double v = std::strtod(s.c_str(), nullptr);
-    if (v > 100) {
-      p_.error(e.value_mark, quote(e.key) + " must be between 0 and 100, got " + s);
-      return std::nullopt;
-    }
-    return v;
-  }
+  std::optional<double> getPercentage(const Entry& e) { return p_.getNumber(e, 0, 100); }
 
   // ---- virtual hosts and routes
 
@@ -365,7 +356,7 @@ class HttpParser {
     constexpr std::string_view kWhere = "in route action";
     Entries f = p_.fields(e.value, kWhere,
                           {"cluster", "weighted_clusters", "prefix_rewrite", "host_rewrite",
-                           "timeout", "retry"});
+                           "timeout", "retry", "hash_on"});
     p_.oneOf(f, {"cluster", "weighted_clusters"}, e, "route action", true);
     if (auto* x = f.get("cluster")) {
       a.cluster_mark = x->value_mark;
@@ -404,7 +395,97 @@ class HttpParser {
       if (auto v = getHost(*x)) a.host_rewrite = *v;
     if (auto* x = f.get("timeout"))
       if (auto v = p_.getDuration(*x, false)) a.timeout = *v;
-    if (auto* x = f.get("retry")) p_.error(x->key_mark, "'retry' is not supported yet");
+    if (auto* x = f.get("retry")) retry(*x, a.retry.emplace());
+    if (auto* x = f.get("hash_on")) a.hash_on = parseHashOn(p_, *x);
+  }
+
+  // retry: {attempts, retry_on, per_try_timeout, backoff, retry_non_idempotent,
+  // buffer_limit_kb}. `retry:` (or `retry: {}`) is a retry with every default.
+  void retry(const Entry& e, RetryConfig& r) {
+    r.mark = e.value_mark;
+    if (!p_.isMap(e, true)) return;
+    Entries f = p_.fields(e.value, "in retry",
+                          {"attempts", "retry_on", "per_try_timeout", "backoff",
+                           "retry_non_idempotent", "buffer_limit_kb"});
+    if (auto* x = f.get("attempts"))
+      if (auto v = p_.getUint(*x, 0, 10)) r.attempts = static_cast<uint32_t>(*v);
+    if (auto* x = f.get("retry_on"); x != nullptr && p_.isList(*x)) retryOn(*x, r);
+    if (auto* x = f.get("per_try_timeout"))
+      if (auto v = p_.getDuration(*x, false)) r.per_try_timeout = *v;
+    if (auto* x = f.get("backoff")) backoff(*x, r);
+    if (auto* x = f.get("retry_non_idempotent"))
+      if (auto v = p_.getBool(*x)) r.retry_non_idempotent = *v;
+    if (auto* x = f.get("buffer_limit_kb"))
+      if (auto v = p_.getUint(*x, 0, 65536)) r.buffer_limit_bytes = *v * 1024;
+  }
+
+  // A given retry_on replaces the default (connect-failure, reset).
+  void retryOn(const Entry& e, RetryConfig& r) {
+    r.on_connect_failure = false;
+    r.on_reset = false;
+    if (e.value.size() == 0)
+      p_.error(e.value_mark,
+               "'retry_on' must not be empty (leave it out for the default: connect-failure, reset)");
+    std::set<std::string> seen;
+    for (const YAML::Node& node : e.value) {
+      Entry item = p_.itemEntry(node, e.value_mark, "retry_on");
+      if (!node.IsScalar()) {
+        p_.typeError(item, "a condition or a status code");
+        continue;
+      }
+      const std::string& s = node.Scalar();
+      std::string_view digits = std::string_view(s).substr(s.starts_with('-') ? 1 : 0);
+      bool numeric = !digits.empty() && digits.find_first_not_of("0123456789") == std::string::npos;
+      std::optional<uint64_t> status;
+      if (numeric) {
+        status = p_.getUint(item, 100, 599);
+        if (!status) continue;
+      } else if (s == "connect-failure") {
+        r.on_connect_failure = true;
+      } else if (s == "reset") {
+        r.on_reset = true;
+      } else if (s == "5xx") {
+        r.on_5xx = true;
+      } else if (s == "gateway-error") {
+        r.on_gateway_error = true;
+      } else if (s == "retriable-4xx") {
+        r.on_retriable_4xx = true;
+      } else {
+        p_.error(item.value_mark, "unknown retry_on condition " + quote(s) +
+                                      " (use connect-failure, reset, 5xx, gateway-error, "
+                                      "retriable-4xx or a status code 100-599)");
+        continue;
+      }
+      std::string key = status ? std::to_string(*status) : s;
+      if (!seen.insert(key).second) {
+        p_.error(item.value_mark, "retry_on lists " + quote(key) + " twice");
+        continue;
+      }
+      if (status) r.statuses.push_back(static_cast<int>(*status));
+    }
+  }
+
+  // backoff: {base, max}; max defaults to 10 x base and may not be less than base.
+  void backoff(const Entry& e, RetryConfig& r) {
+    if (!p_.isMap(e)) return;
+    Entries f = p_.fields(e.value, "in backoff", {"base", "max"});
+    bool base_ok = true;
+    if (auto* x = f.get("base")) {
+      auto v = p_.getDuration(*x, true);
+      base_ok = v.has_value();
+      if (v) r.backoff_base = *v;
+    }
+    const int64_t base = r.backoff_base.count();
+    r.backoff_max = base > INT64_MAX / 10 ? Duration::max() : Duration(base * 10);
+    if (auto* x = f.get("max"))
+      if (auto v = p_.getDuration(*x, true)) {
+        if (base_ok && *v < r.backoff_base)
+          p_.error(x->value_mark, "backoff 'max' (" + formatDuration(*v) +
+                                      ") must not be less than 'base' (" +
+                                      formatDuration(r.backoff_base) + ")");
+        else
+          r.backoff_max = *v;
+      }
   }
 
   void directResponse(const Entry& e, DirectResponseConfig& d) {
@@ -575,6 +656,47 @@ class HttpParser {
 };
 
 }  // namespace
+
+HashOnConfig parseHashOn(Parser& p, const Entry& e) {
+  HashOnConfig h;
+  h.mark = e.value_mark;
+  if (!p.isMap(e)) return h;
+  Entries f = p.fields(e.value, "in hash_on", {"header", "cookie", "query", "source_ip"});
+  const Entry* x = p.oneOf(f, {"header", "cookie", "query", "source_ip"}, e, "hash_on", true);
+  if (x == nullptr) return h;
+  using Kind = HashOnConfig::Kind;
+  if (x->key == "source_ip") {
+    h.kind = Kind::kSourceIp;
+    if (auto v = p.getBool(*x); v && !*v)
+      p.error(x->value_mark, "'source_ip' must be true (leave hash_on out for no hash key)");
+    return h;
+  }
+  auto s = p.getString(*x);
+  if (!s) return h;
+  if (x->key == "header") {
+    h.kind = Kind::kHeader;
+    if (!isToken(*s))
+      p.error(x->value_mark, "bad header name " + quote(*s) + " " + headerNameHint());
+    h.name = lower(*s);
+  } else if (x->key == "cookie") {
+    h.kind = Kind::kCookie;
+    if (!isToken(*s))
+      p.error(x->value_mark, "bad cookie name " + quote(*s) + " " + headerNameHint());
+    h.name = *s;
+  } else {
+    h.kind = Kind::kQuery;
+    bool ok = std::all_of(s->begin(), s->end(), [](char c) {
+      auto u = static_cast<unsigned char>(c);
+      return u > 0x20 && u < 0x7f && c != '&' && c != '=' && c != '#';
+    });
+    if (!ok)
+      p.error(x->value_mark, "bad query parameter name " + quote(*s) +
+                                 " (no spaces, control characters, non-ASCII bytes, '&', '=' "
+                                 "or '#')");
+    h.name = *s;
+  }
+  return h;
+}
 
 void parseHttp(Parser& p, const Entry& e, HttpConfig& out) { HttpParser(p).http(e, out); }
 

@@ -80,6 +80,8 @@ class Parser {
   std::optional<Address> getAddress(const Entry& e, int min_port);
   std::optional<std::string> getEnum(const Entry& e, Keys options);
   std::optional<std::string> getName(const Entry& e, std::string_view what);
+  // A plain number lo..hi, fractions allowed ("12.5"); no sign, exponent or quotes.
+  std::optional<double> getNumber(const Entry& e, double lo, double hi);
 
  protected:
   bool writtenNull(int pos) const;
@@ -90,6 +92,16 @@ class Parser {
   std::vector<ConfigError> errors_;
   bool truncated_ = false;  // more errors than kMaxErrors were found
 };
+
+// Text checks shared by loader.cc and loader_http.cc (defined in loader_http.cc).
+bool isToken(std::string_view s);        // RFC 9110 token: header names, methods, cookie names
+std::string lower(std::string_view s);   // ASCII lower case
+bool isHostAndPort(std::string_view s);  // a host name or "[v6]", optionally with ":port"
+
+// loader_http.cc: `hash_on` (of a cluster or a route): exactly one of {header: NAME},
+// {cookie: NAME}, {query: NAME}, {source_ip: true}. Errors are reported; the result holds
+// what could be read.
+HashOnConfig parseHashOn(Parser& p, const Entry& e);
 
 // loader_http.cc: the `http` block of a listener, into `out`.
 void parseHttp(Parser& p, const Entry& e, HttpConfig& out);

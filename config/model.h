@@ -75,6 +75,32 @@ struct RouteMatchConfig {
   Mark mark;
 };
 
+// Where ring_hash/maglev take the request's key from. kNone: no key (a random pick).
+struct HashOnConfig {
+  enum class Kind { kNone, kHeader, kCookie, kSourceIp, kQuery };
+  Kind kind = Kind::kNone;
+  std::string name;  // header name (lower-cased), cookie name or query parameter name
+  Mark mark;
+};
+
+// A route's retry policy. `attempts` = retries after the first try.
+struct RetryConfig {
+  uint32_t attempts = 1;
+  // retry_on (default: connect-failure, reset)
+  bool on_connect_failure = true;
+  bool on_reset = true;           // upstream closed/reset before the response headers
+  bool on_5xx = false;            // any 5xx response, connect failure, reset, per-try timeout
+  bool on_gateway_error = false;  // 502/503/504 responses, connect failure, reset, per-try timeout
+  bool on_retriable_4xx = false;  // 409
+  std::vector<int> statuses;      // integers in retry_on
+  Duration per_try_timeout{0};    // 0 = none (the route timeout still bounds the whole request)
+  Duration backoff_base = std::chrono::milliseconds(25);   // exponential, full jitter
+  Duration backoff_max = std::chrono::milliseconds(250);
+  bool retry_non_idempotent = false;  // POST/PATCH/...: false = retried only on connect failure
+  uint64_t buffer_limit_bytes = 64 * 1024;  // a request body longer than this is not retried
+  Mark mark;
+};
+
 struct WeightedClusterConfig {
   std::string cluster;
   uint32_t weight = 1;
@@ -87,6 +113,8 @@ struct RouteActionConfig {
   std::optional<std::string> prefix_rewrite;          // replaces the matched prefix (or path)
   std::optional<std::string> host_rewrite;
   Duration timeout = std::chrono::seconds(15);        // until response headers; 0 = none
+  std::optional<RetryConfig> retry;
+  std::optional<HashOnConfig> hash_on;                // overrides the cluster's hash_on
   Mark cluster_mark;
 };
 
@@ -182,8 +210,51 @@ struct ListenerConfig {
 enum class LbPolicy { kRoundRobin, kLeastRequest, kRandom, kRingHash, kMaglev };
 
 struct EndpointConfig {
-  Address address;
+  Address address;       // host is empty when `hostname` is set
+  std::string hostname;  // a DNS name (lower-cased), resolved by the cluster; empty = an IP
   uint32_t weight = 1;
+  uint32_t priority = 0;  // 0 serves first; traffic spills to higher levels as health drops
+  Mark mark;
+};
+
+struct HealthCheckConfig {
+  enum class Type { kHttp, kTcp };
+  Type type = Type::kHttp;
+  std::string path;  // http: request path (required for http)
+  std::string host;  // http: Host header; empty = the cluster name
+  std::vector<std::pair<int, int>> expected_statuses{{200, 200}};  // inclusive ranges
+  std::string send;    // tcp: bytes sent after connecting; empty = connect only
+  std::string expect;  // tcp: bytes the reply must contain; empty = none
+  Duration interval = std::chrono::seconds(5);
+  Duration jitter{0};  // each interval gets a random extra 0..jitter
+  Duration timeout = std::chrono::seconds(1);
+  uint32_t healthy_threshold = 2;    // consecutive passes to mark a failed host healthy
+  uint32_t unhealthy_threshold = 3;  // consecutive failures to mark a healthy host unhealthy
+  Mark mark;
+};
+
+struct OutlierDetectionConfig {
+  uint32_t consecutive_5xx = 5;              // 0 = off
+  uint32_t consecutive_gateway_failure = 5;  // 502/503/504, connect failure, reset, timeout; 0 = off
+  Duration base_ejection_time = std::chrono::seconds(30);  // times the number of ejections
+  Duration max_ejection_time = std::chrono::seconds(300);
+  uint32_t max_ejection_percent = 10;  // at least one host may always be ejected
+  Mark mark;
+};
+
+struct RetryBudgetConfig {
+  double percent = 20;                  // active retries <= percent of active requests
+  uint32_t min_retry_concurrency = 3;   // ... or this many, whichever is larger
+};
+
+// Process-wide limits per cluster; overflow is answered 503 UO at once.
+struct CircuitBreakersConfig {
+  uint32_t max_connections = 1024;
+  uint32_t max_pending_requests = 1024;  // requests waiting for a connection
+  uint32_t max_requests = 1024;          // requests in flight
+  uint32_t max_retries = 3;              // retries in flight (ignored when retry_budget is set)
+  std::optional<RetryBudgetConfig> retry_budget;
+  Mark mark;
 };
 
 struct ClusterConfig {
@@ -191,6 +262,16 @@ struct ClusterConfig {
   Mark name_mark;
   std::vector<EndpointConfig> endpoints;
   LbPolicy lb_policy = LbPolicy::kRoundRobin;
+  HashOnConfig hash_on;                 // ring_hash / maglev key
+  uint32_t ring_size = 1024;            // ring_hash: minimum ring entries
+  uint32_t least_request_choices = 2;   // least_request: hosts compared per pick
+  Duration slow_start{0};               // weight ramp for new/recovered hosts; 0 = off
+  uint32_t panic_threshold = 0;         // percent healthy below which all hosts are used; 0 = off
+  Duration dns_refresh = std::chrono::seconds(5);
+  std::vector<Address> dns_resolvers;   // empty = the system's (/etc/resolv.conf)
+  std::optional<HealthCheckConfig> health_check;
+  std::optional<OutlierDetectionConfig> outlier_detection;
+  CircuitBreakersConfig circuit_breakers;
   Duration connect_timeout = std::chrono::seconds(1);
   int send_proxy_protocol = 0;  // 0 = off, 1 = v1, 2 = v2
   std::string protocol = "http1";

@@ -1,10 +1,11 @@
-// Parsers for scalar config values: durations, addresses, log levels.
+// Parsers for scalar config values: durations, addresses (IP literals and DNS names), log levels.
 #include "config/values.h"
 
 #include <arpa/inet.h>
 
 #include <array>
 #include <cstdint>
+#include <cstdio>
 #include <limits>
 
 namespace ferry::config {
@@ -42,6 +43,23 @@ bool parseDigits(std::string_view s, int64_t* out) {
   }
   *out = v;
   return true;
+}
+
+std::optional<uint16_t> parsePort(std::string_view port, std::string* why) {
+  if (port.empty()) {
+    setWhy(why, "missing port");
+    return std::nullopt;
+  }
+  if (!allDigits(port)) {
+    setWhy(why, "port must be a decimal number");
+    return std::nullopt;
+  }
+  int64_t p = 0;
+  if (!parseDigits(port, &p) || p > 65535) {
+    setWhy(why, "port out of range (0-65535)");
+    return std::nullopt;
+  }
+  return static_cast<uint16_t>(p);
 }
 
 }  // namespace
@@ -138,21 +156,92 @@ std::optional<Address> parseAddress(std::string_view text, std::string* why) {
     return std::nullopt;
   }
 
-  if (port.empty()) {
-    setWhy(why, "missing port");
-    return std::nullopt;
-  }
-  if (!allDigits(port)) {
-    setWhy(why, "port must be a decimal number");
-    return std::nullopt;
-  }
-  int64_t p = 0;
-  if (!parseDigits(port, &p) || p > 65535) {
-    setWhy(why, "port out of range (0-65535)");
-    return std::nullopt;
-  }
+  auto p = parsePort(port, why);
+  if (!p) return std::nullopt;
   addr.host = std::move(host_str);
-  addr.port = static_cast<uint16_t>(p);
+  addr.port = *p;
+  return addr;
+}
+
+std::optional<Address> parseAddressDefaultPort(std::string_view text, uint16_t default_port,
+                                               std::string* why) {
+  std::string full(text);
+  const std::string suffix = ":" + std::to_string(default_port);
+  if (!text.empty() && text.front() == '[' && text.back() == ']') {
+    full += suffix;  // "[v6]"
+  } else if (!text.empty() && text.find(':') == std::string_view::npos) {
+    full += suffix;  // "1.2.3.4"
+  } else if (!text.empty() && text.front() != '[' &&
+             text.find(':') != text.rfind(':')) {  // a bare "v6" (two colons or more)
+    std::array<unsigned char, 16> buf{};
+    if (inet_pton(AF_INET6, full.c_str(), buf.data()) == 1) full = "[" + full + "]" + suffix;
+  }
+  auto a = parseAddress(full, why);
+  if (a) a->text = std::string(text);
+  return a;
+}
+
+std::string dnsNameProblem(std::string_view name) {
+  const std::string q = "host name '" + std::string(name) + "'";
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || isDigit(c) || c == '-' ||
+              c == '.';
+    if (ok) continue;
+    auto u = static_cast<unsigned char>(c);
+    std::string shown;
+    if (u > 0x20 && u < 0x7f) {
+      shown = std::string("'") + c + "'";
+    } else {
+      char hex[8];
+      std::snprintf(hex, sizeof(hex), "0x%02x", u);
+      shown = hex;
+    }
+    return q + " has a bad character " + shown + " (use letters, digits, '-' and '.')";
+  }
+  if (name.size() > 253) return "host name is longer than 253 characters";
+  size_t start = 0;
+  while (true) {
+    size_t dot = name.find('.', start);
+    std::string_view label =
+        name.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+    if (label.empty()) return q + " has an empty label (check the dots)";
+    if (label.size() > 63) return q + " has a label longer than 63 characters";
+    if (label.front() == '-' || label.back() == '-')
+      return q + " has a label that starts or ends with '-'";
+    if (dot == std::string_view::npos) break;
+    start = dot + 1;
+  }
+  return "";
+}
+
+std::optional<Address> parseEndpointAddress(std::string_view text, std::string* hostname,
+                                            std::string* why) {
+  if (hostname != nullptr) hostname->clear();
+  if (text.empty() || text.front() == '[') return parseAddress(text, why);
+  size_t colon = text.rfind(':');
+  std::string_view host = colon == std::string_view::npos ? text : text.substr(0, colon);
+  // An empty host, an unbracketed IPv6 address or digits and dots: the IP parser's reasons.
+  bool ip_like = host.empty() || host.find(':') != std::string_view::npos ||
+                 host.find_first_not_of("0123456789.") == std::string_view::npos;
+  if (ip_like) return parseAddress(text, why);
+  if (std::string problem = dnsNameProblem(host); !problem.empty()) {
+    setWhy(why, problem);
+    return std::nullopt;
+  }
+  if (colon == std::string_view::npos) {
+    setWhy(why, "missing port (use host:port)");
+    return std::nullopt;
+  }
+  auto port = parsePort(text.substr(colon + 1), why);
+  if (!port) return std::nullopt;
+  Address addr;
+  addr.text = std::string(text);
+  addr.port = *port;
+  if (hostname != nullptr) {
+    hostname->assign(host);
+    for (char& c : *hostname)
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
   return addr;
 }
 

@@ -11,6 +11,7 @@
 #include <ctime>
 #include <fstream>
 #include <sstream>
+#include <random>
 #include <thread>
 
 #include "config/render.h"
@@ -22,6 +23,7 @@
 #include "core/net/socket_util.h"
 #include "core/stats.h"
 #include "core/upstream/cluster.h"
+#include "core/upstream/cluster_manager.h"
 #include "core/upstream/http_pool.h"
 #include "filters/registry.h"
 #include "proxy/admin/admin.h"
@@ -76,6 +78,7 @@ struct Server::Impl {
   std::shared_ptr<const config::Snapshot> snapshot;
   std::vector<std::unique_ptr<core::Worker>> workers;
   std::vector<std::unique_ptr<WorkerRuntime>> runtimes;  // index = worker - 1; touched only on its worker
+  std::unique_ptr<core::upstream::ClusterManager> cluster_manager;  // after workers: stopped first
   std::unique_ptr<AdminServer> admin;
   std::string admin_token;  // from admin.token_file; empty = no token required
   std::unique_ptr<asio::signal_set> signals;
@@ -206,29 +209,7 @@ void Server::Impl::installAdminHandlers() {
   }));
 }
 
-std::string Server::Impl::clustersJson() const {
-  std::string out = "{\"clusters\":[";
-  for (size_t i = 0; i < snapshot->clusters.size(); ++i) {
-    const auto& c = *snapshot->clusters[i];
-    if (i) out += ",";
-    out += "{\"name\":" + jsonString(c.name()) + ",\"lb_policy\":\"round_robin\",";
-    out += "\"connect_timeout\":\"" + config::formatDuration(c.connectTimeout()) + "\",";
-    out += "\"connections_active\":" + std::to_string(stats->value(c.stats().cx_active)) + ",";
-    out += "\"connect_failures\":" + std::to_string(stats->value(c.stats().connect_failures)) + ",";
-    out += "\"endpoints\":[";
-    for (size_t j = 0; j < c.hosts().size(); ++j) {
-      const auto& h = c.hosts()[j];
-      if (j) out += ",";
-      out += "{\"address\":" + jsonString(h.address) + ",\"weight\":" + std::to_string(h.weight) +
-             ",\"health\":\"healthy\",\"connections_total\":" + std::to_string(stats->value(h.cx_total)) +
-             ",\"connections_active\":" + std::to_string(stats->value(h.cx_active)) +
-             ",\"connect_failures\":" + std::to_string(stats->value(h.connect_failures)) + "}";
-    }
-    out += "]}";
-  }
-  out += "]}\n";
-  return out;
-}
+std::string Server::Impl::clustersJson() const { return cluster_manager->json(); }
 
 std::string Server::Impl::configJson() const {
   std::string out = "{\"version\":" + std::to_string(snapshot->version) + ",\"hash\":\"" + snapshot->hash +
@@ -327,6 +308,7 @@ void Server::Impl::finish() {
     });
   }
   for (auto& w : workers) w->join();
+  if (cluster_manager) cluster_manager->stop();
   if (admin) admin->stop();
   if (signals) {
     boost::system::error_code ec;
@@ -348,6 +330,7 @@ int Server::run() {
     return 1;
   }
   for (unsigned i = 0; i < n; ++i) s.workers.push_back(std::make_unique<core::Worker>(i + 1, s.stats->shard(i + 1)));
+  s.cluster_manager = std::make_unique<core::upstream::ClusterManager>(s.io, s.snapshot->clusters, *s.stats);
 
   // Signals first, so a SIGTERM during startup is not lost.
   s.signals = std::make_unique<asio::signal_set>(s.io, SIGINT, SIGTERM, SIGHUP);
@@ -373,7 +356,9 @@ int Server::run() {
     rt->ctx.stats = &w->stats();
     rt->ctx.acct = core::net::BufferAccounting{&w->stats(), s.snapshot->buffered_bytes};
     rt->ctx.worker_index = i + 1;
-    rt->lb = std::make_unique<core::upstream::ClusterLb>(s.snapshot->clusters.size());
+    rt->lb = std::make_unique<core::upstream::ClusterLb>(s.snapshot->clusters.size(),
+                                                          std::random_device{}() * 0x9E3779B97F4A7C15ULL + i);
+    for (size_t c = 0; c < s.snapshot->clusters.size(); ++c) rt->lb->setState(c, s.cluster_manager->state(c));
     rt->ctx.lb = rt->lb.get();
     rt->pools = std::make_unique<core::upstream::PoolManager>(rt->ctx);
     rt->ctx.pools = rt->pools.get();
@@ -393,6 +378,13 @@ int Server::run() {
     });
     s.workers[i]->start();
   }
+  // From now on a cluster's new table goes to every worker; each installs it on its own thread.
+  s.cluster_manager->start([&s](size_t cluster, std::shared_ptr<const core::upstream::LbState> state) {
+    for (size_t i = 0; i < s.workers.size(); ++i) {
+      core::upstream::ClusterLb* lb = s.runtimes[i]->lb.get();
+      s.workers[i]->post([lb, cluster, state] { lb->setState(cluster, state); });
+    }
+  });
   s.ready = true;
   s.started_ms = s.snapshot->loaded_at_ms;
   FERRY_LOG(kInfo, "ferry ", FERRY_VERSION, " started: ", n, " worker", n == 1 ? "" : "s", ", ",

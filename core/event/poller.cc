@@ -122,6 +122,15 @@ void Poller::wait(int timeout_ms) {
 void Poller::dispatchEvents(int n) {
   state_->count = std::max(n, 0);
   dispatching_ = true;
+  if (first_ != nullptr) {
+    for (int i = 0; i < state_->count; ++i) {
+      if (state_->events[i].data.ptr != first_) continue;
+      state_->events[i].data.ptr = nullptr;
+      first_->onPollEvents(state_->events[i].events);
+      if (!deferred_.empty()) runDeferred();
+      break;
+    }
+  }
   for (state_->next = 0; state_->next < state_->count;) {
     const epoll_event ev = state_->events[state_->next++];
     if (auto* h = static_cast<PollHandler*>(ev.data.ptr)) h->onPollEvents(ev.events);

@@ -60,6 +60,10 @@ class Poller {
   // For a loop that blocks by itself (the Worker) instead of in io_context::run(): the
   // Poller's fd is no longer waited on through Asio; the loop calls wait() instead.
   void driveExternally();
+  // Events of `handler` are dispatched before every other event of a batch (the worker's
+  // wakeup: work posted by other threads, such as a new LB table, runs before the I/O that
+  // became ready at the same time).
+  void dispatchFirst(PollHandler* handler) { first_ = handler; }
   // Waits up to `timeout_ms` (-1: no limit, 0: just look) and dispatches what is ready.
   void wait(int timeout_ms);
 
@@ -74,6 +78,7 @@ class Poller {
 
   State* state_;
   bool dispatching_ = false;
+  PollHandler* first_ = nullptr;
   bool external_ = false;
   std::vector<DeferredAction*> deferred_;
 };

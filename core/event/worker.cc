@@ -33,7 +33,12 @@ struct Wakeup final : PollHandler {
     uint64_t n;
     while (::read(fd, &n, sizeof n) > 0) {
     }
+    // Another thread posted work: run it before the rest of this batch's I/O (the Poller
+    // dispatches this handler first), so e.g. a new LB table applies to the requests that
+    // arrived with it.
+    if (io != nullptr) io->poll();
   }
+  asio::io_context* io = nullptr;
 };
 
 struct Worker::Impl {
@@ -75,6 +80,8 @@ void Worker::start() {
 void Worker::run() {
   asio::io_context& io = impl_->io;
   Poller& poller = Poller::of(io);
+  impl_->wakeup.io = &io;
+  poller.dispatchFirst(&impl_->wakeup);
   if (!poller.add(impl_->wakeup.fd, &impl_->wakeup)) throw std::runtime_error("cannot watch the wakeup eventfd");
   for (;;) {
     io.poll();  // posted work, including work posted by the handlers it runs

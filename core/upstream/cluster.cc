@@ -1,61 +1,169 @@
 #include "core/upstream/cluster.h"
 
-#include "core/net/socket_util.h"
+#include <algorithm>
 
 namespace ferry::core::upstream {
 
 Cluster::Cluster(const config::ClusterConfig& cfg, size_t index, StatsStore& stats)
-    : name_(cfg.name),
-      index_(index),
-      connect_timeout_(cfg.connect_timeout),
-      send_proxy_protocol_(cfg.send_proxy_protocol),
-      max_requests_per_connection_(cfg.max_requests_per_connection),
-      max_idle_connections_(cfg.max_idle_connections),
-      pool_idle_timeout_(cfg.idle_timeout) {
+    : cfg_(cfg), name_(cfg.name), index_(index) {
   const std::vector<std::pair<std::string, std::string>> labels = {{"cluster", name_}};
-  stats_.cx_total = stats.counter("ferry_upstream_connections_total", labels, "Upstream connections opened.");
-  stats_.cx_active = stats.gauge("ferry_upstream_connections_active", labels, "Open upstream connections.");
-  stats_.connect_failures = stats.counter("ferry_upstream_connect_failures_total", labels,
-                                          "Upstream connects refused, failed or timed out.");
-  stats_.bytes_sent = stats.counter("ferry_upstream_bytes_sent_total", labels, "Bytes sent to upstreams.");
-  stats_.bytes_received =
-      stats.counter("ferry_upstream_bytes_received_total", labels, "Bytes received from upstreams.");
-  // No active health checking yet: every endpoint counts as healthy. Set on the main thread's
-  // shard (this runs there, at snapshot build).
-  StatHandle healthy = stats.gauge("ferry_cluster_endpoints_healthy", labels, "Healthy endpoints per cluster.");
-  stats.shard(0).add(healthy, static_cast<int64_t>(cfg.endpoints.size()) - stats.shard(0).get(healthy));
+  auto counter = [&](const char* name, const char* help) { return stats.counter(name, labels, help); };
+  auto gauge = [&](const char* name, const char* help) { return stats.gauge(name, labels, help); };
+  stats_.cx_total = counter("ferry_upstream_connections_total", "Upstream connections opened.");
+  stats_.cx_active = gauge("ferry_upstream_connections_active", "Open upstream connections.");
+  stats_.connect_failures =
+      counter("ferry_upstream_connect_failures_total", "Upstream connects refused, failed or timed out.");
+  stats_.bytes_sent = counter("ferry_upstream_bytes_sent_total", "Bytes sent to upstreams.");
+  stats_.bytes_received = counter("ferry_upstream_bytes_received_total", "Bytes received from upstreams.");
   for (int cls = 1; cls <= 5; ++cls)
     stats_.rq_by_class[cls] = stats.counter("ferry_upstream_requests_total",
                                             {{"cluster", name_}, {"code", std::to_string(cls) + "xx"}},
                                             "Upstream HTTP responses by status class.");
-  for (const auto& ep : cfg.endpoints) {
-    Host h;
-    net::makeSockaddr(ep.address.host, ep.address.port, &h.addr);
-    h.address = net::formatSockaddr(h.addr);
-    h.weight = ep.weight == 0 ? 1 : ep.weight;
-    const std::vector<std::pair<std::string, std::string>> hl = {{"cluster", name_}, {"endpoint", h.address}};
-    h.cx_total = stats.counter("ferry_upstream_endpoint_connections_total", hl, "Connections per endpoint.");
-    h.cx_active = stats.gauge("ferry_upstream_endpoint_connections_active", hl, "Open connections per endpoint.");
-    h.connect_failures =
-        stats.counter("ferry_upstream_endpoint_connect_failures_total", hl, "Connect failures per endpoint.");
-    hosts_.push_back(h);
-  }
+  stats_.rq_active = gauge("ferry_upstream_requests_active", "Requests in flight to the cluster.");
+  stats_.rq_retry = counter("ferry_upstream_retries_total", "Retries sent.");
+  stats_.rq_retry_overflow =
+      counter("ferry_upstream_retry_overflow_total", "Retries not sent: max_retries or the retry budget.");
+  stats_.rq_per_try_timeout = counter("ferry_upstream_per_try_timeouts_total", "Attempts ended by per_try_timeout.");
+  const char* kOverflowHelp = "Requests refused at once by a circuit breaker (503 UO).";
+  stats_.overflow_connections = stats.counter("ferry_upstream_circuit_breaker_overflow_total",
+                                              {{"cluster", name_}, {"breaker", "max_connections"}}, kOverflowHelp);
+  stats_.overflow_pending = stats.counter("ferry_upstream_circuit_breaker_overflow_total",
+                                          {{"cluster", name_}, {"breaker", "max_pending_requests"}}, kOverflowHelp);
+  stats_.overflow_requests = stats.counter("ferry_upstream_circuit_breaker_overflow_total",
+                                           {{"cluster", name_}, {"breaker", "max_requests"}}, kOverflowHelp);
+  stats_.no_healthy = counter("ferry_upstream_no_healthy_total", "Requests answered 503 UH: no usable endpoint.");
+  stats_.healthy = gauge("ferry_cluster_endpoints_healthy", "Usable endpoints per cluster (healthy, not ejected).");
+  stats_.ejected = gauge("ferry_cluster_endpoints_ejected", "Endpoints ejected by outlier detection.");
+  stats_.ejections = counter("ferry_cluster_outlier_ejections_total", "Outlier-detection ejections.");
+  stats_.hc_success = stats.counter("ferry_cluster_health_checks_total", {{"cluster", name_}, {"result", "success"}},
+                                    "Active health checks by result.");
+  stats_.hc_failure = stats.counter("ferry_cluster_health_checks_total", {{"cluster", name_}, {"result", "failure"}},
+                                    "Active health checks by result.");
+  stats_.health_transitions =
+      counter("ferry_cluster_health_transitions_total", "Endpoints turning healthy or unhealthy (active checks).");
+  stats_.dns_success = stats.counter("ferry_cluster_dns_resolutions_total", {{"cluster", name_}, {"result", "success"}},
+                                     "DNS resolutions of the cluster's hostnames by result.");
+  stats_.dns_failure = stats.counter("ferry_cluster_dns_resolutions_total", {{"cluster", name_}, {"result", "failure"}},
+                                     "DNS resolutions of the cluster's hostnames by result.");
+  stats_.panic = counter("ferry_cluster_panic_requests_total",
+                         "Requests balanced over all endpoints because health fell below panic_threshold.");
 }
 
-size_t ClusterLb::pickRoundRobin(const Cluster& cluster) {
-  const auto& hosts = cluster.hosts();
-  if (hosts.size() == 1) return 0;
-  auto& cur = rr_[cluster.index()];
-  if (cur.size() != hosts.size()) cur.assign(hosts.size(), 0);
-  int64_t total = 0;
-  size_t best = 0;
-  for (size_t i = 0; i < hosts.size(); ++i) {
-    cur[i] += hosts[i].weight;
-    total += hosts[i].weight;
-    if (cur[i] > cur[best]) best = i;
+bool Cluster::tryAcquireRetry() const {
+  const auto& cb = cfg_.circuit_breakers;
+  if (!cb.retry_budget) return tryAcquire(retries_, cb.max_retries);
+  // Budget: active retries at most percent% of active requests, or min_retry_concurrency.
+  int64_t active = rq_active_.load(std::memory_order_relaxed);
+  auto allowed = static_cast<int64_t>(static_cast<double>(active) * cb.retry_budget->percent / 100.0);
+  allowed = std::max<int64_t>(allowed, cb.retry_budget->min_retry_concurrency);
+  if (retries_.fetch_add(1, std::memory_order_relaxed) >= allowed) {
+    retries_.fetch_sub(1, std::memory_order_relaxed);
+    return false;
   }
-  cur[best] -= total;
-  return best;
+  return true;
+}
+
+void Cluster::reportResult(const Host& host, UpstreamResult result) const {
+  if (!cfg_.outlier_detection || sink_ == nullptr) return;
+  const auto& od = *cfg_.outlier_detection;
+  switch (result) {
+    case UpstreamResult::kSuccess:
+      // Plain loads first: the common case writes nothing, so healthy hosts' cache lines
+      // stay shared between workers.
+      if (host.consecutive_5xx.load(std::memory_order_relaxed) != 0)
+        host.consecutive_5xx.store(0, std::memory_order_relaxed);
+      if (host.consecutive_gateway.load(std::memory_order_relaxed) != 0)
+        host.consecutive_gateway.store(0, std::memory_order_relaxed);
+      return;
+    case UpstreamResult::k5xx:
+      if (host.consecutive_gateway.load(std::memory_order_relaxed) != 0)
+        host.consecutive_gateway.store(0, std::memory_order_relaxed);
+      break;
+    case UpstreamResult::kGatewayError:
+    case UpstreamResult::kLocalOriginFailure:
+      // Exactly at the threshold: one report per run of failures.
+      if (od.consecutive_gateway_failure > 0 &&
+          host.consecutive_gateway.fetch_add(1, std::memory_order_relaxed) + 1 == od.consecutive_gateway_failure)
+        sink_->onOutlier(index_, host.id, true);
+      break;
+  }
+  if (od.consecutive_5xx > 0 &&
+      host.consecutive_5xx.fetch_add(1, std::memory_order_relaxed) + 1 == od.consecutive_5xx)
+    sink_->onOutlier(index_, host.id, false);
+}
+
+ClusterLb::ClusterLb(size_t clusters, uint64_t seed) : slots_(clusters), rng_(seed) {}
+
+void ClusterLb::setState(size_t cluster_index, std::shared_ptr<const LbState> state) {
+  if (cluster_index >= slots_.size()) slots_.resize(cluster_index + 1);
+  auto& slot = slots_[cluster_index];
+  slot.rr.assign(state ? state->levels.size() : 0, {});
+  slot.state = std::move(state);
+}
+
+size_t ClusterLb::pickInLevel(const Cluster& cluster, size_t level_index, const PickContext& ctx) {
+  const LbLevel& level = slots_[cluster.index()].state->levels[level_index];
+  const size_t n = level.hosts.size();
+  if (n == 1) return 0;
+  switch (cluster.lbPolicy()) {
+    case config::LbPolicy::kRoundRobin:
+      return lb::pickSmoothWrr(level.weighted, slots_[cluster.index()].rr[level_index]);
+    case config::LbPolicy::kLeastRequest:
+      return lb::pickLeastRequest(level.weighted, level.random, level.equal_weights,
+                                  cluster.config().least_request_choices, rng_, [&level](size_t i) {
+                                    return level.hosts[i]->rq_active.load(std::memory_order_relaxed);
+                                  });
+    case config::LbPolicy::kRandom:
+      return level.equal_weights ? rng_.below(n) : level.random.pick(rng_.next());
+    case config::LbPolicy::kRingHash:
+      if (!ctx.hash) return level.equal_weights ? rng_.below(n) : level.random.pick(rng_.next());
+      if (level.has_full) {
+        int32_t i = level.full_to_usable[level.full_ring.pick(*ctx.hash)];
+        if (i >= 0) return static_cast<size_t>(i);
+      }
+      return level.ring.pick(*ctx.hash);
+    case config::LbPolicy::kMaglev:
+      if (!ctx.hash) return level.equal_weights ? rng_.below(n) : level.random.pick(rng_.next());
+      if (level.has_full) {
+        int32_t i = level.full_to_usable[level.full_maglev.pick(*ctx.hash)];
+        if (i >= 0) return static_cast<size_t>(i);
+      }
+      return level.maglev.pick(*ctx.hash);
+  }
+  return 0;
+}
+
+const HostPtr* ClusterLb::pick(const Cluster& cluster, const PickContext& ctx) {
+  if (cluster.index() >= slots_.size()) return nullptr;
+  const LbState* st = slots_[cluster.index()].state.get();
+  if (st == nullptr || st->levels.empty()) return nullptr;
+  size_t level = 0;
+  if (st->levels.size() > 1) {
+    // Priority load: level i takes load[i] percent of the requests.
+    uint64_t r = rng_.below(100);
+    uint64_t acc = 0;
+    for (level = 0; level + 1 < st->levels.size(); ++level) {
+      acc += st->load[level];
+      if (r < acc) break;
+    }
+  }
+  size_t i = pickInLevel(cluster, level, ctx);
+  const LbLevel* lv = &st->levels[level];
+  if (ctx.avoid != nullptr && lv->hosts[i].get() == ctx.avoid) {
+    // A retry: prefer another host. Hash policies re-hash the key; the others pick again.
+    PickContext again = ctx;
+    for (uint64_t attempt = 1; attempt <= 3 && lv->hosts[i].get() == ctx.avoid; ++attempt) {
+      if (again.hash) again.hash = lb::hash64(std::string_view(reinterpret_cast<const char*>(&*ctx.hash), 8), attempt);
+      if (lv->hosts.size() > 1) {
+        i = pickInLevel(cluster, level, again);
+      } else if (st->levels.size() > 1) {
+        level = (level + 1) % st->levels.size();
+        lv = &st->levels[level];
+        i = pickInLevel(cluster, level, again);
+      }
+    }
+  }
+  return &lv->hosts[i];
 }
 
 }  // namespace ferry::core::upstream

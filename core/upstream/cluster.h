@@ -1,28 +1,62 @@
-// Cluster: an immutable set of upstream hosts with their settings and stat handles, built
-// once per config snapshot and shared read-only by all workers. ClusterLb holds the
-// worker-local picking state (smooth weighted round robin), so picking takes no lock.
+// Upstream clusters as the data path sees them.
+//
+// - Host: one endpoint (address, weight, priority). Made on the main thread (at startup or when
+//   DNS finds a new address) and shared by pointer; its process-wide counters (requests in
+//   flight, consecutive failures for outlier detection) are relaxed atomics any worker updates.
+// - Cluster: the immutable settings of one cluster plus its process-wide circuit-breaker
+//   counters (relaxed atomics, ARCHITECTURE.md allows them for limits).
+// - LbState: an immutable selection table (per priority level: the usable hosts and the tables
+//   of the cluster's policy, plus the priority load). The ClusterManager rebuilds it on the main
+//   thread when hosts, health or weights change and posts it to every worker.
+// - ClusterLb: a worker's copy of every cluster's LbState with its worker-local cursors (round
+//   robin state, RNG). Picking takes no lock and shares no written memory between workers.
 #pragma once
 
 #include <netinet/in.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "config/model.h"
 #include "core/stats.h"
+#include "core/upstream/lb.h"
 
 namespace ferry::core::upstream {
 
-struct Host {
-  sockaddr_storage addr{};
-  std::string address;  // as configured
-  uint32_t weight = 1;
+// What a finished upstream attempt tells outlier detection.
+enum class UpstreamResult { kSuccess, k5xx, kGatewayError, kLocalOriginFailure };
+
+struct HostStats {
   StatHandle cx_total;
   StatHandle cx_active;
   StatHandle connect_failures;
+  StatHandle rq_active;
+  StatHandle rq_by_class[6];  // [1..5]
+  StatHandle errors;          // connect failures, resets, timeouts, protocol errors
+  StatHandle healthy;         // gauge 1/0 (main thread's shard)
+  StatHandle ejections;
+  StatHandle hc_failures;
 };
+
+struct Host {
+  uint64_t id = 0;  // unique in the process
+  sockaddr_storage addr{};
+  std::string address;   // "ip:port"
+  std::string hostname;  // the DNS name it came from; empty for a configured IP
+  uint32_t weight = 1;
+  uint32_t priority = 0;
+  HostStats stats;
+  // Process-wide, written by any worker (relaxed).
+  mutable std::atomic<int64_t> rq_active{0};
+  mutable std::atomic<uint32_t> consecutive_5xx{0};
+  mutable std::atomic<uint32_t> consecutive_gateway{0};
+};
+using HostPtr = std::shared_ptr<const Host>;
 
 struct ClusterStats {
   StatHandle cx_total;
@@ -31,6 +65,31 @@ struct ClusterStats {
   StatHandle bytes_sent;      // toward the upstream
   StatHandle bytes_received;  // from the upstream
   StatHandle rq_by_class[6];  // [1..5]: HTTP responses from (or on behalf of) the cluster
+  StatHandle rq_active;
+  StatHandle rq_retry;
+  StatHandle rq_retry_overflow;  // retries refused by max_retries or the retry budget
+  StatHandle rq_per_try_timeout;
+  StatHandle overflow_connections;  // circuit breakers
+  StatHandle overflow_pending;
+  StatHandle overflow_requests;
+  StatHandle no_healthy;  // requests answered 503 UH
+  StatHandle healthy;     // gauge: usable endpoints (healthy, not ejected)
+  StatHandle ejected;     // gauge
+  StatHandle ejections;   // counter
+  StatHandle hc_success;
+  StatHandle hc_failure;
+  StatHandle health_transitions;
+  StatHandle dns_success;
+  StatHandle dns_failure;
+  StatHandle panic;  // requests balanced in panic mode
+};
+
+// Receives a worker's report that a host crossed an outlier-detection threshold. Implemented
+// by the ClusterManager, which moves the report to the main thread.
+class OutlierSink {
+ public:
+  virtual ~OutlierSink() = default;
+  virtual void onOutlier(size_t cluster_index, uint64_t host_id, bool gateway) const = 0;
 };
 
 class Cluster {
@@ -39,36 +98,112 @@ class Cluster {
 
   const std::string& name() const { return name_; }
   size_t index() const { return index_; }
-  const std::vector<Host>& hosts() const { return hosts_; }
-  std::chrono::milliseconds connectTimeout() const { return connect_timeout_; }
-  int sendProxyProtocol() const { return send_proxy_protocol_; }
-  uint32_t maxRequestsPerConnection() const { return max_requests_per_connection_; }
-  uint32_t maxIdleConnections() const { return max_idle_connections_; }
-  std::chrono::milliseconds poolIdleTimeout() const { return pool_idle_timeout_; }
+  const config::ClusterConfig& config() const { return cfg_; }
+  config::LbPolicy lbPolicy() const { return cfg_.lb_policy; }
+  std::chrono::milliseconds connectTimeout() const { return cfg_.connect_timeout; }
+  int sendProxyProtocol() const { return cfg_.send_proxy_protocol; }
+  uint32_t maxRequestsPerConnection() const { return cfg_.max_requests_per_connection; }
+  uint32_t maxIdleConnections() const { return cfg_.max_idle_connections; }
+  std::chrono::milliseconds poolIdleTimeout() const { return cfg_.idle_timeout; }
   const ClusterStats& stats() const { return stats_; }
+  bool usesHash() const {
+    return cfg_.lb_policy == config::LbPolicy::kRingHash || cfg_.lb_policy == config::LbPolicy::kMaglev;
+  }
+
+  // Circuit breakers: process-wide counts. tryAcquire* return false (and count nothing) when
+  // the limit is reached.
+  bool tryAcquireRequest() const { return tryAcquire(rq_active_, cfg_.circuit_breakers.max_requests); }
+  void releaseRequest() const { rq_active_.fetch_sub(1, std::memory_order_relaxed); }
+  bool tryAcquirePending() const { return tryAcquire(pending_, cfg_.circuit_breakers.max_pending_requests); }
+  void releasePending() const { pending_.fetch_sub(1, std::memory_order_relaxed); }
+  bool tryAcquireConnection() const { return tryAcquire(connections_, cfg_.circuit_breakers.max_connections); }
+  void releaseConnection() const { connections_.fetch_sub(1, std::memory_order_relaxed); }
+  // A retry: under max_retries, or under the retry budget when one is configured.
+  bool tryAcquireRetry() const;
+  void releaseRetry() const { retries_.fetch_sub(1, std::memory_order_relaxed); }
+  int64_t activeRequests() const { return rq_active_.load(std::memory_order_relaxed); }
+  int64_t activeRetries() const { return retries_.load(std::memory_order_relaxed); }
+  int64_t pendingRequests() const { return pending_.load(std::memory_order_relaxed); }
+  int64_t openConnections() const { return connections_.load(std::memory_order_relaxed); }
+
+  // Outlier detection: a worker reports the result of one attempt on a host.
+  void reportResult(const Host& host, UpstreamResult result) const;
+  // Set once, before workers start.
+  void setOutlierSink(const OutlierSink* sink) const { sink_ = sink; }
 
  private:
+  static bool tryAcquire(std::atomic<int64_t>& n, uint32_t limit) {
+    if (n.fetch_add(1, std::memory_order_relaxed) >= static_cast<int64_t>(limit)) {
+      n.fetch_sub(1, std::memory_order_relaxed);
+      return false;
+    }
+    return true;
+  }
+
+  config::ClusterConfig cfg_;
   std::string name_;
   size_t index_;
-  std::vector<Host> hosts_;
-  std::chrono::milliseconds connect_timeout_;
-  int send_proxy_protocol_;
-  uint32_t max_requests_per_connection_;
-  uint32_t max_idle_connections_;
-  std::chrono::milliseconds pool_idle_timeout_;
   ClusterStats stats_;
+  mutable const OutlierSink* sink_ = nullptr;
+  mutable std::atomic<int64_t> rq_active_{0};
+  mutable std::atomic<int64_t> pending_{0};
+  mutable std::atomic<int64_t> connections_{0};
+  mutable std::atomic<int64_t> retries_{0};
 };
 
-// Worker-local LB state for every cluster of one snapshot.
+// One priority level's usable hosts with the policy's tables.
+struct LbLevel {
+  uint32_t priority = 0;
+  std::vector<HostPtr> hosts;
+  std::vector<lb::WeightedHost> weighted;
+  bool equal_weights = true;
+  lb::WeightedRandom random;  // random, least_request (unequal weights)
+  lb::RingHash ring;          // ring_hash
+  lb::Maglev maglev;          // maglev
+  // Hash policies with some hosts of the level unusable: the table of every host of the level
+  // is tried first and a key landing on an unusable host falls back to the table above, so
+  // the keys of usable hosts never move when another host goes away.
+  bool has_full = false;
+  lb::RingHash full_ring;
+  lb::Maglev full_maglev;
+  std::vector<int32_t> full_to_usable;  // position in the full table -> in `hosts`, or -1
+};
+
+// Immutable; built by the ClusterManager, shared by the workers.
+struct LbState {
+  uint64_t version = 0;
+  std::vector<LbLevel> levels;  // levels that get traffic, in priority order
+  std::vector<uint32_t> load;   // percent per level, sums to 100 (empty: no usable host)
+  bool panic = false;           // below panic_threshold: every host is usable
+  size_t host_count = 0;        // all hosts, usable or not
+};
+
+// What a pick may use: a hash of the request's key (ring_hash/maglev) and a host to avoid (a
+// retry prefers another host).
+struct PickContext {
+  std::optional<uint64_t> hash;
+  const Host* avoid = nullptr;
+};
+
+// Worker-local LB state for every cluster.
 class ClusterLb {
  public:
-  explicit ClusterLb(size_t clusters) : rr_(clusters) {}
-  // Smooth weighted round robin (nginx's): spreads a host's turns evenly, no bursts.
-  // Returns an index into cluster.hosts(); the cluster must have at least one host.
-  size_t pickRoundRobin(const Cluster& cluster);
+  explicit ClusterLb(size_t clusters, uint64_t seed);
+  // Installs a new table for a cluster (on the worker's thread). Round-robin cursors restart.
+  void setState(size_t cluster_index, std::shared_ptr<const LbState> state);
+  const LbState* state(size_t cluster_index) const { return slots_[cluster_index].state.get(); }
+  // A host of the cluster, or null when none is usable (503 UH).
+  const HostPtr* pick(const Cluster& cluster, const PickContext& ctx);
+  lb::Rng& rng() { return rng_; }
 
  private:
-  std::vector<std::vector<int64_t>> rr_;  // per cluster, per host current weight
+  size_t pickInLevel(const Cluster& cluster, size_t level, const PickContext& ctx);
+  struct Slot {
+    std::shared_ptr<const LbState> state;
+    std::vector<std::vector<int64_t>> rr;  // per level
+  };
+  std::vector<Slot> slots_;
+  lb::Rng rng_;
 };
 
 }  // namespace ferry::core::upstream

@@ -96,8 +96,8 @@ void PooledConnection::onProtocolError(std::string_view detail) {
   if (user_) user_->onProtocolError(detail);
 }
 
-HttpPool::HttpPool(WorkerContext& ctx, std::shared_ptr<const Cluster> cluster, size_t host_index)
-    : ctx_(ctx), cluster_(std::move(cluster)), host_index_(host_index), graveyard_(*ctx.io) {}
+HttpPool::HttpPool(WorkerContext& ctx, std::shared_ptr<const Cluster> cluster, HostPtr host)
+    : ctx_(ctx), cluster_(std::move(cluster)), host_(std::move(host)), graveyard_(*ctx.io) {}
 
 HttpPool::~HttpPool() {
   idle_.clear();
@@ -120,18 +120,34 @@ uint64_t HttpPool::newStream(PoolCallbacks& cb) {
     return 0;
   }
   const Host& h = host();
+  // Circuit breakers: a request that needs a new connection waits for it as a pending
+  // request, and opens one of the cluster's connections.
+  if (!cluster_->tryAcquirePending()) {
+    ctx_.stats->inc(cluster_->stats().overflow_pending);
+    cb.onPoolFailure(PoolFailure::kOverflow, "max_pending_requests reached");
+    return 0;
+  }
+  if (!cluster_->tryAcquireConnection()) {
+    cluster_->releasePending();
+    ctx_.stats->inc(cluster_->stats().overflow_connections);
+    cb.onPoolFailure(PoolFailure::kOverflow, "max_connections reached");
+    return 0;
+  }
   auto conn = net::Connection::connect(*ctx_.io, h.addr, cluster_->connectTimeout(), ctx_.acct);
   if (!conn) {
+    cluster_->releasePending();
+    cluster_->releaseConnection();
     cb.onPoolFailure(PoolFailure::kConnectFailure, "cannot create a socket");
     return 0;
   }
   ctx_.stats->inc(cluster_->stats().cx_total);
   ctx_.stats->inc(cluster_->stats().cx_active);
-  ctx_.stats->inc(h.cx_total);
-  ctx_.stats->inc(h.cx_active);
+  ctx_.stats->inc(h.stats.cx_total);
+  ctx_.stats->inc(h.stats.cx_active);
   conns_.push_front(std::make_unique<PooledConnection>(*this, std::move(conn)));
   PooledConnection* c = conns_.front().get();
   c->self_ = conns_.begin();
+  c->pending_counted_ = true;
   uint64_t ticket = next_ticket_++;
   pending_.push_back(Pending{ticket, &cb, c});
   return ticket;
@@ -142,6 +158,7 @@ void HttpPool::cancel(uint64_t ticket) {
     if (it->ticket != ticket) continue;
     PooledConnection* c = it->conn;
     pending_.erase(it);
+    releasePendingSlot(*c);
     // Nobody waits for it any more: close it (HTTP/1 connections are cheap to redo).
     c->conn_->close(net::Connection::CloseType::kNoFlush);
     return;
@@ -153,17 +170,21 @@ void HttpPool::onConnected(PooledConnection& c) {
     if (it->conn != &c) continue;
     PoolCallbacks* cb = it->cb;
     pending_.erase(it);
+    releasePendingSlot(c);
     c.countRequest();
     cb->onPoolReady(c, false);
     return;
   }
   // Connected after its waiter went away: keep it as an idle connection.
+  releasePendingSlot(c);
   release(c, true);
 }
 
 void HttpPool::onConnectFailed(PooledConnection& c, bool timeout) {
   ctx_.stats->inc(cluster_->stats().connect_failures);
-  ctx_.stats->inc(host().connect_failures);
+  ctx_.stats->inc(host().stats.connect_failures);
+  ctx_.stats->inc(host().stats.errors);
+  releasePendingSlot(c);
   std::string reason = c.conn_->closeReason();
   for (auto it = pending_.begin(); it != pending_.end(); ++it) {
     if (it->conn != &c) continue;
@@ -210,7 +231,9 @@ void HttpPool::release(PooledConnection& c, bool reusable) {
 void HttpPool::destroy(PooledConnection& c) {
   if (c.self_ == conns_.end()) return;
   ctx_.stats->dec(cluster_->stats().cx_active);
-  ctx_.stats->dec(host().cx_active);
+  ctx_.stats->dec(host().stats.cx_active);
+  releasePendingSlot(c);
+  cluster_->releaseConnection();
   c.idle_timer_.reset();
   std::unique_ptr<PooledConnection> dying = std::move(*c.self_);
   conns_.erase(c.self_);
@@ -218,11 +241,17 @@ void HttpPool::destroy(PooledConnection& c) {
   graveyard_.add(std::move(dying));
 }
 
-HttpPool& PoolManager::pool(const std::shared_ptr<const Cluster>& cluster, size_t host_index) {
-  auto key = std::make_pair(cluster.get(), host_index);
+void HttpPool::releasePendingSlot(PooledConnection& c) {
+  if (!c.pending_counted_) return;
+  c.pending_counted_ = false;
+  cluster_->releasePending();
+}
+
+HttpPool& PoolManager::pool(const std::shared_ptr<const Cluster>& cluster, const HostPtr& host) {
+  const Host* key = host.get();
   auto it = pools_.find(key);
   if (it != pools_.end()) return *it->second;
-  auto p = std::make_unique<HttpPool>(ctx_, cluster, host_index);
+  auto p = std::make_unique<HttpPool>(ctx_, cluster, host);
   auto& ref = *p;
   pools_.emplace(key, std::move(p));
   return ref;

@@ -72,6 +72,7 @@ class PooledConnection : public net::ConnectionCallbacks, public http::http1::Cl
   uint32_t requests_ = 0;
   bool idle_ = false;
   bool connected_ = false;
+  bool pending_counted_ = false;  // holds one of the cluster's max_pending_requests
   std::unique_ptr<Timer> idle_timer_;
   std::list<std::unique_ptr<PooledConnection>>::iterator self_;
 };
@@ -90,7 +91,7 @@ class PoolCallbacks {
 // One (cluster, host) pool on one worker.
 class HttpPool {
  public:
-  HttpPool(WorkerContext& ctx, std::shared_ptr<const Cluster> cluster, size_t host_index);
+  HttpPool(WorkerContext& ctx, std::shared_ptr<const Cluster> cluster, HostPtr host);
   ~HttpPool();
 
   // Either calls cb.onPoolReady synchronously (an idle connection) and returns 0, or starts a
@@ -102,7 +103,7 @@ class HttpPool {
   void release(PooledConnection& conn, bool reusable);
 
   const Cluster& cluster() const { return *cluster_; }
-  const Host& host() const { return cluster_->hosts()[host_index_]; }
+  const Host& host() const { return *host_; }
   WorkerContext& ctx() { return ctx_; }
   size_t idleCount() const { return idle_.size(); }
 
@@ -117,10 +118,11 @@ class HttpPool {
   void onConnectFailed(PooledConnection& c, bool timeout);
   void onClosed(PooledConnection& c);
   void destroy(PooledConnection& c);
+  void releasePendingSlot(PooledConnection& c);
 
   WorkerContext& ctx_;
   std::shared_ptr<const Cluster> cluster_;
-  size_t host_index_;
+  HostPtr host_;  // keeps a host DNS removed alive while its connections finish
   std::list<std::unique_ptr<PooledConnection>> conns_;  // every live connection
   std::vector<PooledConnection*> idle_;                 // back = most recently used
   std::list<Pending> pending_;
@@ -128,15 +130,15 @@ class HttpPool {
   uint64_t next_ticket_ = 1;
 };
 
-// All pools of one worker, keyed by cluster name and host address.
+// All pools of one worker, keyed by host (a host belongs to one cluster).
 class PoolManager {
  public:
   explicit PoolManager(WorkerContext& ctx) : ctx_(ctx) {}
-  HttpPool& pool(const std::shared_ptr<const Cluster>& cluster, size_t host_index);
+  HttpPool& pool(const std::shared_ptr<const Cluster>& cluster, const HostPtr& host);
 
  private:
   WorkerContext& ctx_;
-  std::map<std::pair<const Cluster*, size_t>, std::unique_ptr<HttpPool>> pools_;
+  std::map<const Host*, std::unique_ptr<HttpPool>> pools_;
 };
 
 }  // namespace ferry::core::upstream

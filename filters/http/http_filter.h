@@ -79,6 +79,8 @@ class StreamCallbacks {
   // The matched route, or nullptr (no route: the router answers 404).
   virtual const config::RouteConfig* route() = 0;
   virtual StreamInfo& streamInfo() = 0;
+  // The client's IP as text (after PROXY protocol, before x-forwarded-for).
+  virtual const std::string& downstreamRemoteIp() = 0;
   // The snapshot this stream pinned when it started.
   virtual const config::Snapshot& snapshot() = 0;
 

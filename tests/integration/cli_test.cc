@@ -185,9 +185,9 @@ TEST_CASE("a missing config file exits 1 with a message naming it", "[cli]") {
 TEST_CASE("features not built yet are refused as not supported yet, with their position", "[cli]") {
   TempDir dir;
   // (HTTP listeners used to be refused here too; they are being built, so no longer.)
-  SECTION("health_check on a cluster") {
+  SECTION("protocol: http2 on a cluster") {
     const std::string path = dir.write(
-        "hc.yaml",
+        "h2.yaml",
         "listeners:\n"                                  // 1
         "  - name: tcp\n"                               // 2
         "    address: 127.0.0.1:0\n"                    // 3
@@ -195,7 +195,7 @@ TEST_CASE("features not built yet are refused as not supported yet, with their p
         "clusters:\n"                                   // 5
         "  - name: backend\n"                           // 6
         "    endpoints: [{address: 127.0.0.1:1}]\n"     // 7
-        "    health_check: {path: /healthz, interval: 5s}\n");  // 8
+        "    protocol: http2\n");                       // 8
     RunResult r = runFerry({"-c", path, "--validate"});
     INFO("stderr: " << r.err);
     CHECK(r.exit_code == 1);
@@ -204,7 +204,7 @@ TEST_CASE("features not built yet are refused as not supported yet, with their p
     auto e = parseErrorLine(lines[0]);
     REQUIRE(e);
     CHECK(e->line == 8);
-    CHECK(e->col == 5);
+    CHECK(e->col == 15);
     CHECK(e->message.find("not supported yet") != std::string::npos);
   }
   SECTION("tls on a tcp listener") {

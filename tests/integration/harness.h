@@ -227,7 +227,8 @@ class Received {
 class FakeUpstream {
  public:
   using Handler = std::function<void(int fd)>;
-  explicit FakeUpstream(Handler handler);
+  // Listens on ip:port (a loopback address; port 0 = an ephemeral one).
+  explicit FakeUpstream(Handler handler, const std::string& ip = "127.0.0.1", uint16_t port = 0);
   ~FakeUpstream();
   FakeUpstream(const FakeUpstream&) = delete;
   FakeUpstream& operator=(const FakeUpstream&) = delete;

@@ -287,7 +287,7 @@ struct FakeUpstream::Impl {
   }
 };
 
-FakeUpstream::FakeUpstream(Handler handler) : impl_(std::make_shared<Impl>()) {
+FakeUpstream::FakeUpstream(Handler handler, const std::string& ip, uint16_t port) : impl_(std::make_shared<Impl>()) {
   Impl& im = *impl_;
   im.handler = std::move(handler);
   im.listen_fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -296,7 +296,11 @@ FakeUpstream::FakeUpstream(Handler handler) : impl_(std::make_shared<Impl>()) {
   ::setsockopt(im.listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sa.sin_port = htons(port);
+  if (::inet_pton(AF_INET, ip.c_str(), &sa.sin_addr) != 1) {
+    closeFd(im.listen_fd);
+    throw HarnessError("FakeUpstream: not an IPv4 address: " + ip);
+  }
   socklen_t len = sizeof sa;
   if (::bind(im.listen_fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
       ::listen(im.listen_fd, 1024) != 0 ||

@@ -64,7 +64,8 @@ std::string HttpUpstream::response(int status, const std::string& body, const st
   return r;
 }
 
-HttpUpstream::HttpUpstream(Responder responder) : responder_(std::move(responder)) {
+HttpUpstream::HttpUpstream(Responder responder, const std::string& ip, uint16_t port)
+    : responder_(std::move(responder)) {
   if (!responder_) responder_ = [](const UpstreamRequest& r) { return ok("ok:" + r.target); };
   auto st = state_;
   server_ = std::make_unique<FakeUpstream>([this, st](int fd) {
@@ -74,7 +75,7 @@ HttpUpstream::HttpUpstream(Responder responder) : responder_(std::move(responder
       index = st->next_index++;
     }
     serve(fd, index);
-  });
+  }, ip, port);
 }
 
 void HttpUpstream::serve(int fd, int index) {

@@ -41,7 +41,7 @@ class HttpUpstream {
  public:
   using Responder = std::function<UpstreamAction(const UpstreamRequest&)>;
   // Default responder: 200 with body "ok:<target>" and content-length.
-  explicit HttpUpstream(Responder responder = nullptr);
+  explicit HttpUpstream(Responder responder = nullptr, const std::string& ip = "127.0.0.1", uint16_t port = 0);
 
   uint16_t port() const { return server_->port(); }
   size_t connections() const { return server_->accepted(); }

@@ -1,5 +1,8 @@
 #include "filters/http/router/router.h"
 
+#include <sys/uio.h>
+
+#include <algorithm>
 #include <optional>
 #include <random>
 
@@ -7,6 +10,7 @@
 #include "core/event/timer.h"
 #include "core/log.h"
 #include "core/router/route_table.h"
+#include "core/upstream/cluster.h"
 #include "core/upstream/http_pool.h"
 
 namespace ferry::filters::http {
@@ -15,6 +19,7 @@ namespace {
 using core::upstream::HttpPool;
 using core::upstream::PoolFailure;
 using core::upstream::PooledConnection;
+using core::upstream::UpstreamResult;
 
 constexpr size_t kBodyBufferLimit = 1024 * 1024;  // body held while the upstream connects
 
@@ -27,6 +32,61 @@ void applyHeaderOps(HeaderMap& h, const config::HeaderOpsConfig& ops) {
 uint64_t randomU64() {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   return rng();
+}
+
+// Appends a copy of `from` to `to` (bodies kept for a retry).
+void appendCopy(Buffer& to, const Buffer& from) {
+  iovec iov[64];
+  size_t n = from.gather(iov, 64);
+  size_t copied = 0;
+  for (size_t i = 0; i < n; ++i) {
+    to.add(iov[i].iov_base, iov[i].iov_len);
+    copied += iov[i].iov_len;
+  }
+  if (copied < from.length()) {  // more slices than one gather takes
+    std::string rest(from.length() - copied, '\0');
+    from.copyOut(copied, rest.size(), rest.data());
+    to.add(rest);
+  }
+}
+
+// RFC 9110 idempotent methods: safe to send twice.
+bool idempotent(const std::string& m) {
+  return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "PUT" || m == "DELETE" || m == "TRACE";
+}
+
+// The value of `name` in "a=1&b=2" (no percent-decoding: the key is hashed as sent).
+std::optional<std::string_view> queryParam(std::string_view target, std::string_view name) {
+  size_t q = target.find('?');
+  if (q == std::string_view::npos) return std::nullopt;
+  std::string_view rest = target.substr(q + 1);
+  while (!rest.empty()) {
+    size_t amp = rest.find('&');
+    std::string_view part = rest.substr(0, amp);
+    size_t eq = part.find('=');
+    if (part.substr(0, eq) == name) return eq == std::string_view::npos ? std::string_view() : part.substr(eq + 1);
+    if (amp == std::string_view::npos) break;
+    rest.remove_prefix(amp + 1);
+  }
+  return std::nullopt;
+}
+
+// The value of cookie `name` in the request's Cookie headers.
+std::optional<std::string_view> cookieValue(const HeaderMap& h, std::string_view name) {
+  for (const auto& e : h.entries()) {
+    if (e.name != "cookie") continue;
+    std::string_view rest = e.value;
+    while (!rest.empty()) {
+      size_t semi = rest.find(';');
+      std::string_view part = rest.substr(0, semi);
+      while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
+      size_t eq = part.find('=');
+      if (eq != std::string_view::npos && part.substr(0, eq) == name) return part.substr(eq + 1);
+      if (semi == std::string_view::npos) break;
+      rest.remove_prefix(semi + 1);
+    }
+  }
+  return std::nullopt;
 }
 
 // Splits "path?query" (already normalised by the connection manager).
@@ -76,24 +136,38 @@ class Router : public HttpFilter, public core::upstream::PoolCallbacks, public c
     auto& info = callbacks_->streamInfo();
     info.upstream_cluster = name;
     cluster_ = callbacks_->snapshot().clusterPtr(name);
-    if (!cluster_ || cluster_->hosts().empty()) {
+    if (!cluster_) {
       callbacks_->sendLocalReply(503, "no healthy upstream\n", ResponseFlag::kNoHealthyUpstream);
       return FilterStatus::kStop;
     }
+    auto& w = callbacks_->worker();
+    // Circuit breaker: requests in flight, process-wide.
+    if (!cluster_->tryAcquireRequest()) {
+      w.stats->inc(cluster_->stats().overflow_requests);
+      countUpstream(503);
+      callbacks_->sendLocalReply(503, "upstream overflow\n", ResponseFlag::kUpstreamOverflow);
+      return FilterStatus::kStop;
+    }
+    request_counted_ = true;
+    w.stats->inc(cluster_->stats().rq_active);
     if (action.prefix_rewrite) {
       auto [path, query] = splitQuery(h.path);
       h.path = rewritePath(route_->match, path, *action.prefix_rewrite) + query;
     }
     if (action.host_rewrite) h.authority = *action.host_rewrite;
     applyHeaderOps(h.headers, route_->request_headers);
-    auto& w = callbacks_->worker();
-    host_index_ = w.lb->pickRoundRobin(*cluster_);
-    info.upstream_host = cluster_->hosts()[host_index_].address;
+    if (action.retry) {
+      retry_ = &*action.retry;
+      retries_left_ = retry_->attempts;
+      retain_ = retries_left_ > 0;
+      idempotent_ = idempotent(h.method);
+    }
+    if (cluster_->usesHash()) hash_ = hashKey(h, action.hash_on ? *action.hash_on : cluster_->config().hash_on);
     if (action.timeout.count() > 0) {
       timeout_.emplace(*w.io, [this] { onTimeout(); });  // in place: no allocation per request
       timeout_->enable(action.timeout);
     }
-    startUpstream();
+    startAttempt();
     return FilterStatus::kStop;
   }
 
@@ -113,6 +187,7 @@ class Router : public HttpFilter, public core::upstream::PoolCallbacks, public c
     }
     if (upstream_ && headers_sent_) {
       if (!data.empty()) body_streamed_ = true;
+      retainBody(data);
       Buffer out;
       upstream_->codec().encodeData(data, end_stream, out);
       upstream_->write(out, false);
@@ -131,6 +206,7 @@ class Router : public HttpFilter, public core::upstream::PoolCallbacks, public c
   FilterStatus onRequestTrailers(HeaderMap& t) override {
     request_end_ = true;
     if (done_) return FilterStatus::kStop;
+    if (retain_) kept_trailers_ = t;
     if (upstream_ && headers_sent_) {
       Buffer out;
       upstream_->codec().encodeTrailers(t, out);
@@ -151,9 +227,17 @@ class Router : public HttpFilter, public core::upstream::PoolCallbacks, public c
     destroyed_ = true;
     done_ = true;
     timeout_.reset();
+    try_timeout_.reset();
+    backoff_.reset();
     if (ticket_ && pool_) pool_->cancel(ticket_);
     ticket_ = 0;
     releaseUpstream(false);
+    endAttempt();
+    if (request_counted_) {
+      request_counted_ = false;
+      cluster_->releaseRequest();
+      callbacks_->worker().stats->dec(cluster_->stats().rq_active);
+    }
   }
 
   // PoolCallbacks
@@ -167,18 +251,35 @@ class Router : public HttpFilter, public core::upstream::PoolCallbacks, public c
     reused_ = reused;
     c.attach(this);
     auto& h = callbacks_->requestHeaders();
-    bool end_now = request_end_ && body_.empty() && !trailers_;
     Buffer out;
-    c.codec().encodeHeaders(h, end_now, out);
-    headers_sent_ = true;
-    if (!body_.empty() || (body_end_ && !end_now)) {
+    if (attempts_ > 0 || stale_retry_) {
+      // A retry: everything of the request sent before goes out again, then what arrived
+      // while waiting.
+      Buffer body;
+      appendCopy(body, retained_);
       if (!body_.empty()) body_streamed_ = true;
-      c.codec().encodeData(body_, body_end_ && !trailers_, out);
-    }
-    if (trailers_) {
-      c.codec().encodeTrailers(*trailers_, out);
+      retainBody(body_);
+      body.move(body_);
+      if (trailers_ && !kept_trailers_) kept_trailers_ = std::move(trailers_);
       trailers_.reset();
+      const bool end_now = request_end_ && body.empty() && !kept_trailers_;
+      c.codec().encodeHeaders(h, end_now, out);
+      if (!body.empty()) c.codec().encodeData(body, request_end_ && !kept_trailers_, out);
+      if (kept_trailers_ && request_end_) c.codec().encodeTrailers(*kept_trailers_, out);
+    } else {
+      const bool end_now = request_end_ && body_.empty() && !trailers_;
+      c.codec().encodeHeaders(h, end_now, out);
+      if (!body_.empty() || (body_end_ && !end_now)) {
+        if (!body_.empty()) body_streamed_ = true;
+        retainBody(body_);
+        c.codec().encodeData(body_, body_end_ && !trailers_, out);
+      }
+      if (trailers_) {
+        c.codec().encodeTrailers(*trailers_, out);
+        trailers_.reset();
+      }
     }
+    headers_sent_ = true;
     if (request_end_) request_sent_ = true;
     c.write(out, false);
     if (held_downstream_) {
@@ -191,18 +292,35 @@ class Router : public HttpFilter, public core::upstream::PoolCallbacks, public c
     ticket_ = 0;
     if (done_) return;
     FERRY_LOG(kDebug, "router: upstream ", callbacks_->streamInfo().upstream_host, ": ", core::log::sv(detail));
-    fail(503, reason == PoolFailure::kOverflow ? "upstream overflow\n" : "upstream connect error\n",
-         reason == PoolFailure::kOverflow ? ResponseFlag::kUpstreamOverflow : ResponseFlag::kUpstreamConnectFailure);
+    if (reason == PoolFailure::kOverflow) {
+      fail(503, "upstream overflow\n", ResponseFlag::kUpstreamOverflow);
+      return;
+    }
+    cluster_->reportResult(*host_, UpstreamResult::kLocalOriginFailure);
+    if (maybeRetry(RetryOn::kConnectFailure, 0)) return;
+    fail(503, "upstream connect error\n", ResponseFlag::kUpstreamConnectFailure);
   }
 
   // UpstreamStreamCallbacks
   void onResponseHeaders(core::http::ResponseHeadersPtr h, bool end_stream) override {
     if (done_) return;
+    const int status = h->status;
+    countUpstream(status);
+    countHost(status);
+    UpstreamResult result = UpstreamResult::kSuccess;
+    if (status == 502 || status == 503 || status == 504) {
+      result = UpstreamResult::kGatewayError;
+    } else if (status >= 500) {
+      result = UpstreamResult::k5xx;
+    }
+    cluster_->reportResult(*host_, result);
+    if (status != 101 && maybeRetry(RetryOn::kStatus, status)) return;
     if (timeout_) timeout_->disable();
+    if (try_timeout_) try_timeout_->disable();
+    releaseRetrySlot();
     response_started_ = true;
     applyHeaderOps(h->headers, route_->response_headers);
-    countUpstream(h->status);
-    if (h->status == 101) tunnel_ = true;
+    if (status == 101) tunnel_ = true;
     if (end_stream) finishUpstream();
     callbacks_->encodeHeaders(std::move(h), end_stream);
   }
@@ -230,12 +348,15 @@ class Router : public HttpFilter, public core::upstream::PoolCallbacks, public c
     if (done_) return;
     FERRY_LOG(kDebug, "router: malformed response from ", callbacks_->streamInfo().upstream_host, ": ",
               core::log::sv(detail));
+    callbacks_->worker().stats->inc(host_->stats.errors);
     releaseUpstream(false);
     if (response_started_) {
       done_ = true;
+      endAttempt();
       callbacks_->resetStream();
       return;
     }
+    cluster_->reportResult(*host_, UpstreamResult::k5xx);
     fail(502, "upstream protocol error\n", ResponseFlag::kUpstreamProtocolError);
   }
 
@@ -244,24 +365,31 @@ class Router : public HttpFilter, public core::upstream::PoolCallbacks, public c
     if (done_) return;
     if (tunnel_) {
       done_ = true;
+      endAttempt();
       Buffer none;
       callbacks_->encodeData(none, true);
       return;
     }
     if (!response_started_) {
       // A reused keep-alive connection the upstream closed just before our request: try
-      // once more on another connection, if nothing of a body went out.
-      if (reused_ && !retried_ && !body_streamed_ && request_end_) {
-        retried_ = true;
+      // once more on another connection, if nothing of a body went out. Not a retry: the
+      // request never reached the upstream's application.
+      if (reused_ && !stale_retry_ && (!body_streamed_ || retain_) && request_end_) {
+        stale_retry_ = true;
         headers_sent_ = false;
         request_sent_ = false;
-        startUpstream();
+        pool_ = &callbacks_->worker().pools->pool(cluster_, host_ptr_);
+        ticket_ = pool_->newStream(*this);
         return;
       }
+      callbacks_->worker().stats->inc(host_->stats.errors);
+      cluster_->reportResult(*host_, UpstreamResult::kGatewayError);
+      if (maybeRetry(RetryOn::kReset, 0)) return;
       fail(502, "upstream connection closed\n", ResponseFlag::kUpstreamConnectionClosed);
       return;
     }
     done_ = true;
+    endAttempt();
     callbacks_->resetStream();
   }
 
@@ -282,27 +410,184 @@ class Router : public HttpFilter, public core::upstream::PoolCallbacks, public c
       data.clear();
       return;
     }
-    if (end_stream) done_ = true;
+    if (end_stream) {
+      done_ = true;
+      endAttempt();
+    }
     callbacks_->encodeData(data, end_stream);
   }
 
  private:
-  void startUpstream() {
-    pool_ = &callbacks_->worker().pools->pool(cluster_, host_index_);
+  enum class RetryOn { kConnectFailure, kReset, kPerTryTimeout, kStatus };
+
+  // Picks a host (another one than the last try's when there is a choice) and asks its pool
+  // for a connection.
+  void startAttempt() {
+    auto& w = callbacks_->worker();
+    core::upstream::PickContext pc;
+    pc.hash = hash_;
+    pc.avoid = host_;
+    const core::upstream::HostPtr* hp = w.lb->pick(*cluster_, pc);
+    if (hp == nullptr) {
+      w.stats->inc(cluster_->stats().no_healthy);
+      fail(503, "no healthy upstream\n", ResponseFlag::kNoHealthyUpstream);
+      return;
+    }
+    if (const auto* st = w.lb->state(cluster_->index()); st != nullptr && st->panic)
+      w.stats->inc(cluster_->stats().panic);
+    host_ptr_ = *hp;
+    host_ = hp->get();
+    callbacks_->streamInfo().upstream_host = host_->address;
+    host_->rq_active.fetch_add(1, std::memory_order_relaxed);
+    w.stats->inc(host_->stats.rq_active);
+    attempt_active_ = true;
+    headers_sent_ = false;
+    request_sent_ = false;
+    reused_ = false;
+    stale_retry_ = false;
+    if (retry_ && retry_->per_try_timeout.count() > 0) {
+      if (!try_timeout_) try_timeout_.emplace(*w.io, [this] { onPerTryTimeout(); });
+      try_timeout_->enable(retry_->per_try_timeout);
+    }
+    pool_ = &w.pools->pool(cluster_, host_ptr_);
     ticket_ = pool_->newStream(*this);  // may call onPoolReady/onPoolFailure right here
+  }
+
+  // The current try is over (answered, failed or abandoned).
+  void endAttempt() {
+    releaseRetrySlot();  // also when the request ends during a backoff (no try active)
+    if (!attempt_active_) return;
+    attempt_active_ = false;
+    host_->rq_active.fetch_sub(1, std::memory_order_relaxed);
+    callbacks_->worker().stats->dec(host_->stats.rq_active);
+    if (try_timeout_) try_timeout_->disable();
+  }
+
+  void releaseRetrySlot() {
+    if (!retry_slot_) return;
+    retry_slot_ = false;
+    cluster_->releaseRetry();
+  }
+
+  // Keeps a copy of the request body for a retry while it stays within the limit.
+  void retainBody(const Buffer& data) {
+    if (!retain_) return;
+    if (retained_.length() + data.length() > retry_->buffer_limit_bytes) {
+      retain_ = false;  // too long to send again: no retry once any of it went out
+      retained_.clear();
+      return;
+    }
+    appendCopy(retained_, data);
+  }
+
+  // Decides whether this failure is retried; if so, ends the try and schedules the next.
+  bool maybeRetry(RetryOn why, int status) {
+    if (retry_ == nullptr || retries_left_ == 0 || done_ || response_started_ || tunnel_) return false;
+    if (body_streamed_ && !retain_) return false;
+    const auto& r = *retry_;
+    const bool any_error = r.on_5xx || r.on_gateway_error;
+    bool wanted = false;
+    switch (why) {
+      case RetryOn::kConnectFailure:
+        wanted = r.on_connect_failure || any_error;
+        break;
+      case RetryOn::kReset:
+        wanted = r.on_reset || any_error;
+        break;
+      case RetryOn::kPerTryTimeout:
+        wanted = r.on_reset || any_error;
+        break;
+      case RetryOn::kStatus:
+        wanted = (r.on_5xx && status >= 500 && status <= 599) ||
+                 (r.on_gateway_error && status >= 502 && status <= 504) || (r.on_retriable_4xx && status == 409) ||
+                 std::find(r.statuses.begin(), r.statuses.end(), status) != r.statuses.end();
+        break;
+    }
+    if (!wanted) return false;
+    // A request that is not idempotent may have been acted on: only a failed connect is
+    // known not to have reached the application.
+    if (why != RetryOn::kConnectFailure && !idempotent_ && !r.retry_non_idempotent) return false;
+    auto& w = callbacks_->worker();
+    releaseRetrySlot();
+    if (!cluster_->tryAcquireRetry()) {
+      w.stats->inc(cluster_->stats().rq_retry_overflow);
+      return false;
+    }
+    --retries_left_;
+    ++attempts_;
+    w.stats->inc(cluster_->stats().rq_retry);
+    if (ticket_ && pool_) pool_->cancel(ticket_);
+    ticket_ = 0;
+    releaseUpstream(false);
+    endAttempt();
+    retry_slot_ = true;  // held until the retry is answered
+    // Exponential backoff with full jitter: 0..min(max, base * 2^(n-1)).
+    int64_t cap = r.backoff_base.count() << std::min<uint32_t>(attempts_ - 1, 20);
+    cap = std::min<int64_t>(cap, r.backoff_max.count());
+    auto delay = std::chrono::milliseconds(static_cast<int64_t>(w.lb->rng().below(static_cast<uint64_t>(cap) + 1)));
+    FERRY_LOG(kDebug, "router: retry ", attempts_, " of ", callbacks_->streamInfo().upstream_cluster, " in ",
+              delay.count(), "ms");
+    if (!backoff_) backoff_.emplace(*w.io, [this] {
+      if (!done_) startAttempt();
+    });
+    backoff_->enable(delay);
+    return true;
+  }
+
+  std::optional<uint64_t> hashKey(const RequestHeaders& h, const config::HashOnConfig& on) {
+    using Kind = config::HashOnConfig::Kind;
+    std::optional<std::string_view> key;
+    switch (on.kind) {
+      case Kind::kNone:
+        return std::nullopt;
+      case Kind::kHeader:
+        if (on.name == "host") {
+          key = h.authority;
+        } else if (const std::string* v = h.headers.get(on.name)) {
+          key = *v;
+        }
+        break;
+      case Kind::kCookie:
+        key = cookieValue(h.headers, on.name);
+        break;
+      case Kind::kSourceIp:
+        key = callbacks_->downstreamRemoteIp();
+        break;
+      case Kind::kQuery:
+        key = queryParam(h.path, on.name);
+        break;
+    }
+    if (!key) return std::nullopt;  // no key: the pick is random
+    return core::upstream::lb::hash64(*key);
   }
 
   void onTimeout() {
     if (done_ || response_started_) return;
+    if (host_ != nullptr && attempt_active_) {
+      callbacks_->worker().stats->inc(host_->stats.errors);
+      cluster_->reportResult(*host_, UpstreamResult::kGatewayError);
+    }
+    fail(504, "upstream request timeout\n", ResponseFlag::kUpstreamTimeout);
+  }
+
+  void onPerTryTimeout() {
+    if (done_ || response_started_ || !attempt_active_) return;
+    auto& w = callbacks_->worker();
+    w.stats->inc(cluster_->stats().rq_per_try_timeout);
+    w.stats->inc(host_->stats.errors);
+    cluster_->reportResult(*host_, UpstreamResult::kGatewayError);
+    if (maybeRetry(RetryOn::kPerTryTimeout, 0)) return;
     fail(504, "upstream request timeout\n", ResponseFlag::kUpstreamTimeout);
   }
 
   void fail(int status, std::string_view body, ResponseFlag flag) {
     done_ = true;
     if (timeout_) timeout_->disable();
+    if (backoff_) backoff_->disable();
     if (ticket_ && pool_) pool_->cancel(ticket_);
     ticket_ = 0;
     releaseUpstream(false);
+    endAttempt();
     if (flag != ResponseFlag::kUpstreamTimeout && flag != ResponseFlag::kNoHealthyUpstream) countUpstream(status);
     callbacks_->sendLocalReply(status, body, flag);
   }
@@ -311,6 +596,7 @@ class Router : public HttpFilter, public core::upstream::PoolCallbacks, public c
     done_ = true;
     if (timeout_) timeout_->disable();
     releaseUpstream(request_sent_ && !tunnel_);
+    endAttempt();
   }
 
   void releaseUpstream(bool reusable) {
@@ -328,6 +614,11 @@ class Router : public HttpFilter, public core::upstream::PoolCallbacks, public c
     if (!cluster_) return;
     int cls = status / 100;
     if (cls >= 1 && cls <= 5) callbacks_->worker().stats->inc(cluster_->stats().rq_by_class[cls]);
+  }
+
+  void countHost(int status) {
+    int cls = status / 100;
+    if (cls >= 1 && cls <= 5) callbacks_->worker().stats->inc(host_->stats.rq_by_class[cls]);
   }
 
   void sendDirect(int status, const std::string& body, const std::string& location) {
@@ -364,14 +655,29 @@ class Router : public HttpFilter, public core::upstream::PoolCallbacks, public c
 
   const config::RouteConfig* route_ = nullptr;
   std::shared_ptr<const core::upstream::Cluster> cluster_;
-  size_t host_index_ = 0;
+  core::upstream::HostPtr host_ptr_;
+  const core::upstream::Host* host_ = nullptr;
   HttpPool* pool_ = nullptr;
   uint64_t ticket_ = 0;
   PooledConnection* upstream_ = nullptr;
-  std::optional<core::Timer> timeout_;
+  std::optional<core::Timer> timeout_;      // the route timeout, over all tries
+  std::optional<core::Timer> try_timeout_;  // per_try_timeout
+  std::optional<core::Timer> backoff_;      // until the next retry
   Buffer body_;
   bool body_end_ = false;
   std::optional<HeaderMap> trailers_;
+  // Retries.
+  const config::RetryConfig* retry_ = nullptr;
+  uint32_t retries_left_ = 0;
+  uint32_t attempts_ = 0;  // retries started
+  Buffer retained_;        // the request body sent so far, for a retry
+  std::optional<HeaderMap> kept_trailers_;
+  std::optional<uint64_t> hash_;
+  bool retain_ = false;
+  bool idempotent_ = true;
+  bool retry_slot_ = false;
+  bool attempt_active_ = false;
+  bool request_counted_ = false;
   bool request_end_ = false;
   bool request_sent_ = false;
   bool headers_sent_ = false;
@@ -379,7 +685,7 @@ class Router : public HttpFilter, public core::upstream::PoolCallbacks, public c
   bool done_ = false;
   bool destroyed_ = false;
   bool reused_ = false;
-  bool retried_ = false;
+  bool stale_retry_ = false;
   bool body_streamed_ = false;
   bool tunnel_ = false;
   bool held_downstream_ = false;

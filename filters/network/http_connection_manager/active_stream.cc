@@ -58,6 +58,7 @@ ActiveStream::~ActiveStream() { destroyFilters(); }
 
 core::WorkerContext& ActiveStream::worker() { return hcm_.worker(); }
 const config::Snapshot& ActiveStream::snapshot() { return *hcm_.config().snapshot; }
+const std::string& ActiveStream::downstreamRemoteIp() { return hcm_.remoteIp(); }
 
 void ActiveStream::decodeHeaders(bool end_stream) {
   auto& h = *request_headers_;

@@ -32,6 +32,7 @@ class ActiveStream : public http::StreamCallbacks {
   core::http::RequestHeaders& requestHeaders() override { return *request_headers_; }
   const config::RouteConfig* route() override { return route_; }
   http::StreamInfo& streamInfo() override { return info_; }
+  const std::string& downstreamRemoteIp() override;
   const config::Snapshot& snapshot() override;
   void encodeHeaders(core::http::ResponseHeadersPtr headers, bool end_stream) override;
   void encodeData(core::Buffer& data, bool end_stream) override;

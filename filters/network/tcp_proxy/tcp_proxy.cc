@@ -40,14 +40,35 @@ class TcpProxy : public NetworkFilter {
   FilterStatus onNewConnection() override {
     auto& w = callbacks_->worker();
     const auto& cluster = *s_->cluster;
-    host_ = &cluster.hosts()[w.lb->pickRoundRobin(cluster)];
+    core::upstream::PickContext pc;
+    if (cluster.usesHash() && cluster.config().hash_on.kind == config::HashOnConfig::Kind::kSourceIp) {
+      std::string ip = core::net::formatSockaddr(callbacks_->info().remote);
+      ip.erase(ip.rfind(':'));  // the client's address without its port
+      pc.hash = core::upstream::lb::hash64(ip);
+    }
+    const core::upstream::HostPtr* hp = w.lb->pick(cluster, pc);
+    if (hp == nullptr) {
+      w.stats->inc(cluster.stats().no_healthy);
+      FERRY_LOG(kDebug, "tcp_proxy: cluster ", cluster.name(), " has no usable endpoint");
+      callbacks_->connection().close(Connection::CloseType::kNoFlush);
+      return FilterStatus::kStopIteration;
+    }
+    if (!cluster.tryAcquireConnection()) {
+      w.stats->inc(cluster.stats().overflow_connections);
+      FERRY_LOG(kDebug, "tcp_proxy: cluster ", cluster.name(), ": max_connections reached");
+      callbacks_->connection().close(Connection::CloseType::kNoFlush);
+      return FilterStatus::kStopIteration;
+    }
+    host_ptr_ = *hp;
+    host_ = hp->get();
     // Hold client bytes until the upstream is there: nothing to forward to yet.
     callbacks_->connection().readDisable(true);
     read_held_ = true;
     upstream_ = Connection::connect(*w.io, host_->addr, cluster.connectTimeout(), w.acct);
     if (!upstream_) {
+      cluster.releaseConnection();
       w.stats->inc(cluster.stats().connect_failures);
-      w.stats->inc(host_->connect_failures);
+      w.stats->inc(host_->stats.connect_failures);
       FERRY_LOG(kWarn, "tcp_proxy: cannot create a socket for ", host_->address, ": ", std::strerror(errno));
       callbacks_->connection().close(Connection::CloseType::kNoFlush);
       return FilterStatus::kStopIteration;
@@ -56,8 +77,10 @@ class TcpProxy : public NetworkFilter {
     upstream_->setWriteBufferLimits(s_->buffer_limit);
     w.stats->inc(cluster.stats().cx_total);
     w.stats->inc(cluster.stats().cx_active);
-    w.stats->inc(host_->cx_total);
-    w.stats->inc(host_->cx_active);
+    w.stats->inc(host_->stats.cx_total);
+    w.stats->inc(host_->stats.cx_active);
+    w.stats->inc(host_->stats.rq_active);
+    host_->rq_active.fetch_add(1, std::memory_order_relaxed);
     host_counted_ = true;
     if (cluster.sendProxyProtocol() != 0) {
       const auto& info = callbacks_->info();
@@ -113,6 +136,7 @@ class TcpProxy : public NetworkFilter {
     auto& w = callbacks_->worker();
     switch (event) {
       case ConnectionEvent::kConnected:
+        s_->cluster->reportResult(*host_, core::upstream::UpstreamResult::kSuccess);
         if (read_held_) {
           read_held_ = false;
           callbacks_->connection().readDisable(false);
@@ -120,7 +144,9 @@ class TcpProxy : public NetworkFilter {
         return;
       case ConnectionEvent::kConnectFailed:
         w.stats->inc(s_->cluster->stats().connect_failures);
-        w.stats->inc(host_->connect_failures);
+        w.stats->inc(host_->stats.connect_failures);
+        w.stats->inc(host_->stats.errors);
+        s_->cluster->reportResult(*host_, core::upstream::UpstreamResult::kLocalOriginFailure);
         FERRY_LOG(kDebug, "tcp_proxy: upstream ", host_->address, " of cluster ", s_->cluster->name(), ": ",
                   upstream_->closeReason());
         releaseHost();
@@ -171,11 +197,15 @@ class TcpProxy : public NetworkFilter {
     host_counted_ = false;
     auto& w = callbacks_->worker();
     w.stats->dec(s_->cluster->stats().cx_active);
-    w.stats->dec(host_->cx_active);
+    w.stats->dec(host_->stats.cx_active);
+    w.stats->dec(host_->stats.rq_active);
+    host_->rq_active.fetch_sub(1, std::memory_order_relaxed);
+    s_->cluster->releaseConnection();
   }
 
   std::shared_ptr<const TcpProxySettings> s_;
   UpstreamCallbacks upstream_cb_;
+  core::upstream::HostPtr host_ptr_;  // keeps a host DNS removed alive
   const core::upstream::Host* host_ = nullptr;
   std::shared_ptr<Connection> upstream_;
   std::unique_ptr<core::Timer> idle_timer_;
@@ -195,8 +225,8 @@ Registry::NetworkBuilder tcpProxyBuilder() {
     std::shared_ptr<const core::upstream::Cluster> cluster;
     for (const auto& c : snapshot.clusters)
       if (c->name() == tcp.cluster) cluster = c;
-    if (!cluster || cluster->hosts().empty()) {
-      *error = "listener '" + listener.name + "': cluster '" + tcp.cluster + "' has no endpoints";
+    if (!cluster) {
+      *error = "listener '" + listener.name + "': unknown cluster '" + tcp.cluster + "'";
       return {};
     }
     auto s = std::make_shared<TcpProxySettings>();

@@ -312,7 +312,7 @@ TEST_CASE("all errors of an http block are reported together", "[config][http]")
           domains: ["A.com", "b.com:80"]
           routes:
             - match: {prefix: v1}
-              route: {cluster: nope, retry: {attempts: 2}}
+              route: {cluster: nope, retry: {attempts: 20}}
             - match: {regex: "("}
               direct_response: {status: 99}
               redirect: {code: 300}
@@ -335,7 +335,7 @@ clusters:
             "without its port)",
             "t.yaml:15:31: 'prefix' must start with '/', got 'v1'",
             "t.yaml:16:32: unknown cluster 'nope'",
-            "t.yaml:16:38: 'retry' is not supported yet",
+            "t.yaml:16:56: 'attempts' must be between 0 and 10, got 20",
             "t.yaml:17:30: bad regex '(': missing ): (",
             "t.yaml:18:41: 'status' must be between 200 and 599, got 99",
             "t.yaml:19:15: route has both 'direct_response' and 'redirect' (use exactly one)",
@@ -577,8 +577,9 @@ TEST_CASE("route action", "[config][http]") {
   CHECK(onlyError(withRoutes("            - match: {prefix: /}\n"
                              "              route:\n"
                              "                cluster: api\n"
-                             "                retry: {attempts: 2}\n")) ==
-        "t.yaml:12:17: 'retry' is not supported yet");
+                             "                retry: {attempts: 2, retry_on: [nope]}\n")) ==
+        "t.yaml:12:49: unknown retry_on condition 'nope' (use connect-failure, reset, 5xx, "
+        "gateway-error, retriable-4xx or a status code 100-599)");
   CHECK(onlyError(withRoutes("            - match: {prefix: /}\n"
                              "              route: {cluster: api, prefix_rewrite: new}\n")) ==
         "t.yaml:10:53: 'prefix_rewrite' must start with '/', got 'new'");

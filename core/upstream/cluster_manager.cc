@@ -1,0 +1,508 @@
+#include "core/upstream/cluster_manager.h"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <set>
+
+#include "config/render.h"
+#include "config/values.h"
+#include "core/log.h"
+#include "core/net/socket_util.h"
+#include "core/upstream/dns_resolver.h"
+#include "core/upstream/health_checker.h"
+
+namespace ferry::core::upstream {
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+namespace {
+
+std::string jsonString(const std::string& s) {
+  std::string out;
+  config::appendJsonString(out, s);
+  return out;
+}
+
+int64_t msSince(Clock::time_point t, Clock::time_point now) {
+  return std::chrono::duration_cast<milliseconds>(now - t).count();
+}
+
+}  // namespace
+
+// Main-thread state of one host.
+struct HostEntry {
+  std::shared_ptr<Host> host;
+  size_t endpoint = 0;           // index in the cluster's config endpoints
+  bool hc_healthy = true;        // active health checks (a host starts healthy)
+  bool ejected = false;          // outlier detection
+  uint32_t ejections = 0;        // times ejected, for the growing ejection time
+  Clock::time_point ejected_at;  // or when it last returned
+  Clock::time_point returned_at;
+  std::optional<Clock::time_point> warm_from;  // slow start: ramping since then
+  std::unique_ptr<asio::steady_timer> eject_timer;
+
+  bool usable() const { return hc_healthy && !ejected; }
+};
+
+struct ClusterEntry {
+  std::shared_ptr<const Cluster> cluster;
+  std::vector<std::unique_ptr<HostEntry>> hosts;
+  std::shared_ptr<const LbState> state;
+  std::unique_ptr<HealthChecker> checker;
+  std::unique_ptr<DnsResolver> resolver;
+  std::unique_ptr<asio::steady_timer> dns_timer;
+  std::unique_ptr<asio::steady_timer> warm_timer;
+  size_t dns_outstanding = 0;
+  uint64_t version = 0;
+};
+
+struct ClusterManager::Impl {
+  Impl(asio::io_context& i, StatsStore& s) : io(i), stats(s) {}
+
+  asio::io_context& io;
+  StatsStore& stats;
+  std::vector<ClusterEntry> clusters;
+  Publish publish;
+  bool stopped = false;
+  uint64_t next_host_id = 1;
+
+  StatsShard& mainShard() { return stats.shard(0); }
+  void setGauge(StatHandle h, int64_t v) { mainShard().add(h, v - mainShard().get(h)); }
+
+  std::unique_ptr<HostEntry> makeHost(ClusterEntry& ce, size_t endpoint, const sockaddr_storage& addr,
+                                      const std::string& hostname) {
+    const auto& ep = ce.cluster->config().endpoints[endpoint];
+    auto h = std::make_shared<Host>();
+    h->id = next_host_id++;
+    h->addr = addr;
+    h->address = net::formatSockaddr(addr);
+    h->hostname = hostname;
+    h->weight = ep.weight == 0 ? 1 : ep.weight;
+    h->priority = ep.priority;
+    const std::vector<std::pair<std::string, std::string>> l = {{"cluster", ce.cluster->name()},
+                                                                {"endpoint", h->address}};
+    auto& st = h->stats;
+    st.cx_total = stats.counter("ferry_upstream_endpoint_connections_total", l, "Connections per endpoint.");
+    st.cx_active = stats.gauge("ferry_upstream_endpoint_connections_active", l, "Open connections per endpoint.");
+    st.connect_failures =
+        stats.counter("ferry_upstream_endpoint_connect_failures_total", l, "Connect failures per endpoint.");
+    st.rq_active = stats.gauge("ferry_upstream_endpoint_requests_active", l, "Requests in flight per endpoint.");
+    for (int cls = 1; cls <= 5; ++cls)
+      st.rq_by_class[cls] = stats.counter(
+          "ferry_upstream_endpoint_requests_total",
+          {{"cluster", ce.cluster->name()}, {"endpoint", h->address}, {"code", std::to_string(cls) + "xx"}},
+          "Upstream HTTP responses per endpoint by status class.");
+    st.errors = stats.counter("ferry_upstream_endpoint_errors_total", l,
+                              "Connect failures, resets, timeouts and protocol errors per endpoint.");
+    st.healthy = stats.gauge("ferry_upstream_endpoint_healthy", l, "1 when the endpoint takes traffic.");
+    st.ejections = stats.counter("ferry_upstream_endpoint_ejections_total", l, "Outlier ejections per endpoint.");
+    st.hc_failures =
+        stats.counter("ferry_upstream_endpoint_health_check_failures_total", l, "Failed health checks per endpoint.");
+    auto e = std::make_unique<HostEntry>();
+    e->host = std::move(h);
+    e->endpoint = endpoint;
+    e->returned_at = Clock::now();
+    setGauge(e->host->stats.healthy, 1);
+    return e;
+  }
+
+  HostEntry* find(ClusterEntry& ce, uint64_t id) {
+    for (auto& h : ce.hosts)
+      if (h->host->id == id) return h.get();
+    return nullptr;
+  }
+
+  // Rebuilds the cluster's table from its hosts' state and publishes it.
+  void rebuild(ClusterEntry& ce) {
+    const auto& cfg = ce.cluster->config();
+    const auto now = Clock::now();
+    const int64_t window = cfg.slow_start.count();
+    std::map<uint32_t, std::vector<HostEntry*>> by_level;
+    for (auto& h : ce.hosts) by_level[h->host->priority].push_back(h.get());
+    std::vector<lb::LevelWeights> weights;
+    for (auto& [prio, hosts] : by_level) {
+      lb::LevelWeights w;
+      for (auto* h : hosts) {
+        w.total += h->host->weight;
+        if (h->usable()) w.healthy += h->host->weight;
+      }
+      weights.push_back(w);
+    }
+    auto st = std::make_shared<LbState>();
+    st->version = ++ce.version;
+    st->host_count = ce.hosts.size();
+    uint32_t health = lb::normalizedHealth(weights);
+    st->panic = cfg.panic_threshold > 0 && !ce.hosts.empty() && health < cfg.panic_threshold;
+    std::vector<uint32_t> load = lb::priorityLoad(weights);
+    bool warming = false;
+    size_t level_index = 0;
+    for (auto& [prio, hosts] : by_level) {
+      uint32_t share = st->panic ? (level_index == 0 ? 100 : 0) : load[level_index];
+      ++level_index;
+      if (share == 0) continue;
+      LbLevel lv;
+      lv.priority = prio;
+      std::vector<lb::WeightedHost> full;  // every host of the level, for hash policies
+      std::vector<int32_t> full_to_usable;
+      for (auto* h : hosts) {
+        if (ce.cluster->usesHash()) {
+          full.push_back(lb::WeightedHost{h->host->weight, lb::hash64(h->host->address)});
+          full_to_usable.push_back(st->panic || h->usable() ? static_cast<int32_t>(lv.hosts.size()) : -1);
+        }
+        if (!st->panic && !h->usable()) continue;
+        // With slow start, weights get two more digits so a ramp from 10% shows even on
+        // weight-1 hosts.
+        uint32_t weight = window > 0 ? h->host->weight * 100 : h->host->weight;
+        if (window > 0 && h->warm_from) {
+          int64_t elapsed = msSince(*h->warm_from, now);
+          if (elapsed >= window) {
+            h->warm_from.reset();
+          } else {
+            weight = lb::slowStartWeight(weight, elapsed, window);
+            warming = true;
+          }
+        }
+        lv.hosts.push_back(h->host);
+        lv.weighted.push_back(lb::WeightedHost{weight, lb::hash64(h->host->address)});
+      }
+      if (lv.hosts.empty()) continue;
+      for (const auto& w : lv.weighted) lv.equal_weights = lv.equal_weights && w.weight == lv.weighted[0].weight;
+      lv.has_full = full.size() > lv.hosts.size();
+      if (lv.has_full) lv.full_to_usable = std::move(full_to_usable);
+      switch (cfg.lb_policy) {
+        case config::LbPolicy::kRingHash:
+          lv.ring = lb::RingHash(lv.weighted, cfg.ring_size);
+          if (lv.has_full) lv.full_ring = lb::RingHash(full, cfg.ring_size);
+          lv.random = lb::WeightedRandom(lv.weighted);
+          break;
+        case config::LbPolicy::kMaglev:
+          lv.maglev = lb::Maglev(lv.weighted);
+          if (lv.has_full) lv.full_maglev = lb::Maglev(full);
+          lv.random = lb::WeightedRandom(lv.weighted);
+          break;
+        case config::LbPolicy::kRandom:
+        case config::LbPolicy::kLeastRequest:
+          lv.random = lb::WeightedRandom(lv.weighted);
+          break;
+        case config::LbPolicy::kRoundRobin:
+          break;
+      }
+      st->levels.push_back(std::move(lv));
+      st->load.push_back(share);
+    }
+    // Loads of the levels kept sum to 100 unless rounding dropped a level: give the rest to
+    // the first.
+    uint32_t sum = 0;
+    for (uint32_t l : st->load) sum += l;
+    if (!st->load.empty() && sum != 100) st->load[0] += 100 - std::min<uint32_t>(sum, 100);
+
+    size_t usable = 0, ejected = 0;
+    for (auto& h : ce.hosts) {
+      usable += h->usable() ? 1 : 0;
+      ejected += h->ejected ? 1 : 0;
+      setGauge(h->host->stats.healthy, h->usable() ? 1 : 0);
+    }
+    setGauge(ce.cluster->stats().healthy, static_cast<int64_t>(usable));
+    setGauge(ce.cluster->stats().ejected, static_cast<int64_t>(ejected));
+    ce.state = std::move(st);
+    if (publish) publish(ce.cluster->index(), ce.state);
+    if (warming) scheduleWarm(ce);
+  }
+
+  // While some host ramps up, the table is rebuilt every twentieth of the window.
+  void scheduleWarm(ClusterEntry& ce) {
+    if (!publish || stopped) return;
+    if (!ce.warm_timer) ce.warm_timer = std::make_unique<asio::steady_timer>(io);
+    if (ce.warm_timer->expiry() > Clock::now()) return;  // already pending
+    auto step = std::max<int64_t>(ce.cluster->config().slow_start.count() / 20, 50);
+    ce.warm_timer->expires_after(milliseconds(step));
+    ce.warm_timer->async_wait([this, &ce](const boost::system::error_code& ec) {
+      if (!ec && !stopped) rebuild(ce);
+    });
+  }
+
+  void startWarm(ClusterEntry& ce, HostEntry& h) {
+    if (ce.cluster->config().slow_start.count() > 0) h.warm_from = Clock::now();
+  }
+
+  // ---- active health checks ----
+  void onHealthChange(ClusterEntry& ce, uint64_t id, bool healthy) {
+    HostEntry* h = find(ce, id);
+    if (h == nullptr || h->hc_healthy == healthy) return;
+    h->hc_healthy = healthy;
+    mainShard().inc(ce.cluster->stats().health_transitions);
+    FERRY_LOG(kInfo, "cluster ", ce.cluster->name(), ": endpoint ", h->host->address, " is now ",
+              healthy ? "healthy" : "unhealthy", " (health check)");
+    if (healthy) startWarm(ce, *h);
+    rebuild(ce);
+  }
+
+  // ---- outlier detection ----
+  void eject(ClusterEntry& ce, uint64_t id, bool gateway) {
+    const auto& od = *ce.cluster->config().outlier_detection;
+    HostEntry* h = find(ce, id);
+    if (h == nullptr || h->ejected) return;
+    // Reset the host's counters: the next run of failures starts from zero.
+    h->host->consecutive_5xx.store(0, std::memory_order_relaxed);
+    h->host->consecutive_gateway.store(0, std::memory_order_relaxed);
+    size_t ejected = 0;
+    for (auto& o : ce.hosts) ejected += o->ejected ? 1 : 0;
+    // max_ejection_percent, but one host may always be ejected (Envoy's rule).
+    if (ejected > 0 && (ejected + 1) * 100 > ce.hosts.size() * od.max_ejection_percent) {
+      FERRY_LOG(kDebug, "cluster ", ce.cluster->name(), ": not ejecting ", h->host->address,
+                ": max_ejection_percent reached");
+      return;
+    }
+    const auto now = Clock::now();
+    // A host that behaved for max_ejection_time since it last returned starts over at base.
+    if (h->ejections > 0 && now - h->returned_at > od.max_ejection_time) h->ejections = 0;
+    ++h->ejections;
+    auto duration = std::min<int64_t>(od.base_ejection_time.count() * h->ejections, od.max_ejection_time.count());
+    h->ejected = true;
+    h->ejected_at = now;
+    mainShard().inc(ce.cluster->stats().ejections);
+    mainShard().inc(h->host->stats.ejections);
+    FERRY_LOG(kInfo, "cluster ", ce.cluster->name(), ": endpoint ", h->host->address, " ejected for ",
+              config::formatDuration(milliseconds(duration)), " (consecutive ",
+              gateway ? "gateway errors" : "5xx", ")");
+    if (!h->eject_timer) h->eject_timer = std::make_unique<asio::steady_timer>(io);
+    h->eject_timer->expires_after(milliseconds(duration));
+    uint64_t hid = h->host->id;
+    h->eject_timer->async_wait([this, &ce, hid](const boost::system::error_code& ec) {
+      if (ec || stopped) return;
+      HostEntry* back = find(ce, hid);
+      if (back == nullptr || !back->ejected) return;
+      back->ejected = false;
+      back->returned_at = Clock::now();
+      FERRY_LOG(kInfo, "cluster ", ce.cluster->name(), ": endpoint ", back->host->address, " returns");
+      startWarm(ce, *back);
+      rebuild(ce);
+    });
+    rebuild(ce);
+  }
+
+  // ---- DNS ----
+  void resolveAll(ClusterEntry& ce) {
+    if (stopped || !ce.resolver || ce.dns_outstanding > 0) return;
+    const auto& eps = ce.cluster->config().endpoints;
+    for (size_t i = 0; i < eps.size(); ++i) {
+      if (eps[i].hostname.empty()) continue;
+      ++ce.dns_outstanding;
+      ce.resolver->resolve(eps[i].hostname, [this, &ce, i](bool ok, std::vector<std::string> addrs, std::string err) {
+        onResolved(ce, i, ok, std::move(addrs), err);
+      });
+    }
+  }
+
+  void onResolved(ClusterEntry& ce, size_t endpoint, bool ok, std::vector<std::string> addrs,
+                  const std::string& err) {
+    if (stopped) return;
+    const auto& ep = ce.cluster->config().endpoints[endpoint];
+    std::vector<sockaddr_storage> wanted;
+    for (const auto& a : addrs) {
+      sockaddr_storage ss{};
+      if (net::makeSockaddr(a, ep.address.port, &ss)) wanted.push_back(ss);
+    }
+    if (!ok || wanted.empty()) {
+      mainShard().inc(ce.cluster->stats().dns_failure);
+      FERRY_LOG(kWarn, "cluster ", ce.cluster->name(), ": cannot resolve ", ep.hostname, ": ",
+                ok ? std::string("no usable address") : err, "; keeping the last good set");
+    } else {
+      mainShard().inc(ce.cluster->stats().dns_success);
+      updateDnsHosts(ce, endpoint, wanted);
+    }
+    if (--ce.dns_outstanding == 0) scheduleDns(ce);
+  }
+
+  void updateDnsHosts(ClusterEntry& ce, size_t endpoint, const std::vector<sockaddr_storage>& wanted) {
+    std::set<std::string> want;
+    for (const auto& ss : wanted) want.insert(net::formatSockaddr(ss));
+    bool changed = false;
+    // Removed addresses leave the table; requests in flight keep their host (shared_ptr).
+    for (auto it = ce.hosts.begin(); it != ce.hosts.end();) {
+      HostEntry& h = **it;
+      if (h.endpoint == endpoint && !h.host->hostname.empty() && want.count(h.host->address) == 0) {
+        FERRY_LOG(kInfo, "cluster ", ce.cluster->name(), ": ", h.host->hostname, " no longer resolves to ",
+                  h.host->address);
+        if (ce.checker) ce.checker->removeTarget(h.host->id);
+        setGauge(h.host->stats.healthy, 0);
+        it = ce.hosts.erase(it);
+        changed = true;
+      } else {
+        ++it;
+      }
+    }
+    const std::string& name = ce.cluster->config().endpoints[endpoint].hostname;
+    for (const auto& ss : wanted) {
+      std::string text = net::formatSockaddr(ss);
+      bool have = std::any_of(ce.hosts.begin(), ce.hosts.end(), [&](const auto& h) {
+        return h->endpoint == endpoint && h->host->address == text;
+      });
+      if (have) continue;
+      auto e = makeHost(ce, endpoint, ss, name);
+      FERRY_LOG(kInfo, "cluster ", ce.cluster->name(), ": ", name, " resolves to ", text);
+      // A later addition warms up; the first resolution takes traffic at full weight.
+      if (ce.version > 1 || ce.hosts.size() > 0) startWarm(ce, *e);
+      if (ce.checker) ce.checker->addTarget(e->host->id, e->host->addr, e->host->address);
+      ce.hosts.push_back(std::move(e));
+      changed = true;
+    }
+    if (changed) rebuild(ce);
+  }
+
+  void scheduleDns(ClusterEntry& ce) {
+    if (stopped) return;
+    if (!ce.dns_timer) ce.dns_timer = std::make_unique<asio::steady_timer>(io);
+    ce.dns_timer->expires_after(ce.cluster->config().dns_refresh);
+    ce.dns_timer->async_wait([this, &ce](const boost::system::error_code& ec) {
+      if (!ec) resolveAll(ce);
+    });
+  }
+};
+
+ClusterManager::ClusterManager(asio::io_context& io, const std::vector<std::shared_ptr<const Cluster>>& clusters,
+                               StatsStore& stats)
+    : impl_(std::make_unique<Impl>(io, stats)) {
+  auto& I = *impl_;
+  I.clusters.resize(clusters.size());
+  for (size_t c = 0; c < clusters.size(); ++c) {
+    ClusterEntry& ce = I.clusters[c];
+    ce.cluster = clusters[c];
+    ce.cluster->setOutlierSink(this);
+    const auto& eps = ce.cluster->config().endpoints;
+    for (size_t i = 0; i < eps.size(); ++i) {
+      if (!eps[i].hostname.empty()) continue;
+      sockaddr_storage ss{};
+      net::makeSockaddr(eps[i].address.host, eps[i].address.port, &ss);
+      ce.hosts.push_back(I.makeHost(ce, i, ss, ""));
+    }
+    I.rebuild(ce);
+  }
+}
+
+ClusterManager::~ClusterManager() { stop(); }
+
+std::shared_ptr<const LbState> ClusterManager::state(size_t cluster_index) const {
+  return impl_->clusters[cluster_index].state;
+}
+
+void ClusterManager::start(Publish publish) {
+  auto& I = *impl_;
+  I.publish = std::move(publish);
+  for (auto& ce : I.clusters) {
+    const auto& cfg = ce.cluster->config();
+    if (cfg.health_check) {
+      ClusterEntry* cep = &ce;
+      ce.checker = std::make_unique<HealthChecker>(
+          I.io, *cfg.health_check, cfg.name,
+          [&I, cep](uint64_t id, bool healthy) { I.onHealthChange(*cep, id, healthy); },
+          [&I, cep](uint64_t id, bool passed, const std::string& detail) {
+            I.mainShard().inc(passed ? cep->cluster->stats().hc_success : cep->cluster->stats().hc_failure);
+            if (!passed) {
+              if (HostEntry* h = I.find(*cep, id)) {
+                I.mainShard().inc(h->host->stats.hc_failures);
+                FERRY_LOG(kDebug, "cluster ", cep->cluster->name(), ": health check of ", h->host->address,
+                          " failed: ", detail);
+              }
+            }
+          });
+      for (auto& h : ce.hosts) ce.checker->addTarget(h->host->id, h->host->addr, h->host->address);
+    }
+    bool dns = std::any_of(cfg.endpoints.begin(), cfg.endpoints.end(),
+                           [](const auto& e) { return !e.hostname.empty(); });
+    if (dns) {
+      std::vector<std::string> servers;
+      for (const auto& a : cfg.dns_resolvers) servers.push_back(a.text);
+      std::string err;
+      ce.resolver = DnsResolver::create(I.io, servers, milliseconds(1000), &err);
+      if (!ce.resolver) {
+        FERRY_LOG(kError, "cluster ", cfg.name, ": DNS resolver: ", err);
+      } else {
+        I.resolveAll(ce);
+      }
+    }
+  }
+}
+
+void ClusterManager::stop() {
+  auto& I = *impl_;
+  if (I.stopped) return;
+  I.stopped = true;
+  for (auto& ce : I.clusters) {
+    ce.checker.reset();
+    ce.resolver.reset();
+    ce.dns_timer.reset();
+    ce.warm_timer.reset();
+    for (auto& h : ce.hosts) h->eject_timer.reset();
+  }
+}
+
+void ClusterManager::onOutlier(size_t cluster_index, uint64_t host_id, bool gateway) const {
+  Impl* I = impl_.get();
+  asio::post(I->io, [I, cluster_index, host_id, gateway] {
+    if (I->stopped || cluster_index >= I->clusters.size()) return;
+    I->eject(I->clusters[cluster_index], host_id, gateway);
+  });
+}
+
+std::string ClusterManager::json() const {
+  const auto& I = *impl_;
+  static constexpr const char* kPolicies[] = {"round_robin", "least_request", "random", "ring_hash", "maglev"};
+  std::string out = "{\"clusters\":[";
+  for (size_t i = 0; i < I.clusters.size(); ++i) {
+    const auto& ce = I.clusters[i];
+    const auto& c = *ce.cluster;
+    const auto& s = c.stats();
+    auto v = [&](StatHandle h) { return std::to_string(I.stats.value(h)); };
+    if (i) out += ",";
+    out += "{\"name\":" + jsonString(c.name()) + ",\"lb_policy\":\"" +
+           kPolicies[static_cast<int>(c.lbPolicy())] + "\",";
+    out += "\"connect_timeout\":\"" + config::formatDuration(c.connectTimeout()) + "\",";
+    out += "\"panic\":" + std::string(ce.state && ce.state->panic ? "true" : "false") + ",";
+    out += "\"endpoints_healthy\":" + v(s.healthy) + ",\"endpoints_ejected\":" + v(s.ejected) + ",";
+    out += "\"connections_active\":" + v(s.cx_active) + ",\"connect_failures\":" + v(s.connect_failures) + ",";
+    out += "\"requests_active\":" + std::to_string(c.activeRequests()) +
+           ",\"pending_requests\":" + std::to_string(c.pendingRequests()) +
+           ",\"retries_active\":" + std::to_string(c.activeRetries()) + ",\"retries\":" + v(s.rq_retry) +
+           ",\"retry_overflow\":" + v(s.rq_retry_overflow) + ",\"per_try_timeouts\":" + v(s.rq_per_try_timeout) +
+           ",\"no_healthy\":" + v(s.no_healthy) + ",\"ejections\":" + v(s.ejections) +
+           ",\"health_transitions\":" + v(s.health_transitions) + ",";
+    out += "\"circuit_breaker_overflow\":{\"max_connections\":" + v(s.overflow_connections) +
+           ",\"max_pending_requests\":" + v(s.overflow_pending) + ",\"max_requests\":" + v(s.overflow_requests) +
+           "},";
+    out += "\"health_checks\":{\"success\":" + v(s.hc_success) + ",\"failure\":" + v(s.hc_failure) + "},";
+    out += "\"dns\":{\"success\":" + v(s.dns_success) + ",\"failure\":" + v(s.dns_failure) + "},";
+    out += "\"requests\":{";
+    for (int cls = 1; cls <= 5; ++cls)
+      out += std::string(cls > 1 ? "," : "") + "\"" + std::to_string(cls) + "xx\":" + v(s.rq_by_class[cls]);
+    out += "},\"endpoints\":[";
+    for (size_t j = 0; j < ce.hosts.size(); ++j) {
+      const HostEntry& e = *ce.hosts[j];
+      const Host& h = *e.host;
+      if (j) out += ",";
+      std::string health = !e.hc_healthy ? "unhealthy" : e.ejected ? "ejected" : "healthy";
+      out += "{\"address\":" + jsonString(h.address) + ",";
+      if (!h.hostname.empty()) out += "\"hostname\":" + jsonString(h.hostname) + ",";
+      out += "\"weight\":" + std::to_string(h.weight) + ",\"priority\":" + std::to_string(h.priority) +
+             ",\"health\":\"" + health + "\",\"active_health\":\"" + (e.hc_healthy ? "healthy" : "unhealthy") +
+             "\",\"ejected\":" + (e.ejected ? "true" : "false") + ",\"slow_start\":" + (e.warm_from ? "true" : "false") +
+             ",\"ejections\":" + v(h.stats.ejections) + ",\"health_check_failures\":" + v(h.stats.hc_failures) +
+             ",\"requests_active\":" + std::to_string(h.rq_active.load(std::memory_order_relaxed)) +
+             ",\"errors\":" + v(h.stats.errors) + ",\"requests\":{";
+      for (int cls = 1; cls <= 5; ++cls)
+        out += std::string(cls > 1 ? "," : "") + "\"" + std::to_string(cls) + "xx\":" + v(h.stats.rq_by_class[cls]);
+      out += "},\"connections_total\":" + v(h.stats.cx_total) + ",\"connections_active\":" + v(h.stats.cx_active) +
+             ",\"connect_failures\":" + v(h.stats.connect_failures) + "}";
+    }
+    out += "]}";
+  }
+  out += "]}\n";
+  return out;
+}
+
+}  // namespace ferry::core::upstream
