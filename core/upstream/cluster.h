@@ -51,7 +51,7 @@ struct Host {
   uint32_t weight = 1;
   uint32_t priority = 0;
   HostStats stats;
-  // Process-wide, written by any worker (relaxed).
+  // Process-wide, written by any worker (relaxed). rq_active is kept for least_request only.
   mutable std::atomic<int64_t> rq_active{0};
   mutable std::atomic<uint32_t> consecutive_5xx{0};
   mutable std::atomic<uint32_t> consecutive_gateway{0};

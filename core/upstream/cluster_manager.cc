@@ -492,7 +492,7 @@ std::string ClusterManager::json() const {
              ",\"health\":\"" + health + "\",\"active_health\":\"" + (e.hc_healthy ? "healthy" : "unhealthy") +
              "\",\"ejected\":" + (e.ejected ? "true" : "false") + ",\"slow_start\":" + (e.warm_from ? "true" : "false") +
              ",\"ejections\":" + v(h.stats.ejections) + ",\"health_check_failures\":" + v(h.stats.hc_failures) +
-             ",\"requests_active\":" + std::to_string(h.rq_active.load(std::memory_order_relaxed)) +
+             ",\"requests_active\":" + v(h.stats.rq_active) +
              ",\"errors\":" + v(h.stats.errors) + ",\"requests\":{";
       for (int cls = 1; cls <= 5; ++cls)
         out += std::string(cls > 1 ? "," : "") + "\"" + std::to_string(cls) + "xx\":" + v(h.stats.rq_by_class[cls]);

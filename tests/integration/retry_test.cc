@@ -115,8 +115,8 @@ struct OpenOnExit {
 
 const std::string kSlowGet = "GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
 
-// Runs one request against a fresh ferry + upstream whose first answer is `first_status`, then
-// 200; returns the client's status and the upstream's request count.
+// One GET against a fresh ferry + upstream whose first answer is `first_status`, then 200:
+// either the client gets the 200 of a second try, or the first answer and no retry.
 struct StatusCase {
   int first_status;
   std::string retry_keys;  // "" = no retry block
@@ -345,7 +345,8 @@ TEST_CASE("retry: a request body is sent again, up to buffer_limit_kb", "[retry]
     REQUIRE(c);
     REQUIRE(c->sendAll("PUT /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
                        "5\r\nhello\r\n"));
-    // The first try is under way (its connection accepted) before the rest of the body comes.
+    // The first try is under way (its connection accepted) before the rest of the body comes,
+    // so the retry has to send what the first try streamed plus what came later.
     REQUIRE(up.server().waitAccepted(1, 5s));
     REQUIRE(c->sendAll("6\r\n world\r\n0\r\n\r\n"));
     auto r = readHttpResponse(*c);
@@ -454,12 +455,11 @@ TEST_CASE("retry: max_retries and the retry budget refuse retries", "[retry][cir
   }
 }
 
-// FAILS against the router as written (router bug, see the report): a request that ends while
-// its retry waits out the backoff (route timeout, or the client goes away) keeps its
-// max_retries slot for good. Router::maybeRetry sets retry_slot_ after endAttempt(); fail() and
-// onDestroy() release the slot only through endAttempt(), which returns at once when no try is
-// active, and attempt_active_ is false during the backoff. Each such request leaks one slot of
-// the cluster's retries_ count: after max_retries of them the cluster never retries again.
+// Regression: a request that ends while its retry waits out the backoff (route timeout, or the
+// client goes away) must give its max_retries slot back. Router::maybeRetry holds the slot
+// (retry_slot_) from the backoff on; the router first released it only in endAttempt() after
+// its `if (!attempt_active_) return;`, and no try is active during the backoff, so every such
+// request leaked one slot of the cluster's retries_ count until the cluster never retried again.
 TEST_CASE("retry: a request ended during the backoff gives its retry slot back", "[retry][circuit_breaker]") {
   auto fast = std::make_shared<std::atomic<int>>(0);
   HttpUpstream up([fast](const UpstreamRequest& r) {
@@ -491,11 +491,11 @@ TEST_CASE("retry: a request ended during the backoff gives its retry slot back",
   CHECK(metricValue(admin, apiMetric("ferry_upstream_retries_total")) == 1);
   REQUIRE(waitMetric(admin, apiMetric("ferry_upstream_requests_active"), 0));
   CHECK(clustersNumber(admin, "requests_active") == 0);
-  CHECK(clustersNumber(admin, "retries_active") == 0);  // fails: 1 (leaked)
+  CHECK(clustersNumber(admin, "retries_active") == 0);  // 1 when the slot leaks
   // The one retry max_retries allows is free again.
   auto r2 = httpRequest(web, "GET", "/fast");
-  CHECK(r2.status == 200);  // fails: 503, the retry refused
-  CHECK(metricValue(admin, apiMetric("ferry_upstream_retry_overflow_total")) == 0);  // fails: 1
+  CHECK(r2.status == 200);  // 503 when the slot leaks: the retry is refused
+  CHECK(metricValue(admin, apiMetric("ferry_upstream_retry_overflow_total")) == 0);
 }
 
 TEST_CASE("circuit breaker: max_requests refuses requests past the limit with 503 UO", "[retry][circuit_breaker]") {

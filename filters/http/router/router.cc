@@ -378,8 +378,7 @@ class Router : public HttpFilter, public core::upstream::PoolCallbacks, public c
         stale_retry_ = true;
         headers_sent_ = false;
         request_sent_ = false;
-        pool_ = &callbacks_->worker().pools->pool(cluster_, host_ptr_);
-        ticket_ = pool_->newStream(*this);
+        ticket_ = pool_->newStream(*this);  // the same host's pool
         return;
       }
       callbacks_->worker().stats->inc(host_->stats.errors);
@@ -435,10 +434,11 @@ class Router : public HttpFilter, public core::upstream::PoolCallbacks, public c
     }
     if (const auto* st = w.lb->state(cluster_->index()); st != nullptr && st->panic)
       w.stats->inc(cluster_->stats().panic);
-    host_ptr_ = *hp;
     host_ = hp->get();
     callbacks_->streamInfo().upstream_host = host_->address;
-    host_->rq_active.fetch_add(1, std::memory_order_relaxed);
+    // The shared in-flight count only where a policy reads it: one less contended write.
+    count_active_ = cluster_->lbPolicy() == config::LbPolicy::kLeastRequest;
+    if (count_active_) host_->rq_active.fetch_add(1, std::memory_order_relaxed);
     w.stats->inc(host_->stats.rq_active);
     attempt_active_ = true;
     headers_sent_ = false;
@@ -449,7 +449,8 @@ class Router : public HttpFilter, public core::upstream::PoolCallbacks, public c
       if (!try_timeout_) try_timeout_.emplace(*w.io, [this] { onPerTryTimeout(); });
       try_timeout_->enable(retry_->per_try_timeout);
     }
-    pool_ = &w.pools->pool(cluster_, host_ptr_);
+    // The pool keeps the host alive from here on (the table holding *hp may be replaced).
+    pool_ = &w.pools->pool(cluster_, *hp);
     ticket_ = pool_->newStream(*this);  // may call onPoolReady/onPoolFailure right here
   }
 
@@ -458,7 +459,7 @@ class Router : public HttpFilter, public core::upstream::PoolCallbacks, public c
     releaseRetrySlot();  // also when the request ends during a backoff (no try active)
     if (!attempt_active_) return;
     attempt_active_ = false;
-    host_->rq_active.fetch_sub(1, std::memory_order_relaxed);
+    if (count_active_) host_->rq_active.fetch_sub(1, std::memory_order_relaxed);
     callbacks_->worker().stats->dec(host_->stats.rq_active);
     if (try_timeout_) try_timeout_->disable();
   }
@@ -655,8 +656,7 @@ class Router : public HttpFilter, public core::upstream::PoolCallbacks, public c
 
   const config::RouteConfig* route_ = nullptr;
   std::shared_ptr<const core::upstream::Cluster> cluster_;
-  core::upstream::HostPtr host_ptr_;
-  const core::upstream::Host* host_ = nullptr;
+  const core::upstream::Host* host_ = nullptr;  // kept alive by its pool
   HttpPool* pool_ = nullptr;
   uint64_t ticket_ = 0;
   PooledConnection* upstream_ = nullptr;
@@ -677,6 +677,7 @@ class Router : public HttpFilter, public core::upstream::PoolCallbacks, public c
   bool idempotent_ = true;
   bool retry_slot_ = false;
   bool attempt_active_ = false;
+  bool count_active_ = false;  // host_->rq_active was incremented
   bool request_counted_ = false;
   bool request_end_ = false;
   bool request_sent_ = false;

@@ -80,7 +80,7 @@ class TcpProxy : public NetworkFilter {
     w.stats->inc(host_->stats.cx_total);
     w.stats->inc(host_->stats.cx_active);
     w.stats->inc(host_->stats.rq_active);
-    host_->rq_active.fetch_add(1, std::memory_order_relaxed);
+    if (cluster.lbPolicy() == config::LbPolicy::kLeastRequest) host_->rq_active.fetch_add(1, std::memory_order_relaxed);
     host_counted_ = true;
     if (cluster.sendProxyProtocol() != 0) {
       const auto& info = callbacks_->info();
@@ -199,7 +199,8 @@ class TcpProxy : public NetworkFilter {
     w.stats->dec(s_->cluster->stats().cx_active);
     w.stats->dec(host_->stats.cx_active);
     w.stats->dec(host_->stats.rq_active);
-    host_->rq_active.fetch_sub(1, std::memory_order_relaxed);
+    if (s_->cluster->lbPolicy() == config::LbPolicy::kLeastRequest)
+      host_->rq_active.fetch_sub(1, std::memory_order_relaxed);
     s_->cluster->releaseConnection();
   }
 
