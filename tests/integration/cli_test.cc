@@ -80,6 +80,16 @@ TEST_CASE("-h and --help print the usage on stdout and exit 0", "[cli]") {
   }
 }
 
+TEST_CASE("--validate accepts examples/edge.yaml and examples/clusters.yaml", "[cli]") {
+  for (const char* name : {"edge.yaml", "clusters.yaml"}) {
+    const std::string path = srcDir() + "/examples/" + name;
+    RunResult r = runFerry({"-c", path, "--validate"});
+    INFO("stdout: " << r.out << "\nstderr: " << r.err);
+    CHECK(r.exit_code == 0);
+    CHECK(r.out == path + ": configuration is valid\n");
+  }
+}
+
 TEST_CASE("--validate accepts examples/tcp-proxy.yaml", "[cli]") {
   const std::string path = srcDir() + "/examples/tcp-proxy.yaml";
   RunResult r = runFerry({"-c", path, "--validate"});
