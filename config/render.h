@@ -17,6 +17,12 @@ std::optional<std::string> renderRedactedJson(const std::string& yaml);
 
 // Appends `s` as a JSON string literal (quotes included, control characters escaped).
 void appendJsonString(std::string& out, std::string_view s);
+// The same as a new string, quotes included.
+inline std::string jsonString(std::string_view s) {
+  std::string out;
+  appendJsonString(out, s);
+  return out;
+}
 
 // The document re-emitted as YAML (comments dropped, quoting of quoted scalars kept).
 // An empty document gives "{}\n". nullopt if the text is not YAML.

@@ -34,12 +34,7 @@ using core::log::sv;
 
 namespace {
 
-// A JSON string literal, quotes included.
-std::string jsonString(const std::string& s) {
-  std::string out;
-  config::appendJsonString(out, s);
-  return out;
-}
+using config::jsonString;
 
 std::string isoTime(int64_t unix_ms) {
   time_t secs = static_cast<time_t>(unix_ms / 1000);

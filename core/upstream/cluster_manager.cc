@@ -22,11 +22,7 @@ using std::chrono::milliseconds;
 
 namespace {
 
-std::string jsonString(const std::string& s) {
-  std::string out;
-  config::appendJsonString(out, s);
-  return out;
-}
+using config::jsonString;
 
 int64_t msSince(Clock::time_point t, Clock::time_point now) {
   return std::chrono::duration_cast<milliseconds>(now - t).count();

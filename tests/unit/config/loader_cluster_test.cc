@@ -3,36 +3,14 @@
 #include <catch2/catch.hpp>
 
 #include "config/loader.h"
+#include "tests/unit/config/loader_test_util.h"
 #include "config/values.h"
 
 using namespace ferry::config;
+using namespace ferry::config::test;
 using std::chrono::milliseconds;
 
 namespace {
-
-LoadResult load(const std::string& yaml) { return loadConfigString(yaml, "t.yaml"); }
-
-std::vector<std::string> errorsOf(const LoadResult& r) {
-  std::vector<std::string> out;
-  for (const auto& e : r.errors) out.push_back(e.format());
-  return out;
-}
-
-// The single error of a config that must fail with exactly one.
-std::string onlyError(const std::string& yaml) {
-  LoadResult r = load(yaml);
-  CHECK_FALSE(r.config.has_value());
-  INFO(Catch::StringMaker<std::vector<std::string>>::convert(errorsOf(r)));
-  REQUIRE(r.errors.size() == 1);
-  return r.errors[0].format();
-}
-
-Config ok(const LoadResult& r) {
-  INFO(Catch::StringMaker<std::vector<std::string>>::convert(errorsOf(r)));
-  REQUIRE(r.errors.empty());
-  REQUIRE(r.config.has_value());
-  return *r.config;
-}
 
 // A cluster whose keys under test follow from line 4, column 5.
 const std::string kCluster =

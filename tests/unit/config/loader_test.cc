@@ -1,4 +1,5 @@
 #include "config/loader.h"
+#include "tests/unit/config/loader_test_util.h"
 
 #include <stdlib.h>
 #include <unistd.h>
@@ -10,35 +11,11 @@
 #include "config/render.h"
 
 using namespace ferry::config;
+using namespace ferry::config::test;
 using std::chrono::milliseconds;
 using Catch::Contains;
 
 namespace {
-
-LoadResult load(const std::string& yaml) { return loadConfigString(yaml, "t.yaml"); }
-
-std::vector<std::string> errorsOf(const LoadResult& r) {
-  std::vector<std::string> out;
-  for (const auto& e : r.errors) out.push_back(e.format());
-  return out;
-}
-
-// The single error of a config that must fail with exactly one.
-std::string onlyError(const std::string& yaml) {
-  LoadResult r = load(yaml);
-  CHECK_FALSE(r.config.has_value());
-  INFO(Catch::StringMaker<std::vector<std::string>>::convert(errorsOf(r)));
-  REQUIRE(r.errors.size() == 1);
-  return r.errors[0].format();
-}
-
-// The config of a load that must succeed (returned by value: `r` is often a temporary).
-Config ok(const LoadResult& r) {
-  INFO(Catch::StringMaker<std::vector<std::string>>::convert(errorsOf(r)));
-  REQUIRE(r.errors.empty());
-  REQUIRE(r.config.has_value());
-  return *r.config;
-}
 
 // A minimal valid listener + cluster, to append invalid bits to.
 const std::string kClusters =
