@@ -106,8 +106,17 @@ size_t ClusterLb::pickInLevel(const Cluster& cluster, size_t level_index, const 
   const size_t n = level.hosts.size();
   if (n == 1) return 0;
   switch (cluster.lbPolicy()) {
-    case config::LbPolicy::kRoundRobin:
-      return lb::pickSmoothWrr(level.weighted, slots_[cluster.index()].rr[level_index]);
+    case config::LbPolicy::kRoundRobin: {
+      auto& cursor = slots_[cluster.index()].rr[level_index];
+      if (level.equal_weights) {
+        // Smooth WRR with equal weights is plain rotation: O(1) instead of a pass over hosts.
+        if (cursor.empty()) cursor.push_back(static_cast<int64_t>(rng_.below(n)));  // workers start apart
+        size_t i = static_cast<size_t>(cursor[0]) % n;
+        cursor[0] = static_cast<int64_t>((i + 1) % n);
+        return i;
+      }
+      return lb::pickSmoothWrr(level.weighted, cursor);
+    }
     case config::LbPolicy::kLeastRequest:
       return lb::pickLeastRequest(level.weighted, level.random, level.equal_weights,
                                   cluster.config().least_request_choices, rng_, [&level](size_t i) {
