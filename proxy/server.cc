@@ -162,7 +162,8 @@ void Server::Impl::installAdminHandlers() {
     };
   };
   admin->handle("/ready", getOnly([this](const AdminRequest&) {
-    if (ready && !draining) return AdminResponse{200, "text/plain; charset=utf-8", "LIVE\n"};
+    if (ready && !draining && !cluster_manager->warming())
+      return AdminResponse{200, "text/plain; charset=utf-8", "LIVE\n"};
     return AdminResponse{503, "text/plain; charset=utf-8", draining ? "DRAINING\n" : "STARTING\n"};
   }));
   admin->handle("/metrics", getOnly([this](const AdminRequest&) {

@@ -54,6 +54,7 @@ struct ClusterEntry {
   std::unique_ptr<asio::steady_timer> dns_timer;
   std::unique_ptr<asio::steady_timer> warm_timer;
   size_t dns_outstanding = 0;
+  bool dns_warming = false;  // the first round of lookups has not finished
   uint64_t version = 0;
 };
 
@@ -312,7 +313,14 @@ struct ClusterManager::Impl {
       mainShard().inc(ce.cluster->stats().dns_success);
       updateDnsHosts(ce, endpoint, wanted);
     }
-    if (--ce.dns_outstanding == 0) scheduleDns(ce);
+    if (--ce.dns_outstanding == 0) {
+      if (ce.dns_warming) {
+        ce.dns_warming = false;
+        FERRY_LOG(kInfo, "cluster ", ce.cluster->name(), ": first DNS round done, ", ce.hosts.size(), " endpoint",
+                  ce.hosts.size() == 1 ? "" : "s");
+      }
+      scheduleDns(ce);
+    }
   }
 
   void updateDnsHosts(ClusterEntry& ce, size_t endpoint, const std::vector<sockaddr_storage>& wanted) {
@@ -419,10 +427,17 @@ void ClusterManager::start(Publish publish) {
       if (!ce.resolver) {
         FERRY_LOG(kError, "cluster ", cfg.name, ": DNS resolver: ", err);
       } else {
+        ce.dns_warming = true;
         I.resolveAll(ce);
       }
     }
   }
+}
+
+bool ClusterManager::warming() const {
+  for (const auto& ce : impl_->clusters)
+    if (ce.dns_warming) return true;
+  return false;
 }
 
 void ClusterManager::stop() {

@@ -36,6 +36,9 @@ class ClusterManager : public OutlierSink {
   void stop();
   // GET /clusters.
   std::string json() const;
+  // True until every cluster with DNS endpoints has finished its first round of lookups
+  // (answered or failed): /ready says STARTING meanwhile, as Envoy's cluster warming does.
+  bool warming() const;
 
   // OutlierSink: from any worker.
   void onOutlier(size_t cluster_index, uint64_t host_id, bool gateway) const override;

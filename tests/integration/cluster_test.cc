@@ -556,6 +556,26 @@ TEST_CASE("DNS: before the first answer the cluster has no host (503 UH), then s
   CHECK(getMany(web, 1)[0] == "b0");
 }
 
+TEST_CASE("DNS warming: /ready answers 503 until the first lookups finish, then requests are served at once",
+          "[cluster][dns]") {
+  DnsServer dns;
+  REQUIRE(dns.start());
+  dns.setSilent("warm.test");  // the first query goes unanswered: c-ares waits and asks again
+  auto b = std::make_unique<Backend>(0);
+  auto f = FerryProcess::start(proxyYaml("    endpoints: [{address: 'warm.test:" + std::to_string(b->server.port()) +
+                                         "'}]\n    dns_resolvers: ['" + dns.address() + "']\n"));
+  uint16_t web = f->port("web");
+  uint16_t admin = f->adminPort();
+  REQUIRE(waitUntil([&] { return dns.queries("warm.test") > 0; }, 5s));
+  HttpResponse r = httpRequest(admin, "GET", "/ready");
+  CHECK(r.status == 503);
+  CHECK(r.body == "STARTING\n");
+  dns.setA("warm.test", {"127.0.0.1"});  // the retry is answered
+  REQUIRE(waitUntil([&] { return httpRequest(admin, "GET", "/ready").status == 200; }, 8s, 20ms));
+  // Ready means the table is there: no 503 UH after /ready said LIVE.
+  CHECK(getMany(web, 1)[0] == "b0");
+}
+
 TEST_CASE("per-endpoint and per-cluster counters in /metrics and /clusters", "[cluster][admin]") {
   auto bs = backends(2);
   bs[1]->status = 502;

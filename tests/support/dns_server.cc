@@ -80,6 +80,7 @@ void DnsServer::setA(const std::string& name, std::vector<std::string> ipv4s) {
   std::lock_guard<std::mutex> lock(mu_);
   Record& r = records_[normalize(name)];
   r.fail = false;
+  r.silent = false;
   r.a = std::move(ipv4s);
 }
 
@@ -92,7 +93,16 @@ void DnsServer::setAAAA(const std::string& name, std::vector<std::string> ipv6s)
 
 void DnsServer::setFail(const std::string& name) {
   std::lock_guard<std::mutex> lock(mu_);
-  records_[normalize(name)] = Record{true, {}, {}};
+  Record r;
+  r.fail = true;
+  records_[normalize(name)] = r;
+}
+
+void DnsServer::setSilent(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Record r;
+  r.silent = true;
+  records_[normalize(name)] = r;
 }
 
 void DnsServer::remove(const std::string& name) {
@@ -184,6 +194,7 @@ std::vector<uint8_t> DnsServer::answer(const uint8_t* q, size_t len) {
     }
   }
 
+  if (known && rec.silent) return {};  // the query goes unanswered: the client times out
   if (!known || rec.fail) {
     header(kRcodeNxDomain, 1, 0);
     out.insert(out.end(), q + kHeaderSize, q + question_end);

@@ -36,6 +36,7 @@ class DnsServer {
   void setA(const std::string& name, std::vector<std::string> ipv4s);
   void setAAAA(const std::string& name, std::vector<std::string> ipv6s);
   void setFail(const std::string& name);  // NXDOMAIN from now on
+  void setSilent(const std::string& name);  // queries for it get no answer at all
   void remove(const std::string& name);   // unknown again: NXDOMAIN
 
   // Questions received for `name` so far, of any type (a getaddrinfo lookup asks A and AAAA).
@@ -44,6 +45,7 @@ class DnsServer {
  private:
   struct Record {
     bool fail = false;
+    bool silent = false;
     std::vector<std::string> a, aaaa;
   };
 
