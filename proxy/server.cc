@@ -377,8 +377,11 @@ int Server::run() {
   // From now on a cluster's new table goes to every worker; each installs it on its own thread.
   s.cluster_manager->start([&s](size_t cluster, std::shared_ptr<const core::upstream::LbState> state) {
     for (size_t i = 0; i < s.workers.size(); ++i) {
-      core::upstream::ClusterLb* lb = s.runtimes[i]->lb.get();
-      s.workers[i]->post([lb, cluster, state] { lb->setState(cluster, state); });
+      WorkerRuntime* rt = s.runtimes[i].get();
+      s.workers[i]->post([rt, cluster, state] {
+        rt->lb->setState(cluster, state);
+        rt->pools->dropRemovedHosts();
+      });
     }
   });
   s.ready = true;

@@ -55,6 +55,9 @@ struct Host {
   mutable std::atomic<int64_t> rq_active{0};
   mutable std::atomic<uint32_t> consecutive_5xx{0};
   mutable std::atomic<uint32_t> consecutive_gateway{0};
+  // Set by the main thread when DNS no longer returns the address: workers close its idle
+  // connections and drop its pool once the last connection is gone.
+  mutable std::atomic<bool> removed{false};
 };
 using HostPtr = std::shared_ptr<const Host>;
 
@@ -82,6 +85,7 @@ struct ClusterStats {
   StatHandle dns_success;
   StatHandle dns_failure;
   StatHandle panic;  // requests balanced in panic mode
+  StatHandle pools;  // gauge: upstream connection pools (one per host per worker that used it)
 };
 
 // Receives a worker's report that a host crossed an outlier-detection threshold. Implemented

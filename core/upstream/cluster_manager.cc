@@ -335,6 +335,7 @@ struct ClusterManager::Impl {
                   h.host->address);
         if (ce.checker) ce.checker->removeTarget(h.host->id);
         setGauge(h.host->stats.healthy, 0);
+        h.host->removed.store(true, std::memory_order_relaxed);  // published with the next table
         it = ce.hosts.erase(it);
         changed = true;
       } else {

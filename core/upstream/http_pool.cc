@@ -208,7 +208,7 @@ void HttpPool::onClosed(PooledConnection& c) {
 void HttpPool::release(PooledConnection& c, bool reusable) {
   c.attach(nullptr);
   const uint32_t max_requests = cluster_->maxRequestsPerConnection();
-  bool keep = reusable && !c.conn_->closed() && !c.conn_->closing() && c.codec_.idle() &&
+  bool keep = reusable && !host_->removed.load(std::memory_order_relaxed) && !c.conn_->closed() && !c.conn_->closing() && c.codec_.idle() &&
               c.codec_.keepAlive() && !c.codec_.upgraded() && idle_.size() < cluster_->maxIdleConnections() &&
               (max_requests == 0 || c.requests_ < max_requests);
   if (!keep) {
@@ -239,6 +239,33 @@ void HttpPool::destroy(PooledConnection& c) {
   conns_.erase(c.self_);
   dying->self_ = conns_.end();
   graveyard_.add(std::move(dying));
+  if (unused() && host_->removed.load(std::memory_order_relaxed) && ctx_.pools != nullptr) ctx_.pools->retire(*this);
+}
+
+void HttpPool::closeIdle() {
+  std::vector<PooledConnection*> idle = idle_;  // each close edits idle_ (onClosed)
+  for (PooledConnection* c : idle) c->conn_->close(net::Connection::CloseType::kNoFlush);
+}
+
+void PoolManager::dropRemovedHosts() {
+  std::vector<HttpPool*> gone;
+  for (auto& [host, p] : pools_)
+    if (host->removed.load(std::memory_order_relaxed)) gone.push_back(p.get());
+  for (HttpPool* p : gone) {
+    if (p->unused()) {
+      retire(*p);
+    } else {
+      p->closeIdle();  // the last connection's destroy() retires the pool
+    }
+  }
+}
+
+void PoolManager::retire(HttpPool& pool) {
+  auto it = pools_.find(&pool.host());
+  if (it == pools_.end() || it->second.get() != &pool) return;
+  ctx_.stats->dec(pool.cluster().stats().pools);
+  graveyard_.add(std::move(it->second));
+  pools_.erase(it);
 }
 
 void HttpPool::releasePendingSlot(PooledConnection& c) {
@@ -252,6 +279,7 @@ HttpPool& PoolManager::pool(const std::shared_ptr<const Cluster>& cluster, const
   auto it = pools_.find(key);
   if (it != pools_.end()) return *it->second;
   auto p = std::make_unique<HttpPool>(ctx_, cluster, host);
+  ctx_.stats->inc(cluster->stats().pools);
   auto& ref = *p;
   pools_.emplace(key, std::move(p));
   return ref;

@@ -106,6 +106,10 @@ class HttpPool {
   const Host& host() const { return *host_; }
   WorkerContext& ctx() { return ctx_; }
   size_t idleCount() const { return idle_.size(); }
+  // No connection at all (none connecting, busy or idle).
+  bool unused() const { return conns_.empty() && pending_.empty(); }
+  // Closes every idle connection (a host DNS removed).
+  void closeIdle();
 
  private:
   friend class PooledConnection;
@@ -133,12 +137,19 @@ class HttpPool {
 // All pools of one worker, keyed by host (a host belongs to one cluster).
 class PoolManager {
  public:
-  explicit PoolManager(WorkerContext& ctx) : ctx_(ctx) {}
+  explicit PoolManager(WorkerContext& ctx) : ctx_(ctx), graveyard_(*ctx.io) {}
   HttpPool& pool(const std::shared_ptr<const Cluster>& cluster, const HostPtr& host);
+  // After a new table: the pools of hosts DNS removed close their idle connections, and go
+  // away once they have no connection left (see HttpPool::destroy).
+  void dropRemovedHosts();
+  // Destroys `pool` a moment later (it may be on the call stack). It must be unused.
+  void retire(HttpPool& pool);
+  size_t size() const { return pools_.size(); }
 
  private:
   WorkerContext& ctx_;
   std::map<const Host*, std::unique_ptr<HttpPool>> pools_;
+  DeferredDeleter<HttpPool> graveyard_;
 };
 
 }  // namespace ferry::core::upstream

@@ -539,6 +539,43 @@ TEST_CASE("DNS endpoints: resolved off the data path, changes picked up, failure
   CHECK(httpRequest(admin, "GET", "/clusters").body.find("\"hostname\":\"api.test\"") != std::string::npos);
 }
 
+TEST_CASE("DNS: an address that goes away takes its idle upstream connections and its pool with it",
+          "[cluster][dns]") {
+  DnsServer dns;
+  REQUIRE(dns.start());
+  auto first = std::make_unique<Backend>(0, "127.0.0.1", 0);
+  uint16_t port = first->server.port();
+  std::unique_ptr<Backend> second;
+  try {
+    second = std::make_unique<Backend>(1, "127.0.0.2", port);
+  } catch (const HarnessError& e) {
+    WARN("cannot bind 127.0.0.2:" << port << ": " << e.what());
+    return;
+  }
+  dns.setA("churn.test", {"127.0.0.1"});
+  auto f = FerryProcess::start(proxyYaml("    endpoints: [{address: 'churn.test:" + std::to_string(port) +
+                                             "'}]\n    dns_refresh: 100ms\n    dns_resolvers: ['" + dns.address() +
+                                             "']\n",
+                                         "", 1));
+  uint16_t web = f->port("web");
+  uint16_t admin = f->adminPort();
+  const std::string pools = clusterMetric("ferry_upstream_pools");
+  REQUIRE(waitUntil([&] { return httpRequest(admin, "GET", "/ready").status == 200; }, 5s));
+  for (int round = 0; round < 3; ++round) {
+    bool to_second = round % 2 == 0;
+    dns.setA("churn.test", {to_second ? "127.0.0.2" : "127.0.0.1"});
+    const std::string want = to_second ? "b1" : "b0";
+    REQUIRE(waitUntil([&] { return getMany(web, 1)[0] == want; }, 5s, 20ms));
+    // The old address's pool closed its idle connection and went away: one pool left.
+    CHECK(waitMetric(admin, pools, 1));
+  }
+  // The last round moved to 127.0.0.2: 127.0.0.1's idle connection was closed.
+  CHECK(metricValue(admin, "ferry_upstream_endpoint_connections_active{cluster=\"api\",endpoint=\"127.0.0.1:" +
+                               std::to_string(port) + "\"}") == 0);
+  CHECK(metricValue(admin, "ferry_upstream_endpoint_connections_active{cluster=\"api\",endpoint=\"127.0.0.2:" +
+                               std::to_string(port) + "\"}") == 1);
+}
+
 TEST_CASE("DNS: before the first answer the cluster has no host (503 UH), then serves", "[cluster][dns]") {
   DnsServer dns;
   REQUIRE(dns.start());
