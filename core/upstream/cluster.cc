@@ -45,6 +45,10 @@ Cluster::Cluster(const config::ClusterConfig& cfg, size_t index, StatsStore& sta
                                      "DNS resolutions of the cluster's hostnames by result.");
   stats_.dns_failure = stats.counter("ferry_cluster_dns_resolutions_total", {{"cluster", name_}, {"result", "failure"}},
                                      "DNS resolutions of the cluster's hostnames by result.");
+  static constexpr const char* kErrorKinds[kUpstreamErrorKinds] = {"connect_failure", "reset", "timeout", "protocol"};
+  for (int k = 0; k < kUpstreamErrorKinds; ++k)
+    stats_.errors[k] = stats.counter("ferry_upstream_errors_total", {{"cluster", name_}, {"kind", kErrorKinds[k]}},
+                                     "Upstream tries that failed without a response, by kind.");
   stats_.pools = gauge("ferry_upstream_pools", "Upstream connection pools: one per endpoint per worker that used it.");
   stats_.panic = counter("ferry_cluster_panic_requests_total",
                          "Requests balanced over all endpoints because health fell below panic_threshold.");

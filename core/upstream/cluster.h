@@ -28,6 +28,10 @@
 
 namespace ferry::core::upstream {
 
+// Why an upstream attempt failed without a response (for the error counters).
+enum class UpstreamError { kConnectFailure, kReset, kTimeout, kProtocol };
+inline constexpr int kUpstreamErrorKinds = 4;
+
 // What a finished upstream attempt tells outlier detection.
 enum class UpstreamResult { kSuccess, k5xx, kGatewayError, kLocalOriginFailure };
 
@@ -41,6 +45,7 @@ struct HostStats {
   StatHandle healthy;         // gauge 1/0 (main thread's shard)
   StatHandle ejections;
   StatHandle hc_failures;
+  StatHandle health_transitions;
 };
 
 struct Host {
@@ -85,6 +90,7 @@ struct ClusterStats {
   StatHandle dns_success;
   StatHandle dns_failure;
   StatHandle panic;  // requests balanced in panic mode
+  StatHandle errors[kUpstreamErrorKinds];  // by UpstreamError
   StatHandle pools;  // gauge: upstream connection pools (one per host per worker that used it)
 };
 
@@ -129,6 +135,12 @@ class Cluster {
   int64_t activeRetries() const { return retries_.load(std::memory_order_relaxed); }
   int64_t pendingRequests() const { return pending_.load(std::memory_order_relaxed); }
   int64_t openConnections() const { return connections_.load(std::memory_order_relaxed); }
+
+  // Counts a failed attempt on the cluster (by kind) and on the host.
+  void countError(StatsShard& shard, const Host& host, UpstreamError kind) const {
+    shard.inc(stats_.errors[static_cast<int>(kind)]);
+    shard.inc(host.stats.errors);
+  }
 
   // Outlier detection: a worker reports the result of one attempt on a host.
   void reportResult(const Host& host, UpstreamResult result) const;

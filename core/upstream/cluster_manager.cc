@@ -98,6 +98,8 @@ struct ClusterManager::Impl {
                               "Connect failures, resets, timeouts and protocol errors per endpoint.");
     st.healthy = stats.gauge("ferry_upstream_endpoint_healthy", l, "1 when the endpoint takes traffic.");
     st.ejections = stats.counter("ferry_upstream_endpoint_ejections_total", l, "Outlier ejections per endpoint.");
+    st.health_transitions = stats.counter("ferry_upstream_endpoint_health_transitions_total", l,
+                                          "Active-check transitions (healthy <-> unhealthy) per endpoint.");
     st.hc_failures =
         stats.counter("ferry_upstream_endpoint_health_check_failures_total", l, "Failed health checks per endpoint.");
     auto e = std::make_unique<HostEntry>();
@@ -233,6 +235,7 @@ struct ClusterManager::Impl {
     if (h == nullptr || h->hc_healthy == healthy) return;
     h->hc_healthy = healthy;
     mainShard().inc(ce.cluster->stats().health_transitions);
+    mainShard().inc(h->host->stats.health_transitions);
     FERRY_LOG(kInfo, "cluster ", ce.cluster->name(), ": endpoint ", h->host->address, " is now ",
               healthy ? "healthy" : "unhealthy", " (health check)");
     if (healthy) startWarm(ce, *h);
@@ -488,6 +491,8 @@ std::string ClusterManager::json() const {
            ",\"max_pending_requests\":" + v(s.overflow_pending) + ",\"max_requests\":" + v(s.overflow_requests) +
            "},";
     out += "\"health_checks\":{\"success\":" + v(s.hc_success) + ",\"failure\":" + v(s.hc_failure) + "},";
+    out += "\"errors\":{\"connect_failure\":" + v(s.errors[0]) + ",\"reset\":" + v(s.errors[1]) +
+           ",\"timeout\":" + v(s.errors[2]) + ",\"protocol\":" + v(s.errors[3]) + "},";
     out += "\"dns\":{\"success\":" + v(s.dns_success) + ",\"failure\":" + v(s.dns_failure) + "},";
     out += "\"requests\":{";
     for (int cls = 1; cls <= 5; ++cls)
@@ -504,6 +509,7 @@ std::string ClusterManager::json() const {
              ",\"health\":\"" + health + "\",\"active_health\":\"" + (e.hc_healthy ? "healthy" : "unhealthy") +
              "\",\"ejected\":" + (e.ejected ? "true" : "false") + ",\"slow_start\":" + (e.warm_from ? "true" : "false") +
              ",\"ejections\":" + v(h.stats.ejections) + ",\"health_check_failures\":" + v(h.stats.hc_failures) +
+             ",\"health_transitions\":" + v(h.stats.health_transitions) +
              ",\"requests_active\":" + v(h.stats.rq_active) +
              ",\"errors\":" + v(h.stats.errors) + ",\"requests\":{";
       for (int cls = 1; cls <= 5; ++cls)

@@ -183,7 +183,7 @@ void HttpPool::onConnected(PooledConnection& c) {
 void HttpPool::onConnectFailed(PooledConnection& c, bool timeout) {
   ctx_.stats->inc(cluster_->stats().connect_failures);
   ctx_.stats->inc(host().stats.connect_failures);
-  ctx_.stats->inc(host().stats.errors);
+  cluster_->countError(*ctx_.stats, host(), UpstreamError::kConnectFailure);
   releasePendingSlot(c);
   std::string reason = c.conn_->closeReason();
   for (auto it = pending_.begin(); it != pending_.end(); ++it) {

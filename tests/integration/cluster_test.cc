@@ -305,6 +305,10 @@ TEST_CASE("active health checks take a failing host out and bring it back", "[cl
   REQUIRE(waitMetric(admin, clusterMetric("ferry_cluster_endpoints_healthy"), 3));
   CHECK(tally(getMany(port, 30))["b1"] > 0);
   CHECK(metricValue(admin, clusterMetric("ferry_cluster_health_transitions_total")) == 2);
+  CHECK(metricValue(admin, endpointMetric("ferry_upstream_endpoint_health_transitions_total", bs[1]->server.port())) ==
+        2);
+  CHECK(metricValue(admin, endpointMetric("ferry_upstream_endpoint_health_transitions_total", bs[0]->server.port())) ==
+        0);
   CHECK(metricValue(admin, "ferry_cluster_health_checks_total{cluster=\"api\",result=\"failure\"}") >= 2);
   // Checks run once per process, not once per worker: with 2 workers and a 50 ms interval
   // the sick host saw about one check per interval.
@@ -461,6 +465,9 @@ TEST_CASE("outlier detection: consecutive gateway errors (connect failures) ejec
   uint16_t admin = f->adminPort();
   auto first = tally(getMany(port, 4));
   CHECK(first["status:503"] == 2);
+  CHECK(metricValue(admin, "ferry_upstream_errors_total{cluster=\"api\",kind=\"connect_failure\"}") == 2);
+  CHECK(metricValue(admin, "ferry_upstream_errors_total{cluster=\"api\",kind=\"reset\"}") == 0);
+  CHECK(metricValue(admin, endpointMetric("ferry_upstream_endpoint_errors_total", dead)) == 2);
   REQUIRE(waitMetric(admin, clusterMetric("ferry_cluster_outlier_ejections_total"), 1));
   {
     auto v = getMany(port, 20);

@@ -348,7 +348,7 @@ class Router : public HttpFilter, public core::upstream::PoolCallbacks, public c
     if (done_) return;
     FERRY_LOG(kDebug, "router: malformed response from ", callbacks_->streamInfo().upstream_host, ": ",
               core::log::sv(detail));
-    callbacks_->worker().stats->inc(host_->stats.errors);
+    cluster_->countError(*callbacks_->worker().stats, *host_, core::upstream::UpstreamError::kProtocol);
     releaseUpstream(false);
     if (response_started_) {
       done_ = true;
@@ -381,7 +381,7 @@ class Router : public HttpFilter, public core::upstream::PoolCallbacks, public c
         ticket_ = pool_->newStream(*this);  // the same host's pool
         return;
       }
-      callbacks_->worker().stats->inc(host_->stats.errors);
+      cluster_->countError(*callbacks_->worker().stats, *host_, core::upstream::UpstreamError::kReset);
       cluster_->reportResult(*host_, UpstreamResult::kGatewayError);
       if (maybeRetry(RetryOn::kReset, 0)) return;
       fail(502, "upstream connection closed\n", ResponseFlag::kUpstreamConnectionClosed);
@@ -565,7 +565,7 @@ class Router : public HttpFilter, public core::upstream::PoolCallbacks, public c
   void onTimeout() {
     if (done_ || response_started_) return;
     if (host_ != nullptr && attempt_active_) {
-      callbacks_->worker().stats->inc(host_->stats.errors);
+      cluster_->countError(*callbacks_->worker().stats, *host_, core::upstream::UpstreamError::kTimeout);
       cluster_->reportResult(*host_, UpstreamResult::kGatewayError);
     }
     fail(504, "upstream request timeout\n", ResponseFlag::kUpstreamTimeout);
@@ -575,7 +575,7 @@ class Router : public HttpFilter, public core::upstream::PoolCallbacks, public c
     if (done_ || response_started_ || !attempt_active_) return;
     auto& w = callbacks_->worker();
     w.stats->inc(cluster_->stats().rq_per_try_timeout);
-    w.stats->inc(host_->stats.errors);
+    cluster_->countError(*w.stats, *host_, core::upstream::UpstreamError::kTimeout);
     cluster_->reportResult(*host_, UpstreamResult::kGatewayError);
     if (maybeRetry(RetryOn::kPerTryTimeout, 0)) return;
     fail(504, "upstream request timeout\n", ResponseFlag::kUpstreamTimeout);

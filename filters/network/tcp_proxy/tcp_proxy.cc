@@ -145,7 +145,7 @@ class TcpProxy : public NetworkFilter {
       case ConnectionEvent::kConnectFailed:
         w.stats->inc(s_->cluster->stats().connect_failures);
         w.stats->inc(host_->stats.connect_failures);
-        w.stats->inc(host_->stats.errors);
+        s_->cluster->countError(*w.stats, *host_, core::upstream::UpstreamError::kConnectFailure);
         s_->cluster->reportResult(*host_, core::upstream::UpstreamResult::kLocalOriginFailure);
         FERRY_LOG(kDebug, "tcp_proxy: upstream ", host_->address, " of cluster ", s_->cluster->name(), ": ",
                   upstream_->closeReason());
