@@ -102,6 +102,8 @@ bool isHostAndPort(std::string_view s);  // a host name or "[v6]", optionally wi
 // {cookie: NAME}, {query: NAME}, {source_ip: true}. Errors are reported; the result holds
 // what could be read.
 HashOnConfig parseHashOn(Parser& p, const Entry& e);
+// loader_cluster.cc: one item of `clusters`, appended to `out` (nothing when it is not a map).
+void parseCluster(Parser& p, const Entry& item, std::vector<ClusterConfig>& out);
 
 // loader_http.cc: the `http` block of a listener, into `out`.
 void parseHttp(Parser& p, const Entry& e, HttpConfig& out);
