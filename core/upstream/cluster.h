@@ -134,7 +134,6 @@ class Cluster {
   int64_t activeRequests() const { return rq_active_.load(std::memory_order_relaxed); }
   int64_t activeRetries() const { return retries_.load(std::memory_order_relaxed); }
   int64_t pendingRequests() const { return pending_.load(std::memory_order_relaxed); }
-  int64_t openConnections() const { return connections_.load(std::memory_order_relaxed); }
 
   // Counts a failed attempt on the cluster (by kind) and on the host.
   void countError(StatsShard& shard, const Host& host, UpstreamError kind) const {

@@ -37,7 +37,6 @@ struct HostEntry {
   bool hc_healthy = true;        // active health checks (a host starts healthy)
   bool ejected = false;          // outlier detection
   uint32_t ejections = 0;        // times ejected, for the growing ejection time
-  Clock::time_point ejected_at;  // or when it last returned
   Clock::time_point returned_at;
   std::optional<Clock::time_point> warm_from;  // slow start: ramping since then
   std::unique_ptr<asio::steady_timer> eject_timer;
@@ -264,7 +263,6 @@ struct ClusterManager::Impl {
     ++h->ejections;
     auto duration = std::min<int64_t>(od.base_ejection_time.count() * h->ejections, od.max_ejection_time.count());
     h->ejected = true;
-    h->ejected_at = now;
     mainShard().inc(ce.cluster->stats().ejections);
     mainShard().inc(h->host->stats.ejections);
     FERRY_LOG(kInfo, "cluster ", ce.cluster->name(), ": endpoint ", h->host->address, " ejected for ",

@@ -144,7 +144,6 @@ class PoolManager {
   void dropRemovedHosts();
   // Destroys `pool` a moment later (it may be on the call stack). It must be unused.
   void retire(HttpPool& pool);
-  size_t size() const { return pools_.size(); }
 
  private:
   WorkerContext& ctx_;

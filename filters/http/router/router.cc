@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <optional>
-#include <random>
 
 #include "config/snapshot.h"
 #include "core/event/timer.h"
@@ -27,11 +26,6 @@ void applyHeaderOps(HeaderMap& h, const config::HeaderOpsConfig& ops) {
   for (const auto& name : ops.remove) h.remove(name);
   for (const auto& [k, v] : ops.set) h.set(k, v);
   for (const auto& [k, v] : ops.add) h.add(k, v);
-}
-
-uint64_t randomU64() {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  return rng();
 }
 
 // Appends a copy of `from` to `to` (bodies kept for a retry).
@@ -130,9 +124,10 @@ class Router : public HttpFilter, public core::upstream::PoolCallbacks, public c
       return FilterStatus::kStop;
     }
     const auto& action = *route_->route;
+    // Weighted clusters draw from the worker's LB random generator (no second PRNG).
     const std::string& name = action.weighted_clusters.empty()
                                   ? action.cluster
-                                  : core::router::pickWeighted(action, randomU64());
+                                  : core::router::pickWeighted(action, callbacks_->worker().lb->rng().next());
     auto& info = callbacks_->streamInfo();
     info.upstream_cluster = name;
     cluster_ = callbacks_->snapshot().clusterPtr(name);
@@ -493,8 +488,6 @@ class Router : public HttpFilter, public core::upstream::PoolCallbacks, public c
         wanted = r.on_connect_failure || any_error;
         break;
       case RetryOn::kReset:
-        wanted = r.on_reset || any_error;
-        break;
       case RetryOn::kPerTryTimeout:
         wanted = r.on_reset || any_error;
         break;
