@@ -186,7 +186,6 @@ struct LbLevel {
 
 // Immutable; built by the ClusterManager, shared by the workers.
 struct LbState {
-  uint64_t version = 0;
   std::vector<LbLevel> levels;  // levels that get traffic, in priority order
   std::vector<uint32_t> load;   // percent per level, sums to 100 (empty: no usable host)
   bool panic = false;           // below panic_threshold: every host is usable

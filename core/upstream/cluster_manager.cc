@@ -54,7 +54,6 @@ struct ClusterEntry {
   std::unique_ptr<asio::steady_timer> warm_timer;
   size_t dns_outstanding = 0;
   bool dns_warming = false;  // the first round of lookups has not finished
-  uint64_t version = 0;
 };
 
 struct ClusterManager::Impl {
@@ -132,7 +131,6 @@ struct ClusterManager::Impl {
       weights.push_back(w);
     }
     auto st = std::make_shared<LbState>();
-    st->version = ++ce.version;
     st->host_count = ce.hosts.size();
     uint32_t health = lb::normalizedHealth(weights);
     st->panic = cfg.panic_threshold > 0 && !ce.hosts.empty() && health < cfg.panic_threshold;
@@ -352,8 +350,8 @@ struct ClusterManager::Impl {
       if (have) continue;
       auto e = makeHost(ce, endpoint, ss, name);
       FERRY_LOG(kInfo, "cluster ", ce.cluster->name(), ": ", name, " resolves to ", text);
-      // A later addition warms up; the first resolution takes traffic at full weight.
-      if (ce.version > 1 || ce.hosts.size() > 0) startWarm(ce, *e);
+      // A later addition warms up; the first round's addresses take traffic at full weight.
+      if (!ce.dns_warming) startWarm(ce, *e);
       if (ce.checker) ce.checker->addTarget(e->host->id, e->host->addr, e->host->address);
       ce.hosts.push_back(std::move(e));
       changed = true;

@@ -583,6 +583,26 @@ TEST_CASE("DNS: an address that goes away takes its idle upstream connections an
                                std::to_string(port) + "\"}") == 1);
 }
 
+TEST_CASE("DNS + slow_start: the first answer's addresses take full weight; a later one ramps up", "[cluster][dns]") {
+  DnsServer dns;
+  REQUIRE(dns.start());
+  auto b = std::make_unique<Backend>(0);
+  dns.setA("two.test", {"127.0.0.1", "127.0.0.3"});
+  auto f = FerryProcess::start(proxyYaml("    endpoints: [{address: 'two.test:" + std::to_string(b->server.port()) +
+                                         "'}]\n    slow_start: 30s\n    dns_refresh: 100ms\n    dns_resolvers: ['" +
+                                         dns.address() + "']\n"));
+  uint16_t admin = f->adminPort();
+  REQUIRE(waitUntil([&] { return httpRequest(admin, "GET", "/ready").status == 200; }, 5s));
+  REQUIRE(waitMetric(admin, clusterMetric("ferry_cluster_endpoints_healthy"), 2));
+  CHECK(httpRequest(admin, "GET", "/clusters").body.find("\"slow_start\":true") == std::string::npos);
+  dns.setA("two.test", {"127.0.0.1", "127.0.0.3", "127.0.0.4"});
+  REQUIRE(waitMetric(admin, clusterMetric("ferry_cluster_endpoints_healthy"), 3));
+  std::string js = httpRequest(admin, "GET", "/clusters").body;
+  size_t at = js.find("\"address\":\"127.0.0.4:");
+  REQUIRE(at != std::string::npos);
+  CHECK(js.find("\"slow_start\":true", at) != std::string::npos);
+}
+
 TEST_CASE("DNS: before the first answer the cluster has no host (503 UH), then serves", "[cluster][dns]") {
   DnsServer dns;
   REQUIRE(dns.start());
