@@ -454,6 +454,29 @@ TEST_CASE("outlier detection ejects a host after consecutive 5xx and lets it ret
   CHECK(tally(getMany(port, 30))["b2"] > 0);
 }
 
+TEST_CASE("outlier detection: each ejection of a host lasts longer, up to max_ejection_time", "[cluster][outlier]") {
+  auto bs = backends(2);
+  bs[1]->status = 500;
+  auto f = FerryProcess::start(proxyYaml(endpointsYaml(bs) +
+                                         "    outlier_detection: {consecutive_5xx: 1, base_ejection_time: 300ms, "
+                                         "max_ejection_time: 700ms, max_ejection_percent: 50}\n",
+                                         "", 1));
+  uint16_t port = f->port("web");
+  uint16_t admin = f->adminPort();
+  const std::string ejections = endpointMetric("ferry_upstream_endpoint_ejections_total", bs[1]->server.port());
+  const std::string healthy = endpointMetric("ferry_upstream_endpoint_healthy", bs[1]->server.port());
+  const char* kLogs[] = {"ejected for 300ms", "ejected for 600ms", "ejected for 700ms"};  // base x n, capped
+  for (int n = 1; n <= 3; ++n) {
+    // Round robin reaches the failing host within two requests once it is back.
+    REQUIRE(waitUntil([&] {
+      getMany(port, 2);
+      return metricValue(admin, ejections) >= n;
+    }, 5s, 10ms));
+    CHECK(f->waitForLog(kLogs[n - 1], 2s));
+    REQUIRE(waitMetric(admin, healthy, 1, 3s));  // it returns by itself
+  }
+}
+
 TEST_CASE("outlier detection: consecutive gateway errors (connect failures) eject", "[cluster][outlier]") {
   auto bs = backends(1);
   uint16_t dead = unusedPort();
@@ -638,6 +661,51 @@ TEST_CASE("DNS warming: /ready answers 503 until the first lookups finish, then 
   REQUIRE(waitUntil([&] { return httpRequest(admin, "GET", "/ready").status == 200; }, 8s, 20ms));
   // Ready means the table is there: no 503 UH after /ready said LIVE.
   CHECK(getMany(web, 1)[0] == "b0");
+}
+
+TEST_CASE("tcp_proxy uses the cluster's breakers and health: overflow and no usable host close at once",
+          "[cluster][tcp]") {
+  FakeUpstream up(FakeUpstream::echo());
+  auto tcpYaml = [&](const std::string& cluster_extra) {
+    return "runtime: {workers: 1}\n"
+           "admin: {address: 127.0.0.1:0}\n"
+           "listeners: [{name: t, address: 127.0.0.1:0, tcp: {cluster: api}}]\n"
+           "clusters:\n"
+           "  - name: api\n"
+           "    endpoints: [{address: 127.0.0.1:" +
+           std::to_string(up.port()) + "}]\n" + cluster_extra;
+  };
+  SECTION("max_connections: 1") {
+    auto f = FerryProcess::start(tcpYaml("    circuit_breakers: {max_connections: 1}\n"));
+    uint16_t port = f->port("t");
+    uint16_t admin = f->adminPort();
+    auto first = TcpClient::connect(port);
+    REQUIRE(first);
+    REQUIRE(first->sendAll("one"));
+    CHECK(first->recvExactly(3) == "one");
+    auto second = TcpClient::connect(port);
+    REQUIRE(second);
+    CHECK(second->waitClosed(5s));
+    CHECK(metricValue(admin, "ferry_upstream_circuit_breaker_overflow_total{cluster=\"api\",breaker=\"max_connections\"}") ==
+          1);
+    first->close();
+    REQUIRE(waitMetric(admin, clusterMetric("ferry_upstream_connections_active"), 0));
+    auto third = TcpClient::connect(port);
+    REQUIRE(third);
+    REQUIRE(third->sendAll("three"));
+    CHECK(third->recvExactly(5) == "three");
+  }
+  SECTION("no usable host") {
+    auto f = FerryProcess::start(tcpYaml("    health_check: {type: tcp, send: ping, expect: never, interval: 50ms, "
+                                         "timeout: 200ms, unhealthy_threshold: 1}\n"));
+    uint16_t port = f->port("t");
+    uint16_t admin = f->adminPort();
+    REQUIRE(waitMetric(admin, clusterMetric("ferry_cluster_endpoints_healthy"), 0));
+    auto c = TcpClient::connect(port);
+    REQUIRE(c);
+    CHECK(c->waitClosed(5s));
+    CHECK(metricValue(admin, clusterMetric("ferry_upstream_no_healthy_total")) == 1);
+  }
 }
 
 TEST_CASE("per-endpoint and per-cluster counters in /metrics and /clusters", "[cluster][admin]") {
