@@ -56,7 +56,7 @@ std::string endpointsYaml(const std::vector<std::unique_ptr<Backend>>& bs, const
 
 std::string proxyYaml(const std::string& cluster_body, const std::string& route_extra = "", int workers = 2) {
   return "runtime: {workers: " + std::to_string(workers) +
-         ", log_level: debug}\n"
+         "}\n"
          "admin: {address: 127.0.0.1:0}\n"
          "listeners:\n"
          "  - name: web\n"
@@ -127,6 +127,28 @@ std::vector<std::unique_ptr<Backend>> backends(int n, int slow_index = -1, int d
   std::vector<std::unique_ptr<Backend>> v;
   for (int i = 0; i < n; ++i) v.push_back(std::make_unique<Backend>(i, "127.0.0.1", 0, i == slow_index ? delay_ms : 0));
   return v;
+}
+
+// Two upstreams on one port at 127.0.0.1 and 127.0.0.2, as one DNS name would name them.
+// False (with a warning: the test is then skipped) when 127.0.0.2 cannot be bound here.
+bool twoAddressBackends(std::unique_ptr<Backend>& first, std::unique_ptr<Backend>& second) {
+  first = std::make_unique<Backend>(0, "127.0.0.1", 0);
+  uint16_t port = first->server.port();
+  try {
+    second = std::make_unique<Backend>(1, "127.0.0.2", port);
+  } catch (const HarnessError& e) {
+    WARN("cannot bind 127.0.0.2:" << port << ": " << e.what());
+    return false;
+  }
+  return true;
+}
+
+// A cluster body with one endpoint by DNS name, resolved by `dns`; `refresh` empty = default.
+std::string dnsCluster(const std::string& name, uint16_t port, const DnsServer& dns,
+                       const std::string& refresh = "100ms", const std::string& extra = "") {
+  std::string out = "    endpoints: [{address: '" + name + ":" + std::to_string(port) + "'}]\n" + extra;
+  if (!refresh.empty()) out += "    dns_refresh: " + refresh + "\n";
+  return out + "    dns_resolvers: ['" + dns.address() + "']\n";
 }
 
 const char* kFastHealthCheck =
@@ -521,22 +543,11 @@ TEST_CASE("DNS endpoints: resolved off the data path, changes picked up, failure
   DnsServer dns;
   std::string err;
   REQUIRE(dns.start(&err));
-  // Two upstreams on the same port at two loopback addresses, as DNS would name them.
-  auto first = std::make_unique<Backend>(0, "127.0.0.1", 0);
+  std::unique_ptr<Backend> first, second;
+  if (!twoAddressBackends(first, second)) return;
   uint16_t port = first->server.port();
-  std::unique_ptr<Backend> second;
-  try {
-    second = std::make_unique<Backend>(1, "127.0.0.2", port);
-  } catch (const HarnessError& e) {
-    WARN("cannot bind 127.0.0.2:" << port << ": " << e.what());
-    return;
-  }
   dns.setA("api.test", {"127.0.0.1"});
-  auto f = FerryProcess::start(proxyYaml("    endpoints: [{address: 'api.test:" + std::to_string(port) +
-                                         "'}]\n"
-                                         "    dns_refresh: 100ms\n"
-                                         "    dns_resolvers: ['" +
-                                         dns.address() + "']\n"));
+  auto f = FerryProcess::start(proxyYaml(dnsCluster("api.test", port, dns)));
   uint16_t web = f->port("web");
   uint16_t admin = f->adminPort();
   REQUIRE(waitMetric(admin, clusterMetric("ferry_cluster_endpoints_healthy"), 1));
@@ -573,20 +584,11 @@ TEST_CASE("DNS: an address that goes away takes its idle upstream connections an
           "[cluster][dns]") {
   DnsServer dns;
   REQUIRE(dns.start());
-  auto first = std::make_unique<Backend>(0, "127.0.0.1", 0);
+  std::unique_ptr<Backend> first, second;
+  if (!twoAddressBackends(first, second)) return;
   uint16_t port = first->server.port();
-  std::unique_ptr<Backend> second;
-  try {
-    second = std::make_unique<Backend>(1, "127.0.0.2", port);
-  } catch (const HarnessError& e) {
-    WARN("cannot bind 127.0.0.2:" << port << ": " << e.what());
-    return;
-  }
   dns.setA("churn.test", {"127.0.0.1"});
-  auto f = FerryProcess::start(proxyYaml("    endpoints: [{address: 'churn.test:" + std::to_string(port) +
-                                             "'}]\n    dns_refresh: 100ms\n    dns_resolvers: ['" + dns.address() +
-                                             "']\n",
-                                         "", 1));
+  auto f = FerryProcess::start(proxyYaml(dnsCluster("churn.test", port, dns), "", 1));
   uint16_t web = f->port("web");
   uint16_t admin = f->adminPort();
   const std::string pools = clusterMetric("ferry_upstream_pools");
@@ -611,9 +613,8 @@ TEST_CASE("DNS + slow_start: the first answer's addresses take full weight; a la
   REQUIRE(dns.start());
   auto b = std::make_unique<Backend>(0);
   dns.setA("two.test", {"127.0.0.1", "127.0.0.3"});
-  auto f = FerryProcess::start(proxyYaml("    endpoints: [{address: 'two.test:" + std::to_string(b->server.port()) +
-                                         "'}]\n    slow_start: 30s\n    dns_refresh: 100ms\n    dns_resolvers: ['" +
-                                         dns.address() + "']\n"));
+  auto f = FerryProcess::start(
+      proxyYaml(dnsCluster("two.test", b->server.port(), dns, "100ms", "    slow_start: 30s\n")));
   uint16_t admin = f->adminPort();
   REQUIRE(waitUntil([&] { return httpRequest(admin, "GET", "/ready").status == 200; }, 5s));
   REQUIRE(waitMetric(admin, clusterMetric("ferry_cluster_endpoints_healthy"), 2));
@@ -630,9 +631,7 @@ TEST_CASE("DNS: before the first answer the cluster has no host (503 UH), then s
   DnsServer dns;
   REQUIRE(dns.start());
   auto b = std::make_unique<Backend>(0);
-  auto f = FerryProcess::start(proxyYaml("    endpoints: [{address: 'late.test:" + std::to_string(b->server.port()) +
-                                         "'}]\n    dns_refresh: 100ms\n    dns_resolvers: ['" + dns.address() +
-                                         "']\n"));
+  auto f = FerryProcess::start(proxyYaml(dnsCluster("late.test", b->server.port(), dns)));
   uint16_t web = f->port("web");
   uint16_t admin = f->adminPort();
   REQUIRE(waitUntil([&] { return dns.queries("late.test") > 0; }, 5s));
@@ -649,8 +648,7 @@ TEST_CASE("DNS warming: /ready answers 503 until the first lookups finish, then 
   REQUIRE(dns.start());
   dns.setSilent("warm.test");  // the first query goes unanswered: c-ares waits and asks again
   auto b = std::make_unique<Backend>(0);
-  auto f = FerryProcess::start(proxyYaml("    endpoints: [{address: 'warm.test:" + std::to_string(b->server.port()) +
-                                         "'}]\n    dns_resolvers: ['" + dns.address() + "']\n"));
+  auto f = FerryProcess::start(proxyYaml(dnsCluster("warm.test", b->server.port(), dns, "")));
   uint16_t web = f->port("web");
   uint16_t admin = f->adminPort();
   REQUIRE(waitUntil([&] { return dns.queries("warm.test") > 0; }, 5s));
