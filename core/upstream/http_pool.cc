@@ -146,8 +146,7 @@ uint64_t HttpPool::newStream(PoolCallbacks& cb) {
   ctx_.stats->inc(h.stats.cx_active);
   conns_.push_front(std::make_unique<PooledConnection>(*this, std::move(conn)));
   PooledConnection* c = conns_.front().get();
-  c->self_ = conns_.begin();
-  c->pending_counted_ = true;
+  c->self_ = conns_.begin();  // a pending request of the cluster until it connects or dies
   uint64_t ticket = next_ticket_++;
   pending_.push_back(Pending{ticket, &cb, c});
   return ticket;
@@ -158,7 +157,6 @@ void HttpPool::cancel(uint64_t ticket) {
     if (it->ticket != ticket) continue;
     PooledConnection* c = it->conn;
     pending_.erase(it);
-    releasePendingSlot(*c);
     // Nobody waits for it any more: close it (HTTP/1 connections are cheap to redo).
     c->conn_->close(net::Connection::CloseType::kNoFlush);
     return;
@@ -166,17 +164,16 @@ void HttpPool::cancel(uint64_t ticket) {
 }
 
 void HttpPool::onConnected(PooledConnection& c) {
+  cluster_->releasePending();
   for (auto it = pending_.begin(); it != pending_.end(); ++it) {
     if (it->conn != &c) continue;
     PoolCallbacks* cb = it->cb;
     pending_.erase(it);
-    releasePendingSlot(c);
     c.countRequest();
     cb->onPoolReady(c, false);
     return;
   }
   // Connected after its waiter went away: keep it as an idle connection.
-  releasePendingSlot(c);
   release(c, true);
 }
 
@@ -184,7 +181,6 @@ void HttpPool::onConnectFailed(PooledConnection& c, bool timeout) {
   ctx_.stats->inc(cluster_->stats().connect_failures);
   ctx_.stats->inc(host().stats.connect_failures);
   cluster_->countError(*ctx_.stats, host(), UpstreamError::kConnectFailure);
-  releasePendingSlot(c);
   std::string reason = c.conn_->closeReason();
   for (auto it = pending_.begin(); it != pending_.end(); ++it) {
     if (it->conn != &c) continue;
@@ -208,8 +204,8 @@ void HttpPool::onClosed(PooledConnection& c) {
 void HttpPool::release(PooledConnection& c, bool reusable) {
   c.attach(nullptr);
   const uint32_t max_requests = cluster_->maxRequestsPerConnection();
-  bool keep = reusable && !host_->removed.load(std::memory_order_relaxed) && !c.conn_->closed() && !c.conn_->closing() && c.codec_.idle() &&
-              c.codec_.keepAlive() && !c.codec_.upgraded() && idle_.size() < cluster_->maxIdleConnections() &&
+  bool keep = reusable && !host_->removed.load(std::memory_order_relaxed) && !c.conn_->closed() &&
+              !c.conn_->closing() && c.codec_.idle() && c.codec_.keepAlive() && !c.codec_.upgraded() && idle_.size() < cluster_->maxIdleConnections() &&
               (max_requests == 0 || c.requests_ < max_requests);
   if (!keep) {
     c.conn_->close(net::Connection::CloseType::kNoFlush);  // raises kLocalClose -> onClosed
@@ -232,7 +228,7 @@ void HttpPool::destroy(PooledConnection& c) {
   if (c.self_ == conns_.end()) return;
   ctx_.stats->dec(cluster_->stats().cx_active);
   ctx_.stats->dec(host().stats.cx_active);
-  releasePendingSlot(c);
+  if (!c.connected_) cluster_->releasePending();  // it never connected: still a pending request
   cluster_->releaseConnection();
   c.idle_timer_.reset();
   std::unique_ptr<PooledConnection> dying = std::move(*c.self_);
@@ -266,12 +262,6 @@ void PoolManager::retire(HttpPool& pool) {
   ctx_.stats->dec(pool.cluster().stats().pools);
   graveyard_.add(std::move(it->second));
   pools_.erase(it);
-}
-
-void HttpPool::releasePendingSlot(PooledConnection& c) {
-  if (!c.pending_counted_) return;
-  c.pending_counted_ = false;
-  cluster_->releasePending();
 }
 
 HttpPool& PoolManager::pool(const std::shared_ptr<const Cluster>& cluster, const HostPtr& host) {

@@ -71,8 +71,7 @@ class PooledConnection : public net::ConnectionCallbacks, public http::http1::Cl
   UpstreamStreamCallbacks* user_ = nullptr;
   uint32_t requests_ = 0;
   bool idle_ = false;
-  bool connected_ = false;
-  bool pending_counted_ = false;  // holds one of the cluster's max_pending_requests
+  bool connected_ = false;  // until then it holds one of the cluster's max_pending_requests
   std::unique_ptr<Timer> idle_timer_;
   std::list<std::unique_ptr<PooledConnection>>::iterator self_;
 };
@@ -122,7 +121,6 @@ class HttpPool {
   void onConnectFailed(PooledConnection& c, bool timeout);
   void onClosed(PooledConnection& c);
   void destroy(PooledConnection& c);
-  void releasePendingSlot(PooledConnection& c);
 
   WorkerContext& ctx_;
   std::shared_ptr<const Cluster> cluster_;
