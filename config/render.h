@@ -8,21 +8,14 @@
 #include <string>
 #include <string_view>
 
+#include "config/values.h"  // appendJsonString, jsonString
+
 namespace ferry::config {
 
 // The document as one JSON object: mappings -> objects, lists -> arrays, nulls -> null;
 // plain scalars that read as JSON numbers or true/false stay numbers/booleans, everything
 // else becomes a string. An empty document gives "{}". nullopt if the text is not YAML.
 std::optional<std::string> renderRedactedJson(const std::string& yaml);
-
-// Appends `s` as a JSON string literal (quotes included, control characters escaped).
-void appendJsonString(std::string& out, std::string_view s);
-// The same as a new string, quotes included.
-inline std::string jsonString(std::string_view s) {
-  std::string out;
-  appendJsonString(out, s);
-  return out;
-}
 
 // The document re-emitted as YAML (comments dropped, quoting of quoted scalars kept).
 // An empty document gives "{}\n". nullopt if the text is not YAML.

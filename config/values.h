@@ -38,6 +38,15 @@ std::string dnsNameProblem(std::string_view name);
 std::string formatDuration(Duration d);
 
 std::string_view logLevelName(LogLevel l);
+
+// Appends `s` as a JSON string literal (quotes included, control characters escaped).
+void appendJsonString(std::string& out, std::string_view s);
+// The same as a new string, quotes included.
+inline std::string jsonString(std::string_view s) {
+  std::string out;
+  appendJsonString(out, s);
+  return out;
+}
 std::optional<LogLevel> parseLogLevel(std::string_view text);
 
 }  // namespace ferry::config

@@ -7,12 +7,10 @@
 #include <string>
 
 #include "config/model.h"
-#include "filters/http/http_filter.h"
-#include "filters/network_filter.h"
+#include "core/http/filter.h"
+#include "core/net/network_filter.h"
+#include "core/router/route_table.h"
 
-namespace ferry::config {
-struct Snapshot;
-}
 namespace ferry::core {
 class StatsStore;
 }
@@ -21,10 +19,12 @@ namespace ferry::filters {
 
 class Registry;
 
-// What a builder may use while a snapshot is being compiled (main thread).
+// What a builder may use while a snapshot is being built (main thread).
 struct BuildContext {
   const config::ListenerConfig& listener;
-  const config::Snapshot& snapshot;  // its clusters are ready
+  // The snapshot's clusters by name (null when unknown). Filters keep the handle they get
+  // here: nothing looks a cluster up by name per request or connection.
+  const core::router::ClusterResolver& clusters;
   core::StatsStore& stats;
   const Registry& registry;
 };
@@ -33,10 +33,10 @@ class Registry {
  public:
   // Builds a listener's network filter factory. Returns an empty factory and sets *error on
   // failure.
-  using NetworkBuilder = std::function<NetworkFilterFactory(const BuildContext& ctx, std::string* error)>;
+  using NetworkBuilder = std::function<core::net::NetworkFilterFactory(const BuildContext& ctx, std::string* error)>;
   // Builds an HTTP filter factory from its config entry.
   using HttpBuilder =
-      std::function<http::HttpFilterFactory(const config::HttpFilterConfig& cfg, std::string* error)>;
+      std::function<core::http::HttpFilterFactory(const config::HttpFilterConfig& cfg, std::string* error)>;
 
   void addNetwork(const std::string& name, NetworkBuilder builder) { network_[name] = std::move(builder); }
   void addHttp(const std::string& name, HttpBuilder builder) { http_[name] = std::move(builder); }

@@ -14,8 +14,6 @@
 #include <random>
 #include <thread>
 
-#include "config/render.h"
-#include "config/snapshot.h"
 #include "config/values.h"
 #include "core/event/worker.h"
 #include "core/log.h"
@@ -27,6 +25,7 @@
 #include "core/upstream/http_pool.h"
 #include "filters/registry.h"
 #include "proxy/admin/admin.h"
+#include "proxy/runtime.h"
 
 namespace ferry::proxy {
 namespace asio = boost::asio;
@@ -70,7 +69,7 @@ struct Server::Impl {
   asio::io_context io{1};
   std::unique_ptr<core::StatsStore> stats;
   filters::Registry registry;
-  std::shared_ptr<const config::Snapshot> snapshot;
+  std::shared_ptr<const Snapshot> snapshot;
   std::vector<std::unique_ptr<core::Worker>> workers;
   std::vector<std::unique_ptr<WorkerRuntime>> runtimes;  // index = worker - 1; touched only on its worker
   std::unique_ptr<core::upstream::ClusterManager> cluster_manager;  // after workers: stopped first
@@ -272,7 +271,7 @@ void Server::Impl::stopAccepting() {
 }
 
 void Server::Impl::pollDrain() {
-  int64_t open = snapshot->global_active->load(std::memory_order_relaxed);
+  int64_t open = snapshot->connections->active.load(std::memory_order_relaxed);
   if (open <= 0) {
     FERRY_LOG(kInfo, "drain: all connections closed");
     finish();
@@ -320,7 +319,7 @@ int Server::run() {
   s.stats = std::make_unique<core::StatsStore>(n + 1);
   filters::registerBuiltins(s.registry);
   std::string err;
-  s.snapshot = config::buildSnapshot(s.cfg, 1, *s.stats, s.registry, &err);
+  s.snapshot = buildSnapshot(s.cfg, 1, *s.stats, s.registry, &err);
   if (!s.snapshot) {
     FERRY_LOG(kError, "config: ", err);
     return 1;
@@ -368,7 +367,7 @@ int Server::run() {
     s.workers[i]->post([rt, snap, mine] {
       for (size_t j = 0; j < snap->listeners.size(); ++j) {
         rt->listeners.push_back(
-            std::make_unique<core::net::ActiveListener>(rt->ctx, snap, snap->listeners[j], mine[j]));
+            std::make_unique<core::net::ActiveListener>(rt->ctx, snap->listeners[j], mine[j]));
         rt->listeners.back()->start();
       }
     });

@@ -16,13 +16,29 @@
 namespace ferry::core::net {
 namespace asio = boost::asio;
 
+ListenerState::ListenerState(std::string n, StatsStore& stats) : name(std::move(n)) {
+  const std::vector<std::pair<std::string, std::string>> labels = {{"listener", name}};
+  this->stats.cx_total =
+      stats.counter("ferry_downstream_connections_total", labels, "Downstream connections accepted.");
+  this->stats.cx_active = stats.gauge("ferry_downstream_connections_active", labels, "Open downstream connections.");
+  this->stats.cx_overflow = stats.counter("ferry_downstream_connections_overflow_total", labels,
+                                          "Connections refused by max_connections.");
+  this->stats.proxy_protocol_errors = stats.counter("ferry_downstream_proxy_protocol_errors_total", labels,
+                                                    "Connections closed for a missing or bad PROXY header.");
+  this->stats.bytes_received =
+      stats.counter("ferry_downstream_bytes_received_total", labels, "Bytes received from clients.");
+  this->stats.bytes_sent = stats.counter("ferry_downstream_bytes_sent_total", labels, "Bytes sent to clients.");
+}
+
 // One downstream connection: the listener filter stage (PROXY protocol) and then the
-// network filter chain. Worker-local. Owned by its ActiveListener.
-class ActiveConnection : public ConnectionCallbacks, public filters::NetworkFilterCallbacks {
+// network filter chain. Worker-local. Owned by its ActiveListener; holds its listener's spec
+// (and through it the process-wide ListenerState) for as long as it lives.
+class ActiveConnection : public ConnectionCallbacks, public NetworkFilterCallbacks {
  public:
-  ActiveConnection(ActiveListener& listener, WorkerContext& ctx, const config::ListenerInfo& info,
-                   std::shared_ptr<Connection> conn, const filters::ConnectionInfo& ci)
-      : listener_(listener), ctx_(ctx), info_(info), conn_(std::move(conn)), ci_(ci) {}
+  ActiveConnection(ActiveListener& listener, WorkerContext& ctx, std::shared_ptr<const ListenerSpec> spec,
+                   std::shared_ptr<Connection> conn, const ConnectionInfo& ci)
+      : listener_(listener), ctx_(ctx), spec_(std::move(spec)), cfg_(spec_->cfg), stats_(spec_->state->stats),
+        conn_(std::move(conn)), ci_(ci) {}
 
   ~ActiveConnection() override {
     filters_.clear();  // filters close their upstreams first
@@ -36,16 +52,16 @@ class ActiveConnection : public ConnectionCallbacks, public filters::NetworkFilt
 
   void start() {
     conn_->setCallbacks(this);
-    conn_->setWriteBufferLimits(info_.cfg.buffer_limit_kb * 1024);
-    if (info_.cfg.proxy_protocol) {
+    conn_->setWriteBufferLimits(cfg_.buffer_limit_kb * 1024);
+    if (cfg_.proxy_protocol) {
       awaiting_proxy_header_ = true;
       pp_timer_ = std::make_unique<Timer>(*ctx_.io, [this] {
-        FERRY_LOG(kDebug, "listener ", info_.cfg.name, ": no PROXY header in time from ",
+        FERRY_LOG(kDebug, "listener ", cfg_.name, ": no PROXY header in time from ",
                   formatSockaddr(ci_.direct_remote));
-        ctx_.stats->inc(info_.stats.proxy_protocol_errors);
+        ctx_.stats->inc(stats_.proxy_protocol_errors);
         conn_->close(Connection::CloseType::kNoFlush);
       });
-      if (info_.cfg.proxy_protocol_timeout.count() > 0) pp_timer_->enable(info_.cfg.proxy_protocol_timeout);
+      if (cfg_.proxy_protocol_timeout.count() > 0) pp_timer_->enable(cfg_.proxy_protocol_timeout);
       conn_->startReading();
       return;
     }
@@ -59,9 +75,9 @@ class ActiveConnection : public ConnectionCallbacks, public filters::NetworkFilt
       if (!parseProxyHeader(data, end_stream)) return;
       if (data.empty() && !end_stream) return;
     }
-    ctx_.stats->add(info_.stats.bytes_received, static_cast<int64_t>(data.length()));
+    ctx_.stats->add(stats_.bytes_received, static_cast<int64_t>(data.length()));
     for (auto& f : filters_) {
-      if (f->onData(data, end_stream) == filters::FilterStatus::kStopIteration) break;
+      if (f->onData(data, end_stream) == FilterStatus::kStopIteration) break;
     }
   }
 
@@ -81,13 +97,13 @@ class ActiveConnection : public ConnectionCallbacks, public filters::NetworkFilt
 
   // NetworkFilterCallbacks.
   Connection& connection() override { return *conn_; }
-  const filters::ConnectionInfo& info() const override { return ci_; }
+  const ConnectionInfo& info() const override { return ci_; }
   WorkerContext& worker() override { return ctx_; }
   void writeDownstream(Buffer& data, bool end_stream) override {
     for (auto it = filters_.rbegin(); it != filters_.rend(); ++it) {
-      if ((*it)->onWrite(data, end_stream) == filters::FilterStatus::kStopIteration) return;
+      if ((*it)->onWrite(data, end_stream) == FilterStatus::kStopIteration) return;
     }
-    ctx_.stats->add(info_.stats.bytes_sent, static_cast<int64_t>(data.length()));
+    ctx_.stats->add(stats_.bytes_sent, static_cast<int64_t>(data.length()));
     conn_->write(data, end_stream);
   }
 
@@ -110,9 +126,9 @@ class ActiveConnection : public ConnectionCallbacks, public filters::NetworkFilt
     }
     if (r == ProxyParse::kNeedMore) return false;
     if (r == ProxyParse::kError) {
-      FERRY_LOG(kDebug, "listener ", info_.cfg.name, ": bad PROXY header from ",
+      FERRY_LOG(kDebug, "listener ", cfg_.name, ": bad PROXY header from ",
                 formatSockaddr(ci_.direct_remote), ": ", why);
-      ctx_.stats->inc(info_.stats.proxy_protocol_errors);
+      ctx_.stats->inc(stats_.proxy_protocol_errors);
       data.clear();
       conn_->close(Connection::CloseType::kNoFlush);
       return false;
@@ -130,37 +146,37 @@ class ActiveConnection : public ConnectionCallbacks, public filters::NetworkFilt
   }
 
   void startFilters() {
-    filters_.reserve(info_.filter_factories.size());
-    for (const auto& make : info_.filter_factories) {
+    filters_.reserve(spec_->filter_factories.size());
+    for (const auto& make : spec_->filter_factories) {
       filters_.push_back(make());
       filters_.back()->initialize(*this);
     }
     for (auto& f : filters_) {
-      if (f->onNewConnection() == filters::FilterStatus::kStopIteration) break;
+      if (f->onNewConnection() == FilterStatus::kStopIteration) break;
     }
   }
 
   ActiveListener& listener_;
   WorkerContext& ctx_;
-  const config::ListenerInfo& info_;
+  std::shared_ptr<const ListenerSpec> spec_;
+  const config::ListenerConfig& cfg_;
+  const ListenerStats& stats_;
   std::shared_ptr<Connection> conn_;
-  filters::ConnectionInfo ci_;
-  std::vector<std::unique_ptr<filters::NetworkFilter>> filters_;
+  ConnectionInfo ci_;
+  std::vector<std::unique_ptr<NetworkFilter>> filters_;
   std::unique_ptr<Timer> pp_timer_;
   bool awaiting_proxy_header_ = false;
 };
 
-ActiveListener::ActiveListener(WorkerContext& ctx, std::shared_ptr<const config::Snapshot> snapshot,
-                               std::shared_ptr<const config::ListenerInfo> info, int fd)
+ActiveListener::ActiveListener(WorkerContext& ctx, std::shared_ptr<const ListenerSpec> spec, int fd)
     : ctx_(ctx),
-      snapshot_(std::move(snapshot)),
-      info_(std::move(info)),
+      spec_(std::move(spec)),
       poller_(Poller::of(*ctx.io)),
       lfd_(fd),
       retry_timer_(*ctx.io, [this] { onAcceptable(); }),
       graveyard_(*ctx.io) {
   registered_ = poller_.add(lfd_, this);
-  if (!registered_) FERRY_LOG(kError, "listener ", info_->cfg.name, ": cannot watch the socket: ", std::strerror(errno));
+  if (!registered_) FERRY_LOG(kError, "listener ", spec_->state->name, ": cannot watch the socket: ", std::strerror(errno));
 }
 
 ActiveListener::~ActiveListener() {
@@ -207,7 +223,7 @@ void ActiveListener::onAcceptable() {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return;
     // EMFILE/ENFILE/ENOBUFS and the like: the queued connections raise no new edge, so
     // look again shortly rather than wait for another connection to arrive.
-    FERRY_LOG(kWarn, "listener ", info_->cfg.name, ": accept: ", std::strerror(errno));
+    FERRY_LOG(kWarn, "listener ", spec_->state->name, ": accept: ", std::strerror(errno));
     retry_timer_.enable(std::chrono::milliseconds(100));
     return;
   }
@@ -218,29 +234,29 @@ void ActiveListener::onAcceptable() {
 
 void ActiveListener::accepted(int fd) {
   auto& stats = *ctx_.stats;
-  const auto& runtime = snapshot_->config.runtime;
+  ListenerState& state = *spec_->state;
   // Limits: process-wide counters (relaxed atomics, shared by workers by design).
-  int64_t global = snapshot_->global_active->fetch_add(1, std::memory_order_relaxed) + 1;
-  int64_t mine = info_->active->fetch_add(1, std::memory_order_relaxed) + 1;
-  bool over = (runtime.max_connections > 0 && global > static_cast<int64_t>(runtime.max_connections)) ||
-              (info_->cfg.max_connections > 0 && mine > static_cast<int64_t>(info_->cfg.max_connections));
+  int64_t global = spec_->process->active.fetch_add(1, std::memory_order_relaxed) + 1;
+  int64_t mine = state.active.fetch_add(1, std::memory_order_relaxed) + 1;
+  bool over = (spec_->process_max_connections > 0 && global > static_cast<int64_t>(spec_->process_max_connections)) ||
+              (spec_->cfg.max_connections > 0 && mine > static_cast<int64_t>(spec_->cfg.max_connections));
   if (over) {
-    snapshot_->global_active->fetch_sub(1, std::memory_order_relaxed);
-    info_->active->fetch_sub(1, std::memory_order_relaxed);
-    stats.inc(info_->stats.cx_overflow);
-    FERRY_LOG(kDebug, "listener ", info_->cfg.name, ": connection limit reached, closing new connection");
+    spec_->process->active.fetch_sub(1, std::memory_order_relaxed);
+    state.active.fetch_sub(1, std::memory_order_relaxed);
+    stats.inc(state.stats.cx_overflow);
+    FERRY_LOG(kDebug, "listener ", spec_->state->name, ": connection limit reached, closing new connection");
     ::close(fd);
     return;
   }
-  stats.inc(info_->stats.cx_total);
-  stats.inc(info_->stats.cx_active);
+  stats.inc(state.stats.cx_total);
+  stats.inc(state.stats.cx_active);
 
-  filters::ConnectionInfo ci;
+  ConnectionInfo ci;
   peerAddress(fd, &ci.direct_remote);
   localAddress(fd, &ci.local);
   ci.remote = ci.direct_remote;
   auto conn = Connection::adopt(*ctx_.io, fd, ctx_.acct);
-  auto ac = std::make_unique<ActiveConnection>(*this, ctx_, *info_, std::move(conn), ci);
+  auto ac = std::make_unique<ActiveConnection>(*this, ctx_, spec_, std::move(conn), ci);
   ActiveConnection* raw = ac.get();
   connections_.push_front(std::move(ac));
   raw->self_ = connections_.begin();
@@ -253,9 +269,9 @@ void ActiveListener::removeConnection(ActiveConnection* conn) {
   std::unique_ptr<ActiveConnection> dying = std::move(*it);
   connections_.erase(it);
   dying->self_ = connections_.end();
-  ctx_.stats->dec(info_->stats.cx_active);
-  snapshot_->global_active->fetch_sub(1, std::memory_order_relaxed);
-  info_->active->fetch_sub(1, std::memory_order_relaxed);
+  ctx_.stats->dec(spec_->state->stats.cx_active);
+  spec_->process->active.fetch_sub(1, std::memory_order_relaxed);
+  spec_->state->active.fetch_sub(1, std::memory_order_relaxed);
   graveyard_.add(std::move(dying));
 }
 

@@ -1,26 +1,68 @@
-// ActiveListener: one listener's accepting socket on one worker (each worker has its own
-// SO_REUSEPORT socket for the listener), its listener filters and its open connections.
-// Worker-local. Owned by the worker's runtime in the server.
+// Listeners on a worker. ListenerState is the process-wide state of one listener (its counters
+// and limits), kept across config snapshots; ListenerSpec is what one snapshot configures for
+// it; ActiveListener is one listener's accepting socket on one worker (each worker has its own
+// SO_REUSEPORT socket for the listener) with its open connections.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <list>
 #include <memory>
+#include <string>
+#include <vector>
 
-#include "config/snapshot.h"
+#include "config/model.h"
 #include "core/event/deferred_deleter.h"
 #include "core/event/poller.h"
 #include "core/event/timer.h"
 #include "core/event/worker_context.h"
+#include "core/net/network_filter.h"
+#include "core/stats.h"
 
 namespace ferry::core::net {
 
 class ActiveConnection;
 
+struct ListenerStats {
+  StatHandle cx_total;
+  StatHandle cx_active;
+  StatHandle cx_overflow;  // refused by max_connections (listener or runtime)
+  StatHandle proxy_protocol_errors;
+  StatHandle bytes_received;  // from downstream clients
+  StatHandle bytes_sent;      // to downstream clients
+};
+
+// Process-wide state of one listener: outlives snapshots (proxy/ keeps one per listener name
+// and hands the same object to every snapshot that has the listener). Its counters are
+// relaxed atomics shared by the workers (limits may be, by design). Made on the main thread.
+struct ListenerState {
+  ListenerState(std::string name, StatsStore& stats);  // registers the listener's metrics
+  const std::string name;
+  ListenerStats stats;
+  std::atomic<int64_t> active{0};  // open connections, for max_connections
+};
+
+// Open downstream connections of the whole process (runtime.max_connections, drain). Outlives
+// snapshots like ListenerState.
+struct ProcessConnections {
+  std::atomic<int64_t> active{0};
+};
+
+// One listener as one snapshot configures it: immutable, shared read-only by every worker.
+// Built on the main thread by proxy/.
+struct ListenerSpec {
+  config::ListenerConfig cfg;
+  std::shared_ptr<ListenerState> state;
+  std::shared_ptr<ProcessConnections> process;
+  uint64_t process_max_connections = 0;  // runtime.max_connections; 0 = unlimited
+  std::vector<NetworkFilterFactory> filter_factories;  // the network filter chain, in order
+};
+
+// Worker-local. Owned by the worker's runtime in the server.
 class ActiveListener final : private PollHandler {
  public:
   // Takes ownership of the listening socket `fd`.
-  ActiveListener(WorkerContext& ctx, std::shared_ptr<const config::Snapshot> snapshot,
-                 std::shared_ptr<const config::ListenerInfo> info, int fd);
+  ActiveListener(WorkerContext& ctx, std::shared_ptr<const ListenerSpec> spec, int fd);
   ~ActiveListener();
   ActiveListener(const ActiveListener&) = delete;
   ActiveListener& operator=(const ActiveListener&) = delete;
@@ -31,7 +73,7 @@ class ActiveListener final : private PollHandler {
   // Closes every open connection now.
   void closeAll();
   size_t connectionCount() const { return connections_.size(); }
-  const std::string& name() const { return info_->cfg.name; }
+  const std::string& name() const { return spec_->state->name; }
 
   // Called by an ActiveConnection that has ended; it is destroyed soon after, outside the
   // call stack that ended it.
@@ -43,8 +85,7 @@ class ActiveListener final : private PollHandler {
   void accepted(int fd);
 
   WorkerContext& ctx_;
-  std::shared_ptr<const config::Snapshot> snapshot_;
-  std::shared_ptr<const config::ListenerInfo> info_;
+  std::shared_ptr<const ListenerSpec> spec_;
   Poller& poller_;
   int lfd_;  // the listening socket, registered with the worker's Poller; -1 once closed
   bool registered_ = false;

@@ -1,5 +1,7 @@
 #include "core/router/route_table.h"
 
+#include "core/upstream/cluster.h"
+
 #include <re2/re2.h>
 #include <re2/set.h>
 
@@ -121,7 +123,7 @@ struct HeaderMatcher {
 };
 
 struct CompiledRoute {
-  const config::RouteConfig* config = nullptr;
+  Route route;
   bool unconditional = true;          // no methods, no header matchers
   std::unique_ptr<re2::RE2> path_re;  // kRegex only
   std::vector<HeaderMatcher> headers;
@@ -130,7 +132,7 @@ struct CompiledRoute {
   bool conditions(std::string_view host, std::string_view method,
                   const http::HeaderMap& headers_in) const {
     if (unconditional) return true;
-    const auto& methods = config->match.methods;
+    const auto& methods = route.config->match.methods;
     if (!methods.empty() &&
         std::find(methods.begin(), methods.end(), method) == methods.end())
       return false;
@@ -295,8 +297,8 @@ struct VirtualHost {
   std::vector<uint32_t> regexes;    // route indices, ascending
   std::unique_ptr<re2::RE2::Set> regex_set;  // pattern k = routes[regexes[k]]
 
-  const config::RouteConfig* match(std::string_view host, std::string_view method,
-                                   std::string_view path, const http::HeaderMap& headers) const {
+  const Route* match(std::string_view host, std::string_view method, std::string_view path,
+                     const http::HeaderMap& headers) const {
     uint32_t best = kNone;
     auto consider = [&](Span s) {
       const uint32_t* begin = lists.data() + s.begin;
@@ -314,7 +316,7 @@ struct VirtualHost {
     }
     prefixes.walk(path, &best, consider);
     if (!regexes.empty() && regexes.front() < best) matchRegexes(host, method, path, headers, &best);
-    return best == kNone ? nullptr : routes[best].config;
+    return best == kNone ? nullptr : &routes[best].route;
   }
 
   void matchRegexes(std::string_view host, std::string_view method, std::string_view path,
@@ -392,13 +394,13 @@ struct RouteTable::Impl {
 RouteTable::RouteTable(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 RouteTable::~RouteTable() = default;
 
-std::shared_ptr<const RouteTable> RouteTable::build(const config::HttpConfig& http,
-                                                    std::string* error) {
-  return build(std::make_shared<const config::HttpConfig>(http), error);
+std::shared_ptr<const RouteTable> RouteTable::build(const config::HttpConfig& http, std::string* error,
+                                                    const ClusterResolver& clusters) {
+  return build(std::make_shared<const config::HttpConfig>(http), error, clusters);
 }
 
-std::shared_ptr<const RouteTable> RouteTable::build(
-    std::shared_ptr<const config::HttpConfig> http, std::string* error) {
+std::shared_ptr<const RouteTable> RouteTable::build(std::shared_ptr<const config::HttpConfig> http,
+                                                    std::string* error, const ClusterResolver& clusters) {
   auto impl = std::make_unique<Impl>();
   impl->http = std::move(http);
   std::string errors;
@@ -434,7 +436,15 @@ std::shared_ptr<const RouteTable> RouteTable::build(
       const auto& rc = vc.routes[r];
       auto& cr = vh.routes[r];
       const auto ri = static_cast<uint32_t>(r);
-      cr.config = &rc;
+      cr.route.config = &rc;
+      if (rc.route) {
+        auto resolve = [&](const std::string& name) { return clusters ? clusters(name) : nullptr; };
+        if (rc.route->weighted_clusters.empty()) {
+          cr.route.clusters.push_back(resolve(rc.route->cluster));
+        } else {
+          for (const auto& w : rc.route->weighted_clusters) cr.route.clusters.push_back(resolve(w.cluster));
+        }
+      }
       cr.unconditional = rc.match.methods.empty() && rc.match.headers.empty();
       switch (rc.match.kind) {
         case RouteMatchConfig::Kind::kPath: exact.emplace_back(rc.match.value, ri); break;
@@ -526,6 +536,21 @@ const config::VirtualHostConfig* RouteTable::matchVirtualHost(std::string_view h
 }
 
 const config::HttpConfig& RouteTable::config() const { return *impl_->http; }
+
+const upstream::Cluster* Route::pickCluster(uint64_t random) const {
+  if (clusters.size() <= 1) return clusters.empty() ? nullptr : clusters.front().get();
+  // The same walk as pickWeighted, over the resolved clusters (same order as the config).
+  const auto& w = config->route->weighted_clusters;
+  uint64_t total = 0;
+  for (const auto& c : w) total += c.weight;
+  if (total == 0) return clusters.front().get();
+  uint64_t r = random % total;
+  for (size_t i = 0; i < w.size(); ++i) {
+    if (r < w[i].weight) return clusters[i].get();
+    r -= w[i].weight;
+  }
+  return clusters.back().get();
+}
 
 const std::string& pickWeighted(const config::RouteActionConfig& a, uint64_t random) {
   const auto& w = a.weighted_clusters;

@@ -28,24 +28,47 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "config/model.h"
 #include "core/http/header_map.h"
 
+namespace ferry::core::upstream {
+class Cluster;
+}
+
 namespace ferry::core::router {
+
+// One route as the router uses it: its config and its clusters, resolved once when the table
+// is built (never looked up by name per request). Immutable; lives as long as its table.
+struct Route {
+  const config::RouteConfig* config = nullptr;
+  // For `route:` actions: the cluster of `cluster`, or one per entry of `weighted_clusters` in
+  // config order. Null where the resolver did not know the name (the router answers 503 UH).
+  std::vector<std::shared_ptr<const upstream::Cluster>> clusters;
+
+  // The cluster a request takes: the only one, or a weighted pick with `random` (see
+  // pickWeighted). Null when unresolved or for direct responses and redirects.
+  const upstream::Cluster* pickCluster(uint64_t random) const;
+};
+
+// Resolves a cluster name while a table is built (the snapshot's clusters); null when unknown.
+using ClusterResolver = std::function<std::shared_ptr<const upstream::Cluster>(const std::string& name)>;
 
 class RouteTable {
  public:
   // Compiles a copy of `http`. Returns nullptr and sets *error (if non-null) on failure, e.g. a
   // regex that RE2 rejects: "virtual host 'api' route 3: bad regex '(': missing )".
-  static std::shared_ptr<const RouteTable> build(const config::HttpConfig& http,
-                                                 std::string* error);
+  // `clusters` resolves the routes' cluster names (none given: every cluster is unresolved).
+  static std::shared_ptr<const RouteTable> build(const config::HttpConfig& http, std::string* error,
+                                                 const ClusterResolver& clusters = nullptr);
   // The same without copying: the table holds `http` for its lifetime.
   static std::shared_ptr<const RouteTable> build(std::shared_ptr<const config::HttpConfig> http,
-                                                 std::string* error);
+                                                 std::string* error, const ClusterResolver& clusters = nullptr);
 
   ~RouteTable();
   RouteTable(const RouteTable&) = delete;
@@ -53,7 +76,7 @@ class RouteTable {
 
   struct Match {
     const config::VirtualHostConfig* virtual_host = nullptr;  // nullptr: unknown host
-    const config::RouteConfig* route = nullptr;               // nullptr: no route (404 NR)
+    const Route* route = nullptr;                             // nullptr: no route (404 NR)
   };
 
   // host: the Host/:authority value as received. path: the normalised path WITHOUT query.
@@ -64,7 +87,8 @@ class RouteTable {
   // The matched RouteConfig or nullptr (-> 404 NR). Pointers stay valid for the table's life.
   const config::RouteConfig* match(std::string_view host, std::string_view method,
                                    std::string_view path, const http::HeaderMap& headers) const {
-    return find(host, method, path, headers).route;
+    const Route* r = find(host, method, path, headers).route;
+    return r ? r->config : nullptr;
   }
 
   // Which virtual host (for logs/stats), or nullptr.

@@ -102,7 +102,7 @@ class OutlierSink {
   virtual void onOutlier(size_t cluster_index, uint64_t host_id, bool gateway) const = 0;
 };
 
-class Cluster {
+class Cluster : public std::enable_shared_from_this<Cluster> {
  public:
   Cluster(const config::ClusterConfig& cfg, size_t index, StatsStore& stats);
 

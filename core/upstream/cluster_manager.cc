@@ -8,7 +8,6 @@
 #include <map>
 #include <set>
 
-#include "config/render.h"
 #include "config/values.h"
 #include "core/log.h"
 #include "core/net/socket_util.h"

@@ -264,12 +264,12 @@ void PoolManager::retire(HttpPool& pool) {
   pools_.erase(it);
 }
 
-HttpPool& PoolManager::pool(const std::shared_ptr<const Cluster>& cluster, const HostPtr& host) {
+HttpPool& PoolManager::pool(const Cluster& cluster, const HostPtr& host) {
   const Host* key = host.get();
   auto it = pools_.find(key);
   if (it != pools_.end()) return *it->second;
-  auto p = std::make_unique<HttpPool>(ctx_, cluster, host);
-  ctx_.stats->inc(cluster->stats().pools);
+  auto p = std::make_unique<HttpPool>(ctx_, cluster.shared_from_this(), host);
+  ctx_.stats->inc(cluster.stats().pools);
   auto& ref = *p;
   pools_.emplace(key, std::move(p));
   return ref;

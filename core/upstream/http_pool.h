@@ -136,7 +136,7 @@ class HttpPool {
 class PoolManager {
  public:
   explicit PoolManager(WorkerContext& ctx) : ctx_(ctx), graveyard_(*ctx.io) {}
-  HttpPool& pool(const std::shared_ptr<const Cluster>& cluster, const HostPtr& host);
+  HttpPool& pool(const Cluster& cluster, const HostPtr& host);
   // After a new table: the pools of hosts DNS removed close their idle connections, and go
   // away once they have no connection left (see HttpPool::destroy).
   void dropRemovedHosts();

@@ -3,6 +3,8 @@
 #include <cstdlib>
 
 namespace ferry::filters::http {
+using namespace core::http;
+using core::Buffer;
 namespace {
 
 class BufferFilter : public HttpFilter {

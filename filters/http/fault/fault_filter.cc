@@ -6,6 +6,8 @@
 #include "core/event/timer.h"
 
 namespace ferry::filters::http {
+using namespace core::http;
+using core::Buffer;
 namespace {
 
 bool roll(double percentage) {

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <optional>
 
-#include "config/snapshot.h"
 #include "core/event/timer.h"
 #include "core/log.h"
 #include "core/router/route_table.h"
@@ -13,6 +12,8 @@
 #include "core/upstream/http_pool.h"
 
 namespace ferry::filters::http {
+using namespace core::http;
+using core::Buffer;
 namespace {
 
 using core::upstream::HttpPool;
@@ -110,7 +111,8 @@ class Router : public HttpFilter, public core::upstream::PoolCallbacks, public c
 
   FilterStatus onRequestHeaders(RequestHeaders& h, bool end_stream) override {
     request_end_ = end_stream;
-    route_ = callbacks_->route();
+    entry_ = callbacks_->route();
+    route_ = entry_ ? entry_->config : nullptr;
     if (!route_) {
       callbacks_->sendLocalReply(404, "no route\n", ResponseFlag::kNoRoute);
       return FilterStatus::kStop;
@@ -125,12 +127,10 @@ class Router : public HttpFilter, public core::upstream::PoolCallbacks, public c
     }
     const auto& action = *route_->route;
     // Weighted clusters draw from the worker's LB random generator (no second PRNG).
-    const std::string& name = action.weighted_clusters.empty()
-                                  ? action.cluster
-                                  : core::router::pickWeighted(action, callbacks_->worker().lb->rng().next());
+    const uint64_t draw = action.weighted_clusters.empty() ? 0 : callbacks_->worker().lb->rng().next();
+    cluster_ = entry_->pickCluster(draw);
     auto& info = callbacks_->streamInfo();
-    info.upstream_cluster = name;
-    cluster_ = callbacks_->snapshot().clusterPtr(name);
+    info.upstream_cluster = action.weighted_clusters.empty() ? action.cluster : core::router::pickWeighted(action, draw);
     if (!cluster_) {
       callbacks_->sendLocalReply(503, "no healthy upstream\n", ResponseFlag::kNoHealthyUpstream);
       return FilterStatus::kStop;
@@ -445,7 +445,7 @@ class Router : public HttpFilter, public core::upstream::PoolCallbacks, public c
       try_timeout_->enable(retry_->per_try_timeout);
     }
     // The pool keeps the host alive from here on (the table holding *hp may be replaced).
-    pool_ = &w.pools->pool(cluster_, *hp);
+    pool_ = &w.pools->pool(*cluster_, *hp);
     ticket_ = pool_->newStream(*this);  // may call onPoolReady/onPoolFailure right here
   }
 
@@ -647,8 +647,9 @@ class Router : public HttpFilter, public core::upstream::PoolCallbacks, public c
     sendDirect(rd.code, "", scheme + "://" + host + new_path + query);
   }
 
+  const core::router::Route* entry_ = nullptr;  // held by the stream's route table
   const config::RouteConfig* route_ = nullptr;
-  std::shared_ptr<const core::upstream::Cluster> cluster_;
+  const core::upstream::Cluster* cluster_ = nullptr;  // held by the route
   const core::upstream::Host* host_ = nullptr;  // kept alive by its pool
   HttpPool* pool_ = nullptr;
   uint64_t ticket_ = 0;

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <random>
 
-#include "config/snapshot.h"
 #include "core/http/path.h"
 #include "core/log.h"
 #include "core/net/socket_util.h"
@@ -50,14 +49,12 @@ void newRequestId(char (&id)[36]) {
 
 }  // namespace
 
-ActiveStream::ActiveStream(HttpConnectionManager& hcm, core::http::RequestHeadersPtr headers,
-                           const config::RouteConfig* route)
-    : hcm_(hcm), request_headers_(std::move(headers)), route_(route) {}
+ActiveStream::ActiveStream(HttpConnectionManager& hcm, core::http::RequestHeadersPtr headers)
+    : hcm_(hcm), request_headers_(std::move(headers)) {}
 
 ActiveStream::~ActiveStream() { destroyFilters(); }
 
 core::WorkerContext& ActiveStream::worker() { return hcm_.worker(); }
-const config::Snapshot& ActiveStream::snapshot() { return *hcm_.config().snapshot; }
 const std::string& ActiveStream::downstreamRemoteIp() { return hcm_.remoteIp(); }
 
 void ActiveStream::decodeHeaders(bool end_stream) {
@@ -73,7 +70,7 @@ void ActiveStream::decodeHeaders(bool end_stream) {
 
   // Filters first, so even a rejected request runs through a well-formed stream.
   for (const auto& make : cfg.filters) filters_.push_back(make());
-  filters_.push_back(http::makeRouter());
+  filters_.push_back(filters::http::makeRouter());
   for (auto& f : filters_) f->setCallbacks(*this);
 
   if (h.method == "CONNECT") {
@@ -146,7 +143,7 @@ void ActiveStream::decodeHeaders(bool end_stream) {
   }
 
   std::string_view route_path(h.path.data(), path.size());
-  route_ = cfg.routes->match(h.authority, h.method, route_path, h.headers);
+  route_ = cfg.routes->find(h.authority, h.method, route_path, h.headers).route;
   iterateRequestHeaders(0);
 }
 

@@ -8,16 +8,16 @@
 #include <vector>
 
 #include "core/http/header_map.h"
-#include "filters/http/http_filter.h"
+#include "core/http/filter.h"
 #include "filters/network/http_connection_manager/hcm_config.h"
 
 namespace ferry::filters::network {
 
 class HttpConnectionManager;
 
-class ActiveStream : public http::StreamCallbacks {
+class ActiveStream : public http::FilterCallbacks {
  public:
-  ActiveStream(HttpConnectionManager& hcm, core::http::RequestHeadersPtr headers, const config::RouteConfig* route);
+  ActiveStream(HttpConnectionManager& hcm, core::http::RequestHeadersPtr headers);
   ~ActiveStream() override;
 
   // Request side, from the codec (or the tunnel after an upgrade).
@@ -25,15 +25,14 @@ class ActiveStream : public http::StreamCallbacks {
   void decodeData(core::Buffer& data, bool end_stream);
   void decodeTrailers(core::http::HeaderMap trailers);
 
-  // http::StreamCallbacks
+  // http::FilterCallbacks
   void resume() override;
   void sendLocalReply(int status, std::string_view body, http::ResponseFlag flag) override;
   core::WorkerContext& worker() override;
   core::http::RequestHeaders& requestHeaders() override { return *request_headers_; }
-  const config::RouteConfig* route() override { return route_; }
+  const core::router::Route* route() override { return route_; }
   http::StreamInfo& streamInfo() override { return info_; }
   const std::string& downstreamRemoteIp() override;
-  const config::Snapshot& snapshot() override;
   void encodeHeaders(core::http::ResponseHeadersPtr headers, bool end_stream) override;
   void encodeData(core::Buffer& data, bool end_stream) override;
   void encodeTrailers(core::http::HeaderMap trailers) override;
@@ -60,7 +59,7 @@ class ActiveStream : public http::StreamCallbacks {
 
   HttpConnectionManager& hcm_;
   core::http::RequestHeadersPtr request_headers_;
-  const config::RouteConfig* route_;
+  const core::router::Route* route_ = nullptr;
   std::vector<std::unique_ptr<http::HttpFilter>> filters_;  // configured filters + router
   http::StreamInfo info_;
 

@@ -10,18 +10,18 @@
 #include "core/http/http1/codec.h"
 #include "filters/network/http_connection_manager/active_stream.h"
 #include "filters/network/http_connection_manager/hcm_config.h"
-#include "filters/network_filter.h"
+#include "core/net/network_filter.h"
 
 namespace ferry::filters::network {
 
-class HttpConnectionManager : public NetworkFilter, public core::http::http1::ServerCodecCallbacks {
+class HttpConnectionManager : public core::net::NetworkFilter, public core::http::http1::ServerCodecCallbacks {
  public:
   explicit HttpConnectionManager(std::shared_ptr<const HcmConfig> config);
   ~HttpConnectionManager() override;
 
   // NetworkFilter
-  FilterStatus onNewConnection() override;
-  FilterStatus onData(core::Buffer& data, bool end_stream) override;
+  core::net::FilterStatus onNewConnection() override;
+  core::net::FilterStatus onData(core::Buffer& data, bool end_stream) override;
   void onDownstreamEvent(core::net::ConnectionEvent event) override;
   void onDownstreamAboveWriteHighWatermark() override;
   void onDownstreamBelowWriteLowWatermark() override;
@@ -35,7 +35,7 @@ class HttpConnectionManager : public NetworkFilter, public core::http::http1::Se
   // For ActiveStream.
   const HcmConfig& config() const { return *config_; }
   core::WorkerContext& worker() { return callbacks_->worker(); }
-  const ConnectionInfo& connectionInfo() const { return callbacks_->info(); }
+  const core::net::ConnectionInfo& connectionInfo() const { return callbacks_->info(); }
   // The client's IP as text (for x-forwarded-for), formatted once per connection.
   const std::string& remoteIp();
   core::http::http1::ServerCodec& codec() { return codec_; }

@@ -3,7 +3,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
-#include "config/snapshot.h"
 #include "core/log.h"
 #include "core/net/socket_util.h"
 #include "filters/http/router/router.h"
@@ -13,6 +12,7 @@ namespace ferry::filters::network {
 namespace asio = boost::asio;
 using core::Buffer;
 using core::net::Connection;
+using core::net::FilterStatus;
 
 namespace {
 
@@ -107,7 +107,7 @@ void HttpConnectionManager::onRequestHeaders(core::http::RequestHeadersPtr heade
   if (w.draining && *w.draining) close_after_response_ = true;
   w.stats->inc(config_->stats.rq_total);
   w.stats->inc(config_->stats.rq_active);
-  stream_ = std::make_unique<ActiveStream>(*this, std::move(headers), nullptr);
+  stream_ = std::make_unique<ActiveStream>(*this, std::move(headers));
   stream_->decodeHeaders(end_stream);
 }
 
@@ -279,17 +279,16 @@ void HttpConnectionManager::recordRequest(const http::StreamInfo& info) {
   s.observe(config_->stats.duration, micros < 0 ? 0 : micros);
 }
 
-std::shared_ptr<const HcmConfig> buildHcmConfig(const config::ListenerConfig& listener,
-                                                const config::Snapshot& snapshot, core::StatsStore& stats,
-                                                const Registry& registry, std::string* error) {
+std::shared_ptr<const HcmConfig> buildHcmConfig(const BuildContext& ctx, std::string* error) {
+  const auto& listener = ctx.listener;
+  auto& stats = ctx.stats;
   auto c = std::make_shared<HcmConfig>();
   c->listener_name = listener.name;
   c->http = *listener.http;
-  c->snapshot = &snapshot;
-  c->routes = core::router::RouteTable::build(c->http, error);
+  c->routes = core::router::RouteTable::build(c->http, error, ctx.clusters);
   if (!c->routes) return nullptr;
   for (const auto& f : c->http.filters) {
-    const auto* builder = registry.http(f.name);
+    const auto* builder = ctx.registry.http(f.name);
     if (!builder) {
       *error = "unknown HTTP filter '" + f.name + "'";
       return nullptr;
@@ -320,13 +319,13 @@ std::shared_ptr<const HcmConfig> buildHcmConfig(const config::ListenerConfig& li
 }
 
 Registry::NetworkBuilder httpConnectionManagerBuilder() {
-  return [](const BuildContext& ctx, std::string* error) -> NetworkFilterFactory {
-    auto cfg = buildHcmConfig(ctx.listener, ctx.snapshot, ctx.stats, ctx.registry, error);
+  return [](const BuildContext& ctx, std::string* error) -> core::net::NetworkFilterFactory {
+    auto cfg = buildHcmConfig(ctx, error);
     if (!cfg) {
       *error = "listener '" + ctx.listener.name + "': " + *error;
       return {};
     }
-    return [cfg]() -> std::unique_ptr<NetworkFilter> { return std::make_unique<HttpConnectionManager>(cfg); };
+    return [cfg]() -> std::unique_ptr<core::net::NetworkFilter> { return std::make_unique<HttpConnectionManager>(cfg); };
   };
 }
 

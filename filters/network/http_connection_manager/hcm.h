@@ -16,8 +16,6 @@ namespace ferry::filters::network {
 Registry::NetworkBuilder httpConnectionManagerBuilder();
 
 // Makes the HcmConfig of a listener (route table, filter factories, stats).
-std::shared_ptr<const HcmConfig> buildHcmConfig(const config::ListenerConfig& listener,
-                                                const config::Snapshot& snapshot, core::StatsStore& stats,
-                                                const Registry& registry, std::string* error);
+std::shared_ptr<const HcmConfig> buildHcmConfig(const BuildContext& ctx, std::string* error);
 
 }  // namespace ferry::filters::network

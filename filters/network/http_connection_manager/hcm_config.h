@@ -11,13 +11,10 @@
 #include "config/model.h"
 #include "core/router/route_table.h"
 #include "core/stats.h"
-#include "filters/http/http_filter.h"
-
-namespace ferry::config {
-struct Snapshot;
-}
+#include "core/http/filter.h"
 
 namespace ferry::filters::network {
+namespace http = core::http;
 
 struct HcmStats {
   core::StatHandle rq_total;
@@ -33,9 +30,6 @@ struct HcmConfig {
   std::shared_ptr<const core::router::RouteTable> routes;
   std::vector<http::HttpFilterFactory> filters;  // configured order; the router is added last
   HcmStats stats;
-  // The snapshot this config belongs to. Raw: the ActiveListener holding a connection keeps
-  // the snapshot alive, and a shared_ptr here would be a cycle.
-  const config::Snapshot* snapshot = nullptr;
 };
 
 }  // namespace ferry::filters::network

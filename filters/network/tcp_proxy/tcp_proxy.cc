@@ -4,7 +4,6 @@
 #include <cstring>
 #include <memory>
 
-#include "config/snapshot.h"
 #include "core/event/timer.h"
 #include "core/log.h"
 #include "core/net/proxy_protocol.h"
@@ -17,6 +16,8 @@ namespace {
 using core::Buffer;
 using core::net::Connection;
 using core::net::ConnectionEvent;
+using core::net::FilterStatus;
+using core::net::NetworkFilter;
 
 struct TcpProxySettings {
   std::shared_ptr<const core::upstream::Cluster> cluster;
@@ -219,13 +220,10 @@ class TcpProxy : public NetworkFilter {
 }  // namespace
 
 Registry::NetworkBuilder tcpProxyBuilder() {
-  return [](const BuildContext& ctx, std::string* error) -> NetworkFilterFactory {
+  return [](const BuildContext& ctx, std::string* error) -> core::net::NetworkFilterFactory {
     const auto& listener = ctx.listener;
-    const auto& snapshot = ctx.snapshot;
     const auto& tcp = *listener.tcp;
-    std::shared_ptr<const core::upstream::Cluster> cluster;
-    for (const auto& c : snapshot.clusters)
-      if (c->name() == tcp.cluster) cluster = c;
+    std::shared_ptr<const core::upstream::Cluster> cluster = ctx.clusters(tcp.cluster);
     if (!cluster) {
       *error = "listener '" + listener.name + "': unknown cluster '" + tcp.cluster + "'";
       return {};

@@ -1,6 +1,7 @@
 // HTTP filters: one class for both directions with no-op defaults. Request hooks run in
 // configured order, response hooks in reverse; the router is the implicit last filter.
-// Filters never see the wire version: HTTP/1 and HTTP/2 feed the same model.
+// Filters never see the wire version: HTTP/1 and HTTP/2 feed the same model. Core defines
+// the interface (the connection manager drives it); filters/ holds the implementations.
 // Worker-local; one filter object per stream, made by a factory built at config time.
 #pragma once
 
@@ -14,17 +15,11 @@
 #include "core/event/worker_context.h"
 #include "core/http/header_map.h"
 
-namespace ferry::config {
-struct RouteConfig;
-struct Snapshot;
-}  // namespace ferry::config
+namespace ferry::core::router {
+struct Route;
+}
 
-namespace ferry::filters::http {
-
-using core::Buffer;
-using core::http::HeaderMap;
-using core::http::RequestHeaders;
-using core::http::ResponseHeaders;
+namespace ferry::core::http {
 
 enum class FilterStatus {
   kContinue,       // pass on to the next filter
@@ -33,7 +28,7 @@ enum class FilterStatus {
                    // more arrives (end_stream says when it is the last)
 };
 
-// Why a response was generated locally (CONTRACT.md's error table); "-" when none.
+// Why a response was generated locally (the error table of docs/http.md); "-" when none.
 enum class ResponseFlag {
   kNone,
   kDownstreamProtocolError,   // DPE 400/431
@@ -66,27 +61,26 @@ struct StreamInfo {
 };
 
 // What a filter may do with its stream. Implemented by the connection manager.
-class StreamCallbacks {
+class FilterCallbacks {
  public:
-  virtual ~StreamCallbacks() = default;
+  virtual ~FilterCallbacks() = default;
   // Continues iteration after this filter returned kStop (in the direction it stopped).
   virtual void resume() = 0;
   // Ends the stream with a locally generated response (gRPC-aware), from any hook. After it
   // the filter gets no more request hooks. A filter must return kStop after calling it.
   virtual void sendLocalReply(int status, std::string_view body, ResponseFlag flag) = 0;
-  virtual core::WorkerContext& worker() = 0;
+  virtual WorkerContext& worker() = 0;
   virtual RequestHeaders& requestHeaders() = 0;
-  // The matched route, or nullptr (no route: the router answers 404).
-  virtual const config::RouteConfig* route() = 0;
+  // The matched route (with its clusters resolved), or nullptr (no route: the router answers
+  // 404). Valid for the stream's life: the stream holds the route table it started with.
+  virtual const router::Route* route() = 0;
   virtual StreamInfo& streamInfo() = 0;
   // The client's IP as text (after PROXY protocol, before x-forwarded-for).
   virtual const std::string& downstreamRemoteIp() = 0;
-  // The snapshot this stream pinned when it started.
-  virtual const config::Snapshot& snapshot() = 0;
 
   // For the terminal filter (the router): the response toward the client. Response hooks of
   // the other filters run (in reverse order) before it is written.
-  virtual void encodeHeaders(core::http::ResponseHeadersPtr headers, bool end_stream) = 0;
+  virtual void encodeHeaders(ResponseHeadersPtr headers, bool end_stream) = 0;
   virtual void encodeData(Buffer& data, bool end_stream) = 0;
   virtual void encodeTrailers(HeaderMap trailers) = 0;
   // Flow control: stop/resume reading the client while the upstream cannot take more.
@@ -100,7 +94,7 @@ class HttpFilter {
  public:
   virtual ~HttpFilter() = default;
   // Once, before any hook.
-  virtual void setCallbacks(StreamCallbacks& cb) { callbacks_ = &cb; }
+  virtual void setCallbacks(FilterCallbacks& cb) { callbacks_ = &cb; }
 
   virtual FilterStatus onRequestHeaders(RequestHeaders& headers, bool end_stream) { return FilterStatus::kContinue; }
   virtual FilterStatus onRequestBody(Buffer& data, bool end_stream) { return FilterStatus::kContinue; }
@@ -116,10 +110,10 @@ class HttpFilter {
   virtual void onDestroy() {}
 
  protected:
-  StreamCallbacks* callbacks_ = nullptr;
+  FilterCallbacks* callbacks_ = nullptr;
 };
 
 // Makes the per-stream filter; cheap. Built once per config snapshot.
 using HttpFilterFactory = std::function<std::unique_ptr<HttpFilter>()>;
 
-}  // namespace ferry::filters::http
+}  // namespace ferry::core::http

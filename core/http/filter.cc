@@ -1,6 +1,6 @@
-#include "filters/http/http_filter.h"
+#include "core/http/filter.h"
 
-namespace ferry::filters::http {
+namespace ferry::core::http {
 
 const char* responseFlagName(ResponseFlag f) {
   switch (f) {
@@ -53,4 +53,4 @@ int grpcStatusFor(ResponseFlag f, int http_status) {
   }
 }
 
-}  // namespace ferry::filters::http
+}  // namespace ferry::core::http
