@@ -11,9 +11,13 @@
 namespace ferry::config {
 
 // 1-based position in the config file; 0 when unknown (e.g. a default value).
+// Positions are not part of a config's meaning: two marks always compare equal, so a block
+// that only moved in the file (or got a comment above it) compares equal to the old one and
+// its runtime state is reused.
 struct Mark {
   int line = 0;
   int col = 0;
+  friend bool operator==(const Mark&, const Mark&) { return true; }
 };
 
 using Duration = std::chrono::milliseconds;
@@ -27,6 +31,7 @@ struct Address {
   bool v6 = false;
   std::string text;  // as written
   Mark mark;
+  bool operator==(const Address&) const = default;
 };
 
 struct RuntimeConfig {
@@ -35,17 +40,20 @@ struct RuntimeConfig {
   Duration drain_delay = std::chrono::seconds(0);
   LogLevel log_level = LogLevel::kInfo;
   uint64_t max_connections = 0;  // process-wide downstream limit; 0 = unlimited
+  bool operator==(const RuntimeConfig&) const = default;
 };
 
 struct AdminConfig {
   Address address;            // default 127.0.0.1:9901
   std::string token_file;     // resolved against the config dir; empty = none
   bool allow_config_push = false;
+  bool operator==(const AdminConfig&) const = default;
 };
 
 struct TlsCertificate {
   std::string cert_file;
   std::string key_file;
+  bool operator==(const TlsCertificate&) const = default;
 };
 
 struct TlsConfig {
@@ -54,6 +62,7 @@ struct TlsConfig {
   std::string client_ca_file;
   std::string min_version = "TLSv1.2";
   Mark mark;  // of the `tls` key
+  bool operator==(const TlsConfig&) const = default;
 };
 
 // ---- HTTP (L7) listener config -------------------------------------------------------
@@ -64,6 +73,7 @@ struct HeaderMatcherConfig {
   Kind kind = Kind::kPresent;
   std::string value;  // for exact/prefix/regex
   Mark mark;
+  bool operator==(const HeaderMatcherConfig&) const = default;
 };
 
 struct RouteMatchConfig {
@@ -73,6 +83,7 @@ struct RouteMatchConfig {
   std::vector<HeaderMatcherConfig> headers;  // all must match
   std::vector<std::string> methods;          // any; empty = all
   Mark mark;
+  bool operator==(const RouteMatchConfig&) const = default;
 };
 
 // Where ring_hash/maglev take the request's key from. kNone: no key (a random pick).
@@ -81,6 +92,7 @@ struct HashOnConfig {
   Kind kind = Kind::kNone;
   std::string name;  // header name (lower-cased), cookie name or query parameter name
   Mark mark;
+  bool operator==(const HashOnConfig&) const = default;
 };
 
 // A route's retry policy. `attempts` = retries after the first try.
@@ -99,12 +111,14 @@ struct RetryConfig {
   bool retry_non_idempotent = false;  // POST/PATCH/...: false = retried only on connect failure
   uint64_t buffer_limit_bytes = 64 * 1024;  // a request body longer than this is not retried
   Mark mark;
+  bool operator==(const RetryConfig&) const = default;
 };
 
 struct WeightedClusterConfig {
   std::string cluster;
   uint32_t weight = 1;
   Mark mark;
+  bool operator==(const WeightedClusterConfig&) const = default;
 };
 
 struct RouteActionConfig {
@@ -116,11 +130,13 @@ struct RouteActionConfig {
   std::optional<RetryConfig> retry;
   std::optional<HashOnConfig> hash_on;                // overrides the cluster's hash_on
   Mark cluster_mark;
+  bool operator==(const RouteActionConfig&) const = default;
 };
 
 struct DirectResponseConfig {
   int status = 200;
   std::string body;
+  bool operator==(const DirectResponseConfig&) const = default;
 };
 
 struct RedirectConfig {
@@ -129,12 +145,14 @@ struct RedirectConfig {
   std::optional<std::string> path;            // path_redirect (replaces the whole path)
   std::optional<std::string> prefix_rewrite;  // replaces the matched prefix
   int code = 301;                             // 301, 302, 303, 307, 308
+  bool operator==(const RedirectConfig&) const = default;
 };
 
 struct HeaderOpsConfig {
   std::vector<std::pair<std::string, std::string>> set;  // names lower-cased
   std::vector<std::pair<std::string, std::string>> add;
   std::vector<std::string> remove;
+  bool operator==(const HeaderOpsConfig&) const = default;
 };
 
 struct RouteConfig {
@@ -145,6 +163,7 @@ struct RouteConfig {
   HeaderOpsConfig request_headers;
   HeaderOpsConfig response_headers;
   Mark mark;
+  bool operator==(const RouteConfig&) const = default;
 };
 
 struct VirtualHostConfig {
@@ -152,11 +171,13 @@ struct VirtualHostConfig {
   std::vector<std::string> domains;  // lower-cased: "api.example.com", "*.example.com", "*"
   std::vector<RouteConfig> routes;
   Mark mark;
+  bool operator==(const VirtualHostConfig&) const = default;
 };
 
 // Built-in HTTP filters (the router is implicit and always last).
 struct BufferFilterConfig {
   uint64_t max_request_bytes = 1024 * 1024;  // past it: 413
+  bool operator==(const BufferFilterConfig&) const = default;
 };
 
 struct FaultFilterConfig {
@@ -165,6 +186,7 @@ struct FaultFilterConfig {
   double delay_percentage = 100;
   std::optional<int> abort_status;
   double abort_percentage = 100;
+  bool operator==(const FaultFilterConfig&) const = default;
 };
 
 struct HttpFilterConfig {
@@ -172,6 +194,7 @@ struct HttpFilterConfig {
   std::optional<BufferFilterConfig> buffer;
   std::optional<FaultFilterConfig> fault;
   Mark mark;
+  bool operator==(const HttpFilterConfig&) const = default;
 };
 
 struct HttpConfig {
@@ -185,12 +208,14 @@ struct HttpConfig {
   std::vector<HttpFilterConfig> filters;
   std::vector<VirtualHostConfig> virtual_hosts;
   Mark mark;  // of the `http` key
+  bool operator==(const HttpConfig&) const = default;
 };
 
 struct TcpProxyConfig {
   std::string cluster;
   Mark cluster_mark;
   Duration idle_timeout = std::chrono::hours(1);  // 0 = off
+  bool operator==(const TcpProxyConfig&) const = default;
 };
 
 struct ListenerConfig {
@@ -205,6 +230,7 @@ struct ListenerConfig {
   std::optional<HttpConfig> http;
   std::optional<TcpProxyConfig> tcp;
   Mark mark;  // of the list item
+  bool operator==(const ListenerConfig&) const = default;
 };
 
 enum class LbPolicy { kRoundRobin, kLeastRequest, kRandom, kRingHash, kMaglev };
@@ -215,6 +241,7 @@ struct EndpointConfig {
   uint32_t weight = 1;
   uint32_t priority = 0;  // 0 serves first; traffic spills to higher levels as health drops
   Mark mark;
+  bool operator==(const EndpointConfig&) const = default;
 };
 
 struct HealthCheckConfig {
@@ -231,6 +258,7 @@ struct HealthCheckConfig {
   uint32_t healthy_threshold = 2;    // consecutive passes to mark a failed host healthy
   uint32_t unhealthy_threshold = 3;  // consecutive failures to mark a healthy host unhealthy
   Mark mark;
+  bool operator==(const HealthCheckConfig&) const = default;
 };
 
 struct OutlierDetectionConfig {
@@ -240,11 +268,13 @@ struct OutlierDetectionConfig {
   Duration max_ejection_time = std::chrono::seconds(300);
   uint32_t max_ejection_percent = 10;  // at least one host may always be ejected
   Mark mark;
+  bool operator==(const OutlierDetectionConfig&) const = default;
 };
 
 struct RetryBudgetConfig {
   double percent = 20;                  // active retries <= percent of active requests
   uint32_t min_retry_concurrency = 3;   // ... or this many, whichever is larger
+  bool operator==(const RetryBudgetConfig&) const = default;
 };
 
 // Process-wide limits per cluster; overflow is answered 503 UO at once.
@@ -255,6 +285,7 @@ struct CircuitBreakersConfig {
   uint32_t max_retries = 3;              // retries in flight (ignored when retry_budget is set)
   std::optional<RetryBudgetConfig> retry_budget;
   Mark mark;
+  bool operator==(const CircuitBreakersConfig&) const = default;
 };
 
 struct ClusterConfig {
@@ -280,6 +311,7 @@ struct ClusterConfig {
   uint32_t max_idle_connections = 1024;      // idle keep-alive connections kept per host per worker
   Duration idle_timeout = std::chrono::seconds(60);  // a pooled connection idle this long is closed
   Mark mark;
+  bool operator==(const ClusterConfig&) const = default;
 };
 
 struct Config {

@@ -8,6 +8,7 @@
 
 #include "config/model.h"
 #include "core/http/filter.h"
+#include "core/net/listener.h"
 #include "core/net/network_filter.h"
 #include "core/router/route_table.h"
 
@@ -22,6 +23,11 @@ class Registry;
 // What a builder may use while a snapshot is being built (main thread).
 struct BuildContext {
   const config::ListenerConfig& listener;
+  // The listener's process-wide state (kept across snapshots) and the number of workers.
+  core::net::ListenerState& state;
+  size_t workers;
+  // Steps to run on each worker when the snapshot is installed there (ListenerSpec::worker_setup).
+  std::vector<std::function<void(size_t worker)>>& worker_setup;
   // The snapshot's clusters by name (null when unknown). Filters keep the handle they get
   // here: nothing looks a cluster up by name per request or connection.
   const core::router::ClusterResolver& clusters;

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "core/upstream/cluster_manager.h"
 #include "filters/registry.h"
 
 namespace ferry::proxy {
@@ -27,34 +28,46 @@ std::shared_ptr<const core::upstream::Cluster> Snapshot::cluster(const std::stri
   return nullptr;
 }
 
-std::shared_ptr<const Snapshot> buildSnapshot(config::Config cfg, uint64_t version, core::StatsStore& stats,
-                                              const filters::Registry& registry, std::string* error) {
+Runtime::Runtime(boost::asio::io_context& io, core::StatsStore& stats, const filters::Registry& registry,
+                 size_t workers)
+    : stats_(stats),
+      registry_(registry),
+      workers_(workers),
+      clusters_(std::make_unique<core::upstream::ClusterManager>(io, stats)),
+      buffered_bytes_(stats.gauge("ferry_buffered_bytes", {}, "Bytes held in connection write buffers.")) {}
+
+Runtime::~Runtime() = default;
+
+std::shared_ptr<core::net::ListenerState> Runtime::listenerState(const std::string& name) const {
+  auto it = listeners_.find(name);
+  return it == listeners_.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<const Snapshot> Runtime::build(config::Config cfg, std::string* error) {
   auto snap = std::make_shared<Snapshot>();
-  snap->version = version;
+  snap->version = ++versions_;
   snap->hash = fnv1aHex(cfg.yaml);
   snap->loaded_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                            std::chrono::system_clock::now().time_since_epoch())
                            .count();
-  snap->connections = std::make_shared<core::net::ProcessConnections>();
-  snap->buffered_bytes =
-      stats.gauge("ferry_buffered_bytes", {}, "Bytes held in connection write buffers.");
-  for (size_t i = 0; i < cfg.clusters.size(); ++i)
-    snap->clusters.push_back(std::make_shared<core::upstream::Cluster>(cfg.clusters[i], i, stats));
+  for (const auto& c : cfg.clusters) snap->clusters.push_back(clusters_->addOrUpdate(c));
   const core::router::ClusterResolver resolve = [s = snap.get()](const std::string& name) { return s->cluster(name); };
 
   for (const auto& l : cfg.listeners) {
+    auto& state = listeners_[l.name];
+    if (!state) state = std::make_shared<core::net::ListenerState>(l.name, stats_);
     auto spec = std::make_shared<core::net::ListenerSpec>();
     spec->cfg = l;
-    spec->state = std::make_shared<core::net::ListenerState>(l.name, stats);
-    spec->process = snap->connections;
+    spec->state = state;
+    spec->process = connections_;
     spec->process_max_connections = cfg.runtime.max_connections;
     const char* terminal = l.tcp ? "tcp_proxy" : l.http ? "http_connection_manager" : nullptr;
-    const auto* builder = terminal ? registry.network(terminal) : nullptr;
+    const auto* builder = terminal ? registry_.network(terminal) : nullptr;
     if (!builder) {
       *error = "listener '" + l.name + "' has no supported protocol";
       return nullptr;
     }
-    filters::BuildContext bctx{l, resolve, stats, registry};
+    filters::BuildContext bctx{l, *state, workers_, spec->worker_setup, resolve, stats_, registry_};
     auto factory = (*builder)(bctx, error);
     if (!factory) return nullptr;
     spec->filter_factories.push_back(std::move(factory));

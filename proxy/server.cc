@@ -69,10 +69,11 @@ struct Server::Impl {
   asio::io_context io{1};
   std::unique_ptr<core::StatsStore> stats;
   filters::Registry registry;
+  std::unique_ptr<Runtime> runtime;  // state kept across snapshots; clusters stopped in finish()
   std::shared_ptr<const Snapshot> snapshot;
   std::vector<std::unique_ptr<core::Worker>> workers;
   std::vector<std::unique_ptr<WorkerRuntime>> runtimes;  // index = worker - 1; touched only on its worker
-  std::unique_ptr<core::upstream::ClusterManager> cluster_manager;  // after workers: stopped first
+  core::upstream::ClusterManager* cluster_manager = nullptr;  // the runtime's
   std::unique_ptr<AdminServer> admin;
   std::string admin_token;  // from admin.token_file; empty = no token required
   std::unique_ptr<asio::signal_set> signals;
@@ -271,7 +272,7 @@ void Server::Impl::stopAccepting() {
 }
 
 void Server::Impl::pollDrain() {
-  int64_t open = snapshot->connections->active.load(std::memory_order_relaxed);
+  int64_t open = runtime->connections()->active.load(std::memory_order_relaxed);
   if (open <= 0) {
     FERRY_LOG(kInfo, "drain: all connections closed");
     finish();
@@ -318,14 +319,15 @@ int Server::run() {
   unsigned n = resolveWorkers(s.cfg.runtime.workers);
   s.stats = std::make_unique<core::StatsStore>(n + 1);
   filters::registerBuiltins(s.registry);
+  s.runtime = std::make_unique<Runtime>(s.io, *s.stats, s.registry, n);
+  s.cluster_manager = &s.runtime->clusters();
   std::string err;
-  s.snapshot = buildSnapshot(s.cfg, 1, *s.stats, s.registry, &err);
+  s.snapshot = s.runtime->build(s.cfg, &err);
   if (!s.snapshot) {
     FERRY_LOG(kError, "config: ", err);
     return 1;
   }
   for (unsigned i = 0; i < n; ++i) s.workers.push_back(std::make_unique<core::Worker>(i + 1, s.stats->shard(i + 1)));
-  s.cluster_manager = std::make_unique<core::upstream::ClusterManager>(s.io, s.snapshot->clusters, *s.stats);
 
   // Signals first, so a SIGTERM during startup is not lost.
   s.signals = std::make_unique<asio::signal_set>(s.io, SIGINT, SIGTERM, SIGHUP);
@@ -349,11 +351,11 @@ int Server::run() {
     core::Worker* w = s.workers[i].get();
     rt->ctx.io = &w->io();
     rt->ctx.stats = &w->stats();
-    rt->ctx.acct = core::net::BufferAccounting{&w->stats(), s.snapshot->buffered_bytes};
+    rt->ctx.acct = core::net::BufferAccounting{&w->stats(), s.runtime->bufferedBytes()};
     rt->ctx.worker_index = i + 1;
-    rt->lb = std::make_unique<core::upstream::ClusterLb>(s.snapshot->clusters.size(),
-                                                          std::random_device{}() * 0x9E3779B97F4A7C15ULL + i);
-    for (size_t c = 0; c < s.snapshot->clusters.size(); ++c) rt->lb->setState(c, s.cluster_manager->state(c));
+    const size_t slots = s.cluster_manager->slotCount();
+    rt->lb = std::make_unique<core::upstream::ClusterLb>(slots, std::random_device{}() * 0x9E3779B97F4A7C15ULL + i);
+    for (size_t c = 0; c < slots; ++c) rt->lb->setState(c, s.cluster_manager->state(c));
     rt->ctx.lb = rt->lb.get();
     rt->pools = std::make_unique<core::upstream::PoolManager>(rt->ctx);
     rt->ctx.pools = rt->pools.get();
@@ -364,7 +366,10 @@ int Server::run() {
     WorkerRuntime* rt = s.runtimes[i].get();
     auto snap = s.snapshot;
     std::vector<int> mine = fds[i];
-    s.workers[i]->post([rt, snap, mine] {
+    const size_t worker_index = i + 1;
+    s.workers[i]->post([rt, snap, mine, worker_index] {
+      for (const auto& spec : snap->listeners)
+        for (const auto& setup : spec->worker_setup) setup(worker_index);
       for (size_t j = 0; j < snap->listeners.size(); ++j) {
         rt->listeners.push_back(
             std::make_unique<core::net::ActiveListener>(rt->ctx, snap->listeners[j], mine[j]));

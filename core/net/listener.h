@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
 #include <string>
@@ -18,6 +19,10 @@
 #include "core/event/worker_context.h"
 #include "core/net/network_filter.h"
 #include "core/stats.h"
+
+namespace ferry::core::http {
+class RouteConfigProvider;
+}
 
 namespace ferry::core::net {
 
@@ -40,6 +45,9 @@ struct ListenerState {
   const std::string name;
   ListenerStats stats;
   std::atomic<int64_t> active{0};  // open connections, for max_connections
+  // HTTP listeners: the route table and filter chain that each worker's requests take when
+  // they start (core/http/route_config.h). Made by the HTTP connection manager's builder.
+  std::shared_ptr<http::RouteConfigProvider> http_routes;
 };
 
 // Open downstream connections of the whole process (runtime.max_connections, drain). Outlives
@@ -56,6 +64,9 @@ struct ListenerSpec {
   std::shared_ptr<ProcessConnections> process;
   uint64_t process_max_connections = 0;  // runtime.max_connections; 0 = unlimited
   std::vector<NetworkFilterFactory> filter_factories;  // the network filter chain, in order
+  // Run on each worker (its 1-based index) when the spec is installed there, before the
+  // listener accepts: installs per-worker parts of the snapshot (e.g. the HTTP route config).
+  std::vector<std::function<void(size_t worker)>> worker_setup;
 };
 
 // Worker-local. Owned by the worker's runtime in the server.

@@ -4,8 +4,10 @@
 
 namespace ferry::core::upstream {
 
-Cluster::Cluster(const config::ClusterConfig& cfg, size_t index, StatsStore& stats)
-    : cfg_(cfg), name_(cfg.name), index_(index) {
+Cluster::Cluster(const config::ClusterConfig& cfg, size_t index, StatsStore& stats,
+                 std::shared_ptr<ClusterCounters> counters)
+    : cfg_(cfg), name_(cfg.name), index_(index),
+      c_(counters ? std::move(counters) : std::make_shared<ClusterCounters>()) {
   const std::vector<std::pair<std::string, std::string>> labels = {{"cluster", name_}};
   auto counter = [&](const char* name, const char* help) { return stats.counter(name, labels, help); };
   auto gauge = [&](const char* name, const char* help) { return stats.gauge(name, labels, help); };
@@ -56,13 +58,13 @@ Cluster::Cluster(const config::ClusterConfig& cfg, size_t index, StatsStore& sta
 
 bool Cluster::tryAcquireRetry() const {
   const auto& cb = cfg_.circuit_breakers;
-  if (!cb.retry_budget) return tryAcquire(retries_, cb.max_retries);
+  if (!cb.retry_budget) return tryAcquire(c_->retries, cb.max_retries);
   // Budget: active retries at most percent% of active requests, or min_retry_concurrency.
-  int64_t active = rq_active_.load(std::memory_order_relaxed);
+  int64_t active = c_->rq_active.load(std::memory_order_relaxed);
   auto allowed = static_cast<int64_t>(static_cast<double>(active) * cb.retry_budget->percent / 100.0);
   allowed = std::max<int64_t>(allowed, cb.retry_budget->min_retry_concurrency);
-  if (retries_.fetch_add(1, std::memory_order_relaxed) >= allowed) {
-    retries_.fetch_sub(1, std::memory_order_relaxed);
+  if (c_->retries.fetch_add(1, std::memory_order_relaxed) >= allowed) {
+    c_->retries.fetch_sub(1, std::memory_order_relaxed);
     return false;
   }
   return true;

@@ -4,7 +4,9 @@
 //   DNS finds a new address) and shared by pointer; its process-wide counters (requests in
 //   flight, consecutive failures for outlier detection) are relaxed atomics any worker updates.
 // - Cluster: the immutable settings of one cluster plus its process-wide circuit-breaker
-//   counters (relaxed atomics, ARCHITECTURE.md allows them for limits).
+//   counters (relaxed atomics: limits may be shared by workers, docs/architecture.md). The
+//   ClusterManager keys clusters by name: a changed config makes a new Cluster object with
+//   the same index and the same counters (ClusterCounters), so limits survive the change.
 // - LbState: an immutable selection table (per priority level: the usable hosts and the tables
 //   of the cluster's policy, plus the priority load). The ClusterManager rebuilds it on the main
 //   thread when hosts, health or weights change and posts it to every worker.
@@ -102,9 +104,20 @@ class OutlierSink {
   virtual void onOutlier(size_t cluster_index, uint64_t host_id, bool gateway) const = 0;
 };
 
+// Process-wide counts of one cluster that outlive its config (circuit breakers). Relaxed
+// atomics written by every worker.
+struct ClusterCounters {
+  std::atomic<int64_t> rq_active{0};
+  std::atomic<int64_t> pending{0};
+  std::atomic<int64_t> connections{0};
+  std::atomic<int64_t> retries{0};
+};
+
 class Cluster : public std::enable_shared_from_this<Cluster> {
  public:
-  Cluster(const config::ClusterConfig& cfg, size_t index, StatsStore& stats);
+  // `counters`: the counts of the cluster this one replaces (same name), or null for new ones.
+  Cluster(const config::ClusterConfig& cfg, size_t index, StatsStore& stats,
+          std::shared_ptr<ClusterCounters> counters = nullptr);
 
   const std::string& name() const { return name_; }
   size_t index() const { return index_; }
@@ -122,18 +135,19 @@ class Cluster : public std::enable_shared_from_this<Cluster> {
 
   // Circuit breakers: process-wide counts. tryAcquire* return false (and count nothing) when
   // the limit is reached.
-  bool tryAcquireRequest() const { return tryAcquire(rq_active_, cfg_.circuit_breakers.max_requests); }
-  void releaseRequest() const { rq_active_.fetch_sub(1, std::memory_order_relaxed); }
-  bool tryAcquirePending() const { return tryAcquire(pending_, cfg_.circuit_breakers.max_pending_requests); }
-  void releasePending() const { pending_.fetch_sub(1, std::memory_order_relaxed); }
-  bool tryAcquireConnection() const { return tryAcquire(connections_, cfg_.circuit_breakers.max_connections); }
-  void releaseConnection() const { connections_.fetch_sub(1, std::memory_order_relaxed); }
+  bool tryAcquireRequest() const { return tryAcquire(c_->rq_active, cfg_.circuit_breakers.max_requests); }
+  void releaseRequest() const { c_->rq_active.fetch_sub(1, std::memory_order_relaxed); }
+  bool tryAcquirePending() const { return tryAcquire(c_->pending, cfg_.circuit_breakers.max_pending_requests); }
+  void releasePending() const { c_->pending.fetch_sub(1, std::memory_order_relaxed); }
+  bool tryAcquireConnection() const { return tryAcquire(c_->connections, cfg_.circuit_breakers.max_connections); }
+  void releaseConnection() const { c_->connections.fetch_sub(1, std::memory_order_relaxed); }
   // A retry: under max_retries, or under the retry budget when one is configured.
   bool tryAcquireRetry() const;
-  void releaseRetry() const { retries_.fetch_sub(1, std::memory_order_relaxed); }
-  int64_t activeRequests() const { return rq_active_.load(std::memory_order_relaxed); }
-  int64_t activeRetries() const { return retries_.load(std::memory_order_relaxed); }
-  int64_t pendingRequests() const { return pending_.load(std::memory_order_relaxed); }
+  void releaseRetry() const { c_->retries.fetch_sub(1, std::memory_order_relaxed); }
+  int64_t activeRequests() const { return c_->rq_active.load(std::memory_order_relaxed); }
+  int64_t activeRetries() const { return c_->retries.load(std::memory_order_relaxed); }
+  int64_t pendingRequests() const { return c_->pending.load(std::memory_order_relaxed); }
+  const std::shared_ptr<ClusterCounters>& counters() const { return c_; }
 
   // Counts a failed attempt on the cluster (by kind) and on the host.
   void countError(StatsShard& shard, const Host& host, UpstreamError kind) const {
@@ -143,8 +157,9 @@ class Cluster : public std::enable_shared_from_this<Cluster> {
 
   // Outlier detection: a worker reports the result of one attempt on a host.
   void reportResult(const Host& host, UpstreamResult result) const;
-  // Set once, before workers start.
+  // Set once, before workers use the cluster.
   void setOutlierSink(const OutlierSink* sink) const { sink_ = sink; }
+  const OutlierSink* outlierSink() const { return sink_; }
 
  private:
   static bool tryAcquire(std::atomic<int64_t>& n, uint32_t limit) {
@@ -160,10 +175,7 @@ class Cluster : public std::enable_shared_from_this<Cluster> {
   size_t index_;
   ClusterStats stats_;
   mutable const OutlierSink* sink_ = nullptr;
-  mutable std::atomic<int64_t> rq_active_{0};
-  mutable std::atomic<int64_t> pending_{0};
-  mutable std::atomic<int64_t> connections_{0};
-  mutable std::atomic<int64_t> retries_{0};
+  std::shared_ptr<ClusterCounters> c_;
 };
 
 // One priority level's usable hosts with the policy's tables.

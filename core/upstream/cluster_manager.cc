@@ -43,8 +43,9 @@ struct HostEntry {
   bool usable() const { return hc_healthy && !ejected; }
 };
 
+// Main-thread state of one cluster, kept as long as a cluster of that name is configured.
 struct ClusterEntry {
-  std::shared_ptr<const Cluster> cluster;
+  std::shared_ptr<const Cluster> cluster;  // replaced (same index, same counters) on update
   std::vector<std::unique_ptr<HostEntry>> hosts;
   std::shared_ptr<const LbState> state;
   std::unique_ptr<HealthChecker> checker;
@@ -60,8 +61,10 @@ struct ClusterManager::Impl {
 
   asio::io_context& io;
   StatsStore& stats;
-  std::vector<ClusterEntry> clusters;
+  std::map<std::string, std::unique_ptr<ClusterEntry>> by_name;
+  std::vector<ClusterEntry*> by_index;  // by Cluster::index(); null once removed (never reused)
   Publish publish;
+  bool started = false;
   bool stopped = false;
   uint64_t next_host_id = 1;
 
@@ -225,6 +228,138 @@ struct ClusterManager::Impl {
     if (ce.cluster->config().slow_start.count() > 0) h.warm_from = Clock::now();
   }
 
+  // ---- lifecycle of one cluster ----
+
+  // Health checks and DNS of a cluster, once the manager runs.
+  void startEntry(ClusterEntry& ce) {
+    startChecker(ce);
+    startDns(ce);
+  }
+
+  void startChecker(ClusterEntry& ce) {
+    const auto& cfg = ce.cluster->config();
+    if (!cfg.health_check) return;
+    ClusterEntry* cep = &ce;
+    ce.checker = std::make_unique<HealthChecker>(
+        io, *cfg.health_check, cfg.name, [this, cep](uint64_t id, bool healthy) { onHealthChange(*cep, id, healthy); },
+        [this, cep](uint64_t id, bool passed, const std::string& detail) {
+          mainShard().inc(passed ? cep->cluster->stats().hc_success : cep->cluster->stats().hc_failure);
+          if (!passed) {
+            if (HostEntry* h = find(*cep, id)) {
+              mainShard().inc(h->host->stats.hc_failures);
+              FERRY_LOG(kDebug, "cluster ", cep->cluster->name(), ": health check of ", h->host->address,
+                        " failed: ", detail);
+            }
+          }
+        });
+    for (auto& h : ce.hosts) ce.checker->addTarget(h->host->id, h->host->addr, h->host->address);
+  }
+
+  void startDns(ClusterEntry& ce) {
+    const auto& cfg = ce.cluster->config();
+    bool dns = std::any_of(cfg.endpoints.begin(), cfg.endpoints.end(), [](const auto& e) { return !e.hostname.empty(); });
+    if (!dns) return;
+    std::vector<std::string> servers;
+    for (const auto& a : cfg.dns_resolvers) servers.push_back(a.text);
+    std::string err;
+    ce.resolver = DnsResolver::create(io, servers, milliseconds(1000), &err);
+    if (!ce.resolver) {
+      FERRY_LOG(kError, "cluster ", cfg.name, ": DNS resolver: ", err);
+      return;
+    }
+    ce.dns_warming = true;
+    resolveAll(ce);
+  }
+
+  // Cancels everything the cluster has running; no callback of it runs afterwards.
+  void stopEntry(ClusterEntry& ce) {
+    ce.checker.reset();
+    stopDns(ce);
+    ce.warm_timer.reset();
+    for (auto& h : ce.hosts) h->eject_timer.reset();
+  }
+
+  void stopDns(ClusterEntry& ce) {
+    ce.resolver.reset();  // pending lookups are cancelled without callbacks
+    ce.dns_timer.reset();
+    ce.dns_outstanding = 0;
+    ce.dns_warming = false;
+  }
+
+  // Takes a host out of the cluster: no more checks, out of the next table; workers close its
+  // idle connections and free its pools once the last request on it is done.
+  std::vector<std::unique_ptr<HostEntry>>::iterator retireHost(ClusterEntry& ce,
+                                                               std::vector<std::unique_ptr<HostEntry>>::iterator it) {
+    HostEntry& h = **it;
+    if (ce.checker) ce.checker->removeTarget(h.host->id);
+    setGauge(h.host->stats.healthy, 0);
+    h.host->removed.store(true, std::memory_order_relaxed);  // published with the next table
+    return ce.hosts.erase(it);
+  }
+
+  // A changed config for an existing cluster: a new Cluster object with the same index and
+  // counters; hosts whose address (or DNS name) is still configured keep their identity,
+  // health, outlier state and pools; others leave, new ones join. Health checks restart only
+  // when their settings changed, DNS lookups when the named endpoints or resolvers did.
+  void update(ClusterEntry& ce, const config::ClusterConfig& cfg) {
+    const config::ClusterConfig old = ce.cluster->config();
+    auto cluster = std::make_shared<Cluster>(cfg, ce.cluster->index(), stats, ce.cluster->counters());
+    cluster->setOutlierSink(ce.cluster->outlierSink());
+    ce.cluster = std::move(cluster);
+    FERRY_LOG(kInfo, "cluster ", cfg.name, ": updated");
+
+    // Endpoints by identity: an IP endpoint by its address, a DNS one by name and port.
+    std::map<std::string, size_t> static_eps, dns_eps;
+    for (size_t i = 0; i < cfg.endpoints.size(); ++i) {
+      const auto& ep = cfg.endpoints[i];
+      if (ep.hostname.empty()) {
+        sockaddr_storage ss{};
+        net::makeSockaddr(ep.address.host, ep.address.port, &ss);
+        static_eps.emplace(net::formatSockaddr(ss), i);
+      } else {
+        dns_eps.emplace(ep.hostname + ":" + std::to_string(ep.address.port), i);
+      }
+    }
+    for (auto it = ce.hosts.begin(); it != ce.hosts.end();) {
+      Host& host = *(*it)->host;
+      auto& eps = host.hostname.empty() ? static_eps : dns_eps;
+      auto found = eps.find(host.hostname.empty() ? host.address
+                                                  : host.hostname + ":" + std::to_string(net::sockaddrPort(host.addr)));
+      if (found == eps.end()) {
+        FERRY_LOG(kInfo, "cluster ", cfg.name, ": endpoint ", host.address, " removed");
+        it = retireHost(ce, it);
+        continue;
+      }
+      const auto& ep = cfg.endpoints[found->second];
+      (*it)->endpoint = found->second;
+      host.weight = ep.weight == 0 ? 1 : ep.weight;  // read by the main thread only (tables)
+      host.priority = ep.priority;
+      if (host.hostname.empty()) static_eps.erase(found);  // what is left is new
+      ++it;
+    }
+    for (const auto& [address, i] : static_eps) {
+      const auto& ep = cfg.endpoints[i];
+      sockaddr_storage ss{};
+      net::makeSockaddr(ep.address.host, ep.address.port, &ss);
+      ce.hosts.push_back(makeHost(ce, i, ss, ""));
+      if (ce.checker && old.health_check == cfg.health_check)
+        ce.checker->addTarget(ce.hosts.back()->host->id, ss, ce.hosts.back()->host->address);
+    }
+    if (!(old.health_check == cfg.health_check)) {
+      ce.checker.reset();
+      for (auto& h : ce.hosts) h->hc_healthy = true;  // fresh checks start from healthy
+      if (started && !stopped) startChecker(ce);
+    }
+    std::vector<std::string> old_names, new_names;
+    for (const auto& e : old.endpoints) old_names.push_back(e.hostname + ":" + std::to_string(e.address.port));
+    for (const auto& e : cfg.endpoints) new_names.push_back(e.hostname + ":" + std::to_string(e.address.port));
+    if (old_names != new_names || !(old.dns_resolvers == cfg.dns_resolvers) || old.dns_refresh != cfg.dns_refresh) {
+      stopDns(ce);
+      if (started && !stopped) startDns(ce);
+    }
+    rebuild(ce);
+  }
+
   // ---- active health checks ----
   void onHealthChange(ClusterEntry& ce, uint64_t id, bool healthy) {
     HostEntry* h = find(ce, id);
@@ -331,10 +466,7 @@ struct ClusterManager::Impl {
       if (h.endpoint == endpoint && !h.host->hostname.empty() && want.count(h.host->address) == 0) {
         FERRY_LOG(kInfo, "cluster ", ce.cluster->name(), ": ", h.host->hostname, " no longer resolves to ",
                   h.host->address);
-        if (ce.checker) ce.checker->removeTarget(h.host->id);
-        setGauge(h.host->stats.healthy, 0);
-        h.host->removed.store(true, std::memory_order_relaxed);  // published with the next table
-        it = ce.hosts.erase(it);
+        it = retireHost(ce, it);
         changed = true;
       } else {
         ++it;
@@ -368,74 +500,76 @@ struct ClusterManager::Impl {
   }
 };
 
-ClusterManager::ClusterManager(asio::io_context& io, const std::vector<std::shared_ptr<const Cluster>>& clusters,
-                               StatsStore& stats)
-    : impl_(std::make_unique<Impl>(io, stats)) {
-  auto& I = *impl_;
-  I.clusters.resize(clusters.size());
-  for (size_t c = 0; c < clusters.size(); ++c) {
-    ClusterEntry& ce = I.clusters[c];
-    ce.cluster = clusters[c];
-    ce.cluster->setOutlierSink(this);
-    const auto& eps = ce.cluster->config().endpoints;
-    for (size_t i = 0; i < eps.size(); ++i) {
-      if (!eps[i].hostname.empty()) continue;
-      sockaddr_storage ss{};
-      net::makeSockaddr(eps[i].address.host, eps[i].address.port, &ss);
-      ce.hosts.push_back(I.makeHost(ce, i, ss, ""));
-    }
-    I.rebuild(ce);
-  }
-}
+ClusterManager::ClusterManager(asio::io_context& io, StatsStore& stats) : impl_(std::make_unique<Impl>(io, stats)) {}
 
 ClusterManager::~ClusterManager() { stop(); }
 
+std::shared_ptr<const Cluster> ClusterManager::addOrUpdate(const config::ClusterConfig& cfg) {
+  auto& I = *impl_;
+  auto it = I.by_name.find(cfg.name);
+  if (it != I.by_name.end()) {
+    ClusterEntry& ce = *it->second;
+    if (!(ce.cluster->config() == cfg)) I.update(ce, cfg);
+    return ce.cluster;
+  }
+  auto entry = std::make_unique<ClusterEntry>();
+  ClusterEntry& ce = *entry;
+  ce.cluster = std::make_shared<Cluster>(cfg, I.by_index.size(), I.stats);
+  ce.cluster->setOutlierSink(this);
+  I.by_index.push_back(&ce);
+  I.by_name.emplace(cfg.name, std::move(entry));
+  const auto& eps = cfg.endpoints;
+  for (size_t i = 0; i < eps.size(); ++i) {
+    if (!eps[i].hostname.empty()) continue;
+    sockaddr_storage ss{};
+    net::makeSockaddr(eps[i].address.host, eps[i].address.port, &ss);
+    ce.hosts.push_back(I.makeHost(ce, i, ss, ""));
+  }
+  I.rebuild(ce);
+  if (I.started && !I.stopped) I.startEntry(ce);
+  return ce.cluster;
+}
+
+void ClusterManager::remove(const std::string& name) {
+  auto& I = *impl_;
+  auto it = I.by_name.find(name);
+  if (it == I.by_name.end()) return;
+  ClusterEntry& ce = *it->second;
+  FERRY_LOG(kInfo, "cluster ", name, ": removed");
+  I.stopEntry(ce);
+  while (!ce.hosts.empty()) I.retireHost(ce, ce.hosts.begin());
+  I.setGauge(ce.cluster->stats().healthy, 0);
+  I.setGauge(ce.cluster->stats().ejected, 0);
+  const size_t index = ce.cluster->index();
+  I.by_index[index] = nullptr;
+  I.by_name.erase(it);
+  // Workers drop the table; their pools of the removed hosts close once idle.
+  if (I.publish) I.publish(index, nullptr);
+}
+
+std::shared_ptr<const Cluster> ClusterManager::find(const std::string& name) const {
+  auto it = impl_->by_name.find(name);
+  return it == impl_->by_name.end() ? nullptr : it->second->cluster;
+}
+
+size_t ClusterManager::slotCount() const { return impl_->by_index.size(); }
+
 std::shared_ptr<const LbState> ClusterManager::state(size_t cluster_index) const {
-  return impl_->clusters[cluster_index].state;
+  const auto& v = impl_->by_index;
+  return cluster_index < v.size() && v[cluster_index] != nullptr ? v[cluster_index]->state : nullptr;
 }
 
 void ClusterManager::start(Publish publish) {
   auto& I = *impl_;
   I.publish = std::move(publish);
-  for (auto& ce : I.clusters) {
-    const auto& cfg = ce.cluster->config();
-    if (cfg.health_check) {
-      ClusterEntry* cep = &ce;
-      ce.checker = std::make_unique<HealthChecker>(
-          I.io, *cfg.health_check, cfg.name,
-          [&I, cep](uint64_t id, bool healthy) { I.onHealthChange(*cep, id, healthy); },
-          [&I, cep](uint64_t id, bool passed, const std::string& detail) {
-            I.mainShard().inc(passed ? cep->cluster->stats().hc_success : cep->cluster->stats().hc_failure);
-            if (!passed) {
-              if (HostEntry* h = I.find(*cep, id)) {
-                I.mainShard().inc(h->host->stats.hc_failures);
-                FERRY_LOG(kDebug, "cluster ", cep->cluster->name(), ": health check of ", h->host->address,
-                          " failed: ", detail);
-              }
-            }
-          });
-      for (auto& h : ce.hosts) ce.checker->addTarget(h->host->id, h->host->addr, h->host->address);
-    }
-    bool dns = std::any_of(cfg.endpoints.begin(), cfg.endpoints.end(),
-                           [](const auto& e) { return !e.hostname.empty(); });
-    if (dns) {
-      std::vector<std::string> servers;
-      for (const auto& a : cfg.dns_resolvers) servers.push_back(a.text);
-      std::string err;
-      ce.resolver = DnsResolver::create(I.io, servers, milliseconds(1000), &err);
-      if (!ce.resolver) {
-        FERRY_LOG(kError, "cluster ", cfg.name, ": DNS resolver: ", err);
-      } else {
-        ce.dns_warming = true;
-        I.resolveAll(ce);
-      }
-    }
-  }
+  I.started = true;
+  for (ClusterEntry* ce : I.by_index)
+    if (ce != nullptr) I.startEntry(*ce);
 }
 
 bool ClusterManager::warming() const {
-  for (const auto& ce : impl_->clusters)
-    if (ce.dns_warming) return true;
+  for (const auto& [name, ce] : impl_->by_name)
+    if (ce->dns_warming) return true;
   return false;
 }
 
@@ -443,20 +577,14 @@ void ClusterManager::stop() {
   auto& I = *impl_;
   if (I.stopped) return;
   I.stopped = true;
-  for (auto& ce : I.clusters) {
-    ce.checker.reset();
-    ce.resolver.reset();
-    ce.dns_timer.reset();
-    ce.warm_timer.reset();
-    for (auto& h : ce.hosts) h->eject_timer.reset();
-  }
+  for (auto& [name, ce] : I.by_name) I.stopEntry(*ce);
 }
 
 void ClusterManager::onOutlier(size_t cluster_index, uint64_t host_id, bool gateway) const {
   Impl* I = impl_.get();
   asio::post(I->io, [I, cluster_index, host_id, gateway] {
-    if (I->stopped || cluster_index >= I->clusters.size()) return;
-    I->eject(I->clusters[cluster_index], host_id, gateway);
+    if (I->stopped || cluster_index >= I->by_index.size() || I->by_index[cluster_index] == nullptr) return;
+    I->eject(*I->by_index[cluster_index], host_id, gateway);
   });
 }
 
@@ -464,12 +592,15 @@ std::string ClusterManager::json() const {
   const auto& I = *impl_;
   static constexpr const char* kPolicies[] = {"round_robin", "least_request", "random", "ring_hash", "maglev"};
   std::string out = "{\"clusters\":[";
-  for (size_t i = 0; i < I.clusters.size(); ++i) {
-    const auto& ce = I.clusters[i];
+  bool first_cluster = true;
+  for (const ClusterEntry* cep : I.by_index) {
+    if (cep == nullptr) continue;
+    const auto& ce = *cep;
     const auto& c = *ce.cluster;
     const auto& s = c.stats();
     auto v = [&](StatHandle h) { return std::to_string(I.stats.value(h)); };
-    if (i) out += ",";
+    if (!first_cluster) out += ",";
+    first_cluster = false;
     out += "{\"name\":" + jsonString(c.name()) + ",\"lb_policy\":\"" +
            kPolicies[static_cast<int>(c.lbPolicy())] + "\",";
     out += "\"connect_timeout\":\"" + config::formatDuration(c.connectTimeout()) + "\",";

@@ -1,5 +1,5 @@
 // The cluster manager: the process-wide, main-thread owner of every cluster's hosts and their
-// health. It runs the active health checks (once per process), resolves DNS endpoints,
+// health, keyed by cluster name so that a new config snapshot reuses them. It runs the active health checks (once per process), resolves DNS endpoints,
 // ejects outliers reported by the workers, ramps recovered hosts' weights (slow start), and
 // after every change rebuilds the cluster's immutable LbState and publishes it to the
 // workers. Workers never wait on it: they keep picking from the table they have until the
@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "config/model.h"
 #include "core/stats.h"
 #include "core/upstream/cluster.h"
 
@@ -24,13 +25,25 @@ class ClusterManager : public OutlierSink {
  public:
   using Publish = std::function<void(size_t cluster_index, std::shared_ptr<const LbState> state)>;
 
-  ClusterManager(boost::asio::io_context& io, const std::vector<std::shared_ptr<const Cluster>>& clusters,
-                 StatsStore& stats);
+  ClusterManager(boost::asio::io_context& io, StatsStore& stats);
   ~ClusterManager() override;
 
-  // The current table of a cluster (for a worker's initial copy).
+  // Adds the cluster `cfg` names, or updates the one of that name, and returns it. The same
+  // config as before returns the same object (nothing changes). A changed one returns a new
+  // Cluster with the old one's index and circuit-breaker counters; hosts whose address (or DNS
+  // name) is still configured keep their identity, health, outlier state and pools.
+  std::shared_ptr<const Cluster> addOrUpdate(const config::ClusterConfig& cfg);
+  // Removes a cluster: its checks and lookups stop, its hosts leave (workers free their pools
+  // once idle) and workers get a null table for its index. Indices are never reused.
+  void remove(const std::string& name);
+  std::shared_ptr<const Cluster> find(const std::string& name) const;
+  // Cluster indices handed out so far (removed ones included): the size of a worker's table.
+  size_t slotCount() const;
+
+  // The current table of a cluster (for a worker's initial copy); null for a removed one.
   std::shared_ptr<const LbState> state(size_t cluster_index) const;
-  // Starts health checks, DNS resolution and timers; every later change goes to `publish`.
+  // Starts health checks, DNS resolution and timers; every later change goes to `publish`
+  // (clusters added afterwards start at once).
   void start(Publish publish);
   // Stops everything (before the io_context goes away).
   void stop();

@@ -245,8 +245,8 @@ void HttpPool::closeIdle() {
 
 void PoolManager::dropRemovedHosts() {
   std::vector<HttpPool*> gone;
-  for (auto& [host, p] : pools_)
-    if (host->removed.load(std::memory_order_relaxed)) gone.push_back(p.get());
+  for (auto& [id, p] : pools_)
+    if (p->host().removed.load(std::memory_order_relaxed)) gone.push_back(p.get());
   for (HttpPool* p : gone) {
     if (p->unused()) {
       retire(*p);
@@ -257,7 +257,7 @@ void PoolManager::dropRemovedHosts() {
 }
 
 void PoolManager::retire(HttpPool& pool) {
-  auto it = pools_.find(&pool.host());
+  auto it = pools_.find(pool.host().id);
   if (it == pools_.end() || it->second.get() != &pool) return;
   ctx_.stats->dec(pool.cluster().stats().pools);
   graveyard_.add(std::move(it->second));
@@ -265,9 +265,12 @@ void PoolManager::retire(HttpPool& pool) {
 }
 
 HttpPool& PoolManager::pool(const Cluster& cluster, const HostPtr& host) {
-  const Host* key = host.get();
+  const uint64_t key = host->id;
   auto it = pools_.find(key);
-  if (it != pools_.end()) return *it->second;
+  if (it != pools_.end()) {
+    if (&it->second->cluster() != &cluster) it->second->setCluster(cluster.shared_from_this());
+    return *it->second;
+  }
   auto p = std::make_unique<HttpPool>(ctx_, cluster.shared_from_this(), host);
   ctx_.stats->inc(cluster.stats().pools);
   auto& ref = *p;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "core/buffer.h"
 #include "core/event/deferred_deleter.h"
 #include "core/event/worker_context.h"
@@ -102,6 +103,7 @@ class HttpPool {
   void release(PooledConnection& conn, bool reusable);
 
   const Cluster& cluster() const { return *cluster_; }
+  void setCluster(std::shared_ptr<const Cluster> cluster) { cluster_ = std::move(cluster); }
   const Host& host() const { return *host_; }
   WorkerContext& ctx() { return ctx_; }
   size_t idleCount() const { return idle_.size(); }
@@ -132,11 +134,16 @@ class HttpPool {
   uint64_t next_ticket_ = 1;
 };
 
-// All pools of one worker, keyed by host (a host belongs to one cluster).
+// All pools of one worker, keyed by host identity (Host::id: a host keeps it, and so its pool
+// and idle connections, across config snapshots and cluster updates; a host belongs to one
+// cluster).
 class PoolManager {
  public:
   explicit PoolManager(WorkerContext& ctx) : ctx_(ctx), graveyard_(*ctx.io) {}
+  // The pool of `host`, made on first use. A pool made under an older version of the cluster
+  // moves to `cluster` (the current settings; the same counters and stats).
   HttpPool& pool(const Cluster& cluster, const HostPtr& host);
+  size_t size() const { return pools_.size(); }
   // After a new table: the pools of hosts DNS removed close their idle connections, and go
   // away once they have no connection left (see HttpPool::destroy).
   void dropRemovedHosts();
@@ -145,7 +152,7 @@ class PoolManager {
 
  private:
   WorkerContext& ctx_;
-  std::map<const Host*, std::unique_ptr<HttpPool>> pools_;
+  absl::flat_hash_map<uint64_t, std::unique_ptr<HttpPool>> pools_;  // by Host::id
   DeferredDeleter<HttpPool> graveyard_;
 };
 

@@ -68,8 +68,11 @@ void ActiveStream::decodeHeaders(bool end_stream) {
   if (end_stream) request_complete_ = true;
   upgrade_ = hcm_.codec().upgraded();
 
-  // Filters first, so even a rejected request runs through a well-formed stream.
-  for (const auto& make : cfg.filters) filters_.push_back(make());
+  // The route table and filters are the ones current now (a keep-alive connection's next
+  // request sees a newer snapshot's). Filters first, so even a rejected request runs through
+  // a well-formed stream.
+  route_config_ = cfg.routes->current(hcm_.worker().worker_index);
+  for (const auto& make : route_config_->filters) filters_.push_back(make());
   filters_.push_back(filters::http::makeRouter());
   for (auto& f : filters_) f->setCallbacks(*this);
 
@@ -143,7 +146,7 @@ void ActiveStream::decodeHeaders(bool end_stream) {
   }
 
   std::string_view route_path(h.path.data(), path.size());
-  route_ = cfg.routes->find(h.authority, h.method, route_path, h.headers).route;
+  route_ = route_config_->routes->find(h.authority, h.method, route_path, h.headers).route;
   iterateRequestHeaders(0);
 }
 

@@ -9,6 +9,7 @@
 
 #include "core/http/header_map.h"
 #include "core/http/filter.h"
+#include "core/http/route_config.h"
 #include "filters/network/http_connection_manager/hcm_config.h"
 
 namespace ferry::filters::network {
@@ -58,6 +59,8 @@ class ActiveStream : public http::FilterCallbacks {
   void complete();
 
   HttpConnectionManager& hcm_;
+  // The route table and filter chain current when the request started (held until it ends).
+  core::LocalRef<http::HttpRouteConfig> route_config_;
   core::http::RequestHeadersPtr request_headers_;
   const core::router::Route* route_ = nullptr;
   std::vector<std::unique_ptr<http::HttpFilter>> filters_;  // configured filters + router

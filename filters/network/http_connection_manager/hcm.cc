@@ -285,8 +285,9 @@ std::shared_ptr<const HcmConfig> buildHcmConfig(const BuildContext& ctx, std::st
   auto c = std::make_shared<HcmConfig>();
   c->listener_name = listener.name;
   c->http = *listener.http;
-  c->routes = core::router::RouteTable::build(c->http, error, ctx.clusters);
-  if (!c->routes) return nullptr;
+  auto rc = std::make_shared<http::HttpRouteConfig>();
+  rc->routes = core::router::RouteTable::build(c->http, error, ctx.clusters);
+  if (!rc->routes) return nullptr;
   for (const auto& f : c->http.filters) {
     const auto* builder = ctx.registry.http(f.name);
     if (!builder) {
@@ -295,8 +296,13 @@ std::shared_ptr<const HcmConfig> buildHcmConfig(const BuildContext& ctx, std::st
     }
     auto factory = (*builder)(f, error);
     if (!factory) return nullptr;
-    c->filters.push_back(std::move(factory));
+    rc->filters.push_back(std::move(factory));
   }
+  // The provider outlives snapshots (it is part of the listener's state); this snapshot's
+  // route config goes into each worker's slot when the snapshot is installed there.
+  if (!ctx.state.http_routes) ctx.state.http_routes = std::make_shared<http::RouteConfigProvider>(ctx.workers);
+  c->routes = ctx.state.http_routes;
+  ctx.worker_setup.push_back([provider = ctx.state.http_routes, rc](size_t worker) { provider->set(worker, rc); });
   const std::vector<std::pair<std::string, std::string>> l = {{"listener", listener.name}};
   c->stats.rq_total = stats.counter("ferry_downstream_requests_received_total", l, "HTTP requests received.");
   c->stats.rq_active = stats.gauge("ferry_downstream_requests_active", l, "HTTP requests in flight.");

@@ -1,6 +1,8 @@
-// The compiled, immutable configuration of one HTTP listener: route table, HTTP filter
-// factories and stat handles. Built on the main thread with the snapshot; shared read-only
-// by every connection of the listener on every worker.
+// The compiled, immutable configuration of one HTTP listener as one snapshot has it: the
+// connection-level settings and stat handles, pinned by a connection when it is accepted,
+// and the provider from which each request takes the route table and filter chain current
+// when it starts. Built on the main thread with the snapshot; shared read-only by every
+// connection of the listener on every worker.
 #pragma once
 
 #include <array>
@@ -12,6 +14,7 @@
 #include "core/router/route_table.h"
 #include "core/stats.h"
 #include "core/http/filter.h"
+#include "core/http/route_config.h"
 
 namespace ferry::filters::network {
 namespace http = core::http;
@@ -26,9 +29,9 @@ struct HcmStats {
 
 struct HcmConfig {
   std::string listener_name;
-  config::HttpConfig http;
-  std::shared_ptr<const core::router::RouteTable> routes;
-  std::vector<http::HttpFilterFactory> filters;  // configured order; the router is added last
+  config::HttpConfig http;  // connection-level settings (timeouts, limits) are read from here
+  // Kept by the listener's state across snapshots; per-worker current route config.
+  std::shared_ptr<const http::RouteConfigProvider> routes;
   HcmStats stats;
 };
 

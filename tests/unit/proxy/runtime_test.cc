@@ -1,0 +1,206 @@
+// Runtime: a second snapshot built from the same config reuses every piece of state kept by
+// name (listener state and its route provider, clusters with their hosts and breaker
+// counters, the process connection count, worker pools); a changed cluster keeps its index,
+// counters and the hosts whose address stays.
+#include <catch2/catch.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <memory>
+#include <set>
+
+#include "config/loader.h"
+#include "core/event/worker_context.h"
+#include "core/http/route_config.h"
+#include "core/upstream/cluster_manager.h"
+#include "core/upstream/http_pool.h"
+#include "filters/registry.h"
+#include "proxy/runtime.h"
+
+using namespace ferry;
+
+namespace {
+
+const char* kYaml = R"(
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+    max_connections: 10
+    http:
+      virtual_hosts:
+        - name: all
+          domains: ["*"]
+          routes:
+            - match: {prefix: /}
+              route: {cluster: api}
+  - name: db
+    address: 127.0.0.1:0
+    tcp: {cluster: db}
+clusters:
+  - name: api
+    endpoints: [{address: 127.0.0.1:9001}, {address: 127.0.0.1:9002, weight: 2}]
+    circuit_breakers: {max_requests: 5}
+  - name: db
+    endpoints: [{address: 127.0.0.1:5432}]
+)";
+
+config::Config load(const std::string& yaml) {
+  auto r = config::loadConfigString(yaml, "t.yaml");
+  REQUIRE(r.errors.empty());
+  return *r.config;
+}
+
+std::set<const core::upstream::Host*> hostsOf(const core::upstream::LbState& st) {
+  std::set<const core::upstream::Host*> out;
+  for (const auto& lv : st.levels)
+    for (const auto& h : lv.hosts) out.insert(h.get());
+  return out;
+}
+
+struct Fixture {
+  Fixture() { filters::registerBuiltins(registry); }
+  boost::asio::io_context io;
+  core::StatsStore stats{3};
+  filters::Registry registry;
+  proxy::Runtime runtime{io, stats, registry, 2};
+};
+
+}  // namespace
+
+TEST_CASE("Runtime: a second snapshot of the same config reuses every piece of state", "[runtime]") {
+  Fixture f;
+  std::string err;
+  auto a = f.runtime.build(load(kYaml), &err);
+  REQUIRE(a);
+  auto b = f.runtime.build(load(kYaml), &err);
+  REQUIRE(b);
+  CHECK(a.get() != b.get());
+  CHECK(b->version == a->version + 1);
+
+  // Listeners: the same process-wide state (counters, stats, route provider).
+  REQUIRE(a->listeners.size() == 2);
+  REQUIRE(b->listeners.size() == 2);
+  for (size_t i = 0; i < 2; ++i) {
+    CHECK(a->listeners[i] != b->listeners[i]);  // the spec is per snapshot
+    CHECK(a->listeners[i]->state == b->listeners[i]->state);
+    CHECK(a->listeners[i]->process == b->listeners[i]->process);
+    CHECK(a->listeners[i]->state->stats.cx_active.idx == b->listeners[i]->state->stats.cx_active.idx);
+  }
+  CHECK(a->listeners[0]->state->http_routes != nullptr);
+  CHECK(a->listeners[0]->state->http_routes == b->listeners[0]->state->http_routes);
+  CHECK(a->listeners[1]->state->http_routes == nullptr);  // tcp
+
+  // Clusters: the very same objects (breaker counters, index, stats), the same hosts.
+  REQUIRE(b->clusters.size() == 2);
+  for (size_t i = 0; i < 2; ++i) CHECK(a->clusters[i] == b->clusters[i]);
+  CHECK(f.runtime.clusters().slotCount() == 2);
+  auto st = f.runtime.clusters().state(a->clusters[0]->index());
+  REQUIRE(st);
+  CHECK(hostsOf(*st).size() == 2);
+
+  // A counter taken under the first snapshot is seen through the second.
+  REQUIRE(a->clusters[0]->tryAcquireRequest());
+  CHECK(b->clusters[0]->activeRequests() == 1);
+  a->clusters[0]->releaseRequest();
+  a->listeners[0]->state->active.fetch_add(3);
+  CHECK(b->listeners[0]->state->active.load() == 3);
+
+  // Routes of the second snapshot point at the same cluster objects.
+  b->listeners[0]->worker_setup.front()(1);
+  const auto& rc = b->listeners[0]->state->http_routes->current(1);
+  REQUIRE(rc);
+  core::http::HeaderMap none;
+  const auto* route = rc->routes->find("x", "GET", "/", none).route;
+  REQUIRE(route);
+  CHECK(route->clusters.at(0) == a->clusters[0]);
+
+  // Worker pools follow the host's identity: the same pool under either snapshot's cluster.
+  core::StatsStore pool_stats(2);
+  core::WorkerContext ctx;
+  ctx.io = &f.io;
+  ctx.stats = &pool_stats.shard(1);
+  core::upstream::PoolManager pools(ctx);
+  const auto& host = st->levels.at(0).hosts.at(0);
+  auto& p1 = pools.pool(*a->clusters[0], host);
+  auto& p2 = pools.pool(*b->clusters[0], host);
+  CHECK(&p1 == &p2);
+  CHECK(pools.size() == 1);
+}
+
+TEST_CASE("Runtime: a changed cluster keeps its index, counters and the hosts that stay", "[runtime]") {
+  Fixture f;
+  std::string err;
+  auto a = f.runtime.build(load(kYaml), &err);
+  REQUIRE(a);
+  auto old_state = f.runtime.clusters().state(0);
+  REQUIRE(old_state);
+  const core::upstream::Host* kept = nullptr;
+  const core::upstream::Host* dropped = nullptr;
+  for (const auto* h : hostsOf(*old_state)) (h->address == "127.0.0.1:9001" ? kept : dropped) = h;
+  REQUIRE(kept);
+  REQUIRE(dropped);
+  REQUIRE(a->clusters[0]->tryAcquireRequest());
+
+  std::string changed = kYaml;
+  changed.replace(changed.find("{address: 127.0.0.1:9002, weight: 2}"), 36, "{address: 127.0.0.1:9003}");
+  auto b = f.runtime.build(load(changed), &err);
+  REQUIRE(b);
+  CHECK(b->clusters[0] != a->clusters[0]);  // new settings: a new object...
+  CHECK(b->clusters[0]->index() == a->clusters[0]->index());  // ...in the same slot
+  CHECK(b->clusters[0]->counters() == a->clusters[0]->counters());
+  CHECK(b->clusters[0]->activeRequests() == 1);
+  CHECK(b->clusters[1] == a->clusters[1]);  // db did not change
+  auto new_state = f.runtime.clusters().state(0);
+  auto hosts = hostsOf(*new_state);
+  CHECK(hosts.size() == 2);
+  CHECK(hosts.count(kept) == 1);
+  CHECK(hosts.count(dropped) == 0);
+  CHECK(dropped->removed.load());
+  CHECK_FALSE(kept->removed.load());
+  a->clusters[0]->releaseRequest();
+}
+
+TEST_CASE("ClusterManager: add, update and remove by name", "[runtime][cluster_manager]") {
+  boost::asio::io_context io;
+  core::StatsStore stats(2);
+  core::upstream::ClusterManager cm(io, stats);
+  config::ClusterConfig c;
+  c.name = "a";
+  config::EndpointConfig ep;
+  ep.address.host = "127.0.0.1";
+  ep.address.port = 9001;
+  c.endpoints.push_back(ep);
+  auto a1 = cm.addOrUpdate(c);
+  CHECK(cm.addOrUpdate(c) == a1);  // unchanged: the same object
+  CHECK(cm.find("a") == a1);
+  CHECK(cm.find("b") == nullptr);
+
+  std::vector<std::pair<size_t, bool>> published;
+  cm.start([&](size_t i, std::shared_ptr<const core::upstream::LbState> st) { published.emplace_back(i, st != nullptr); });
+  config::ClusterConfig b = c;
+  b.name = "b";
+  auto b1 = cm.addOrUpdate(b);
+  CHECK(b1->index() == 1);
+  CHECK(cm.slotCount() == 2);
+
+  c.connect_timeout = std::chrono::milliseconds(250);
+  auto a2 = cm.addOrUpdate(c);
+  CHECK(a2 != a1);
+  CHECK(a2->index() == a1->index());
+  CHECK(a2->connectTimeout() == std::chrono::milliseconds(250));
+  CHECK(cm.find("a") == a2);
+
+  const auto* host = cm.state(1)->levels.at(0).hosts.at(0).get();
+  published.clear();
+  cm.remove("b");
+  CHECK(cm.find("b") == nullptr);
+  CHECK(cm.state(1) == nullptr);
+  CHECK(host->removed.load());
+  REQUIRE(published.size() == 1);
+  CHECK(published[0] == std::make_pair(size_t{1}, false));
+  // A new cluster never takes a removed one's index.
+  config::ClusterConfig d = c;
+  d.name = "d";
+  CHECK(cm.addOrUpdate(d)->index() == 2);
+  CHECK(cm.json().find("\"name\":\"b\"") == std::string::npos);
+  cm.stop();
+}
