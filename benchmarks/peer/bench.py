@@ -95,10 +95,12 @@ def tree_rss_kb(root):
 
 
 def machine_ticks():
-    """{'all': (busy, total), 'cpuN': (busy, total)}; busy = user+nice+system.
+    """{'all': (process_busy, busy, total), 'cpuN': (...)} from /proc/stat.
 
-    irq/softirq are left out of busy: loopback traffic of the benchmark itself is handled
-    there, and it is not charged to any process."""
+    process_busy = user+nice+system: the time processes are charged for, which is what the
+    background load is computed from. irq/softirq are left out of it: the benchmark's own
+    loopback traffic is handled there and not charged to any process. busy (for the core
+    load columns) counts them: everything but idle, iowait and steal."""
     out = {}
     with open("/proc/stat") as f:
         for line in f:
@@ -107,7 +109,7 @@ def machine_ticks():
             name, *v = line.split()
             v = [int(x) for x in v]
             total = sum(v[:8])  # user nice system idle iowait irq softirq steal
-            out["all" if name == "cpu" else name] = (v[0] + v[1] + v[2], total)
+            out["all" if name == "cpu" else name] = (v[0] + v[1] + v[2], total - v[3] - v[4] - v[7], total)
     return out
 
 
@@ -129,8 +131,8 @@ def core_pct(m0, m1, cpu):
     key = f"cpu{cpu}"
     if key not in m0:
         return float("nan")
-    busy = m1[key][0] - m0[key][0]
-    total = m1[key][1] - m0[key][1]
+    busy = m1[key][1] - m0[key][1]
+    total = m1[key][2] - m0[key][2]
     return 100.0 * busy / total if total else float("nan")
 
 

@@ -40,6 +40,8 @@ Usage: benchmarks/peer/compare.sh [options]
                       mem: RSS per idle connection. tls and h2 are reserved (not built yet).
   --targets "..."     any of: nginx haproxy ferry direct       (default "nginx haproxy ferry")
                       direct = wrk straight to the upstream, no proxy (a floor for latency)
+  --unpinned          pin nothing: proxies, wrk and upstream all free to use every CPU
+                      (default: proxy on PROXY_CPU, wrk and upstream on CLIENT_CPU)
   --ferry BIN         Ferry binary (default \$FERRY_BIN or build-rel/proxy/ferry)
   --base-port P       upstream on P, nginx P+1, HAProxy P+2, Ferry P+3 (default 28080)
   --noisy-max PCT     background load (% of one core) above which a run counts as
@@ -55,12 +57,13 @@ EOF
 }
 
 # ------------------------------------------------------------------------------ options
-quick=0 rounds="" duration="" warmup="" conns="10 100" close_conns="100" mem_conns=""
+quick=0 unpinned=0 rounds="" duration="" warmup="" conns="10 100" close_conns="100" mem_conns=""
 phases="h1 close mem" targets="nginx haproxy ferry" outdir="" base_port=28080
 noisy_max=15 max_minutes=60 ferry_bin=${FERRY_BIN:-$root/build-rel/proxy/ferry}
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1; shift;;
+    --unpinned) unpinned=1; shift;;
     --rounds) rounds=$2; shift 2;;
     --duration) duration=$2; shift 2;;
     --warmup) warmup=$2; shift 2;;
@@ -85,6 +88,7 @@ else
 fi
 proxy_cpu=${PROXY_CPU:-0}
 client_cpu=${CLIENT_CPU:-1}
+if [ "$unpinned" = 1 ]; then proxy_cpu="0-$(($(nproc) - 1))" client_cpu=$proxy_cpu; fi
 ferry_workers=${FERRY_WORKERS:-1}
 ferry_routes=${FERRY_ROUTES:-0}
 quiet_max=${QUIET_MAX:-10}         # background % of a core we wait for before a run...
@@ -127,7 +131,8 @@ done
 if [[ " ${norm_targets[*]} " == *" ferry "* ]]; then
   [ -x "$ferry_bin" ] || die "no Ferry binary at $ferry_bin: scripts/build build-rel --buildtype=release, or --ferry BIN"
 fi
-[ "$(nproc)" -gt "$client_cpu" ] && [ "$(nproc)" -gt "$proxy_cpu" ] || die "CPU $proxy_cpu or $client_cpu does not exist (PROXY_CPU, CLIENT_CPU)"
+[ "$unpinned" = 1 ] || { [ "$(nproc)" -gt "$client_cpu" ] && [ "$(nproc)" -gt "$proxy_cpu" ]; } \
+  || die "CPU $proxy_cpu or $client_cpu does not exist (PROXY_CPU, CLIENT_CPU)"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
 [ "$(ulimit -n)" -gt $((mem_conns + 500)) ] || die "open-file limit $(ulimit -n) is too low for --mem-conns $mem_conns"
 
