@@ -289,7 +289,7 @@ write_env() {
     printf 'host\t%s, %s CPUs: %s%s\n' "$(uname -sr)" "$(nproc)" \
       "$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)" \
       "$(lscpu 2>/dev/null | awk -F': +' '/Hypervisor vendor/ {print " (" $2 " guest)"}')"
-    printf 'ferry\t%s (%s, commit %s%s), FERRY_WORKERS=%s FERRY_ROUTES=%s\n' \
+    printf 'ferry\t%s (%s; repository at commit %s%s), FERRY_WORKERS=%s FERRY_ROUTES=%s\n' \
       "$("$ferry_bin" --version 2>/dev/null | head -1)" "$ferry_bin" \
       "$(git -C "$root" rev-parse --short HEAD 2>/dev/null)" \
       "$(git -C "$root" diff --quiet HEAD 2>/dev/null || echo ', uncommitted changes')" "$ferry_workers" "$ferry_routes"
@@ -360,7 +360,7 @@ load_phase() {      # load_phase PHASE "CONNS..." [wrk options]: rounds x conns 
   local phase=$1 list=$2; shift 2
   local r c t max=0 wrk
   for c in $list; do [ "$c" -gt "$max" ] && max=$c; done
-  log "phase $phase: ${norm_targets[*]}, conns [$list], $rounds rounds of ${duration}s"
+  log "phase $phase: ${norm_targets[*]}, conns [$list], $rounds round(s) of ${duration}s"
   for t in "${norm_targets[@]}"; do   # unrecorded warm-up: pools filled, caches hot
     [ "$warmup" -gt 0 ] || break
     wrk_cmd "$warmup" "$max" "$(url "$t")"
@@ -458,6 +458,6 @@ cleanup
 [ "$cut_short" = 1 ] && printf 'note\tcut short by --max-minutes %s\n' "$max_minutes" >>"$outdir/env.txt"
 log "done in $(( $(date +%s) - t_start ))s ($((quiet_budget - quiet_left))s waiting for quiet, $((retry_budget - retries_left)) runs repeated)"
 echo
-echo "## Ferry against the better peer ($(date -u +%F), $(nproc) CPUs, $rounds rounds of ${duration}s; details: $outdir/summary.md)"
+echo "## Ferry against the better peer ($(date -u +%F), $(nproc) CPUs, $rounds round(s) of ${duration}s; details: $outdir/summary.md)"
 echo
 "$py" "$helper" report "$outdir" "$noisy_max"
