@@ -1,60 +1,73 @@
 #!/usr/bin/env python3
-"""Ferry against the better of nginx and HAProxy, from one peerbench run's summary.json.
+"""Ferry against the better of nginx and HAProxy, from one compare.sh run.
 
-Usage: table.py OUTDIR [LABEL]   (OUTDIR as given to peerbench --outdir)
-Prints a Markdown table: for each workload the better peer's figure and Ferry's ratio to it.
-Lower is better for CPU per request, p99 and memory; higher for requests/s.
+Usage: table.py OUTDIR     (OUTDIR as given to benchmarks/peer/compare.sh --outdir)
+
+Prints a Markdown table from OUTDIR/summary.json: per workload, each peer's proxy CPU per
+request, Ferry's, and Ferry's ratio to the better peer for CPU per request, requests/s and
+p99. "Better" is chosen per column: the lower CPU, the higher req/s, the lower p99. Below
+1.00 is better for Ferry in the CPU, p99 and memory columns; above 1.00 in the req/s one.
 """
 import json
 import os
 import sys
 
+PEERS = ("nginx", "haproxy")
+WORKLOAD = {"h1": "keep-alive", "close": "new connection per request"}
+
+
+def _ratio(a, b):
+    return f"{a / b:.2f}" if a is not None and b else "-"
+
+
+def _cell(x, digits=1):
+    return f"{x:.{digits}f}" if isinstance(x, (int, float)) else "-"
+
+
+def ratio_table(data, name="ferry"):
+    lines = []
+    rows = {}
+    for s in data.get("throughput", []):
+        rows.setdefault((s["phase"], s["conns"]), {})[s["target"]] = s
+    if rows:
+        lines += ["| workload | conns | nginx CPU µs/req | HAProxy CPU µs/req | Ferry CPU µs/req "
+                  "| Ferry CPU / better peer | Ferry req/s / better peer | Ferry p99 / better peer |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for (phase, conns), by in rows.items():
+        peers = [by[p] for p in PEERS if p in by]
+        ferry = by.get(name)
+        def best(key, pick):
+            vals = [p.get(key) for p in peers if isinstance(p.get(key), (int, float))]
+            return pick(vals) if vals else None
+        cpu = ferry.get("proxy_cpu_us_req") if ferry else None
+        rps = ferry.get("rps") if ferry else None
+        p99 = ferry.get("p99_us") if ferry else None
+        lines.append(
+            f"| {WORKLOAD.get(phase, phase)} | {conns} "
+            f"| {_cell(by.get('nginx', {}).get('proxy_cpu_us_req'))} "
+            f"| {_cell(by.get('haproxy', {}).get('proxy_cpu_us_req'))} | {_cell(cpu)} "
+            f"| **{_ratio(cpu, best('proxy_cpu_us_req', min))}** "
+            f"| {_ratio(rps, best('rps', max))} | {_ratio(p99, best('p99_us', min))} |")
+    mem = {}
+    for m in data.get("memory", []):
+        mem.setdefault(m["mode"], {})[m["target"]] = m.get("kb_per_conn")
+    if mem:
+        lines += ["", "| idle connections | nginx kB/conn | HAProxy kB/conn | Ferry kB/conn "
+                      "| Ferry / better peer |", "|---|---:|---:|---:|---:|"]
+        for mode, by in mem.items():
+            peers = [by[p] for p in PEERS if isinstance(by.get(p), (int, float))]
+            label = {"connect": "connected, no request", "req": "after one request"}.get(mode, mode)
+            lines.append(f"| {label} | {_cell(by.get('nginx'), 2)} | {_cell(by.get('haproxy'), 2)} "
+                         f"| {_cell(by.get(name), 2)} | **{_ratio(by.get(name), min(peers) if peers else None)}** |")
+    return lines
+
 
 def main():
-    outdir = sys.argv[1]
-    label = sys.argv[2] if len(sys.argv) > 2 else "ferry"
-    with open(os.path.join(outdir, "summary.json")) as f:
-        data = json.load(f)
-    rows = {}
-    for s in data["throughput"]:
-        rows.setdefault((s["phase"], s["pin"], s["conns"]), {})[s["target"]] = s
-    print(f"| workload | conns | nginx CPU us/req | HAProxy CPU us/req | {label} CPU us/req | "
-          f"{label} CPU / better peer | {label} req/s / better peer | {label} p99 / better peer |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for (phase, pin, conns), t in rows.items():
-        peers = [t[p] for p in ("nginx", "haproxy") if p in t]
-        cand = next((t[k] for k in t if k not in ("nginx", "haproxy", "direct")), None)
-        if not peers or cand is None:
-            continue
-        def num(s, k):
-            v = s.get(k)
-            return v if isinstance(v, (int, float)) else None
-        cpu = [num(p, "tgt_cpu_us_req") for p in peers]
-        best_cpu = min(c for c in cpu if c is not None)
-        best_rps = max(num(p, "rps_median") or 0 for p in peers)
-        best_p99 = min(num(p, "p99_us_median") or 1e18 for p in peers)
-        c_cpu, c_rps, c_p99 = num(cand, "tgt_cpu_us_req"), num(cand, "rps_median"), num(cand, "p99_us_median")
-        def cell(s, k):
-            v = num(s, k) if s else None
-            return f"{v:.1f}" if v is not None else "-"
-        ratio = lambda a, b: f"{a / b:.2f}" if a is not None and b else "-"
-        print(f"| {phase} {pin} | {conns} | {cell(t.get('nginx'), 'tgt_cpu_us_req')} | "
-              f"{cell(t.get('haproxy'), 'tgt_cpu_us_req')} | {cell(cand, 'tgt_cpu_us_req')} | "
-              f"**{ratio(c_cpu, best_cpu)}** | {ratio(c_rps, best_rps)} | {ratio(c_p99, best_p99)} |")
-    mem = data.get("memory") or []
-    if mem:
-        print()
-        print("| idle connections | mode | nginx kB/conn | HAProxy kB/conn | " + label + " kB/conn |")
-        print("|---|---|---:|---:|---:|")
-        by = {}
-        for m in mem:
-            held = int(m["held"]) or 1
-            kpc = (int(m["rss_holding_kb"]) - int(m["rss_before_kb"])) / held
-            by.setdefault(m["mode"], {})[m["target"]] = (kpc, held)
-        for mode, t in by.items():
-            cand = next((v for k, v in t.items() if k not in ("nginx", "haproxy", "direct")), None)
-            f = lambda v: f"{v[0]:.2f} ({v[1]} held)" if v else "-"
-            print(f"| | {mode} | {f(t.get('nginx'))} | {f(t.get('haproxy'))} | {f(cand)} |")
+    if len(sys.argv) != 2:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    with open(os.path.join(sys.argv[1], "summary.json")) as f:
+        print("\n".join(ratio_table(json.load(f))))
 
 
 if __name__ == "__main__":
