@@ -1,8 +1,10 @@
 #include "proxy/runtime.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
+#include "core/net/proxy_protocol.h"
 #include "core/upstream/cluster_manager.h"
 #include "filters/registry.h"
 
@@ -61,6 +63,11 @@ std::shared_ptr<const Snapshot> Runtime::build(config::Config cfg, std::string* 
     spec->state = state;
     spec->process = connections_;
     spec->process_max_connections = cfg.runtime.max_connections;
+    if (l.proxy_protocol) {
+      spec->listener_filters.push_back(core::net::proxyProtocolFilter(l.proxy_protocol_timeout));
+      spec->listener_filter_timeout = std::max(spec->listener_filter_timeout, spec->listener_filters.back().timeout);
+    }
+    spec->transport = core::net::plainTransportFactory();
     const char* terminal = l.tcp ? "tcp_proxy" : l.http ? "http_connection_manager" : nullptr;
     const auto* builder = terminal ? registry_.network(terminal) : nullptr;
     if (!builder) {

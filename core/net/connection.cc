@@ -1,9 +1,6 @@
 #include "core/net/connection.h"
 
-#include <fcntl.h>
 #include <netinet/tcp.h>
-#include <sys/epoll.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
@@ -12,7 +9,6 @@
 #include <cstring>
 
 #include "core/event/timer.h"
-#include "core/net/socket_util.h"
 
 namespace ferry::core::net {
 namespace asio = boost::asio;
@@ -21,13 +17,13 @@ namespace {
 constexpr ConnectionEvent kRemote = ConnectionEvent::kRemoteClose;
 constexpr ConnectionEvent kLocal = ConnectionEvent::kLocalClose;
 constexpr ConnectionEvent kFailed = ConnectionEvent::kConnectFailed;
-constexpr size_t kReadIovecs = 4;             // up to 64 KiB per readv
-constexpr size_t kReadBudget = 256 * 1024;    // per wakeup, then yield to other connections
-constexpr size_t kWriteIovecs = 64;
+constexpr size_t kReadBudget = 256 * 1024;  // per wakeup, then yield to other connections
+
+std::string errnoText(const char* what, int err) { return std::string(what) + ": " + std::strerror(err); }
 }  // namespace
 
 Connection::Connection(asio::io_context& io, int fd, BufferAccounting acct)
-    : io_(io), poller_(Poller::of(io)), fd_(fd), acct_(acct) {
+    : ctx_(io), poller_(Poller::of(io)), io_(poller_, fd), acct_(acct) {
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
@@ -38,25 +34,25 @@ Connection::~Connection() {
 
 std::shared_ptr<Connection> Connection::adopt(asio::io_context& io, int fd, BufferAccounting acct) {
   auto conn = std::shared_ptr<Connection>(new Connection(io, fd, acct));
-  // Data may already be waiting (the edge came before registration): try one read first.
-  conn->readable_ = true;
-  conn->writable_ = true;
-  conn->registered_ = conn->poller_.add(fd, conn.get());
+  // Data may already be waiting (the edge came before registration): the first read tries.
+  conn->registered_ = conn->io_.watch(conn.get());
   if (!conn->registered_) {
-    std::string reason = std::string("register: ") + std::strerror(errno);
+    std::string reason = errnoText("register", errno);
     asio::post(io, [conn, reason] { conn->closeInternal(CloseType::kNoFlush, &kRemote, reason); });
   }
   return conn;
 }
 
 std::shared_ptr<Connection> Connection::connect(asio::io_context& io, const sockaddr_storage& to,
-                                                std::chrono::milliseconds timeout, BufferAccounting acct) {
+                                                std::chrono::milliseconds timeout, BufferAccounting acct,
+                                                std::unique_ptr<TransportSocket> transport) {
   int fd = ::socket(to.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return nullptr;  // out of descriptors
   auto conn = std::shared_ptr<Connection>(new Connection(io, fd, acct));
+  conn->transport_ = transport ? std::move(transport) : makePlainTransport();
   conn->connecting_ = true;
-  int r = ::connect(fd, reinterpret_cast<const sockaddr*>(&to), sockaddrLen(to));
-  if ((r == 0 || errno == EINPROGRESS) && (conn->registered_ = conn->poller_.add(fd, conn.get()))) {
+  int err = conn->io_.connect(to);
+  if (err == 0 && (conn->registered_ = conn->io_.watch(conn.get()))) {
     // Writable (EPOLLOUT, or EPOLLERR on failure) = connect finished, either way.
     if (timeout.count() > 0) {
       std::weak_ptr<Connection> weak = conn;
@@ -69,7 +65,7 @@ std::shared_ptr<Connection> Connection::connect(asio::io_context& io, const sock
       conn->connect_timer_->enable(timeout);
     }
   } else {
-    std::string reason = std::string("connect: ") + std::strerror(errno);
+    std::string reason = errnoText("connect", err != 0 ? err : errno);
     asio::post(io, [conn, reason] {
       if (!conn->connecting_) return;
       conn->connecting_ = false;
@@ -79,101 +75,135 @@ std::shared_ptr<Connection> Connection::connect(asio::io_context& io, const sock
   return conn;
 }
 
+bool Connection::readPending() const {
+  return !raw_read_.empty() || (raw_eof_ && !read_eof_) || (!raw_eof_ && io_.readable());
+}
+
+bool Connection::wantsFlush() const { return !raw_write_.empty() || (write_end_requested_ && !write_shut_); }
+
+size_t Connection::writeBufferLength() const {
+  return raw_write_.length() + (transport_ ? transport_->bufferedBytes() : 0);
+}
+
 void Connection::onPollEvents(uint32_t events) {
   if (closed_) return;
   auto self = shared_from_this();
-  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) pending_eof_ = true;
-  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) readable_ = true;
-  if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) writable_ = true;
+  io_.onEvents(events);
   if (connecting_) {
-    if (writable_) finishConnect();
+    if (io_.writable()) finishConnect();
     return;
   }
-  if (writable_ && !flush_pending_ && (!write_buffer_.empty() || (write_end_requested_ && !write_shut_))) {
+  if (io_.writable() && !flush_pending_ && wantsFlush()) {
     flush();
     if (closed_) return;
   }
-  if (readable_ && reading_started_ && read_disable_ == 0 && !read_eof_ && !read_scheduled_) doRead();
+  if (io_.readable() && reading_started_ && read_disable_ == 0 && !raw_eof_ && !read_scheduled_) doRead();
 }
 
 void Connection::finishConnect() {
-  int err = 0;
-  socklen_t len = sizeof err;
-  ::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
+  int err = io_.connectResult();
   connecting_ = false;
   if (connect_timer_) connect_timer_->disable();
   if (err != 0) {
-    closeInternal(CloseType::kNoFlush, &kFailed, std::string("connect: ") + std::strerror(err));
+    closeInternal(CloseType::kNoFlush, &kFailed, errnoText("connect", err));
     return;
   }
-  if (callbacks_) callbacks_->onEvent(ConnectionEvent::kConnected);
-  if (closed_) return;
+  TransportResult r = transport_->onConnected(raw_write_);
+  if (r.close) {
+    closeInternal(CloseType::kNoFlush, &kFailed, std::string(transport_->name()) + ": " + r.error);
+    return;
+  }
+  if (transport_->ready()) {
+    ready_raised_ = true;
+    if (callbacks_) callbacks_->onEvent(ConnectionEvent::kConnected);
+    if (closed_) return;
+  }
   startReading();
-  if (!closed_ && (!write_buffer_.empty() || write_end_requested_)) flush();
+  if (!closed_ && wantsFlush()) flush();
+}
+
+void Connection::setTransport(std::unique_ptr<TransportSocket> transport, Buffer& read_ahead) {
+  if (closed_) return;
+  transport_ = std::move(transport);
+  raw_read_.move(read_ahead);
+  read_eof_ = false;  // the plaintext stream starts here (an EOF seen by the listener
+                      // filters reaches the transport with the read-ahead)
+  TransportResult r = transport_->onConnected(raw_write_);
+  if (r.close) {
+    closeInternal(CloseType::kNoFlush, &kRemote, std::string(transport_->name()) + ": " + r.error);
+    return;
+  }
+  ready_raised_ = transport_->ready();  // ready at once: the owner checks, no event
+  // Reading already started (listener filters): the read-ahead goes through the transport
+  // from the event loop, never from inside the callback that is installing the transport.
+  if (reading_started_) scheduleRead();
+  if (wantsFlush() && io_.writable() && !flush_pending_) flush();
 }
 
 void Connection::startReading() {
-  if (closed_ || connecting_) return;
+  if (closed_ || connecting_ || reading_started_) return;
   reading_started_ = true;
-  if (!read_buffer_.empty()) {
-    // Data handed over at accept time goes first.
-    if (callbacks_) callbacks_->onData(read_buffer_, false);
-    if (closed_) return;
+  if ((!raw_read_.empty() || raw_eof_) && !processRead(raw_eof_)) return;
+  if (read_disable_ == 0 && io_.readable() && !raw_eof_) doRead();
+}
+
+bool Connection::processRead(bool raw_eof) {
+  bool plain_eof = raw_eof;
+  if (transport_) {
+    const bool was_ready = transport_->ready();
+    TransportResult r = transport_->doRead(raw_read_, raw_eof, read_buffer_, raw_write_);
+    if (r.close) {
+      if (!raw_write_.empty()) io_.write(raw_write_);  // an alert, if the socket takes it
+      closeInternal(CloseType::kNoFlush, &kRemote, std::string(transport_->name()) + ": " + r.error);
+      return false;
+    }
+    plain_eof = r.end_stream;
+    if (!was_ready && transport_->ready() && !ready_raised_) {
+      ready_raised_ = true;
+      if (callbacks_) callbacks_->onEvent(ConnectionEvent::kConnected);
+      if (closed_) return false;
+    }
+    // Handshake bytes (and plaintext held until it finished) go out now.
+    if (wantsFlush() && io_.writable() && !flush_pending_) {
+      flush();
+      if (closed_) return false;
+    }
+  } else {
+    read_buffer_.move(raw_read_);  // listener filter stage: raw bytes as they are
   }
-  if (read_disable_ == 0 && readable_ && !read_eof_) doRead();
+  const bool new_eof = plain_eof && !read_eof_;
+  if (plain_eof) read_eof_ = true;
+  if ((!read_buffer_.empty() || new_eof) && callbacks_) callbacks_->onData(read_buffer_, read_eof_);
+  return !closed_;
 }
 
 void Connection::doRead() {
   auto self = shared_from_this();
-  size_t total = 0;
-  bool eof = false;
-  while (total < kReadBudget) {
-    iovec iov[kReadIovecs];
-    size_t n = read_buffer_.reserve(iov, kReadIovecs);
-    size_t capacity = 0;
-    for (size_t i = 0; i < n; ++i) capacity += iov[i].iov_len;
-    ssize_t r = ::readv(fd_, iov, static_cast<int>(n));
-    if (r > 0) {
-      read_buffer_.commit(static_cast<size_t>(r));
-      total += static_cast<size_t>(r);
-      // A short read drained the socket: new data raises a new edge. Unless the peer's
-      // FIN (or an error) was already reported: that raises none, so read on to see it.
-      if (static_cast<size_t>(r) < capacity && !pending_eof_) {
-        readable_ = false;
-        break;
-      }
-      continue;
-    }
-    read_buffer_.commit(0);
-    if (r == 0) {
-      eof = true;
-      break;
-    }
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      readable_ = false;
-      break;
-    }
-    closeInternal(CloseType::kNoFlush, &kRemote, std::string("read: ") + std::strerror(errno));
+  SocketIo::ReadResult res = io_.read(raw_read_, kReadBudget);
+  if (res.error != 0) {
+    closeInternal(CloseType::kNoFlush, &kRemote, errnoText("read", res.error));
     return;
   }
-  if (eof) read_eof_ = true;
-  if ((total > 0 || eof) && callbacks_) callbacks_->onData(read_buffer_, eof);
-  if (closed_) return;
-  if (read_eof_) {
+  if (res.eof) raw_eof_ = true;
+  if ((res.bytes > 0 || res.eof) && !processRead(res.eof)) return;
+  if (raw_eof_) {
     if (write_shut_) closeInternal(CloseType::kNoFlush, &kRemote, "both directions finished");
     return;
   }
   // Budget spent with data left: continue after other ready work.
-  if (readable_ && read_disable_ == 0) scheduleRead();
+  if (io_.readable() && read_disable_ == 0) scheduleRead();
 }
 
 void Connection::scheduleRead() {
   if (read_scheduled_) return;
   read_scheduled_ = true;
-  asio::post(io_, [self = shared_from_this()] {
+  asio::post(ctx_, [self = shared_from_this()] {
     self->read_scheduled_ = false;
-    if (!self->closed_ && self->read_disable_ == 0 && !self->read_eof_ && self->readable_) self->doRead();
+    if (self->closed_ || self->read_disable_ != 0) return;
+    // Bytes already read (a listener filter's read-ahead) first, then the socket.
+    if ((!self->raw_read_.empty() || (self->raw_eof_ && !self->read_eof_)) && !self->processRead(self->raw_eof_))
+      return;
+    if (!self->raw_eof_ && self->io_.readable()) self->doRead();
   });
 }
 
@@ -184,8 +214,18 @@ void Connection::readDisable(bool disable) {
     return;
   }
   if (read_disable_ == 0) return;
-  // Data that arrived while disabled left readable_ set (its edge is gone): read it now.
-  if (--read_disable_ == 0 && reading_started_ && !read_eof_ && readable_) scheduleRead();
+  // Data that arrived while disabled left the socket readable (its edge is gone), or bytes
+  // read ahead wait for the transport: go on now.
+  if (--read_disable_ == 0 && reading_started_ && readPending()) scheduleRead();
+}
+
+void Connection::writeRaw(Buffer& bytes) {
+  if (closed_ || write_end_requested_) {
+    bytes.clear();
+    return;
+  }
+  raw_write_.move(bytes);
+  if (!connecting_ && io_.writable() && !flush_pending_ && !poller_.dispatching()) flush();
 }
 
 void Connection::write(Buffer& data, bool end_stream) {
@@ -193,9 +233,17 @@ void Connection::write(Buffer& data, bool end_stream) {
     data.clear();
     return;
   }
-  write_buffer_.move(data);
+  if (transport_) {
+    TransportResult r = transport_->doWrite(data, end_stream, raw_write_);
+    if (r.close) {
+      closeInternal(CloseType::kNoFlush, &kRemote, std::string(transport_->name()) + ": " + r.error);
+      return;
+    }
+  } else {
+    raw_write_.move(data);
+  }
   if (end_stream) write_end_requested_ = true;
-  if (connecting_ || !writable_ || flush_pending_) {
+  if (connecting_ || !io_.writable() || flush_pending_) {
     accountBuffered();
     checkHighWatermark();
     return;
@@ -213,11 +261,11 @@ void Connection::write(Buffer& data, bool end_stream) {
 
 void Connection::runDeferred() {
   auto self = std::move(flush_pending_);
-  if (!closed_ && writable_) flush();
+  if (!closed_ && io_.writable()) flush();
 }
 
 void Connection::checkHighWatermark() {
-  if (!above_high_ && write_buffer_.length() > high_watermark_) {
+  if (!above_high_ && writeBufferLength() > high_watermark_) {
     above_high_ = true;
     if (callbacks_) callbacks_->onAboveWriteHighWatermark();
   }
@@ -225,44 +273,30 @@ void Connection::checkHighWatermark() {
 
 void Connection::flush() {
   auto self = shared_from_this();
-  while (!write_buffer_.empty()) {
-    iovec iov[kWriteIovecs];
-    size_t n = write_buffer_.gather(iov, kWriteIovecs);
-    msghdr msg{};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = n;
-    ssize_t r = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
-    if (r > 0) {
-      write_buffer_.drain(static_cast<size_t>(r));
-      continue;
-    }
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      writable_ = false;  // EPOLLOUT will say when there is room
-      break;
-    }
-    closeInternal(CloseType::kNoFlush, &kRemote, std::string("write: ") + std::strerror(errno));
+  if (int err = io_.write(raw_write_); err != 0) {
+    closeInternal(CloseType::kNoFlush, &kRemote, errnoText("write", err));
     return;
   }
   accountBuffered();
-  if (!above_high_ && write_buffer_.length() > high_watermark_) {
+  const size_t pending = writeBufferLength();
+  if (!above_high_ && pending > high_watermark_) {
     above_high_ = true;
     if (callbacks_) callbacks_->onAboveWriteHighWatermark();
     if (closed_) return;
-  } else if (above_high_ && write_buffer_.length() <= high_watermark_ / 2) {
+  } else if (above_high_ && pending <= high_watermark_ / 2) {
     above_high_ = false;
     if (callbacks_) callbacks_->onBelowWriteLowWatermark();
     if (closed_) return;
   }
-  if (!write_buffer_.empty()) return;
+  if (!raw_write_.empty()) return;
   if (close_after_flush_) {
     closeInternal(CloseType::kNoFlush, &kLocal, "closed after flush");
     return;
   }
-  if (write_end_requested_ && !write_shut_) {
-    ::shutdown(fd_, SHUT_WR);
+  if (write_end_requested_ && !write_shut_ && (!transport_ || transport_->bufferedBytes() == 0)) {
+    io_.shutdownWrite();
     write_shut_ = true;
-    if (read_eof_) closeInternal(CloseType::kNoFlush, &kRemote, "both directions finished");
+    if (raw_eof_) closeInternal(CloseType::kNoFlush, &kRemote, "both directions finished");
   }
 }
 
@@ -273,15 +307,25 @@ void Connection::close(CloseType type) {
     // A corked write goes out first, as it would have without the cork.
     flush_pending_.reset();
     poller_.cancelDeferred(this);
-    if (writable_) flush();
+    if (io_.writable()) flush();
     if (closed_) return;
   }
-  if (type == CloseType::kFlushWrite && !write_buffer_.empty() && !connecting_) {
-    close_after_flush_ = true;
-    ++read_disable_;  // nothing more is read from a connection on its way out
-    // The owner may drop its reference now: the connection stays until the bytes are out.
-    closing_self_ = shared_from_this();
-    return;
+  if (type == CloseType::kFlushWrite && !connecting_) {
+    if (transport_) transport_->shutdown(raw_write_);  // e.g. TLS close_notify
+    if (!raw_write_.empty() && io_.writable()) {
+      if (int err = io_.write(raw_write_); err != 0) {
+        closeInternal(CloseType::kNoFlush, &kRemote, errnoText("write", err));
+        return;
+      }
+    }
+    if (!raw_write_.empty()) {
+      close_after_flush_ = true;
+      ++read_disable_;  // nothing more is read from a connection on its way out
+      // The owner may drop its reference now: the connection stays until the bytes are out.
+      closing_self_ = shared_from_this();
+      accountBuffered();
+      return;
+    }
   }
   closeInternal(type, &kLocal, "closed locally");
 }
@@ -298,15 +342,11 @@ void Connection::closeInternal(CloseType type, const ConnectionEvent* event, con
     poller_.cancelDeferred(this);
     // flush_pending_ may hold the last reference: release it only when done here.
   }
-  if (type == CloseType::kReset) {
-    linger lg{1, 0};
-    ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-  }
-  if (registered_) poller_.remove(fd_, this);
+  io_.close(type == CloseType::kReset);
   registered_ = false;
-  ::close(fd_);
+  raw_read_.clear();
   read_buffer_.clear();
-  write_buffer_.clear();
+  raw_write_.clear();
   accountBuffered();
   auto keep = std::move(flush_pending_);
   auto keep_closing = std::move(closing_self_);
@@ -315,7 +355,7 @@ void Connection::closeInternal(CloseType type, const ConnectionEvent* event, con
 
 void Connection::accountBuffered() {
   if (!acct_.shard) return;
-  int64_t now = static_cast<int64_t>(write_buffer_.length());
+  int64_t now = closed_ ? 0 : static_cast<int64_t>(writeBufferLength());
   if (now != accounted_) {
     acct_.shard->add(acct_.buffered_bytes, now - accounted_);
     accounted_ = now;

@@ -1,10 +1,17 @@
-// Connection: one non-blocking TCP socket with a read buffer, a write buffer and
-// backpressure (watermarks). Reactor style on the worker's edge-triggered Poller: registered
-// once, it reads until a read comes back short (drained) and gathers writes into one sendmsg
-// (corked while an event is dispatched), so a proxied request costs about one syscall per
-// step. Worker-local: created, used and destroyed on one worker's thread. Shared ownership
-// only so queued work, and a close(kFlushWrite) still sending, keep it alive; the owner
-// holds the one long-lived reference and may drop it right after close(kFlushWrite).
+// Connection: one non-blocking TCP connection as its owner sees it: plaintext in and out, with
+// backpressure (watermarks), half-close and orderly close. Two seams sit under it:
+//  - the I/O backend (SocketIo): the socket calls, raw bytes between the socket and Buffers;
+//  - the transport (TransportSocket): raw bytes <-> plaintext (plain: a move; TLS later).
+// Reactor style on the worker's edge-triggered Poller: registered once, it reads until a read
+// comes back short (drained) and gathers writes into one sendmsg (corked while an event is
+// dispatched), so a proxied request costs about one syscall per step.
+//
+// An accepted connection starts without a transport: its listener filters (PROXY protocol)
+// read raw bytes first; setTransport() then hands the transport what they read ahead.
+//
+// Worker-local: created, used and destroyed on one worker's thread. Shared ownership only so
+// queued work, and a close(kFlushWrite) still sending, keep it alive; the owner holds the one
+// long-lived reference and may drop it right after close(kFlushWrite).
 #pragma once
 
 #include <netinet/in.h>
@@ -17,6 +24,8 @@
 
 #include "core/buffer.h"
 #include "core/event/poller.h"
+#include "core/net/socket_io.h"
+#include "core/net/transport.h"
 #include "core/stats.h"
 
 namespace boost::asio {
@@ -30,9 +39,10 @@ class Timer;
 namespace ferry::core::net {
 
 enum class ConnectionEvent {
-  kConnected,      // outgoing connect() finished
+  kConnected,      // outgoing: connected and the transport's handshake done; accepted: the
+                   // transport became ready after setTransport() (not raised when it is ready at once)
   kConnectFailed,  // outgoing connect() refused, failed or timed out (see closeReason())
-  kRemoteClose,    // ended by itself: peer reset, I/O error, or both directions finished
+  kRemoteClose,    // ended by itself: peer reset, I/O or transport error, or both directions finished
   kLocalClose,     // a close() the owner asked for has completed (after any flush)
 };
 
@@ -41,8 +51,9 @@ enum class ConnectionEvent {
 class ConnectionCallbacks {
  public:
   virtual ~ConnectionCallbacks() = default;
-  // Bytes arrived. The callee takes what it wants (usually all, by Buffer::move).
-  // end_stream: the peer shut down its sending side (FIN); no more data follows.
+  // Bytes arrived (plaintext; raw bytes while no transport is set). The callee takes what it
+  // wants (usually all, by Buffer::move); what it leaves stays for the next call.
+  // end_stream: the peer ended its sending side (FIN); no more data follows.
   virtual void onData(Buffer& data, bool end_stream) = 0;
   // Every connection ends with exactly one of kConnectFailed, kRemoteClose, kLocalClose.
   // kLocalClose may be raised from inside close(): callers must tolerate re-entry.
@@ -59,33 +70,41 @@ struct BufferAccounting {
 };
 
 class Connection final : public std::enable_shared_from_this<Connection>,
-                   private PollHandler,
-                   private DeferredAction {
+                         private PollHandler,
+                         private DeferredAction {
  public:
   enum class CloseType {
-    kFlushWrite,  // stop reading, send what is buffered, then close
+    kFlushWrite,  // stop reading, send what is buffered (and the transport's shutdown), then close
     kNoFlush,     // close now, drop buffered bytes
     kReset,       // close now with an RST (SO_LINGER 0)
   };
 
-  // Wraps an accepted, non-blocking socket. Call setCallbacks() then startReading().
+  // Wraps an accepted, non-blocking socket, without a transport yet. Call setCallbacks(),
+  // then either setTransport() or (listener filters first) startReading().
   static std::shared_ptr<Connection> adopt(boost::asio::io_context& io, int fd, BufferAccounting acct);
-  // Starts a non-blocking connect; the result arrives as onEvent(kConnected|kConnectFailed).
-  // Writes before that are buffered. Reading starts by itself once connected.
-  // Returns nullptr when no socket can be created (e.g. out of descriptors).
+  // Starts a non-blocking connect over `transport`; the result arrives as onEvent(kConnected
+  // | kConnectFailed), kConnected once the transport's handshake is done. Writes before that
+  // are buffered. Reading starts by itself once connected. Returns nullptr when no socket can
+  // be created (e.g. out of descriptors).
   static std::shared_ptr<Connection> connect(boost::asio::io_context& io, const sockaddr_storage& to,
-                                             std::chrono::milliseconds timeout, BufferAccounting acct);
+                                             std::chrono::milliseconds timeout, BufferAccounting acct,
+                                             std::unique_ptr<TransportSocket> transport);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
   void setCallbacks(ConnectionCallbacks* cb) { callbacks_ = cb; }
-  // Bytes that arrived before the connection was handed over (e.g. after a PROXY header);
-  // delivered first by startReading().
-  void injectReadData(Buffer& data) { read_buffer_.move(data); }
+  // Accepted connections: installs the transport. `read_ahead`: raw bytes the listener
+  // filters read and did not consume; they go through the transport before anything else
+  // read from the socket. Starts reading.
+  void setTransport(std::unique_ptr<TransportSocket> transport, Buffer& read_ahead);
+  // Starts delivering bytes (raw ones while no transport is set: the listener filter stage).
   void startReading();
+  // Sends `bytes` as they are, ahead of anything the transport writes from now on: the
+  // PROXY protocol header an upstream expects before the TLS handshake.
+  void writeRaw(Buffer& bytes);
 
-  // Moves `data` into the write buffer and writes what the socket takes now.
+  // Moves `data` (plaintext) into the write path and writes what the socket takes now.
   // end_stream: shut down the sending side (FIN) once everything is written.
   void write(Buffer& data, bool end_stream);
   // Counted: reading resumes when every disable has been matched by an enable.
@@ -93,7 +112,8 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   void close(CloseType type);
 
   void setWriteBufferLimits(uint32_t high_watermark);
-  size_t writeBufferLength() const { return write_buffer_.length(); }
+  // Bytes on their way out: raw bytes not yet sent plus plaintext the transport still holds.
+  size_t writeBufferLength() const;
   bool aboveHighWatermark() const { return above_high_; }
   bool closed() const { return closed_; }
   // close(kFlushWrite) was called and the write buffer is still draining.
@@ -102,7 +122,11 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   bool readEof() const { return read_eof_; }
   bool writeShutdown() const { return write_shut_; }
   const std::string& closeReason() const { return close_reason_; }
-  int fd() const { return fd_; }
+  int fd() const { return io_.fd(); }
+  // The transport (null on an accepted connection before setTransport()).
+  const TransportSocket* transport() const { return transport_.get(); }
+  // The transport exists and its handshake is done.
+  bool transportReady() const { return transport_ && transport_->ready(); }
 
  private:
   Connection(boost::asio::io_context& io, int fd, BufferAccounting acct);
@@ -111,31 +135,34 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   void runDeferred() override;
   void scheduleRead();
   void doRead();
+  // Runs raw_read_ through the transport and delivers the plaintext. False if closed.
+  bool processRead(bool raw_eof);
   void flush();
   void finishConnect();
   // event: what to raise (kConnectFailed, kRemoteClose, kLocalClose), or nothing (destructor).
   void closeInternal(CloseType type, const ConnectionEvent* event, const std::string& reason);
   void accountBuffered();
   void checkHighWatermark();
+  bool wantsFlush() const;
+  // Bytes read but not delivered, an EOF not delivered, or a socket still readable.
+  bool readPending() const;
 
-  boost::asio::io_context& io_;
+  boost::asio::io_context& ctx_;
   Poller& poller_;
-  int fd_;
+  SocketIo io_;
+  std::unique_ptr<TransportSocket> transport_;
   ConnectionCallbacks* callbacks_ = nullptr;
   BufferAccounting acct_;
   int64_t accounted_ = 0;
-  Buffer read_buffer_;
-  Buffer write_buffer_;
+  Buffer raw_read_;     // from the socket, not yet through the transport
+  Buffer read_buffer_;  // plaintext (raw bytes before a transport is set) for the owner
+  Buffer raw_write_;    // to the socket
   uint32_t high_watermark_ = 1024 * 1024;
   int read_disable_ = 0;
-  // Readiness as the edge-triggered Poller last reported it (nginx's "ready" bits):
-  // readable_ until a read comes back short or EAGAIN, writable_ until a write hits EAGAIN.
-  bool readable_ = false;
-  bool writable_ = false;
-  bool pending_eof_ = false;  // the peer's FIN (or an error) is queued behind the data
   bool registered_ = false;
   bool reading_started_ = false;
-  bool read_eof_ = false;
+  bool read_eof_ = false;          // the plaintext stream from the peer has ended
+  bool raw_eof_ = false;           // the socket read the peer's FIN
   bool write_end_requested_ = false;
   bool write_shut_ = false;
   bool close_after_flush_ = false;
@@ -143,6 +170,7 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   bool connecting_ = false;
   bool above_high_ = false;
   bool read_scheduled_ = false;
+  bool ready_raised_ = false;      // kConnected raised (or not needed)
   std::shared_ptr<Connection> flush_pending_;  // set while a corked flush is queued (keeps us alive)
   std::shared_ptr<Connection> closing_self_;   // set by close(kFlushWrite) until the flush is done
   std::unique_ptr<Timer> connect_timer_;

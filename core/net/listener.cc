@@ -10,7 +10,6 @@
 
 #include "core/event/timer.h"
 #include "core/log.h"
-#include "core/net/proxy_protocol.h"
 #include "core/net/socket_util.h"
 
 namespace ferry::core::net {
@@ -30,14 +29,15 @@ ListenerState::ListenerState(std::string n, StatsStore& stats) : name(std::move(
   this->stats.bytes_sent = stats.counter("ferry_downstream_bytes_sent_total", labels, "Bytes sent to clients.");
 }
 
-// One downstream connection: the listener filter stage (PROXY protocol) and then the
-// network filter chain. Worker-local. Owned by its ActiveListener; holds its listener's spec
-// (and through it the process-wide ListenerState) for as long as it lives.
+// One downstream connection, in three stages: listener filters on the raw socket (PROXY
+// protocol), the transport's handshake, then the network filter chain. Worker-local. Owned by
+// its ActiveListener; holds its listener's spec (and through it the process-wide
+// ListenerState) for as long as it lives.
 class ActiveConnection : public ConnectionCallbacks, public NetworkFilterCallbacks {
  public:
   ActiveConnection(ActiveListener& listener, WorkerContext& ctx, std::shared_ptr<const ListenerSpec> spec,
                    std::shared_ptr<Connection> conn, const ConnectionInfo& ci)
-      : listener_(listener), ctx_(ctx), spec_(std::move(spec)), cfg_(spec_->cfg), stats_(spec_->state->stats),
+      : listener_(listener), ctx_(ctx), spec_(std::move(spec)), stats_(spec_->state->stats),
         conn_(std::move(conn)), ci_(ci) {}
 
   ~ActiveConnection() override {
@@ -52,28 +52,31 @@ class ActiveConnection : public ConnectionCallbacks, public NetworkFilterCallbac
 
   void start() {
     conn_->setCallbacks(this);
-    conn_->setWriteBufferLimits(cfg_.buffer_limit_kb * 1024);
-    if (cfg_.proxy_protocol) {
-      awaiting_proxy_header_ = true;
-      pp_timer_ = std::make_unique<Timer>(*ctx_.io, [this] {
-        FERRY_LOG(kDebug, "listener ", cfg_.name, ": no PROXY header in time from ",
-                  formatSockaddr(ci_.direct_remote));
-        ctx_.stats->inc(stats_.proxy_protocol_errors);
-        conn_->close(Connection::CloseType::kNoFlush);
-      });
-      if (cfg_.proxy_protocol_timeout.count() > 0) pp_timer_->enable(cfg_.proxy_protocol_timeout);
+    conn_->setWriteBufferLimits(spec_->cfg.buffer_limit_kb * 1024);
+    if (!spec_->listener_filters.empty()) {
+      stage_ = Stage::kListenerFilters;
+      for (const auto& f : spec_->listener_filters) listener_filters_.push_back(f.make());
+      if (spec_->listener_filter_timeout.count() > 0) {
+        lf_timer_ = std::make_unique<Timer>(*ctx_.io, [this] { onListenerFilterTimeout(); });
+        lf_timer_->enable(spec_->listener_filter_timeout);
+      }
       conn_->startReading();
       return;
     }
-    startFilters();
-    if (!conn_->closed()) conn_->startReading();
+    Buffer none;
+    startTransport(none);
   }
 
   // ConnectionCallbacks (downstream socket).
   void onData(Buffer& data, bool end_stream) override {
-    if (awaiting_proxy_header_) {
-      if (!parseProxyHeader(data, end_stream)) return;
-      if (data.empty() && !end_stream) return;
+    if (stage_ == Stage::kListenerFilters) {
+      runListenerFilters(data, end_stream);
+      return;
+    }
+    if (stage_ != Stage::kFilters) {  // the transport is still shaking hands
+      data.clear();
+      if (end_stream) conn_->close(Connection::CloseType::kNoFlush);
+      return;
     }
     ctx_.stats->add(stats_.bytes_received, static_cast<int64_t>(data.length()));
     for (auto& f : filters_) {
@@ -82,8 +85,12 @@ class ActiveConnection : public ConnectionCallbacks, public NetworkFilterCallbac
   }
 
   void onEvent(ConnectionEvent event) override {
+    if (event == ConnectionEvent::kConnected) {  // the transport's handshake is done
+      if (stage_ == Stage::kHandshake) startFilters();
+      return;
+    }
     if (event != ConnectionEvent::kRemoteClose && event != ConnectionEvent::kLocalClose) return;
-    pp_timer_.reset();
+    lf_timer_.reset();
     for (auto& f : filters_) f->onDownstreamEvent(event);
     listener_.removeConnection(this);
   }
@@ -110,42 +117,48 @@ class ActiveConnection : public ConnectionCallbacks, public NetworkFilterCallbac
   void close() { conn_->close(Connection::CloseType::kNoFlush); }
 
  private:
-  // Returns true once the header is parsed (data then holds what follows it).
-  bool parseProxyHeader(Buffer& data, bool end_stream) {
-    constexpr size_t kMaxHeader = 4096;
-    uint8_t head[kMaxHeader];
-    size_t n = std::min(data.length(), kMaxHeader);
-    data.copyOut(0, n, head);
-    ProxyHeader hdr;
-    size_t consumed = 0;
-    std::string why;
-    ProxyParse r = ferry::core::net::parseProxyHeader(head, n, &hdr, &consumed, &why);
-    if (r == ProxyParse::kNeedMore && (n == kMaxHeader || end_stream)) {
-      r = ProxyParse::kError;
-      why = end_stream ? "connection closed inside the header" : "header too long";
+  enum class Stage { kListenerFilters, kHandshake, kFilters };
+
+  ListenerFilterContext listenerFilterContext() { return ListenerFilterContext{ci_, ctx_, *spec_->state}; }
+
+  void runListenerFilters(Buffer& data, bool end_stream) {
+    read_ahead_.move(data);
+    ListenerFilterContext lctx = listenerFilterContext();
+    while (next_listener_filter_ < listener_filters_.size()) {
+      switch (listener_filters_[next_listener_filter_]->onData(read_ahead_, end_stream, lctx)) {
+        case ListenerFilterStatus::kNeedMore:
+          if (end_stream) conn_->close(Connection::CloseType::kNoFlush);  // no more will come
+          return;
+        case ListenerFilterStatus::kClose:
+          conn_->close(Connection::CloseType::kNoFlush);
+          return;
+        case ListenerFilterStatus::kContinue:
+          ++next_listener_filter_;
+          break;
+      }
     }
-    if (r == ProxyParse::kNeedMore) return false;
-    if (r == ProxyParse::kError) {
-      FERRY_LOG(kDebug, "listener ", cfg_.name, ": bad PROXY header from ",
-                formatSockaddr(ci_.direct_remote), ": ", why);
-      ctx_.stats->inc(stats_.proxy_protocol_errors);
-      data.clear();
-      conn_->close(Connection::CloseType::kNoFlush);
-      return false;
-    }
-    data.drain(consumed);
-    awaiting_proxy_header_ = false;
-    pp_timer_.reset();
-    if (!hdr.local) {
-      ci_.remote = hdr.src;
-      ci_.local = hdr.dst;
-      ci_.from_proxy_protocol = true;
-    }
-    startFilters();
-    return !conn_->closed();
+    lf_timer_.reset();
+    // What the filters did not consume is the first raw input of the transport.
+    startTransport(read_ahead_);
+  }
+
+  void onListenerFilterTimeout() {
+    ListenerFilterContext lctx = listenerFilterContext();
+    if (next_listener_filter_ < listener_filters_.size())
+      listener_filters_[next_listener_filter_]->onTimeout(lctx);
+    conn_->close(Connection::CloseType::kNoFlush);
+  }
+
+  void startTransport(Buffer& read_ahead) {
+    stage_ = Stage::kHandshake;
+    conn_->setTransport(spec_->transport ? spec_->transport() : makePlainTransport(), read_ahead);
+    if (conn_->closed()) return;
+    if (conn_->transportReady()) startFilters();
+    if (!conn_->closed()) conn_->startReading();  // a no-op if listener filters started it
   }
 
   void startFilters() {
+    stage_ = Stage::kFilters;
     filters_.reserve(spec_->filter_factories.size());
     for (const auto& make : spec_->filter_factories) {
       filters_.push_back(make());
@@ -159,13 +172,15 @@ class ActiveConnection : public ConnectionCallbacks, public NetworkFilterCallbac
   ActiveListener& listener_;
   WorkerContext& ctx_;
   std::shared_ptr<const ListenerSpec> spec_;
-  const config::ListenerConfig& cfg_;
   const ListenerStats& stats_;
   std::shared_ptr<Connection> conn_;
   ConnectionInfo ci_;
+  Stage stage_ = Stage::kFilters;
+  std::vector<std::unique_ptr<ListenerFilter>> listener_filters_;
+  size_t next_listener_filter_ = 0;
+  Buffer read_ahead_;  // raw bytes the listener filters have seen and not consumed
+  std::unique_ptr<Timer> lf_timer_;
   std::vector<std::unique_ptr<NetworkFilter>> filters_;
-  std::unique_ptr<Timer> pp_timer_;
-  bool awaiting_proxy_header_ = false;
 };
 
 ActiveListener::ActiveListener(WorkerContext& ctx, std::shared_ptr<const ListenerSpec> spec, int fd)

@@ -17,7 +17,9 @@
 #include "core/event/poller.h"
 #include "core/event/timer.h"
 #include "core/event/worker_context.h"
+#include "core/net/listener_filter.h"
 #include "core/net/network_filter.h"
+#include "core/net/transport.h"
 #include "core/stats.h"
 
 namespace ferry::core::http {
@@ -63,7 +65,12 @@ struct ListenerSpec {
   std::shared_ptr<ListenerState> state;
   std::shared_ptr<ProcessConnections> process;
   uint64_t process_max_connections = 0;  // runtime.max_connections; 0 = unlimited
-  std::vector<NetworkFilterFactory> filter_factories;  // the network filter chain, in order
+  // What a connection runs through, in order: listener filters on the raw socket, then the
+  // transport, then the network filter chain.
+  std::vector<ListenerFilterFactory> listener_filters;
+  std::chrono::milliseconds listener_filter_timeout{0};  // 0 = none
+  TransportFactory transport;  // null = plain
+  std::vector<NetworkFilterFactory> filter_factories;
   // Run on each worker (its 1-based index) when the spec is installed there, before the
   // listener accepts: installs per-worker parts of the snapshot (e.g. the HTTP route config).
   std::vector<std::function<void(size_t worker)>> worker_setup;

@@ -19,6 +19,13 @@
 //    v2 PROXY header with AF_UNSPEC/UNSPEC and length 0 (v2); both read as "local".
 #include "core/net/proxy_protocol.h"
 
+#include <algorithm>
+
+#include "core/event/worker_context.h"
+#include "core/log.h"
+#include "core/net/listener.h"
+#include "core/net/socket_util.h"
+
 #include <arpa/inet.h>
 
 #include <cstdio>
@@ -371,6 +378,52 @@ std::string encodeProxyV2(const sockaddr_storage& src, const sockaddr_storage& d
   std::memcpy(a + 2 * aw, &sp, 2);
   std::memcpy(a + 2 * aw + 2, &dp, 2);
   return std::string(reinterpret_cast<const char*>(buf), kV2HeaderLen + alen);
+}
+
+namespace {
+
+class ProxyProtocolFilter final : public ListenerFilter {
+ public:
+  ListenerFilterStatus onData(Buffer& raw, bool end_stream, ListenerFilterContext& ctx) override {
+    constexpr size_t kMaxHeader = 4096;
+    uint8_t head[kMaxHeader];
+    size_t n = std::min(raw.length(), kMaxHeader);
+    raw.copyOut(0, n, head);
+    ProxyHeader hdr;
+    size_t consumed = 0;
+    std::string why;
+    ProxyParse r = parseProxyHeader(head, n, &hdr, &consumed, &why);
+    if (r == ProxyParse::kNeedMore && (n == kMaxHeader || end_stream)) {
+      r = ProxyParse::kError;
+      why = end_stream ? "connection closed inside the header" : "header too long";
+    }
+    if (r == ProxyParse::kNeedMore) return ListenerFilterStatus::kNeedMore;
+    if (r == ProxyParse::kError) {
+      FERRY_LOG(kDebug, "listener ", ctx.listener.name, ": bad PROXY header from ",
+                formatSockaddr(ctx.info.direct_remote), ": ", why);
+      ctx.worker.stats->inc(ctx.listener.stats.proxy_protocol_errors);
+      return ListenerFilterStatus::kClose;
+    }
+    raw.drain(consumed);
+    if (!hdr.local) {
+      ctx.info.remote = hdr.src;
+      ctx.info.local = hdr.dst;
+      ctx.info.from_proxy_protocol = true;
+    }
+    return ListenerFilterStatus::kContinue;
+  }
+
+  void onTimeout(ListenerFilterContext& ctx) override {
+    FERRY_LOG(kDebug, "listener ", ctx.listener.name, ": no PROXY header in time from ",
+              formatSockaddr(ctx.info.direct_remote));
+    ctx.worker.stats->inc(ctx.listener.stats.proxy_protocol_errors);
+  }
+};
+
+}  // namespace
+
+ListenerFilterFactory proxyProtocolFilter(std::chrono::milliseconds timeout) {
+  return ListenerFilterFactory{[] { return std::make_unique<ProxyProtocolFilter>(); }, timeout};
 }
 
 }  // namespace ferry::core::net

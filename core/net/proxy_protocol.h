@@ -1,5 +1,6 @@
 // PROXY protocol v1 (text) and v2 (binary) header parsing and encoding
-// (haproxy.org proxy-protocol.txt). Pure functions, no I/O, any thread.
+// (haproxy.org proxy-protocol.txt): pure functions, no I/O, any thread. And the listener
+// filter that reads the header off an accepted connection (worker-local).
 #pragma once
 
 #include <cstddef>
@@ -8,6 +9,10 @@
 
 #include <netinet/in.h>
 #include <sys/socket.h>
+
+#include <chrono>
+
+#include "core/net/listener_filter.h"
 
 namespace ferry::core::net {
 
@@ -34,5 +39,11 @@ ProxyParse parseProxyHeader(const uint8_t* data, size_t len, ProxyHeader* out, s
 // AF_INET6; mixed families are sent as IPv6 with v4-mapped addresses).
 std::string encodeProxyV1(const sockaddr_storage& src, const sockaddr_storage& dst);
 std::string encodeProxyV2(const sockaddr_storage& src, const sockaddr_storage& dst);
+
+// The listener filter for `proxy_protocol: true`: reads a v1 or v2 header (up to 4 KiB) off
+// the raw socket and makes its source and destination the connection's remote and local
+// addresses (LOCAL/UNKNOWN keep the socket's). A missing, bad or late header (past
+// `timeout`; 0 = none) closes the connection and counts ferry_downstream_proxy_protocol_errors.
+ListenerFilterFactory proxyProtocolFilter(std::chrono::milliseconds timeout);
 
 }  // namespace ferry::core::net

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "config/model.h"
+#include "core/net/transport.h"
 #include "core/stats.h"
 #include "core/upstream/lb.h"
 
@@ -125,6 +126,8 @@ class Cluster : public std::enable_shared_from_this<Cluster> {
   config::LbPolicy lbPolicy() const { return cfg_.lb_policy; }
   std::chrono::milliseconds connectTimeout() const { return cfg_.connect_timeout; }
   int sendProxyProtocol() const { return cfg_.send_proxy_protocol; }
+  // The transport of a new upstream connection (plain; TLS where the cluster asks for it).
+  std::unique_ptr<net::TransportSocket> newTransport() const { return net::makePlainTransport(); }
   uint32_t maxRequestsPerConnection() const { return cfg_.max_requests_per_connection; }
   uint32_t maxIdleConnections() const { return cfg_.max_idle_connections; }
   std::chrono::milliseconds poolIdleTimeout() const { return cfg_.idle_timeout; }

@@ -251,7 +251,8 @@ struct ClusterManager::Impl {
                         " failed: ", detail);
             }
           }
-        });
+        },
+        [cluster = ce.cluster] { return cluster->newTransport(); });
     for (auto& h : ce.hosts) ce.checker->addTarget(h->host->id, h->host->addr, h->host->address);
   }
 

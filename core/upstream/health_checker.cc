@@ -3,12 +3,6 @@
 #include <sys/socket.h>
 
 #include <algorithm>
-#include <array>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/write.hpp>
 #include <cctype>
 #include <cstring>
 #include <random>
@@ -16,12 +10,12 @@
 #include <unordered_map>
 #include <utility>
 
+#include "core/event/timer.h"
 #include "core/log.h"
+#include "core/net/connection.h"
 
 namespace ferry::core::upstream {
 namespace asio = boost::asio;
-using asio::ip::tcp;
-using boost::system::error_code;
 
 namespace {
 
@@ -55,29 +49,177 @@ std::string excerpt(std::string_view s) {
 }  // namespace
 
 struct HealthChecker::Impl {
-  // Shared with the completion handlers, so that a handler that runs after removeTarget or
-  // after the checker is gone (Asio delivers operation_aborted later) still touches live
-  // memory; it sees `alive == false` or an old generation and returns without a callback.
-  struct Target {
-    explicit Target(asio::io_context& io) : timer(io), socket(io) {}
+  // One checked host. Shared with nothing but the local references that keep it alive while
+  // one of its own callbacks runs: a check's connection and timer belong to it, so removing
+  // the host (or destroying the checker) cancels both, and no callback of theirs runs after.
+  struct Target : net::ConnectionCallbacks, std::enable_shared_from_this<Target> {
+    Target(Impl& i, uint64_t id_in, const sockaddr_storage& a, std::string text)
+        : impl(&i), id(id_in), addr(a), address(std::move(text)), timer(i.io, [this] { onTimer(); }) {}
+    ~Target() override { dropConnection(); }
 
-    Impl* impl = nullptr;  // valid only while `alive`
-    uint64_t id = 0;
+    Impl* impl;  // null once removed or the checker is gone
+    uint64_t id;
+    sockaddr_storage addr;
     std::string address;
-    tcp::endpoint endpoint;
-    bool endpoint_ok = false;
-    asio::steady_timer timer;  // the deadline while a check runs, else the wait for the next one
-    tcp::socket socket;
-    std::string out;  // bytes being written; owned here so a write never outlives its buffer
-    std::string in;   // reply bytes received so far
-    std::array<char, kReadChunk> chunk{};
-    // Bumped whenever the timer or socket changes purpose (check start, check end, removal);
-    // a handler captures it and ignores its completion if it no longer matches.
-    uint64_t gen = 0;
-    bool alive = true;
+    Timer timer;  // the deadline while a check runs, else the wait for the next one
+    bool checking = false;
+    std::shared_ptr<net::Connection> conn;
+    std::string in;  // reply bytes received so far
     bool healthy = true;
     uint32_t passes = 0;  // consecutive, counted while unhealthy
     uint32_t fails = 0;   // consecutive, counted while healthy
+
+    void dropConnection() {
+      if (!conn) return;
+      conn->setCallbacks(nullptr);
+      conn->close(net::Connection::CloseType::kNoFlush);
+      conn.reset();
+    }
+
+    void start() {
+      checking = true;
+      in.clear();
+      if (addr.ss_family != AF_INET && addr.ss_family != AF_INET6) {
+        // Finished from the loop, not here: addTarget must not run callbacks re-entrantly.
+        timer.enable(std::chrono::milliseconds(0));
+        return;
+      }
+      conn = net::Connection::connect(impl->io, addr, impl->cfg.timeout, net::BufferAccounting{},
+                                      impl->transport ? impl->transport() : net::makePlainTransport());
+      if (!conn) {
+        timer.enable(std::chrono::milliseconds(0));  // no socket: fails from the loop
+        return;
+      }
+      conn->setCallbacks(this);
+      timer.enable(impl->cfg.timeout);
+      const auto& cfg = impl->cfg;
+      // Bytes to send go out once connected (the connection buffers them until then).
+      Buffer out;
+      if (cfg.type == config::HealthCheckConfig::Type::kHttp) {
+        out.add(impl->request);
+      } else if (!cfg.send.empty()) {
+        out.add(cfg.send);
+      }
+      if (!out.empty()) conn->write(out, false);
+    }
+
+    void onTimer() {
+      if (!checking) {  // the wait between checks is over
+        start();
+        return;
+      }
+      if (!conn) return finish(false, addr.ss_family != AF_INET && addr.ss_family != AF_INET6
+                                          ? "unsupported address family"
+                                          : "cannot create a socket");
+      finish(false, "timeout");
+    }
+
+    void onEvent(net::ConnectionEvent e) override {
+      if (!checking) return;
+      switch (e) {
+        case net::ConnectionEvent::kConnected: {
+          const auto& cfg = impl->cfg;
+          // TCP: connect only, or send without expect, passes once connected.
+          if (cfg.type == config::HealthCheckConfig::Type::kTcp && cfg.expect.empty()) finish(true, "");
+          return;
+        }
+        case net::ConnectionEvent::kConnectFailed:
+          return finish(false, conn->closeReason());  // "connect: ..." or "connect timeout"
+        case net::ConnectionEvent::kRemoteClose:
+        case net::ConnectionEvent::kLocalClose:
+          return finish(false, "connection closed: " + conn->closeReason());
+      }
+    }
+
+    void onData(Buffer& data, bool end_stream) override {
+      if (!checking) return;
+      auto keep = shared_from_this();
+      const auto& cfg = impl->cfg;
+      if (cfg.type == config::HealthCheckConfig::Type::kHttp) {
+        readStatus(data, end_stream);
+      } else {
+        readExpect(data, end_stream);
+      }
+    }
+
+    // HTTP: reads until the status line is complete; the headers and body are not needed.
+    void readStatus(Buffer& data, bool eof) {
+      size_t scanned = in.size();
+      size_t take = std::min(data.length(), kMaxStatusLine + 1 - std::min(in.size(), kMaxStatusLine + 1));
+      in.resize(scanned + take);
+      data.copyOut(0, take, in.data() + scanned);
+      data.clear();
+      size_t nl = in.find('\n', scanned);
+      if (nl != std::string::npos) {
+        std::string_view line(in.data(), nl);
+        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+        int status = parseStatusLine(line);
+        if (status < 0) return finish(false, "malformed status line: " + excerpt(line));
+        for (const auto& [lo, hi] : impl->cfg.expected_statuses)
+          if (status >= lo && status <= hi) return finish(true, "");
+        return finish(false, "unexpected status " + std::to_string(status));
+      }
+      if (in.size() > kMaxStatusLine) return finish(false, "malformed status line: too long");
+      if (eof) return finish(false, in.empty() ? "closed before status line" : "malformed status line: " + excerpt(in));
+    }
+
+    // TCP: reads until the reply so far contains cfg.expect, up to kMaxExpectRead bytes.
+    void readExpect(Buffer& data, bool eof) {
+      const std::string& expect = impl->cfg.expect;
+      // Search only the new bytes plus enough of the old ones for a match across reads.
+      size_t from = in.size() >= expect.size() ? in.size() - expect.size() + 1 : 0;
+      size_t take = std::min(data.length(), kMaxExpectRead - in.size());
+      const size_t old = in.size();
+      in.resize(old + take);
+      data.copyOut(0, take, in.data() + old);
+      data.clear();
+      if (in.find(expect, from) != std::string::npos) return finish(true, "");
+      if (in.size() >= kMaxExpectRead) return finish(false, "expected reply not in the first 64 KiB");
+      if (eof) return finish(false, "closed before the expected reply");
+    }
+
+    // Ends the check in progress: closes the connection, applies the thresholds, runs the
+    // callbacks and schedules the next check unless a callback removed the host or destroyed
+    // the checker.
+    void finish(bool passed, const std::string& detail) {
+      auto keep = shared_from_this();
+      checking = false;
+      timer.disable();
+      dropConnection();
+      if (in.capacity() > kReadChunk) std::string().swap(in);  // don't keep 64 KiB per host between checks
+      in.clear();
+      Impl* checker = impl;
+      bool changed = false;
+      if (passed) {
+        fails = 0;
+        if (!healthy && ++passes >= std::max<uint32_t>(1, checker->cfg.healthy_threshold)) {
+          healthy = true;
+          passes = 0;
+          changed = true;
+        }
+      } else {
+        passes = 0;
+        if (healthy && ++fails >= std::max<uint32_t>(1, checker->cfg.unhealthy_threshold)) {
+          healthy = false;
+          fails = 0;
+          changed = true;
+        }
+      }
+      if (changed) {
+        FERRY_LOG(kDebug, "health check: host ", address, healthy ? " is healthy" : " is unhealthy",
+                  detail.empty() ? "" : " (", detail, detail.empty() ? "" : ")");
+      }
+      std::shared_ptr<const Callbacks> cbs = checker->callbacks;
+      const bool now_healthy = healthy;
+      if (cbs->on_result) cbs->on_result(id, passed, detail);
+      if (impl == nullptr) return;  // removed, re-added or the checker destroyed by the callback
+      if (changed && cbs->on_change) cbs->on_change(id, now_healthy);
+      if (impl == nullptr) return;
+      config::Duration delay = impl->cfg.interval;
+      if (impl->cfg.jitter.count() > 0)
+        delay += config::Duration(std::uniform_int_distribution<config::Duration::rep>(0, impl->cfg.jitter.count())(impl->rng));
+      timer.enable(delay);
+    }
   };
   using TargetPtr = std::shared_ptr<Target>;
 
@@ -89,10 +231,11 @@ struct HealthChecker::Impl {
   };
 
   Impl(asio::io_context& io_in, const config::HealthCheckConfig& cfg_in, std::string default_host,
-       OnChange on_change, OnResult on_result)
+       OnChange on_change, OnResult on_result, net::TransportFactory transport_in)
       : io(io_in),
         cfg(cfg_in),
         callbacks(std::make_shared<const Callbacks>(Callbacks{std::move(on_change), std::move(on_result)})),
+        transport(std::move(transport_in)),
         rng(std::random_device{}()) {
     if (cfg.type == config::HealthCheckConfig::Type::kHttp) {
       request = "GET " + (cfg.path.empty() ? std::string("/") : cfg.path) + " HTTP/1.1\r\nHost: " +
@@ -106,29 +249,17 @@ struct HealthChecker::Impl {
   }
 
   static void retire(Target& t) {
-    t.alive = false;
-    ++t.gen;
-    error_code ignored;
-    t.socket.close(ignored);
-    t.timer.cancel();
+    t.impl = nullptr;
+    t.checking = false;
+    t.timer.disable();
+    t.dropConnection();
   }
-
-  static bool stale(const Target& t, uint64_t gen) { return !t.alive || t.gen != gen; }
 
   void add(uint64_t id, const sockaddr_storage& addr, const std::string& address) {
     remove(id);  // ids are unique by contract; a repeated add restarts the host cleanly
-    auto t = std::make_shared<Target>(io);
-    t->impl = this;
-    t->id = id;
-    t->address = address;
-    size_t len = addr.ss_family == AF_INET ? sizeof(sockaddr_in) : addr.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : 0;
-    if (len != 0) {
-      std::memcpy(t->endpoint.data(), &addr, len);
-      t->endpoint.resize(len);
-      t->endpoint_ok = true;
-    }
+    auto t = std::make_shared<Target>(*this, id, addr, address);
     targets.emplace(id, t);
-    startCheck(t);
+    t->start();
   }
 
   void remove(uint64_t id) {
@@ -138,162 +269,19 @@ struct HealthChecker::Impl {
     targets.erase(it);
   }
 
-  static void startCheck(const TargetPtr& t) {
-    Impl* impl = t->impl;
-    uint64_t g = ++t->gen;
-    t->in.clear();
-    if (!t->endpoint_ok) {
-      // Posted rather than finished here: addTarget must not run callbacks re-entrantly.
-      asio::post(impl->io, [t, g] {
-        if (!stale(*t, g)) finish(t, false, "unsupported address family");
-      });
-      return;
-    }
-    t->timer.expires_after(impl->cfg.timeout);
-    t->timer.async_wait([t, g](const error_code& ec) {
-      if (ec || stale(*t, g)) return;
-      finish(t, false, "timeout");
-    });
-    t->socket.async_connect(t->endpoint, [t, g](const error_code& ec) {
-      if (stale(*t, g)) return;
-      if (ec) return finish(t, false, "connect: " + ec.message());
-      onConnected(t, g);
-    });
-  }
-
-  static void onConnected(const TargetPtr& t, uint64_t g) {
-    const auto& cfg = t->impl->cfg;
-    if (cfg.type == config::HealthCheckConfig::Type::kHttp) {
-      t->out = t->impl->request;
-      asio::async_write(t->socket, asio::buffer(t->out), [t, g](const error_code& ec, size_t) {
-        if (stale(*t, g)) return;
-        if (ec) return finish(t, false, "write: " + ec.message());
-        readStatus(t, g);
-      });
-    } else if (!cfg.send.empty()) {
-      t->out = cfg.send;
-      asio::async_write(t->socket, asio::buffer(t->out), [t, g](const error_code& ec, size_t) {
-        if (stale(*t, g)) return;
-        if (ec) return finish(t, false, "write: " + ec.message());
-        if (t->impl->cfg.expect.empty()) return finish(t, true, "");
-        readExpect(t, g);
-      });
-    } else if (!cfg.expect.empty()) {
-      readExpect(t, g);
-    } else {
-      finish(t, true, "");
-    }
-  }
-
-  // HTTP: reads until the status line is complete; the headers and body are not needed.
-  static void readStatus(const TargetPtr& t, uint64_t g) {
-    t->socket.async_read_some(asio::buffer(t->chunk), [t, g](const error_code& ec, size_t n) {
-      if (stale(*t, g)) return;
-      size_t scanned = t->in.size();
-      t->in.append(t->chunk.data(), n);
-      size_t nl = t->in.find('\n', scanned);
-      if (nl != std::string::npos) {
-        std::string_view line(t->in.data(), nl);
-        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-        int status = parseStatusLine(line);
-        if (status < 0) return finish(t, false, "malformed status line: " + excerpt(line));
-        for (const auto& [lo, hi] : t->impl->cfg.expected_statuses)
-          if (status >= lo && status <= hi) return finish(t, true, "");
-        return finish(t, false, "unexpected status " + std::to_string(status));
-      }
-      if (t->in.size() > kMaxStatusLine) return finish(t, false, "malformed status line: too long");
-      if (ec == asio::error::eof) {
-        return finish(t, false, t->in.empty() ? "closed before status line"
-                                              : "malformed status line: " + excerpt(t->in));
-      }
-      if (ec) return finish(t, false, "read: " + ec.message());
-      readStatus(t, g);
-    });
-  }
-
-  // TCP: reads until the reply so far contains cfg.expect, up to kMaxExpectRead bytes.
-  static void readExpect(const TargetPtr& t, uint64_t g) {
-    size_t room = std::min(t->chunk.size(), kMaxExpectRead - t->in.size());
-    t->socket.async_read_some(asio::buffer(t->chunk.data(), room), [t, g](const error_code& ec, size_t n) {
-      if (stale(*t, g)) return;
-      const std::string& expect = t->impl->cfg.expect;
-      // Search only the new bytes plus enough of the old ones for a match across reads.
-      size_t from = t->in.size() >= expect.size() ? t->in.size() - expect.size() + 1 : 0;
-      t->in.append(t->chunk.data(), n);
-      if (t->in.find(expect, from) != std::string::npos) return finish(t, true, "");
-      if (t->in.size() >= kMaxExpectRead) return finish(t, false, "expected reply not in the first 64 KiB");
-      if (ec == asio::error::eof) return finish(t, false, "closed before the expected reply");
-      if (ec) return finish(t, false, "read: " + ec.message());
-      readExpect(t, g);
-    });
-  }
-
-  // Ends the check in progress: closes the socket, applies the thresholds, runs the callbacks
-  // and schedules the next check unless a callback removed the host or destroyed the checker.
-  static void finish(const TargetPtr& t, bool passed, const std::string& detail) {
-    Impl* impl = t->impl;
-    ++t->gen;
-    error_code ignored;
-    t->socket.close(ignored);
-    t->timer.cancel();
-    if (t->in.capacity() > kReadChunk) std::string().swap(t->in);  // don't keep 64 KiB per host between checks
-    t->in.clear();
-
-    bool changed = false;
-    if (passed) {
-      t->fails = 0;
-      if (!t->healthy && ++t->passes >= std::max<uint32_t>(1, impl->cfg.healthy_threshold)) {
-        t->healthy = true;
-        t->passes = 0;
-        changed = true;
-      }
-    } else {
-      t->passes = 0;
-      if (t->healthy && ++t->fails >= std::max<uint32_t>(1, impl->cfg.unhealthy_threshold)) {
-        t->healthy = false;
-        t->fails = 0;
-        changed = true;
-      }
-    }
-    bool healthy = t->healthy;
-    uint64_t id = t->id;
-    if (changed) {
-      FERRY_LOG(kDebug, "health check: host ", t->address, healthy ? " is healthy" : " is unhealthy",
-                detail.empty() ? "" : " (", detail, detail.empty() ? "" : ")");
-    }
-
-    std::shared_ptr<const Callbacks> cbs = impl->callbacks;
-    if (cbs->on_result) cbs->on_result(id, passed, detail);
-    if (!t->alive) return;  // removed, re-added or the checker destroyed by the callback
-    if (changed && cbs->on_change) cbs->on_change(id, healthy);
-    if (!t->alive) return;
-    impl->scheduleNext(t);
-  }
-
-  void scheduleNext(const TargetPtr& t) {
-    config::Duration delay = cfg.interval;
-    if (cfg.jitter.count() > 0) {
-      delay += config::Duration(std::uniform_int_distribution<config::Duration::rep>(0, cfg.jitter.count())(rng));
-    }
-    uint64_t g = ++t->gen;
-    t->timer.expires_after(delay);
-    t->timer.async_wait([t, g](const error_code& ec) {
-      if (ec || stale(*t, g)) return;
-      startCheck(t);
-    });
-  }
-
   asio::io_context& io;
   config::HealthCheckConfig cfg;
   std::string request;  // HTTP: the whole request, the same for every check
   std::shared_ptr<const Callbacks> callbacks;
+  net::TransportFactory transport;
   std::unordered_map<uint64_t, TargetPtr> targets;
   std::mt19937_64 rng;
 };
 
 HealthChecker::HealthChecker(asio::io_context& io, const config::HealthCheckConfig& cfg, std::string default_host,
-                             OnChange on_change, OnResult on_result)
-    : impl_(std::make_unique<Impl>(io, cfg, std::move(default_host), std::move(on_change), std::move(on_result))) {}
+                             OnChange on_change, OnResult on_result, net::TransportFactory transport)
+    : impl_(std::make_unique<Impl>(io, cfg, std::move(default_host), std::move(on_change), std::move(on_result),
+                                   std::move(transport))) {}
 
 HealthChecker::~HealthChecker() = default;
 

@@ -1,7 +1,8 @@
 // Active health checking of one cluster's hosts: HTTP (GET path, expected statuses) or TCP
 // (connect, optionally send bytes and expect bytes back), every `interval` plus a random
 // 0..jitter, each check bounded by `timeout`, with healthy/unhealthy thresholds. Runs on the
-// main thread's io_context (plain Asio), once per process; the owner (the cluster manager)
+// main thread's io_context, once per process, over net::Connection and the cluster's
+// transport (so a TLS upstream is checked over TLS); the owner (the cluster manager)
 // publishes health changes to the workers. A host starts healthy and is checked at once.
 // Main-thread only.
 #pragma once
@@ -14,6 +15,7 @@
 #include <string>
 
 #include "config/model.h"
+#include "core/net/transport.h"
 
 namespace boost::asio {
 class io_context;
@@ -29,9 +31,10 @@ class HealthChecker {
   // Every finished check (for counters): passed or not, and why not (for the debug log).
   using OnResult = std::function<void(uint64_t id, bool passed, const std::string& detail)>;
 
-  // default_host: the Host header when cfg.host is empty (the cluster name).
+  // default_host: the Host header when cfg.host is empty (the cluster name). transport: of
+  // each check's connection (null: plain).
   HealthChecker(boost::asio::io_context& io, const config::HealthCheckConfig& cfg, std::string default_host,
-                OnChange on_change, OnResult on_result);
+                OnChange on_change, OnResult on_result, net::TransportFactory transport = nullptr);
   ~HealthChecker();  // cancels every check; no callback runs afterwards
   HealthChecker(const HealthChecker&) = delete;
   HealthChecker& operator=(const HealthChecker&) = delete;

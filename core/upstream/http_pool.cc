@@ -133,7 +133,7 @@ uint64_t HttpPool::newStream(PoolCallbacks& cb) {
     cb.onPoolFailure(PoolFailure::kOverflow, "max_connections reached");
     return 0;
   }
-  auto conn = net::Connection::connect(*ctx_.io, h.addr, cluster_->connectTimeout(), ctx_.acct);
+  auto conn = net::Connection::connect(*ctx_.io, h.addr, cluster_->connectTimeout(), ctx_.acct, cluster_->newTransport());
   if (!conn) {
     cluster_->releasePending();
     cluster_->releaseConnection();

@@ -65,7 +65,7 @@ class TcpProxy : public NetworkFilter {
     // Hold client bytes until the upstream is there: nothing to forward to yet.
     callbacks_->connection().readDisable(true);
     read_held_ = true;
-    upstream_ = Connection::connect(*w.io, host_->addr, cluster.connectTimeout(), w.acct);
+    upstream_ = Connection::connect(*w.io, host_->addr, cluster.connectTimeout(), w.acct, cluster.newTransport());
     if (!upstream_) {
       cluster.releaseConnection();
       w.stats->inc(cluster.stats().connect_failures);
@@ -88,7 +88,7 @@ class TcpProxy : public NetworkFilter {
       Buffer header;
       header.add(cluster.sendProxyProtocol() == 1 ? core::net::encodeProxyV1(info.remote, info.local)
                                                   : core::net::encodeProxyV2(info.remote, info.local));
-      upstream_->write(header, false);
+      upstream_->writeRaw(header);  // before the transport's first bytes (a TLS ClientHello)
     }
     if (s_->idle_timeout.count() > 0) {
       last_activity_ = core::monotonicMs();
