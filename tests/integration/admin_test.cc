@@ -329,7 +329,8 @@ TEST_CASE("GET /metrics is Prometheus text with the contract names and right val
 }
 
 TEST_CASE("GET /metrics counts upstream connect failures", "[admin]") {
-  const uint16_t dead = unusedPort();
+  const RefusingPort refusing;  // both endpoints: refuse connections until the test ends
+  const uint16_t dead = refusing.port();
   auto f = FerryProcess::start(adminConfig(dead, dead));
   uint16_t admin = f->adminPort();
   auto c = TcpClient::connect(f->port("tcp"));

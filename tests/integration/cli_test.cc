@@ -290,7 +290,8 @@ TEST_CASE("--workers overrides runtime.workers", "[cli]") {
 
 TEST_CASE("--log-level debug overrides the config and shows debug lines", "[cli]") {
   // The only endpoint is a port nothing listens on: the connect failure is logged at debug.
-  const uint16_t dead = unusedPort();
+  const RefusingPort refusing;  // lives across both sections and every ferry they start
+  const uint16_t dead = refusing.port();
   const std::string yaml = "runtime: {workers: 1, log_level: info}\n" + validConfig(dead);
   const std::string needle = "127.0.0.1:" + std::to_string(dead);
 

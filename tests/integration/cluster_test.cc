@@ -501,7 +501,8 @@ TEST_CASE("outlier detection: each ejection of a host lasts longer, up to max_ej
 
 TEST_CASE("outlier detection: consecutive gateway errors (connect failures) eject", "[cluster][outlier]") {
   auto bs = backends(1);
-  uint16_t dead = unusedPort();
+  const RefusingPort refusing;  // the second endpoint: refuses connections until the test ends
+  const uint16_t dead = refusing.port();
   auto f = FerryProcess::start(proxyYaml(endpointsYaml(bs) + "      - address: 127.0.0.1:" + std::to_string(dead) +
                                              "\n    outlier_detection: {consecutive_gateway_failure: 2, "
                                              "consecutive_5xx: 0, base_ejection_time: 30s}\n",

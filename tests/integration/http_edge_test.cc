@@ -472,7 +472,8 @@ TEST_CASE("edge: x-forwarded-proto from the client is kept with xff_trusted_hops
 
 TEST_CASE("edge: a 404 or a 503 keeps the connection alive for the next request", "[edge]") {
   HttpUpstream up;
-  const uint16_t dead = unusedPort();
+  const RefusingPort refusing;  // cluster "dead": refuses connections until the test ends
+  const uint16_t dead = refusing.port();
   auto f = FerryProcess::start(edgeConfig(up.port(), "",
                                           "            - match: {path: /only}\n"
                                           "              route: {cluster: up}\n"

@@ -291,7 +291,8 @@ TEST_CASE("http: upstream errors map to CONTRACT's table and keep the client con
     a.stall = true;
     return a;
   });
-  uint16_t dead = unusedPort();
+  const RefusingPort refusing;  // cluster "dead": refuses connections until the test ends
+  const uint16_t dead = refusing.port();
   std::string routes =
       "            - match: {prefix: /garbage}\n              route: {cluster: garbage}\n"
       "            - match: {prefix: /reset}\n              route: {cluster: reset}\n"

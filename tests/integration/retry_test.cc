@@ -148,7 +148,8 @@ void checkStatusCase(const StatusCase& c) {
 
 TEST_CASE("retry: connect failures are retried on the other endpoint", "[retry]") {
   HttpUpstream live;
-  const uint16_t dead = unusedPort();
+  const RefusingPort refusing;  // the first endpoint: refuses connections until the test ends
+  const uint16_t dead = refusing.port();
   auto f = FerryProcess::start(retryConfig(
       route("/plain") + route("/", retry("attempts: 1, retry_on: [connect-failure]")), apiCluster({dead, live.port()})));
   const uint16_t web = f->port("web");

@@ -148,7 +148,8 @@ TEST_CASE("tcp: upstream half-close reaches the client, which can still send", "
 }
 
 TEST_CASE("tcp: upstream down closes the client promptly and is counted", "[tcp]") {
-  uint16_t dead = unusedPort();
+  const RefusingPort refusing;  // the upstream: refuses connections until the test ends
+  const uint16_t dead = refusing.port();
   auto f = FerryProcess::start(tcpConfig(dead));
   auto c = TcpClient::connect(f->port("tcp"));
   REQUIRE(c);
