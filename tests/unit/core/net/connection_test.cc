@@ -1,6 +1,6 @@
 // Connection on the worker Poller, over real loopback TCP sockets: readiness bookkeeping
 // (short read = drained, FIN queued behind data, reads disabled while data arrives) and
-// corked writes. Bounded waits with io_context::run_for; no sleeps.
+// corked writes. Bounded waits (runUntil, tests/support/event_loop.h); no sleeps.
 #include "core/net/connection.h"
 
 #include <arpa/inet.h>
@@ -15,10 +15,13 @@
 #include <string>
 #include <thread>
 
+#include "tests/support/event_loop.h"
+
 using ferry::core::Buffer;
 using ferry::core::net::Connection;
 using ferry::core::net::ConnectionCallbacks;
 using ferry::core::net::ConnectionEvent;
+using ferry::testing::runUntil;
 using namespace std::chrono_literals;
 
 namespace {
@@ -73,18 +76,6 @@ struct Recorder : ConnectionCallbacks {
   }
   void onEvent(ConnectionEvent) override { ++events; }
 };
-
-// Runs the loop until `done` or the deadline (bounded).
-template <typename F>
-bool runUntil(boost::asio::io_context& io, F done, std::chrono::milliseconds limit = 5000ms) {
-  auto until = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() >= until) return false;
-    io.restart();
-    io.run_for(10ms);
-  }
-  return true;
-}
 
 }  // namespace
 

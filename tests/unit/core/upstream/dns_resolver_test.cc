@@ -1,5 +1,6 @@
 // DnsResolver: c-ares driven by a real io_context, against the test DNS server on loopback (the
-// machine has no outside network). Every wait is bounded by a deadline through run_one_for.
+// machine has no outside network). Every wait is bounded by a deadline (runUntil,
+// tests/support/event_loop.h).
 #include "core/upstream/dns_resolver.h"
 
 #include <arpa/inet.h>
@@ -19,9 +20,11 @@
 #include <vector>
 
 #include "tests/support/dns_server.h"
+#include "tests/support/event_loop.h"
 
 using ferry::core::upstream::DnsResolver;
 using ferry::testing::DnsServer;
+using ferry::testing::runUntil;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using Strings = std::vector<std::string>;
@@ -42,19 +45,6 @@ DnsResolver::Callback capture(Result& r) {
     r.addresses = std::move(addresses);
     r.error = std::move(error);
   };
-}
-
-// Runs handlers one at a time until done() or the deadline; false on timeout. Stops early when
-// the io_context has nothing left to do (nothing more can happen).
-bool runUntil(boost::asio::io_context& io, const std::function<bool()>& done, std::chrono::milliseconds limit) {
-  const auto deadline = Clock::now() + limit;
-  io.restart();
-  while (!done()) {
-    auto now = Clock::now();
-    if (now >= deadline) return false;
-    if (io.run_one_for(deadline - now) == 0 && io.stopped()) return done();
-  }
-  return true;
 }
 
 std::unique_ptr<DnsResolver> makeResolver(boost::asio::io_context& io, const Strings& servers,
