@@ -1,9 +1,14 @@
 // The HTTP/1.1 reverse proxy over real loopback sockets against fake upstreams: routing and
 // route actions, keep-alive pooling, pipelining, 100-continue, bodies in both directions,
 // the upstream error table, websocket tunnels, HTTP filters and metrics.
+#include <linux/sockios.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <thread>
@@ -40,6 +45,21 @@ std::string cluster(const std::string& name, uint16_t p, const std::string& extr
 
 std::string routeAll(const std::string& cluster_name = "up", const std::string& route_extra = "") {
   return "            - match: {prefix: /}\n              route: {cluster: " + cluster_name + route_extra + "}\n";
+}
+
+// True if the sending side `fd` of a TCP connection has bytes queued and none in flight: the
+// peer's receive window is closed (its receive buffer is full: it is not reading). *acked: the
+// bytes the peer has acknowledged so far (grows only when the peer takes more data).
+bool sendWindowClosed(int fd, uint64_t* acked) {
+  int queued = 0, unsent = 0;
+  tcp_info ti{};
+  socklen_t len = sizeof ti;
+  if (::ioctl(fd, SIOCOUTQ, &queued) != 0 || ::ioctl(fd, SIOCOUTQNSD, &unsent) != 0 ||
+      ::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0) {
+    return false;
+  }
+  *acked = ti.tcpi_bytes_acked;
+  return unsent > 0 && queued == unsent;
 }
 
 }  // namespace
@@ -428,12 +448,15 @@ TEST_CASE("http: large bodies stream both ways with bounded buffering", "[http][
   const std::string payload = randomBytes(total, 11);
   std::atomic<size_t> received{0};
   std::atomic<bool> body_ok{false};
+  std::atomic<int> big_fd{-1};  // the upstream's end of the connection carrying GET /big
   HttpUpstream up([&](const UpstreamRequest& r) {
     if (r.method == "POST") {
       received = r.body.size();
       body_ok = r.body == payload;
       return HttpUpstream::ok("stored");
     }
+    if (r.target == "/ping") return HttpUpstream::ok("pong");
+    big_fd = r.fd;
     return UpstreamAction{HttpUpstream::response(200, payload)};
   });
   auto f = FerryProcess::start(httpConfig(routeAll(), cluster("up", up.port())));
@@ -445,12 +468,24 @@ TEST_CASE("http: large bodies stream both ways with bounded buffering", "[http][
   REQUIRE(c->sendAll("GET /big HTTP/1.1\r\nHost: x\r\n\r\n"));
   std::string first = c->recvSome(5s);
   REQUIRE_FALSE(first.empty());
+  REQUIRE(big_fd.load() >= 0);  // the responder ran before the first bytes came
+  // Ferry's buffering is at its peak once it has stopped reading from the upstream. Rather than
+  // sample the metric for a while, wait for that: the upstream's socket has bytes queued and
+  // none in flight (ferry's receive buffer is full), and it stays so across a request through
+  // ferry's only worker (the event loop that would read from the upstream): no byte acked
+  // meanwhile, so ferry did not read although data was waiting. Reads are disabled; what
+  // ferry buffers now cannot grow while the client does not read.
   double peak = 0;
-  waitUntil([&] {
+  bool stopped_reading = waitUntil([&] {
     peak = std::max(peak, metricValue(*f, "ferry_buffered_bytes"));
-    return false;
-  }, 500ms, 50ms);
+    uint64_t acked_before = 0, acked_after = 0;
+    if (!sendWindowClosed(big_fd, &acked_before)) return false;
+    if (httpRequest(p, "GET", "/ping").status != 200) return false;
+    return sendWindowClosed(big_fd, &acked_after) && acked_after == acked_before;
+  }, 30s, 5ms);
+  peak = std::max(peak, metricValue(*f, "ferry_buffered_bytes"));
   INFO("peak buffered " << peak);
+  REQUIRE(stopped_reading);
   REQUIRE(peak <= 4 * 1024 * 1024);
   std::string got = first;
   while (got.size() < total + 100) {
