@@ -18,7 +18,7 @@
 // harness_process.cc (environment, files, TempDir, runProcess/runFerry, FerryProcess),
 // harness_net.cc (TcpClient, Received, FakeUpstream, RefusingPort) and harness_http.cc (HTTP
 // client and parser, Prometheus parser, /metrics helpers); harness_internal.h holds what they
-// share.
+// share. Ferry configs for the tests come from config_builder.h (FerryConfig).
 #pragma once
 
 #include <sys/types.h>
