@@ -10,6 +10,7 @@
 #include <variant>
 #include <vector>
 
+#include "tests/integration/config_builder.h"
 #include "tests/integration/harness.h"
 
 using namespace ferry::testing;
@@ -207,30 +208,15 @@ std::optional<Json> parseJson(std::string_view s) { return JsonParser(s).parseDo
 
 // ---- helpers
 
-std::string upstreamYaml(const std::vector<uint16_t>& ports, const std::vector<int>& weights) {
-  std::string out;
-  for (size_t i = 0; i < ports.size(); ++i)
-    out += "      - {address: 127.0.0.1:" + std::to_string(ports[i]) +
-           ", weight: " + std::to_string(weights[i]) + "}\n";
-  return out;
-}
-
-// Two workers, so that per-worker stats have to be summed.
-std::string adminConfig(uint16_t up1, uint16_t up2, const std::string& admin_extra = "") {
-  return "runtime:\n"
-         "  workers: 2\n"
-         "admin:\n"
-         "  address: 127.0.0.1:0\n" +
-         admin_extra +
-         "listeners:\n"
-         "  - name: tcp\n"
-         "    address: 127.0.0.1:0\n"
-         "    tcp: {cluster: backend, idle_timeout: 30s}\n"
-         "clusters:\n"
-         "  - name: backend\n"
-         "    connect_timeout: 2s\n"
-         "    endpoints:\n" +
-         upstreamYaml({up1, up2}, {1, 3});
+// The setup most tests here start: two workers (so per-worker stats have to be summed), TCP
+// listener "tcp" to cluster "backend" with endpoints up1 (weight 1) and up2 (weight 3).
+FerryConfig backendConfig(uint16_t up1, uint16_t up2, const std::string& admin_extra = "") {
+  return FerryConfig{.workers = 2,
+                     .admin_extra = admin_extra,
+                     .listener = "tcp",
+                     .tcp_cluster = "backend",
+                     .tcp_extra = "      idle_timeout: 30s\n",
+                     .clusters = {{"backend", {{up1, 1}, {up2, 3}}, "    connect_timeout: 2s\n"}}};
 }
 
 std::map<std::string, double> getMetrics(uint16_t admin) {
@@ -264,7 +250,7 @@ void oneEchoConnection(uint16_t port, uint16_t admin, const std::string& payload
 
 TEST_CASE("GET /ready answers 200 LIVE", "[admin]") {
   FakeUpstream up(FakeUpstream::echo());
-  auto f = FerryProcess::start(adminConfig(up.port(), up.port()));
+  auto f = FerryProcess::start(backendConfig(up.port(), up.port()).yaml());
   uint16_t admin = f->adminPort();
   f->port("tcp");
   HttpResponse r = httpRequest(admin, "GET", "/ready");
@@ -276,7 +262,7 @@ TEST_CASE("GET /ready answers 200 LIVE", "[admin]") {
 
 TEST_CASE("GET /metrics is Prometheus text with the contract names and right values", "[admin]") {
   FakeUpstream up(FakeUpstream::echo());
-  auto f = FerryProcess::start(adminConfig(up.port(), up.port()));
+  auto f = FerryProcess::start(backendConfig(up.port(), up.port()).yaml());
   uint16_t admin = f->adminPort();
   uint16_t port = f->port("tcp");
 
@@ -329,8 +315,9 @@ TEST_CASE("GET /metrics is Prometheus text with the contract names and right val
 }
 
 TEST_CASE("GET /metrics counts upstream connect failures", "[admin]") {
-  const uint16_t dead = unusedPort();
-  auto f = FerryProcess::start(adminConfig(dead, dead));
+  const RefusingPort refusing;  // both endpoints: refuse connections until the test ends
+  const uint16_t dead = refusing.port();
+  auto f = FerryProcess::start(backendConfig(dead, dead).yaml());
   uint16_t admin = f->adminPort();
   auto c = TcpClient::connect(f->port("tcp"));
   REQUIRE(c);
@@ -344,7 +331,7 @@ TEST_CASE("GET /metrics counts upstream connect failures", "[admin]") {
 TEST_CASE("GET /metrics has ferry_cluster_endpoints_healthy per cluster (contract)", "[admin]") {
   FakeUpstream up1(FakeUpstream::echo());
   FakeUpstream up2(FakeUpstream::echo());
-  auto f = FerryProcess::start(adminConfig(up1.port(), up2.port()));
+  auto f = FerryProcess::start(backendConfig(up1.port(), up2.port()).yaml());
   uint16_t admin = f->adminPort();
   f->port("tcp");
   auto m = getMetrics(admin);
@@ -354,7 +341,7 @@ TEST_CASE("GET /metrics has ferry_cluster_endpoints_healthy per cluster (contrac
 
 TEST_CASE("GET /stats shows the same values as name{labels}: value lines", "[admin]") {
   FakeUpstream up(FakeUpstream::echo());
-  auto f = FerryProcess::start(adminConfig(up.port(), up.port()));
+  auto f = FerryProcess::start(backendConfig(up.port(), up.port()).yaml());
   uint16_t admin = f->adminPort();
   oneEchoConnection(f->port("tcp"), admin, "abc");
   REQUIRE(waitMetric(admin, "ferry_downstream_connections_active{listener=\"tcp\"}", 0));
@@ -387,7 +374,7 @@ TEST_CASE("GET /stats shows the same values as name{labels}: value lines", "[adm
 TEST_CASE("GET /clusters is JSON with each endpoint, weight and health", "[admin]") {
   FakeUpstream up1(FakeUpstream::echo());
   FakeUpstream up2(FakeUpstream::echo());
-  auto f = FerryProcess::start(adminConfig(up1.port(), up2.port()));
+  auto f = FerryProcess::start(backendConfig(up1.port(), up2.port()).yaml());
   uint16_t admin = f->adminPort();
   f->port("tcp");
   HttpResponse r = httpRequest(admin, "GET", "/clusters");
@@ -414,7 +401,7 @@ TEST_CASE("GET /config is JSON {version, hash, loaded_at, last_reload, config}",
   FakeUpstream up(FakeUpstream::echo());
   // token_file is a path: shown as written. Its content is a secret and must not appear.
   const std::string token = "tok-3f9a1c7e5b2d4608";
-  auto f = FerryProcess::start(adminConfig(up.port(), up.port(), "  token_file: admin.token\n"), {},
+  auto f = FerryProcess::start(backendConfig(up.port(), up.port(), "  token_file: admin.token\n").yaml(), {},
                                {{"admin.token", token + "\n"}});
   uint16_t admin = f->adminPort();
   f->port("tcp");
@@ -459,7 +446,7 @@ TEST_CASE("GET /config is JSON {version, hash, loaded_at, last_reload, config}",
 TEST_CASE("GET /config?format=yaml gives the running YAML, itself a valid config", "[admin]") {
   FakeUpstream up(FakeUpstream::echo());
   const std::string token = "tok-77e0c2a9d1b84f35";
-  auto f = FerryProcess::start(adminConfig(up.port(), up.port(), "  token_file: admin.token\n"), {},
+  auto f = FerryProcess::start(backendConfig(up.port(), up.port(), "  token_file: admin.token\n").yaml(), {},
                                {{"admin.token", token + "\n"}});
   uint16_t admin = f->adminPort();
   f->port("tcp");
@@ -490,7 +477,7 @@ TEST_CASE("GET /config?format=yaml gives the running YAML, itself a valid config
 
 TEST_CASE("admin: other methods get 405, unknown paths 404", "[admin]") {
   FakeUpstream up(FakeUpstream::echo());
-  auto f = FerryProcess::start(adminConfig(up.port(), up.port()));
+  auto f = FerryProcess::start(backendConfig(up.port(), up.port()).yaml());
   uint16_t admin = f->adminPort();
   f->port("tcp");
   struct Case {
@@ -514,15 +501,12 @@ TEST_CASE("admin: other methods get 405, unknown paths 404", "[admin]") {
 
 TEST_CASE("no admin block: no admin listener", "[admin]") {
   FakeUpstream up(FakeUpstream::echo());
-  auto f = FerryProcess::start(
-      "listeners:\n"
-      "  - name: tcp\n"
-      "    address: 127.0.0.1:0\n"
-      "    tcp: {cluster: backend}\n"
-      "clusters:\n"
-      "  - name: backend\n"
-      "    endpoints: [{address: 127.0.0.1:" +
-      std::to_string(up.port()) + "}]\n");
+  auto f = FerryProcess::start(FerryConfig{.workers = 0,
+                                           .admin = false,
+                                           .listener = "tcp",
+                                           .tcp_cluster = "backend",
+                                           .clusters = {{"backend", {up.port()}}}}
+                                   .yaml());
   uint16_t port = f->port("tcp");
   // Ferry is up and proxying...
   auto c = TcpClient::connect(port);

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/integration/config_builder.h"
 #include "tests/integration/harness.h"
 
 using namespace ferry::testing;
@@ -35,18 +36,6 @@ std::optional<ConfigErrorLine> parseErrorLine(const std::string& text) {
   std::smatch m;
   if (!std::regex_match(text, m, re)) return std::nullopt;
   return ConfigErrorLine{m[1].str(), std::stoi(m[2].str()), std::stoi(m[3].str()), m[4].str()};
-}
-
-// A valid single-listener config: echo upstream on `port`.
-std::string validConfig(uint16_t port) {
-  return "listeners:\n"
-         "  - name: tcp\n"
-         "    address: 127.0.0.1:0\n"
-         "    tcp: {cluster: backend}\n"
-         "clusters:\n"
-         "  - name: backend\n"
-         "    endpoints: [{address: 127.0.0.1:" +
-         std::to_string(port) + "}]\n";
 }
 
 }  // namespace
@@ -161,7 +150,12 @@ TEST_CASE("--validate reports a duplicate key at the second occurrence", "[cli]"
                                      "  workers: 1\n"      // 2
                                      "  log_level: info\n" // 3
                                      "  workers: 2\n" +    // 4
-                                         validConfig(1));
+                                         FerryConfig{.workers = 0,  // no runtime: section of its own
+                                                     .admin = false,
+                                                     .listener = "tcp",
+                                                     .tcp_cluster = "backend",
+                                                     .clusters = {{"backend", {1}}}}
+                                             .yaml());
   RunResult r = runFerry({"-c", path, "--validate"});
   INFO("stdout: " << r.out << "\nstderr: " << r.err);
   CHECK(r.exit_code == 1);
@@ -246,7 +240,12 @@ TEST_CASE("features not built yet are refused as not supported yet, with their p
 
 TEST_CASE("bad command lines exit 1 with a message on stderr", "[cli]") {
   TempDir dir;
-  const std::string cfg = dir.write("ok.yaml", validConfig(1));
+  const std::string cfg = dir.write("ok.yaml", FerryConfig{.workers = 0,
+                                                            .admin = false,
+                                                            .listener = "tcp",
+                                                            .tcp_cluster = "backend",
+                                                            .clusters = {{"backend", {1}}}}
+                                                    .yaml());
   struct Case {
     std::vector<std::string> args;
     std::string needle;  // expected in stderr
@@ -282,7 +281,13 @@ TEST_CASE("bad command lines exit 1 with a message on stderr", "[cli]") {
 
 TEST_CASE("--workers overrides runtime.workers", "[cli]") {
   FakeUpstream up(FakeUpstream::echo());
-  auto f = FerryProcess::start("runtime: {workers: 3}\n" + validConfig(up.port()), {"--workers", "1"});
+  auto f = FerryProcess::start(FerryConfig{.workers = 3,
+                                           .admin = false,
+                                           .listener = "tcp",
+                                           .tcp_cluster = "backend",
+                                           .clusters = {{"backend", {up.port()}}}}
+                                   .yaml(),
+                               {"--workers", "1"});
   f->port("tcp");
   REQUIRE(f->waitForLog("started: 1 worker,"));
   CHECK(f->countInLog("started: 3 workers") == 0);
@@ -290,8 +295,15 @@ TEST_CASE("--workers overrides runtime.workers", "[cli]") {
 
 TEST_CASE("--log-level debug overrides the config and shows debug lines", "[cli]") {
   // The only endpoint is a port nothing listens on: the connect failure is logged at debug.
-  const uint16_t dead = unusedPort();
-  const std::string yaml = "runtime: {workers: 1, log_level: info}\n" + validConfig(dead);
+  const RefusingPort refusing;  // lives across both sections and every ferry they start
+  const uint16_t dead = refusing.port();
+  const std::string yaml = FerryConfig{.workers = 1,
+                                       .runtime_extra = "  log_level: info\n",
+                                       .admin = false,
+                                       .listener = "tcp",
+                                       .tcp_cluster = "backend",
+                                       .clusters = {{"backend", {dead}}}}
+                               .yaml();
   const std::string needle = "127.0.0.1:" + std::to_string(dead);
 
   auto runOnce = [&](const std::vector<std::string>& extra) {

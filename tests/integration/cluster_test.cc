@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/integration/config_builder.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/http_upstream.h"
 #include "tests/support/dns_server.h"
@@ -43,36 +44,22 @@ struct Backend {
   HttpUpstream server;
 };
 
-std::string endpointsYaml(const std::vector<std::unique_ptr<Backend>>& bs, const std::vector<int>& weights = {},
-                          const std::vector<int>& priorities = {}) {
-  std::string out = "    endpoints:\n";
+// The backends' endpoints (127.0.0.1:<port>), with the given weights and priorities (for as
+// many backends as they name).
+std::vector<Endpoint> endpoints(const std::vector<std::unique_ptr<Backend>>& bs, const std::vector<int>& weights = {},
+                                const std::vector<int>& priorities = {}) {
+  std::vector<Endpoint> out;
   for (size_t i = 0; i < bs.size(); ++i) {
-    out += "      - address: 127.0.0.1:" + std::to_string(bs[i]->server.port()) + "\n";
-    if (i < weights.size()) out += "        weight: " + std::to_string(weights[i]) + "\n";
-    if (i < priorities.size()) out += "        priority: " + std::to_string(priorities[i]) + "\n";
+    out.emplace_back(bs[i]->server.port(), i < weights.size() ? weights[i] : 0,
+                     i < priorities.size() ? priorities[i] : -1);
   }
   return out;
 }
 
-std::string proxyYaml(const std::string& cluster_body, const std::string& route_extra = "", int workers = 2) {
-  return "runtime: {workers: " + std::to_string(workers) +
-         "}\n"
-         "admin: {address: 127.0.0.1:0}\n"
-         "listeners:\n"
-         "  - name: web\n"
-         "    address: 127.0.0.1:0\n"
-         "    http:\n"
-         "      virtual_hosts:\n"
-         "        - name: all\n"
-         "          domains: ['*']\n"
-         "          routes:\n"
-         "            - match: {prefix: /}\n"
-         "              route: {cluster: api" +
-         route_extra +
-         "}\n"
-         "clusters:\n"
-         "  - name: api\n" +
-         cluster_body;
+// The setup most tests here start: HTTP listener "web" sending everything to cluster "api"
+// (endpoints `eps`, more cluster keys `extra`, indented 4).
+FerryConfig apiProxy(std::vector<Endpoint> eps, const std::string& extra = "", int workers = 2) {
+  return FerryConfig{.workers = workers, .clusters = {{"api", std::move(eps), extra}}};
 }
 
 // Sends n GETs over one keep-alive connection (reconnecting if the proxy closes it) and
@@ -143,15 +130,15 @@ bool twoAddressBackends(std::unique_ptr<Backend>& first, std::unique_ptr<Backend
   return true;
 }
 
-// A cluster body with one endpoint by DNS name, resolved by `dns`; `refresh` empty = default.
-std::string dnsCluster(const std::string& name, uint16_t port, const DnsServer& dns,
-                       const std::string& refresh = "100ms", const std::string& extra = "") {
-  std::string out = "    endpoints: [{address: '" + name + ":" + std::to_string(port) + "'}]\n" + extra;
+// Cluster keys that make the cluster resolve its endpoints with `dns`: `extra` (more cluster
+// keys), then dns_refresh (`refresh`; empty: the default) and dns_resolvers.
+std::string dnsKeys(const DnsServer& dns, const std::string& refresh = "100ms", const std::string& extra = "") {
+  std::string out = extra;
   if (!refresh.empty()) out += "    dns_refresh: " + refresh + "\n";
   return out + "    dns_resolvers: ['" + dns.address() + "']\n";
 }
 
-const char* kFastHealthCheck =
+const std::string kFastHealthCheck =
     "    health_check: {path: /healthz, interval: 50ms, timeout: 1s, healthy_threshold: 2, "
     "unhealthy_threshold: 2}\n";
 
@@ -159,7 +146,7 @@ const char* kFastHealthCheck =
 
 TEST_CASE("round_robin spreads requests by weight, within 10% over 1,000 requests", "[cluster][lb]") {
   auto bs = backends(3);
-  auto f = FerryProcess::start(proxyYaml(endpointsYaml(bs, {1, 2, 3}) + "    lb_policy: round_robin\n"));
+  auto f = FerryProcess::start(apiProxy(endpoints(bs, {1, 2, 3}), "    lb_policy: round_robin\n").yaml());
   uint16_t port = f->port("web");
   auto t = tally(getMany(port, 1200));
   INFO("b0=" << t["b0"] << " b1=" << t["b1"] << " b2=" << t["b2"]);
@@ -171,7 +158,7 @@ TEST_CASE("round_robin spreads requests by weight, within 10% over 1,000 request
 
 TEST_CASE("random spreads requests by weight", "[cluster][lb]") {
   auto bs = backends(2);
-  auto f = FerryProcess::start(proxyYaml(endpointsYaml(bs, {1, 3}) + "    lb_policy: random\n"));
+  auto f = FerryProcess::start(apiProxy(endpoints(bs, {1, 3}), "    lb_policy: random\n").yaml());
   auto t = tally(getMany(f->port("web"), 1000));
   INFO("b0=" << t["b0"] << " b1=" << t["b1"]);
   CHECK(t["b0"] + t["b1"] == 1000);
@@ -184,7 +171,7 @@ TEST_CASE("least_request steers away from a slow host", "[cluster][lb]") {
   // Host 0 takes 150 ms per request, hosts 1 and 2 answer at once. Eight clients in
   // parallel: round robin would give the slow host a third of the requests.
   auto bs = backends(3, 0, 150);
-  auto f = FerryProcess::start(proxyYaml(endpointsYaml(bs) + "    lb_policy: least_request\n"));
+  auto f = FerryProcess::start(apiProxy(endpoints(bs), "    lb_policy: least_request\n").yaml());
   uint16_t port = f->port("web");
   std::vector<std::thread> clients;
   std::atomic<int> ok{0};
@@ -216,8 +203,9 @@ std::map<int, std::string> mapKeys(uint16_t port, int n) {
 
 void checkConsistentHashing(const std::string& policy, int min_kept_percent) {
   auto bs = backends(3);
-  auto f = FerryProcess::start(proxyYaml(endpointsYaml(bs) + "    lb_policy: " + policy +
-                                         "\n    hash_on: {header: x-user}\n" + kFastHealthCheck));
+  auto f = FerryProcess::start(
+      apiProxy(endpoints(bs), "    lb_policy: " + policy + "\n    hash_on: {header: x-user}\n" + kFastHealthCheck)
+          .yaml());
   uint16_t port = f->port("web");
   uint16_t admin = f->adminPort();
   REQUIRE(waitMetric(admin, clusterMetric("ferry_cluster_endpoints_healthy"), 3));
@@ -270,7 +258,7 @@ TEST_CASE("hash_on cookie, query and source_ip; a route's hash_on overrides the 
   auto bs = backends(3);
   SECTION("cookie") {
     auto f = FerryProcess::start(
-        proxyYaml(endpointsYaml(bs) + "    lb_policy: ring_hash\n    hash_on: {cookie: sid}\n"));
+        apiProxy(endpoints(bs), "    lb_policy: ring_hash\n    hash_on: {cookie: sid}\n").yaml());
     uint16_t port = f->port("web");
     std::set<std::string> hosts;
     for (int k = 0; k < 30; ++k) {
@@ -281,8 +269,9 @@ TEST_CASE("hash_on cookie, query and source_ip; a route's hash_on overrides the 
     CHECK(hosts.size() == 3);
   }
   SECTION("query parameter, set on the route") {
-    auto f = FerryProcess::start(proxyYaml(endpointsYaml(bs) + "    lb_policy: maglev\n    hash_on: {header: x-none}\n",
-                                           ", hash_on: {query: u}"));
+    FerryConfig cfg = apiProxy(endpoints(bs), "    lb_policy: maglev\n    hash_on: {header: x-none}\n");
+    cfg.routes = {{"{prefix: /}", "api", "hash_on: {query: u}"}};
+    auto f = FerryProcess::start(cfg.yaml());
     uint16_t port = f->port("web");
     std::set<std::string> hosts;
     for (int k = 0; k < 30; ++k) {
@@ -294,13 +283,13 @@ TEST_CASE("hash_on cookie, query and source_ip; a route's hash_on overrides the 
   }
   SECTION("source_ip: one client, one host") {
     auto f = FerryProcess::start(
-        proxyYaml(endpointsYaml(bs) + "    lb_policy: ring_hash\n    hash_on: {source_ip: true}\n"));
+        apiProxy(endpoints(bs), "    lb_policy: ring_hash\n    hash_on: {source_ip: true}\n").yaml());
     auto r = getMany(f->port("web"), 30);
     CHECK(tally(r).size() == 1);
   }
   SECTION("no key: requests spread at random") {
     auto f = FerryProcess::start(
-        proxyYaml(endpointsYaml(bs) + "    lb_policy: ring_hash\n    hash_on: {header: x-user}\n"));
+        apiProxy(endpoints(bs), "    lb_policy: ring_hash\n    hash_on: {header: x-user}\n").yaml());
     auto t = tally(getMany(f->port("web"), 90));
     CHECK(t.size() == 3);
   }
@@ -308,7 +297,7 @@ TEST_CASE("hash_on cookie, query and source_ip; a route's hash_on overrides the 
 
 TEST_CASE("active health checks take a failing host out and bring it back", "[cluster][health]") {
   auto bs = backends(3);
-  auto f = FerryProcess::start(proxyYaml(endpointsYaml(bs) + kFastHealthCheck));
+  auto f = FerryProcess::start(apiProxy(endpoints(bs), kFastHealthCheck).yaml());
   uint16_t port = f->port("web");
   uint16_t admin = f->adminPort();
   // Hosts start healthy: traffic flows before any check has finished.
@@ -345,15 +334,11 @@ TEST_CASE("health checks run once per process, not once per worker", "[cluster][
     return HttpUpstream::ok("x");
   });
   auto f = FerryProcess::start(
-      "runtime: {workers: 4}\n"
-      "admin: {address: 127.0.0.1:0}\n"
-      "listeners: [{name: t, address: 127.0.0.1:0, tcp: {cluster: api}}]\n"
-      "clusters:\n"
-      "  - name: api\n"
-      "    endpoints: [{address: 127.0.0.1:" +
-      std::to_string(up.port()) +
-      "}]\n"
-      "    health_check: {path: /hc, interval: 200ms, timeout: 1s}\n");
+      FerryConfig{.workers = 4,
+                  .listener = "t",
+                  .tcp_cluster = "api",
+                  .clusters = {{"api", {up.port()}, "    health_check: {path: /hc, interval: 200ms, timeout: 1s}\n"}}}
+          .yaml());
   uint16_t admin = f->adminPort();
   REQUIRE(waitUntil([&] { return checks.load() >= 3; }, 5s));
   double done = metricValue(admin, "ferry_cluster_health_checks_total{cluster=\"api\",result=\"success\"}");
@@ -365,7 +350,7 @@ TEST_CASE("health checks run once per process, not once per worker", "[cluster][
 TEST_CASE("with every host unhealthy the answer is 503 UH; panic_threshold balances over all", "[cluster][health]") {
   auto bs = backends(2);
   SECTION("no panic threshold: 503") {
-    auto f = FerryProcess::start(proxyYaml(endpointsYaml(bs) + kFastHealthCheck));
+    auto f = FerryProcess::start(apiProxy(endpoints(bs), kFastHealthCheck).yaml());
     uint16_t admin = f->adminPort();
     bs[0]->health_status = 503;
     bs[1]->health_status = 503;
@@ -376,7 +361,7 @@ TEST_CASE("with every host unhealthy the answer is 503 UH; panic_threshold balan
     CHECK(metricValue(admin, clusterMetric("ferry_upstream_no_healthy_total")) >= 1);
   }
   SECTION("panic_threshold 50: below it, every host takes traffic") {
-    auto f = FerryProcess::start(proxyYaml(endpointsYaml(bs) + kFastHealthCheck + "    panic_threshold: 50\n"));
+    auto f = FerryProcess::start(apiProxy(endpoints(bs), kFastHealthCheck + "    panic_threshold: 50\n").yaml());
     uint16_t admin = f->adminPort();
     bs[0]->health_status = 503;
     bs[1]->health_status = 503;
@@ -390,7 +375,7 @@ TEST_CASE("with every host unhealthy the answer is 503 UH; panic_threshold balan
 TEST_CASE("priority levels: failover to priority 1 and back, spill-over in proportion", "[cluster][priority]") {
   SECTION("one host per level") {
     auto bs = backends(2);
-    auto f = FerryProcess::start(proxyYaml(endpointsYaml(bs, {}, {0, 1}) + kFastHealthCheck));
+    auto f = FerryProcess::start(apiProxy(endpoints(bs, {}, {0, 1}), kFastHealthCheck).yaml());
     uint16_t port = f->port("web");
     uint16_t admin = f->adminPort();
     {
@@ -415,7 +400,7 @@ TEST_CASE("priority levels: failover to priority 1 and back, spill-over in propo
   }
   SECTION("half of level 0 healthy: 70% stays, 30% spills (overprovisioning 1.4)") {
     auto bs = backends(3);
-    auto f = FerryProcess::start(proxyYaml(endpointsYaml(bs, {}, {0, 0, 1}) + kFastHealthCheck));
+    auto f = FerryProcess::start(apiProxy(endpoints(bs, {}, {0, 0, 1}), kFastHealthCheck).yaml());
     uint16_t port = f->port("web");
     uint16_t admin = f->adminPort();
     bs[0]->health_status = 503;
@@ -430,7 +415,7 @@ TEST_CASE("priority levels: failover to priority 1 and back, spill-over in propo
 
 TEST_CASE("slow start: a recovered host's share ramps up over the window", "[cluster][slow_start]") {
   auto bs = backends(2);
-  auto f = FerryProcess::start(proxyYaml(endpointsYaml(bs) + kFastHealthCheck + "    slow_start: 3s\n"));
+  auto f = FerryProcess::start(apiProxy(endpoints(bs), kFastHealthCheck + "    slow_start: 3s\n").yaml());
   uint16_t port = f->port("web");
   uint16_t admin = f->adminPort();
   bs[1]->health_status = 503;
@@ -455,10 +440,11 @@ TEST_CASE("slow start: a recovered host's share ramps up over the window", "[clu
 TEST_CASE("outlier detection ejects a host after consecutive 5xx and lets it return", "[cluster][outlier]") {
   auto bs = backends(3);
   bs[2]->status = 500;
-  auto f = FerryProcess::start(proxyYaml(endpointsYaml(bs) +
-                                         "    outlier_detection: {consecutive_5xx: 3, base_ejection_time: 1s, "
-                                         "max_ejection_percent: 50}\n",
-                                         "", 1));
+  auto f = FerryProcess::start(apiProxy(endpoints(bs),
+                                        "    outlier_detection: {consecutive_5xx: 3, base_ejection_time: 1s, "
+                                        "max_ejection_percent: 50}\n",
+                                        1)
+                                   .yaml());
   uint16_t port = f->port("web");
   uint16_t admin = f->adminPort();
   // Round robin: every third request meets host 2; three 500s in a row eject it.
@@ -479,10 +465,11 @@ TEST_CASE("outlier detection ejects a host after consecutive 5xx and lets it ret
 TEST_CASE("outlier detection: each ejection of a host lasts longer, up to max_ejection_time", "[cluster][outlier]") {
   auto bs = backends(2);
   bs[1]->status = 500;
-  auto f = FerryProcess::start(proxyYaml(endpointsYaml(bs) +
-                                         "    outlier_detection: {consecutive_5xx: 1, base_ejection_time: 300ms, "
-                                         "max_ejection_time: 700ms, max_ejection_percent: 50}\n",
-                                         "", 1));
+  auto f = FerryProcess::start(apiProxy(endpoints(bs),
+                                        "    outlier_detection: {consecutive_5xx: 1, base_ejection_time: 300ms, "
+                                        "max_ejection_time: 700ms, max_ejection_percent: 50}\n",
+                                        1)
+                                   .yaml());
   uint16_t port = f->port("web");
   uint16_t admin = f->adminPort();
   const std::string ejections = endpointMetric("ferry_upstream_endpoint_ejections_total", bs[1]->server.port());
@@ -501,11 +488,15 @@ TEST_CASE("outlier detection: each ejection of a host lasts longer, up to max_ej
 
 TEST_CASE("outlier detection: consecutive gateway errors (connect failures) eject", "[cluster][outlier]") {
   auto bs = backends(1);
-  uint16_t dead = unusedPort();
-  auto f = FerryProcess::start(proxyYaml(endpointsYaml(bs) + "      - address: 127.0.0.1:" + std::to_string(dead) +
-                                             "\n    outlier_detection: {consecutive_gateway_failure: 2, "
-                                             "consecutive_5xx: 0, base_ejection_time: 30s}\n",
-                                         "", 1));
+  const RefusingPort refusing;  // the second endpoint: refuses connections until the test ends
+  const uint16_t dead = refusing.port();
+  std::vector<Endpoint> eps = endpoints(bs);
+  eps.emplace_back(dead);
+  auto f = FerryProcess::start(apiProxy(eps,
+                                        "    outlier_detection: {consecutive_gateway_failure: 2, "
+                                        "consecutive_5xx: 0, base_ejection_time: 30s}\n",
+                                        1)
+                                   .yaml());
   uint16_t port = f->port("web");
   uint16_t admin = f->adminPort();
   auto first = tally(getMany(port, 4));
@@ -524,10 +515,11 @@ TEST_CASE("outlier detection: consecutive gateway errors (connect failures) ejec
 TEST_CASE("max_ejection_percent bounds how many hosts are ejected", "[cluster][outlier]") {
   auto bs = backends(4);
   for (auto& b : bs) b->status = 500;
-  auto f = FerryProcess::start(proxyYaml(endpointsYaml(bs) +
-                                         "    outlier_detection: {consecutive_5xx: 1, base_ejection_time: 30s, "
-                                         "max_ejection_percent: 50}\n",
-                                         "", 1));
+  auto f = FerryProcess::start(apiProxy(endpoints(bs),
+                                        "    outlier_detection: {consecutive_5xx: 1, base_ejection_time: 30s, "
+                                        "max_ejection_percent: 50}\n",
+                                        1)
+                                   .yaml());
   uint16_t port = f->port("web");
   uint16_t admin = f->adminPort();
   getMany(port, 40);
@@ -547,7 +539,7 @@ TEST_CASE("DNS endpoints: resolved off the data path, changes picked up, failure
   if (!twoAddressBackends(first, second)) return;
   uint16_t port = first->server.port();
   dns.setA("api.test", {"127.0.0.1"});
-  auto f = FerryProcess::start(proxyYaml(dnsCluster("api.test", port, dns)));
+  auto f = FerryProcess::start(apiProxy({{"api.test", port}}, dnsKeys(dns)).yaml());
   uint16_t web = f->port("web");
   uint16_t admin = f->adminPort();
   REQUIRE(waitMetric(admin, clusterMetric("ferry_cluster_endpoints_healthy"), 1));
@@ -588,7 +580,7 @@ TEST_CASE("DNS: an address that goes away takes its idle upstream connections an
   if (!twoAddressBackends(first, second)) return;
   uint16_t port = first->server.port();
   dns.setA("churn.test", {"127.0.0.1"});
-  auto f = FerryProcess::start(proxyYaml(dnsCluster("churn.test", port, dns), "", 1));
+  auto f = FerryProcess::start(apiProxy({{"churn.test", port}}, dnsKeys(dns), 1).yaml());
   uint16_t web = f->port("web");
   uint16_t admin = f->adminPort();
   const std::string pools = clusterMetric("ferry_upstream_pools");
@@ -614,7 +606,7 @@ TEST_CASE("DNS + slow_start: the first answer's addresses take full weight; a la
   auto b = std::make_unique<Backend>(0);
   dns.setA("two.test", {"127.0.0.1", "127.0.0.3"});
   auto f = FerryProcess::start(
-      proxyYaml(dnsCluster("two.test", b->server.port(), dns, "100ms", "    slow_start: 30s\n")));
+      apiProxy({{"two.test", b->server.port()}}, dnsKeys(dns, "100ms", "    slow_start: 30s\n")).yaml());
   uint16_t admin = f->adminPort();
   REQUIRE(waitUntil([&] { return httpRequest(admin, "GET", "/ready").status == 200; }, 5s));
   REQUIRE(waitMetric(admin, clusterMetric("ferry_cluster_endpoints_healthy"), 2));
@@ -631,7 +623,7 @@ TEST_CASE("DNS: before the first answer the cluster has no host (503 UH), then s
   DnsServer dns;
   REQUIRE(dns.start());
   auto b = std::make_unique<Backend>(0);
-  auto f = FerryProcess::start(proxyYaml(dnsCluster("late.test", b->server.port(), dns)));
+  auto f = FerryProcess::start(apiProxy({{"late.test", b->server.port()}}, dnsKeys(dns)).yaml());
   uint16_t web = f->port("web");
   uint16_t admin = f->adminPort();
   REQUIRE(waitUntil([&] { return dns.queries("late.test") > 0; }, 5s));
@@ -648,7 +640,7 @@ TEST_CASE("DNS warming: /ready answers 503 until the first lookups finish, then 
   REQUIRE(dns.start());
   dns.setSilent("warm.test");  // the first query goes unanswered: c-ares waits and asks again
   auto b = std::make_unique<Backend>(0);
-  auto f = FerryProcess::start(proxyYaml(dnsCluster("warm.test", b->server.port(), dns, "")));
+  auto f = FerryProcess::start(apiProxy({{"warm.test", b->server.port()}}, dnsKeys(dns, "")).yaml());
   uint16_t web = f->port("web");
   uint16_t admin = f->adminPort();
   REQUIRE(waitUntil([&] { return dns.queries("warm.test") > 0; }, 5s));
@@ -665,13 +657,8 @@ TEST_CASE("tcp_proxy uses the cluster's breakers and health: overflow and no usa
           "[cluster][tcp]") {
   FakeUpstream up(FakeUpstream::echo());
   auto tcpYaml = [&](const std::string& cluster_extra) {
-    return "runtime: {workers: 1}\n"
-           "admin: {address: 127.0.0.1:0}\n"
-           "listeners: [{name: t, address: 127.0.0.1:0, tcp: {cluster: api}}]\n"
-           "clusters:\n"
-           "  - name: api\n"
-           "    endpoints: [{address: 127.0.0.1:" +
-           std::to_string(up.port()) + "}]\n" + cluster_extra;
+    return FerryConfig{.listener = "t", .tcp_cluster = "api", .clusters = {{"api", {up.port()}, cluster_extra}}}
+        .yaml();
   };
   SECTION("max_connections: 1") {
     auto f = FerryProcess::start(tcpYaml("    circuit_breakers: {max_connections: 1}\n"));
@@ -709,7 +696,7 @@ TEST_CASE("tcp_proxy uses the cluster's breakers and health: overflow and no usa
 TEST_CASE("per-endpoint and per-cluster counters in /metrics and /clusters", "[cluster][admin]") {
   auto bs = backends(2);
   bs[1]->status = 502;
-  auto f = FerryProcess::start(proxyYaml(endpointsYaml(bs), "", 1));
+  auto f = FerryProcess::start(apiProxy(endpoints(bs), "", 1).yaml());
   uint16_t admin = f->adminPort();
   getMany(f->port("web"), 10);
   CHECK(metricValue(admin, "ferry_upstream_endpoint_requests_total{cluster=\"api\",endpoint=\"127.0.0.1:" +

@@ -16,9 +16,9 @@
 //
 // The implementation is split by concern: harness.cc (SIGPIPE, waitUntil, randomBytes),
 // harness_process.cc (environment, files, TempDir, runProcess/runFerry, FerryProcess),
-// harness_net.cc (TcpClient, Received, FakeUpstream, unusedPort) and harness_http.cc (HTTP
+// harness_net.cc (TcpClient, Received, FakeUpstream, RefusingPort) and harness_http.cc (HTTP
 // client and parser, Prometheus parser, /metrics helpers); harness_internal.h holds what they
-// share.
+// share. Ferry configs for the tests come from config_builder.h (FerryConfig).
 #pragma once
 
 #include <sys/types.h>
@@ -260,8 +260,24 @@ class FakeUpstream {
   std::shared_ptr<Impl> impl_;
 };
 
-// A port on 127.0.0.1 that nothing listens on (bound to :0, read, closed).
-uint16_t unusedPort();
+// A port on 127.0.0.1 that refuses connections for as long as this object lives: it holds a
+// socket bound to 127.0.0.1:<ephemeral> that never listens, so a connect() to port() gets a RST
+// (ECONNREFUSED). The port stays taken meanwhile (no SO_REUSEADDR/SO_REUSEPORT: nothing else
+// can bind it, nor get it as an ephemeral port), unlike a port that was bound and closed again.
+// Keep the object alive as long as anything (e.g. ferry's config) uses the port.
+class RefusingPort {
+ public:
+  RefusingPort();
+  ~RefusingPort();
+  RefusingPort(const RefusingPort&) = delete;
+  RefusingPort& operator=(const RefusingPort&) = delete;
+
+  uint16_t port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  uint16_t port_ = 0;
+};
 
 struct HttpResponse {
   int status = 0;       // 0: no (parsable) response; see error

@@ -1,4 +1,4 @@
-// Integration harness, sockets: TcpClient, Received, FakeUpstream, unusedPort.
+// Integration harness, sockets: TcpClient, Received, FakeUpstream, RefusingPort.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -450,23 +450,26 @@ FakeUpstream::Handler FakeUpstream::reply(std::string response, std::shared_ptr<
 }
 
 // ---------------------------------------------------------------------------------------------
-// unusedPort
+// RefusingPort
 
-uint16_t unusedPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw HarnessError("socket: " + errnoStr(errno));
+RefusingPort::RefusingPort() {
+  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) throw HarnessError("RefusingPort: socket: " + errnoStr(errno));
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t len = sizeof sa;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0) {
+  // Bound, never listen()ed: connections to the port are refused, and the binding keeps
+  // anyone else from taking the port while this object lives.
+  if (::bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
+      ::getsockname(fd_, reinterpret_cast<sockaddr*>(&sa), &len) != 0) {
     int e = errno;
-    ::close(fd);
-    throw HarnessError("unusedPort: " + errnoStr(e));
+    closeFd(fd_);
+    throw HarnessError("RefusingPort: bind: " + errnoStr(e));
   }
-  ::close(fd);
-  return ntohs(sa.sin_port);
+  port_ = ntohs(sa.sin_port);
 }
+
+RefusingPort::~RefusingPort() { closeFd(fd_); }
 
 }  // namespace ferry::testing

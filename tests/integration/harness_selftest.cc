@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -189,10 +190,37 @@ TEST_CASE("FakeUpstream destructor does not hang on a blocked handler", "[harnes
   CHECK(c->waitClosed(5s));
 }
 
-TEST_CASE("unusedPort refuses connections", "[harness]") {
-  uint16_t p = unusedPort();
-  CHECK(p != 0);
-  CHECK(TcpClient::connect(p, 2s) == nullptr);
+TEST_CASE("RefusingPort refuses connections, every time, for as long as it lives", "[harness]") {
+  RefusingPort refusing;
+  const uint16_t p = refusing.port();
+  REQUIRE(p != 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(p);
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  for (int i = 0; i < 20; ++i) {
+    INFO("attempt " << i);
+    // Refused at once with a RST (ECONNREFUSED), not left to time out.
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    int r = ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    int err = errno;
+    ::close(fd);
+    CHECK(r == -1);
+    CHECK(err == ECONNREFUSED);
+    // The harness client sees the same.
+    CHECK(TcpClient::connect(p, 2s) == nullptr);
+    // Nothing else can take the port meanwhile, not even with SO_REUSEADDR.
+    int other = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(other >= 0);
+    int one = 1;
+    ::setsockopt(other, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    r = ::bind(other, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    err = errno;
+    ::close(other);
+    CHECK(r == -1);
+    CHECK(err == EADDRINUSE);
+  }
 }
 
 TEST_CASE("runProcess captures stdout, stderr and the exit code", "[harness]") {
@@ -461,7 +489,8 @@ TEST_CASE("httpRequest parses Content-Length, chunked and close-delimited respon
     CHECK(r.body == big);
   }
   SECTION("errors: refused, truncated, garbage, timeout") {
-    HttpResponse r = httpRequest(unusedPort(), "GET", "/");
+    RefusingPort refusing;
+    HttpResponse r = httpRequest(refusing.port(), "GET", "/");
     CHECK(r.status == 0);
     CHECK_FALSE(r.error.empty());
 

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/integration/config_builder.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/http_upstream.h"
 
@@ -24,30 +25,6 @@ using Clock = std::chrono::steady_clock;
 
 long long elapsedMs(Clock::time_point since) {
   return std::chrono::duration_cast<ms>(Clock::now() - since).count();
-}
-
-// One HTTP listener "web" routing `routes` (YAML list items indented 12) to cluster "up" at
-// `up_port`; `http_extra` is inserted under http: (indented 6).
-std::string edgeConfig(uint16_t up_port, const std::string& http_extra = "", const std::string& routes = "",
-                       const std::string& extra_clusters = "") {
-  return "runtime: {workers: 1}\n"
-         "admin: {address: 127.0.0.1:0}\n"
-         "listeners:\n"
-         "  - name: web\n"
-         "    address: 127.0.0.1:0\n"
-         "    http:\n" +
-         http_extra +
-         "      virtual_hosts:\n"
-         "        - name: all\n"
-         "          domains: [\"*\"]\n"
-         "          routes:\n" +
-         (routes.empty() ? "            - match: {prefix: /}\n"
-                           "              route: {cluster: up}\n"
-                         : routes) +
-         "clusters:\n"
-         "  - name: up\n"
-         "    endpoints: [{address: 127.0.0.1:" +
-         std::to_string(up_port) + "}]\n" + extra_clusters;
 }
 
 const std::string kDpe = "ferry_downstream_response_flags_total{listener=\"web\",flag=\"DPE\"}";
@@ -93,7 +70,7 @@ struct BadCase {
 // one DPE response.
 void expectRejected(const std::vector<BadCase>& cases, const std::string& http_extra = "") {
   HttpUpstream up;
-  auto f = FerryProcess::start(edgeConfig(up.port(), http_extra));
+  auto f = FerryProcess::start(FerryConfig{.http_extra = http_extra, .clusters = {{"up", {up.port()}}}}.yaml());
   const uint16_t port = f->port("web");
   for (const auto& bc : cases) {
     INFO("case: " << bc.name);
@@ -200,7 +177,7 @@ TEST_CASE("edge: bad chunked framing is a 400 and closes; no request bytes reach
   // so nothing on the upstream side depends on the bytes being well-formed).
   auto rec = std::make_shared<Received>();
   FakeUpstream up(FakeUpstream::sink(rec));
-  auto f = FerryProcess::start(edgeConfig(up.port()));
+  auto f = FerryProcess::start(FerryConfig{.clusters = {{"up", {up.port()}}}}.yaml());
   const uint16_t port = f->port("web");
   const std::string head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
   const std::vector<BadCase> cases = {
@@ -225,7 +202,7 @@ TEST_CASE("edge: a bad chunk after the head was forwarded: 400 + close, the upst
           "[edge]") {
   auto rec = std::make_shared<Received>();
   FakeUpstream up(FakeUpstream::sink(rec));
-  auto f = FerryProcess::start(edgeConfig(up.port()));
+  auto f = FerryProcess::start(FerryConfig{.clusters = {{"up", {up.port()}}}}.yaml());
   auto c = TcpClient::connect(f->port("web"));
   REQUIRE(c);
   REQUIRE(c->sendAll("POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"));
@@ -262,7 +239,8 @@ TEST_CASE("edge: more than 100 request headers is a 431 and closes", "[edge]") {
 
 TEST_CASE("edge: 100 request headers in all are accepted", "[edge]") {
   HttpUpstream up;
-  auto f = FerryProcess::start(edgeConfig(up.port(), "      max_request_headers_kb: 8\n"));
+  auto f = FerryProcess::start(
+      FerryConfig{.http_extra = "      max_request_headers_kb: 8\n", .clusters = {{"up", {up.port()}}}}.yaml());
   std::vector<std::string> hs;  // + Host + Connection (added by httpRequest) = 100
   for (int i = 0; i < 98; ++i) hs.push_back("x-h" + std::to_string(i) + ": v");
   auto r = httpRequest(f->port("web"), "GET", "/many", "", hs);
@@ -277,7 +255,9 @@ TEST_CASE("edge: 100 request headers in all are accepted", "[edge]") {
 TEST_CASE("edge: slowloris: an incomplete head gets a 408 and is closed", "[edge]") {
   HttpUpstream up;
   auto f = FerryProcess::start(
-      edgeConfig(up.port(), "      request_headers_timeout: 300ms\n      idle_timeout: 10s\n"));
+      FerryConfig{.http_extra = "      request_headers_timeout: 300ms\n      idle_timeout: 10s\n",
+                  .clusters = {{"up", {up.port()}}}}
+          .yaml());
   auto c = TcpClient::connect(f->port("web"));
   REQUIRE(c);
   auto t0 = Clock::now();
@@ -297,7 +277,9 @@ TEST_CASE("edge: slowloris: an incomplete head gets a 408 and is closed", "[edge
 TEST_CASE("edge: slowloris: trickling header bytes does not extend request_headers_timeout", "[edge]") {
   HttpUpstream up;
   auto f = FerryProcess::start(
-      edgeConfig(up.port(), "      request_headers_timeout: 300ms\n      idle_timeout: 10s\n"));
+      FerryConfig{.http_extra = "      request_headers_timeout: 300ms\n      idle_timeout: 10s\n",
+                  .clusters = {{"up", {up.port()}}}}
+          .yaml());
   auto c = TcpClient::connect(f->port("web"));
   REQUIRE(c);
   auto t0 = Clock::now();
@@ -323,7 +305,9 @@ TEST_CASE("edge: a connection that sends nothing gets a 408 (or is closed) after
           "[edge]") {
   HttpUpstream up;
   auto f = FerryProcess::start(
-      edgeConfig(up.port(), "      request_headers_timeout: 300ms\n      idle_timeout: 10s\n"));
+      FerryConfig{.http_extra = "      request_headers_timeout: 300ms\n      idle_timeout: 10s\n",
+                  .clusters = {{"up", {up.port()}}}}
+          .yaml());
   auto c = TcpClient::connect(f->port("web"));
   REQUIRE(c);
   auto t0 = Clock::now();
@@ -341,7 +325,9 @@ TEST_CASE("edge: a connection that sends nothing gets a 408 (or is closed) after
 TEST_CASE("edge: an idle keep-alive connection is closed after idle_timeout", "[edge]") {
   HttpUpstream up;
   auto f = FerryProcess::start(
-      edgeConfig(up.port(), "      idle_timeout: 300ms\n      request_headers_timeout: 10s\n"));
+      FerryConfig{.http_extra = "      idle_timeout: 300ms\n      request_headers_timeout: 10s\n",
+                  .clusters = {{"up", {up.port()}}}}
+          .yaml());
   auto c = TcpClient::connect(f->port("web"));
   REQUIRE(c);
   REQUIRE(c->sendAll(get("/first")));
@@ -363,7 +349,7 @@ TEST_CASE("edge: an idle keep-alive connection is closed after idle_timeout", "[
 
 TEST_CASE("edge: paths are normalised before forwarding; %2F and the query stay as sent", "[edge]") {
   HttpUpstream up;
-  auto f = FerryProcess::start(edgeConfig(up.port()));
+  auto f = FerryProcess::start(FerryConfig{.clusters = {{"up", {up.port()}}}}.yaml());
   const uint16_t port = f->port("web");
   struct Norm {
     std::string sent, forwarded;
@@ -387,7 +373,7 @@ TEST_CASE("edge: paths are normalised before forwarding; %2F and the query stay 
 
 TEST_CASE("edge: a Host with a port and mixed case routes via \"*\" and is forwarded as sent", "[edge]") {
   HttpUpstream up;
-  auto f = FerryProcess::start(edgeConfig(up.port()));
+  auto f = FerryProcess::start(FerryConfig{.clusters = {{"up", {up.port()}}}}.yaml());
   auto r = httpRequest(f->port("web"), "GET", "/h", "", {"Host: Example.COM:8080"});
   REQUIRE(r.status == 200);
   REQUIRE(up.waitRequests(1));
@@ -396,7 +382,7 @@ TEST_CASE("edge: a Host with a port and mixed case routes via \"*\" and is forwa
 
 TEST_CASE("edge: hop-by-hop headers and the ones named in Connection are not forwarded", "[edge]") {
   HttpUpstream up;
-  auto f = FerryProcess::start(edgeConfig(up.port()));
+  auto f = FerryProcess::start(FerryConfig{.clusters = {{"up", {up.port()}}}}.yaml());
   const uint16_t port = f->port("web");
   auto c = TcpClient::connect(port);
   REQUIRE(c);
@@ -429,7 +415,7 @@ TEST_CASE("edge: hop-by-hop headers and the ones named in Connection are not for
 TEST_CASE("edge: x-forwarded-for is appended, x-forwarded-proto overwritten, x-request-id generated or kept",
           "[edge]") {
   HttpUpstream up;
-  auto f = FerryProcess::start(edgeConfig(up.port()));
+  auto f = FerryProcess::start(FerryConfig{.clusters = {{"up", {up.port()}}}}.yaml());
   const uint16_t port = f->port("web");
   auto r = httpRequest(port, "GET", "/x", "", {"X-Forwarded-For: 1.2.3.4", "X-Forwarded-Proto: https"});
   REQUIRE(r.status == 200);
@@ -455,7 +441,8 @@ TEST_CASE("edge: x-forwarded-for is appended, x-forwarded-proto overwritten, x-r
 
 TEST_CASE("edge: x-forwarded-proto from the client is kept with xff_trusted_hops: 1", "[edge]") {
   HttpUpstream up;
-  auto f = FerryProcess::start(edgeConfig(up.port(), "      xff_trusted_hops: 1\n"));
+  auto f = FerryProcess::start(
+      FerryConfig{.http_extra = "      xff_trusted_hops: 1\n", .clusters = {{"up", {up.port()}}}}.yaml());
   const uint16_t port = f->port("web");
   auto r = httpRequest(port, "GET", "/x", "", {"X-Forwarded-For: 1.2.3.4", "X-Forwarded-Proto: https"});
   REQUIRE(r.status == 200);
@@ -472,15 +459,11 @@ TEST_CASE("edge: x-forwarded-proto from the client is kept with xff_trusted_hops
 
 TEST_CASE("edge: a 404 or a 503 keeps the connection alive for the next request", "[edge]") {
   HttpUpstream up;
-  const uint16_t dead = unusedPort();
-  auto f = FerryProcess::start(edgeConfig(up.port(), "",
-                                          "            - match: {path: /only}\n"
-                                          "              route: {cluster: up}\n"
-                                          "            - match: {path: /dead}\n"
-                                          "              route: {cluster: dead}\n",
-                                          "  - name: dead\n"
-                                          "    endpoints: [{address: 127.0.0.1:" +
-                                              std::to_string(dead) + "}]\n"));
+  const RefusingPort refusing;  // cluster "dead": refuses connections until the test ends
+  const uint16_t dead = refusing.port();
+  auto f = FerryProcess::start(FerryConfig{.routes = {{"{path: /only}", "up"}, {"{path: /dead}", "dead"}},
+                                           .clusters = {{"up", {up.port()}}, {"dead", {dead}}}}
+                                   .yaml());
   auto c = TcpClient::connect(f->port("web"));
   REQUIRE(c);
   REQUIRE(c->sendAll(get("/nope")));
@@ -507,9 +490,8 @@ TEST_CASE("edge: a 404 or a 503 keeps the connection alive for the next request"
 
 TEST_CASE("edge: a gRPC request with no route gets HTTP 200, grpc-status 12 and no body", "[edge]") {
   HttpUpstream up;
-  auto f = FerryProcess::start(edgeConfig(up.port(), "",
-                                          "            - match: {path: /only}\n"
-                                          "              route: {cluster: up}\n"));
+  auto f = FerryProcess::start(
+      FerryConfig{.routes = {{"{path: /only}", "up"}}, .clusters = {{"up", {up.port()}}}}.yaml());
   auto c = TcpClient::connect(f->port("web"));
   REQUIRE(c);
   REQUIRE(c->sendAll(

@@ -1,13 +1,19 @@
 // The HTTP/1.1 reverse proxy over real loopback sockets against fake upstreams: routing and
 // route actions, keep-alive pooling, pipelining, 100-continue, bodies in both directions,
 // the upstream error table, websocket tunnels, HTTP filters and metrics.
+#include <linux/sockios.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <thread>
 
+#include "tests/integration/config_builder.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/http_upstream.h"
 
@@ -15,31 +21,19 @@ using namespace ferry::testing;
 
 namespace {
 
-std::string port(uint16_t p) { return std::to_string(p); }
-
-// A one-listener config; `routes` is the YAML list under routes: (indented 12), `clusters`
-// the list under clusters: (indented 2).
-std::string httpConfig(const std::string& routes, const std::string& clusters, const std::string& http_extra = "") {
-  return "runtime: {workers: 1}\n"
-         "admin: {address: 127.0.0.1:0}\n"
-         "listeners:\n"
-         "  - name: web\n"
-         "    address: 127.0.0.1:0\n"
-         "    http:\n" +
-         http_extra +
-         "      virtual_hosts:\n"
-         "        - name: all\n"
-         "          domains: [\"*\"]\n"
-         "          routes:\n" +
-         routes + "clusters:\n" + clusters;
-}
-
-std::string cluster(const std::string& name, uint16_t p, const std::string& extra = "") {
-  return "  - name: " + name + "\n    endpoints: [{address: 127.0.0.1:" + port(p) + "}]\n" + extra;
-}
-
-std::string routeAll(const std::string& cluster_name = "up", const std::string& route_extra = "") {
-  return "            - match: {prefix: /}\n              route: {cluster: " + cluster_name + route_extra + "}\n";
+// True if the sending side `fd` of a TCP connection has bytes queued and none in flight: the
+// peer's receive window is closed (its receive buffer is full: it is not reading). *acked: the
+// bytes the peer has acknowledged so far (grows only when the peer takes more data).
+bool sendWindowClosed(int fd, uint64_t* acked) {
+  int queued = 0, unsent = 0;
+  tcp_info ti{};
+  socklen_t len = sizeof ti;
+  if (::ioctl(fd, SIOCOUTQ, &queued) != 0 || ::ioctl(fd, SIOCOUTQNSD, &unsent) != 0 ||
+      ::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0) {
+    return false;
+  }
+  *acked = ti.tcpi_bytes_acked;
+  return unsent > 0 && queued == unsent;
 }
 
 }  // namespace
@@ -48,7 +42,7 @@ TEST_CASE("http: a GET is proxied with forwarding headers and the response comes
   HttpUpstream up([](const UpstreamRequest& r) {
     return UpstreamAction{HttpUpstream::response(200, "hello " + r.target, {"x-up: 1", "server: fake"})};
   });
-  auto f = FerryProcess::start(httpConfig(routeAll(), cluster("up", up.port())));
+  auto f = FerryProcess::start(FerryConfig{.clusters = {{"up", {up.port()}}}}.yaml());
   auto r = httpRequest(f->port("web"), "GET", "/a/b?x=1", "", {"Host: example.com", "x-request-id: abc"});
   REQUIRE(r.status == 200);
   REQUIRE(r.body == "hello /a/b?x=1");
@@ -105,7 +99,7 @@ TEST_CASE("http: routes pick virtual hosts and routes in order; actions rewrite"
       "            - match: {path: /only}\n"
       "              direct_response: {status: 200}\n"
       "clusters:\n" +
-      cluster("a", a.port()) + cluster("b", b.port());
+      Cluster{"a", {a.port()}}.yaml() + Cluster{"b", {b.port()}}.yaml();
   auto f = FerryProcess::start(cfg);
   uint16_t p = f->port("web");
   auto get = [&](const std::string& host, const std::string& path, std::vector<std::string> extra = {},
@@ -142,10 +136,11 @@ TEST_CASE("http: routes pick virtual hosts and routes in order; actions rewrite"
 
 TEST_CASE("http: weighted clusters split traffic by weight", "[http][routing]") {
   HttpUpstream a, b;
-  std::string routes =
-      "            - match: {prefix: /}\n"
-      "              route: {weighted_clusters: [{cluster: a, weight: 80}, {cluster: b, weight: 20}]}\n";
-  auto f = FerryProcess::start(httpConfig(routes, cluster("a", a.port()) + cluster("b", b.port())));
+  auto f = FerryProcess::start(
+      FerryConfig{.routes = {{.extra = "              route: {weighted_clusters: [{cluster: a, weight: 80}, "
+                                       "{cluster: b, weight: 20}]}\n"}},
+                  .clusters = {{"a", {a.port()}}, {"b", {b.port()}}}}
+          .yaml());
   uint16_t p = f->port("web");
   auto c = TcpClient::connect(p);
   REQUIRE(c);
@@ -162,7 +157,7 @@ TEST_CASE("http: weighted clusters split traffic by weight", "[http][routing]") 
 
 TEST_CASE("http: keep-alive on both sides reuses one upstream connection", "[http][pool]") {
   HttpUpstream up;
-  auto f = FerryProcess::start(httpConfig(routeAll(), cluster("up", up.port())));
+  auto f = FerryProcess::start(FerryConfig{.clusters = {{"up", {up.port()}}}}.yaml());
   auto c = TcpClient::connect(f->port("web"));
   REQUIRE(c);
   for (int i = 0; i < 20; ++i) {
@@ -177,7 +172,7 @@ TEST_CASE("http: keep-alive on both sides reuses one upstream connection", "[htt
 
 TEST_CASE("http: pipelined requests are answered in order", "[http]") {
   HttpUpstream up;
-  auto f = FerryProcess::start(httpConfig(routeAll(), cluster("up", up.port())));
+  auto f = FerryProcess::start(FerryConfig{.clusters = {{"up", {up.port()}}}}.yaml());
   auto c = TcpClient::connect(f->port("web"));
   REQUIRE(c);
   REQUIRE(c->sendAll("GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -199,7 +194,7 @@ TEST_CASE("http: pipelined requests are answered in order", "[http]") {
 
 TEST_CASE("http: Expect 100-continue gets a 100 before the body is sent", "[http]") {
   HttpUpstream up([](const UpstreamRequest& r) { return HttpUpstream::ok("got " + r.body); });
-  auto f = FerryProcess::start(httpConfig(routeAll(), cluster("up", up.port())));
+  auto f = FerryProcess::start(FerryConfig{.clusters = {{"up", {up.port()}}}}.yaml());
   auto c = TcpClient::connect(f->port("web"));
   REQUIRE(c);
   REQUIRE(c->sendAll("PUT /u HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"));
@@ -218,7 +213,7 @@ TEST_CASE("http: HEAD, 204 and 304 responses carry no body", "[http]") {
     if (r.target == "/304") return UpstreamAction{HttpUpstream::response(304, "")};
     return UpstreamAction{HttpUpstream::response(200, r.method == "HEAD" ? "" : "twelve bytes", {"content-length: 12"})};
   });
-  auto f = FerryProcess::start(httpConfig(routeAll(), cluster("up", up.port())));
+  auto f = FerryProcess::start(FerryConfig{.clusters = {{"up", {up.port()}}}}.yaml());
   auto c = TcpClient::connect(f->port("web"));
   REQUIRE(c);
   REQUIRE(c->sendAll("HEAD /h HTTP/1.1\r\nHost: x\r\n\r\n"));
@@ -239,7 +234,7 @@ TEST_CASE("http: HEAD, 204 and 304 responses carry no body", "[http]") {
 
 TEST_CASE("http: an HTTP/1.0 client gets its response and the connection closes", "[http]") {
   HttpUpstream up;
-  auto f = FerryProcess::start(httpConfig(routeAll(), cluster("up", up.port())));
+  auto f = FerryProcess::start(FerryConfig{.clusters = {{"up", {up.port()}}}}.yaml());
   auto c = TcpClient::connect(f->port("web"));
   REQUIRE(c);
   REQUIRE(c->sendAll("GET /old HTTP/1.0\r\n\r\n"));
@@ -256,7 +251,7 @@ TEST_CASE("http: chunked request and response bodies stream through", "[http][bo
     (void)r;
     return UpstreamAction{resp};
   });
-  auto f = FerryProcess::start(httpConfig(routeAll(), cluster("up", up.port())));
+  auto f = FerryProcess::start(FerryConfig{.clusters = {{"up", {up.port()}}}}.yaml());
   auto c = TcpClient::connect(f->port("web"));
   REQUIRE(c);
   REQUIRE(c->sendAll("POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -273,7 +268,7 @@ TEST_CASE("http: a close-delimited upstream response reaches the client whole", 
   HttpUpstream up([](const UpstreamRequest&) {
     return UpstreamAction{"HTTP/1.1 200 OK\r\n\r\nuntil the end", true};
   });
-  auto f = FerryProcess::start(httpConfig(routeAll(), cluster("up", up.port())));
+  auto f = FerryProcess::start(FerryConfig{.clusters = {{"up", {up.port()}}}}.yaml());
   auto r = httpRequest(f->port("web"), "GET", "/cd");
   REQUIRE(r.status == 200);
   REQUIRE(r.body == "until the end");
@@ -291,14 +286,17 @@ TEST_CASE("http: upstream errors map to CONTRACT's table and keep the client con
     a.stall = true;
     return a;
   });
-  uint16_t dead = unusedPort();
-  std::string routes =
-      "            - match: {prefix: /garbage}\n              route: {cluster: garbage}\n"
-      "            - match: {prefix: /reset}\n              route: {cluster: reset}\n"
-      "            - match: {prefix: /stall}\n              route: {cluster: stall, timeout: 300ms}\n"
-      "            - match: {prefix: /dead}\n              route: {cluster: dead}\n";
-  auto f = FerryProcess::start(httpConfig(routes, cluster("garbage", garbage.port()) + cluster("reset", reset.port()) +
-                                                      cluster("stall", stall.port()) + cluster("dead", dead)));
+  const RefusingPort refusing;  // cluster "dead": refuses connections until the test ends
+  const uint16_t dead = refusing.port();
+  auto f = FerryProcess::start(FerryConfig{.routes = {{"{prefix: /garbage}", "garbage"},
+                                                      {"{prefix: /reset}", "reset"},
+                                                      {"{prefix: /stall}", "stall", "timeout: 300ms"},
+                                                      {"{prefix: /dead}", "dead"}},
+                                           .clusters = {{"garbage", {garbage.port()}},
+                                                        {"reset", {reset.port()}},
+                                                        {"stall", {stall.port()}},
+                                                        {"dead", {dead}}}}
+                                   .yaml());
   auto c = TcpClient::connect(f->port("web"));
   REQUIRE(c);
   struct Case {
@@ -326,7 +324,7 @@ TEST_CASE("http: a pooled connection the upstream closed is not a client-visible
     a.close_after = true;
     return a;
   });
-  auto f = FerryProcess::start(httpConfig(routeAll(), cluster("up", up.port())));
+  auto f = FerryProcess::start(FerryConfig{.clusters = {{"up", {up.port()}}}}.yaml());
   auto c = TcpClient::connect(f->port("web"));
   REQUIRE(c);
   for (int i = 0; i < 10; ++i) {
@@ -354,7 +352,7 @@ TEST_CASE("http: websocket upgrade becomes a byte tunnel", "[http][websocket]") 
     (void)r;
     return a;
   });
-  auto f = FerryProcess::start(httpConfig(routeAll(), cluster("up", up.port())));
+  auto f = FerryProcess::start(FerryConfig{.clusters = {{"up", {up.port()}}}}.yaml());
   auto c = TcpClient::connect(f->port("web"));
   REQUIRE(c);
   REQUIRE(c->sendAll("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -384,7 +382,7 @@ TEST_CASE("http: the buffer filter forwards whole bodies with a length and refus
       "      filters:\n"
       "        - name: buffer\n"
       "          config: {max_request_bytes: 1000}\n";
-  auto f = FerryProcess::start(httpConfig(routeAll(), cluster("up", up.port()), extra));
+  auto f = FerryProcess::start(FerryConfig{.http_extra = extra, .clusters = {{"up", {up.port()}}}}.yaml());
   auto c = TcpClient::connect(f->port("web"));
   REQUIRE(c);
   REQUIRE(c->sendAll("POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -405,7 +403,7 @@ TEST_CASE("http: the fault filter delays then resumes, or aborts", "[http][filte
       "      filters:\n"
       "        - name: fault\n"
       "          config: {delay: {duration: 300ms, percentage: 100}}\n";
-  auto f = FerryProcess::start(httpConfig(routeAll(), cluster("up", up.port()), delay));
+  auto f = FerryProcess::start(FerryConfig{.http_extra = delay, .clusters = {{"up", {up.port()}}}}.yaml());
   auto t0 = std::chrono::steady_clock::now();
   auto r = httpRequest(f->port("web"), "GET", "/slow");
   REQUIRE(r.status == 200);
@@ -416,7 +414,7 @@ TEST_CASE("http: the fault filter delays then resumes, or aborts", "[http][filte
       "      filters:\n"
       "        - name: fault\n"
       "          config: {abort: {status: 503, percentage: 100}}\n";
-  auto g = FerryProcess::start(httpConfig(routeAll(), cluster("up", up.port()), abort));
+  auto g = FerryProcess::start(FerryConfig{.http_extra = abort, .clusters = {{"up", {up.port()}}}}.yaml());
   REQUIRE(httpRequest(g->port("web"), "GET", "/x").status == 503);
   REQUIRE(up.requestCount() == 1);  // only the delayed one reached the upstream
 }
@@ -427,15 +425,18 @@ TEST_CASE("http: large bodies stream both ways with bounded buffering", "[http][
   const std::string payload = randomBytes(total, 11);
   std::atomic<size_t> received{0};
   std::atomic<bool> body_ok{false};
+  std::atomic<int> big_fd{-1};  // the upstream's end of the connection carrying GET /big
   HttpUpstream up([&](const UpstreamRequest& r) {
     if (r.method == "POST") {
       received = r.body.size();
       body_ok = r.body == payload;
       return HttpUpstream::ok("stored");
     }
+    if (r.target == "/ping") return HttpUpstream::ok("pong");
+    big_fd = r.fd;
     return UpstreamAction{HttpUpstream::response(200, payload)};
   });
-  auto f = FerryProcess::start(httpConfig(routeAll(), cluster("up", up.port())));
+  auto f = FerryProcess::start(FerryConfig{.clusters = {{"up", {up.port()}}}}.yaml());
   uint16_t p = f->port("web");
   long rss_before = f->rssKb();
   // Download with a client that reads slowly at first: buffering must stay bounded.
@@ -444,12 +445,24 @@ TEST_CASE("http: large bodies stream both ways with bounded buffering", "[http][
   REQUIRE(c->sendAll("GET /big HTTP/1.1\r\nHost: x\r\n\r\n"));
   std::string first = c->recvSome(5s);
   REQUIRE_FALSE(first.empty());
+  REQUIRE(big_fd.load() >= 0);  // the responder ran before the first bytes came
+  // Ferry's buffering is at its peak once it has stopped reading from the upstream. Rather than
+  // sample the metric for a while, wait for that: the upstream's socket has bytes queued and
+  // none in flight (ferry's receive buffer is full), and it stays so across a request through
+  // ferry's only worker (the event loop that would read from the upstream): no byte acked
+  // meanwhile, so ferry did not read although data was waiting. Reads are disabled; what
+  // ferry buffers now cannot grow while the client does not read.
   double peak = 0;
-  waitUntil([&] {
+  bool stopped_reading = waitUntil([&] {
     peak = std::max(peak, metricValue(*f, "ferry_buffered_bytes"));
-    return false;
-  }, 500ms, 50ms);
+    uint64_t acked_before = 0, acked_after = 0;
+    if (!sendWindowClosed(big_fd, &acked_before)) return false;
+    if (httpRequest(p, "GET", "/ping").status != 200) return false;
+    return sendWindowClosed(big_fd, &acked_after) && acked_after == acked_before;
+  }, 30s, 5ms);
+  peak = std::max(peak, metricValue(*f, "ferry_buffered_bytes"));
   INFO("peak buffered " << peak);
+  REQUIRE(stopped_reading);
   REQUIRE(peak <= 4 * 1024 * 1024);
   std::string got = first;
   while (got.size() < total + 100) {
@@ -483,8 +496,8 @@ TEST_CASE("http: large bodies stream both ways with bounded buffering", "[http][
 
 TEST_CASE("http: gRPC clients get trailers-only local replies", "[http][grpc]") {
   HttpUpstream up;
-  std::string routes = "            - match: {path: /only}\n              route: {cluster: up}\n";
-  auto f = FerryProcess::start(httpConfig(routes, cluster("up", up.port())));
+  auto f = FerryProcess::start(
+      FerryConfig{.routes = {{"{path: /only}", "up"}}, .clusters = {{"up", {up.port()}}}}.yaml());
   auto r = httpRequest(f->port("web"), "POST", "/pkg.Service/Method", "\0\0\0\0\0",
                        {"content-type: application/grpc", "te: trailers"});
   REQUIRE(r.status == 200);
@@ -494,9 +507,10 @@ TEST_CASE("http: gRPC clients get trailers-only local replies", "[http][grpc]") 
 
 TEST_CASE("http: during drain_delay responses say connection: close", "[http][lifecycle]") {
   HttpUpstream up;
-  auto f = FerryProcess::start(
-      "runtime: {workers: 1, drain_delay: 2s, drain_timeout: 5s}\n" +
-      httpConfig(routeAll(), cluster("up", up.port())).substr(std::string("runtime: {workers: 1}\n").size()));
+  auto f = FerryProcess::start(FerryConfig{.workers = 1,
+                                           .runtime_extra = "  drain_delay: 2s\n  drain_timeout: 5s\n",
+                                           .clusters = {{"up", {up.port()}}}}
+                                   .yaml());
   uint16_t p = f->port("web");
   auto c = TcpClient::connect(p);
   REQUIRE(c);

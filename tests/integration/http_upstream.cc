@@ -85,6 +85,7 @@ void HttpUpstream::serve(int fd, int index) {
     if (end == std::string::npos) return;
     UpstreamRequest req;
     req.connection_index = index;
+    req.fd = fd;
     req.raw_head = buf.substr(0, end + 4);
     std::string head = buf.substr(0, end);
     buf.erase(0, end + 4);

@@ -24,6 +24,9 @@ struct UpstreamRequest {
   std::string body;          // de-chunked
   bool chunked = false;
   int connection_index = 0;  // which accepted connection (0-based) carried it
+  // The upstream's end of that connection, for a test that watches the socket (e.g. its send
+  // queue). Owned by the upstream; valid while the connection is open.
+  int fd = -1;
   std::string header(const std::string& name) const;  // first value or ""
   bool hasHeader(const std::string& name) const;
 };

@@ -5,28 +5,12 @@
 
 #include <catch2/catch.hpp>
 
+#include "tests/integration/config_builder.h"
 #include "tests/integration/harness.h"
 
 using namespace ferry::testing;
 
 namespace {
-
-std::string config(uint16_t upstream_port, const std::string& runtime_extra = "",
-                   const std::string& listener_extra = "") {
-  return "runtime:\n"
-         "  workers: 2\n" +
-         runtime_extra +
-         "admin: {address: 127.0.0.1:0}\n"
-         "listeners:\n"
-         "  - name: tcp\n"
-         "    address: 127.0.0.1:0\n" +
-         listener_extra +
-         "    tcp: {cluster: up}\n"
-         "clusters:\n"
-         "  - name: up\n"
-         "    endpoints: [{address: 127.0.0.1:" +
-         std::to_string(upstream_port) + "}]\n";
-}
 
 // A connection through ferry that has done one echo round trip (so it is surely accepted).
 std::unique_ptr<TcpClient> echoClient(uint16_t port) {
@@ -41,7 +25,12 @@ std::unique_ptr<TcpClient> echoClient(uint16_t port) {
 TEST_CASE("drain: SIGTERM turns /ready 503, refuses new connections, lets open ones finish, exits 0",
           "[lifecycle]") {
   FakeUpstream up(FakeUpstream::echo());
-  auto f = FerryProcess::start(config(up.port(), "  drain_delay: 500ms\n  drain_timeout: 20s\n"));
+  auto f = FerryProcess::start(FerryConfig{.workers = 2,
+                                           .runtime_extra = "  drain_delay: 500ms\n  drain_timeout: 20s\n",
+                                           .listener = "tcp",
+                                           .tcp_cluster = "up",
+                                           .clusters = {{"up", {up.port()}}}}
+                                   .yaml());
   uint16_t port = f->port("tcp");
   uint16_t admin = f->adminPort();
   REQUIRE(httpRequest(admin, "GET", "/ready").status == 200);
@@ -68,7 +57,12 @@ TEST_CASE("drain: SIGTERM turns /ready 503, refuses new connections, lets open o
 
 TEST_CASE("drain: connections still open at drain_timeout are closed and ferry exits 0", "[lifecycle]") {
   FakeUpstream up(FakeUpstream::echo());
-  auto f = FerryProcess::start(config(up.port(), "  drain_timeout: 500ms\n"));
+  auto f = FerryProcess::start(FerryConfig{.workers = 2,
+                                           .runtime_extra = "  drain_timeout: 500ms\n",
+                                           .listener = "tcp",
+                                           .tcp_cluster = "up",
+                                           .clusters = {{"up", {up.port()}}}}
+                                   .yaml());
   auto open = echoClient(f->port("tcp"));
   REQUIRE(open);
   auto t0 = std::chrono::steady_clock::now();
@@ -83,7 +77,8 @@ TEST_CASE("drain: connections still open at drain_timeout are closed and ferry e
 
 TEST_CASE("drain: an idle ferry exits 0 at once on SIGTERM", "[lifecycle]") {
   FakeUpstream up(FakeUpstream::echo());
-  auto f = FerryProcess::start(config(up.port()));
+  auto f = FerryProcess::start(
+      FerryConfig{.workers = 2, .listener = "tcp", .tcp_cluster = "up", .clusters = {{"up", {up.port()}}}}.yaml());
   f->port("tcp");
   f->signal(SIGTERM);
   auto code = f->waitExit(3s);
@@ -94,7 +89,12 @@ TEST_CASE("drain: an idle ferry exits 0 at once on SIGTERM", "[lifecycle]") {
 TEST_CASE("limits: listener max_connections closes connections past the limit and counts them",
           "[lifecycle][limits]") {
   FakeUpstream up(FakeUpstream::echo());
-  auto f = FerryProcess::start(config(up.port(), "", "    max_connections: 2\n"));
+  auto f = FerryProcess::start(FerryConfig{.workers = 2,
+                                           .listener = "tcp",
+                                           .listener_extra = "    max_connections: 2\n",
+                                           .tcp_cluster = "up",
+                                           .clusters = {{"up", {up.port()}}}}
+                                   .yaml());
   uint16_t port = f->port("tcp");
   auto a = echoClient(port);
   auto b = echoClient(port);
@@ -136,21 +136,22 @@ TEST_CASE("limits: runtime.max_connections applies across listeners", "[lifecycl
 
 TEST_CASE("workers: --workers overrides runtime.workers", "[lifecycle]") {
   FakeUpstream up(FakeUpstream::echo());
-  auto f = FerryProcess::start(config(up.port()), {"--workers", "3"});
+  auto f = FerryProcess::start(
+      FerryConfig{.workers = 2, .listener = "tcp", .tcp_cluster = "up", .clusters = {{"up", {up.port()}}}}.yaml(),
+      {"--workers", "3"});
   f->port("tcp");
   REQUIRE(f->waitForLog("started: 3 workers", 5s));
 }
 
 TEST_CASE("startup: a listener address in use fails startup with exit 1", "[lifecycle]") {
   FakeUpstream busy(FakeUpstream::echo());  // holds a port without SO_REUSEPORT
-  std::string cfg =
-      "listeners:\n"
-      "  - name: tcp\n"
-      "    address: 127.0.0.1:" + std::to_string(busy.port()) + "\n"
-      "    tcp: {cluster: up}\n"
-      "clusters:\n"
-      "  - {name: up, endpoints: [{address: 127.0.0.1:1}]}\n";
-  auto f = FerryProcess::start(cfg);
+  auto f = FerryProcess::start(FerryConfig{.workers = 0,
+                                           .admin = false,
+                                           .listener = "tcp",
+                                           .listener_address = "127.0.0.1:" + std::to_string(busy.port()),
+                                           .tcp_cluster = "up",
+                                           .clusters = {{"up", {1}}}}
+                                   .yaml());
   auto code = f->waitExit(5s);
   REQUIRE(code.has_value());
   REQUIRE(*code == 1);
@@ -165,18 +166,10 @@ TEST_CASE("listener: out of descriptors, queued connections are accepted once de
     SUCCEED("skipped under sanitizers: their runtime needs free descriptors");
     return;
   }
-  std::string cfg =
-      "runtime: {workers: 1}\n"
-      "listeners:\n"
-      "  - name: web\n"
-      "    address: 127.0.0.1:0\n"
-      "    http:\n"
-      "      virtual_hosts:\n"
-      "        - name: all\n"
-      "          domains: [\"*\"]\n"
-      "          routes:\n"
-      "            - match: {prefix: /}\n"
-      "              direct_response: {status: 200, body: \"ok\\n\"}\n";
+  const std::string cfg =
+      FerryConfig{.admin = false,
+                  .routes = {{.extra = "              direct_response: {status: 200, body: \"ok\\n\"}\n"}}}
+          .yaml();
   // Ferry inherits a small descriptor limit; this process gets its own back at once.
   rlimit old{};
   REQUIRE(::getrlimit(RLIMIT_NOFILE, &old) == 0);

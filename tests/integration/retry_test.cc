@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/integration/config_builder.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/http_upstream.h"
 
@@ -21,40 +22,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string port(uint16_t p) { return std::to_string(p); }
-
-// One listener "web" routing everything per `routes` (YAML list items indented 12) to the
-// clusters in `clusters` (list items indented 2).
-std::string retryConfig(const std::string& routes, const std::string& clusters) {
-  return "runtime: {workers: 1}\n"
-         "admin: {address: 127.0.0.1:0}\n"
-         "listeners:\n"
-         "  - name: web\n"
-         "    address: 127.0.0.1:0\n"
-         "    http:\n"
-         "      virtual_hosts:\n"
-         "        - name: all\n"
-         "          domains: [\"*\"]\n"
-         "          routes:\n" +
-         routes + "clusters:\n" + clusters;
-}
-
-// A cluster "api" with the given endpoints (ports on 127.0.0.1); `extra` is more cluster keys
-// (indented 4).
-std::string apiCluster(const std::vector<uint16_t>& ports, const std::string& extra = "") {
-  std::string eps;
-  for (uint16_t p : ports) eps += std::string(eps.empty() ? "" : ", ") + "{address: 127.0.0.1:" + port(p) + "}";
-  return "  - name: api\n    endpoints: [" + eps + "]\n" + extra;
-}
-
-// A route for `prefix` to cluster api with the given route-action keys (e.g. ", retry: {...}").
-std::string route(const std::string& prefix, const std::string& action_extra = "") {
-  return "            - match: {prefix: " + prefix + "}\n              route: {cluster: api" + action_extra + "}\n";
-}
-
-// Small backoffs keep the tests fast.
+// A route's retry policy (for Route::action) with the given keys; small backoffs keep the tests
+// fast.
 std::string retry(const std::string& keys) {
-  return ", retry: {backoff: {base: 1ms, max: 2ms}, " + keys + "}";
+  return "retry: {backoff: {base: 1ms, max: 2ms}, " + keys + "}";
 }
 
 std::string apiMetric(const std::string& name) { return name + "{cluster=\"api\"}"; }
@@ -128,7 +99,8 @@ void checkStatusCase(const StatusCase& c) {
   auto n = std::make_shared<std::atomic<int>>(0);
   HttpUpstream up(firstThen(n, status(c.first_status), HttpUpstream::ok("second")));
   std::string extra = c.retry_keys.empty() ? "" : retry(c.retry_keys);
-  auto f = FerryProcess::start(retryConfig(route("/", extra), apiCluster({up.port()})));
+  auto f = FerryProcess::start(
+      FerryConfig{.routes = {{"{prefix: /}", "api", extra}}, .clusters = {{"api", {up.port()}}}}.yaml());
   auto r = httpRequest(f->port("web"), "GET", "/x");
   if (c.retried) {
     CHECK(r.status == 200);
@@ -148,9 +120,13 @@ void checkStatusCase(const StatusCase& c) {
 
 TEST_CASE("retry: connect failures are retried on the other endpoint", "[retry]") {
   HttpUpstream live;
-  const uint16_t dead = unusedPort();
-  auto f = FerryProcess::start(retryConfig(
-      route("/plain") + route("/", retry("attempts: 1, retry_on: [connect-failure]")), apiCluster({dead, live.port()})));
+  const RefusingPort refusing;  // the first endpoint: refuses connections until the test ends
+  const uint16_t dead = refusing.port();
+  auto f = FerryProcess::start(
+      FerryConfig{.routes = {{"{prefix: /plain}", "api"},
+                             {"{prefix: /}", "api", retry("attempts: 1, retry_on: [connect-failure]")}},
+                  .clusters = {{"api", {dead, live.port()}}}}
+          .yaml());
   const uint16_t web = f->port("web");
 
   // Round robin alternates between the refusing endpoint and the live one: every request that
@@ -242,7 +218,8 @@ TEST_CASE("retry: an upstream reset before the response is retried with retry_on
     UpstreamAction reset;
     reset.reset = true;
     HttpUpstream up(firstThen(n, reset, HttpUpstream::ok("second")));
-    auto f = FerryProcess::start(retryConfig(route("/", retry(c.keys)), apiCluster({up.port()})));
+    auto f = FerryProcess::start(
+        FerryConfig{.routes = {{"{prefix: /}", "api", retry(c.keys)}}, .clusters = {{"api", {up.port()}}}}.yaml());
     auto r = httpRequest(f->port("web"), "GET", "/x");
     if (c.retried) {
       CHECK(r.status == 200);
@@ -274,7 +251,8 @@ TEST_CASE("retry: requests that are not idempotent are retried only with retry_n
     INFO(c.method << " with retry: " << c.keys);
     auto n = std::make_shared<std::atomic<int>>(0);
     HttpUpstream up(firstThen(n, status(503), HttpUpstream::ok("second")));
-    auto f = FerryProcess::start(retryConfig(route("/", retry(c.keys)), apiCluster({up.port()})));
+    auto f = FerryProcess::start(
+        FerryConfig{.routes = {{"{prefix: /}", "api", retry(c.keys)}}, .clusters = {{"api", {up.port()}}}}.yaml());
     auto r = httpRequest(f->port("web"), c.method, "/x", body);
     auto reqs = up.requests();
     REQUIRE(!reqs.empty());
@@ -298,7 +276,9 @@ TEST_CASE("retry: requests that are not idempotent are retried only with retry_n
     UpstreamAction reset;
     reset.reset = true;
     HttpUpstream up(firstThen(n, reset, HttpUpstream::ok("second")));
-    auto f = FerryProcess::start(retryConfig(route("/", retry("retry_on: [reset]")), apiCluster({up.port()})));
+    auto f = FerryProcess::start(FerryConfig{.routes = {{"{prefix: /}", "api", retry("retry_on: [reset]")}},
+                                             .clusters = {{"api", {up.port()}}}}
+                                     .yaml());
     auto r = httpRequest(f->port("web"), "POST", "/x", body);
     CHECK(r.status == 502);
     CHECK(up.requestCount() == 1);
@@ -311,7 +291,9 @@ TEST_CASE("retry: a request body is sent again, up to buffer_limit_kb", "[retry]
   SECTION("a 10 KB PUT is retried with the same body") {
     auto n = std::make_shared<std::atomic<int>>(0);
     HttpUpstream up(firstThen(n, status(503), HttpUpstream::ok("second")));
-    auto f = FerryProcess::start(retryConfig(route("/", retry("retry_on: [503]")), apiCluster({up.port()})));
+    auto f = FerryProcess::start(FerryConfig{.routes = {{"{prefix: /}", "api", retry("retry_on: [503]")}},
+                                             .clusters = {{"api", {up.port()}}}}
+                                     .yaml());
     auto r = httpRequest(f->port("web"), "PUT", "/x", body);
     CHECK(r.status == 200);
     auto reqs = up.requests();
@@ -326,7 +308,9 @@ TEST_CASE("retry: a request body is sent again, up to buffer_limit_kb", "[retry]
     auto n = std::make_shared<std::atomic<int>>(0);
     HttpUpstream up(firstThen(n, status(503), HttpUpstream::ok("second")));
     auto f = FerryProcess::start(
-        retryConfig(route("/", retry("retry_on: [503], buffer_limit_kb: 1")), apiCluster({up.port()})));
+        FerryConfig{.routes = {{"{prefix: /}", "api", retry("retry_on: [503], buffer_limit_kb: 1")}},
+                    .clusters = {{"api", {up.port()}}}}
+            .yaml());
     auto r = httpRequest(f->port("web"), "PUT", "/x", body);
     CHECK(r.status == 503);
     REQUIRE(up.requestCount() == 1);
@@ -340,7 +324,9 @@ TEST_CASE("retry: a request body is sent again, up to buffer_limit_kb", "[retry]
   SECTION("a chunked body streamed in parts is sent whole again") {
     auto n = std::make_shared<std::atomic<int>>(0);
     HttpUpstream up(firstThen(n, status(503), HttpUpstream::ok("second")));
-    auto f = FerryProcess::start(retryConfig(route("/", retry("retry_on: [503]")), apiCluster({up.port()})));
+    auto f = FerryProcess::start(FerryConfig{.routes = {{"{prefix: /}", "api", retry("retry_on: [503]")}},
+                                             .clusters = {{"api", {up.port()}}}}
+                                     .yaml());
     auto c = TcpClient::connect(f->port("web"));
     REQUIRE(c);
     REQUIRE(c->sendAll("PUT /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -368,8 +354,11 @@ TEST_CASE("retry: per_try_timeout ends a stalled try", "[retry]") {
       INFO("retry_on: " << on);
       auto n = std::make_shared<std::atomic<int>>(0);
       HttpUpstream up(firstThen(n, stall, HttpUpstream::ok("second")));
-      auto f = FerryProcess::start(retryConfig(
-          route("/", ", timeout: 5s" + retry("retry_on: " + on + ", per_try_timeout: 200ms")), apiCluster({up.port()})));
+      auto f = FerryProcess::start(
+          FerryConfig{.routes = {{"{prefix: /}", "api",
+                                  "timeout: 5s, " + retry("retry_on: " + on + ", per_try_timeout: 200ms")}},
+                      .clusters = {{"api", {up.port()}}}}
+              .yaml());
       const uint16_t web = f->port("web");
       auto t0 = Clock::now();
       auto r = httpRequest(web, "GET", "/x");
@@ -387,9 +376,11 @@ TEST_CASE("retry: per_try_timeout ends a stalled try", "[retry]") {
   SECTION("504 at once when it does not") {
     auto n = std::make_shared<std::atomic<int>>(0);
     HttpUpstream up(firstThen(n, stall, HttpUpstream::ok("second")));
-    auto f = FerryProcess::start(retryConfig(
-        route("/", ", timeout: 5s" + retry("retry_on: [connect-failure], per_try_timeout: 200ms")),
-        apiCluster({up.port()})));
+    auto f = FerryProcess::start(
+        FerryConfig{.routes = {{"{prefix: /}", "api",
+                                "timeout: 5s, " + retry("retry_on: [connect-failure], per_try_timeout: 200ms")}},
+                    .clusters = {{"api", {up.port()}}}}
+            .yaml());
     auto t0 = Clock::now();
     auto r = httpRequest(f->port("web"), "GET", "/x");
     auto took = Clock::now() - t0;
@@ -407,8 +398,11 @@ TEST_CASE("retry: attempts bounds the tries", "[retry]") {
   for (int attempts : {0, 1, 2, 3}) {
     INFO("attempts: " << attempts);
     HttpUpstream up([](const UpstreamRequest&) { return status(503); });
-    auto f = FerryProcess::start(retryConfig(
-        route("/", retry("attempts: " + std::to_string(attempts) + ", retry_on: [503]")), apiCluster({up.port()})));
+    auto f = FerryProcess::start(
+        FerryConfig{.routes = {{"{prefix: /}", "api",
+                                retry("attempts: " + std::to_string(attempts) + ", retry_on: [503]")}},
+                    .clusters = {{"api", {up.port()}}}}
+            .yaml());
     auto r = httpRequest(f->port("web"), "GET", "/x");
     CHECK(r.status == 503);
     CHECK(r.body == "503\n");  // the upstream's last answer
@@ -437,8 +431,10 @@ TEST_CASE("retry: max_retries and the retry budget refuse retries", "[retry][cir
     INFO("circuit_breakers: " << c.breakers);
     auto n = std::make_shared<std::atomic<int>>(0);
     HttpUpstream up(firstThen(n, status(503), HttpUpstream::ok("second")));
-    auto f = FerryProcess::start(retryConfig(route("/", retry("attempts: 3, retry_on: [503]")),
-                                             apiCluster({up.port()}, "    circuit_breakers: " + c.breakers + "\n")));
+    auto f = FerryProcess::start(
+        FerryConfig{.routes = {{"{prefix: /}", "api", retry("attempts: 3, retry_on: [503]")}},
+                    .clusters = {{"api", {up.port()}, "    circuit_breakers: " + c.breakers + "\n"}}}
+            .yaml());
     auto r = httpRequest(f->port("web"), "GET", "/x");
     if (c.retried) {
       CHECK(r.status == 200);
@@ -468,11 +464,14 @@ TEST_CASE("retry: a request ended during the backoff gives its retry slot back",
   });
   // The backoff (up to an hour, full jitter: under 100 ms once in 36000) outlasts the
   // request.
-  auto f = FerryProcess::start(retryConfig(
-      route("/slow", ", timeout: 100ms, retry: {retry_on: [503], backoff: {base: 1h, max: 1h}}") +
-          route("/gone", ", timeout: 10s, retry: {retry_on: [503], backoff: {base: 1h, max: 1h}}") +
-          route("/", retry("retry_on: [503]")),
-      apiCluster({up.port()}, "    circuit_breakers: {max_retries: 1}\n")));
+  auto f = FerryProcess::start(
+      FerryConfig{.routes = {{"{prefix: /slow}", "api",
+                              "timeout: 100ms, retry: {retry_on: [503], backoff: {base: 1h, max: 1h}}"},
+                             {"{prefix: /gone}", "api",
+                              "timeout: 10s, retry: {retry_on: [503], backoff: {base: 1h, max: 1h}}"},
+                             {"{prefix: /}", "api", retry("retry_on: [503]")}},
+                  .clusters = {{"api", {up.port()}, "    circuit_breakers: {max_retries: 1}\n"}}}
+          .yaml());
   const uint16_t web = f->port("web");
   const uint16_t admin = f->adminPort();
 
@@ -506,7 +505,9 @@ TEST_CASE("circuit breaker: max_requests refuses requests past the limit with 50
   });
   OpenOnExit open{gate};
   auto f = FerryProcess::start(
-      retryConfig(route("/"), apiCluster({up.port()}, "    circuit_breakers: {max_requests: 2}\n")));
+      FerryConfig{.routes = {{"{prefix: /}", "api"}},
+                  .clusters = {{"api", {up.port()}, "    circuit_breakers: {max_requests: 2}\n"}}}
+          .yaml());
   const uint16_t web = f->port("web");
   const uint16_t admin = f->adminPort();
 
@@ -555,8 +556,10 @@ TEST_CASE("circuit breaker: max_connections refuses a request that needs another
   });
   OpenOnExit open{gate};
   // Retries on: a breaker's overflow is not retried.
-  auto f = FerryProcess::start(retryConfig(route("/", retry("attempts: 3, retry_on: [5xx, reset]")),
-                                           apiCluster({up.port()}, "    circuit_breakers: {max_connections: 1}\n")));
+  auto f = FerryProcess::start(
+      FerryConfig{.routes = {{"{prefix: /}", "api", retry("attempts: 3, retry_on: [5xx, reset]")}},
+                  .clusters = {{"api", {up.port()}, "    circuit_breakers: {max_connections: 1}\n"}}}
+          .yaml());
   const uint16_t web = f->port("web");
   const uint16_t admin = f->adminPort();
 
@@ -594,8 +597,9 @@ TEST_CASE("circuit breaker: max_connections refuses a request that needs another
 TEST_CASE("circuit breaker: max_pending_requests 0 refuses every new connection", "[retry][circuit_breaker]") {
   HttpUpstream up;
   auto f = FerryProcess::start(
-      retryConfig(route("/", retry("attempts: 3, retry_on: [connect-failure, 5xx]")),
-                  apiCluster({up.port()}, "    circuit_breakers: {max_pending_requests: 0}\n")));
+      FerryConfig{.routes = {{"{prefix: /}", "api", retry("attempts: 3, retry_on: [connect-failure, 5xx]")}},
+                  .clusters = {{"api", {up.port()}, "    circuit_breakers: {max_pending_requests: 0}\n"}}}
+          .yaml());
   const uint16_t web = f->port("web");
   for (int i = 0; i < 3; ++i) {
     auto r = httpRequest(web, "GET", "/x");

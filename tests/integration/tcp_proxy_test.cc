@@ -10,28 +10,12 @@
 #include <cerrno>
 #include <thread>
 
+#include "tests/integration/config_builder.h"
 #include "tests/integration/harness.h"
 
 using namespace ferry::testing;
 
 namespace {
-
-std::string tcpConfig(uint16_t upstream_port, const std::string& listener_extra = "",
-                      const std::string& tcp_extra = "", const std::string& cluster_extra = "") {
-  return "runtime: {workers: 2}\n"
-         "admin: {address: 127.0.0.1:0}\n"
-         "listeners:\n"
-         "  - name: tcp\n"
-         "    address: 127.0.0.1:0\n" +
-         listener_extra +
-         "    tcp:\n"
-         "      cluster: up\n" +
-         tcp_extra +
-         "clusters:\n"
-         "  - name: up\n"
-         "    endpoints: [{address: 127.0.0.1:" +
-         std::to_string(upstream_port) + "}]\n" + cluster_extra;
-}
 
 // Like metricValue, but a /metrics that is not a 200 with valid Prometheus text fails the test
 // here (REQUIRE) instead of returning kMetricUnreadable; kMetricAbsent if the sample is absent.
@@ -89,7 +73,8 @@ TEST_CASE("tcp: 10 MB of random bytes each way arrive byte-exact", "[tcp]") {
     ::shutdown(fd, SHUT_WR);
     reader.join();
   });
-  auto f = FerryProcess::start(tcpConfig(up.port()));
+  auto f = FerryProcess::start(
+      FerryConfig{.workers = 2, .listener = "tcp", .tcp_cluster = "up", .clusters = {{"up", {up.port()}}}}.yaml());
   auto c = TcpClient::connect(f->port("tcp"));
   REQUIRE(c);
   std::thread sender([&] {
@@ -118,7 +103,8 @@ TEST_CASE("tcp: client half-close reaches the upstream, which can still answer",
     FakeUpstream::writeAll(fd, "got:" + got);
     ::shutdown(fd, SHUT_WR);
   });
-  auto f = FerryProcess::start(tcpConfig(up.port()));
+  auto f = FerryProcess::start(
+      FerryConfig{.workers = 2, .listener = "tcp", .tcp_cluster = "up", .clusters = {{"up", {up.port()}}}}.yaml());
   auto c = TcpClient::connect(f->port("tcp"));
   REQUIRE(c);
   REQUIRE(c->sendAll("ping"));
@@ -134,7 +120,8 @@ TEST_CASE("tcp: upstream half-close reaches the client, which can still send", "
     ::shutdown(fd, SHUT_WR);
     FakeUpstream::sink(rec)(fd);
   });
-  auto f = FerryProcess::start(tcpConfig(up.port()));
+  auto f = FerryProcess::start(
+      FerryConfig{.workers = 2, .listener = "tcp", .tcp_cluster = "up", .clusters = {{"up", {up.port()}}}}.yaml());
   auto c = TcpClient::connect(f->port("tcp"));
   REQUIRE(c);
   REQUIRE(c->recvUntilClose(10s) == "hello");
@@ -148,8 +135,10 @@ TEST_CASE("tcp: upstream half-close reaches the client, which can still send", "
 }
 
 TEST_CASE("tcp: upstream down closes the client promptly and is counted", "[tcp]") {
-  uint16_t dead = unusedPort();
-  auto f = FerryProcess::start(tcpConfig(dead));
+  const RefusingPort refusing;  // the upstream: refuses connections until the test ends
+  const uint16_t dead = refusing.port();
+  auto f = FerryProcess::start(
+      FerryConfig{.workers = 2, .listener = "tcp", .tcp_cluster = "up", .clusters = {{"up", {dead}}}}.yaml());
   auto c = TcpClient::connect(f->port("tcp"));
   REQUIRE(c);
   c->sendAll("anyone there?");
@@ -171,7 +160,12 @@ TEST_CASE("tcp: a slow client stops reads from the upstream; buffering stays bou
     FakeUpstream::readSome(fd);  // wait for the client side to finish
   });
   // 256 KiB per-connection limit; small socket buffers on the client side.
-  auto f = FerryProcess::start(tcpConfig(up.port(), "    per_connection_buffer_limit_kb: 256\n"));
+  auto f = FerryProcess::start(FerryConfig{.workers = 2,
+                                           .listener = "tcp",
+                                           .listener_extra = "    per_connection_buffer_limit_kb: 256\n",
+                                           .tcp_cluster = "up",
+                                           .clusters = {{"up", {up.port()}}}}
+                                   .yaml());
   auto c = TcpClient::connect(f->port("tcp"), 5s, 64 * 1024);
   REQUIRE(c);
   long rss_before = f->rssKb();
@@ -202,7 +196,12 @@ TEST_CASE("tcp: a slow upstream stops reads from the client; buffering stays bou
     waitUntil([&] { return start_reading.load(); }, 60s, 5ms);
     FakeUpstream::sink(rec)(fd);
   });
-  auto f = FerryProcess::start(tcpConfig(up.port(), "    per_connection_buffer_limit_kb: 256\n"));
+  auto f = FerryProcess::start(FerryConfig{.workers = 2,
+                                           .listener = "tcp",
+                                           .listener_extra = "    per_connection_buffer_limit_kb: 256\n",
+                                           .tcp_cluster = "up",
+                                           .clusters = {{"up", {up.port()}}}}
+                                   .yaml());
   auto c = TcpClient::connect(f->port("tcp"));
   REQUIRE(c);
   long rss_before = f->rssKb();
@@ -230,7 +229,12 @@ TEST_CASE("tcp: a slow upstream stops reads from the client; buffering stays bou
 
 TEST_CASE("tcp: idle connections are closed after idle_timeout", "[tcp]") {
   FakeUpstream up(FakeUpstream::echo());
-  auto f = FerryProcess::start(tcpConfig(up.port(), "", "      idle_timeout: 300ms\n"));
+  auto f = FerryProcess::start(FerryConfig{.workers = 2,
+                                           .listener = "tcp",
+                                           .tcp_cluster = "up",
+                                           .tcp_extra = "      idle_timeout: 300ms\n",
+                                           .clusters = {{"up", {up.port()}}}}
+                                   .yaml());
   auto c = TcpClient::connect(f->port("tcp"));
   REQUIRE(c);
   REQUIRE(c->sendAll("x"));
@@ -244,19 +248,11 @@ TEST_CASE("tcp: idle connections are closed after idle_timeout", "[tcp]") {
 TEST_CASE("tcp: weighted round robin spreads connections by weight", "[tcp]") {
   FakeUpstream a(FakeUpstream::echo());
   FakeUpstream b(FakeUpstream::echo());
-  std::string cfg =
-      "runtime: {workers: 1}\n"
-      "admin: {address: 127.0.0.1:0}\n"
-      "listeners:\n"
-      "  - name: tcp\n"
-      "    address: 127.0.0.1:0\n"
-      "    tcp: {cluster: up}\n"
-      "clusters:\n"
-      "  - name: up\n"
-      "    endpoints:\n"
-      "      - {address: 127.0.0.1:" + std::to_string(a.port()) + ", weight: 1}\n"
-      "      - {address: 127.0.0.1:" + std::to_string(b.port()) + ", weight: 3}\n";
-  auto f = FerryProcess::start(cfg);
+  auto f = FerryProcess::start(FerryConfig{.workers = 1,
+                                           .listener = "tcp",
+                                           .tcp_cluster = "up",
+                                           .clusters = {{"up", {{a.port(), 1}, {b.port(), 3}}}}}
+                                   .yaml());
   uint16_t port = f->port("tcp");
   for (int i = 0; i < 40; ++i) {
     auto c = TcpClient::connect(port);

@@ -1,7 +1,11 @@
 #include "core/stats.h"
 
+#include <atomic>
 #include <catch2/catch.hpp>
+#include <cstdint>
+#include <optional>
 #include <thread>
+#include <utility>
 
 using ferry::core::StatsStore;
 
@@ -38,22 +42,50 @@ TEST_CASE("Stats label values are escaped", "[stats]") {
 }
 
 TEST_CASE("Stats shards have one writer each and are read concurrently", "[stats]") {
-  // Run under TSan: writers on their own shards, a reader summing, no data race.
+  // Run under TSan: writers on their own shards, a reader summing, no data race. Each shard only
+  // grows and the reader sums them one after the other, so its successive reads never go down.
+  constexpr int64_t kPerWriter = 100000;
   StatsStore s(3);
   auto c = s.counter("ferry_race_total");
-  std::thread w1([&] { for (int i = 0; i < 100000; ++i) s.shard(1).inc(c); });
-  std::thread w2([&] { for (int i = 0; i < 100000; ++i) s.shard(2).inc(c); });
-  int64_t last = 0;
-  for (int i = 0; i < 1000; ++i) {
-    int64_t v = s.value(c);
-    REQUIRE(v >= 0);
-    REQUIRE(v <= 200000);
+  // Halfway through, each writer waits until the reader has seen the halfway sum: at least one
+  // read certainly lands while the writers are under way (not only before or after them).
+  std::atomic<int> at_half{0};
+  std::atomic<bool> half_seen{false};
+  std::atomic<int> writing{2};
+  auto writer = [&](size_t shard) {
+    for (int64_t i = 0; i < kPerWriter; ++i) {
+      if (i == kPerWriter / 2) {
+        at_half.fetch_add(1);
+        while (!half_seen.load()) std::this_thread::yield();  // the reader sets it (it never waits)
+      }
+      s.shard(shard).inc(c);
+    }
+    writing.fetch_sub(1);
+  };
+  std::thread w1(writer, 1);
+  std::thread w2(writer, 2);
+  // Reads until both writers are done. What goes wrong is recorded and asserted after the
+  // joins: a failing REQUIRE here would throw past joinable threads.
+  int64_t reads = 0, last = 0, between = 0;  // between: reads that saw the writers under way
+  std::optional<int64_t> out_of_range;
+  std::optional<std::pair<int64_t, int64_t>> went_down;  // (earlier read, later read)
+  while (writing.load() > 0) {
+    const bool both_at_half = at_half.load() == 2;
+    const int64_t v = s.value(c);
+    ++reads;
+    if (v > 0 && v < 2 * kPerWriter) ++between;
+    if ((v < 0 || v > 2 * kPerWriter) && !out_of_range) out_of_range = v;
+    if (v < last && !went_down) went_down = std::make_pair(last, v);
     last = v;
+    if (both_at_half) half_seen = true;  // v was read while both writers waited at the half
   }
   w1.join();
   w2.join();
-  REQUIRE(s.value(c) == 200000);
-  (void)last;
+  INFO(reads << " reads, " << between << " of them while the writers were under way");
+  if (out_of_range) FAIL_CHECK("a read out of [0, " << 2 * kPerWriter << "]: " << *out_of_range);
+  if (went_down) FAIL_CHECK("the counter went down between two reads: " << went_down->first << " then " << went_down->second);
+  CHECK(between >= 1);
+  REQUIRE(s.value(c) == 2 * kPerWriter);
 }
 
 TEST_CASE("Stats histograms render cumulative buckets, sum and count", "[stats]") {

@@ -1,11 +1,12 @@
 // Connection on the worker Poller, over real loopback TCP sockets: readiness bookkeeping
 // (short read = drained, FIN queued behind data, reads disabled while data arrives) and
-// corked writes. Bounded waits with io_context::run_for; no sleeps.
+// corked writes. Bounded waits (runUntil, tests/support/event_loop.h); no sleeps.
 #include "core/net/connection.h"
 
 #include <arpa/inet.h>
 #include <linux/tcp.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -15,10 +16,13 @@
 #include <string>
 #include <thread>
 
+#include "tests/support/event_loop.h"
+
 using ferry::core::Buffer;
 using ferry::core::net::Connection;
 using ferry::core::net::ConnectionCallbacks;
 using ferry::core::net::ConnectionEvent;
+using ferry::testing::runUntil;
 using namespace std::chrono_literals;
 
 namespace {
@@ -47,6 +51,12 @@ struct SocketPair {
     if (peer >= 0) ::close(peer);
   }
   void send(const std::string& s) const { REQUIRE(::send(peer, s.data(), s.size(), MSG_NOSIGNAL) == (ssize_t)s.size()); }
+  // Waits (bounded) until bytes are queued on `ours`. poll() is level-triggered: it consumes
+  // no edge of the Poller's edge-triggered registration.
+  bool oursReadable(int timeout_ms = 5000) const {
+    pollfd p{ours, POLLIN, 0};
+    return ::poll(&p, 1, timeout_ms) == 1 && (p.revents & POLLIN) != 0;
+  }
   std::string recvExactly(size_t n) const {
     std::string out(n, '\0');
     size_t got = 0;
@@ -74,18 +84,6 @@ struct Recorder : ConnectionCallbacks {
   void onEvent(ConnectionEvent) override { ++events; }
 };
 
-// Runs the loop until `done` or the deadline (bounded).
-template <typename F>
-bool runUntil(boost::asio::io_context& io, F done, std::chrono::milliseconds limit = 5000ms) {
-  auto until = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() >= until) return false;
-    io.restart();
-    io.run_for(10ms);
-  }
-  return true;
-}
-
 }  // namespace
 
 TEST_CASE("connection: data and FIN arriving together are both delivered", "[connection]") {
@@ -111,15 +109,28 @@ TEST_CASE("connection: data that arrives while reads are disabled is read on ena
   auto conn = Connection::adopt(io, sp.ours, {});
   conn->setCallbacks(&rec);
   conn->startReading();
+  // A second connection on the same loop (the same Poller), reading normally.
+  SocketPair later_sp;
+  Recorder later;
+  auto later_conn = Connection::adopt(io, later_sp.ours, {});
+  later_conn->setCallbacks(&later);
+  later_conn->startReading();
   conn->readDisable(true);
   sp.send("abc");
-  io.run_for(50ms);  // the edge is consumed while disabled
+  // The edge is consumed while disabled. Rather than run the loop for a while: once "abc" is
+  // queued on our socket (so its edge is already in epoll's ready list), send a later message
+  // on the second connection and run the loop until that one has arrived. Its edge came after
+  // ours, so by then the Poller has dispatched ours too, to a connection that must not read.
+  REQUIRE(sp.oursReadable());
+  later_sp.send("later");
+  REQUIRE(runUntil(io, [&] { return later.data == "later"; }));
   CHECK(rec.data.empty());
   conn->readDisable(false);  // no new edge will come: the ready bit must carry it
   REQUIRE(runUntil(io, [&] { return rec.data == "abc"; }));
   sp.send("def");  // and the edge-triggered registration still works afterwards
   REQUIRE(runUntil(io, [&] { return rec.data == "abcdef"; }));
   conn->close(Connection::CloseType::kNoFlush);
+  later_conn->close(Connection::CloseType::kNoFlush);
 }
 
 TEST_CASE("connection: writes made while handling one event leave in one segment", "[connection]") {

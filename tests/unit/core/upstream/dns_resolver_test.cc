@@ -1,5 +1,6 @@
 // DnsResolver: c-ares driven by a real io_context, against the test DNS server on loopback (the
-// machine has no outside network). Every wait is bounded by a deadline through run_one_for.
+// machine has no outside network). Every wait is bounded by a deadline (runUntil,
+// tests/support/event_loop.h).
 #include "core/upstream/dns_resolver.h"
 
 #include <arpa/inet.h>
@@ -19,9 +20,11 @@
 #include <vector>
 
 #include "tests/support/dns_server.h"
+#include "tests/support/event_loop.h"
 
 using ferry::core::upstream::DnsResolver;
 using ferry::testing::DnsServer;
+using ferry::testing::runUntil;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using Strings = std::vector<std::string>;
@@ -42,19 +45,6 @@ DnsResolver::Callback capture(Result& r) {
     r.addresses = std::move(addresses);
     r.error = std::move(error);
   };
-}
-
-// Runs handlers one at a time until done() or the deadline; false on timeout. Stops early when
-// the io_context has nothing left to do (nothing more can happen).
-bool runUntil(boost::asio::io_context& io, const std::function<bool()>& done, std::chrono::milliseconds limit) {
-  const auto deadline = Clock::now() + limit;
-  io.restart();
-  while (!done()) {
-    auto now = Clock::now();
-    if (now >= deadline) return false;
-    if (io.run_one_for(deadline - now) == 0 && io.stopped()) return done();
-  }
-  return true;
 }
 
 std::unique_ptr<DnsResolver> makeResolver(boost::asio::io_context& io, const Strings& servers,
@@ -121,8 +111,15 @@ TEST_CASE("dns: a name with two A records resolves to both addresses", "[dns]") 
   CHECK(r.error.empty());
   CHECK(r.addresses == Strings{"10.0.0.1", "10.0.0.2"});
   CHECK(dns.queries("svc.ferry.test") >= 1);
-  // Nothing fires twice.
-  runUntil(io, [] { return false; }, 50ms);
+  // Nothing fires twice. Rather than run the loop for a while and see nothing happen, run it
+  // until a later lookup (another name, so it goes to the server too) has its answer: its
+  // questions go out after the first lookup finished, the server answers in order and the
+  // callbacks are posted in order, so a second call for the first lookup would have come first.
+  dns.setA("later.ferry.test", {"10.0.0.3"});
+  Result later;
+  resolver->resolve("later.ferry.test", capture(later));
+  REQUIRE(runUntil(io, [&] { return later.calls > 0; }, 5s));
+  CHECK(later.addresses == Strings{"10.0.0.3"});
   CHECK(r.calls == 1);
 }
 
@@ -248,20 +245,39 @@ TEST_CASE("dns: destroying the resolver cancels its lookups without calling back
   Result r;
 
   SECTION("a query in flight to a server that does not answer") {
-    SilentServer silent;
-    auto resolver = makeResolver(io, {silent.address()}, 200ms);
+    DnsServer dns;  // never answers these names, but counts the questions
+    REQUIRE(dns.start());
+    dns.setSilent("svc.ferry.test");
+    dns.setSilent("other.ferry.test");
+    auto resolver = makeResolver(io, {dns.address()}, 200ms);
     resolver->resolve("svc.ferry.test", capture(r));
     resolver->resolve("other.ferry.test", capture(r));
-    runUntil(io, [] { return false; }, 50ms);  // the sockets are being watched now
+    // Both questions reached the server: the resolver's sockets are being watched now.
+    REQUIRE(runUntil(io, [&] { return dns.queries("svc.ferry.test") > 0 && dns.queries("other.ferry.test") > 0; },
+                     5s));
     resolver.reset();
-    runUntil(io, [] { return false; }, 800ms);  // longer than the lookups could have taken
+    // Rather than run the loop for longer than the lookups could have taken, run it until a
+    // probe lookup to the same silent server, with the same timeout and started after the
+    // reset, has given up: the destroyed resolver's lookups started earlier, so they would have
+    // timed out (and called back) before it.
+    auto prober = makeResolver(io, {dns.address()}, 200ms);
+    Result probe;
+    prober->resolve("svc.ferry.test", capture(probe));
+    REQUIRE(runUntil(io, [&] { return probe.calls > 0; }, 5s));
+    CHECK_FALSE(probe.ok);
   }
 
   SECTION("an answer already in, its callback not yet run") {
     auto resolver = makeResolver(io, {});
     resolver->resolve("192.0.2.1", capture(r));  // answered inside resolve(), callback posted
     resolver.reset();
-    runUntil(io, [] { return false; }, 100ms);
+    // Rather than run the loop for a while: a probe's numeric lookup, made after the reset, is
+    // answered and posted the same way, and the io_context runs posted handlers in order, so
+    // the destroyed resolver's callback would have run before the probe's.
+    auto prober = makeResolver(io, {});
+    Result probe;
+    prober->resolve("192.0.2.2", capture(probe));
+    REQUIRE(runUntil(io, [&] { return probe.calls > 0; }, 5s));
   }
 
   SECTION("destroyed by the callback of another lookup") {
@@ -278,7 +294,18 @@ TEST_CASE("dns: destroying the resolver cancels its lookups without calling back
     resolver->resolve("a.ferry.test", kill);
     resolver->resolve("b.ferry.test", kill);
     resolver->resolve("192.0.2.1", kill);
-    runUntil(io, [] { return false; }, 500ms);
+    REQUIRE(runUntil(io, [&] { return first > 0; }, 5s));
+    // The other two lookups never call back. Rather than run the loop for a while: a probe
+    // resolver asks the same server for both names after that and the loop runs until both
+    // answers are in; the server answers in order, so the answers to the destroyed resolver's
+    // questions came before them.
+    auto prober = makeResolver(io, {dns.address()});
+    Result pa, pb;
+    prober->resolve("a.ferry.test", capture(pa));
+    prober->resolve("b.ferry.test", capture(pb));
+    REQUIRE(runUntil(io, [&] { return pa.calls > 0 && pb.calls > 0; }, 5s));
+    CHECK(pa.ok);
+    CHECK(pb.ok);
     CHECK(first == 1);
   }
 
@@ -343,7 +370,9 @@ TEST_CASE("dns: an answer too big for UDP moves to TCP; no TCP server is a clean
   INFO(r.error);
   CHECK_FALSE(r.ok);
   CHECK_FALSE(r.error.empty());
-  // And the failed TCP connection leaves nothing behind.
-  runUntil(io, [] { return false; }, 1s);
+  // And the failed TCP connection leaves nothing behind: the io_context runs out of work
+  // (run_for returns as soon as it does; 1 s is only the bound).
+  io.restart();
+  io.run_for(1s);
   CHECK(io.stopped());
 }

@@ -1,8 +1,9 @@
 // HealthChecker against real loopback servers that run on the same io_context: HTTP status
 // checks and thresholds, TCP send/expect, refused connections, timeouts, and lifetime safety
 // (removal and destruction with checks in flight, callbacks that remove or destroy). Bounded
-// waits with run_one_for; no sleeps. The lifetime cases keep running the io_context after the
-// removal so that the aborted completions actually execute (ASan sees any use-after-free).
+// waits (runUntil, tests/support/event_loop.h); no sleeps. The lifetime cases keep running the
+// io_context after the removal so that the aborted completions actually execute (ASan sees any
+// use-after-free).
 #include "core/upstream/health_checker.h"
 
 #include <netinet/in.h>
@@ -19,25 +20,17 @@
 #include <utility>
 #include <vector>
 
+#include "tests/support/event_loop.h"
+
 using ferry::config::HealthCheckConfig;
 using ferry::core::upstream::HealthChecker;
+using ferry::testing::runUntil;
 using namespace std::chrono_literals;
 namespace asio = boost::asio;
 using asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-// Runs `io` until pred() holds or `limit` passes; returns pred().
-template <class Pred>
-bool runUntil(asio::io_context& io, Pred pred, std::chrono::milliseconds limit = 3000ms) {
-  auto deadline = Clock::now() + limit;
-  while (!pred() && Clock::now() < deadline) {
-    io.run_one_for(10ms);
-    if (io.stopped()) io.restart();
-  }
-  return pred();
-}
 
 void runFor(asio::io_context& io, std::chrono::milliseconds d) {
   auto deadline = Clock::now() + d;
