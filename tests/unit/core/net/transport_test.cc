@@ -16,6 +16,7 @@
 
 #include "core/net/connection.h"
 #include "core/net/socket_util.h"
+#include "tests/support/event_loop.h"
 
 using ferry::core::Buffer;
 using ferry::core::net::Connection;
@@ -23,6 +24,7 @@ using ferry::core::net::ConnectionCallbacks;
 using ferry::core::net::ConnectionEvent;
 using ferry::core::net::TransportResult;
 using ferry::core::net::TransportSocket;
+using ferry::testing::runUntil;
 using namespace std::chrono_literals;
 
 namespace {
@@ -187,17 +189,6 @@ struct Recorder : ConnectionCallbacks {
     if (e == ConnectionEvent::kRemoteClose || e == ConnectionEvent::kLocalClose) ++closed;
   }
 };
-
-template <typename F>
-bool runUntil(boost::asio::io_context& io, F done, std::chrono::milliseconds limit = 5000ms) {
-  auto until = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() >= until) return false;
-    io.restart();
-    io.run_one_for(10ms);
-  }
-  return true;
-}
 
 }  // namespace
 
