@@ -22,7 +22,7 @@
 #include "core/stats.h"
 #include "core/upstream/cluster.h"
 #include "core/upstream/cluster_manager.h"
-#include "core/upstream/http_pool.h"
+#include "core/upstream/stream_pool.h"
 #include "filters/registry.h"
 #include "proxy/admin/admin.h"
 #include "proxy/runtime.h"

@@ -13,6 +13,7 @@
 
 #include "core/buffer.h"
 #include "core/event/worker_context.h"
+#include "core/net/connection_info.h"
 #include "core/http/header_map.h"
 
 namespace ferry::core::router {
@@ -22,10 +23,16 @@ struct Route;
 namespace ferry::core::http {
 
 enum class FilterStatus {
-  kContinue,       // pass on to the next filter
-  kStop,           // stop iterating; the filter calls resume() (or sendLocalReply) later
-  kStopAndBuffer,  // data hooks only: hold this data; call me again with all held data when
-                   // more arrives (end_stream says when it is the last)
+  kContinue,  // pass on to the next filter
+  // Stop here: what the filter stopped waits at it until it calls resume() (resumeResponse()
+  // in response hooks) or sendLocalReply(). From a headers hook, the body waits too, unseen
+  // by the filter, and reading from the client (or upstream) pauses meanwhile.
+  kStop,
+  // From a headers hook: hold the headers, but give me the body as it arrives (returning
+  // kContinue from the body hook lets the headers go on, then the body). From a body hook:
+  // hold this data and call me again with all of it when more arrives (end_stream on the
+  // last call), until I return kContinue. The filter bounds what it buffers itself.
+  kStopAndBuffer,
 };
 
 // Why a response was generated locally (the error table of docs/http.md); "-" when none.
@@ -64,8 +71,11 @@ struct StreamInfo {
 class FilterCallbacks {
  public:
   virtual ~FilterCallbacks() = default;
-  // Continues iteration after this filter returned kStop (in the direction it stopped).
+  // Continues the request after this filter stopped it (headers, data it holds, trailers):
+  // they go on to the next filter. Not from inside the hook that returned the stop.
   virtual void resume() = 0;
+  // The same for the response, after this filter stopped it in a response hook.
+  virtual void resumeResponse() = 0;
   // Ends the stream with a locally generated response (gRPC-aware), from any hook. After it
   // the filter gets no more request hooks. A filter must return kStop after calling it.
   virtual void sendLocalReply(int status, std::string_view body, ResponseFlag flag) = 0;
@@ -77,9 +87,13 @@ class FilterCallbacks {
   virtual StreamInfo& streamInfo() = 0;
   // The client's IP as text (after PROXY protocol, before x-forwarded-for).
   virtual const std::string& downstreamRemoteIp() = 0;
+  // The downstream connection's addresses (after PROXY protocol).
+  virtual const net::ConnectionInfo& downstreamConnection() = 0;
 
   // For the terminal filter (the router): the response toward the client. Response hooks of
-  // the other filters run (in reverse order) before it is written.
+  // the other filters run (in reverse order) before it is written. An interim 1xx goes straight
+  // to the codec (which decides whether the client gets it).
+  virtual void encode1xxHeaders(ResponseHeadersPtr headers) = 0;
   virtual void encodeHeaders(ResponseHeadersPtr headers, bool end_stream) = 0;
   virtual void encodeData(Buffer& data, bool end_stream) = 0;
   virtual void encodeTrailers(HeaderMap trailers) = 0;

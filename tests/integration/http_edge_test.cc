@@ -380,6 +380,38 @@ TEST_CASE("edge: a Host with a port and mixed case routes via \"*\" and is forwa
   CHECK(up.requests()[0].header("host") == "Example.COM:8080");
 }
 
+TEST_CASE("edge: a response's hop-by-hop headers and the ones its Connection names do not reach the client",
+          "[edge]") {
+  HttpUpstream up([](const UpstreamRequest&) {
+    return UpstreamAction{HttpUpstream::response(
+        200, "body", {"Connection: x-internal, Keep-Alive", "X-Internal: secret", "Keep-Alive: timeout=5",
+                      "Proxy-Connection: keep-alive", "Trailer: x-t", "Upgrade: foo", "X-Public: yes"})};
+  });
+  auto f = FerryProcess::start(FerryConfig{.clusters = {{"up", {up.port()}}}}.yaml());
+  auto r = httpRequest(f->port("web"), "GET", "/");
+  REQUIRE(r.status == 200);
+  CHECK(r.body == "body");
+  CHECK(r.header("x-public") == "yes");
+  CHECK_FALSE(r.hasHeader("x-internal"));
+  CHECK_FALSE(r.hasHeader("keep-alive"));
+  CHECK_FALSE(r.hasHeader("proxy-connection"));
+  CHECK_FALSE(r.hasHeader("trailer"));
+  CHECK_FALSE(r.hasHeader("upgrade"));
+  CHECK(lower(r.header("connection")).find("x-internal") == std::string::npos);
+}
+
+TEST_CASE("edge: TE reaches the upstream only as te: trailers", "[edge]") {
+  HttpUpstream up;
+  auto f = FerryProcess::start(FerryConfig{.clusters = {{"up", {up.port()}}}}.yaml());
+  const uint16_t port = f->port("web");
+  REQUIRE(httpRequest(port, "POST", "/grpc", "x", {"TE: gzip, trailers", "Content-Type: application/grpc"})
+              .status == 200);
+  REQUIRE(httpRequest(port, "GET", "/gzip", "", {"TE: gzip"}).status == 200);
+  REQUIRE(up.waitRequests(2));
+  CHECK(up.requests()[0].header("te") == "trailers");
+  CHECK_FALSE(up.requests()[1].hasHeader("te"));
+}
+
 TEST_CASE("edge: hop-by-hop headers and the ones named in Connection are not forwarded", "[edge]") {
   HttpUpstream up;
   auto f = FerryProcess::start(FerryConfig{.clusters = {{"up", {up.port()}}}}.yaml());
@@ -399,7 +431,7 @@ TEST_CASE("edge: hop-by-hop headers and the ones named in Connection are not for
   INFO("upstream head: " << req.raw_head);
   CHECK_FALSE(req.hasHeader("x-secret"));
   CHECK_FALSE(req.hasHeader("keep-alive"));
-  CHECK_FALSE(req.hasHeader("te"));
+  CHECK(req.header("te") == "trailers");  // gRPC upstreams need it: the one TE value passed on
   CHECK_FALSE(req.hasHeader("proxy-connection"));
   CHECK(lower(req.header("connection")).find("close") == std::string::npos);
   CHECK(lower(req.header("connection")).find("x-secret") == std::string::npos);

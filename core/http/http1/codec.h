@@ -77,6 +77,9 @@ class ServerCodec {
   // Whether the current request lets the connection carry another one: HTTP/1.1 unless
   // "Connection: close"; HTTP/1.0 only with "Connection: keep-alive". False after an error.
   bool keepAlive() const;
+  // The connection ends after the current request's response (a drain, a request limit): the
+  // response says "connection: close" and later input is discarded.
+  void closeAfterResponse();
 
   // Response encoding, for the current (last parsed) request; appends to `out`.
   // Status line "HTTP/1.1 <status> <h.reason or reasonPhrase(status)>", then h.headers as stored

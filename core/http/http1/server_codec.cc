@@ -396,6 +396,8 @@ void ServerCodec::onEof() {
 
 bool ServerCodec::keepAlive() const { return !impl_->dead && impl_->keep_alive; }
 
+void ServerCodec::closeAfterResponse() { impl_->keep_alive = false; }
+
 void ServerCodec::encodeHeaders(const ResponseHeaders& h, bool end_stream, Buffer& out) {
   Impl& i = *impl_;
   const int st = h.status;

@@ -9,16 +9,15 @@
 #include "core/log.h"
 #include "core/router/route_table.h"
 #include "core/upstream/cluster.h"
-#include "core/upstream/http_pool.h"
+#include "core/upstream/stream_pool.h"
+#include "filters/http/router/router_impl.h"
 
 namespace ferry::filters::http {
 using namespace core::http;
 using core::Buffer;
 namespace {
 
-using core::upstream::HttpPool;
 using core::upstream::PoolFailure;
-using core::upstream::PooledConnection;
 using core::upstream::UpstreamResult;
 
 constexpr size_t kBodyBufferLimit = 1024 * 1024;  // body held while the upstream connects
@@ -99,252 +98,244 @@ std::string rewritePath(const config::RouteMatchConfig& m, const std::string& pa
   return rewrite;
 }
 
-class Router : public HttpFilter, public core::upstream::PoolCallbacks, public core::upstream::UpstreamStreamCallbacks {
- public:
-  // Both bases have response hooks with these names: the filter ones (unused: the router is
-  // the response's source) and the upstream codec's.
-  using HttpFilter::onResponseHeaders;
-  using HttpFilter::onResponseTrailers;
-  using UpstreamStreamCallbacks::onResponseHeaders;
-  using UpstreamStreamCallbacks::onResponseTrailers;
-  ~Router() override { onDestroy(); }
+}  // namespace
 
-  FilterStatus onRequestHeaders(RequestHeaders& h, bool end_stream) override {
-    request_end_ = end_stream;
-    entry_ = callbacks_->route();
-    route_ = entry_ ? entry_->config : nullptr;
-    if (!route_) {
-      callbacks_->sendLocalReply(404, "no route\n", ResponseFlag::kNoRoute);
-      return FilterStatus::kStop;
-    }
-    if (route_->direct_response) {
-      sendDirect(route_->direct_response->status, route_->direct_response->body, {});
-      return FilterStatus::kStop;
-    }
-    if (route_->redirect) {
-      sendRedirect(h);
-      return FilterStatus::kStop;
-    }
-    const auto& action = *route_->route;
-    // Weighted clusters draw from the worker's LB random generator (no second PRNG).
-    const uint64_t draw = action.weighted_clusters.empty() ? 0 : callbacks_->worker().lb->rng().next();
-    cluster_ = entry_->pickCluster(draw);
-    auto& info = callbacks_->streamInfo();
-    info.upstream_cluster = action.weighted_clusters.empty() ? action.cluster : core::router::pickWeighted(action, draw);
-    if (!cluster_) {
-      callbacks_->sendLocalReply(503, "no healthy upstream\n", ResponseFlag::kNoHealthyUpstream);
-      return FilterStatus::kStop;
-    }
-    auto& w = callbacks_->worker();
-    // Circuit breaker: requests in flight, process-wide.
-    if (!cluster_->tryAcquireRequest()) {
-      w.stats->inc(cluster_->stats().overflow_requests);
-      countUpstream(503);
-      callbacks_->sendLocalReply(503, "upstream overflow\n", ResponseFlag::kUpstreamOverflow);
-      return FilterStatus::kStop;
-    }
-    request_counted_ = true;
-    w.stats->inc(cluster_->stats().rq_active);
-    if (action.prefix_rewrite) {
-      auto [path, query] = splitQuery(h.path);
-      h.path = rewritePath(route_->match, path, *action.prefix_rewrite) + query;
-    }
-    if (action.host_rewrite) h.authority = *action.host_rewrite;
-    applyHeaderOps(h.headers, route_->request_headers);
-    if (action.retry) {
-      retry_ = &*action.retry;
-      retries_left_ = retry_->attempts;
-      retain_ = retries_left_ > 0;
-      idempotent_ = idempotent(h.method);
-    }
-    if (cluster_->usesHash()) hash_ = hashKey(h, action.hash_on ? *action.hash_on : cluster_->config().hash_on);
-    if (action.timeout.count() > 0) {
-      timeout_.emplace(*w.io, [this] { onTimeout(); });  // in place: no allocation per request
-      timeout_->enable(action.timeout);
-    }
-    startAttempt();
+FilterStatus Router::onRequestHeaders(RequestHeaders& h, bool end_stream) {
+  request_end_ = end_stream;
+  entry_ = callbacks_->route();
+  route_ = entry_ ? entry_->config : nullptr;
+  if (!route_) {
+    callbacks_->sendLocalReply(404, "no route\n", ResponseFlag::kNoRoute);
     return FilterStatus::kStop;
   }
-
-  FilterStatus onRequestBody(Buffer& data, bool end_stream) override {
-    if (end_stream) request_end_ = true;
-    if (done_) {
-      data.clear();
-      return FilterStatus::kStop;
-    }
-    if (tunnel_) {
-      if (upstream_) {
-        upstream_->write(data, end_stream);
-      } else {
-        data.clear();
-      }
-      return FilterStatus::kStop;
-    }
-    if (upstream_ && headers_sent_) {
-      if (!data.empty()) body_streamed_ = true;
-      retainBody(data);
-      Buffer out;
-      upstream_->codec().encodeData(data, end_stream, out);
-      upstream_->write(out, false);
-      if (end_stream) request_sent_ = true;
-      return FilterStatus::kStop;
-    }
-    body_.move(data);
-    body_end_ = body_end_ || end_stream;
-    if (body_.length() > kBodyBufferLimit && !held_downstream_) {
-      held_downstream_ = true;
-      callbacks_->setDownstreamReadDisabled(true);
-    }
+  if (route_->direct_response) {
+    sendDirect(route_->direct_response->status, route_->direct_response->body, {});
     return FilterStatus::kStop;
   }
-
-  FilterStatus onRequestTrailers(HeaderMap& t) override {
-    request_end_ = true;
-    if (done_) return FilterStatus::kStop;
-    if (retain_) kept_trailers_ = t;
-    if (upstream_ && headers_sent_) {
-      Buffer out;
-      upstream_->codec().encodeTrailers(t, out);
-      upstream_->write(out, false);
-      request_sent_ = true;
-    } else {
-      trailers_ = std::move(t);
-    }
+  if (route_->redirect) {
+    sendRedirect(h);
     return FilterStatus::kStop;
   }
-
-  void onDownstreamWatermark(bool above) override {
-    if (upstream_) upstream_->connection().readDisable(above);
+  const auto& action = *route_->route;
+  // Weighted clusters draw from the worker's LB random generator (no second PRNG).
+  const uint64_t draw = action.weighted_clusters.empty() ? 0 : callbacks_->worker().lb->rng().next();
+  cluster_ = entry_->pickCluster(draw);
+  auto& info = callbacks_->streamInfo();
+  info.upstream_cluster = action.weighted_clusters.empty() ? action.cluster : core::router::pickWeighted(action, draw);
+  if (!cluster_) {
+    callbacks_->sendLocalReply(503, "no healthy upstream\n", ResponseFlag::kNoHealthyUpstream);
+    return FilterStatus::kStop;
   }
-
-  void onDestroy() override {
-    if (destroyed_) return;
-    destroyed_ = true;
-    done_ = true;
-    timeout_.reset();
-    try_timeout_.reset();
-    backoff_.reset();
-    if (ticket_ && pool_) pool_->cancel(ticket_);
-    ticket_ = 0;
-    releaseUpstream(false);
-    endAttempt();
-    if (request_counted_) {
-      request_counted_ = false;
-      cluster_->releaseRequest();
-      callbacks_->worker().stats->dec(cluster_->stats().rq_active);
-    }
+  auto& w = callbacks_->worker();
+  // Circuit breaker: requests in flight, process-wide.
+  if (!cluster_->tryAcquireRequest()) {
+    w.stats->inc(cluster_->stats().overflow_requests);
+    countUpstream(503);
+    callbacks_->sendLocalReply(503, "upstream overflow\n", ResponseFlag::kUpstreamOverflow);
+    return FilterStatus::kStop;
   }
+  request_counted_ = true;
+  w.stats->inc(cluster_->stats().rq_active);
+  if (action.prefix_rewrite) {
+    auto [path, query] = splitQuery(h.path);
+    h.path = rewritePath(route_->match, path, *action.prefix_rewrite) + query;
+  }
+  if (action.host_rewrite) h.authority = *action.host_rewrite;
+  applyHeaderOps(h.headers, route_->request_headers);
+  if (action.retry) {
+    retry_ = &*action.retry;
+    retries_left_ = retry_->attempts;
+    retain_ = retries_left_ > 0;
+    idempotent_ = idempotent(h.method);
+  }
+  if (cluster_->usesHash()) hash_ = hashKey(h, action.hash_on ? *action.hash_on : cluster_->config().hash_on);
+  if (action.timeout.count() > 0) {
+    timeout_.emplace(*w.io, [this] { onTimeout(); });  // in place: no allocation per request
+    timeout_->enable(action.timeout);
+  }
+  startAttempt();
+  return FilterStatus::kStop;
+}
 
-  // PoolCallbacks
-  void onPoolReady(PooledConnection& c, bool reused) override {
-    ticket_ = 0;
-    if (done_) {
-      pool_->release(c, true);
-      return;
-    }
-    upstream_ = &c;
-    reused_ = reused;
-    c.attach(this);
-    auto& h = callbacks_->requestHeaders();
-    Buffer out;
-    if (attempts_ > 0 || stale_retry_) {
-      // A retry: everything of the request sent before goes out again, then what arrived
-      // while waiting.
-      Buffer body;
-      appendCopy(body, retained_);
+FilterStatus Router::onRequestBody(Buffer& data, bool end_stream) {
+  if (end_stream) request_end_ = true;
+  if (done_) {
+    data.clear();
+    return FilterStatus::kStop;
+  }
+  core::http::RequestEncoder* enc = upstream_ ? upstream_->encoder() : nullptr;
+  if (enc != nullptr && headers_sent_) {
+    if (!data.empty()) body_streamed_ = true;
+    retainBody(data);
+    if (end_stream) request_sent_ = true;
+    enc->encodeData(data, end_stream);
+    return FilterStatus::kStop;
+  }
+  body_.move(data);
+  body_end_ = body_end_ || end_stream;
+  if (body_.length() > kBodyBufferLimit && !held_downstream_) {
+    held_downstream_ = true;
+    callbacks_->setDownstreamReadDisabled(true);
+  }
+  return FilterStatus::kStop;
+}
+
+FilterStatus Router::onRequestTrailers(HeaderMap& t) {
+  request_end_ = true;
+  if (done_) return FilterStatus::kStop;
+  if (retain_) kept_trailers_ = t;
+  core::http::RequestEncoder* enc = upstream_ ? upstream_->encoder() : nullptr;
+  if (enc != nullptr && headers_sent_) {
+    request_sent_ = true;
+    enc->encodeTrailers(t);
+  } else {
+    trailers_ = std::move(t);
+  }
+  return FilterStatus::kStop;
+}
+
+void Router::onDownstreamWatermark(bool above) {
+  // Counted: the client's connection and a response held by a filter both pause the upstream.
+  if (above) {
+    ++downstream_full_;
+  } else if (downstream_full_ > 0) {
+    --downstream_full_;
+  } else {
+    return;
+  }
+  if (core::http::RequestEncoder* enc = upstream_ ? upstream_->encoder() : nullptr) enc->readDisable(above);
+}
+
+void Router::onDestroy() {
+  if (destroyed_) return;
+  destroyed_ = true;
+  done_ = true;
+  timeout_.reset();
+  try_timeout_.reset();
+  backoff_.reset();
+  dropUpstream();
+  endAttempt();
+  if (request_counted_) {
+    request_counted_ = false;
+    cluster_->releaseRequest();
+    callbacks_->worker().stats->dec(cluster_->stats().rq_active);
+  }
+}
+
+void Router::onUpstreamReady() {
+  if (done_) {
+    dropUpstream();
+    return;
+  }
+  core::http::RequestEncoder& enc = *upstream_->encoder();
+  auto& h = callbacks_->requestHeaders();
+  // A write can end the try at once (a dead connection resets the stream): check before each.
+  const uint32_t attempt = attempt_id_;
+  auto sending = [&] { return upstream_ && attempt_id_ == attempt && upstream_->encoder() == &enc; };
+  // What the client cannot take is not read from the new stream either.
+  for (int i = 0; i < downstream_full_; ++i) enc.readDisable(true);
+  headers_sent_ = true;
+  if (request_end_) request_sent_ = true;
+  if (attempts_ > 0 || stale_retry_) {
+    // A retry: everything of the request sent before goes out again, then what arrived
+    // while waiting.
+    Buffer body;
+    appendCopy(body, retained_);
+    if (!body_.empty()) body_streamed_ = true;
+    retainBody(body_);
+    body.move(body_);
+    if (trailers_ && !kept_trailers_) kept_trailers_ = std::move(trailers_);
+    trailers_.reset();
+    const bool end_now = request_end_ && body.empty() && !kept_trailers_;
+    enc.encodeHeaders(h, end_now);
+    if (!body.empty() && sending()) enc.encodeData(body, request_end_ && !kept_trailers_);
+    if (kept_trailers_ && request_end_ && sending()) enc.encodeTrailers(*kept_trailers_);
+  } else {
+    const bool end_now = request_end_ && body_.empty() && !trailers_;
+    enc.encodeHeaders(h, end_now);
+    if ((!body_.empty() || (body_end_ && !end_now)) && sending()) {
       if (!body_.empty()) body_streamed_ = true;
       retainBody(body_);
-      body.move(body_);
-      if (trailers_ && !kept_trailers_) kept_trailers_ = std::move(trailers_);
+      enc.encodeData(body_, body_end_ && !trailers_);
+    }
+    if (trailers_ && sending()) {
+      enc.encodeTrailers(*trailers_);
       trailers_.reset();
-      const bool end_now = request_end_ && body.empty() && !kept_trailers_;
-      c.codec().encodeHeaders(h, end_now, out);
-      if (!body.empty()) c.codec().encodeData(body, request_end_ && !kept_trailers_, out);
-      if (kept_trailers_ && request_end_) c.codec().encodeTrailers(*kept_trailers_, out);
-    } else {
-      const bool end_now = request_end_ && body_.empty() && !trailers_;
-      c.codec().encodeHeaders(h, end_now, out);
-      if (!body_.empty() || (body_end_ && !end_now)) {
-        if (!body_.empty()) body_streamed_ = true;
-        retainBody(body_);
-        c.codec().encodeData(body_, body_end_ && !trailers_, out);
-      }
-      if (trailers_) {
-        c.codec().encodeTrailers(*trailers_, out);
-        trailers_.reset();
-      }
-    }
-    headers_sent_ = true;
-    if (request_end_) request_sent_ = true;
-    c.write(out, false);
-    if (held_downstream_) {
-      held_downstream_ = false;
-      callbacks_->setDownstreamReadDisabled(false);
     }
   }
-
-  void onPoolFailure(PoolFailure reason, std::string_view detail) override {
-    ticket_ = 0;
-    if (done_) return;
-    FERRY_LOG(kDebug, "router: upstream ", callbacks_->streamInfo().upstream_host, ": ", core::log::sv(detail));
-    if (reason == PoolFailure::kOverflow) {
-      fail(503, "upstream overflow\n", ResponseFlag::kUpstreamOverflow);
-      return;
-    }
-    cluster_->reportResult(*host_, UpstreamResult::kLocalOriginFailure);
-    if (maybeRetry(RetryOn::kConnectFailure, 0)) return;
-    fail(503, "upstream connect error\n", ResponseFlag::kUpstreamConnectFailure);
+  if (held_downstream_) {
+    held_downstream_ = false;
+    callbacks_->setDownstreamReadDisabled(false);
   }
+}
 
-  // UpstreamStreamCallbacks
-  void onResponseHeaders(core::http::ResponseHeadersPtr h, bool end_stream) override {
-    if (done_) return;
-    const int status = h->status;
-    countUpstream(status);
-    countHost(status);
-    UpstreamResult result = UpstreamResult::kSuccess;
-    if (status == 502 || status == 503 || status == 504) {
-      result = UpstreamResult::kGatewayError;
-    } else if (status >= 500) {
-      result = UpstreamResult::k5xx;
-    }
-    cluster_->reportResult(*host_, result);
-    if (status != 101 && maybeRetry(RetryOn::kStatus, status)) return;
-    if (timeout_) timeout_->disable();
-    if (try_timeout_) try_timeout_->disable();
-    releaseRetrySlot();
-    response_started_ = true;
-    applyHeaderOps(h->headers, route_->response_headers);
-    if (status == 101) tunnel_ = true;
-    if (end_stream) finishUpstream();
-    callbacks_->encodeHeaders(std::move(h), end_stream);
+void Router::onUpstreamFailure(PoolFailure reason, std::string_view detail) {
+  if (done_) return;
+  FERRY_LOG(kDebug, "router: upstream ", callbacks_->streamInfo().upstream_host, ": ", core::log::sv(detail));
+  if (reason == PoolFailure::kOverflow) {
+    fail(503, "upstream overflow\n", ResponseFlag::kUpstreamOverflow);
+    return;
   }
+  cluster_->reportResult(*host_, UpstreamResult::kLocalOriginFailure);
+  if (maybeRetry(RetryOn::kConnectFailure, 0)) return;
+  fail(503, "upstream connect error\n", ResponseFlag::kUpstreamConnectFailure);
+}
 
-  void onInformational(core::http::ResponseHeadersPtr) override {
-    // 100 Continue was already answered to the client by the connection manager.
+void Router::onUpstream1xx(core::http::ResponseHeadersPtr headers) {
+  if (done_ || response_started_) return;
+  // 103 Early Hints and the like go to the client as they come (the codec drops a 100 the
+  // client already got from us, and any 1xx an HTTP/1.0 client cannot take).
+  callbacks_->encode1xxHeaders(std::move(headers));
+}
+
+void Router::onUpstreamHeaders(core::http::ResponseHeadersPtr h, bool end_stream) {
+  if (done_) return;
+  const int status = h->status;
+  countUpstream(status);
+  countHost(status);
+  UpstreamResult result = UpstreamResult::kSuccess;
+  if (status == 502 || status == 503 || status == 504) {
+    result = UpstreamResult::kGatewayError;
+  } else if (status >= 500) {
+    result = UpstreamResult::k5xx;
   }
+  cluster_->reportResult(*host_, result);
+  if (status != 101 && maybeRetry(RetryOn::kStatus, status)) return;
+  if (timeout_) timeout_->disable();
+  if (try_timeout_) try_timeout_->disable();
+  releaseRetrySlot();
+  response_started_ = true;
+  applyHeaderOps(h->headers, route_->response_headers);
+  if (end_stream) finishUpstream();
+  callbacks_->encodeHeaders(std::move(h), end_stream);
+}
 
-  void onResponseData(Buffer& data, bool end_stream) override {
-    if (done_ && !end_stream) {
-      data.clear();
-      return;
-    }
-    if (end_stream) finishUpstream();
-    callbacks_->encodeData(data, end_stream);
+void Router::onUpstreamData(Buffer& data, bool end_stream) {
+  if (done_ && !end_stream) {
+    data.clear();
+    return;
   }
+  if (end_stream) finishUpstream();
+  callbacks_->encodeData(data, end_stream);
+}
 
-  void onResponseTrailers(HeaderMap trailers) override {
-    if (done_) return;
-    finishUpstream();
-    callbacks_->encodeTrailers(std::move(trailers));
+void Router::onUpstreamTrailers(HeaderMap trailers) {
+  if (done_) return;
+  finishUpstream();
+  callbacks_->encodeTrailers(std::move(trailers));
+}
+
+void Router::onUpstreamReset(core::http::StreamResetReason reason, std::string_view detail) {
+  if (held_upstream_full_) {
+    held_upstream_full_ = false;
+    callbacks_->setDownstreamReadDisabled(false);
   }
-
-  void onProtocolError(std::string_view detail) override {
-    if (done_) return;
+  if (done_) return;
+  auto& w = callbacks_->worker();
+  if (reason == core::http::StreamResetReason::kProtocolError) {
     FERRY_LOG(kDebug, "router: malformed response from ", callbacks_->streamInfo().upstream_host, ": ",
               core::log::sv(detail));
-    cluster_->countError(*callbacks_->worker().stats, *host_, core::upstream::UpstreamError::kProtocol);
-    releaseUpstream(false);
+    cluster_->countError(*w.stats, *host_, core::upstream::UpstreamError::kProtocol);
     if (response_started_) {
       done_ = true;
       endAttempt();
@@ -353,341 +344,268 @@ class Router : public HttpFilter, public core::upstream::PoolCallbacks, public c
     }
     cluster_->reportResult(*host_, UpstreamResult::k5xx);
     fail(502, "upstream protocol error\n", ResponseFlag::kUpstreamProtocolError);
+    return;
   }
-
-  void onUpstreamClosed() override {
-    upstream_ = nullptr;  // the pool disposes of it
-    if (done_) return;
-    if (tunnel_) {
-      done_ = true;
-      endAttempt();
-      Buffer none;
-      callbacks_->encodeData(none, true);
-      return;
-    }
-    if (!response_started_) {
-      // A reused keep-alive connection the upstream closed just before our request: try
-      // once more on another connection, if nothing of a body went out. Not a retry: the
-      // request never reached the upstream's application.
-      if (reused_ && !stale_retry_ && (!body_streamed_ || retain_) && request_end_) {
-        stale_retry_ = true;
-        headers_sent_ = false;
-        request_sent_ = false;
-        ticket_ = pool_->newStream(*this);  // the same host's pool
-        return;
-      }
-      cluster_->countError(*callbacks_->worker().stats, *host_, core::upstream::UpstreamError::kReset);
-      cluster_->reportResult(*host_, UpstreamResult::kGatewayError);
-      if (maybeRetry(RetryOn::kReset, 0)) return;
-      fail(502, "upstream connection closed\n", ResponseFlag::kUpstreamConnectionClosed);
-      return;
-    }
+  if (response_started_) {
     done_ = true;
     endAttempt();
     callbacks_->resetStream();
+    return;
   }
-
-  void onUpstreamAboveWriteHighWatermark() override {
-    if (!held_upstream_full_) {
-      held_upstream_full_ = true;
-      callbacks_->setDownstreamReadDisabled(true);
-    }
-  }
-  void onUpstreamBelowWriteLowWatermark() override {
-    if (held_upstream_full_) {
-      held_upstream_full_ = false;
-      callbacks_->setDownstreamReadDisabled(false);
-    }
-  }
-  void onUpstreamTunnelData(Buffer& data, bool end_stream) override {
-    if (done_) {
-      data.clear();
-      return;
-    }
-    if (end_stream) {
-      done_ = true;
-      endAttempt();
-    }
-    callbacks_->encodeData(data, end_stream);
-  }
-
- private:
-  enum class RetryOn { kConnectFailure, kReset, kPerTryTimeout, kStatus };
-
-  // Picks a host (another one than the last try's when there is a choice) and asks its pool
-  // for a connection.
-  void startAttempt() {
-    auto& w = callbacks_->worker();
-    core::upstream::PickContext pc;
-    pc.hash = hash_;
-    pc.avoid = host_;
-    const core::upstream::HostPtr* hp = w.lb->pick(*cluster_, pc);
-    if (hp == nullptr) {
-      w.stats->inc(cluster_->stats().no_healthy);
-      fail(503, "no healthy upstream\n", ResponseFlag::kNoHealthyUpstream);
-      return;
-    }
-    if (const auto* st = w.lb->state(cluster_->index()); st != nullptr && st->panic)
-      w.stats->inc(cluster_->stats().panic);
-    host_ = hp->get();
-    callbacks_->streamInfo().upstream_host = host_->address;
-    // The shared in-flight count only where a policy reads it: one less contended write.
-    count_active_ = cluster_->lbPolicy() == config::LbPolicy::kLeastRequest;
-    if (count_active_) host_->rq_active.fetch_add(1, std::memory_order_relaxed);
-    w.stats->inc(host_->stats.rq_active);
-    attempt_active_ = true;
+  // A reused keep-alive connection the upstream closed just before our request: try once
+  // more on another connection of the same host, if nothing of a body is lost. Not a retry:
+  // the request never reached the upstream's application.
+  if (upstream_ && upstream_->reused() && !stale_retry_ && (!body_streamed_ || retain_) && request_end_) {
+    stale_retry_ = true;
     headers_sent_ = false;
     request_sent_ = false;
-    reused_ = false;
-    stale_retry_ = false;
-    if (retry_ && retry_->per_try_timeout.count() > 0) {
-      if (!try_timeout_) try_timeout_.emplace(*w.io, [this] { onPerTryTimeout(); });
-      try_timeout_->enable(retry_->per_try_timeout);
-    }
-    // The pool keeps the host alive from here on (the table holding *hp may be replaced).
-    pool_ = &w.pools->pool(*cluster_, *hp);
-    ticket_ = pool_->newStream(*this);  // may call onPoolReady/onPoolFailure right here
+    core::upstream::StreamPool& pool = upstream_->pool();
+    upstream_.reset();  // its stream is gone already
+    upstream_.emplace(*this, pool);
+    ++attempt_id_;
+    upstream_->start();
+    return;
   }
+  cluster_->countError(*w.stats, *host_, core::upstream::UpstreamError::kReset);
+  cluster_->reportResult(*host_, UpstreamResult::kGatewayError);
+  if (maybeRetry(RetryOn::kReset, 0)) return;
+  fail(502, "upstream connection closed\n", ResponseFlag::kUpstreamConnectionClosed);
+}
 
-  // The current try is over (answered, failed or abandoned).
-  void endAttempt() {
-    releaseRetrySlot();  // also when the request ends during a backoff (no try active)
-    if (!attempt_active_) return;
-    attempt_active_ = false;
-    if (count_active_) host_->rq_active.fetch_sub(1, std::memory_order_relaxed);
-    callbacks_->worker().stats->dec(host_->stats.rq_active);
-    if (try_timeout_) try_timeout_->disable();
+void Router::onUpstreamWatermark(bool above) {
+  // The upstream cannot take more of the request: stop reading the client meanwhile.
+  if (above == held_upstream_full_) return;
+  held_upstream_full_ = above;
+  callbacks_->setDownstreamReadDisabled(above);
+}
+
+// Picks a host (another one than the last try's when there is a choice) and asks its pool for
+// a stream.
+void Router::startAttempt() {
+  auto& w = callbacks_->worker();
+  core::upstream::PickContext pc;
+  pc.hash = hash_;
+  pc.avoid = host_;
+  const core::upstream::HostPtr* hp = w.lb->pick(*cluster_, pc);
+  if (hp == nullptr) {
+    w.stats->inc(cluster_->stats().no_healthy);
+    fail(503, "no healthy upstream\n", ResponseFlag::kNoHealthyUpstream);
+    return;
   }
-
-  void releaseRetrySlot() {
-    if (!retry_slot_) return;
-    retry_slot_ = false;
-    cluster_->releaseRetry();
+  if (const auto* st = w.lb->state(cluster_->index()); st != nullptr && st->panic) w.stats->inc(cluster_->stats().panic);
+  host_ = hp->get();
+  callbacks_->streamInfo().upstream_host = host_->address;
+  // The shared in-flight count only where a policy reads it: one less contended write.
+  count_active_ = cluster_->lbPolicy() == config::LbPolicy::kLeastRequest;
+  if (count_active_) host_->rq_active.fetch_add(1, std::memory_order_relaxed);
+  w.stats->inc(host_->stats.rq_active);
+  attempt_active_ = true;
+  headers_sent_ = false;
+  request_sent_ = false;
+  stale_retry_ = false;
+  if (retry_ && retry_->per_try_timeout.count() > 0) {
+    if (!try_timeout_) try_timeout_.emplace(*w.io, [this] { onPerTryTimeout(); });
+    try_timeout_->enable(retry_->per_try_timeout);
   }
+  // The pool keeps the host alive from here on (the table holding *hp may be replaced). A
+  // cluster that sends the PROXY protocol keeps each client's connections apart.
+  const core::net::ConnectionInfo* client =
+      cluster_->sendProxyProtocol() != 0 ? &callbacks_->downstreamConnection() : nullptr;
+  core::upstream::StreamPool& pool = w.pools->pool(*cluster_, *hp, client);
+  upstream_.emplace(*this, pool);
+  ++attempt_id_;
+  upstream_->start();  // may call onUpstreamReady/onUpstreamFailure right here
+}
 
-  // Keeps a copy of the request body for a retry while it stays within the limit.
-  void retainBody(const Buffer& data) {
-    if (!retain_) return;
-    if (retained_.length() + data.length() > retry_->buffer_limit_bytes) {
-      retain_ = false;  // too long to send again: no retry once any of it went out
-      retained_.clear();
-      return;
-    }
-    appendCopy(retained_, data);
+// The current try is over (answered, failed or abandoned).
+void Router::endAttempt() {
+  releaseRetrySlot();  // also when the request ends during a backoff (no try active)
+  if (!attempt_active_) return;
+  attempt_active_ = false;
+  if (count_active_) host_->rq_active.fetch_sub(1, std::memory_order_relaxed);
+  callbacks_->worker().stats->dec(host_->stats.rq_active);
+  if (try_timeout_) try_timeout_->disable();
+}
+
+void Router::releaseRetrySlot() {
+  if (!retry_slot_) return;
+  retry_slot_ = false;
+  cluster_->releaseRetry();
+}
+
+// Keeps a copy of the request body for a retry while it stays within the limit.
+void Router::retainBody(const Buffer& data) {
+  if (!retain_) return;
+  if (retained_.length() + data.length() > retry_->buffer_limit_bytes) {
+    retain_ = false;  // too long to send again: no retry once any of it went out
+    retained_.clear();
+    return;
   }
+  appendCopy(retained_, data);
+}
 
-  // Decides whether this failure is retried; if so, ends the try and schedules the next.
-  bool maybeRetry(RetryOn why, int status) {
-    if (retry_ == nullptr || retries_left_ == 0 || done_ || response_started_ || tunnel_) return false;
-    if (body_streamed_ && !retain_) return false;
-    const auto& r = *retry_;
-    const bool any_error = r.on_5xx || r.on_gateway_error;
-    bool wanted = false;
-    switch (why) {
-      case RetryOn::kConnectFailure:
-        wanted = r.on_connect_failure || any_error;
-        break;
-      case RetryOn::kReset:
-      case RetryOn::kPerTryTimeout:
-        wanted = r.on_reset || any_error;
-        break;
-      case RetryOn::kStatus:
-        wanted = (r.on_5xx && status >= 500 && status <= 599) ||
-                 (r.on_gateway_error && status >= 502 && status <= 504) || (r.on_retriable_4xx && status == 409) ||
-                 std::find(r.statuses.begin(), r.statuses.end(), status) != r.statuses.end();
-        break;
-    }
-    if (!wanted) return false;
-    // A request that is not idempotent may have been acted on: only a failed connect is
-    // known not to have reached the application.
-    if (why != RetryOn::kConnectFailure && !idempotent_ && !r.retry_non_idempotent) return false;
-    auto& w = callbacks_->worker();
-    releaseRetrySlot();
-    if (!cluster_->tryAcquireRetry()) {
-      w.stats->inc(cluster_->stats().rq_retry_overflow);
-      return false;
-    }
-    --retries_left_;
-    ++attempts_;
-    w.stats->inc(cluster_->stats().rq_retry);
-    if (ticket_ && pool_) pool_->cancel(ticket_);
-    ticket_ = 0;
-    releaseUpstream(false);
-    endAttempt();
-    retry_slot_ = true;  // held until the retry is answered
-    // Exponential backoff with full jitter: 0..min(max, base * 2^(n-1)).
-    int64_t cap = r.backoff_base.count() << std::min<uint32_t>(attempts_ - 1, 20);
-    cap = std::min<int64_t>(cap, r.backoff_max.count());
-    auto delay = std::chrono::milliseconds(static_cast<int64_t>(w.lb->rng().below(static_cast<uint64_t>(cap) + 1)));
-    FERRY_LOG(kDebug, "router: retry ", attempts_, " of ", callbacks_->streamInfo().upstream_cluster, " in ",
-              delay.count(), "ms");
-    if (!backoff_) backoff_.emplace(*w.io, [this] {
-      if (!done_) startAttempt();
-    });
-    backoff_->enable(delay);
-    return true;
+// Decides whether this failure is retried; if so, ends the try and schedules the next.
+bool Router::maybeRetry(RetryOn why, int status) {
+  if (retry_ == nullptr || retries_left_ == 0 || done_ || response_started_) return false;
+  if (body_streamed_ && !retain_) return false;
+  const auto& r = *retry_;
+  const bool any_error = r.on_5xx || r.on_gateway_error;
+  bool wanted = false;
+  switch (why) {
+    case RetryOn::kConnectFailure:
+      wanted = r.on_connect_failure || any_error;
+      break;
+    case RetryOn::kReset:
+    case RetryOn::kPerTryTimeout:
+      wanted = r.on_reset || any_error;
+      break;
+    case RetryOn::kStatus:
+      wanted = (r.on_5xx && status >= 500 && status <= 599) || (r.on_gateway_error && status >= 502 && status <= 504) ||
+               (r.on_retriable_4xx && status == 409) ||
+               std::find(r.statuses.begin(), r.statuses.end(), status) != r.statuses.end();
+      break;
   }
-
-  std::optional<uint64_t> hashKey(const RequestHeaders& h, const config::HashOnConfig& on) {
-    using Kind = config::HashOnConfig::Kind;
-    std::optional<std::string_view> key;
-    switch (on.kind) {
-      case Kind::kNone:
-        return std::nullopt;
-      case Kind::kHeader:
-        if (on.name == "host") {
-          key = h.authority;
-        } else if (const std::string* v = h.headers.get(on.name)) {
-          key = *v;
-        }
-        break;
-      case Kind::kCookie:
-        key = cookieValue(h.headers, on.name);
-        break;
-      case Kind::kSourceIp:
-        key = callbacks_->downstreamRemoteIp();
-        break;
-      case Kind::kQuery:
-        key = queryParam(h.path, on.name);
-        break;
-    }
-    if (!key) return std::nullopt;  // no key: the pick is random
-    return core::upstream::lb::hash64(*key);
+  if (!wanted) return false;
+  // A request that is not idempotent may have been acted on: only a failed connect is
+  // known not to have reached the application.
+  if (why != RetryOn::kConnectFailure && !idempotent_ && !r.retry_non_idempotent) return false;
+  auto& w = callbacks_->worker();
+  releaseRetrySlot();
+  if (!cluster_->tryAcquireRetry()) {
+    w.stats->inc(cluster_->stats().rq_retry_overflow);
+    return false;
   }
+  --retries_left_;
+  ++attempts_;
+  w.stats->inc(cluster_->stats().rq_retry);
+  dropUpstream();
+  endAttempt();
+  retry_slot_ = true;  // held until the retry is answered
+  // Exponential backoff with full jitter: 0..min(max, base * 2^(n-1)).
+  int64_t cap = r.backoff_base.count() << std::min<uint32_t>(attempts_ - 1, 20);
+  cap = std::min<int64_t>(cap, r.backoff_max.count());
+  auto delay = std::chrono::milliseconds(static_cast<int64_t>(w.lb->rng().below(static_cast<uint64_t>(cap) + 1)));
+  FERRY_LOG(kDebug, "router: retry ", attempts_, " of ", callbacks_->streamInfo().upstream_cluster, " in ",
+            delay.count(), "ms");
+  if (!backoff_) backoff_.emplace(*w.io, [this] {
+    if (!done_) startAttempt();
+  });
+  backoff_->enable(delay);
+  return true;
+}
 
-  void onTimeout() {
-    if (done_ || response_started_) return;
-    if (host_ != nullptr && attempt_active_) {
-      cluster_->countError(*callbacks_->worker().stats, *host_, core::upstream::UpstreamError::kTimeout);
-      cluster_->reportResult(*host_, UpstreamResult::kGatewayError);
-    }
-    fail(504, "upstream request timeout\n", ResponseFlag::kUpstreamTimeout);
+std::optional<uint64_t> Router::hashKey(const RequestHeaders& h, const config::HashOnConfig& on) {
+  using Kind = config::HashOnConfig::Kind;
+  std::optional<std::string_view> key;
+  switch (on.kind) {
+    case Kind::kNone:
+      return std::nullopt;
+    case Kind::kHeader:
+      if (on.name == "host") {
+        key = h.authority;
+      } else if (const std::string* v = h.headers.get(on.name)) {
+        key = *v;
+      }
+      break;
+    case Kind::kCookie:
+      key = cookieValue(h.headers, on.name);
+      break;
+    case Kind::kSourceIp:
+      key = callbacks_->downstreamRemoteIp();
+      break;
+    case Kind::kQuery:
+      key = queryParam(h.path, on.name);
+      break;
   }
+  if (!key) return std::nullopt;  // no key: the pick is random
+  return core::upstream::lb::hash64(*key);
+}
 
-  void onPerTryTimeout() {
-    if (done_ || response_started_ || !attempt_active_) return;
-    auto& w = callbacks_->worker();
-    w.stats->inc(cluster_->stats().rq_per_try_timeout);
-    cluster_->countError(*w.stats, *host_, core::upstream::UpstreamError::kTimeout);
+void Router::onTimeout() {
+  if (done_ || response_started_) return;
+  if (host_ != nullptr && attempt_active_) {
+    cluster_->countError(*callbacks_->worker().stats, *host_, core::upstream::UpstreamError::kTimeout);
     cluster_->reportResult(*host_, UpstreamResult::kGatewayError);
-    if (maybeRetry(RetryOn::kPerTryTimeout, 0)) return;
-    fail(504, "upstream request timeout\n", ResponseFlag::kUpstreamTimeout);
   }
+  fail(504, "upstream request timeout\n", ResponseFlag::kUpstreamTimeout);
+}
 
-  void fail(int status, std::string_view body, ResponseFlag flag) {
-    done_ = true;
-    if (timeout_) timeout_->disable();
-    if (backoff_) backoff_->disable();
-    if (ticket_ && pool_) pool_->cancel(ticket_);
-    ticket_ = 0;
-    releaseUpstream(false);
-    endAttempt();
-    if (flag != ResponseFlag::kUpstreamTimeout && flag != ResponseFlag::kNoHealthyUpstream) countUpstream(status);
-    callbacks_->sendLocalReply(status, body, flag);
+void Router::onPerTryTimeout() {
+  if (done_ || response_started_ || !attempt_active_) return;
+  auto& w = callbacks_->worker();
+  w.stats->inc(cluster_->stats().rq_per_try_timeout);
+  cluster_->countError(*w.stats, *host_, core::upstream::UpstreamError::kTimeout);
+  cluster_->reportResult(*host_, UpstreamResult::kGatewayError);
+  if (maybeRetry(RetryOn::kPerTryTimeout, 0)) return;
+  fail(504, "upstream request timeout\n", ResponseFlag::kUpstreamTimeout);
+}
+
+void Router::fail(int status, std::string_view body, ResponseFlag flag) {
+  done_ = true;
+  if (timeout_) timeout_->disable();
+  if (backoff_) backoff_->disable();
+  dropUpstream();
+  endAttempt();
+  if (flag != ResponseFlag::kUpstreamTimeout && flag != ResponseFlag::kNoHealthyUpstream) countUpstream(status);
+  callbacks_->sendLocalReply(status, body, flag);
+}
+
+void Router::finishUpstream() {
+  done_ = true;
+  if (timeout_) timeout_->disable();
+  endAttempt();
+}
+
+void Router::dropUpstream() {
+  if (held_upstream_full_) {
+    held_upstream_full_ = false;
+    callbacks_->setDownstreamReadDisabled(false);
   }
+  if (upstream_) upstream_.reset();  // withdraws or resets an unfinished try
+}
 
-  void finishUpstream() {
-    done_ = true;
-    if (timeout_) timeout_->disable();
-    releaseUpstream(request_sent_ && !tunnel_);
-    endAttempt();
+void Router::countUpstream(int status) {
+  if (!cluster_) return;
+  int cls = status / 100;
+  if (cls >= 1 && cls <= 5) callbacks_->worker().stats->inc(cluster_->stats().rq_by_class[cls]);
+}
+
+void Router::countHost(int status) {
+  int cls = status / 100;
+  if (cls >= 1 && cls <= 5) callbacks_->worker().stats->inc(host_->stats.rq_by_class[cls]);
+}
+
+void Router::sendDirect(int status, const std::string& body, const std::string& location) {
+  auto r = std::make_unique<core::http::ResponseHeaders>();
+  r->status = status;
+  if (!location.empty()) r->headers.add("location", location);
+  if (!body.empty()) r->headers.add("content-type", "text/plain");
+  r->headers.add("content-length", std::to_string(body.size()));
+  applyHeaderOps(r->headers, route_->response_headers);
+  done_ = true;
+  if (body.empty()) {
+    callbacks_->encodeHeaders(std::move(r), true);
+    return;
   }
+  callbacks_->encodeHeaders(std::move(r), false);
+  Buffer b;
+  b.add(body);
+  callbacks_->encodeData(b, true);
+}
 
-  void releaseUpstream(bool reusable) {
-    if (!upstream_) return;
-    PooledConnection* c = upstream_;
-    upstream_ = nullptr;
-    if (held_upstream_full_) {
-      held_upstream_full_ = false;
-      callbacks_->setDownstreamReadDisabled(false);
-    }
-    pool_->release(*c, reusable);
+void Router::sendRedirect(const RequestHeaders& h) {
+  const auto& rd = *route_->redirect;
+  auto [path, query] = splitQuery(h.path);
+  std::string new_path = path;
+  if (rd.path) {
+    new_path = *rd.path;
+  } else if (rd.prefix_rewrite) {
+    new_path = rewritePath(route_->match, path, *rd.prefix_rewrite);
   }
-
-  void countUpstream(int status) {
-    if (!cluster_) return;
-    int cls = status / 100;
-    if (cls >= 1 && cls <= 5) callbacks_->worker().stats->inc(cluster_->stats().rq_by_class[cls]);
-  }
-
-  void countHost(int status) {
-    int cls = status / 100;
-    if (cls >= 1 && cls <= 5) callbacks_->worker().stats->inc(host_->stats.rq_by_class[cls]);
-  }
-
-  void sendDirect(int status, const std::string& body, const std::string& location) {
-    auto r = std::make_unique<core::http::ResponseHeaders>();
-    r->status = status;
-    if (!location.empty()) r->headers.add("location", location);
-    if (!body.empty()) r->headers.add("content-type", "text/plain");
-    r->headers.add("content-length", std::to_string(body.size()));
-    applyHeaderOps(r->headers, route_->response_headers);
-    done_ = true;
-    if (body.empty()) {
-      callbacks_->encodeHeaders(std::move(r), true);
-      return;
-    }
-    callbacks_->encodeHeaders(std::move(r), false);
-    Buffer b;
-    b.add(body);
-    callbacks_->encodeData(b, true);
-  }
-
-  void sendRedirect(const RequestHeaders& h) {
-    const auto& rd = *route_->redirect;
-    auto [path, query] = splitQuery(h.path);
-    std::string new_path = path;
-    if (rd.path) {
-      new_path = *rd.path;
-    } else if (rd.prefix_rewrite) {
-      new_path = rewritePath(route_->match, path, *rd.prefix_rewrite);
-    }
-    std::string scheme = rd.scheme ? *rd.scheme : (h.scheme.empty() ? "http" : h.scheme);
-    std::string host = rd.host ? *rd.host : h.authority;
-    sendDirect(rd.code, "", scheme + "://" + host + new_path + query);
-  }
-
-  const core::router::Route* entry_ = nullptr;  // held by the stream's route table
-  const config::RouteConfig* route_ = nullptr;
-  const core::upstream::Cluster* cluster_ = nullptr;  // held by the route
-  const core::upstream::Host* host_ = nullptr;  // kept alive by its pool
-  HttpPool* pool_ = nullptr;
-  uint64_t ticket_ = 0;
-  PooledConnection* upstream_ = nullptr;
-  std::optional<core::Timer> timeout_;      // the route timeout, over all tries
-  std::optional<core::Timer> try_timeout_;  // per_try_timeout
-  std::optional<core::Timer> backoff_;      // until the next retry
-  Buffer body_;
-  bool body_end_ = false;
-  std::optional<HeaderMap> trailers_;
-  // Retries.
-  const config::RetryConfig* retry_ = nullptr;
-  uint32_t retries_left_ = 0;
-  uint32_t attempts_ = 0;  // retries started
-  Buffer retained_;        // the request body sent so far, for a retry
-  std::optional<HeaderMap> kept_trailers_;
-  std::optional<uint64_t> hash_;
-  bool retain_ = false;
-  bool idempotent_ = true;
-  bool retry_slot_ = false;
-  bool attempt_active_ = false;
-  bool count_active_ = false;  // host_->rq_active was incremented
-  bool request_counted_ = false;
-  bool request_end_ = false;
-  bool request_sent_ = false;
-  bool headers_sent_ = false;
-  bool response_started_ = false;
-  bool done_ = false;
-  bool destroyed_ = false;
-  bool reused_ = false;
-  bool stale_retry_ = false;
-  bool body_streamed_ = false;
-  bool tunnel_ = false;
-  bool held_downstream_ = false;
-  bool held_upstream_full_ = false;
-};
-
-}  // namespace
+  std::string scheme = rd.scheme ? *rd.scheme : (h.scheme.empty() ? "http" : h.scheme);
+  std::string host = rd.host ? *rd.host : h.authority;
+  sendDirect(rd.code, "", scheme + "://" + host + new_path + query);
+}
 
 std::unique_ptr<HttpFilter> makeRouter() { return std::make_unique<Router>(); }
 

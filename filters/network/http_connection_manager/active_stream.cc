@@ -12,15 +12,9 @@
 namespace ferry::filters::network {
 using core::Buffer;
 using core::http::HeaderMap;
-using http::FilterStatus;
 
 namespace {
 
-constexpr size_t kNone = SIZE_MAX;
-
-// Hop-by-hop headers (RFC 9110 7.6.1) and their relatives: never forwarded.
-constexpr std::string_view kHopByHop[] = {"connection", "keep-alive", "proxy-connection", "transfer-encoding",
-                                          "te", "trailer", "upgrade", "http2-settings"};
 
 // Writes a fresh UUID v4 into `id` (36 bytes, no terminator).
 void newRequestId(char (&id)[36]) {
@@ -49,89 +43,75 @@ void newRequestId(char (&id)[36]) {
 
 }  // namespace
 
-ActiveStream::ActiveStream(HttpConnectionManager& hcm, core::http::RequestHeadersPtr headers)
-    : hcm_(hcm), request_headers_(std::move(headers)) {}
+// ---- FilterSlot: one filter's view of its stream
+
+void FilterSlot::resume() { s_.resumeRequest(index_); }
+void FilterSlot::resumeResponse() { s_.resumeResponse(index_); }
+void FilterSlot::sendLocalReply(int status, std::string_view body, http::ResponseFlag flag) {
+  s_.sendLocalReply(status, body, flag);
+}
+core::WorkerContext& FilterSlot::worker() { return s_.worker(); }
+http::RequestHeaders& FilterSlot::requestHeaders() { return s_.requestHeaders(); }
+const core::router::Route* FilterSlot::route() { return s_.route(); }
+http::StreamInfo& FilterSlot::streamInfo() { return s_.streamInfo(); }
+const std::string& FilterSlot::downstreamRemoteIp() { return s_.downstreamRemoteIp(); }
+const core::net::ConnectionInfo& FilterSlot::downstreamConnection() { return s_.downstreamConnection(); }
+void FilterSlot::encode1xxHeaders(http::ResponseHeadersPtr headers) { s_.encode1xxHeaders(std::move(headers)); }
+void FilterSlot::encodeHeaders(http::ResponseHeadersPtr headers, bool end_stream) {
+  s_.encodeHeaders(std::move(headers), end_stream);
+}
+void FilterSlot::encodeData(Buffer& data, bool end_stream) { s_.encodeData(data, end_stream); }
+void FilterSlot::encodeTrailers(HeaderMap trailers) { s_.encodeTrailers(std::move(trailers)); }
+void FilterSlot::setDownstreamReadDisabled(bool disabled) { s_.setDownstreamReadDisabled(disabled); }
+void FilterSlot::resetStream() { s_.resetStream(); }
+
+// ---- ActiveStream
+
+ActiveStream::ActiveStream(HttpConnectionManager& hcm, http::ResponseEncoder& encoder)
+    : hcm_(hcm), encoder_(&encoder) {
+  encoder.setStreamCallbacks(this);
+}
 
 ActiveStream::~ActiveStream() { destroyFilters(); }
 
 core::WorkerContext& ActiveStream::worker() { return hcm_.worker(); }
 const std::string& ActiveStream::downstreamRemoteIp() { return hcm_.remoteIp(); }
+const core::net::ConnectionInfo& ActiveStream::downstreamConnection() { return hcm_.connectionInfo(); }
 
-void ActiveStream::decodeHeaders(bool end_stream) {
+void ActiveStream::addFilter(std::unique_ptr<http::HttpFilter> filter) {
+  filters_.emplace_back(*this, filters_.size(), std::move(filter));
+  filters_.back().filter->setCallbacks(filters_.back().slot);
+}
+
+void ActiveStream::decodeHeaders(http::RequestHeadersPtr headers, bool end_stream) {
+  request_headers_ = std::move(headers);
   auto& h = *request_headers_;
   const auto& cfg = hcm_.config();
   info_.start_ms = core::monotonicMs();
-  head_request_ = h.method == "HEAD";
-  if (const auto* ct = h.headers.get("content-type"))
-    grpc_ = ct->rfind("application/grpc", 0) == 0;
-  headers_end_stream_ = end_stream;
+  if (const auto* ct = h.headers.get("content-type")) grpc_ = ct->rfind("application/grpc", 0) == 0;
   if (end_stream) request_complete_ = true;
-  upgrade_ = hcm_.codec().upgraded();
 
   // The route table and filters are the ones current now (a keep-alive connection's next
   // request sees a newer snapshot's). Filters first, so even a rejected request runs through
   // a well-formed stream.
   route_config_ = cfg.routes->current(hcm_.worker().worker_index);
-  for (const auto& make : route_config_->filters) filters_.push_back(make());
-  filters_.push_back(filters::http::makeRouter());
-  for (auto& f : filters_) f->setCallbacks(*this);
+  filters_.reserve(route_config_->filters.size() + 1);  // slots are referenced by the filters
+  for (const auto& make : route_config_->filters) addFilter(make());
+  addFilter(filters::http::makeRouter());
+  request_.setPositions(filters_.size());
+  response_.setPositions(filters_.size());  // the filters in reverse, then the encoder
 
   if (h.method == "CONNECT") {
-    hcm_.setCloseAfterResponse();
     sendLocalReply(405, "CONNECT is not supported\n", http::ResponseFlag::kNone);
     return;
   }
   std::string path, query;
   if (core::http::normalizePath(h.path, cfg.http.merge_slashes, &path, &query) != core::http::PathResult::kOk) {
-    hcm_.setCloseAfterResponse();
     sendLocalReply(400, "bad request path\n", http::ResponseFlag::kDownstreamProtocolError);
     return;
   }
   h.path = path + query;
   h.scheme = "http";
-
-  // Hop-by-hop headers and the ones the client named in Connection are not forwarded; an
-  // upgrade keeps "upgrade" and says "connection: upgrade".
-  std::string upgrade_value;
-  if (upgrade_) {
-    if (const auto* u = h.headers.get("upgrade")) upgrade_value = *u;
-  }
-  if (const auto* conn = h.headers.get("connection")) {
-    std::string list = h.headers.getAll("connection");
-    std::vector<std::string> named;
-    size_t pos = 0;
-    while (pos <= list.size()) {
-      size_t comma = list.find(',', pos);
-      std::string item = list.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-      size_t b = item.find_first_not_of(" \t"), e = item.find_last_not_of(" \t");
-      if (b != std::string::npos) named.push_back(item.substr(b, e - b + 1));
-      if (comma == std::string::npos) break;
-      pos = comma + 1;
-    }
-    (void)conn;
-    for (const auto& n : named) h.headers.remove(n);
-  }
-  for (auto name : kHopByHop) h.headers.remove(name);
-  if (upgrade_ && !upgrade_value.empty()) {
-    h.headers.set("upgrade", upgrade_value);
-    h.headers.set("connection", "upgrade");
-  }
-
-  // Expect: 100-continue is answered here (the client may wait for it before the body).
-  if (const auto* expect = h.headers.get("expect")) {
-    if (HeaderMap::equalsIgnoreCase(*expect, "100-continue")) {
-      h.headers.remove("expect");
-      if (!end_stream) {
-        Buffer out;
-        hcm_.codec().encode100Continue(out);
-        hcm_.writeDownstream(out, false);
-      }
-    } else {
-      hcm_.setCloseAfterResponse();
-      sendLocalReply(417, "unsupported expectation\n", http::ResponseFlag::kNone);
-      return;
-    }
-  }
 
   // x-forwarded-for gets the client (the PROXY protocol's when present); x-forwarded-proto
   // is ours unless a trusted front proxy set it.
@@ -147,146 +127,94 @@ void ActiveStream::decodeHeaders(bool end_stream) {
 
   std::string_view route_path(h.path.data(), path.size());
   route_ = route_config_->routes->find(h.authority, h.method, route_path, h.headers).route;
-  iterateRequestHeaders(0);
-}
-
-void ActiveStream::iterateRequestHeaders(size_t from) {
-  for (size_t i = from; i < filters_.size(); ++i) {
-    FilterStatus st = filters_[i]->onRequestHeaders(*request_headers_, headers_end_stream_);
-    if (local_reply_sent_ || destroyed_) return;
-    if (i + 1 == filters_.size()) break;  // the router is terminal
-    if (st != FilterStatus::kContinue) {
-      req_phase_ = Phase::kHeaders;
-      req_stopped_at_ = i;
-      return;
-    }
-  }
-  req_stopped_at_ = kNone;
-  req_phase_ = Phase::kData;
-  if (!waiting_body_.empty() || waiting_end_stream_) {
-    Buffer b;
-    b.move(waiting_body_);
-    bool end = waiting_end_stream_;
-    waiting_end_stream_ = false;
-    hcm_.setReadDisabled(false);
-    iterateRequestData(b, end, 0);
-    if (local_reply_sent_ || destroyed_) return;
-  }
-  if (trailers_waiting_) {
-    trailers_waiting_ = false;
-    iterateRequestTrailers(0);
-  }
+  request_.headers(end_stream);
 }
 
 void ActiveStream::decodeData(Buffer& data, bool end_stream) {
   info_.request_body_bytes += data.length();
   if (end_stream) request_complete_ = true;
-  if (local_reply_sent_ || destroyed_ || response_complete_) {
+  if (local_reply_sent_ || destroyed_ || response_complete_ || filters_.empty()) {
     data.clear();
     return;
   }
-  if (req_phase_ == Phase::kHeaders) {
-    // Headers are held by a filter: keep the body until it resumes. Reading pauses so this
-    // stays small.
-    bool was_empty = waiting_body_.empty();
-    waiting_body_.move(data);
-    waiting_end_stream_ = waiting_end_stream_ || end_stream;
-    if (was_empty && !waiting_body_.empty()) hcm_.setReadDisabled(true);
-    return;
-  }
-  iterateRequestData(data, end_stream, 0);
-}
-
-void ActiveStream::iterateRequestData(Buffer& data, bool end_stream, size_t from) {
-  Buffer* cur = &data;
-  for (size_t i = from; i < filters_.size(); ++i) {
-    if (i == req_stopped_at_ && req_phase_ == Phase::kData) {
-      held_.move(*cur);
-      held_end_stream_ = held_end_stream_ || end_stream;
-      return;  // waiting for resume()
-    }
-    if (i == data_buffering_at_) {
-      if (cur != &held_) held_.move(*cur);
-      cur = &held_;
-    }
-    FilterStatus st = filters_[i]->onRequestBody(*cur, end_stream);
-    if (local_reply_sent_ || destroyed_) return;
-    if (i + 1 == filters_.size()) return;  // the router consumed it
-    if (st == FilterStatus::kStopAndBuffer) {
-      if (cur != &held_) held_.move(*cur);
-      data_buffering_at_ = i;
-      return;
-    }
-    if (st == FilterStatus::kStop) {
-      if (cur != &held_) held_.move(*cur);
-      held_end_stream_ = end_stream;
-      req_stopped_at_ = i;
-      return;
-    }
-    if (i == data_buffering_at_) data_buffering_at_ = kNone;
-  }
+  request_.data(data, end_stream);
 }
 
 void ActiveStream::decodeTrailers(HeaderMap trailers) {
   request_complete_ = true;
-  trailers_ = std::move(trailers);
-  if (local_reply_sent_ || destroyed_ || response_complete_) return;
-  if (req_phase_ == Phase::kHeaders) {
-    trailers_waiting_ = true;
-    return;
-  }
-  iterateRequestTrailers(0);
+  if (local_reply_sent_ || destroyed_ || response_complete_ || filters_.empty()) return;
+  request_trailers_ = std::move(trailers);
+  request_.trailers();
 }
 
-void ActiveStream::iterateRequestTrailers(size_t from) {
-  req_phase_ = Phase::kTrailers;
-  for (size_t i = from; i < filters_.size(); ++i) {
-    FilterStatus st = filters_[i]->onRequestTrailers(*trailers_);
-    if (local_reply_sent_ || destroyed_) return;
-    if (i == data_buffering_at_) {
-      // Trailers end the body: what a buffering filter held goes on now.
-      data_buffering_at_ = kNone;
-      Buffer b;
-      b.move(held_);
-      if (!b.empty()) {
-        req_phase_ = Phase::kData;
-        iterateRequestData(b, false, i + 1);
-        req_phase_ = Phase::kTrailers;
-        if (local_reply_sent_ || destroyed_) return;
-      }
-    }
-    if (i + 1 == filters_.size()) break;
-    if (st != FilterStatus::kContinue) {
-      req_stopped_at_ = i;
-      return;
-    }
-  }
-  req_phase_ = Phase::kDone;
+void ActiveStream::onDecodeError(int status, std::string_view body, http::ResponseFlag flag) {
+  sendLocalReply(status, body, flag);
 }
 
-void ActiveStream::resume() {
-  if (local_reply_sent_ || destroyed_ || req_stopped_at_ == kNone) return;
-  size_t i = req_stopped_at_;
-  req_stopped_at_ = kNone;
-  switch (req_phase_) {
-    case Phase::kHeaders:
-      iterateRequestHeaders(i + 1);
-      return;
-    case Phase::kData: {
-      Buffer b;
-      b.move(held_);
-      bool end = held_end_stream_;
-      held_end_stream_ = false;
-      iterateRequestData(b, end, i + 1);
-      if (!local_reply_sent_ && !destroyed_ && trailers_ && req_stopped_at_ == kNone) iterateRequestTrailers(0);
-      return;
-    }
-    case Phase::kTrailers:
-      iterateRequestTrailers(i + 1);
-      return;
-    case Phase::kDone:
-      return;
+void ActiveStream::onResetStream(http::StreamResetReason, std::string_view) {
+  if (destroyed_) return;
+  encoder_ = nullptr;
+  destroyFilters();
+  hcm_.onStreamDone(*this);
+}
+
+// ---- request direction
+
+http::FilterStatus ActiveStream::RequestHooks::iterHeaders(size_t pos, bool end_stream) {
+  return s.filters_[pos].filter->onRequestHeaders(*s.request_headers_, end_stream);
+}
+http::FilterStatus ActiveStream::RequestHooks::iterData(size_t pos, Buffer& data, bool end_stream) {
+  return s.filters_[pos].filter->onRequestBody(data, end_stream);
+}
+http::FilterStatus ActiveStream::RequestHooks::iterTrailers(size_t pos) {
+  return s.filters_[pos].filter->onRequestTrailers(*s.request_trailers_);
+}
+void ActiveStream::RequestHooks::onHold(bool held) {
+  // Request bytes wait at a filter: stop reading from the client meanwhile.
+  if (held == s.downstream_held_) return;
+  s.downstream_held_ = held;
+  if (s.encoder_ != nullptr) s.encoder_->readDisable(held);
+}
+
+void ActiveStream::resumeRequest(size_t index) {
+  if (local_reply_sent_ || destroyed_) return;
+  request_.resume(index);
+}
+
+// ---- response direction
+
+http::FilterStatus ActiveStream::ResponseHooks::iterHeaders(size_t pos, bool end_stream) {
+  if (s.isResponseSink(pos)) {
+    s.writeHeaders(end_stream);
+    return http::FilterStatus::kContinue;
   }
+  return s.responseFilter(pos).onResponseHeaders(*s.response_headers_, end_stream);
+}
+http::FilterStatus ActiveStream::ResponseHooks::iterData(size_t pos, Buffer& data, bool end_stream) {
+  if (s.isResponseSink(pos)) {
+    s.writeData(data, end_stream);
+    return http::FilterStatus::kContinue;
+  }
+  return s.responseFilter(pos).onResponseBody(data, end_stream);
+}
+http::FilterStatus ActiveStream::ResponseHooks::iterTrailers(size_t pos) {
+  if (s.isResponseSink(pos)) {
+    s.writeTrailers();
+    return http::FilterStatus::kContinue;
+  }
+  return s.responseFilter(pos).onResponseTrailers(*s.response_trailers_);
+}
+void ActiveStream::ResponseHooks::onHold(bool held) {
+  // Response bytes wait at a filter: the router stops reading the upstream meanwhile, as it
+  // does when the client's connection is full.
+  if (held == s.upstream_held_ || s.destroyed_) return;
+  s.upstream_held_ = held;
+  s.onDownstreamWatermark(held);
+}
+
+void ActiveStream::resumeResponse(size_t index) {
+  if (destroyed_ || response_replaced_ || index + 1 >= filters_.size()) return;
+  response_.resume(responsePosition(index));
 }
 
 void ActiveStream::sendLocalReply(int status, std::string_view body, http::ResponseFlag flag) {
@@ -297,10 +225,19 @@ void ActiveStream::sendLocalReply(int status, std::string_view body, http::Respo
   }
   local_reply_sent_ = true;
   info_.flag = flag;
-  if (!request_complete_) hcm_.setCloseAfterResponse();
+  request_.reset();
+  // A response already in the filters (held by one of them) is replaced, unfiltered: its
+  // filters have run their hooks for the other response.
+  const bool bypass = response_.started();
+  if (bypass) {
+    response_replaced_ = true;
+    response_.reset();
+  }
   auto h = std::make_unique<core::http::ResponseHeaders>();
+  info_.response_code = status;
+  std::string_view out_body = body;
   if (grpc_) {
-    // gRPC clients get a trailers-only response (CONTRACT.md's error table).
+    // gRPC clients get a trailers-only response (the error table of docs/http.md).
     h->status = 200;
     h->headers.add("content-type", "application/grpc");
     h->headers.add("grpc-status", std::to_string(http::grpcStatusFor(flag, status)));
@@ -308,111 +245,129 @@ void ActiveStream::sendLocalReply(int status, std::string_view body, http::Respo
     while (!msg.empty() && (msg.back() == '\n' || msg.back() == '\r')) msg.pop_back();
     h->headers.add("grpc-message", msg);
     h->headers.add("content-length", "0");
-    info_.response_code = status;
-    encodeHeaders(std::move(h), true);
+    out_body = {};
+  } else {
+    h->status = status;
+    h->headers.add("content-type", "text/plain");
+    h->headers.add("content-length", std::to_string(body.size()));
+  }
+  // A protocol error ends the connection after the answer (HTTP/1 honours this; HTTP/2
+  // ends just the stream).
+  if (flag == http::ResponseFlag::kDownstreamProtocolError) h->headers.add("connection", "close");
+  if (bypass) {
+    response_headers_ = std::move(h);
+    writeHeaders(out_body.empty());
+    if (!out_body.empty() && !destroyed_ && encoder_ != nullptr) {
+      Buffer b;
+      b.add(out_body);
+      writeData(b, true);
+    }
     return;
   }
-  h->status = status;
-  h->headers.add("content-type", "text/plain");
-  h->headers.add("content-length", std::to_string(body.size()));
-  if (body.empty()) {
-    encodeHeaders(std::move(h), true);
-    return;
-  }
-  encodeHeaders(std::move(h), false);
-  if (destroyed_) return;
+  encodeHeaders(std::move(h), out_body.empty());
+  if (out_body.empty() || destroyed_) return;
   Buffer b;
-  b.add(body);
+  b.add(out_body);
   encodeData(b, true);
 }
 
-void ActiveStream::encodeHeaders(core::http::ResponseHeadersPtr headers, bool end_stream) {
-  if (destroyed_ || response_started_) return;
-  response_started_ = true;
+void ActiveStream::encode1xxHeaders(http::ResponseHeadersPtr headers) {
+  if (destroyed_ || encoder_ == nullptr || response_started_ || response_.started()) return;
+  encoder_->encode1xxHeaders(*headers);
+}
+
+void ActiveStream::encodeHeaders(http::ResponseHeadersPtr headers, bool end_stream) {
+  if (destroyed_ || response_started_ || response_.started() || filters_.empty()) return;
   if (info_.response_code == 0 || !local_reply_sent_) info_.response_code = headers->status;
-  for (size_t i = filters_.size() - 1; i-- > 0;) {
-    filters_[i]->onResponseHeaders(*headers, end_stream);
-    if (destroyed_) return;
-  }
-  finishEncodeHeaders(*headers, end_stream);
-}
-
-void ActiveStream::finishEncodeHeaders(core::http::ResponseHeaders& h, bool end_stream) {
-  bool tunnel = h.status == 101 && upgrade_;
-  if (!tunnel && upgrade_) hcm_.setCloseAfterResponse();  // refused upgrade: the codec stays paused
-  auto& w = hcm_.worker();
-  if (w.draining && *w.draining) hcm_.setCloseAfterResponse();
-  if (hcm_.closeAfterResponse() && !tunnel) h.headers.set("connection", "close");
-  Buffer out;
-  hcm_.codec().encodeHeaders(h, end_stream, out);
-  // Stats are recorded before the last bytes go out, so a client that has its response
-  // also sees it counted.
-  if (end_stream && !tunnel) hcm_.recordRequest(info_);
-  hcm_.writeDownstream(out, false);
-  if (tunnel) {
-    hcm_.enterTunnel();
-    return;
-  }
-  if (end_stream) complete();
-}
-
-void ActiveStream::complete() {
-  response_complete_ = true;
-  for (auto& f : filters_) f->onComplete(info_);
-  hcm_.onStreamComplete();
+  response_headers_ = std::move(headers);
+  response_.headers(end_stream);
 }
 
 void ActiveStream::encodeData(Buffer& data, bool end_stream) {
-  if (destroyed_ || response_complete_) {
+  if (destroyed_ || response_complete_ || response_replaced_ || !response_.started()) {
     data.clear();
     return;
   }
   info_.response_body_bytes += data.length();
-  if (hcm_.tunneling()) {
-    if (end_stream) hcm_.recordRequest(info_);
-    hcm_.writeDownstream(data, end_stream);
-    if (end_stream) complete();
-    return;
-  }
-  for (size_t i = filters_.size() - 1; i-- > 0;) {
-    filters_[i]->onResponseBody(data, end_stream);
-    if (destroyed_) return;
-  }
-  Buffer out;
-  hcm_.codec().encodeData(data, end_stream, out);
-  if (end_stream) hcm_.recordRequest(info_);
-  hcm_.writeDownstream(out, false);
-  if (end_stream) complete();
+  response_.data(data, end_stream);
 }
 
 void ActiveStream::encodeTrailers(HeaderMap trailers) {
-  if (destroyed_ || response_complete_) return;
-  for (size_t i = filters_.size() - 1; i-- > 0;) {
-    filters_[i]->onResponseTrailers(trailers);
-    if (destroyed_) return;
-  }
-  Buffer out;
-  hcm_.codec().encodeTrailers(trailers, out);
-  hcm_.recordRequest(info_);
-  hcm_.writeDownstream(out, false);
-  complete();
+  if (destroyed_ || response_complete_ || response_replaced_ || !response_.started()) return;
+  response_trailers_ = std::move(trailers);
+  response_.trailers();
 }
 
-void ActiveStream::setDownstreamReadDisabled(bool disabled) { hcm_.setReadDisabled(disabled); }
+// The sink of the response: the codec's encoder. Stats are recorded before the last bytes
+// go out, so a client that has its response also sees it counted.
+void ActiveStream::writeHeaders(bool end_stream) {
+  if (encoder_ == nullptr) return;
+  response_started_ = true;
+  if (hcm_.draining()) hcm_.drainNotice();  // this response closes its connection
+  if (end_stream) {
+    response_complete_ = true;
+    hcm_.recordRequest(info_);
+  }
+  http::ResponseEncoder* encoder = encoder_;
+  if (end_stream) complete();
+  encoder->encodeHeaders(*response_headers_, end_stream);
+}
+
+void ActiveStream::writeData(Buffer& data, bool end_stream) {
+  if (encoder_ == nullptr) {
+    data.clear();
+    return;
+  }
+  if (end_stream) {
+    response_complete_ = true;
+    hcm_.recordRequest(info_);
+  }
+  http::ResponseEncoder* encoder = encoder_;
+  if (end_stream) complete();
+  encoder->encodeData(data, end_stream);
+}
+
+void ActiveStream::writeTrailers() {
+  if (encoder_ == nullptr) return;
+  response_complete_ = true;
+  hcm_.recordRequest(info_);
+  http::ResponseEncoder* encoder = encoder_;
+  complete();
+  encoder->encodeTrailers(*response_trailers_);
+}
+
+// The response is complete: the stream is done (the codec decides what that means for a
+// request that is still arriving). Filters hear it, then the stream leaves the connection
+// manager; it is destroyed once the call stack unwinds, so the final write that follows is
+// safe.
+void ActiveStream::complete() {
+  for (auto& f : filters_) f.filter->onComplete(info_);
+  destroyFilters();
+  hcm_.onStreamDone(*this);
+}
+
+void ActiveStream::setDownstreamReadDisabled(bool disabled) {
+  if (encoder_ != nullptr && !destroyed_) encoder_->readDisable(disabled);
+}
 
 void ActiveStream::resetStream() {
   if (destroyed_) return;
-  hcm_.closeConnection(false);
+  http::ResponseEncoder* encoder = encoder_;
+  encoder_ = nullptr;
+  destroyFilters();
+  hcm_.onStreamDone(*this);
+  if (encoder != nullptr) encoder->resetStream(http::StreamResetReason::kLocalReset);
 }
 
 void ActiveStream::onDownstreamWatermark(bool above) {
-  for (auto& f : filters_) f->onDownstreamWatermark(above);
+  if (destroyed_) return;
+  for (auto& f : filters_) f.filter->onDownstreamWatermark(above);
 }
 
 void ActiveStream::destroyFilters() {
   if (destroyed_) return;
   destroyed_ = true;
-  for (auto& f : filters_) f->onDestroy();
+  for (auto& f : filters_) f.filter->onDestroy();
 }
 
 }  // namespace ferry::filters::network

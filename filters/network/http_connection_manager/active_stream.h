@@ -1,92 +1,160 @@
-// ActiveStream: one HTTP request/response exchange inside a connection manager: the filter
-// chain (configured filters, then the router), request hooks in order, response hooks in
-// reverse, stop/resume, local replies. Worker-local. Owned by its HttpConnectionManager.
+// ActiveStream: one HTTP request/response exchange in a connection manager. It is the
+// codec's RequestDecoder and talks to the codec only through the stream's ResponseEncoder; it
+// runs the filter chain (configured filters, then the router) for the request in order and
+// for the response in reverse, with stop / stop-and-buffer / resume both ways
+// (FilterIteration), and local replies (gRPC-aware). Protocol-neutral: nothing here knows
+// HTTP/1 from HTTP/2. Worker-local. Owned by its HttpConnectionManager.
 #pragma once
 
+#include <list>
 #include <memory>
 #include <optional>
 #include <vector>
 
-#include "core/http/header_map.h"
+#include "core/http/codec.h"
 #include "core/http/filter.h"
+#include "core/http/header_map.h"
 #include "core/http/route_config.h"
+#include "filters/network/http_connection_manager/filter_iteration.h"
 #include "filters/network/http_connection_manager/hcm_config.h"
 
 namespace ferry::filters::network {
 
 class HttpConnectionManager;
 
-class ActiveStream : public http::FilterCallbacks {
+class ActiveStream;
+
+// The callbacks one filter gets: the stream's, plus which filter it is (so that resume()
+// continues what this filter holds).
+class FilterSlot final : public http::FilterCallbacks {
  public:
-  ActiveStream(HttpConnectionManager& hcm, core::http::RequestHeadersPtr headers);
-  ~ActiveStream() override;
-
-  // Request side, from the codec (or the tunnel after an upgrade).
-  void decodeHeaders(bool end_stream);
-  void decodeData(core::Buffer& data, bool end_stream);
-  void decodeTrailers(core::http::HeaderMap trailers);
-
-  // http::FilterCallbacks
+  FilterSlot(ActiveStream& stream, size_t index) : s_(stream), index_(index) {}
   void resume() override;
+  void resumeResponse() override;
   void sendLocalReply(int status, std::string_view body, http::ResponseFlag flag) override;
   core::WorkerContext& worker() override;
-  core::http::RequestHeaders& requestHeaders() override { return *request_headers_; }
-  const core::router::Route* route() override { return route_; }
-  http::StreamInfo& streamInfo() override { return info_; }
+  http::RequestHeaders& requestHeaders() override;
+  const core::router::Route* route() override;
+  http::StreamInfo& streamInfo() override;
   const std::string& downstreamRemoteIp() override;
-  void encodeHeaders(core::http::ResponseHeadersPtr headers, bool end_stream) override;
+  const core::net::ConnectionInfo& downstreamConnection() override;
+  void encode1xxHeaders(http::ResponseHeadersPtr headers) override;
+  void encodeHeaders(http::ResponseHeadersPtr headers, bool end_stream) override;
   void encodeData(core::Buffer& data, bool end_stream) override;
-  void encodeTrailers(core::http::HeaderMap trailers) override;
+  void encodeTrailers(http::HeaderMap trailers) override;
   void setDownstreamReadDisabled(bool disabled) override;
   void resetStream() override;
 
-  // Downstream write buffer watermarks, for the router's flow control.
-  void onDownstreamWatermark(bool above);
+ private:
+  ActiveStream& s_;
+  size_t index_;
+};
+
+class ActiveStream : public http::RequestDecoder, public http::StreamCallbacks {
+ public:
+  ActiveStream(HttpConnectionManager& hcm, http::ResponseEncoder& encoder);
+  ~ActiveStream() override;
+
+  // http::RequestDecoder (from the codec)
+  void decodeHeaders(http::RequestHeadersPtr headers, bool end_stream) override;
+  void decodeData(core::Buffer& data, bool end_stream) override;
+  void decodeTrailers(http::HeaderMap trailers) override;
+  void onDecodeError(int status, std::string_view body, http::ResponseFlag flag) override;
+
+  // http::StreamCallbacks (from the codec or the connection manager)
+  void onResetStream(http::StreamResetReason reason, std::string_view detail) override;
+  void onAboveWriteBufferHighWatermark() override { onDownstreamWatermark(true); }
+  void onBelowWriteBufferLowWatermark() override { onDownstreamWatermark(false); }
+
+  // What filters call, through their FilterSlot (filter index `index` for the resumes).
+  void resumeRequest(size_t index);
+  void resumeResponse(size_t index);
+  void sendLocalReply(int status, std::string_view body, http::ResponseFlag flag);
+  core::WorkerContext& worker();
+  http::RequestHeaders& requestHeaders() { return *request_headers_; }
+  const core::router::Route* route() { return route_; }
+  http::StreamInfo& streamInfo() { return info_; }
+  const std::string& downstreamRemoteIp();
+  const core::net::ConnectionInfo& downstreamConnection();
+  void encode1xxHeaders(http::ResponseHeadersPtr headers);
+  void encodeHeaders(http::ResponseHeadersPtr headers, bool end_stream);
+  void encodeData(core::Buffer& data, bool end_stream);
+  void encodeTrailers(http::HeaderMap trailers);
+  void setDownstreamReadDisabled(bool disabled);
+  void resetStream();
+
   // The connection is going away (or the stream is done): tell filters, once.
   void destroyFilters();
-
   bool requestComplete() const { return request_complete_; }
   bool responseComplete() const { return response_complete_; }
-  bool responseStarted() const { return response_started_; }
-  bool isUpgrade() const { return upgrade_; }
-  bool isHeadRequest() const { return head_request_; }
+
+  std::list<std::unique_ptr<ActiveStream>>::iterator self_;
 
  private:
-  void iterateRequestHeaders(size_t from);
-  void iterateRequestData(core::Buffer& data, bool end_stream, size_t from);
-  void iterateRequestTrailers(size_t from);
-  void finishEncodeHeaders(core::http::ResponseHeaders& h, bool end_stream);
+  // The request and response directions drive the same FilterIteration machinery.
+  struct RequestHooks final : FilterIteration::Hooks {
+    explicit RequestHooks(ActiveStream& s) : s(s) {}
+    http::FilterStatus iterHeaders(size_t pos, bool end_stream) override;
+    http::FilterStatus iterData(size_t pos, core::Buffer& data, bool end_stream) override;
+    http::FilterStatus iterTrailers(size_t pos) override;
+    bool iterAborted() override { return s.local_reply_sent_ || s.destroyed_; }
+    void onHold(bool held) override;
+    ActiveStream& s;
+  };
+  struct ResponseHooks final : FilterIteration::Hooks {
+    explicit ResponseHooks(ActiveStream& s) : s(s) {}
+    http::FilterStatus iterHeaders(size_t pos, bool end_stream) override;
+    http::FilterStatus iterData(size_t pos, core::Buffer& data, bool end_stream) override;
+    http::FilterStatus iterTrailers(size_t pos) override;
+    bool iterAborted() override { return s.destroyed_ || s.response_replaced_; }
+    void onHold(bool held) override;
+    ActiveStream& s;
+  };
+
+  struct Entry {
+    Entry(ActiveStream& s, size_t index, std::unique_ptr<http::HttpFilter> f) : filter(std::move(f)), slot(s, index) {}
+    std::unique_ptr<http::HttpFilter> filter;
+    FilterSlot slot;
+  };
+  void addFilter(std::unique_ptr<http::HttpFilter> filter);
+  // The response filter of response position `pos` (reverse order, the router excluded), and
+  // back.
+  http::HttpFilter& responseFilter(size_t pos) { return *filters_[filters_.size() - 2 - pos].filter; }
+  size_t responsePosition(size_t index) const { return filters_.size() - 2 - index; }
+  bool isResponseSink(size_t pos) const { return pos + 1 == filters_.size(); }
+
+  // The sink of the response: the codec's encoder.
+  void writeHeaders(bool end_stream);
+  void writeData(core::Buffer& data, bool end_stream);
+  void writeTrailers();
   void complete();
+  void onDownstreamWatermark(bool above);
 
   HttpConnectionManager& hcm_;
+  http::ResponseEncoder* encoder_;  // null once the stream ended or was reset
   // The route table and filter chain current when the request started (held until it ends).
   core::LocalRef<http::HttpRouteConfig> route_config_;
-  core::http::RequestHeadersPtr request_headers_;
+  http::RequestHeadersPtr request_headers_;
+  std::optional<http::HeaderMap> request_trailers_;
+  http::ResponseHeadersPtr response_headers_;
+  std::optional<http::HeaderMap> response_trailers_;
   const core::router::Route* route_ = nullptr;
-  std::vector<std::unique_ptr<http::HttpFilter>> filters_;  // configured filters + router
+  std::vector<Entry> filters_;  // configured filters + router (reserved: slots never move)
   http::StreamInfo info_;
-
-  // Request-side iteration state.
-  enum class Phase { kHeaders, kData, kTrailers, kDone };
-  Phase req_phase_ = Phase::kHeaders;
-  size_t req_stopped_at_ = SIZE_MAX;    // filter that returned kStop (headers/data/trailers)
-  size_t data_buffering_at_ = SIZE_MAX;  // filter that returned kStopAndBuffer
-  bool headers_end_stream_ = false;
-  core::Buffer held_;                    // data held for a stopped or buffering filter
-  bool held_end_stream_ = false;
-  core::Buffer waiting_body_;            // body that arrived while headers were stopped
-  bool waiting_end_stream_ = false;
-  std::optional<core::http::HeaderMap> trailers_;
-  bool trailers_waiting_ = false;
+  RequestHooks request_hooks_{*this};
+  ResponseHooks response_hooks_{*this};
+  FilterIteration request_{request_hooks_};
+  FilterIteration response_{response_hooks_};
 
   bool request_complete_ = false;
-  bool response_started_ = false;
+  bool response_started_ = false;  // headers reached the encoder
   bool response_complete_ = false;
   bool local_reply_sent_ = false;
-  bool upgrade_ = false;
-  bool head_request_ = false;
+  bool response_replaced_ = false;  // a local reply replaced a response held by a filter
   bool destroyed_ = false;
   bool grpc_ = false;
+  bool downstream_held_ = false;  // reads paused for request bytes held at a filter
+  bool upstream_held_ = false;    // the router told to pause for response bytes held at a filter
 };
 
 }  // namespace ferry::filters::network

@@ -1,20 +1,22 @@
 // HttpConnectionManager: see hcm.h. Internal header shared by hcm.cc and active_stream.cc.
 #pragma once
 
+#include <list>
 #include <memory>
 #include <string>
-#include <vector>
 
 #include "core/event/deferred_deleter.h"
 #include "core/event/timer.h"
-#include "core/http/http1/codec.h"
+#include "core/http/codec.h"
+#include "core/net/network_filter.h"
 #include "filters/network/http_connection_manager/active_stream.h"
 #include "filters/network/http_connection_manager/hcm_config.h"
-#include "core/net/network_filter.h"
 
 namespace ferry::filters::network {
 
-class HttpConnectionManager : public core::net::NetworkFilter, public core::http::http1::ServerCodecCallbacks {
+class HttpConnectionManager : public core::net::NetworkFilter,
+                              public http::ServerConnectionCallbacks,
+                              public http::CodecIo {
  public:
   explicit HttpConnectionManager(std::shared_ptr<const HcmConfig> config);
   ~HttpConnectionManager() override;
@@ -26,11 +28,14 @@ class HttpConnectionManager : public core::net::NetworkFilter, public core::http
   void onDownstreamAboveWriteHighWatermark() override;
   void onDownstreamBelowWriteLowWatermark() override;
 
-  // ServerCodecCallbacks
-  void onRequestHeaders(core::http::RequestHeadersPtr headers, bool end_stream) override;
-  void onRequestData(core::Buffer& data, bool end_stream) override;
-  void onRequestTrailers(core::http::HeaderMap trailers) override;
-  void onProtocolError(int status, std::string_view detail) override;
+  // http::ServerConnectionCallbacks
+  http::RequestDecoder& newStream(http::ResponseEncoder& encoder) override;
+  void onCodecError(int status, http::ResponseFlag flag, std::string_view detail) override;
+
+  // http::CodecIo
+  void write(core::Buffer& data, bool end_stream) override { callbacks_->writeDownstream(data, end_stream); }
+  void closeConnection(bool flush) override;
+  void readDisable(bool disable) override;
 
   // For ActiveStream.
   const HcmConfig& config() const { return *config_; }
@@ -38,49 +43,31 @@ class HttpConnectionManager : public core::net::NetworkFilter, public core::http
   const core::net::ConnectionInfo& connectionInfo() const { return callbacks_->info(); }
   // The client's IP as text (for x-forwarded-for), formatted once per connection.
   const std::string& remoteIp();
-  core::http::http1::ServerCodec& codec() { return codec_; }
-  void writeDownstream(core::Buffer& data, bool end_stream) { callbacks_->writeDownstream(data, end_stream); }
-  void setReadDisabled(bool disabled);
-  // The response is fully written: finish the stream, then go on with the next request.
-  void onStreamComplete();
-  // Tear the connection down (a protocol error or a reset after the response started).
-  void closeConnection(bool flush);
-  // Response headers must say "connection: close" and the connection closes after it.
-  bool closeAfterResponse() const { return close_after_response_; }
-  void setCloseAfterResponse() { close_after_response_ = true; }
-  // After a 101: raw bytes both ways.
-  void enterTunnel();
-  bool tunneling() const { return tunnel_; }
+  // The worker drains: responses from now on close their connection.
+  bool draining() { return worker().draining != nullptr && *worker().draining; }
+  void drainNotice() { codec_->drainNotice(); }
+  // A stream's response is complete, or the stream was reset: it leaves (destroyed once the
+  // call stack unwinds) and the connection goes on with what waits.
+  void onStreamDone(ActiveStream& stream);
   // Stats for one finished request.
   void recordRequest(const http::StreamInfo& info);
 
  private:
-  void dispatch();
   void armIdleTimer();
-  std::string remote_ip_;
   void onIdleTimeout();
   void onHeadersTimeout();
-  // A response written without a stream or codec (protocol errors, 408): then close.
-  void sendRawErrorAndClose(int status, std::string_view body, http::ResponseFlag flag);
-  // Moves the current stream out; it is destroyed once the call stack unwinds.
-  void retireStream();
+  void dispatchPending();
 
   std::shared_ptr<const HcmConfig> config_;
-  core::http::http1::ServerCodec codec_;
-  core::Buffer pending_;  // bytes read but not yet parsed (pipelined requests wait here)
-  std::unique_ptr<ActiveStream> stream_;
+  std::unique_ptr<http::ServerConnection> codec_;  // made in onNewConnection
+  std::list<std::unique_ptr<ActiveStream>> streams_;
   std::unique_ptr<core::DeferredDeleter<ActiveStream>> finished_;  // made in onNewConnection
   std::unique_ptr<core::Timer> idle_timer_;
   std::unique_ptr<core::Timer> headers_timer_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  std::string remote_ip_;
   uint32_t requests_ = 0;
-  int read_disabled_ = 0;
-  bool eof_ = false;
-  bool dead_ = false;  // a protocol error or close: nothing more is parsed
-  bool close_after_response_ = false;
-  bool tunnel_ = false;
-  bool in_dispatch_ = false;
-  bool downstream_above_high_ = false;
+  bool dead_ = false;  // closed or closing: nothing more is parsed
 };
 
 }  // namespace ferry::filters::network

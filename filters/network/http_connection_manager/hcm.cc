@@ -5,7 +5,7 @@
 
 #include "core/log.h"
 #include "core/net/socket_util.h"
-#include "filters/http/router/router.h"
+#include "core/http/http1/connection.h"
 #include "filters/network/http_connection_manager/connection_manager.h"
 
 namespace ferry::filters::network {
@@ -25,20 +25,21 @@ core::http::http1::CodecLimits limitsOf(const config::HttpConfig& h) {
 
 }  // namespace
 
-HttpConnectionManager::HttpConnectionManager(std::shared_ptr<const HcmConfig> config)
-    : config_(std::move(config)), codec_(*this, limitsOf(config_->http)) {}
+HttpConnectionManager::HttpConnectionManager(std::shared_ptr<const HcmConfig> config) : config_(std::move(config)) {}
 
 HttpConnectionManager::~HttpConnectionManager() {
   *alive_ = false;
-  if (stream_) {
-    stream_->destroyFilters();
-    if (auto* w = callbacks_ ? &callbacks_->worker() : nullptr) w->stats->dec(config_->stats.rq_active);
+  while (!streams_.empty()) {
+    auto& s = *streams_.front();
+    s.destroyFilters();
+    onStreamDone(s);
   }
-  stream_.reset();
 }
 
 FilterStatus HttpConnectionManager::onNewConnection() {
   auto& w = callbacks_->worker();
+  // HTTP/1.1 today; the protocol will come from ALPN or the connection's first bytes.
+  codec_ = core::http::http1::makeServerConnection(*this, *this, limitsOf(config_->http));
   finished_ = std::make_unique<core::DeferredDeleter<ActiveStream>>(*w.io);
   idle_timer_ = std::make_unique<core::Timer>(*w.io, [this] { onIdleTimeout(); });
   headers_timer_ = std::make_unique<core::Timer>(*w.io, [this] { onHeadersTimeout(); });
@@ -52,120 +53,51 @@ FilterStatus HttpConnectionManager::onData(Buffer& data, bool end_stream) {
     data.clear();
     return FilterStatus::kStopIteration;
   }
-  if (tunnel_) {
-    if (stream_) stream_->decodeData(data, end_stream);
-    data.clear();
-    return FilterStatus::kStopIteration;
+  if (!data.empty()) {
+    if (streams_.empty() && !headers_timer_->enabled() && config_->http.request_headers_timeout.count() > 0) {
+      // The first bytes of a new request: its head must be complete in time (slowloris).
+      headers_timer_->enable(config_->http.request_headers_timeout);
+    }
+    idle_timer_->disable();
   }
-  if (!data.empty() && !stream_ && !headers_timer_->enabled() && config_->http.request_headers_timeout.count() > 0) {
-    // The first bytes of a new request: its head must be complete in time (slowloris).
-    headers_timer_->enable(config_->http.request_headers_timeout);
-  }
-  if (!data.empty()) idle_timer_->disable();
-  pending_.move(data);
-  if (end_stream) eof_ = true;
-  dispatch();
+  codec_->dispatch(data, end_stream);
   return FilterStatus::kStopIteration;
 }
 
-void HttpConnectionManager::dispatch() {
-  if (in_dispatch_) return;
-  in_dispatch_ = true;
-  while (!dead_ && !tunnel_) {
-    if (codec_.paused()) {
-      if (stream_) break;  // answer the current request first (pipelining keeps order)
-      codec_.resume();
-    }
-    size_t before = pending_.length();
-    if (before == 0) break;
-    codec_.dispatch(pending_);
-    if (dead_) break;
-    if (codec_.upgraded()) break;  // the rest are tunnel bytes, sent once the upstream agrees
-    if (pending_.length() == before && !codec_.paused()) break;  // needs more bytes
-  }
-  in_dispatch_ = false;
-  if (dead_ || tunnel_) return;
-  if (eof_ && pending_.empty()) {
-    if (!stream_) {
-      // The client is done and nothing is in flight.
-      codec_.onEof();
-      if (!dead_) closeConnection(true);
-    } else if (!stream_->requestComplete() && !codec_.upgraded()) {
-      codec_.onEof();  // mid-body: a protocol error (the stream is reset)
-    }
-  }
-}
-
-void HttpConnectionManager::onRequestHeaders(core::http::RequestHeadersPtr headers, bool end_stream) {
+http::RequestDecoder& HttpConnectionManager::newStream(http::ResponseEncoder& encoder) {
   headers_timer_->disable();
   idle_timer_->disable();
   auto& w = callbacks_->worker();
   ++requests_;
-  if (!codec_.keepAlive()) close_after_response_ = true;
-  if (config_->http.max_requests_per_connection > 0 && requests_ >= config_->http.max_requests_per_connection)
-    close_after_response_ = true;
-  if (w.draining && *w.draining) close_after_response_ = true;
+  if ((config_->http.max_requests_per_connection > 0 && requests_ >= config_->http.max_requests_per_connection) ||
+      draining())
+    codec_->drainNotice();
   w.stats->inc(config_->stats.rq_total);
   w.stats->inc(config_->stats.rq_active);
-  stream_ = std::make_unique<ActiveStream>(*this, std::move(headers));
-  stream_->decodeHeaders(end_stream);
+  streams_.push_front(std::make_unique<ActiveStream>(*this, encoder));
+  ActiveStream& s = *streams_.front();
+  s.self_ = streams_.begin();
+  return s;
 }
 
-void HttpConnectionManager::onRequestData(Buffer& data, bool end_stream) {
-  if (stream_) {
-    stream_->decodeData(data, end_stream);
-  } else {
-    data.clear();
-  }
-}
-
-void HttpConnectionManager::onRequestTrailers(core::http::HeaderMap trailers) {
-  if (stream_) stream_->decodeTrailers(std::move(trailers));
-}
-
-void HttpConnectionManager::onProtocolError(int status, std::string_view detail) {
-  FERRY_LOG(kDebug, "http: ", config_->listener_name, ": protocol error ", status, ": ", core::log::sv(detail));
-  auto flag = http::ResponseFlag::kDownstreamProtocolError;
-  if (stream_ && stream_->responseStarted()) {
-    // Mid-response: the framing cannot be trusted any more.
-    closeConnection(false);
-    return;
-  }
-  if (stream_) {
-    // Mid-request (e.g. a bad chunk): answer through the stream, then close.
-    close_after_response_ = true;
-    dead_ = true;
-    stream_->sendLocalReply(status, status == 431 ? "request headers too large\n" : "bad request\n", flag);
-    return;
-  }
-  sendRawErrorAndClose(status, status == 431 ? "request headers too large\n" : "bad request\n", flag);
-}
-
-void HttpConnectionManager::sendRawErrorAndClose(int status, std::string_view body, http::ResponseFlag flag) {
+void HttpConnectionManager::onCodecError(int status, http::ResponseFlag flag, std::string_view detail) {
+  FERRY_LOG(kDebug, "http: ", config_->listener_name, ": ", status, " before any stream: ", core::log::sv(detail));
   dead_ = true;
   headers_timer_->disable();
   idle_timer_->disable();
-  std::string head = "HTTP/1.1 " + std::to_string(status) + " " + core::http::reasonPhrase(status) +
-                     "\r\ncontent-type: text/plain\r\ncontent-length: " + std::to_string(body.size()) +
-                     "\r\nconnection: close\r\n\r\n";
-  Buffer out;
-  out.add(head);
-  out.add(body);
   http::StreamInfo info;
   info.start_ms = core::monotonicMs();
   info.response_code = status;
   info.flag = flag;
   callbacks_->worker().stats->inc(config_->stats.rq_total);
   recordRequest(info);
-  pending_.clear();
-  callbacks_->writeDownstream(out, true);
-  callbacks_->connection().close(Connection::CloseType::kFlushWrite);
 }
 
 void HttpConnectionManager::onHeadersTimeout() {
-  if (stream_ || dead_) return;
+  if (!streams_.empty() || dead_) return;
   FERRY_LOG(kDebug, "http: ", config_->listener_name, ": request headers timeout");
-  sendRawErrorAndClose(408, "request timeout\n", http::ResponseFlag::kRequestTimeout);
+  onCodecError(408, http::ResponseFlag::kRequestTimeout, "request headers timeout");
+  codec_->sendConnectionError(408, "request timeout\n");
 }
 
 void HttpConnectionManager::armIdleTimer() {
@@ -173,36 +105,41 @@ void HttpConnectionManager::armIdleTimer() {
 }
 
 void HttpConnectionManager::onIdleTimeout() {
-  if (stream_ || dead_) return;
+  if (!streams_.empty() || dead_) return;
   FERRY_LOG(kDebug, "http: ", config_->listener_name, ": idle timeout");
-  dead_ = true;
-  callbacks_->connection().close(Connection::CloseType::kFlushWrite);
+  closeConnection(true);
 }
 
-void HttpConnectionManager::onStreamComplete() {
-  if (!stream_) return;
+void HttpConnectionManager::onStreamDone(ActiveStream& stream) {
+  if (stream.self_ == streams_.end()) return;  // already gone
   auto& w = callbacks_->worker();
   w.stats->dec(config_->stats.rq_active);
-  bool request_was_complete = stream_->requestComplete();
-  retireStream();
-  if (dead_ || close_after_response_ || !request_was_complete || tunnel_) {
-    // A response sent before the whole request arrived ends the connection: what follows
-    // on the wire cannot be told apart from a new request.
-    closeConnection(true);
+  std::unique_ptr<ActiveStream> dying = std::move(*stream.self_);
+  streams_.erase(stream.self_);
+  dying->self_ = streams_.end();
+  if (finished_) {
+    finished_->add(std::move(dying));
+  } else {
+    dying.reset();
+  }
+  if (dead_ || !streams_.empty() || !codec_) return;
+  if (!codec_->pendingInput()) {
+    armIdleTimer();  // the usual keep-alive case: the next bytes dispatch by themselves
     return;
   }
-  // Next request: a pipelined one may already be waiting.
-  if (config_->http.request_headers_timeout.count() > 0 && !pending_.empty())
-    headers_timer_->enable(config_->http.request_headers_timeout);
-  if (pending_.empty()) armIdleTimer();
-  // Nothing waiting (the usual keep-alive case): the next bytes dispatch by themselves.
-  if (pending_.empty() && !eof_) return;
-  // Not from inside the stream's call stack: post the next dispatch.
+  // A pipelined request (or the client's EOF) waits: its head must come in time, and it is
+  // parsed from the loop, not from inside the finished stream's call stack.
+  if (config_->http.request_headers_timeout.count() > 0) headers_timer_->enable(config_->http.request_headers_timeout);
   asio::post(*w.io, [this, alive = alive_] {
-    if (!*alive || dead_ || stream_) return;
-    dispatch();
-    if (!stream_ && pending_.empty() && !dead_ && !eof_) armIdleTimer();
+    if (*alive) dispatchPending();
   });
+}
+
+void HttpConnectionManager::dispatchPending() {
+  if (dead_ || !streams_.empty()) return;
+  Buffer none;
+  codec_->dispatch(none, false);
+  if (streams_.empty() && !dead_ && !codec_->pendingInput()) armIdleTimer();
 }
 
 const std::string& HttpConnectionManager::remoteIp() {
@@ -210,64 +147,37 @@ const std::string& HttpConnectionManager::remoteIp() {
   return remote_ip_;
 }
 
-void HttpConnectionManager::retireStream() {
-  stream_->destroyFilters();
-  finished_->add(std::move(stream_));
-}
-
 void HttpConnectionManager::closeConnection(bool flush) {
-  if (dead_ && callbacks_->connection().closed()) return;
   dead_ = true;
   if (idle_timer_) idle_timer_->disable();
   if (headers_timer_) headers_timer_->disable();
+  if (callbacks_->connection().closed()) return;
   callbacks_->connection().close(flush ? Connection::CloseType::kFlushWrite : Connection::CloseType::kNoFlush);
 }
 
-void HttpConnectionManager::setReadDisabled(bool disabled) {
+void HttpConnectionManager::readDisable(bool disable) {
   if (callbacks_->connection().closed()) return;
-  if (disabled) {
-    ++read_disabled_;
-    callbacks_->connection().readDisable(true);
-  } else if (read_disabled_ > 0) {
-    --read_disabled_;
-    callbacks_->connection().readDisable(false);
-  }
-}
-
-void HttpConnectionManager::enterTunnel() {
-  tunnel_ = true;
-  headers_timer_->disable();
-  idle_timer_->disable();
-  // Bytes the client sent after its upgrade request are the first tunnel bytes.
-  if (!pending_.empty() && stream_) {
-    Buffer first;
-    first.move(pending_);
-    stream_->decodeData(first, false);
-  }
-  if (eof_ && stream_) {
-    Buffer none;
-    stream_->decodeData(none, true);
-  }
+  callbacks_->connection().readDisable(disable);
 }
 
 void HttpConnectionManager::onDownstreamEvent(core::net::ConnectionEvent) {
   dead_ = true;
   if (idle_timer_) idle_timer_->disable();
   if (headers_timer_) headers_timer_->disable();
-  if (stream_) {
-    callbacks_->worker().stats->dec(config_->stats.rq_active);
-    retireStream();
+  // Every stream still open loses its connection.
+  while (!streams_.empty()) {
+    ActiveStream& s = *streams_.front();
+    s.onResetStream(http::StreamResetReason::kConnectionTermination, "downstream connection closed");
+    onStreamDone(s);  // a no-op if the reset already took it out
   }
 }
 
 void HttpConnectionManager::onDownstreamAboveWriteHighWatermark() {
-  downstream_above_high_ = true;
-  if (stream_) stream_->onDownstreamWatermark(true);
+  if (codec_) codec_->onConnectionWatermark(true);
 }
 
 void HttpConnectionManager::onDownstreamBelowWriteLowWatermark() {
-  downstream_above_high_ = false;
-  if (stream_) stream_->onDownstreamWatermark(false);
+  if (codec_) codec_->onConnectionWatermark(false);
 }
 
 void HttpConnectionManager::recordRequest(const http::StreamInfo& info) {

@@ -12,7 +12,7 @@
 #include "core/event/worker_context.h"
 #include "core/http/route_config.h"
 #include "core/upstream/cluster_manager.h"
-#include "core/upstream/http_pool.h"
+#include "core/upstream/stream_pool.h"
 #include "filters/registry.h"
 #include "proxy/runtime.h"
 

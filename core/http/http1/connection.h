@@ -1,0 +1,28 @@
+// HTTP/1.1 stream-level connections over the message codecs of codec.h: the server side
+// (ServerConnection) and the client side (ClientConnection) of core/http/codec.h. They own
+// everything HTTP/1-only: one stream at a time, pipelining, hop-by-hop header rules,
+// Expect: 100-continue, upgrades (the stream becomes a raw tunnel after a 101), keep-alive
+// and "connection: close", and the raw error writer for requests that fail before a stream
+// exists. Worker-local; one per connection, owned by the connection manager (server) or the
+// upstream pool's connection (client).
+#pragma once
+
+#include <memory>
+
+#include "core/http/codec.h"
+#include "core/http/http1/codec.h"
+
+namespace ferry::core::http::http1 {
+
+std::unique_ptr<ServerConnection> makeServerConnection(CodecIo& io, ServerConnectionCallbacks& callbacks,
+                                                       const CodecLimits& limits);
+std::unique_ptr<ClientConnection> makeClientConnection(CodecIo& io, ClientConnectionCallbacks& callbacks,
+                                                       const CodecLimits& limits = {});
+
+// RFC 9110 7.6.1: removes the hop-by-hop headers (connection, keep-alive, proxy-connection,
+// transfer-encoding, te, trailer, upgrade, http2-settings) and every header the Connection
+// header names. A TE that lists "trailers" becomes `te: trailers` (gRPC needs it); other TE
+// values go. When `keep_upgrade`, the Upgrade header stays with "connection: upgrade".
+void stripHopByHop(HeaderMap& headers, bool keep_upgrade);
+
+}  // namespace ferry::core::http::http1

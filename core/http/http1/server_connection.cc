@@ -1,0 +1,327 @@
+// The HTTP/1 server side of core/http/codec.h: requests in order, one stream at a time.
+//
+// - Pipelining: bytes after a complete request wait in `pending_` until its response is done;
+//   the owner dispatches again from the event loop (pendingInput()).
+// - Hop-by-hop headers of a request are removed before the stream sees it (stripHopByHop).
+// - Expect: 100-continue is answered here at once (HTTP/1.1 clients only) and the header is
+//   removed; an upstream's own 100 is then dropped. Any other expectation: 417, raw.
+// - Upgrade: the request keeps Upgrade; bytes after its head wait until the response: a 101
+//   turns the stream into a raw tunnel both ways, anything else closes the connection after it.
+// - A request that fails before a stream exists (malformed head: 400; too large: 431) and the
+//   owner's connection errors (408) are written raw, with "connection: close", then the
+//   connection closes. After a stream exists, errors go to its decoder (onDecodeError).
+// - The connection closes after a response when the request or response asked for it, the
+//   response was sent before the request was complete, a drain was noticed, or it was a tunnel.
+#include <string>
+
+#include "core/http/http1/connection.h"
+#include "core/http/http1/message_parser.h"
+
+namespace ferry::core::http::http1 {
+namespace {
+
+class ServerConnectionImpl final : public ServerConnection, private ServerCodecCallbacks, private ResponseEncoder {
+ public:
+  ServerConnectionImpl(CodecIo& io, ServerConnectionCallbacks& cb, const CodecLimits& limits)
+      : io_(io), cb_(cb), codec_(*this, limits) {}
+
+  // ServerConnection
+  void dispatch(Buffer& data, bool end_stream) override {
+    if (dead_) {
+      data.clear();
+      return;
+    }
+    if (tunnel_) {
+      if (decoder_ != nullptr && (!data.empty() || end_stream)) decoder_->decodeData(data, end_stream);
+      data.clear();
+      return;
+    }
+    pending_.move(data);
+    if (end_stream) eof_ = true;
+    parse();
+  }
+  bool pendingInput() const override { return !dead_ && !tunnel_ && (!pending_.empty() || eof_); }
+  size_t activeStreams() const override { return decoder_ != nullptr ? 1 : 0; }
+  void drainNotice() override {
+    drain_ = true;
+    if (decoder_ != nullptr && !response_started_) codec_.closeAfterResponse();
+  }
+  void sendConnectionError(int status, std::string_view body) override {
+    if (dead_ || decoder_ != nullptr) return;
+    writeRawError(status, body);
+  }
+  void onConnectionWatermark(bool above) override {
+    if (stream_cb_ == nullptr) return;
+    if (above) {
+      stream_cb_->onAboveWriteBufferHighWatermark();
+    } else {
+      stream_cb_->onBelowWriteBufferLowWatermark();
+    }
+  }
+  Protocol protocol() const override { return minor_ == 0 ? Protocol::kHttp10 : Protocol::kHttp11; }
+
+ private:
+  // Parses what waits, one request at a time.
+  void parse() {
+    if (in_parse_) return;
+    in_parse_ = true;
+    while (!dead_ && !tunnel_) {
+      if (codec_.paused()) {
+        if (decoder_ != nullptr) break;  // answer the current request first (pipelining keeps order)
+        codec_.resume();
+      }
+      const size_t before = pending_.length();
+      if (before == 0) break;
+      codec_.dispatch(pending_);
+      if (dead_) break;
+      if (codec_.upgraded()) break;  // the rest are tunnel bytes, sent once the response agrees
+      if (pending_.length() == before && !codec_.paused()) break;  // needs more bytes
+    }
+    in_parse_ = false;
+    if (dead_ || tunnel_ || !eof_ || !pending_.empty()) return;
+    if (decoder_ == nullptr) {
+      codec_.onEof();  // mid-head: a protocol error (400); idle: nothing
+      if (!dead_) close(true);  // the client is done and nothing is in flight
+    } else if (!request_complete_ && !codec_.upgraded()) {
+      codec_.onEof();  // mid-body: a protocol error, answered through the stream
+    }
+  }
+
+  // ServerCodecCallbacks
+  void onRequestHeaders(RequestHeadersPtr h, bool end_stream) override {
+    minor_ = h->version_minor;
+    upgrade_ = codec_.upgraded();
+    request_complete_ = end_stream;
+    response_started_ = false;
+    sent_100_ = false;
+    stripHopByHop(h->headers, upgrade_);
+    if (const std::string* expect = h->headers.get("expect")) {
+      if (!HeaderMap::equalsIgnoreCase(*expect, "100-continue")) {
+        cb_.onCodecError(417, ResponseFlag::kNone, "unsupported expectation");
+        writeRawError(417, "unsupported expectation\n");
+        return;
+      }
+      h->headers.remove("expect");
+      if (!end_stream) {  // the client may wait for it before sending the body
+        Buffer out;
+        codec_.encode100Continue(out);  // nothing for an HTTP/1.0 client
+        sent_100_ = !out.empty();
+        if (sent_100_) io_.write(out, false);
+      }
+    }
+    if (drain_) codec_.closeAfterResponse();
+    decoder_ = &cb_.newStream(*this);
+    decoder_->decodeHeaders(std::move(h), end_stream);
+  }
+
+  void onRequestData(Buffer& data, bool end_stream) override {
+    if (end_stream) request_complete_ = true;
+    if (decoder_ == nullptr) {
+      data.clear();
+      return;
+    }
+    decoder_->decodeData(data, end_stream);
+  }
+
+  void onRequestTrailers(HeaderMap trailers) override {
+    request_complete_ = true;
+    if (decoder_ != nullptr) decoder_->decodeTrailers(std::move(trailers));
+  }
+
+  void onProtocolError(int status, std::string_view detail) override {
+    const std::string_view body = status == 431 ? "request headers too large\n" : "bad request\n";
+    if (decoder_ == nullptr) {
+      cb_.onCodecError(status, ResponseFlag::kDownstreamProtocolError, detail);
+      writeRawError(status, body);
+      return;
+    }
+    if (response_started_) {  // mid-response: the framing cannot be trusted any more
+      dead_ = true;
+      close(false);
+      return;
+    }
+    // Mid-request (e.g. a bad chunk): the stream answers; the connection closes after it
+    // (the codec is dead, so the response says "connection: close").
+    dead_ = true;
+    decoder_->onDecodeError(status, body, ResponseFlag::kDownstreamProtocolError);
+  }
+
+  // ResponseEncoder
+  void encodeHeaders(const ResponseHeaders& h, bool end_stream) override {
+    if (decoder_ == nullptr || response_started_) return;
+    response_started_ = true;
+    const bool tunnel = h.status == 101 && upgrade_;
+    Buffer out;
+    codec_.encodeHeaders(h, end_stream, out);
+    io_.write(out, false);
+    if (tunnel) {
+      enterTunnel();
+      return;
+    }
+    if (end_stream) endStream();
+  }
+
+  void encode1xxHeaders(const ResponseHeaders& h) override {
+    if (decoder_ == nullptr || response_started_ || h.status == 101 || h.status < 100 || h.status >= 200) return;
+    if (h.status == 100 && sent_100_) return;  // the client already has one, from us
+    Buffer out;
+    codec_.encodeHeaders(h, false, out);  // an interim response; nothing to an HTTP/1.0 client
+    if (!out.empty()) io_.write(out, false);
+  }
+
+  void encodeData(Buffer& data, bool end_stream) override {
+    if (decoder_ == nullptr || !response_started_) {
+      data.clear();
+      return;
+    }
+    if (tunnel_) {
+      io_.write(data, end_stream);
+      if (end_stream) endStream();
+      return;
+    }
+    Buffer out;
+    codec_.encodeData(data, end_stream, out);
+    io_.write(out, false);
+    if (end_stream) endStream();
+  }
+
+  void encodeTrailers(const HeaderMap& trailers) override {
+    if (decoder_ == nullptr || !response_started_) return;
+    Buffer out;
+    codec_.encodeTrailers(trailers, out);
+    io_.write(out, false);
+    endStream();
+  }
+
+  void readDisable(bool disable) override {
+    if (decoder_ == nullptr) return;
+    if (disable) {
+      ++stream_read_disabled_;
+    } else if (stream_read_disabled_ > 0) {
+      --stream_read_disabled_;
+    } else {
+      return;
+    }
+    io_.readDisable(disable);
+  }
+
+  void resetStream(StreamResetReason) override {
+    if (decoder_ == nullptr) return;
+    decoder_ = nullptr;
+    stream_cb_ = nullptr;
+    dead_ = true;  // HTTP/1 has no way to end one stream alone
+    close(false);
+  }
+
+  void setStreamCallbacks(StreamCallbacks* callbacks) override { stream_cb_ = callbacks; }
+
+  // The response is complete: the stream is over.
+  void endStream() {
+    decoder_ = nullptr;
+    stream_cb_ = nullptr;
+    while (stream_read_disabled_ > 0) {  // what the stream still held back is its own business
+      --stream_read_disabled_;
+      io_.readDisable(false);
+    }
+    // A response sent before the whole request arrived ends the connection: what follows on
+    // the wire cannot be told apart from a new request.
+    if (dead_ || tunnel_ || drain_ || !request_complete_ || codec_.responseNeedsClose()) {
+      dead_ = true;
+      close(true);
+    }
+  }
+
+  void enterTunnel() {
+    tunnel_ = true;
+    // Bytes the client sent after its upgrade request are the first tunnel bytes.
+    if (!pending_.empty() && decoder_ != nullptr) {
+      Buffer first;
+      first.move(pending_);
+      decoder_->decodeData(first, false);
+    }
+    if (eof_ && decoder_ != nullptr) {
+      Buffer none;
+      decoder_->decodeData(none, true);
+    }
+  }
+
+  void writeRawError(int status, std::string_view body) {
+    dead_ = true;
+    pending_.clear();
+    std::string head = "HTTP/1.1 " + std::to_string(status) + " " + reasonPhrase(status) +
+                       "\r\ncontent-type: text/plain\r\ncontent-length: " + std::to_string(body.size()) +
+                       "\r\nconnection: close\r\n\r\n";
+    Buffer out;
+    out.add(head);
+    out.add(body);
+    io_.write(out, true);
+    close(true);
+  }
+
+  void close(bool flush) {
+    if (closed_) return;
+    closed_ = true;
+    io_.closeConnection(flush);
+  }
+
+  CodecIo& io_;
+  ServerConnectionCallbacks& cb_;
+  ServerCodec codec_;
+  Buffer pending_;  // bytes read but not yet parsed (pipelined requests wait here)
+  RequestDecoder* decoder_ = nullptr;  // the current stream's; null between requests
+  StreamCallbacks* stream_cb_ = nullptr;
+  int stream_read_disabled_ = 0;
+  int minor_ = 1;
+  bool eof_ = false;
+  bool dead_ = false;  // a protocol error, a reset or a close: nothing more is parsed
+  bool closed_ = false;
+  bool drain_ = false;
+  bool tunnel_ = false;
+  bool in_parse_ = false;
+  bool upgrade_ = false;
+  bool request_complete_ = false;
+  bool response_started_ = false;
+  bool sent_100_ = false;
+};
+
+// Hop-by-hop headers (RFC 9110 7.6.1) and their relatives: never forwarded.
+constexpr std::string_view kHopByHop[] = {"connection", "keep-alive", "proxy-connection", "transfer-encoding",
+                                          "te", "trailer", "upgrade", "http2-settings"};
+
+}  // namespace
+
+void stripHopByHop(HeaderMap& h, bool keep_upgrade) {
+  std::string upgrade;
+  if (keep_upgrade) {
+    if (const std::string* u = h.get("upgrade")) upgrade = *u;
+  }
+  // TE keeps only "trailers" (what gRPC needs); other codings are this hop's business.
+  const bool te_trailers = h.has("te") && detail::hasToken(h.getAll("te"), "trailers");
+  if (h.has("connection")) {
+    // The headers the sender named in Connection are hop-by-hop too.
+    const std::string list = h.getAll("connection");
+    size_t pos = 0;
+    while (pos <= list.size()) {
+      size_t comma = list.find(',', pos);
+      std::string_view item(list.data() + pos, (comma == std::string::npos ? list.size() : comma) - pos);
+      while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+      while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+      if (!item.empty() && !HeaderMap::equalsIgnoreCase(item, "te")) h.remove(item);
+      if (comma == std::string::npos) break;
+      pos = comma + 1;
+    }
+  }
+  for (auto name : kHopByHop) h.remove(name);
+  if (te_trailers) h.add("te", "trailers");
+  if (keep_upgrade && !upgrade.empty()) {
+    h.set("upgrade", upgrade);
+    h.set("connection", "upgrade");
+  }
+}
+
+std::unique_ptr<ServerConnection> makeServerConnection(CodecIo& io, ServerConnectionCallbacks& callbacks,
+                                                       const CodecLimits& limits) {
+  return std::make_unique<ServerConnectionImpl>(io, callbacks, limits);
+}
+
+}  // namespace ferry::core::http::http1
