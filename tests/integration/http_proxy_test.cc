@@ -397,6 +397,78 @@ TEST_CASE("http: the buffer filter forwards whole bodies with a length and refus
   REQUIRE(metricValue(*f, "ferry_downstream_response_flags_total{listener=\"web\",flag=\"DBL\"}") == 1);
 }
 
+TEST_CASE("http: the buffer filter holds the request until the whole body is here, on a warm pool too",
+          "[http][filters][pool]") {
+  HttpUpstream up([](const UpstreamRequest& r) {
+    return HttpUpstream::ok("len=" + r.header("content-length") + " chunked=" + (r.chunked ? "1" : "0"));
+  });
+  std::string extra =
+      "      filters:\n"
+      "        - name: buffer\n"
+      "          config: {max_request_bytes: 1000}\n";
+  auto f = FerryProcess::start(FerryConfig{.http_extra = extra, .clusters = {{"up", {up.port()}}}}.yaml());
+  auto c = TcpClient::connect(f->port("web"));
+  REQUIRE(c);
+  // Warm the pool: the next request finds an idle upstream connection at once.
+  REQUIRE(c->sendAll("GET /warm HTTP/1.1\r\nHost: x\r\n\r\n"));
+  REQUIRE(readHttpResponse(*c).status == 200);
+  REQUIRE(up.connections() == 1);
+  // The body arrives in two parts; nothing of the request may leave before the second.
+  REQUIRE(c->sendAll("POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"));
+  REQUIRE(c->sendAll("2\r\nde\r\n0\r\n\r\n"));
+  auto r = readHttpResponse(*c);
+  REQUIRE(r.status == 200);
+  CHECK(r.body == "len=5 chunked=0");
+  CHECK(up.connections() == 1);  // it did use the warm connection
+}
+
+TEST_CASE("http: upstream 1xx responses reach HTTP/1.1 clients; a second 100 and HTTP/1.0 clients get none",
+          "[http][1xx]") {
+  HttpUpstream up([](const UpstreamRequest& r) {
+    std::string early = "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n";
+    if (r.target == "/expect") early = "HTTP/1.1 100 Continue\r\n\r\n" + early;
+    return UpstreamAction{early + HttpUpstream::response(200, "done")};
+  });
+  auto f = FerryProcess::start(FerryConfig{.clusters = {{"up", {up.port()}}}}.yaml());
+  const uint16_t port = f->port("web");
+  {
+    auto c = TcpClient::connect(port);
+    REQUIRE(c);
+    REQUIRE(c->sendAll("GET /hints HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+    std::string raw = c->recvUntilClose(5s);
+    INFO(raw);
+    REQUIRE(raw.rfind("HTTP/1.1 103 Early Hints\r\n", 0) == 0);
+    CHECK(raw.find("link: </style.css>; rel=preload\r\n") != std::string::npos);
+    CHECK(raw.find("HTTP/1.1 200 ") != std::string::npos);
+    CHECK(raw.find("\r\n\r\ndone") != std::string::npos);
+  }
+  {
+    auto c = TcpClient::connect(port);
+    REQUIRE(c);
+    REQUIRE(c->sendAll("GET /hints HTTP/1.0\r\nHost: x\r\n\r\n"));
+    std::string raw = c->recvUntilClose(5s);
+    INFO(raw);
+    CHECK(raw.rfind("HTTP/1.1 200 ", 0) == 0);  // no interim response for HTTP/1.0
+    CHECK(raw.find(" 103 ") == std::string::npos);
+  }
+  {
+    // Ferry answers Expect: 100-continue itself; the upstream's own 100 is not sent twice.
+    auto c = TcpClient::connect(port);
+    REQUIRE(c);
+    REQUIRE(c->sendAll("PUT /expect HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n"
+                       "Connection: close\r\n\r\n"));
+    std::string interim = c->recvSome(3s);
+    REQUIRE(interim.rfind("HTTP/1.1 100 Continue\r\n\r\n", 0) == 0);
+    REQUIRE(c->sendAll("hello"));
+    std::string rest = interim + c->recvUntilClose(5s);
+    INFO(rest);
+    size_t first = rest.find("100 Continue");
+    CHECK(rest.find("100 Continue", first + 1) == std::string::npos);
+    CHECK(rest.find("HTTP/1.1 103 Early Hints\r\n") != std::string::npos);
+    CHECK(rest.find("HTTP/1.1 200 ") != std::string::npos);
+  }
+}
+
 TEST_CASE("http: the fault filter delays then resumes, or aborts", "[http][filters]") {
   HttpUpstream up;
   std::string delay =

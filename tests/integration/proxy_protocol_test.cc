@@ -8,8 +8,10 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -394,4 +396,99 @@ TEST_CASE("send_proxy_protocol without an incoming header carries the socket add
     REQUIRE(rec->waitBytes(want.size(), 5s));
     CHECK(rec->data() == want);
   }
+}
+
+namespace {
+
+// An HTTP upstream that records, per connection, everything it read (a PROXY header
+// included) and answers every request head with a small keep-alive 200.
+struct RecordingHttpUpstream {
+  struct State {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<std::string> conns;
+    size_t answered = 0;
+  };
+  std::shared_ptr<State> st = std::make_shared<State>();
+  FakeUpstream server{[st = st](int fd) {
+    size_t index;
+    {
+      std::lock_guard<std::mutex> lk(st->mu);
+      index = st->conns.size();
+      st->conns.emplace_back();
+    }
+    std::string pending;
+    while (true) {
+      std::string chunk = FakeUpstream::readSome(fd);
+      if (chunk.empty()) return;
+      pending += chunk;
+      {
+        std::lock_guard<std::mutex> lk(st->mu);
+        st->conns[index] += chunk;
+      }
+      size_t end;
+      while ((end = pending.find("\r\n\r\n")) != std::string::npos) {
+        pending.erase(0, end + 4);
+        if (!FakeUpstream::writeAll(fd, "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")) return;
+        std::lock_guard<std::mutex> lk(st->mu);
+        ++st->answered;
+        st->cv.notify_all();
+      }
+    }
+  }};
+  std::vector<std::string> conns() const {
+    std::lock_guard<std::mutex> lk(st->mu);
+    return st->conns;
+  }
+};
+
+std::string ppHttpConfig(uint16_t up_port) {
+  return "admin: {address: 127.0.0.1:0}\n"
+         "listeners:\n"
+         "  - name: web\n"
+         "    address: 127.0.0.1:0\n"
+         "    proxy_protocol: true\n"
+         "    http:\n"
+         "      virtual_hosts:\n"
+         "        - {name: all, domains: [\"*\"], routes: [{match: {prefix: /}, route: {cluster: up}}]}\n"
+         "clusters:\n"
+         "  - name: up\n"
+         "    send_proxy_protocol: v1\n"
+         "    idle_timeout: 300ms\n"
+         "    endpoints: [{address: 127.0.0.1:" + std::to_string(up_port) + "}]\n";
+}
+
+}  // namespace
+
+TEST_CASE("send_proxy_protocol on an HTTP cluster: each client's connections carry its own header, "
+          "and are never shared with another client", "[proxy_protocol][http]") {
+  RecordingHttpUpstream up;
+  auto f = FerryProcess::start(ppHttpConfig(up.server.port()));
+  const uint16_t port = f->port("web");
+  auto request = [](TcpClient& c, const std::string& path) {
+    REQUIRE(c.sendAll("GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n"));
+    auto r = readHttpResponse(c);
+    REQUIRE(r.status == 200);
+    REQUIRE(r.body == "ok");
+  };
+  auto a = TcpClient::connect(port);
+  REQUIRE(a);
+  REQUIRE(a->sendAll("PROXY TCP4 10.0.0.1 10.0.0.9 1111 80\r\n"));
+  request(*a, "/a1");
+  request(*a, "/a2");  // keep-alive: the same upstream connection
+  auto b = TcpClient::connect(port);
+  REQUIRE(b);
+  REQUIRE(b->sendAll("PROXY TCP4 10.0.0.2 10.0.0.9 2222 80\r\n"));
+  request(*b, "/b1");
+  auto conns = up.conns();
+  REQUIRE(conns.size() == 2);
+  INFO("first: " << conns[0] << "\nsecond: " << conns[1]);
+  CHECK(conns[0].rfind("PROXY TCP4 10.0.0.1 10.0.0.9 1111 80\r\nGET /a1 HTTP/1.1\r\n", 0) == 0);
+  CHECK(conns[0].find("GET /a2 HTTP/1.1\r\n") != std::string::npos);
+  CHECK(conns[0].find("PROXY", 1) == std::string::npos);  // one header per connection
+  CHECK(conns[1].rfind("PROXY TCP4 10.0.0.2 10.0.0.9 2222 80\r\nGET /b1 HTTP/1.1\r\n", 0) == 0);
+  // Idle private connections close after the cluster's idle_timeout, and their pools go.
+  a.reset();
+  b.reset();
+  REQUIRE(waitUntil([&] { return metricValue(*f, "ferry_upstream_pools{cluster=\"up\"}") == 0; }, 15s));
 }

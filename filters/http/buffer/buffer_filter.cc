@@ -23,7 +23,9 @@ class BufferFilter : public HttpFilter {
         return FilterStatus::kStop;
       }
     }
-    return FilterStatus::kContinue;
+    // The headers wait here while the body is collected: they go upstream with the body's
+    // length, so nothing of the request leaves before the whole body is here.
+    return FilterStatus::kStopAndBuffer;
   }
 
   FilterStatus onRequestBody(Buffer& data, bool end_stream) override {
