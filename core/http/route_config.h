@@ -17,6 +17,7 @@ namespace ferry::core::http {
 struct HttpRouteConfig {
   std::shared_ptr<const router::RouteTable> routes;
   std::vector<HttpFilterFactory> filters;  // configured order; the router is added last
+  HttpFilterFactory terminal;              // the last filter; null: the router (tests set it)
 };
 
 // The current HttpRouteConfig of one listener, one slot per worker. Made once per listener

@@ -97,7 +97,7 @@ void ActiveStream::decodeHeaders(http::RequestHeadersPtr headers, bool end_strea
   route_config_ = cfg.routes->current(hcm_.worker().worker_index);
   filters_.reserve(route_config_->filters.size() + 1);  // slots are referenced by the filters
   for (const auto& make : route_config_->filters) addFilter(make());
-  addFilter(filters::http::makeRouter());
+  addFilter(route_config_->terminal ? route_config_->terminal() : filters::http::makeRouter());
   request_.setPositions(filters_.size());
   response_.setPositions(filters_.size());  // the filters in reverse, then the encoder
 

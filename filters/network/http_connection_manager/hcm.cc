@@ -39,7 +39,8 @@ HttpConnectionManager::~HttpConnectionManager() {
 FilterStatus HttpConnectionManager::onNewConnection() {
   auto& w = callbacks_->worker();
   // HTTP/1.1 today; the protocol will come from ALPN or the connection's first bytes.
-  codec_ = core::http::http1::makeServerConnection(*this, *this, limitsOf(config_->http));
+  codec_ = config_->codec ? config_->codec(*this, *this)
+                         : core::http::http1::makeServerConnection(*this, *this, limitsOf(config_->http));
   finished_ = std::make_unique<core::DeferredDeleter<ActiveStream>>(*w.io);
   idle_timer_ = std::make_unique<core::Timer>(*w.io, [this] { onIdleTimeout(); });
   headers_timer_ = std::make_unique<core::Timer>(*w.io, [this] { onHeadersTimeout(); });

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <array>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "config/model.h"
 #include "core/router/route_table.h"
 #include "core/stats.h"
+#include "core/http/codec.h"
 #include "core/http/filter.h"
 #include "core/http/route_config.h"
 
@@ -33,6 +35,9 @@ struct HcmConfig {
   // Kept by the listener's state across snapshots; per-worker current route config.
   std::shared_ptr<const http::RouteConfigProvider> routes;
   HcmStats stats;
+  // Makes the codec of a connection; null: HTTP/1.1 (the protocol will come from ALPN or the
+  // first bytes). Tests put a fake codec here.
+  std::function<std::unique_ptr<http::ServerConnection>(http::CodecIo&, http::ServerConnectionCallbacks&)> codec;
 };
 
 }  // namespace ferry::filters::network

@@ -189,7 +189,7 @@ TEST_CASE("ClusterManager: add, update and remove by name", "[runtime][cluster_m
   CHECK(a2->connectTimeout() == std::chrono::milliseconds(250));
   CHECK(cm.find("a") == a2);
 
-  const auto* host = cm.state(1)->levels.at(0).hosts.at(0).get();
+  const auto host = cm.state(1)->levels.at(0).hosts.at(0);  // kept alive by the test
   published.clear();
   cm.remove("b");
   CHECK(cm.find("b") == nullptr);

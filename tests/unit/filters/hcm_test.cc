@@ -1,0 +1,481 @@
+// The HTTP connection manager and ActiveStream against a fake codec: several streams at once,
+// each talking only to its own encoder; the route config a request takes when it starts;
+// filter iteration both ways (stop, stop-and-buffer, resume, trailers, local replies that
+// replace a held response); resets; drain; 1xx. The downstream connection is a real socket
+// pair; no network peer is needed.
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <catch2/catch.hpp>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/model.h"
+#include "core/http/codec.h"
+#include "core/http/route_config.h"
+#include "core/net/connection.h"
+#include "core/net/listener.h"
+#include "core/stats.h"
+#include "filters/network/http_connection_manager/connection_manager.h"
+#include "filters/network/http_connection_manager/hcm.h"
+#include "filters/registry.h"
+
+using namespace ferry;
+using core::Buffer;
+using core::http::FilterStatus;
+using core::http::HeaderMap;
+namespace http = core::http;
+
+namespace {
+
+// ---- the fake codec
+
+struct FakeEncoder : http::ResponseEncoder {
+  std::vector<std::string> log;
+  http::StreamCallbacks* cb = nullptr;
+  int read_disabled = 0;
+  void encodeHeaders(const http::ResponseHeaders& h, bool end) override {
+    log.push_back("headers " + std::to_string(h.status) + (end ? " end" : ""));
+  }
+  void encode1xxHeaders(const http::ResponseHeaders& h) override { log.push_back("1xx " + std::to_string(h.status)); }
+  void encodeData(Buffer& d, bool end) override {
+    log.push_back("data " + d.toString() + (end ? " end" : ""));
+    d.clear();
+  }
+  void encodeTrailers(const HeaderMap&) override { log.push_back("trailers"); }
+  void readDisable(bool disable) override { read_disabled += disable ? 1 : -1; }
+  void resetStream(http::StreamResetReason) override { log.push_back("reset"); }
+  void setStreamCallbacks(http::StreamCallbacks* c) override { cb = c; }
+};
+
+struct FakeCodec : http::ServerConnection {
+  explicit FakeCodec(http::ServerConnectionCallbacks& c) : cb(c) {}
+  http::ServerConnectionCallbacks& cb;
+  std::vector<std::unique_ptr<FakeEncoder>> encoders;
+  int drains = 0;
+  // A new stream, as a multiplexing codec would open it.
+  http::RequestDecoder& open() {
+    encoders.push_back(std::make_unique<FakeEncoder>());
+    return cb.newStream(*encoders.back());
+  }
+  void dispatch(Buffer& data, bool) override { data.clear(); }
+  bool pendingInput() const override { return false; }
+  size_t activeStreams() const override { return 0; }
+  void drainNotice() override { ++drains; }
+  void sendConnectionError(int, std::string_view) override {}
+  void onConnectionWatermark(bool) override {}
+  http::Protocol protocol() const override { return http::Protocol::kHttp2; }
+};
+
+// ---- filters that follow a script and record what they see
+
+struct Script {
+  FilterStatus req_headers = FilterStatus::kContinue;
+  FilterStatus req_data = FilterStatus::kContinue;
+  FilterStatus req_trailers = FilterStatus::kContinue;
+  FilterStatus resp_headers = FilterStatus::kContinue;
+  FilterStatus resp_data = FilterStatus::kContinue;
+  FilterStatus resp_trailers = FilterStatus::kContinue;
+  // data hooks return kContinue once end_stream is seen (a buffering filter's last call)
+  bool continue_at_end = false;
+};
+
+struct TestFilter : http::HttpFilter {
+  TestFilter(std::string n, Script s) : name(std::move(n)), script(s) {}
+  std::string name;
+  Script script;
+  std::vector<std::string> log;
+  bool destroyed = false;
+  http::FilterCallbacks& cb() { return *callbacks_; }
+  FilterStatus onRequestHeaders(http::RequestHeaders& h, bool end) override {
+    log.push_back(std::string("req-headers") + (end ? " end" : ""));
+    return script.req_headers;
+  }
+  FilterStatus onRequestBody(Buffer& d, bool end) override {
+    log.push_back("req-data " + d.toString() + (end ? " end" : ""));
+    if (script.continue_at_end && end) return FilterStatus::kContinue;
+    return script.req_data;
+  }
+  FilterStatus onRequestTrailers(HeaderMap&) override {
+    log.push_back("req-trailers");
+    return script.req_trailers;
+  }
+  FilterStatus onResponseHeaders(http::ResponseHeaders& h, bool end) override {
+    log.push_back("resp-headers " + std::to_string(h.status) + (end ? " end" : ""));
+    return script.resp_headers;
+  }
+  FilterStatus onResponseBody(Buffer& d, bool end) override {
+    log.push_back("resp-data " + d.toString() + (end ? " end" : ""));
+    if (script.continue_at_end && end) return FilterStatus::kContinue;
+    return script.resp_data;
+  }
+  FilterStatus onResponseTrailers(HeaderMap&) override {
+    log.push_back("resp-trailers");
+    return script.resp_trailers;
+  }
+  void onDestroy() override { destroyed = true; }
+};
+
+// The terminal filter: takes what reaches it; the test answers through it.
+struct Sink : TestFilter {
+  Sink() : TestFilter("sink", Script{FilterStatus::kStop, FilterStatus::kStop, FilterStatus::kStop}) {}
+  void respond(int status, const std::string& body, bool trailers = false) {
+    auto h = std::make_unique<http::ResponseHeaders>();
+    h->status = status;
+    cb().encodeHeaders(std::move(h), body.empty() && !trailers);
+    if (body.empty() && !trailers) return;
+    Buffer b;
+    b.add(body);
+    cb().encodeData(b, !trailers);
+    if (trailers) cb().encodeTrailers(HeaderMap{});
+  }
+};
+
+struct Fixture {
+  Fixture() : stats(2) {
+    filters::registerBuiltins(registry);
+    http.virtual_hosts.push_back(config::VirtualHostConfig{});
+    auto& vh = http.virtual_hosts.back();
+    vh.name = "all";
+    vh.domains = {"*"};
+    config::RouteConfig r;
+    r.match.value = "/";
+    r.direct_response = config::DirectResponseConfig{200, "direct"};
+    vh.routes.push_back(r);
+    listener.name = "web";
+    listener.http = http;
+    state = std::make_shared<core::net::ListenerState>("web", stats);
+    core::router::ClusterResolver none = [](const std::string&) { return nullptr; };
+    filters::BuildContext bctx{listener, *state, 1, setup, none, stats, registry};
+    std::string err;
+    auto built = filters::network::buildHcmConfig(bctx, &err);
+    REQUIRE(built);
+    auto cfg = std::make_shared<filters::network::HcmConfig>(*built);
+    cfg->codec = [this](http::CodecIo&, http::ServerConnectionCallbacks& cb) {
+      auto c = std::make_unique<FakeCodec>(cb);
+      codec = c.get();
+      return c;
+    };
+    hcm_config = cfg;
+    publish({});
+
+    int sv[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+    peer = sv[1];
+    ctx.io = &io;
+    ctx.stats = &stats.shard(1);
+    ctx.draining = &draining;
+    conn = core::net::Connection::adopt(io, sv[0], {});
+    Buffer none_ahead;
+    conn->setTransport(core::net::makePlainTransport(), none_ahead);
+    net_cb.fixture = this;
+    conn->setCallbacks(&net_cb);
+    hcm = std::make_unique<filters::network::HttpConnectionManager>(hcm_config);
+    hcm->initialize(net_cb);
+    hcm->onNewConnection();
+    REQUIRE(codec != nullptr);
+  }
+  ~Fixture() {
+    hcm.reset();
+    conn->setCallbacks(nullptr);
+    conn->close(core::net::Connection::CloseType::kNoFlush);
+    ::close(peer);
+  }
+
+  // Installs a route config whose filters follow `scripts` (then the sink), as a snapshot
+  // install would on this worker (slot 0).
+  void publish(std::vector<Script> scripts, std::string tag = "") {
+    auto rc = std::make_shared<http::HttpRouteConfig>();
+    std::string err;
+    rc->routes = core::router::RouteTable::build(http, &err);
+    for (size_t i = 0; i < scripts.size(); ++i) {
+      Script s = scripts[i];
+      std::string name = tag + "f" + std::to_string(i);
+      rc->filters.push_back([this, s, name] {
+        auto f = std::make_unique<TestFilter>(name, s);
+        made.push_back(f.get());
+        return f;
+      });
+    }
+    rc->terminal = [this] {
+      auto f = std::make_unique<Sink>();
+      sinks.push_back(f.get());
+      return f;
+    };
+    state->http_routes->set(0, rc);
+  }
+
+  static std::unique_ptr<http::RequestHeaders> get(const std::string& path = "/") {
+    auto h = std::make_unique<http::RequestHeaders>();
+    h->method = "GET";
+    h->path = path;
+    h->authority = "x";
+    return h;
+  }
+
+  struct NetCallbacks : core::net::NetworkFilterCallbacks, core::net::ConnectionCallbacks {
+    Fixture* fixture = nullptr;
+    core::net::ConnectionInfo ci;
+    core::net::Connection& connection() override { return *fixture->conn; }
+    const core::net::ConnectionInfo& info() const override { return ci; }
+    core::WorkerContext& worker() override { return fixture->ctx; }
+    void writeDownstream(Buffer& data, bool end_stream) override { fixture->conn->write(data, end_stream); }
+    void onData(Buffer& d, bool end) override { fixture->hcm->onData(d, end); }
+    void onEvent(core::net::ConnectionEvent e) override {
+      if (e == core::net::ConnectionEvent::kLocalClose || e == core::net::ConnectionEvent::kRemoteClose)
+        fixture->hcm->onDownstreamEvent(e);
+    }
+  };
+
+  boost::asio::io_context io;
+  core::StatsStore stats;
+  filters::Registry registry;
+  config::HttpConfig http;
+  config::ListenerConfig listener;
+  std::shared_ptr<core::net::ListenerState> state;
+  std::vector<std::function<void(size_t)>> setup;
+  std::shared_ptr<const filters::network::HcmConfig> hcm_config;
+  core::WorkerContext ctx;
+  bool draining = false;
+  std::shared_ptr<core::net::Connection> conn;
+  int peer = -1;
+  NetCallbacks net_cb;
+  std::unique_ptr<filters::network::HttpConnectionManager> hcm;
+  FakeCodec* codec = nullptr;
+  std::vector<TestFilter*> made;
+  std::vector<Sink*> sinks;
+};
+
+using Log = std::vector<std::string>;
+
+Buffer buf(const std::string& s) {
+  Buffer b;
+  b.add(s);
+  return b;
+}
+
+}  // namespace
+
+TEST_CASE("hcm: streams at once, each with its own encoder; a reset of one leaves the other", "[hcm]") {
+  Fixture f;
+  auto& d1 = f.codec->open();
+  d1.decodeHeaders(Fixture::get("/one"), false);
+  auto& d2 = f.codec->open();
+  d2.decodeHeaders(Fixture::get("/two"), true);
+  REQUIRE(f.sinks.size() == 2);
+  // The second answers first: only its encoder hears of it.
+  f.sinks[1]->respond(200, "two");
+  CHECK(f.codec->encoders[1]->log == Log{"headers 200", "data two end"});
+  CHECK(f.codec->encoders[0]->log.empty());
+  // The first is reset by a filter: its encoder only.
+  f.sinks[0]->cb().resetStream();
+  CHECK(f.codec->encoders[0]->log == Log{"reset"});
+  CHECK(f.sinks[0]->destroyed);
+  CHECK(f.stats.value(f.hcm_config->stats.rq_active) == 0);
+  CHECK(f.stats.value(f.hcm_config->stats.rq_total) == 2);
+}
+
+TEST_CASE("hcm: a request takes the route config current when it starts; keep-alive sees a change",
+          "[hcm]") {
+  Fixture f;
+  f.publish({Script{FilterStatus::kStop}}, "A");
+  auto& d1 = f.codec->open();
+  d1.decodeHeaders(Fixture::get(), true);
+  f.publish({Script{FilterStatus::kStop}}, "B");
+  auto& d2 = f.codec->open();
+  d2.decodeHeaders(Fixture::get(), true);
+  REQUIRE(f.made.size() == 2);
+  CHECK(f.made[0]->name == "Af0");
+  CHECK(f.made[1]->name == "Bf0");
+  // The first request still runs with A's chain: resuming it reaches its own sink.
+  REQUIRE(f.sinks.size() == 2);
+  CHECK(f.sinks[0]->log.empty());
+  f.made[0]->cb().resume();
+  CHECK(f.sinks[0]->log == Log{"req-headers end"});
+  f.sinks[0]->respond(204, "");
+  CHECK(f.codec->encoders[0]->log == Log{"headers 204 end"});
+}
+
+TEST_CASE("hcm: request headers stopped: the body waits unseen and reads pause; resume sends both",
+          "[hcm][iteration]") {
+  Fixture f;
+  f.publish({Script{FilterStatus::kStop}});
+  auto& d = f.codec->open();
+  d.decodeHeaders(Fixture::get(), false);
+  Buffer b = buf("abc");
+  d.decodeData(b, false);
+  auto* filter = f.made[0];
+  CHECK(filter->log == Log{"req-headers"});  // the body was not shown to it
+  CHECK(f.codec->encoders[0]->read_disabled == 1);
+  CHECK(f.sinks.size() == 1);
+  CHECK(f.sinks[0]->log.empty());
+  filter->cb().resume();
+  CHECK(f.codec->encoders[0]->read_disabled == 0);
+  CHECK(filter->log == Log{"req-headers", "req-data abc"});
+  CHECK(f.sinks[0]->log == Log{"req-headers", "req-data abc"});
+  Buffer more = buf("de");
+  d.decodeData(more, true);
+  CHECK(f.sinks[0]->log.back() == "req-data de end");
+}
+
+TEST_CASE("hcm: headers stopped to buffer the body: the filter sees all of it, then headers and body go on",
+          "[hcm][iteration]") {
+  Fixture f;
+  Script buffering{FilterStatus::kStopAndBuffer, FilterStatus::kStopAndBuffer};
+  buffering.continue_at_end = true;
+  f.publish({Script{}, buffering});
+  auto& d = f.codec->open();
+  d.decodeHeaders(Fixture::get(), false);
+  Buffer a = buf("ab");
+  d.decodeData(a, false);
+  Buffer c = buf("cd");
+  d.decodeData(c, true);
+  CHECK(f.made[0]->log == Log{"req-headers", "req-data ab", "req-data cd end"});
+  CHECK(f.made[1]->log == Log{"req-headers", "req-data ab", "req-data abcd end"});
+  // Nothing reached the sink before the whole body: then the headers, then all of it.
+  CHECK(f.sinks[0]->log == Log{"req-headers", "req-data abcd end"});
+  CHECK(f.codec->encoders[0]->read_disabled == 0);  // a buffering filter bounds itself
+}
+
+TEST_CASE("hcm: trailers wait behind held data and end a buffering filter's body", "[hcm][iteration]") {
+  Fixture f;
+  SECTION("buffering: the trailers end the body, it goes on, then the trailers") {
+    f.publish({Script{FilterStatus::kContinue, FilterStatus::kStopAndBuffer}});
+    auto& d = f.codec->open();
+    d.decodeHeaders(Fixture::get(), false);
+    Buffer a = buf("xy");
+    d.decodeData(a, false);
+    CHECK(f.sinks[0]->log == Log{"req-headers"});
+    d.decodeTrailers(HeaderMap{});
+    CHECK(f.made[0]->log == Log{"req-headers", "req-data xy", "req-trailers"});
+    CHECK(f.sinks[0]->log == Log{"req-headers", "req-data xy", "req-trailers"});
+  }
+  SECTION("stopped: the trailers wait unseen until resume, after the data") {
+    f.publish({Script{FilterStatus::kContinue, FilterStatus::kStop}});
+    auto& d = f.codec->open();
+    d.decodeHeaders(Fixture::get(), false);
+    Buffer a = buf("xy");
+    d.decodeData(a, false);
+    d.decodeTrailers(HeaderMap{});
+    CHECK(f.made[0]->log == Log{"req-headers", "req-data xy"});
+    CHECK(f.codec->encoders[0]->read_disabled == 1);
+    f.made[0]->cb().resume();
+    CHECK(f.made[0]->log == Log{"req-headers", "req-data xy", "req-trailers"});
+    CHECK(f.sinks[0]->log == Log{"req-headers", "req-data xy", "req-trailers"});
+    CHECK(f.codec->encoders[0]->read_disabled == 0);
+  }
+}
+
+TEST_CASE("hcm: response headers held by a filter reach the encoder on resumeResponse, data behind them",
+          "[hcm][iteration]") {
+  Fixture f;
+  f.publish({Script{FilterStatus::kContinue, FilterStatus::kContinue, FilterStatus::kContinue, FilterStatus::kStop}});
+  auto& d = f.codec->open();
+  d.decodeHeaders(Fixture::get(), true);
+  f.sinks[0]->respond(200, "body");
+  auto& enc = *f.codec->encoders[0];
+  CHECK(enc.log.empty());
+  CHECK(f.made[0]->log == Log{"req-headers end", "resp-headers 200"});  // the data waits, unseen
+  CHECK(f.sinks[0]->log.size() == 1);
+  f.made[0]->cb().resumeResponse();
+  CHECK(enc.log == Log{"headers 200", "data body end"});
+  CHECK(f.made[0]->log == Log{"req-headers end", "resp-headers 200", "resp-data body end"});
+}
+
+TEST_CASE("hcm: response data stop-and-buffer: the filter gets all of it and passes it whole",
+          "[hcm][iteration]") {
+  Fixture f;
+  Script s{FilterStatus::kContinue, FilterStatus::kContinue, FilterStatus::kContinue, FilterStatus::kContinue,
+           FilterStatus::kStopAndBuffer};
+  s.continue_at_end = true;
+  f.publish({s});
+  auto& d = f.codec->open();
+  d.decodeHeaders(Fixture::get(), true);
+  auto h = std::make_unique<http::ResponseHeaders>();
+  f.sinks[0]->cb().encodeHeaders(std::move(h), false);
+  Buffer a = buf("he");
+  f.sinks[0]->cb().encodeData(a, false);
+  Buffer b = buf("llo");
+  f.sinks[0]->cb().encodeData(b, true);
+  CHECK(f.made[0]->log == Log{"req-headers end", "resp-headers 200", "resp-data he", "resp-data hello end"});
+  CHECK(f.codec->encoders[0]->log == Log{"headers 200", "data hello end"});
+}
+
+TEST_CASE("hcm: a held response pauses the upstream side; a local reply replaces it, unfiltered",
+          "[hcm][iteration]") {
+  Fixture f;
+  Script hold{FilterStatus::kContinue, FilterStatus::kContinue, FilterStatus::kContinue, FilterStatus::kContinue,
+              FilterStatus::kStop};
+  f.publish({hold});
+  auto& d = f.codec->open();
+  d.decodeHeaders(Fixture::get(), true);
+  auto h = std::make_unique<http::ResponseHeaders>();
+  f.sinks[0]->cb().encodeHeaders(std::move(h), false);
+  Buffer a = buf("partial");
+  f.sinks[0]->cb().encodeData(a, false);
+  CHECK(f.codec->encoders[0]->log == Log{"headers 200"});
+  // The filter decides the response must not go out: a local reply takes its place.
+  f.made[0]->cb().sendLocalReply(502, "replaced\n", http::ResponseFlag::kUpstreamProtocolError);
+  // Headers had reached the encoder already: the only honest answer is a reset.
+  CHECK(f.codec->encoders[0]->log == Log{"headers 200", "reset"});
+
+  // Before the headers reach the encoder, the local reply replaces the response.
+  Script hold_headers{FilterStatus::kContinue, FilterStatus::kContinue, FilterStatus::kContinue, FilterStatus::kStop};
+  f.publish({hold_headers});
+  auto& d2 = f.codec->open();
+  d2.decodeHeaders(Fixture::get(), true);
+  auto h2 = std::make_unique<http::ResponseHeaders>();
+  f.sinks[1]->cb().encodeHeaders(std::move(h2), true);
+  CHECK(f.codec->encoders[1]->log.empty());
+  f.made[1]->cb().sendLocalReply(502, "replaced\n", http::ResponseFlag::kUpstreamProtocolError);
+  CHECK(f.codec->encoders[1]->log == Log{"headers 502", "data replaced\n end"});
+  CHECK(f.made[1]->log == Log{"req-headers end", "resp-headers 200 end"});  // not run for the reply
+}
+
+TEST_CASE("hcm: the connection closing resets every stream and destroys their filters", "[hcm]") {
+  Fixture f;
+  f.publish({Script{FilterStatus::kStop}});
+  f.codec->open().decodeHeaders(Fixture::get(), false);
+  f.codec->open().decodeHeaders(Fixture::get(), false);
+  REQUIRE(f.made.size() == 2);
+  f.conn->close(core::net::Connection::CloseType::kNoFlush);
+  CHECK(f.made[0]->destroyed);
+  CHECK(f.made[1]->destroyed);
+  CHECK(f.stats.value(f.hcm_config->stats.rq_active) == 0);
+}
+
+TEST_CASE("hcm: while the worker drains, each stream gives the codec a drain notice before its response",
+          "[hcm]") {
+  Fixture f;
+  auto& d = f.codec->open();
+  d.decodeHeaders(Fixture::get(), true);
+  CHECK(f.codec->drains == 0);
+  f.draining = true;
+  f.sinks[0]->respond(200, "x");
+  CHECK(f.codec->drains == 1);
+  f.codec->open().decodeHeaders(Fixture::get(), true);  // a new stream while draining
+  CHECK(f.codec->drains == 2);
+}
+
+TEST_CASE("hcm: 1xx headers go to the encoder ahead of the response", "[hcm]") {
+  Fixture f;
+  auto& d = f.codec->open();
+  d.decodeHeaders(Fixture::get(), true);
+  auto early = std::make_unique<http::ResponseHeaders>();
+  early->status = 103;
+  f.sinks[0]->cb().encode1xxHeaders(std::move(early));
+  f.sinks[0]->respond(200, "");
+  CHECK(f.codec->encoders[0]->log == Log{"1xx 103", "headers 200 end"});
+}
+
+TEST_CASE("hcm: a decode error answers through the stream with the codec's status", "[hcm]") {
+  Fixture f;
+  auto& d = f.codec->open();
+  d.decodeHeaders(Fixture::get(), false);
+  d.onDecodeError(400, "bad request\n", http::ResponseFlag::kDownstreamProtocolError);
+  CHECK(f.codec->encoders[0]->log == Log{"headers 400", "data bad request\n end"});
+  CHECK(f.stats.value(f.hcm_config->stats.flags[static_cast<size_t>(http::ResponseFlag::kDownstreamProtocolError)]) == 1);
+}
