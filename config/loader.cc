@@ -24,6 +24,7 @@
 #include <utility>
 
 #include "config/loader_internal.h"
+#include "config/node_reader.h"
 #include "config/render.h"
 #include "config/values.h"
 
@@ -64,39 +65,29 @@ bool isPlainOr(const YAML::Node& n, std::string_view core_type) {
   return n.IsScalar() && (isPlain(n) || n.Tag() == "tag:yaml.org,2002:" + std::string(core_type));
 }
 
-std::string describe(const YAML::Node& n) {
-  if (n.IsMap()) return "a mapping";
-  if (n.IsSequence()) return "a list";
-  if (n.IsScalar()) {
-    if (isPlain(n)) return quote(n.Scalar());
-    if (n.Tag() == "!") return "the quoted string \"" + n.Scalar() + "\"";
-    return quote(n.Scalar()) + " tagged " + n.Tag();
+ConfigNode shallowNode(const YAML::Node& n, Mark m) {
+  ConfigNode c;
+  c.mark = m;
+  if (n.IsMap()) {
+    c.kind = ConfigNode::Kind::kMap;
+  } else if (n.IsSequence()) {
+    c.kind = ConfigNode::Kind::kList;
+  } else if (n.IsScalar()) {
+    c.kind = ConfigNode::Kind::kScalar;
+    c.scalar = n.Scalar();
+    c.tag = isPlain(n) ? "" : n.Tag();
   }
-  return "nothing";
+  return c;
 }
+
+std::string describe(const YAML::Node& n) { return NodeReader::describe(shallowNode(n, Mark{})); }
 
 namespace {
 
-constexpr std::string_view kDurationHint = "(use a unit: 250ms, 15s, 5m)";
 
 Mark toMark(const YAML::Mark& m) {
   if (m.is_null() || m.line < 0 || m.column < 0) return {};
   return {m.line + 1, m.column + 1};
-}
-
-size_t editDistance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
 }
 
 bool validName(std::string_view s) {
@@ -183,12 +174,7 @@ Entries Parser::walk(const YAML::Node& map, std::string_view where, const Keys* 
     const std::string key = k.Scalar();
     if (allowed != nullptr && !contains(*allowed, key)) {
       std::string msg = "unknown key " + quote(key) + " " + std::string(where);
-      std::string_view best;
-      size_t best_d = 3;
-      for (std::string_view a : *allowed) {
-        size_t d = editDistance(key, a);
-        if (d < best_d && d < a.size() / 2 + 1) best_d = d, best = a;
-      }
+      std::string_view best = NodeReader::suggest(key, *allowed);
       if (!best.empty()) msg += " (did you mean " + quote(best) + "?)";
       error(km, std::move(msg));
       continue;
@@ -236,8 +222,8 @@ const Entry* Parser::oneOf(const Entries& f, Keys keys, const Entry& parent, std
 }
 
 void Parser::typeError(const Entry& e, std::string_view expected) {
-  error(e.value_mark, "expected " + std::string(expected) + " for " + quote(e.key) + ", got " +
-                          describe(e.value));
+  ConfigNode v = shallowNode(e.value, e.value_mark);
+  reader_.typeError({e.key, e.key_mark, &v}, expected);
 }
 
 bool Parser::isMap(const Entry& e, bool null_ok) {
@@ -253,63 +239,23 @@ bool Parser::isList(const Entry& e) {
 }
 
 std::optional<std::string> Parser::getString(const Entry& e) {
-  if (!e.value.IsScalar()) {
-    typeError(e, "a string");
-    return std::nullopt;
-  }
-  if (e.value.Scalar().empty()) {
-    error(e.value_mark, quote(e.key) + " must not be empty");
-    return std::nullopt;
-  }
-  return e.value.Scalar();
+  ConfigNode v = shallowNode(e.value, e.value_mark);
+  return reader_.getString({e.key, e.key_mark, &v});
 }
 
 std::optional<bool> Parser::getBool(const Entry& e) {
-  if (isPlainOr(e.value, "bool")) {
-    if (e.value.Scalar() == "true") return true;
-    if (e.value.Scalar() == "false") return false;
-  }
-  typeError(e, "a boolean (true/false)");
-  return std::nullopt;
+  ConfigNode v = shallowNode(e.value, e.value_mark);
+  return reader_.getBool({e.key, e.key_mark, &v});
 }
 
 std::optional<uint64_t> Parser::getUint(const Entry& e, uint64_t lo, uint64_t hi) {
-  std::string s = isPlainOr(e.value, "int") ? e.value.Scalar() : std::string();
-  bool negative = s.starts_with('-');
-  std::string_view digits = std::string_view(s).substr(negative ? 1 : 0);
-  bool numeric = !digits.empty() && std::all_of(digits.begin(), digits.end(),
-                                                 [](char c) { return c >= '0' && c <= '9'; });
-  if (!numeric) {
-    typeError(e, "an integer");
-    return std::nullopt;
-  }
-  uint64_t v = 0;
-  bool overflow = false;
-  for (char c : digits)
-    overflow |= __builtin_mul_overflow(v, 10u, &v) || __builtin_add_overflow(v, c - '0', &v);
-  if (negative || overflow || v < lo || v > hi) {
-    error(e.value_mark, quote(e.key) + " must be between " + std::to_string(lo) + " and " +
-                            std::to_string(hi) + ", got " + std::string(s));
-    return std::nullopt;
-  }
-  return v;
+  ConfigNode v = shallowNode(e.value, e.value_mark);
+  return reader_.getUint({e.key, e.key_mark, &v}, lo, hi);
 }
 
 std::optional<Duration> Parser::getDuration(const Entry& e, bool positive) {
-  if (!e.value.IsScalar()) {
-    typeError(e, "a duration string " + std::string(kDurationHint));
-    return std::nullopt;
-  }
-  auto d = parseDuration(e.value.Scalar());
-  if (!d) {
-    error(e.value_mark, "bad duration " + quote(e.value.Scalar()) + " " + std::string(kDurationHint));
-    return std::nullopt;
-  }
-  if (positive && d->count() == 0) {
-    error(e.value_mark, quote(e.key) + " must be greater than 0s");
-    return std::nullopt;
-  }
-  return d;
+  ConfigNode v = shallowNode(e.value, e.value_mark);
+  return reader_.getDuration({e.key, e.key_mark, &v}, positive);
 }
 
 std::optional<Address> Parser::getAddress(const Entry& e, int min_port) {
@@ -350,30 +296,20 @@ std::optional<std::string> Parser::getName(const Entry& e, std::string_view what
 }
 
 std::optional<double> Parser::getNumber(const Entry& e, double lo, double hi) {
-  const YAML::Node& n = e.value;
-  std::string s = isPlainOr(n, "float") || isPlainOr(n, "int") ? n.Scalar() : std::string();
-  size_t dot = s.find('.');
-  auto digits = [](std::string_view d) {
-    return !d.empty() &&
-           std::all_of(d.begin(), d.end(), [](char c) { return c >= '0' && c <= '9'; });
-  };
-  std::string_view sv = s;
-  if (!digits(sv.substr(0, dot)) || (dot != std::string::npos && !digits(sv.substr(dot + 1)))) {
-    typeError(e, "a number");
-    return std::nullopt;
+  ConfigNode v = shallowNode(e.value, e.value_mark);
+  return reader_.getNumber({e.key, e.key_mark, &v}, lo, hi);
+}
+
+ConfigNode Parser::deepNode(const YAML::Node& n, Mark m, std::string_view where) {
+  ConfigNode c = shallowNode(n, m);
+  if (n.IsMap()) {
+    // Keys must be strings and unique, as everywhere in the file.
+    for (const Entry& e : anyFields(n, where).list)
+      c.entries.push_back(ConfigEntry{e.key, e.key_mark, deepNode(e.value, e.value_mark, where)});
+  } else if (n.IsSequence()) {
+    for (const YAML::Node& item : n) c.items.push_back(deepNode(item, posOf(item, m), where));
   }
-  double v = std::strtod(s.c_str(), nullptr);
-  if (v < lo || v > hi) {
-    auto num = [](double d) {
-      char buf[32];
-      std::snprintf(buf, sizeof(buf), "%g", d);
-      return std::string(buf);
-    };
-    error(e.value_mark, quote(e.key) + " must be between " + num(lo) + " and " + num(hi) +
-                            ", got " + s);
-    return std::nullopt;
-  }
-  return v;
+  return c;
 }
 
 namespace {
@@ -403,7 +339,11 @@ class Loader : public Parser {
     if (truncated_)
       errors_.push_back({path_, Mark{}, "too many errors; stopping after " + std::to_string(kMaxErrors)});
     LoadResult result;
-    if (errors_.empty()) result.config = std::move(cfg_);
+    if (errors_.empty()) {
+      result.config = std::move(cfg_);
+    } else {
+      result.partial = std::move(cfg_);
+    }
     result.errors = std::move(errors_);
     return result;
   }

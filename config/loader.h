@@ -22,6 +22,9 @@ struct ConfigError {
 struct LoadResult {
   std::optional<Config> config;     // set iff errors is empty
   std::vector<ConfigError> errors;
+  // What could be read despite errors, for the checks of later stages (the filters' own
+  // config parsers), so that every error of a file is reported at once.
+  std::optional<Config> partial;
 };
 
 // Reads and loads the file at `path`. Relative paths inside resolve against its directory.

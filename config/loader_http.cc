@@ -152,62 +152,26 @@ class HttpParser {
  private:
   // ---- filters
 
+  // The shape of an entry; its name and config are the filter registry's (filters/).
   void filter(const Entry& item, HttpConfig& h, std::set<std::string>& seen) {
     if (!p_.isMap(item)) return;
     constexpr std::string_view kWhere = "in filter";
     Entries f = p_.fields(item.value, kWhere, {"name", "config"});
     HttpFilterConfig out;
     out.mark = item.value_mark;
-    const Entry* config = f.get("config");
     auto* n = p_.need(f, "name", item, kWhere);
     auto name = n != nullptr ? p_.getString(*n) : std::nullopt;
     if (!name) return;
+    out.name_mark = n->value_mark;
     if (*name == "router") {
       p_.error(n->value_mark, "the router filter is implicit and always last; do not list it");
       return;
     }
-    if (*name != "buffer" && *name != "fault") {
-      p_.error(n->value_mark, "unknown filter " + quote(*name) + " (use buffer, fault)");
-      return;
-    }
-    if (!seen.insert(*name).second)
-      p_.error(n->value_mark, "filter " + quote(*name) + " is listed twice");
+    if (!seen.insert(*name).second) p_.error(n->value_mark, "filter " + quote(*name) + " is listed twice");
     out.name = *name;
-    if (*name == "buffer") {
-      BufferFilterConfig& b = out.buffer.emplace();
-      if (config != nullptr && p_.isMap(*config, true)) {
-        Entries cf = p_.fields(config->value, "in buffer config", {"max_request_bytes"});
-        if (auto* x = cf.get("max_request_bytes"))
-          if (auto v = p_.getUint(*x, 1, uint64_t{1} << 30)) b.max_request_bytes = *v;
-      }
-    } else if (auto* c = p_.need(f, "config", item, kWhere); c != nullptr) {
-      fault(*c, out.fault.emplace());
-    }
+    if (const Entry* c = f.get("config")) out.config = p_.deepNode(c->value, c->value_mark, "in " + *name + " config");
     h.filters.push_back(std::move(out));
   }
-
-  void fault(const Entry& e, FaultFilterConfig& out) {
-    if (!p_.isMap(e, true)) return;
-    Entries f = p_.fields(e.value, "in fault config", {"delay", "abort"});
-    if (f.get("delay") == nullptr && f.get("abort") == nullptr)
-      p_.error(e.value_mark, "fault config needs at least one of 'delay' or 'abort'");
-    if (auto* x = f.get("delay"); x != nullptr && p_.isMap(*x)) {
-      Entries df = p_.fields(x->value, "in delay", {"duration", "percentage"});
-      if (auto* y = p_.need(df, "duration", *x, "in delay"))
-        if (auto v = p_.getDuration(*y, true)) out.delay = *v;
-      if (auto* y = df.get("percentage"))
-        if (auto v = getPercentage(*y)) out.delay_percentage = *v;
-    }
-    if (auto* x = f.get("abort"); x != nullptr && p_.isMap(*x)) {
-      Entries af = p_.fields(x->value, "in abort", {"status", "percentage"});
-      if (auto* y = p_.need(af, "status", *x, "in abort"))
-        if (auto v = p_.getUint(*y, 200, 599)) out.abort_status = static_cast<int>(*v);
-      if (auto* y = af.get("percentage"))
-        if (auto v = getPercentage(*y)) out.abort_percentage = *v;
-    }
-  }
-
-  std::optional<double> getPercentage(const Entry& e) { return p_.getNumber(e, 0, 100); }
 
   // ---- virtual hosts and routes
 

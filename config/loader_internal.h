@@ -13,6 +13,7 @@
 
 #include "config/loader.h"
 #include "config/model.h"
+#include "config/node_reader.h"
 
 namespace ferry::config::internal {
 
@@ -82,6 +83,9 @@ class Parser {
   std::optional<std::string> getName(const Entry& e, std::string_view what);
   // A plain number lo..hi, fractions allowed ("12.5"); no sign, exponent or quotes.
   std::optional<double> getNumber(const Entry& e, double lo, double hi);
+  // The whole value as plain data (a block its owner parses later): keys are checked for
+  // being strings and unique (`where` ends those messages).
+  ConfigNode deepNode(const YAML::Node& n, Mark m, std::string_view where);
 
  protected:
   bool writtenNull(int pos) const;
@@ -91,6 +95,8 @@ class Parser {
   const std::string& path_;
   std::vector<ConfigError> errors_;
   bool truncated_ = false;  // more errors than kMaxErrors were found
+  // Typed values are read the same way as in a filter's own config (node_reader.h).
+  NodeReader reader_{[this](Mark m, std::string message) { error(m, std::move(message)); }};
 };
 
 // Text checks shared by loader.cc and loader_http.cc (defined in loader_http.cc).

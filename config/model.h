@@ -174,26 +174,39 @@ struct VirtualHostConfig {
   bool operator==(const VirtualHostConfig&) const = default;
 };
 
-// Built-in HTTP filters (the router is implicit and always last).
-struct BufferFilterConfig {
-  uint64_t max_request_bytes = 1024 * 1024;  // past it: 413
-  bool operator==(const BufferFilterConfig&) const = default;
-};
-
-struct FaultFilterConfig {
-  // Each applies to `percentage` (0-100) of requests, decided independently.
-  std::optional<Duration> delay;
-  double delay_percentage = 100;
-  std::optional<int> abort_status;
-  double abort_percentage = 100;
-  bool operator==(const FaultFilterConfig&) const = default;
-};
-
-struct HttpFilterConfig {
-  std::string name;  // "buffer" | "fault"
-  std::optional<BufferFilterConfig> buffer;
-  std::optional<FaultFilterConfig> fault;
+// A block of config kept as written, for what the loader does not interpret itself (a
+// filter's `config:`): its owner parses it with config/node_reader.h, and errors still point
+// at FILE:LINE:COL. Mapping keys are unique (the loader reports duplicates).
+struct ConfigEntry;
+struct ConfigNode {
+  enum class Kind { kNull, kScalar, kMap, kList };
+  Kind kind = Kind::kNull;
+  std::string scalar;
+  // How a scalar was written: "" plain, "!" quoted, else its explicit tag
+  // ("tag:yaml.org,2002:int"): a quoted "12" is a string, not a number.
+  std::string tag;
+  std::vector<ConfigEntry> entries;  // kMap, in document order
+  std::vector<ConfigNode> items;     // kList
   Mark mark;
+  bool operator==(const ConfigNode&) const;
+};
+
+struct ConfigEntry {
+  std::string key;
+  Mark key_mark;
+  ConfigNode value;
+  bool operator==(const ConfigEntry&) const = default;
+};
+
+inline bool ConfigNode::operator==(const ConfigNode&) const = default;
+
+// One entry of an http listener's `filters:` (the router is implicit and always last). The
+// loader checks its shape; the filter registry (filters/) knows the names and parses `config`.
+struct HttpFilterConfig {
+  std::string name;
+  Mark name_mark;
+  std::optional<ConfigNode> config;  // absent: no `config:` key
+  Mark mark;  // of the list item
   bool operator==(const HttpFilterConfig&) const = default;
 };
 

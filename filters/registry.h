@@ -7,6 +7,7 @@
 #include <string>
 
 #include "config/model.h"
+#include "config/node_reader.h"
 #include "core/http/filter.h"
 #include "core/net/listener.h"
 #include "core/net/network_filter.h"
@@ -40,9 +41,11 @@ class Registry {
   // Builds a listener's network filter factory. Returns an empty factory and sets *error on
   // failure.
   using NetworkBuilder = std::function<core::net::NetworkFilterFactory(const BuildContext& ctx, std::string* error)>;
-  // Builds an HTTP filter factory from its config entry.
+  // Parses an HTTP filter's config entry (its `config:` block is the filter's own) and builds
+  // its factory. Errors go to `reader`, each at its FILE:LINE:COL mark, and the factory is
+  // then empty. The same call validates a config (--validate, reload) and builds it.
   using HttpBuilder =
-      std::function<core::http::HttpFilterFactory(const config::HttpFilterConfig& cfg, std::string* error)>;
+      std::function<core::http::HttpFilterFactory(const config::HttpFilterConfig& cfg, config::NodeReader& reader)>;
 
   void addNetwork(const std::string& name, NetworkBuilder builder) { network_[name] = std::move(builder); }
   void addHttp(const std::string& name, HttpBuilder builder) { http_[name] = std::move(builder); }
@@ -53,6 +56,12 @@ class Registry {
   const HttpBuilder* http(const std::string& name) const {
     auto it = http_.find(name);
     return it == http_.end() ? nullptr : &it->second;
+  }
+  // The registered HTTP filter names, sorted ("buffer, fault"), for error messages.
+  std::string httpNames() const {
+    std::string out;
+    for (const auto& [name, builder] : http_) out += (out.empty() ? "" : ", ") + name;
+    return out;
   }
 
  private:

@@ -6,9 +6,10 @@
 #include <optional>
 #include <string>
 
-#include "config/loader.h"
 #include "config/values.h"
 #include "core/log.h"
+#include "filters/registry.h"
+#include "proxy/config_check.h"
 #include "proxy/server.h"
 
 namespace {
@@ -81,7 +82,10 @@ int main(int argc, char** argv) {
   }
   if (config_path.empty()) return usageError("no config file (-c FILE)");
 
-  auto result = ferry::config::loadConfigFile(config_path);
+  // The loader's checks and every filter's own, all errors at once.
+  ferry::filters::Registry registry;
+  ferry::filters::registerBuiltins(registry);
+  auto result = ferry::proxy::loadConfigFile(config_path, registry);
   if (!result.errors.empty()) {
     for (const auto& e : result.errors) std::fprintf(stderr, "%s\n", e.format().c_str());
     return 1;

@@ -50,9 +50,23 @@ class BufferFilter : public HttpFilter {
 
 }  // namespace
 
+std::optional<BufferFilterConfig> parseBufferFilterConfig(const config::HttpFilterConfig& entry,
+                                                          config::NodeReader& r) {
+  BufferFilterConfig c;
+  if (!entry.config) return c;
+  const size_t before = r.errorCount();
+  auto f = r.fields({"config", entry.mark, &*entry.config}, "in buffer config", {"max_request_bytes"});
+  if (auto* x = f.get("max_request_bytes"))
+    if (auto v = r.getUint(*x, 1, uint64_t{1} << 30)) c.max_request_bytes = *v;
+  if (r.errorCount() != before) return std::nullopt;
+  return c;
+}
+
 Registry::HttpBuilder bufferFilterBuilder() {
-  return [](const config::HttpFilterConfig& cfg, std::string* error) -> HttpFilterFactory {
-    uint64_t max = cfg.buffer ? cfg.buffer->max_request_bytes : config::BufferFilterConfig{}.max_request_bytes;
+  return [](const config::HttpFilterConfig& entry, config::NodeReader& reader) -> HttpFilterFactory {
+    auto c = parseBufferFilterConfig(entry, reader);
+    if (!c) return {};
+    uint64_t max = c->max_request_bytes;
     return [max] { return std::make_unique<BufferFilter>(max); };
   };
 }

@@ -19,7 +19,7 @@ bool roll(double percentage) {
 
 class FaultFilter : public HttpFilter {
  public:
-  explicit FaultFilter(std::shared_ptr<const config::FaultFilterConfig> c) : c_(std::move(c)) {}
+  explicit FaultFilter(std::shared_ptr<const FaultFilterConfig> c) : c_(std::move(c)) {}
 
   FilterStatus onRequestHeaders(RequestHeaders&, bool) override {
     abort_ = c_->abort_status && roll(c_->abort_percentage);
@@ -49,20 +49,49 @@ class FaultFilter : public HttpFilter {
     callbacks_->sendLocalReply(*c_->abort_status, "fault filter abort\n", ResponseFlag::kFaultInjected);
   }
 
-  std::shared_ptr<const config::FaultFilterConfig> c_;
+  std::shared_ptr<const FaultFilterConfig> c_;
   std::unique_ptr<core::Timer> timer_;
   bool abort_ = false;
 };
 
 }  // namespace
 
+std::optional<FaultFilterConfig> parseFaultFilterConfig(const config::HttpFilterConfig& entry,
+                                                        config::NodeReader& r) {
+  if (!entry.config) {
+    r.error(entry.mark, "missing required key 'config' in filter");
+    return std::nullopt;
+  }
+  const size_t before = r.errorCount();
+  FaultFilterConfig out;
+  const config::NodeReader::Field root{"config", entry.mark, &*entry.config};
+  if (!r.isMap(root, true)) return std::nullopt;
+  auto f = r.fields(root, "in fault config", {"delay", "abort"});
+  if (f.get("delay") == nullptr && f.get("abort") == nullptr)
+    r.error(entry.config->mark, "fault config needs at least one of 'delay' or 'abort'");
+  if (auto* x = f.get("delay"); x != nullptr && r.isMap(*x)) {
+    auto df = r.fields(*x, "in delay", {"duration", "percentage"});
+    if (auto* y = r.need(df, "duration", x->value->mark, "in delay"))
+      if (auto v = r.getDuration(*y, true)) out.delay = *v;
+    if (auto* y = df.get("percentage"))
+      if (auto v = r.getNumber(*y, 0, 100)) out.delay_percentage = *v;
+  }
+  if (auto* x = f.get("abort"); x != nullptr && r.isMap(*x)) {
+    auto af = r.fields(*x, "in abort", {"status", "percentage"});
+    if (auto* y = r.need(af, "status", x->value->mark, "in abort"))
+      if (auto v = r.getUint(*y, 200, 599)) out.abort_status = static_cast<int>(*v);
+    if (auto* y = af.get("percentage"))
+      if (auto v = r.getNumber(*y, 0, 100)) out.abort_percentage = *v;
+  }
+  if (r.errorCount() != before) return std::nullopt;
+  return out;
+}
+
 Registry::HttpBuilder faultFilterBuilder() {
-  return [](const config::HttpFilterConfig& cfg, std::string* error) -> HttpFilterFactory {
-    if (!cfg.fault) {
-      *error = "fault filter without config";
-      return {};
-    }
-    auto c = std::make_shared<const config::FaultFilterConfig>(*cfg.fault);
+  return [](const config::HttpFilterConfig& entry, config::NodeReader& reader) -> HttpFilterFactory {
+    auto parsed = parseFaultFilterConfig(entry, reader);
+    if (!parsed) return {};
+    auto c = std::make_shared<const FaultFilterConfig>(*parsed);
     return [c] { return std::make_unique<FaultFilter>(c); };
   };
 }

@@ -205,8 +205,14 @@ std::shared_ptr<const HcmConfig> buildHcmConfig(const BuildContext& ctx, std::st
       *error = "unknown HTTP filter '" + f.name + "'";
       return nullptr;
     }
-    auto factory = (*builder)(f, error);
-    if (!factory) return nullptr;
+    config::NodeReader reader;
+    auto factory = (*builder)(f, reader);
+    if (!factory) {
+      const auto& e = reader.errors();
+      *error = e.empty() ? "HTTP filter '" + f.name + "' cannot be built"
+                         : std::to_string(e[0].mark.line) + ":" + std::to_string(e[0].mark.col) + ": " + e[0].message;
+      return nullptr;
+    }
     rc->filters.push_back(std::move(factory));
   }
   // The provider outlives snapshots (it is part of the listener's state); this snapshot's

@@ -2,6 +2,9 @@
 #include <catch2/catch.hpp>
 
 #include "config/loader.h"
+#include "config/node_reader.h"
+#include "filters/http/buffer/buffer_filter.h"
+#include "filters/http/fault/fault_filter.h"
 #include "tests/unit/config/loader_test_util.h"
 
 using namespace ferry::config;
@@ -9,6 +12,23 @@ using namespace ferry::config::test;
 using std::chrono::milliseconds;
 
 namespace {
+
+using ferry::filters::http::BufferFilterConfig;
+using ferry::filters::http::FaultFilterConfig;
+
+// A filter entry's own config, as its parser reads it.
+BufferFilterConfig bufferOf(const HttpFilterConfig& e) {
+  NodeReader r;
+  auto c = ferry::filters::http::parseBufferFilterConfig(e, r);
+  REQUIRE(c);
+  return *c;
+}
+FaultFilterConfig faultOf(const HttpFilterConfig& e) {
+  NodeReader r;
+  auto c = ferry::filters::http::parseFaultFilterConfig(e, r);
+  REQUIRE(c);
+  return *c;
+}
 
 const std::string kClusters =
     "clusters:\n"
@@ -129,13 +149,11 @@ clusters:
 
   REQUIRE(h.filters.size() == 2);
   CHECK(h.filters[0].name == "buffer");
-  REQUIRE(h.filters[0].buffer);
-  CHECK(h.filters[0].buffer->max_request_bytes == 4096);
-  CHECK_FALSE(h.filters[0].fault);
+  REQUIRE(h.filters[0].config);  // kept as written: the filter parses it
+  CHECK(bufferOf(h.filters[0]).max_request_bytes == 4096);
   CHECK(h.filters[0].mark.line == 13);
   CHECK(h.filters[1].name == "fault");
-  REQUIRE(h.filters[1].fault);
-  const FaultFilterConfig& fault = *h.filters[1].fault;
+  const FaultFilterConfig fault = faultOf(h.filters[1]);
   CHECK(fault.delay == milliseconds(100));
   CHECK(fault.delay_percentage == 12.5);
   CHECK(fault.abort_status == 503);
@@ -240,8 +258,8 @@ TEST_CASE("http defaults", "[config][http]") {
   CHECK(r.request_headers.set.empty());
 
   // Filters given without config take their defaults; "filters:" alone is no filter.
-  CHECK(ok(load(withFilters("        - name: buffer\n"))).listeners[0].http->filters.at(0)
-            .buffer->max_request_bytes == 1024 * 1024);
+  CHECK(bufferOf(ok(load(withFilters("        - name: buffer\n"))).listeners[0].http->filters.at(0))
+            .max_request_bytes == 1024 * 1024);
   CHECK(ok(load(withHttp("      filters:\n"))).listeners[0].http->filters.empty());
 }
 
@@ -347,6 +365,9 @@ TEST_CASE("filters", "[config][http]") {
           "t.yaml:6:54: 'max_request_bytes' must be between 1 and 1073741824, got 0");
     CHECK(onlyError(withFilters("        - {name: buffer, config: {max_bytes: 1}}\n")) ==
           "t.yaml:6:35: unknown key 'max_bytes' in buffer config");
+    // The loader keeps a filter's block as plain data but still rejects duplicate keys in it.
+    CHECK(onlyError(withFilters("        - {name: buffer, config: {max_request_bytes: 1, max_request_bytes: 2}}\n")) ==
+          "t.yaml:6:57: duplicate key 'max_request_bytes'");
   }
   SECTION("fault") {
     CHECK(onlyError(withFilters("        - name: fault\n")) ==
@@ -376,7 +397,7 @@ TEST_CASE("filters", "[config][http]") {
           "t.yaml:8:34: unknown key 'percent' in abort");
     const Config c = ok(load(withFilters("        - name: fault\n          config:\n"
                                          "            abort: {status: 503, percentage: 0}\n")));
-    const FaultFilterConfig& f = *c.listeners[0].http->filters.at(0).fault;
+    const FaultFilterConfig f = faultOf(c.listeners[0].http->filters.at(0));
     CHECK_FALSE(f.delay);
     CHECK(f.abort_status == 503);
     CHECK(f.abort_percentage == 0);

@@ -1,4 +1,5 @@
-// What the loader unit tests share: load a YAML string as "t.yaml" and read its errors.
+// What the loader unit tests share: load a YAML string as "t.yaml" and read its errors. The
+// load is the whole check the binary runs (the loader's, plus each filter's own parser).
 // Header-only, test code.
 #pragma once
 
@@ -7,10 +8,21 @@
 #include <vector>
 
 #include "config/loader.h"
+#include "filters/registry.h"
+#include "proxy/config_check.h"
 
 namespace ferry::config::test {
 
-inline LoadResult load(const std::string& yaml) { return loadConfigString(yaml, "t.yaml"); }
+inline const filters::Registry& builtinRegistry() {
+  static const filters::Registry r = [] {
+    filters::Registry reg;
+    filters::registerBuiltins(reg);
+    return reg;
+  }();
+  return r;
+}
+
+inline LoadResult load(const std::string& yaml) { return proxy::loadConfigString(yaml, "t.yaml", builtinRegistry()); }
 
 inline std::vector<std::string> errorsOf(const LoadResult& r) {
   std::vector<std::string> out;

@@ -1,0 +1,61 @@
+#include "proxy/config_check.h"
+
+#include <algorithm>
+
+#include "config/node_reader.h"
+#include "filters/registry.h"
+
+namespace ferry::proxy {
+namespace {
+
+bool before(const config::Mark& a, const config::Mark& b) {
+  return a.line != b.line ? a.line < b.line : a.col < b.col;
+}
+
+config::LoadResult withFilterChecks(config::LoadResult r, const filters::Registry& registry) {
+  const config::Config* cfg = r.config ? &*r.config : r.partial ? &*r.partial : nullptr;
+  if (cfg == nullptr) return r;  // nothing could be read (an unreadable file)
+  std::vector<config::ConfigError> more = checkFilters(*cfg, cfg->path, registry);
+  if (more.empty()) return r;
+  r.errors.insert(r.errors.end(), more.begin(), more.end());
+  std::stable_sort(r.errors.begin(), r.errors.end(),
+                   [](const config::ConfigError& a, const config::ConfigError& b) { return before(a.mark, b.mark); });
+  if (r.config) {
+    r.partial = std::move(r.config);
+    r.config.reset();
+  }
+  return r;
+}
+
+}  // namespace
+
+std::vector<config::ConfigError> checkFilters(const config::Config& cfg, const std::string& path,
+                                              const filters::Registry& registry) {
+  std::vector<config::ConfigError> errors;
+  config::NodeReader reader([&](config::Mark m, std::string message) {
+    errors.push_back(config::ConfigError{path, m, std::move(message)});
+  });
+  for (const auto& l : cfg.listeners) {
+    if (!l.http) continue;
+    for (const auto& f : l.http->filters) {
+      const auto* builder = registry.http(f.name);
+      if (builder == nullptr) {
+        reader.error(f.name_mark, "unknown filter '" + f.name + "' (use " + registry.httpNames() + ")");
+        continue;
+      }
+      (*builder)(f, reader);  // validates; the factory is dropped
+    }
+  }
+  return errors;
+}
+
+config::LoadResult loadConfigFile(const std::string& path, const filters::Registry& registry) {
+  return withFilterChecks(config::loadConfigFile(path), registry);
+}
+
+config::LoadResult loadConfigString(const std::string& yaml, const std::string& path,
+                                    const filters::Registry& registry) {
+  return withFilterChecks(config::loadConfigString(yaml, path), registry);
+}
+
+}  // namespace ferry::proxy
