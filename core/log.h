@@ -32,7 +32,7 @@ inline bool enabled(Level l) {
       ::ferry::core::log::write(::ferry::core::log::Level::lvl, ::absl::StrCat(__VA_ARGS__)); \
   } while (0)
 
-// Abseil's string_view is not std::string_view in Debian's build (TOOLCHAIN.md).
+// Abseil's string_view is not std::string_view in Debian's build (docs/development.md).
 inline absl::string_view sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 }  // namespace ferry::core::log

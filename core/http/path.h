@@ -1,4 +1,4 @@
-// Request-target normalisation (CONTRACT.md, "Paths are normalised before matching"): the path
+// Request-target normalisation (docs/http.md, "Path normalisation"): the path
 // the router matches on and the one forwarded upstream. Pure functions; thread-agnostic.
 #pragma once
 

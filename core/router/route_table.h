@@ -1,5 +1,5 @@
 // The compiled HTTP route table of one listener: virtual-host selection and route matching
-// (CONTRACT.md: "Routes match in order, first match wins. Virtual hosts match on the Host header
+// (docs/http.md: "Routes match in order, first match wins. Virtual hosts match on the Host header
 // without its port: exact name first, then the longest *.suffix, then *").
 //
 // Threading: built once per config load on the main thread, immutable afterwards, shared

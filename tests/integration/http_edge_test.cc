@@ -3,7 +3,7 @@
 // nothing reaching the upstream; slow clients and idle keep-alive connections are cut off;
 // accepted requests are normalised (path, hop-by-hop headers, x-forwarded-*, x-request-id)
 // before they are forwarded; a 404/5xx keeps the connection; gRPC clients get trailers-only
-// errors. The expected behaviour is the one in shared/CONTRACT.md.
+// errors. The expected behaviour is the one docs/http.md and docs/operations.md describe.
 #include <catch2/catch.hpp>
 #include <cctype>
 #include <chrono>

@@ -274,7 +274,7 @@ TEST_CASE("http: a close-delimited upstream response reaches the client whole", 
   REQUIRE(r.body == "until the end");
 }
 
-TEST_CASE("http: upstream errors map to CONTRACT's table and keep the client connection", "[http][errors]") {
+TEST_CASE("http: upstream errors map to the error table and keep the client connection", "[http][errors]") {
   HttpUpstream garbage([](const UpstreamRequest&) { return UpstreamAction{"NOT HTTP AT ALL\r\n\r\n", true}; });
   HttpUpstream reset([](const UpstreamRequest&) {
     UpstreamAction a;

@@ -1,4 +1,4 @@
-// Process lifecycle over real sockets: SIGTERM/SIGINT drain in CONTRACT.md's order, and
+// Process lifecycle over real sockets: SIGTERM/SIGINT drain in docs/operations.md's order, and
 // connection limits (per listener and process-wide).
 #include <signal.h>
 #include <sys/resource.h>

@@ -230,7 +230,7 @@ TEST_CASE("cluster defaults for the new keys", "[config][cluster]") {
   CHECK(cl.circuit_breakers.max_retries == 3);
   CHECK_FALSE(cl.circuit_breakers.retry_budget);
 
-  // CONTRACT.md's example health check, and the http defaults.
+  // The documented example health check (docs/configuration.md), and the http defaults.
   const Config h = ok(load(withCluster(
       "    health_check: {path: /healthz, interval: 5s, timeout: 1s,\n"
       "                   healthy_threshold: 2, unhealthy_threshold: 3}\n")));

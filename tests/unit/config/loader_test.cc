@@ -269,7 +269,7 @@ TEST_CASE("bad values are reported at the value", "[config][loader]") {
   CHECK(ok(load(kClusters + "    health_check: {path: /}\n")).clusters[0].health_check);
   CHECK(ok(load(kClusters + "    hash_on: {header: x}\n")).clusters[0].hash_on.name == "x");
   {
-    // "0s turns a timeout off" (CONTRACT.md): accepted, and stored as 0.
+    // "0s turns a timeout off" (docs/configuration.md): accepted, and stored as 0.
     auto r = ferry::config::loadConfigString(kClusters + "    connect_timeout: 0s\n", "t.yaml");
     REQUIRE(r.errors.empty());
     CHECK(r.config->clusters[0].connect_timeout.count() == 0);
