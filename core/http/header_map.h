@@ -24,6 +24,19 @@ class HeaderMap {
   void set(std::string_view name, std::string_view value);
   // Removes every header of that name; returns how many were removed.
   size_t remove(std::string_view name);
+  // Removes, in one pass, every entry for which pred(entry) holds (names are lower-case).
+  template <typename Pred>
+  size_t removeIf(Pred&& pred) {
+    size_t kept = 0;
+    for (size_t i = 0; i < entries_.size(); ++i) {
+      if (pred(entries_[i])) continue;
+      if (kept != i) entries_[kept] = std::move(entries_[i]);
+      ++kept;
+    }
+    const size_t removed = entries_.size() - kept;
+    entries_.resize(kept);
+    return removed;
+  }
   // First value, or nullptr.
   const std::string* get(std::string_view name) const;
   bool has(std::string_view name) const { return get(name) != nullptr; }

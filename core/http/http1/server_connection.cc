@@ -284,38 +284,73 @@ class ServerConnectionImpl final : public ServerConnection, private ServerCodecC
   bool sent_100_ = false;
 };
 
-// Hop-by-hop headers (RFC 9110 7.6.1) and their relatives: never forwarded.
-constexpr std::string_view kHopByHop[] = {"connection", "keep-alive", "proxy-connection", "transfer-encoding",
-                                          "te", "trailer", "upgrade", "http2-settings"};
+// Hop-by-hop headers (RFC 9110 7.6.1) and their relatives: never forwarded. Names in the map
+// are lower-case.
+bool isHopByHop(std::string_view n) {
+  switch (n.size()) {
+    case 2: return n == "te";
+    case 7: return n == "trailer" || n == "upgrade";
+    case 10: return n == "connection" || n == "keep-alive";
+    case 14: return n == "http2-settings";
+    case 16: return n == "proxy-connection";
+    case 17: return n == "transfer-encoding";
+    default: return false;
+  }
+}
 
 }  // namespace
 
 void stripHopByHop(HeaderMap& h, bool keep_upgrade) {
-  std::string upgrade;
-  if (keep_upgrade) {
-    if (const std::string* u = h.get("upgrade")) upgrade = *u;
-  }
-  // TE keeps only "trailers" (what gRPC needs); other codings are this hop's business.
-  const bool te_trailers = h.has("te") && detail::hasToken(h.getAll("te"), "trailers");
-  if (h.has("connection")) {
-    // The headers the sender named in Connection are hop-by-hop too.
-    const std::string list = h.getAll("connection");
-    size_t pos = 0;
-    while (pos <= list.size()) {
-      size_t comma = list.find(',', pos);
-      std::string_view item(list.data() + pos, (comma == std::string::npos ? list.size() : comma) - pos);
-      while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
-      while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
-      if (!item.empty() && !HeaderMap::equalsIgnoreCase(item, "te")) h.remove(item);
-      if (comma == std::string::npos) break;
-      pos = comma + 1;
+  // One pass to see what is there: most messages have at most a Connection header.
+  const std::string* connection = nullptr;
+  const std::string* upgrade = nullptr;
+  bool any = false;
+  bool te_trailers = false;
+  for (const auto& e : h.entries()) {
+    if (!isHopByHop(e.name)) continue;
+    any = true;
+    if (e.name == "connection") {
+      if (connection == nullptr) connection = &e.value;
+    } else if (e.name == "upgrade") {
+      if (upgrade == nullptr) upgrade = &e.value;
+    } else if (e.name == "te") {
+      // TE keeps only "trailers" (what gRPC needs); other codings are this hop's business.
+      te_trailers = te_trailers || detail::hasToken(e.value, "trailers");
     }
   }
-  for (auto name : kHopByHop) h.remove(name);
+  if (!any) return;
+  // The headers the sender named in Connection are hop-by-hop too (any case; "te" stays
+  // under the rule above).
+  std::string list = connection != nullptr ? h.getAll("connection") : std::string();
+  constexpr size_t kInline = 8;
+  std::string_view named[kInline];  // no allocation for the usual short lists
+  size_t n_named = 0;
+  for (size_t pos = 0; pos < list.size();) {
+    size_t comma = list.find(',', pos);
+    if (comma == std::string::npos) comma = list.size();
+    std::string_view item(list.data() + pos, comma - pos);
+    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+    if (!item.empty() && !isHopByHop(item) && !HeaderMap::equalsIgnoreCase(item, "te")) {
+      if (n_named < kInline) {
+        named[n_named++] = item;
+      } else {
+        h.remove(item);  // a long list: the rest one by one
+      }
+    }
+    pos = comma + 1;
+  }
+  std::string upgrade_value = keep_upgrade && upgrade != nullptr ? *upgrade : std::string();
+  h.removeIf([&](const HeaderMap::Entry& e) {
+    if (isHopByHop(e.name)) return true;
+    for (size_t i = 0; i < n_named; ++i)
+      if (HeaderMap::equalsIgnoreCase(e.name, named[i])) return true;
+    return false;
+  });
   if (te_trailers) h.add("te", "trailers");
-  if (keep_upgrade && !upgrade.empty()) {
-    h.set("upgrade", upgrade);
-    h.set("connection", "upgrade");
+  if (!upgrade_value.empty()) {
+    h.add("upgrade", upgrade_value);
+    h.add("connection", "upgrade");
   }
 }
 

@@ -88,7 +88,10 @@ class ActiveStream : public http::RequestDecoder, public http::StreamCallbacks {
   bool requestComplete() const { return request_complete_; }
   bool responseComplete() const { return response_complete_; }
 
-  std::list<std::unique_ptr<ActiveStream>>::iterator self_;
+  // The connection manager's intrusive list of open streams (no allocation per stream).
+  ActiveStream* prev_ = nullptr;
+  ActiveStream* next_ = nullptr;
+  bool listed_ = false;
 
  private:
   // The request and response directions drive the same FilterIteration machinery.

@@ -60,7 +60,7 @@ class HttpConnectionManager : public core::net::NetworkFilter,
 
   std::shared_ptr<const HcmConfig> config_;
   std::unique_ptr<http::ServerConnection> codec_;  // made in onNewConnection
-  std::list<std::unique_ptr<ActiveStream>> streams_;
+  ActiveStream* streams_ = nullptr;  // open streams, an intrusive list; owned (released unique_ptrs)
   std::unique_ptr<core::DeferredDeleter<ActiveStream>> finished_;  // made in onNewConnection
   std::unique_ptr<core::Timer> idle_timer_;
   std::unique_ptr<core::Timer> headers_timer_;

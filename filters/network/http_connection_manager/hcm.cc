@@ -29,8 +29,8 @@ HttpConnectionManager::HttpConnectionManager(std::shared_ptr<const HcmConfig> co
 
 HttpConnectionManager::~HttpConnectionManager() {
   *alive_ = false;
-  while (!streams_.empty()) {
-    auto& s = *streams_.front();
+  while (streams_ != nullptr) {
+    ActiveStream& s = *streams_;
     s.destroyFilters();
     onStreamDone(s);
   }
@@ -55,7 +55,7 @@ FilterStatus HttpConnectionManager::onData(Buffer& data, bool end_stream) {
     return FilterStatus::kStopIteration;
   }
   if (!data.empty()) {
-    if (streams_.empty() && !headers_timer_->enabled() && config_->http.request_headers_timeout.count() > 0) {
+    if (streams_ == nullptr && !headers_timer_->enabled() && config_->http.request_headers_timeout.count() > 0) {
       // The first bytes of a new request: its head must be complete in time (slowloris).
       headers_timer_->enable(config_->http.request_headers_timeout);
     }
@@ -75,10 +75,12 @@ http::RequestDecoder& HttpConnectionManager::newStream(http::ResponseEncoder& en
     codec_->drainNotice();
   w.stats->inc(config_->stats.rq_total);
   w.stats->inc(config_->stats.rq_active);
-  streams_.push_front(std::make_unique<ActiveStream>(*this, encoder));
-  ActiveStream& s = *streams_.front();
-  s.self_ = streams_.begin();
-  return s;
+  ActiveStream* s = std::make_unique<ActiveStream>(*this, encoder).release();  // owned by the list
+  s->next_ = streams_;
+  if (streams_ != nullptr) streams_->prev_ = s;
+  streams_ = s;
+  s->listed_ = true;
+  return *s;
 }
 
 void HttpConnectionManager::onCodecError(int status, http::ResponseFlag flag, std::string_view detail) {
@@ -95,7 +97,7 @@ void HttpConnectionManager::onCodecError(int status, http::ResponseFlag flag, st
 }
 
 void HttpConnectionManager::onHeadersTimeout() {
-  if (!streams_.empty() || dead_) return;
+  if (streams_ != nullptr || dead_) return;
   FERRY_LOG(kDebug, "http: ", config_->listener_name, ": request headers timeout");
   onCodecError(408, http::ResponseFlag::kRequestTimeout, "request headers timeout");
   codec_->sendConnectionError(408, "request timeout\n");
@@ -106,24 +108,27 @@ void HttpConnectionManager::armIdleTimer() {
 }
 
 void HttpConnectionManager::onIdleTimeout() {
-  if (!streams_.empty() || dead_) return;
+  if (streams_ != nullptr || dead_) return;
   FERRY_LOG(kDebug, "http: ", config_->listener_name, ": idle timeout");
   closeConnection(true);
 }
 
 void HttpConnectionManager::onStreamDone(ActiveStream& stream) {
-  if (stream.self_ == streams_.end()) return;  // already gone
+  if (!stream.listed_) return;  // already gone
   auto& w = callbacks_->worker();
   w.stats->dec(config_->stats.rq_active);
-  std::unique_ptr<ActiveStream> dying = std::move(*stream.self_);
-  streams_.erase(stream.self_);
-  dying->self_ = streams_.end();
+  stream.listed_ = false;
+  if (stream.prev_ != nullptr) stream.prev_->next_ = stream.next_;
+  if (stream.next_ != nullptr) stream.next_->prev_ = stream.prev_;
+  if (streams_ == &stream) streams_ = stream.next_;
+  stream.prev_ = stream.next_ = nullptr;
+  std::unique_ptr<ActiveStream> dying(&stream);  // destroyed once the call stack unwinds
   if (finished_) {
     finished_->add(std::move(dying));
   } else {
     dying.reset();
   }
-  if (dead_ || !streams_.empty() || !codec_) return;
+  if (dead_ || streams_ != nullptr || !codec_) return;
   if (!codec_->pendingInput()) {
     armIdleTimer();  // the usual keep-alive case: the next bytes dispatch by themselves
     return;
@@ -137,10 +142,10 @@ void HttpConnectionManager::onStreamDone(ActiveStream& stream) {
 }
 
 void HttpConnectionManager::dispatchPending() {
-  if (dead_ || !streams_.empty()) return;
+  if (dead_ || streams_ != nullptr) return;
   Buffer none;
   codec_->dispatch(none, false);
-  if (streams_.empty() && !dead_ && !codec_->pendingInput()) armIdleTimer();
+  if (streams_ == nullptr && !dead_ && !codec_->pendingInput()) armIdleTimer();
 }
 
 const std::string& HttpConnectionManager::remoteIp() {
@@ -166,8 +171,8 @@ void HttpConnectionManager::onDownstreamEvent(core::net::ConnectionEvent) {
   if (idle_timer_) idle_timer_->disable();
   if (headers_timer_) headers_timer_->disable();
   // Every stream still open loses its connection.
-  while (!streams_.empty()) {
-    ActiveStream& s = *streams_.front();
+  while (streams_ != nullptr) {
+    ActiveStream& s = *streams_;
     s.onResetStream(http::StreamResetReason::kConnectionTermination, "downstream connection closed");
     onStreamDone(s);  // a no-op if the reset already took it out
   }
