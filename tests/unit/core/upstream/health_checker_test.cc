@@ -7,6 +7,8 @@
 #include "core/upstream/health_checker.h"
 
 #include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <array>
 #include <boost/asio/io_context.hpp>
@@ -46,13 +48,25 @@ sockaddr_storage toStorage(const tcp::endpoint& ep) {
   return ss;
 }
 
-// A loopback port with nothing listening: bound, then closed.
-sockaddr_storage refusedAddr(asio::io_context& io) {
-  tcp::acceptor a(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  auto ep = a.local_endpoint();
-  a.close();
-  return toStorage(ep);
-}
+// A loopback port that refuses connections for as long as this object lives: a socket bound
+// to it (no SO_REUSEADDR) that never listens, so nothing else can take the port meanwhile.
+struct RefusedAddr {
+  RefusedAddr() {
+    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    socklen_t len = sizeof addr;
+    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  }
+  ~RefusedAddr() { ::close(fd); }
+  RefusedAddr(const RefusedAddr&) = delete;
+  RefusedAddr& operator=(const RefusedAddr&) = delete;
+  int fd = -1;
+  sockaddr_storage addr{};
+};
 
 // A server on the test's io_context. Each connection reads until `until` has arrived (at once
 // when empty), records what it read, then writes `reply` and closes, or with `hold` keeps the
@@ -329,8 +343,9 @@ TEST_CASE("connection refused is a failure and makes the host unhealthy", "[heal
   Recorder rec;
   auto cfg = httpConfig();
   cfg.unhealthy_threshold = 2;
+  RefusedAddr refused;
   HealthChecker hc(io, cfg, "c", rec.onChange(), rec.onResult());
-  hc.addTarget(9, refusedAddr(io), "127.0.0.1:x");
+  hc.addTarget(9, refused.addr, "127.0.0.1:x");
   REQUIRE(runUntil(io, [&] { return rec.changes.size() == 1; }));
   CHECK_FALSE(rec.changes[0].healthy);
   CHECK(rec.changes[0].after_results == 2);
@@ -433,8 +448,9 @@ TEST_CASE("TCP check: connect, send and expect", "[health]") {
     CHECK(runUntil(io, [&] { return server.accepted >= 2; }));
   }
   SECTION("plain connect fails when nothing listens") {
+    RefusedAddr refused;
     HealthChecker hc(io, cfg, "c", rec.onChange(), rec.onResult());
-    hc.addTarget(1, refusedAddr(io), "x");
+    hc.addTarget(1, refused.addr, "x");
     REQUIRE(runUntil(io, [&] { return rec.results.size() >= 1; }));
     CHECK_FALSE(rec.results[0].passed);
     CHECK_THAT(rec.results[0].detail, Catch::StartsWith("connect: "));
@@ -462,9 +478,10 @@ TEST_CASE("removal and destruction with checks in flight run no callback afterwa
     CHECK(hc.healthy(1));  // no longer checked
   }
   SECTION("removeTarget while connecting, before the io_context ran at all") {
+    RefusedAddr refused;
     HealthChecker hc(io, cfg, "c", rec.onChange(), rec.onResult());
     hc.addTarget(1, ok.addr(), "x");
-    hc.addTarget(2, refusedAddr(io), "y");
+    hc.addTarget(2, refused.addr, "y");
     hc.removeTarget(1);
     hc.removeTarget(2);
     runFor(io, 100ms);
@@ -483,7 +500,8 @@ TEST_CASE("removal and destruction with checks in flight run no callback afterwa
     auto hc = std::make_unique<HealthChecker>(io, cfg, "c", rec.onChange(), rec.onResult());
     hc->addTarget(1, silent.addr(), "x");
     hc->addTarget(2, ok.addr(), "y");
-    hc->addTarget(3, refusedAddr(io), "z");
+    RefusedAddr refused;
+    hc->addTarget(3, refused.addr, "z");
     REQUIRE(runUntil(io, [&] { return silent.requests.size() == 1 && rec.results.size() >= 2; }));
     hc->addTarget(4, ok.addr(), "w");  // its connect is certainly pending
     size_t before = rec.results.size();
