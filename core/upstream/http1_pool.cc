@@ -321,9 +321,8 @@ StreamPool& PoolManager::pool(const Cluster& cluster, const HostPtr& host, const
 
 void PoolManager::dropRemovedHosts() {
   std::vector<StreamPool*> gone;
-  for (auto* map : {&pools_})
-    for (auto& [id, p] : *map)
-      if (p->host().removed.load(std::memory_order_relaxed)) gone.push_back(p.get());
+  for (auto& [id, p] : pools_)
+    if (p->host().removed.load(std::memory_order_relaxed)) gone.push_back(p.get());
   for (auto& [key, p] : private_pools_)
     if (p->host().removed.load(std::memory_order_relaxed)) gone.push_back(p.get());
   for (StreamPool* p : gone) {
@@ -336,18 +335,11 @@ void PoolManager::dropRemovedHosts() {
 }
 
 void PoolManager::onPoolUnused(StreamPool& pool) {
-  if (pool.host().removed.load(std::memory_order_relaxed)) {
-    retire(pool);
-    return;
-  }
-  // A private pool (one client's PROXY header) goes once it has no connection left.
-  for (auto it = private_pools_.begin(); it != private_pools_.end(); ++it) {
-    if (it->second.get() != &pool) continue;
-    ctx_.stats->dec(pool.cluster().stats().pools);
-    graveyard_.add(std::move(it->second));
-    private_pools_.erase(it);
-    return;
-  }
+  // A shared pool stays while its host does; a private one (one client's PROXY header) goes
+  // once it has no connection left.
+  auto it = pools_.find(pool.host().id);
+  const bool shared = it != pools_.end() && it->second.get() == &pool;
+  if (!shared || pool.host().removed.load(std::memory_order_relaxed)) retire(pool);
 }
 
 void PoolManager::retire(StreamPool& pool) {

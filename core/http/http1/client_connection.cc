@@ -17,7 +17,7 @@ namespace {
 class ClientConnectionImpl final : public ClientConnection, private ClientCodecCallbacks, private RequestEncoder {
  public:
   ClientConnectionImpl(CodecIo& io, ClientConnectionCallbacks& cb, const CodecLimits& limits)
-      : io_(io), cb_(cb), codec_(*this, limits) {}
+      : io_(io), cb_(cb), codec_(*this, limits), reads_(io) {}
 
   // ClientConnection
   RequestEncoder& newStream(ResponseDecoder& decoder) override {
@@ -58,14 +58,7 @@ class ClientConnectionImpl final : public ClientConnection, private ClientCodecC
     if (decoder_ != nullptr) reset(StreamResetReason::kConnectionTermination, detail);
   }
 
-  void onConnectionWatermark(bool above) override {
-    if (stream_cb_ == nullptr) return;
-    if (above) {
-      stream_cb_->onAboveWriteBufferHighWatermark();
-    } else {
-      stream_cb_->onBelowWriteBufferLowWatermark();
-    }
-  }
+  void onConnectionWatermark(bool above) override { detail::notifyWatermark(stream_cb_, above); }
 
   size_t activeStreams() const override { return decoder_ != nullptr ? 1 : 0; }
   bool reusable() const override { return !broken_ && codec_.keepAlive(); }
@@ -115,16 +108,7 @@ class ClientConnectionImpl final : public ClientConnection, private ClientCodecC
     codec_.encodeTrailers(trailers, out);
     io_.write(out, false);
   }
-  void readDisable(bool disable) override {
-    if (disable) {
-      ++read_disabled_;
-    } else if (read_disabled_ > 0) {
-      --read_disabled_;
-    } else {
-      return;
-    }
-    io_.readDisable(disable);
-  }
+  void readDisable(bool disable) override { reads_.disable(disable); }
   void resetStream(StreamResetReason) override {
     if (decoder_ == nullptr) return;
     decoder_ = nullptr;
@@ -139,7 +123,7 @@ class ClientConnectionImpl final : public ClientConnection, private ClientCodecC
     if (decoder_ == nullptr) return;
     decoder_ = nullptr;
     stream_cb_ = nullptr;
-    releaseReads();
+    reads_.release();
     cb_.onStreamEnd();
   }
 
@@ -148,17 +132,9 @@ class ClientConnectionImpl final : public ClientConnection, private ClientCodecC
     decoder_ = nullptr;
     stream_cb_ = nullptr;
     broken_ = true;
-    releaseReads();
+    reads_.release();
     if (scb != nullptr) scb->onResetStream(reason, detail);
     cb_.onStreamEnd();
-  }
-
-  // A stream that ends while it held the connection's reads back gives them back.
-  void releaseReads() {
-    while (read_disabled_ > 0) {
-      --read_disabled_;
-      io_.readDisable(false);
-    }
   }
 
   CodecIo& io_;
@@ -166,7 +142,7 @@ class ClientConnectionImpl final : public ClientConnection, private ClientCodecC
   ClientCodec codec_;
   ResponseDecoder* decoder_ = nullptr;
   StreamCallbacks* stream_cb_ = nullptr;
-  int read_disabled_ = 0;
+  detail::StreamReads reads_;  // a stream that ends gives back the reads it held
   bool broken_ = false;  // a reset or a malformed response: never reused
 };
 

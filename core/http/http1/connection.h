@@ -19,6 +19,44 @@ std::unique_ptr<ServerConnection> makeServerConnection(CodecIo& io, ServerConnec
 std::unique_ptr<ClientConnection> makeClientConnection(CodecIo& io, ClientConnectionCallbacks& callbacks,
                                                        const CodecLimits& limits = {});
 
+namespace detail {
+
+// One stream's counted readDisable() over its connection's reads (HTTP/1 has no per-stream
+// flow control): the disables the stream still holds when it ends are given back.
+class StreamReads {
+ public:
+  explicit StreamReads(CodecIo& io) : io_(io) {}
+  void disable(bool disable) {
+    if (disable) {
+      ++count_;
+    } else if (count_ > 0) {
+      --count_;
+    } else {
+      return;
+    }
+    io_.readDisable(disable);
+  }
+  void release() {
+    while (count_ > 0) disable(false);
+  }
+
+ private:
+  CodecIo& io_;
+  int count_ = 0;
+};
+
+// Tells a stream that its connection's write buffer crossed a watermark.
+inline void notifyWatermark(StreamCallbacks* cb, bool above) {
+  if (cb == nullptr) return;
+  if (above) {
+    cb->onAboveWriteBufferHighWatermark();
+  } else {
+    cb->onBelowWriteBufferLowWatermark();
+  }
+}
+
+}  // namespace detail
+
 // RFC 9110 7.6.1: removes the hop-by-hop headers (connection, keep-alive, proxy-connection,
 // transfer-encoding, te, trailer, upgrade, http2-settings) and every header the Connection
 // header names. A TE that lists "trailers" becomes `te: trailers` (gRPC needs it); other TE

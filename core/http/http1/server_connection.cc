@@ -23,7 +23,7 @@ namespace {
 class ServerConnectionImpl final : public ServerConnection, private ServerCodecCallbacks, private ResponseEncoder {
  public:
   ServerConnectionImpl(CodecIo& io, ServerConnectionCallbacks& cb, const CodecLimits& limits)
-      : io_(io), cb_(cb), codec_(*this, limits) {}
+      : io_(io), cb_(cb), codec_(*this, limits), reads_(io) {}
 
   // ServerConnection
   void dispatch(Buffer& data, bool end_stream) override {
@@ -50,14 +50,7 @@ class ServerConnectionImpl final : public ServerConnection, private ServerCodecC
     if (dead_ || decoder_ != nullptr) return;
     writeRawError(status, body);
   }
-  void onConnectionWatermark(bool above) override {
-    if (stream_cb_ == nullptr) return;
-    if (above) {
-      stream_cb_->onAboveWriteBufferHighWatermark();
-    } else {
-      stream_cb_->onBelowWriteBufferLowWatermark();
-    }
-  }
+  void onConnectionWatermark(bool above) override { detail::notifyWatermark(stream_cb_, above); }
   Protocol protocol() const override { return minor_ == 0 ? Protocol::kHttp10 : Protocol::kHttp11; }
 
  private:
@@ -194,15 +187,7 @@ class ServerConnectionImpl final : public ServerConnection, private ServerCodecC
   }
 
   void readDisable(bool disable) override {
-    if (decoder_ == nullptr) return;
-    if (disable) {
-      ++stream_read_disabled_;
-    } else if (stream_read_disabled_ > 0) {
-      --stream_read_disabled_;
-    } else {
-      return;
-    }
-    io_.readDisable(disable);
+    if (decoder_ != nullptr) reads_.disable(disable);
   }
 
   void resetStream(StreamResetReason) override {
@@ -219,10 +204,7 @@ class ServerConnectionImpl final : public ServerConnection, private ServerCodecC
   void endStream() {
     decoder_ = nullptr;
     stream_cb_ = nullptr;
-    while (stream_read_disabled_ > 0) {  // what the stream still held back is its own business
-      --stream_read_disabled_;
-      io_.readDisable(false);
-    }
+    reads_.release();  // what the stream still held back is its own business
     // A response sent before the whole request arrived ends the connection: what follows on
     // the wire cannot be told apart from a new request.
     if (dead_ || tunnel_ || drain_ || !request_complete_ || codec_.responseNeedsClose()) {
@@ -270,7 +252,7 @@ class ServerConnectionImpl final : public ServerConnection, private ServerCodecC
   Buffer pending_;  // bytes read but not yet parsed (pipelined requests wait here)
   RequestDecoder* decoder_ = nullptr;  // the current stream's; null between requests
   StreamCallbacks* stream_cb_ = nullptr;
-  int stream_read_disabled_ = 0;
+  detail::StreamReads reads_;
   int minor_ = 1;
   bool eof_ = false;
   bool dead_ = false;  // a protocol error, a reset or a close: nothing more is parsed
