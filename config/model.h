@@ -198,7 +198,11 @@ struct ConfigEntry {
   bool operator==(const ConfigEntry&) const = default;
 };
 
-inline bool ConfigNode::operator==(const ConfigNode&) const = default;
+// Written out (a defaulted comparison of this recursive type crashes clang 14). Marks compare
+// equal, as everywhere.
+inline bool ConfigNode::operator==(const ConfigNode& o) const {
+  return kind == o.kind && scalar == o.scalar && tag == o.tag && entries == o.entries && items == o.items;
+}
 
 // One entry of an http listener's `filters:` (the router is implicit and always last). The
 // loader checks its shape; the filter registry (filters/) knows the names and parses `config`.
