@@ -17,58 +17,17 @@
 #include <thread>
 
 #include "tests/support/event_loop.h"
+#include "tests/support/socket_pair.h"
 
 using ferry::core::Buffer;
 using ferry::core::net::Connection;
 using ferry::core::net::ConnectionCallbacks;
 using ferry::core::net::ConnectionEvent;
 using ferry::testing::runUntil;
+using ferry::testing::SocketPair;
 using namespace std::chrono_literals;
 
 namespace {
-
-// A connected loopback pair: `ours` is non-blocking (for Connection), `peer` blocking.
-struct SocketPair {
-  int ours = -1, peer = -1;
-  SocketPair() {
-    int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    REQUIRE(::listen(lfd, 1) == 0);
-    socklen_t len = sizeof a;
-    ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len);
-    peer = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    REQUIRE(::connect(peer, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    ours = ::accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    REQUIRE(ours >= 0);
-    ::close(lfd);
-    timeval tv{5, 0};  // bounded blocking reads on the peer side
-    ::setsockopt(peer, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  }
-  ~SocketPair() {
-    if (peer >= 0) ::close(peer);
-  }
-  void send(const std::string& s) const { REQUIRE(::send(peer, s.data(), s.size(), MSG_NOSIGNAL) == (ssize_t)s.size()); }
-  // Waits (bounded) until bytes are queued on `ours`. poll() is level-triggered: it consumes
-  // no edge of the Poller's edge-triggered registration.
-  bool oursReadable(int timeout_ms = 5000) const {
-    pollfd p{ours, POLLIN, 0};
-    return ::poll(&p, 1, timeout_ms) == 1 && (p.revents & POLLIN) != 0;
-  }
-  std::string recvExactly(size_t n) const {
-    std::string out(n, '\0');
-    size_t got = 0;
-    while (got < n) {
-      ssize_t r = ::recv(peer, out.data() + got, n - got, 0);
-      if (r <= 0) break;
-      got += static_cast<size_t>(r);
-    }
-    out.resize(got);
-    return out;
-  }
-};
 
 struct Recorder : ConnectionCallbacks {
   std::string data;

@@ -17,6 +17,7 @@
 #include "core/net/connection.h"
 #include "core/net/socket_util.h"
 #include "tests/support/event_loop.h"
+#include "tests/support/socket_pair.h"
 
 using ferry::core::Buffer;
 using ferry::core::net::Connection;
@@ -24,7 +25,9 @@ using ferry::core::net::ConnectionCallbacks;
 using ferry::core::net::ConnectionEvent;
 using ferry::core::net::TransportResult;
 using ferry::core::net::TransportSocket;
+using ferry::testing::listenLoopback;
 using ferry::testing::runUntil;
+using ferry::testing::SocketPair;
 using namespace std::chrono_literals;
 
 namespace {
@@ -112,61 +115,15 @@ std::string record(const std::string& plain) {
   return out;
 }
 
-// A blocking loopback peer (reads bounded by SO_RCVTIMEO) and a listening socket for it.
+// The test's end of a connection a Connection made: blocking, bounded reads, closed here.
 struct Peer {
   int fd = -1;
   ~Peer() {
     if (fd >= 0) ::close(fd);
   }
-  void send(const std::string& s) const {
-    REQUIRE(::send(fd, s.data(), s.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(s.size()));
-  }
-  std::string recvExactly(size_t n) const {
-    std::string out(n, '\0');
-    size_t got = 0;
-    while (got < n) {
-      ssize_t r = ::recv(fd, out.data() + got, n - got, 0);
-      if (r <= 0) break;
-      got += static_cast<size_t>(r);
-    }
-    out.resize(got);
-    return out;
-  }
-  bool recvEof() const {
-    char c;
-    return ::recv(fd, &c, 1, 0) == 0;
-  }
-  void boundReads() const {
-    timeval tv{5, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  }
-};
-
-int listenLoopback(sockaddr_storage* addr) {
-  int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  REQUIRE(::listen(lfd, 4) == 0);
-  REQUIRE(ferry::core::net::localAddress(lfd, addr));
-  return lfd;
-}
-
-// An accepted non-blocking socket for a Connection, with its blocking peer.
-struct Accepted {
-  int ours = -1;
-  Peer peer;
-  Accepted() {
-    sockaddr_storage a{};
-    int lfd = listenLoopback(&a);
-    peer.fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    REQUIRE(::connect(peer.fd, reinterpret_cast<sockaddr*>(&a), sizeof(sockaddr_in)) == 0);
-    ours = ::accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    REQUIRE(ours >= 0);
-    ::close(lfd);
-    peer.boundReads();
-  }
+  void send(const std::string& s) const { ferry::testing::sendAll(fd, s); }
+  std::string recvExactly(size_t n) const { return ferry::testing::recvExactly(fd, n); }
+  bool recvEof() const { return ferry::testing::recvEof(fd); }
 };
 
 struct Recorder : ConnectionCallbacks {
@@ -194,7 +151,7 @@ struct Recorder : ConnectionCallbacks {
 
 TEST_CASE("transport: the owner sees plaintext, the wire carries the transport's bytes", "[transport]") {
   boost::asio::io_context io;
-  Accepted s;
+  SocketPair s;
   Recorder rec;
   auto conn = Connection::adopt(io, s.ours, {});
   conn->setCallbacks(&rec);
@@ -202,20 +159,20 @@ TEST_CASE("transport: the owner sees plaintext, the wire carries the transport's
   conn->setTransport(std::make_unique<ToyTransport>(false), none);
   CHECK_FALSE(conn->transportReady());
   conn->startReading();
-  s.peer.send("H");
+  s.send("H");
   REQUIRE(runUntil(io, [&] { return rec.connected == 1; }));  // kConnected once the handshake is done
   CHECK(conn->transportReady());
-  CHECK(s.peer.recvExactly(1) == "A");
-  s.peer.send(record("ping") + record(" again"));
+  CHECK(s.recvExactly(1) == "A");
+  s.send(record("ping") + record(" again"));
   REQUIRE(runUntil(io, [&] { return rec.data == "ping again"; }));
   Buffer out;
   out.add("pong");
   conn->write(out, false);
-  CHECK(s.peer.recvExactly(6) == record("pong"));
+  CHECK(s.recvExactly(6) == record("pong"));
   // Orderly close: the transport's shutdown bytes, then the FIN.
   conn->close(Connection::CloseType::kFlushWrite);
-  CHECK(s.peer.recvExactly(1) == "C");
-  CHECK(s.peer.recvEof());
+  CHECK(s.recvExactly(1) == "C");
+  CHECK(s.recvEof());
 }
 
 TEST_CASE("transport: a client is connected only after the handshake; early writes wait inside",
@@ -234,7 +191,7 @@ TEST_CASE("transport: a client is connected only after the handshake; early writ
   peer.fd = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
   REQUIRE(peer.fd >= 0);
   ::close(lfd);
-  peer.boundReads();
+  ferry::testing::boundReads(peer.fd);
   // The TCP connect finishes and the client hello goes out, but nothing is "connected" yet:
   // the plaintext waits inside the transport.
   REQUIRE(runUntil(io, [&] { return !conn->connecting(); }));
@@ -254,7 +211,7 @@ TEST_CASE("transport: a client is connected only after the handshake; early writ
 
 TEST_CASE("transport: bytes a listener filter read ahead go through the transport first", "[transport]") {
   boost::asio::io_context io;
-  Accepted s;
+  SocketPair s;
   Recorder rec;
   auto conn = Connection::adopt(io, s.ours, {});
   conn->setCallbacks(&rec);
@@ -271,20 +228,20 @@ TEST_CASE("transport: bytes a listener filter read ahead go through the transpor
     conn->setTransport(std::make_unique<ToyTransport>(false), rest);
   };
   conn->startReading();
-  s.peer.send("PREFIX" + std::string("H") + record("first") + record(" second"));
+  s.send("PREFIX" + std::string("H") + record("first") + record(" second"));
   REQUIRE(runUntil(io, [&] { return rec.data == "first second"; }));
   CHECK(seen_raw == "PREFIX");
   CHECK(rec.connected == 1);
-  CHECK(s.peer.recvExactly(1) == "A");
+  CHECK(s.recvExactly(1) == "A");
   // The peer's FIN read in the raw stage along with the rest still ends the plaintext stream.
-  ::shutdown(s.peer.fd, SHUT_WR);
+  ::shutdown(s.peer, SHUT_WR);
   REQUIRE(runUntil(io, [&] { return rec.eof; }));
   conn->close(Connection::CloseType::kNoFlush);
 }
 
 TEST_CASE("transport: an EOF read by the listener filter stage reaches the transport's owner", "[transport]") {
   boost::asio::io_context io;
-  Accepted s;
+  SocketPair s;
   Recorder rec;
   auto conn = Connection::adopt(io, s.ours, {});
   conn->setCallbacks(&rec);
@@ -299,8 +256,8 @@ TEST_CASE("transport: an EOF read by the listener filter stage reaches the trans
     conn->setTransport(std::make_unique<ToyTransport>(false), rest);
   };
   conn->startReading();
-  s.peer.send("PP:H" + record("last words"));
-  ::shutdown(s.peer.fd, SHUT_WR);
+  s.send("PP:H" + record("last words"));
+  ::shutdown(s.peer, SHUT_WR);
   REQUIRE(runUntil(io, [&] { return rec.eof; }));
   CHECK(handed_over);
   CHECK(rec.data == "last words");
@@ -325,7 +282,7 @@ TEST_CASE("transport: a raw preamble goes out before the handshake", "[transport
   peer.fd = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
   REQUIRE(peer.fd >= 0);
   ::close(lfd);
-  peer.boundReads();
+  ferry::testing::boundReads(peer.fd);
   REQUIRE(runUntil(io, [&] { return !conn->connecting(); }));
   CHECK(peer.recvExactly(33) == "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\nH");
   peer.send("A");
@@ -336,16 +293,16 @@ TEST_CASE("transport: a raw preamble goes out before the handshake", "[transport
 
 TEST_CASE("transport: a transport error closes the connection with its reason", "[transport]") {
   boost::asio::io_context io;
-  Accepted s;
+  SocketPair s;
   Recorder rec;
   auto conn = Connection::adopt(io, s.ours, {});
   conn->setCallbacks(&rec);
   Buffer none;
   conn->setTransport(std::make_unique<ToyTransport>(false), none);
   conn->startReading();
-  s.peer.send("X");
+  s.send("X");
   REQUIRE(runUntil(io, [&] { return rec.closed == 1; }));
   CHECK(conn->closeReason() == "toy: bad handshake");
   CHECK(rec.connected == 0);
-  CHECK(s.peer.recvEof());
+  CHECK(s.recvEof());
 }
