@@ -40,11 +40,6 @@ Runtime::Runtime(boost::asio::io_context& io, core::StatsStore& stats, const fil
 
 Runtime::~Runtime() = default;
 
-std::shared_ptr<core::net::ListenerState> Runtime::listenerState(const std::string& name) const {
-  auto it = listeners_.find(name);
-  return it == listeners_.end() ? nullptr : it->second;
-}
-
 std::shared_ptr<const Snapshot> Runtime::build(config::Config cfg, std::string* error) {
   auto snap = std::make_shared<Snapshot>();
   snap->version = ++versions_;

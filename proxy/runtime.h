@@ -60,8 +60,6 @@ class Runtime {
 
   core::upstream::ClusterManager& clusters() { return *clusters_; }
   const std::shared_ptr<core::net::ProcessConnections>& connections() const { return connections_; }
-  // The state kept for a listener name, or null.
-  std::shared_ptr<core::net::ListenerState> listenerState(const std::string& name) const;
   core::StatHandle bufferedBytes() const { return buffered_bytes_; }
 
  private:

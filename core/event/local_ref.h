@@ -39,7 +39,6 @@ class LocalRef {
   const T& operator*() const { return *box_->value; }
   const T* operator->() const { return box_->value.get(); }
   explicit operator bool() const { return get() != nullptr; }
-  uint32_t useCount() const { return box_ != nullptr ? box_->refs : 0; }
 
  private:
   struct Box {

@@ -23,8 +23,6 @@
 
 namespace ferry::core::http {
 
-enum class Protocol { kHttp10, kHttp11, kHttp2 };
-
 enum class StreamResetReason {
   kLocalReset,             // this side gave up on the stream
   kRemoteReset,            // the peer reset the stream (HTTP/2 RST_STREAM)
@@ -137,8 +135,6 @@ class ServerConnection {
   // Input waits that only a later dispatch() parses: pipelined requests behind a finished
   // one, or an EOF. The owner dispatches again (from the loop) after a stream ends.
   virtual bool pendingInput() const = 0;
-  // Streams whose response has not finished.
-  virtual size_t activeStreams() const = 0;
   // Graceful drain: HTTP/1 puts "connection: close" on the next response and closes after
   // it; HTTP/2 sends its two-step GOAWAY.
   virtual void drainNotice() = 0;
@@ -147,7 +143,6 @@ class ServerConnection {
   virtual void sendConnectionError(int status, std::string_view body) = 0;
   // The connection's write buffer passed its high watermark / fell under its low one.
   virtual void onConnectionWatermark(bool above) = 0;
-  virtual Protocol protocol() const = 0;
 };
 
 class ClientConnectionCallbacks {
@@ -173,7 +168,6 @@ class ClientConnection {
   virtual size_t activeStreams() const = 0;
   // The connection may carry another stream once the current ones end (HTTP/1: keep-alive).
   virtual bool reusable() const = 0;
-  virtual Protocol protocol() const = 0;
 };
 
 }  // namespace ferry::core::http

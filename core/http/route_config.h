@@ -34,7 +34,6 @@ class RouteConfigProvider {
     slots_[worker].current = LocalRef<HttpRouteConfig>::make(std::move(cfg));
   }
   const LocalRef<HttpRouteConfig>& current(size_t worker) const { return slots_[worker].current; }
-  size_t workers() const { return slots_.size() - 1; }
 
  private:
   struct alignas(64) Slot {  // one cache line each: workers never share one

@@ -374,15 +374,20 @@ TEST_CASE("http: websocket upgrade becomes a byte tunnel", "[http][websocket]") 
   REQUIRE(c->waitClosed(5s));
 }
 
+namespace {
+// The buffer filter at 1000 bytes, and an upstream that answers with the framing it got.
+const std::string kBufferFilter =
+    "      filters:\n"
+    "        - name: buffer\n"
+    "          config: {max_request_bytes: 1000}\n";
+UpstreamAction reportFraming(const UpstreamRequest& r) {
+  return HttpUpstream::ok("len=" + r.header("content-length") + " chunked=" + (r.chunked ? "1" : "0"));
+}
+}  // namespace
+
 TEST_CASE("http: the buffer filter forwards whole bodies with a length and refuses big ones", "[http][filters]") {
-  HttpUpstream up([](const UpstreamRequest& r) {
-    return HttpUpstream::ok("len=" + r.header("content-length") + " chunked=" + (r.chunked ? "1" : "0"));
-  });
-  std::string extra =
-      "      filters:\n"
-      "        - name: buffer\n"
-      "          config: {max_request_bytes: 1000}\n";
-  auto f = FerryProcess::start(FerryConfig{.http_extra = extra, .clusters = {{"up", {up.port()}}}}.yaml());
+  HttpUpstream up(reportFraming);
+  auto f = FerryProcess::start(FerryConfig{.http_extra = kBufferFilter, .clusters = {{"up", {up.port()}}}}.yaml());
   auto c = TcpClient::connect(f->port("web"));
   REQUIRE(c);
   REQUIRE(c->sendAll("POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -399,14 +404,8 @@ TEST_CASE("http: the buffer filter forwards whole bodies with a length and refus
 
 TEST_CASE("http: the buffer filter holds the request until the whole body is here, on a warm pool too",
           "[http][filters][pool]") {
-  HttpUpstream up([](const UpstreamRequest& r) {
-    return HttpUpstream::ok("len=" + r.header("content-length") + " chunked=" + (r.chunked ? "1" : "0"));
-  });
-  std::string extra =
-      "      filters:\n"
-      "        - name: buffer\n"
-      "          config: {max_request_bytes: 1000}\n";
-  auto f = FerryProcess::start(FerryConfig{.http_extra = extra, .clusters = {{"up", {up.port()}}}}.yaml());
+  HttpUpstream up(reportFraming);
+  auto f = FerryProcess::start(FerryConfig{.http_extra = kBufferFilter, .clusters = {{"up", {up.port()}}}}.yaml());
   auto c = TcpClient::connect(f->port("web"));
   REQUIRE(c);
   // Warm the pool: the next request finds an idle upstream connection at once.

@@ -62,7 +62,6 @@ class ClientConnectionImpl final : public ClientConnection, private ClientCodecC
 
   size_t activeStreams() const override { return decoder_ != nullptr ? 1 : 0; }
   bool reusable() const override { return !broken_ && codec_.keepAlive(); }
-  Protocol protocol() const override { return Protocol::kHttp11; }
 
  private:
   // ClientCodecCallbacks

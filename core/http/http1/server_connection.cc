@@ -41,7 +41,6 @@ class ServerConnectionImpl final : public ServerConnection, private ServerCodecC
     parse();
   }
   bool pendingInput() const override { return !dead_ && !tunnel_ && (!pending_.empty() || eof_); }
-  size_t activeStreams() const override { return decoder_ != nullptr ? 1 : 0; }
   void drainNotice() override {
     drain_ = true;
     if (decoder_ != nullptr && !response_started_) codec_.closeAfterResponse();
@@ -51,7 +50,6 @@ class ServerConnectionImpl final : public ServerConnection, private ServerCodecC
     writeRawError(status, body);
   }
   void onConnectionWatermark(bool above) override { detail::notifyWatermark(stream_cb_, above); }
-  Protocol protocol() const override { return minor_ == 0 ? Protocol::kHttp10 : Protocol::kHttp11; }
 
  private:
   // Parses what waits, one request at a time.
@@ -82,7 +80,6 @@ class ServerConnectionImpl final : public ServerConnection, private ServerCodecC
 
   // ServerCodecCallbacks
   void onRequestHeaders(RequestHeadersPtr h, bool end_stream) override {
-    minor_ = h->version_minor;
     upgrade_ = codec_.upgraded();
     request_complete_ = end_stream;
     response_started_ = false;
@@ -253,7 +250,6 @@ class ServerConnectionImpl final : public ServerConnection, private ServerCodecC
   RequestDecoder* decoder_ = nullptr;  // the current stream's; null between requests
   StreamCallbacks* stream_cb_ = nullptr;
   detail::StreamReads reads_;
-  int minor_ = 1;
   bool eof_ = false;
   bool dead_ = false;  // a protocol error, a reset or a close: nothing more is parsed
   bool closed_ = false;

@@ -332,9 +332,9 @@ void Router::onUpstreamReset(core::http::StreamResetReason reason, std::string_v
   }
   if (done_) return;
   auto& w = callbacks_->worker();
+  FERRY_LOG(kDebug, "router: upstream ", callbacks_->streamInfo().upstream_host, ": stream ",
+            core::http::resetReasonName(reason), ": ", core::log::sv(detail));
   if (reason == core::http::StreamResetReason::kProtocolError) {
-    FERRY_LOG(kDebug, "router: malformed response from ", callbacks_->streamInfo().upstream_host, ": ",
-              core::log::sv(detail));
     cluster_->countError(*w.stats, *host_, core::upstream::UpstreamError::kProtocol);
     if (response_started_) {
       done_ = true;

@@ -26,7 +26,6 @@ bool FilterIteration::iterateHeaders(size_t from) {
     return false;
   }
   headers_at_ = kNone;
-  headers_done_ = true;
   return true;
 }
 
@@ -160,13 +159,6 @@ void FilterIteration::reset() {
   headers_at_ = kNone;
   trailers_waiting_ = false;
   updateFlow();
-}
-
-size_t FilterIteration::heldBytes() const {
-  size_t n = 0;
-  for (const auto& h : holds_)
-    if (h.active) n += h.data.length();
-  return n;
 }
 
 void FilterIteration::updateFlow() {

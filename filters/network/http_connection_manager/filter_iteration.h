@@ -56,9 +56,6 @@ class FilterIteration {
   void reset();
 
   bool started() const { return started_; }
-  bool headersDone() const { return headers_done_; }
-  // Bytes held at filters right now.
-  size_t heldBytes() const;
 
  private:
   // Data waiting at one position: seen by its filter (it stopped or buffers it) or not yet
@@ -84,7 +81,6 @@ class FilterIteration {
   size_t n_ = 0;
   bool started_ = false;
   bool headers_end_ = false;
-  bool headers_done_ = false;  // the headers reached the sink
   size_t headers_at_ = kNone;  // the filter holding the headers
   bool headers_buffering_ = false;
   std::vector<Hold> holds_;  // per position; made when the first hold happens

@@ -63,11 +63,9 @@ struct FakeCodec : http::ServerConnection {
   }
   void dispatch(Buffer& data, bool) override { data.clear(); }
   bool pendingInput() const override { return false; }
-  size_t activeStreams() const override { return 0; }
   void drainNotice() override { ++drains; }
   void sendConnectionError(int, std::string_view) override {}
   void onConnectionWatermark(bool) override {}
-  http::Protocol protocol() const override { return http::Protocol::kHttp2; }
 };
 
 // ---- filters that follow a script and record what they see

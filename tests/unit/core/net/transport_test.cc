@@ -126,6 +126,19 @@ struct Peer {
   bool recvEof() const { return ferry::testing::recvEof(fd); }
 };
 
+// A listening socket for a client Connection; accept() gives the test its peer end.
+struct Listening {
+  Listening() { lfd = listenLoopback(&addr); }
+  ~Listening() { ::close(lfd); }
+  void accept(Peer& peer) const {
+    peer.fd = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+    REQUIRE(peer.fd >= 0);
+    ferry::testing::boundReads(peer.fd);
+  }
+  int lfd = -1;
+  sockaddr_storage addr{};
+};
+
 struct Recorder : ConnectionCallbacks {
   std::string data;
   bool eof = false;
@@ -178,20 +191,16 @@ TEST_CASE("transport: the owner sees plaintext, the wire carries the transport's
 TEST_CASE("transport: a client is connected only after the handshake; early writes wait inside",
           "[transport]") {
   boost::asio::io_context io;
-  sockaddr_storage addr{};
-  int lfd = listenLoopback(&addr);
+  Listening server;
   Recorder rec;
-  auto conn = Connection::connect(io, addr, 2000ms, {}, std::make_unique<ToyTransport>(true));
+  auto conn = Connection::connect(io, server.addr, 2000ms, {}, std::make_unique<ToyTransport>(true));
   REQUIRE(conn);
   conn->setCallbacks(&rec);
   Buffer early;
   early.add("early bytes");
   conn->write(early, false);
   Peer peer;
-  peer.fd = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
-  REQUIRE(peer.fd >= 0);
-  ::close(lfd);
-  ferry::testing::boundReads(peer.fd);
+  server.accept(peer);
   // The TCP connect finishes and the client hello goes out, but nothing is "connected" yet:
   // the plaintext waits inside the transport.
   REQUIRE(runUntil(io, [&] { return !conn->connecting(); }));
@@ -266,10 +275,9 @@ TEST_CASE("transport: an EOF read by the listener filter stage reaches the trans
 
 TEST_CASE("transport: a raw preamble goes out before the handshake", "[transport]") {
   boost::asio::io_context io;
-  sockaddr_storage addr{};
-  int lfd = listenLoopback(&addr);
+  Listening server;
   Recorder rec;
-  auto conn = Connection::connect(io, addr, 2000ms, {}, std::make_unique<ToyTransport>(true));
+  auto conn = Connection::connect(io, server.addr, 2000ms, {}, std::make_unique<ToyTransport>(true));
   REQUIRE(conn);
   conn->setCallbacks(&rec);
   Buffer preamble;
@@ -279,10 +287,7 @@ TEST_CASE("transport: a raw preamble goes out before the handshake", "[transport
   data.add("x");
   conn->write(data, false);
   Peer peer;
-  peer.fd = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
-  REQUIRE(peer.fd >= 0);
-  ::close(lfd);
-  ferry::testing::boundReads(peer.fd);
+  server.accept(peer);
   REQUIRE(runUntil(io, [&] { return !conn->connecting(); }));
   CHECK(peer.recvExactly(33) == "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\nH");
   peer.send("A");
