@@ -129,6 +129,26 @@ void Parser::error(Mark m, std::string message) {
   errors_.push_back({path_, m, std::move(message)});
 }
 
+std::optional<std::string> Parser::getPath(const Entry& e) {
+  auto s = getString(e);
+  if (!s) return std::nullopt;
+  std::string dir = std::filesystem::path(path_).parent_path().string();
+  if (s->front() == '/' || dir.empty() || dir == ".") return s;
+  return (std::filesystem::path(dir) / *s).string();
+}
+
+void Parser::checkReadable(const Entry& e, const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    error(e.value_mark, "cannot read " + e.key + " " + quote(path) + ": " + std::strerror(errno));
+    return;
+  }
+  struct stat st {};
+  bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+  ::close(fd);
+  if (!regular) error(e.value_mark, e.key + " " + quote(path) + " is not a regular file");
+}
+
 Mark Parser::posOf(const YAML::Node& n, Mark fallback) const {
   YAML::Mark m = n.Mark();
   if (m.is_null() || m.line < 0) return fallback;
@@ -349,14 +369,6 @@ class Loader : public Parser {
   }
 
  private:
-  // A file path, resolved against the config file's directory.
-  std::optional<std::string> getPath(const Entry& e) {
-    auto s = getString(e);
-    if (!s) return std::nullopt;
-    if (s->front() == '/' || cfg_.dir == ".") return s;
-    return (std::filesystem::path(cfg_.dir) / *s).string();
-  }
-
   // ---- sections
 
   // Counts nodes as the loader will visit them (aliases expanded), stopping past `budget`, so
@@ -443,18 +455,6 @@ class Loader : public Parser {
       if (auto v = getBool(*x)) a.allow_config_push = *v;
   }
 
-  void checkReadable(const Entry& e, const std::string& path) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      error(e.value_mark, "cannot read " + e.key + " " + quote(path) + ": " + std::strerror(errno));
-      return;
-    }
-    struct stat st {};
-    bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
-    ::close(fd);
-    if (!regular) error(e.value_mark, e.key + " " + quote(path) + " is not a regular file");
-  }
-
   using ItemFn = void (Loader::*)(const Entry&);
   void list(const Entry& e, const std::string& what, ItemFn fn) {
     if (e.value.IsNull()) return;  // "listeners:" with nothing = none
@@ -493,44 +493,10 @@ class Loader : public Parser {
     } else if (http_e == nullptr && tcp_e == nullptr) {
       error(l.mark, "listener needs one of 'http' or 'tcp'");
     }
-    if (auto* x = f.get("tls")) tls(*x, l);
+    if (auto* x = f.get("tls")) parseListenerTls(*this, *x, l.tls.emplace());
     if (http_e != nullptr) http(*http_e, l);
     if (tcp_e != nullptr) tcp(*tcp_e, l);
     cfg_.listeners.push_back(std::move(l));
-  }
-
-  void tls(const Entry& e, ListenerConfig& l) {
-    TlsConfig& t = l.tls.emplace();
-    t.mark = e.key_mark;
-    if (isMap(e)) {
-      constexpr std::string_view kWhere = "in tls";
-      Entries f = fields(e.value, kWhere, {"certificates", "alpn", "client_ca_file", "min_version"});
-      if (auto* x = need(f, "certificates", e, kWhere)) {
-        if (isList(*x)) {
-          if (x->value.size() == 0) error(x->value_mark, "'certificates' must not be empty");
-          for (const YAML::Node& item : x->value) {
-            Entry c = itemEntry(item, x->value_mark, "certificate");
-            if (!isMap(c)) continue;
-            Entries cf = fields(item, "in certificate", {"cert_file", "key_file"});
-            TlsCertificate& cert = t.certificates.emplace_back();
-            if (auto* y = need(cf, "cert_file", c, "in certificate"))
-              if (auto v = getPath(*y)) cert.cert_file = *v;
-            if (auto* y = need(cf, "key_file", c, "in certificate"))
-              if (auto v = getPath(*y)) cert.key_file = *v;
-          }
-        }
-      }
-      if (auto* x = f.get("alpn"); x != nullptr && isList(*x)) {
-        for (const YAML::Node& item : x->value)
-          if (auto v = getEnum(itemEntry(item, x->value_mark, "alpn"), {"h2", "http/1.1"}))
-            t.alpn.push_back(*v);
-      }
-      if (auto* x = f.get("client_ca_file"))
-        if (auto v = getPath(*x)) t.client_ca_file = *v;
-      if (auto* x = f.get("min_version"))
-        if (auto v = getEnum(*x, {"TLSv1.2", "TLSv1.3"})) t.min_version = *v;
-    }
-    error(e.key_mark, "TLS termination is not supported yet in this build");
   }
 
   void http(const Entry& e, ListenerConfig& l) { parseHttp(*this, e, l.http.emplace()); }
@@ -538,13 +504,50 @@ class Loader : public Parser {
   void tcp(const Entry& e, ListenerConfig& l) {
     TcpProxyConfig& t = l.tcp.emplace();
     if (!isMap(e)) return;
-    Entries f = fields(e.value, "in tcp", {"cluster", "idle_timeout"});
-    if (auto* x = need(f, "cluster", e, "in tcp")) {
-      t.cluster_mark = x->value_mark;
-      if (auto v = getString(*x)) t.cluster = *v;
+    constexpr std::string_view kWhere = "in tcp";
+    Entries f = fields(e.value, kWhere, {"cluster", "idle_timeout", "sni_routes", "client_hello_timeout"});
+    const Entry* routes = f.get("sni_routes");
+    const Entry* cluster = routes != nullptr ? f.get("cluster") : need(f, "cluster", e, kWhere);
+    if (cluster != nullptr) {
+      t.cluster_mark = cluster->value_mark;
+      if (auto v = getString(*cluster)) t.cluster = *v;
     }
     if (auto* x = f.get("idle_timeout"))
       if (auto v = getDuration(*x, false)) t.idle_timeout = *v;
+    if (auto* x = f.get("client_hello_timeout")) {
+      if (routes == nullptr) error(x->key_mark, "'client_hello_timeout' needs 'sni_routes'");
+      if (auto v = getDuration(*x, false)) t.client_hello_timeout = *v;
+    }
+    if (routes != nullptr && isList(*routes)) {
+      if (routes->value.size() == 0) error(routes->value_mark, "'sni_routes' must not be empty");
+      for (const YAML::Node& node : routes->value) {
+        Entry item = itemEntry(node, routes->value_mark, "sni route");
+        if (!isMap(item)) continue;
+        constexpr std::string_view kRoute = "in sni route";
+        Entries rf = fields(item.value, kRoute, {"server_names", "cluster"});
+        SniRouteConfig& r = t.sni_routes.emplace_back();
+        r.mark = item.value_mark;
+        if (auto* x = need(rf, "server_names", item, kRoute); x != nullptr && isList(*x)) {
+          if (x->value.size() == 0) error(x->value_mark, "'server_names' must not be empty");
+          for (const YAML::Node& n : x->value) {
+            Entry ne = itemEntry(n, x->value_mark, "server name");
+            auto v = getString(ne);
+            if (!v) continue;
+            std::string name = lower(*v);
+            std::string_view host = name.rfind("*.", 0) == 0 ? std::string_view(name).substr(2) : name;
+            if (host.empty() || host.find('*') != std::string_view::npos || !isHostAndPort(host) ||
+                host.find(':') != std::string_view::npos)
+              error(ne.value_mark, "bad server name " + quote(*v) + " (use a host name or *.suffix)");
+            else
+              r.server_names.push_back(std::move(name));
+          }
+        }
+        if (auto* x = need(rf, "cluster", item, kRoute)) {
+          r.cluster_mark = x->value_mark;
+          if (auto v = getString(*x)) r.cluster = *v;
+        }
+      }
+    }
   }
 
   void cluster(const Entry& item) { parseCluster(*this, item, cfg_.clusters); }
@@ -575,6 +578,16 @@ class Loader : public Parser {
     for (const auto& l : cfg_.listeners)
       if (l.tcp && !l.tcp->cluster.empty() && cfg_.findCluster(l.tcp->cluster) == nullptr)
         error(l.tcp->cluster_mark, "unknown cluster " + quote(l.tcp->cluster));
+    for (const auto& l : cfg_.listeners) {
+      if (!l.tcp) continue;
+      std::set<std::string> seen;
+      for (const auto& r : l.tcp->sni_routes) {
+        if (!r.cluster.empty() && cfg_.findCluster(r.cluster) == nullptr)
+          error(r.cluster_mark, "unknown cluster " + quote(r.cluster));
+        for (const auto& n : r.server_names)
+          if (!seen.insert(n).second) error(r.mark, "server name " + quote(n) + " is in two sni_routes");
+      }
+    }
     checkHttpReferences(*this, cfg_);
   }
 

@@ -25,7 +25,7 @@ class ClusterParser {
                         "slow_start", "panic_threshold", "dns_refresh", "dns_resolvers",
                         "health_check", "outlier_detection", "circuit_breakers",
                         "connect_timeout", "protocol", "send_proxy_protocol",
-                        "max_requests_per_connection", "max_idle_connections", "idle_timeout"});
+                        "max_requests_per_connection", "max_idle_connections", "idle_timeout", "tls"});
     ClusterConfig c;
     c.mark = item.value_mark;
     if (auto* x = p_.need(f, "name", item, kWhere)) {
@@ -56,6 +56,7 @@ class ClusterParser {
       if (auto* y = lf.get("choices"))
         if (auto v = p_.getUint(*y, 2, 10)) c.least_request_choices = static_cast<uint32_t>(*v);
     }
+    if (auto* x = f.get("tls")) parseUpstreamTls(p_, *x, c.tls.emplace());
     if (auto* x = f.get("slow_start"))
       if (auto v = p_.getDuration(*x, false)) c.slow_start = *v;
     if (auto* x = f.get("panic_threshold"))

@@ -117,7 +117,7 @@ class HttpParser {
     constexpr std::string_view kWhere = "in http";
     Entries f = p_.fields(e.value, kWhere,
                           {"idle_timeout", "request_headers_timeout", "max_request_headers_kb",
-                           "max_headers", "xff_trusted_hops", "merge_slashes",
+                           "max_headers", "xff_trusted_hops", "forward_client_cert", "merge_slashes",
                            "max_requests_per_connection", "access_log", "filters", "virtual_hosts"});
     if (auto* x = f.get("idle_timeout"))
       if (auto v = p_.getDuration(*x, false)) h.idle_timeout = *v;
@@ -129,6 +129,14 @@ class HttpParser {
       if (auto v = p_.getUint(*x, 1, 10000)) h.max_headers = static_cast<uint32_t>(*v);
     if (auto* x = f.get("xff_trusted_hops"))
       if (auto v = p_.getUint(*x, 0, 64)) h.xff_trusted_hops = static_cast<uint32_t>(*v);
+    if (auto* x = f.get("forward_client_cert")) {
+      using F = HttpConfig::ForwardClientCert;
+      if (auto v = p_.getEnum(*x, {"sanitize", "sanitize_set", "append_forward", "forward_only"}))
+        h.forward_client_cert = *v == "sanitize_set"     ? F::kSanitizeSet
+                                : *v == "append_forward" ? F::kAppendForward
+                                : *v == "forward_only"   ? F::kForwardOnly
+                                                         : F::kSanitize;
+    }
     if (auto* x = f.get("merge_slashes"))
       if (auto v = p_.getBool(*x)) h.merge_slashes = *v;
     if (auto* x = f.get("max_requests_per_connection"))

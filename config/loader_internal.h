@@ -81,6 +81,10 @@ class Parser {
   std::optional<Address> getAddress(const Entry& e, int min_port);
   std::optional<std::string> getEnum(const Entry& e, Keys options);
   std::optional<std::string> getName(const Entry& e, std::string_view what);
+  // A file path, resolved against the config file's directory.
+  std::optional<std::string> getPath(const Entry& e);
+  // Reports (at the value) a path that cannot be opened for reading or is not a regular file.
+  void checkReadable(const Entry& e, const std::string& path);
   // A plain number lo..hi, fractions allowed ("12.5"); no sign, exponent or quotes.
   std::optional<double> getNumber(const Entry& e, double lo, double hi);
   // The whole value as plain data (a block its owner parses later): keys are checked for
@@ -110,6 +114,10 @@ bool isHostAndPort(std::string_view s);  // a host name or "[v6]", optionally wi
 HashOnConfig parseHashOn(Parser& p, const Entry& e);
 // loader_cluster.cc: one item of `clusters`, appended to `out` (nothing when it is not a map).
 void parseCluster(Parser& p, const Entry& item, std::vector<ClusterConfig>& out);
+
+// loader_tls.cc: a listener's `tls` block (termination) and a cluster's (origination).
+void parseListenerTls(Parser& p, const Entry& e, TlsConfig& out);
+void parseUpstreamTls(Parser& p, const Entry& e, UpstreamTlsConfig& out);
 
 // loader_http.cc: the `http` block of a listener, into `out`.
 void parseHttp(Parser& p, const Entry& e, HttpConfig& out);

@@ -51,18 +51,58 @@ struct AdminConfig {
 };
 
 struct TlsCertificate {
-  std::string cert_file;
-  std::string key_file;
+  std::string cert_file;  // PEM: the certificate, then its chain
+  std::string key_file;   // PEM private key (RSA or ECDSA)
+  Mark mark;              // of the list item
+  Mark cert_mark;         // of the cert_file value
+  Mark key_mark;          // of the key_file value
   bool operator==(const TlsCertificate&) const = default;
 };
 
+// Settings both sides of TLS share.
+struct TlsProtocolConfig {
+  std::string min_version = "TLSv1.2";  // TLSv1.2 | TLSv1.3
+  std::string max_version = "TLSv1.3";
+  std::string ciphers;       // TLS 1.2 cipher list (OpenSSL syntax); "" = ECDHE with AEAD only
+  std::string ciphersuites;  // TLS 1.3 suites; "" = OpenSSL's (AES-GCM, ChaCha20-Poly1305)
+  std::string curves;        // key exchange groups; "" = X25519:P-256:P-384
+  std::vector<std::string> alpn;  // offered (upstream) or accepted (listener) protocols
+  Mark min_mark, max_mark, ciphers_mark, ciphersuites_mark, curves_mark, alpn_mark;
+  bool operator==(const TlsProtocolConfig&) const = default;
+};
+
+// A listener's `tls` block: TLS termination.
 struct TlsConfig {
-  std::vector<TlsCertificate> certificates;
-  std::vector<std::string> alpn;
-  std::string client_ca_file;
-  std::string min_version = "TLSv1.2";
+  enum class ClientCert { kNone, kRequired, kOptional };
+  std::vector<TlsCertificate> certificates;  // the first is the default (no SNI match)
+  TlsProtocolConfig protocol;  // alpn empty = by listener protocol (http: http/1.1)
+  std::string client_ca_file;  // mTLS: verify client certificates against these CAs
+  Mark client_ca_mark;
+  ClientCert client_cert = ClientCert::kNone;  // kRequired when client_ca_file is set alone
+  uint32_t verify_depth = 10;
+  std::vector<std::string> allowed_sans;      // client cert must carry one (DNS/URI/email/IP)
+  std::vector<std::string> allowed_subjects;  // ... or a subject (RFC 2253) from this list
+  bool session_tickets = true;
+  Duration session_timeout = std::chrono::hours(1);  // ticket/session lifetime; keys rotate this often
+  uint32_t session_cache_size = 20480;              // per worker (TLS 1.2 / ticketless); 0 = off
+  Duration handshake_timeout = std::chrono::seconds(10);
+  bool watch_certificates = true;  // reload certificate and key files when they change
   Mark mark;  // of the `tls` key
   bool operator==(const TlsConfig&) const = default;
+};
+
+// A cluster's `tls` block: TLS toward its endpoints.
+struct UpstreamTlsConfig {
+  std::string sni;         // "" = the endpoint's DNS name, none for an IP endpoint
+  bool verify = true;      // verify the server's chain (and name: sni or the DNS name)
+  std::string ca_file;     // "" = the system's trust store
+  Mark ca_mark;
+  std::string verify_name;  // the name the certificate must carry; "" = sni / DNS name
+  std::optional<TlsCertificate> client_certificate;  // mTLS toward the upstream
+  TlsProtocolConfig protocol;
+  bool session_reuse = true;
+  Mark mark;  // of the `tls` key
+  bool operator==(const UpstreamTlsConfig&) const = default;
 };
 
 // ---- HTTP (L7) listener config -------------------------------------------------------
@@ -220,6 +260,11 @@ struct HttpConfig {
   uint32_t max_request_headers_kb = 60;                        // past it: 431
   uint32_t max_headers = 100;                                  // past it: 431
   uint32_t xff_trusted_hops = 0;
+  // x-forwarded-client-cert (the verified client certificate of a TLS listener):
+  // sanitize (drop the client's), sanitize_set (drop it, set Ferry's), append_forward (add
+  // Ferry's element to the client's), forward_only (pass the client's on untouched).
+  enum class ForwardClientCert { kSanitize, kSanitizeSet, kAppendForward, kForwardOnly };
+  ForwardClientCert forward_client_cert = ForwardClientCert::kSanitize;
   bool merge_slashes = false;
   uint32_t max_requests_per_connection = 0;  // downstream keep-alive cap; 0 = unlimited
   std::vector<HttpFilterConfig> filters;
@@ -228,9 +273,20 @@ struct HttpConfig {
   bool operator==(const HttpConfig&) const = default;
 };
 
-struct TcpProxyConfig {
+// SNI passthrough: a tcp listener picks the cluster by the ClientHello's server name.
+struct SniRouteConfig {
+  std::vector<std::string> server_names;  // lower-cased; exact or "*.suffix"
   std::string cluster;
   Mark cluster_mark;
+  Mark mark;
+  bool operator==(const SniRouteConfig&) const = default;
+};
+
+struct TcpProxyConfig {
+  std::string cluster;  // with sni_routes: the cluster when no route matches ("" = close)
+  Mark cluster_mark;
+  std::vector<SniRouteConfig> sni_routes;  // non-empty: a TLS inspector reads the ClientHello
+  Duration client_hello_timeout = std::chrono::seconds(5);
   Duration idle_timeout = std::chrono::hours(1);  // 0 = off
   bool operator==(const TcpProxyConfig&) const = default;
 };
@@ -322,6 +378,7 @@ struct ClusterConfig {
   CircuitBreakersConfig circuit_breakers;
   Duration connect_timeout = std::chrono::seconds(1);
   int send_proxy_protocol = 0;  // 0 = off, 1 = v1, 2 = v2
+  std::optional<UpstreamTlsConfig> tls;
   std::string protocol = "http1";
   // Upstream HTTP connection pool (per worker, per host).
   uint32_t max_requests_per_connection = 0;  // 0 = unlimited

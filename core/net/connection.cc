@@ -56,11 +56,14 @@ std::shared_ptr<Connection> Connection::connect(asio::io_context& io, const sock
     // Writable (EPOLLOUT, or EPOLLERR on failure) = connect finished, either way.
     if (timeout.count() > 0) {
       std::weak_ptr<Connection> weak = conn;
+      // The limit covers the transport's handshake too (TLS toward the upstream).
       conn->connect_timer_ = std::make_unique<Timer>(io, [weak] {
         auto self = weak.lock();
-        if (!self || !self->connecting_) return;
+        if (!self || self->closed_ || self->ready_raised_) return;
+        const bool tcp = self->connecting_;
         self->connecting_ = false;
-        self->closeInternal(CloseType::kNoFlush, &kFailed, "connect timeout");
+        if (!tcp && self->transport_) self->transport_->onHandshakeTimeout();
+        self->closeInternal(CloseType::kNoFlush, &kFailed, tcp ? "connect timeout" : "TLS handshake timeout");
       });
       conn->connect_timer_->enable(timeout);
     }
@@ -103,7 +106,7 @@ void Connection::onPollEvents(uint32_t events) {
 void Connection::finishConnect() {
   int err = io_.connectResult();
   connecting_ = false;
-  if (connect_timer_) connect_timer_->disable();
+  handshaking_ = true;  // until the transport is ready: its failure is a failed connect
   if (err != 0) {
     closeInternal(CloseType::kNoFlush, &kFailed, errnoText("connect", err));
     return;
@@ -114,6 +117,8 @@ void Connection::finishConnect() {
     return;
   }
   if (transport_->ready()) {
+    handshaking_ = false;
+    if (connect_timer_) connect_timer_->disable();
     ready_raised_ = true;
     if (callbacks_) callbacks_->onEvent(ConnectionEvent::kConnected);
     if (closed_) return;
@@ -154,11 +159,20 @@ bool Connection::processRead(bool raw_eof) {
     TransportResult r = transport_->doRead(raw_read_, raw_eof, read_buffer_, raw_write_);
     if (r.close) {
       if (!raw_write_.empty()) io_.write(raw_write_);  // an alert, if the socket takes it
-      closeInternal(CloseType::kNoFlush, &kRemote, std::string(transport_->name()) + ": " + r.error);
+      closeInternal(CloseType::kNoFlush, handshaking_ ? &kFailed : &kRemote,
+                    std::string(transport_->name()) + ": " + r.error);
       return false;
     }
     plain_eof = r.end_stream;
+    if (handshaking_ && plain_eof && !transport_->ready()) {
+      closeInternal(CloseType::kNoFlush, &kFailed, std::string(transport_->name()) + ": peer closed during the handshake");
+      return false;
+    }
     if (!was_ready && transport_->ready() && !ready_raised_) {
+      if (handshaking_) {
+        handshaking_ = false;
+        if (connect_timer_) connect_timer_->disable();
+      }
       ready_raised_ = true;
       if (callbacks_) callbacks_->onEvent(ConnectionEvent::kConnected);
       if (closed_) return false;

@@ -125,6 +125,7 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   int fd() const { return io_.fd(); }
   // The transport (null on an accepted connection before setTransport()).
   const TransportSocket* transport() const { return transport_.get(); }
+  TransportSocket* transport() { return transport_.get(); }
   // The transport exists and its handshake is done.
   bool transportReady() const { return transport_ && transport_->ready(); }
 
@@ -171,6 +172,7 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   bool above_high_ = false;
   bool read_scheduled_ = false;
   bool ready_raised_ = false;      // kConnected raised (or not needed)
+  bool handshaking_ = false;       // outgoing: connected, the transport's handshake not done
   std::shared_ptr<Connection> flush_pending_;  // set while a corked flush is queued (keeps us alive)
   std::shared_ptr<Connection> closing_self_;   // set by close(kFlushWrite) until the flush is done
   std::unique_ptr<Timer> connect_timer_;

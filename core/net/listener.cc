@@ -153,12 +153,25 @@ class ActiveConnection : public ConnectionCallbacks, public NetworkFilterCallbac
     stage_ = Stage::kHandshake;
     conn_->setTransport(spec_->transport ? spec_->transport() : makePlainTransport(), read_ahead);
     if (conn_->closed()) return;
-    if (conn_->transportReady()) startFilters();
+    if (conn_->transportReady()) {
+      startFilters();
+    } else if (spec_->handshake_timeout.count() > 0) {
+      lf_timer_ = std::make_unique<Timer>(*ctx_.io, [this] {
+        if (stage_ != Stage::kHandshake) return;
+        FERRY_LOG(kDebug, "listener ", spec_->state->name, ": ", std::string(conn_->transport()->name()),
+                  " handshake timed out");
+        conn_->transport()->onHandshakeTimeout();
+        conn_->close(Connection::CloseType::kNoFlush);
+      });
+      lf_timer_->enable(spec_->handshake_timeout);
+    }
     if (!conn_->closed()) conn_->startReading();  // a no-op if listener filters started it
   }
 
   void startFilters() {
     stage_ = Stage::kFilters;
+    lf_timer_.reset();
+    ci_.tls = conn_->transport() ? conn_->transport()->tlsInfo() : nullptr;
     filters_.reserve(spec_->filter_factories.size());
     for (const auto& make : spec_->filter_factories) {
       filters_.push_back(make());

@@ -70,6 +70,7 @@ struct ListenerSpec {
   std::vector<ListenerFilterFactory> listener_filters;
   std::chrono::milliseconds listener_filter_timeout{0};  // 0 = none
   TransportFactory transport;  // null = plain
+  std::chrono::milliseconds handshake_timeout{0};  // the transport's handshake; 0 = none
   std::vector<NetworkFilterFactory> filter_factories;
   // Run on each worker (its 1-based index) when the spec is installed there, before the
   // listener accepts: installs per-worker parts of the snapshot (e.g. the HTTP route config).

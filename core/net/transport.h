@@ -17,6 +17,7 @@
 #include <string_view>
 
 #include "core/buffer.h"
+#include "core/net/connection_info.h"
 
 namespace ferry::core::net {
 
@@ -56,6 +57,11 @@ class TransportSocket {
   virtual void shutdown(Buffer& raw_out) {}
   // The negotiated application protocol (ALPN), "" when none.
   virtual std::string_view protocol() const { return {}; }
+  // What the handshake established (TLS; after ready()), or null.
+  virtual std::shared_ptr<const TlsSessionInfo> tlsInfo() const { return nullptr; }
+  // The handshake did not finish within its time limit; the connection closes after this
+  // (the transport counts it).
+  virtual void onHandshakeTimeout() {}
 };
 
 // Makes the transport of one connection; cheap. Built once per snapshot.

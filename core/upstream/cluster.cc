@@ -1,5 +1,7 @@
 #include "core/upstream/cluster.h"
 
+#include "core/tls/tls.h"
+
 #include <algorithm>
 
 namespace ferry::core::upstream {
@@ -8,6 +10,11 @@ Cluster::Cluster(const config::ClusterConfig& cfg, size_t index, StatsStore& sta
                  std::shared_ptr<ClusterCounters> counters)
     : cfg_(cfg), name_(cfg.name), index_(index),
       c_(counters ? std::move(counters) : std::make_shared<ClusterCounters>()) {
+  if (cfg.tls) {
+    std::vector<tls::BuildError> errors;
+    tls_ = tls::buildClientContext(*cfg.tls, name_, &stats, &errors);
+    for (const auto& e : errors) tls_error_ += (tls_error_.empty() ? "" : "; ") + e.message;
+  }
   const std::vector<std::pair<std::string, std::string>> labels = {{"cluster", name_}};
   auto counter = [&](const char* name, const char* help) { return stats.counter(name, labels, help); };
   auto gauge = [&](const char* name, const char* help) { return stats.gauge(name, labels, help); };
@@ -180,6 +187,17 @@ const HostPtr* ClusterLb::pick(const Cluster& cluster, const PickContext& ctx) {
     }
   }
   return &lv->hosts[i];
+}
+
+}  // namespace ferry::core::upstream
+
+namespace ferry::core::upstream {
+
+std::unique_ptr<net::TransportSocket> Cluster::newTransport(const std::string& hostname,
+                                                            const std::string& address) const {
+  if (tls_) return tls::newClientTransport(tls_, hostname, address);
+  if (cfg_.tls) return nullptr;  // the TLS context did not build (tlsError())
+  return net::makePlainTransport();
 }
 
 }  // namespace ferry::core::upstream

@@ -29,6 +29,10 @@
 #include "core/stats.h"
 #include "core/upstream/lb.h"
 
+namespace ferry::core::tls {
+class ClientContext;
+}
+
 namespace ferry::core::upstream {
 
 // Why an upstream attempt failed without a response (for the error counters).
@@ -126,8 +130,15 @@ class Cluster : public std::enable_shared_from_this<Cluster> {
   config::LbPolicy lbPolicy() const { return cfg_.lb_policy; }
   std::chrono::milliseconds connectTimeout() const { return cfg_.connect_timeout; }
   int sendProxyProtocol() const { return cfg_.send_proxy_protocol; }
-  // The transport of a new upstream connection (plain; TLS where the cluster asks for it).
-  std::unique_ptr<net::TransportSocket> newTransport() const { return net::makePlainTransport(); }
+  // The transport of a new upstream connection to an endpoint (plain; TLS where the cluster
+  // asks for it). hostname: the endpoint's DNS name ("" for an IP): the default SNI and the
+  // name verified; address: "ip:port". Null when the cluster's TLS context did not build.
+  std::unique_ptr<net::TransportSocket> newTransport(const std::string& hostname, const std::string& address) const;
+  std::unique_ptr<net::TransportSocket> newTransport(const Host& host) const {
+    return newTransport(host.hostname, host.address);
+  }
+  // Why the cluster's TLS context did not build ("" when it did, or there is no TLS).
+  const std::string& tlsError() const { return tls_error_; }
   uint32_t maxRequestsPerConnection() const { return cfg_.max_requests_per_connection; }
   uint32_t maxIdleConnections() const { return cfg_.max_idle_connections; }
   std::chrono::milliseconds poolIdleTimeout() const { return cfg_.idle_timeout; }
@@ -179,6 +190,8 @@ class Cluster : public std::enable_shared_from_this<Cluster> {
   ClusterStats stats_;
   mutable const OutlierSink* sink_ = nullptr;
   std::shared_ptr<ClusterCounters> c_;
+  std::shared_ptr<const tls::ClientContext> tls_;
+  std::string tls_error_;
 };
 
 // One priority level's usable hosts with the policy's tables.

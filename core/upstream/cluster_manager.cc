@@ -252,7 +252,10 @@ struct ClusterManager::Impl {
             }
           }
         },
-        [cluster = ce.cluster] { return cluster->newTransport(); });
+        [this, cep](uint64_t id) -> std::unique_ptr<net::TransportSocket> {
+          const HostEntry* h = find(*cep, id);
+          return h != nullptr ? cep->cluster->newTransport(*h->host) : nullptr;
+        });
     for (auto& h : ce.hosts) ce.checker->addTarget(h->host->id, h->host->addr, h->host->address);
   }
 

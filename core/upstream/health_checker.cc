@@ -84,8 +84,10 @@ struct HealthChecker::Impl {
         timer.enable(std::chrono::milliseconds(0));
         return;
       }
-      conn = net::Connection::connect(impl->io, addr, impl->cfg.timeout, net::BufferAccounting{},
-                                      impl->transport ? impl->transport() : net::makePlainTransport());
+      auto transport = impl->transport ? impl->transport(id) : net::makePlainTransport();
+      if (transport)
+        conn = net::Connection::connect(impl->io, addr, impl->cfg.timeout, net::BufferAccounting{},
+                                        std::move(transport));
       if (!conn) {
         timer.enable(std::chrono::milliseconds(0));  // no socket: fails from the loop
         return;
@@ -231,7 +233,7 @@ struct HealthChecker::Impl {
   };
 
   Impl(asio::io_context& io_in, const config::HealthCheckConfig& cfg_in, std::string default_host,
-       OnChange on_change, OnResult on_result, net::TransportFactory transport_in)
+       OnChange on_change, OnResult on_result, TransportFor transport_in)
       : io(io_in),
         cfg(cfg_in),
         callbacks(std::make_shared<const Callbacks>(Callbacks{std::move(on_change), std::move(on_result)})),
@@ -273,13 +275,13 @@ struct HealthChecker::Impl {
   config::HealthCheckConfig cfg;
   std::string request;  // HTTP: the whole request, the same for every check
   std::shared_ptr<const Callbacks> callbacks;
-  net::TransportFactory transport;
+  TransportFor transport;
   std::unordered_map<uint64_t, TargetPtr> targets;
   std::mt19937_64 rng;
 };
 
 HealthChecker::HealthChecker(asio::io_context& io, const config::HealthCheckConfig& cfg, std::string default_host,
-                             OnChange on_change, OnResult on_result, net::TransportFactory transport)
+                             OnChange on_change, OnResult on_result, TransportFor transport)
     : impl_(std::make_unique<Impl>(io, cfg, std::move(default_host), std::move(on_change), std::move(on_result),
                                    std::move(transport))) {}
 

@@ -31,10 +31,13 @@ class HealthChecker {
   // Every finished check (for counters): passed or not, and why not (for the debug log).
   using OnResult = std::function<void(uint64_t id, bool passed, const std::string& detail)>;
 
+  // The transport of one check's connection to host `id` (null result: the check fails).
+  using TransportFor = std::function<std::unique_ptr<net::TransportSocket>(uint64_t id)>;
+
   // default_host: the Host header when cfg.host is empty (the cluster name). transport: of
   // each check's connection (null: plain).
   HealthChecker(boost::asio::io_context& io, const config::HealthCheckConfig& cfg, std::string default_host,
-                OnChange on_change, OnResult on_result, net::TransportFactory transport = nullptr);
+                OnChange on_change, OnResult on_result, TransportFor transport = nullptr);
   ~HealthChecker();  // cancels every check; no callback runs afterwards
   HealthChecker(const HealthChecker&) = delete;
   HealthChecker& operator=(const HealthChecker&) = delete;

@@ -101,8 +101,10 @@ class Http1Pool final : public StreamPool {
       cb.onPoolFailure(PoolFailure::kOverflow, "max_connections reached");
       return 0;
     }
-    auto conn = net::Connection::connect(*ctx_.io, host_->addr, cluster_->connectTimeout(), ctx_.acct,
-                                         cluster_->newTransport());
+    auto transport = cluster_->newTransport(*host_);
+    auto conn = transport ? net::Connection::connect(*ctx_.io, host_->addr, cluster_->connectTimeout(), ctx_.acct,
+                                                     std::move(transport))
+                          : nullptr;
     if (!conn) {
       cluster_->releasePending();
       cluster_->releaseConnection();

@@ -65,7 +65,9 @@ class TcpProxy : public NetworkFilter {
     // Hold client bytes until the upstream is there: nothing to forward to yet.
     callbacks_->connection().readDisable(true);
     read_held_ = true;
-    upstream_ = Connection::connect(*w.io, host_->addr, cluster.connectTimeout(), w.acct, cluster.newTransport());
+    auto transport = cluster.newTransport(*host_);
+    if (transport)
+      upstream_ = Connection::connect(*w.io, host_->addr, cluster.connectTimeout(), w.acct, std::move(transport));
     if (!upstream_) {
       cluster.releaseConnection();
       w.stats->inc(cluster.stats().connect_failures);

@@ -1,0 +1,73 @@
+// What context.cc and transport.cc share: the context classes and the session caches.
+// Not for use outside core/tls.
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tls/tls.h"
+
+namespace ferry::core::tls {
+
+// Ticket keys: a random secret per listener; the keys of each epoch (session_timeout long)
+// are derived from it, so workers need no shared mutable state to rotate them. Tickets of
+// the current and the previous epoch are accepted (the previous ones are renewed).
+struct TicketSecret {
+  uint64_t id = 0;  // process-unique; names this secret in key names and caches
+  std::array<unsigned char, 32> secret{};
+  int64_t epoch_seconds = 3600;
+};
+
+class ServerContext {
+ public:
+  ~ServerContext();
+  // The SSL_CTX a new connection starts with (the default certificate's); SNI may switch.
+  SSL_CTX* initial() const { return ctxs_.front(); }
+  SSL_CTX* forServerName(const char* name) const;
+
+  std::string listener;
+  std::vector<SSL_CTX*> ctxs_;  // one per certificate group; owned
+  std::vector<std::pair<std::string, SSL_CTX*>> exact_;     // sorted by name
+  std::vector<std::pair<std::string, SSL_CTX*>> wildcard_;  // "*.x.y" stored as "x.y", sorted
+  std::vector<unsigned char> alpn_wire;  // accepted protocols, in preference order
+  std::vector<std::string> allowed_sans, allowed_subjects;
+  std::shared_ptr<const TicketSecret> tickets;  // null = tickets off
+  uint64_t cache_id = 0;  // keys this context's entries in the per-worker session cache
+  uint32_t session_cache_size = 0;
+  std::vector<CertificateInfo> certs;
+  TlsStats stats;
+  StatsShard* main_shard = nullptr;  // where counts of the main thread go (null: nowhere)
+};
+
+class ClientContext {
+ public:
+  ~ClientContext();
+  SSL_CTX* ctx = nullptr;
+  std::string cluster;
+  std::string sni;          // configured SNI ("" = the endpoint's DNS name)
+  std::string verify_name;  // configured name to verify ("" = SNI)
+  bool verify = true;
+  bool session_reuse = true;
+  uint64_t cache_id = 0;
+  TlsStats stats;
+  StatsShard* main_shard = nullptr;
+};
+
+// The stats shard of the calling thread: its worker's, or `main` on the main thread.
+StatsShard* currentShard(StatsShard* main);
+
+// Upstream sessions kept for reuse, per worker: key -> the newest session.
+void storeClientSession(uint64_t cache_id, const std::string& key, SSL_SESSION* sess);  // takes a reference
+SSL_SESSION* findClientSession(uint64_t cache_id, const std::string& key);  // borrowed; may be null
+
+// The index of the SSL ex_data slot that points at the TlsTransport (transport.cc).
+int transportIndex();
+// Called by the client SSL_CTX's new-session callback with the transport's session key.
+const std::string* transportSessionKey(SSL* ssl);
+
+}  // namespace ferry::core::tls
