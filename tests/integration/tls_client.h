@@ -86,7 +86,9 @@ class TlsClient {
   bool resumed() const;         // SSL_session_reused
   // The server's certificate; nullopt if it sent none.
   std::optional<CertInfo> peerCert() const;
-  long verifyResult() const;  // X509_V_OK unless verification was off and the chain is bad
+  // X509_V_OK after a verified handshake. With verification off (no ca_file) nothing is trusted,
+  // so it is usually an error such as X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY.
+  long verifyResult() const;
 
   // False if the deadline passes or the connection fails before everything was written.
   bool sendAll(std::string_view data, ms timeout = 10s);
