@@ -18,7 +18,9 @@
 // harness_process.cc (environment, files, TempDir, runProcess/runFerry, FerryProcess),
 // harness_net.cc (TcpClient, Received, FakeUpstream, RefusingPort) and harness_http.cc (HTTP
 // client and parser, Prometheus parser, /metrics helpers); harness_internal.h holds what they
-// share. Ferry configs for the tests come from config_builder.h (FerryConfig).
+// share. Ferry configs for the tests come from config_builder.h (FerryConfig). For TLS:
+// test_certs.h (CA, certificates, PEM files), tls_client.h (TlsClient, httpsGet) and
+// tls_upstream.h (TlsUpstream, a TLS backend).
 #pragma once
 
 #include <sys/types.h>
