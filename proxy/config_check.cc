@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "config/node_reader.h"
+#include "core/tls/tls.h"
 #include "filters/registry.h"
 
 namespace ferry::proxy {
@@ -16,6 +17,13 @@ config::LoadResult withFilterChecks(config::LoadResult r, const filters::Registr
   const config::Config* cfg = r.config ? &*r.config : r.partial ? &*r.partial : nullptr;
   if (cfg == nullptr) return r;  // nothing could be read (an unreadable file)
   std::vector<config::ConfigError> more = checkFilters(*cfg, cfg->path, registry);
+  for (auto& e : checkTls(*cfg, cfg->path)) {
+    // A file the loader could not read is reported once, by the loader.
+    bool known = std::any_of(r.errors.begin(), r.errors.end(), [&](const config::ConfigError& x) {
+      return x.mark.line == e.mark.line && x.mark.col == e.mark.col;
+    });
+    if (!known) more.push_back(std::move(e));
+  }
   if (more.empty()) return r;
   r.errors.insert(r.errors.end(), more.begin(), more.end());
   std::stable_sort(r.errors.begin(), r.errors.end(),
@@ -47,6 +55,18 @@ std::vector<config::ConfigError> checkFilters(const config::Config& cfg, const s
     }
   }
   return errors;
+}
+
+std::vector<config::ConfigError> checkTls(const config::Config& cfg, const std::string& path) {
+  std::vector<core::tls::BuildError> errors;
+  for (const auto& l : cfg.listeners)
+    if (l.tls && !l.tls->certificates.empty())
+      core::tls::buildServerContext(*l.tls, l.name, {"http/1.1"}, nullptr, nullptr, &errors);
+  for (const auto& c : cfg.clusters)
+    if (c.tls) core::tls::buildClientContext(*c.tls, c.name, nullptr, &errors);
+  std::vector<config::ConfigError> out;
+  for (auto& e : errors) out.push_back(config::ConfigError{path, e.mark, std::move(e.message)});
+  return out;
 }
 
 config::LoadResult loadConfigFile(const std::string& path, const filters::Registry& registry) {

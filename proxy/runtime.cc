@@ -4,7 +4,9 @@
 #include <chrono>
 #include <cstdio>
 
+#include "core/log.h"
 #include "core/net/proxy_protocol.h"
+#include "core/net/tls_inspector.h"
 #include "core/upstream/cluster_manager.h"
 #include "filters/registry.h"
 
@@ -36,7 +38,8 @@ Runtime::Runtime(boost::asio::io_context& io, core::StatsStore& stats, const fil
       registry_(registry),
       workers_(workers),
       clusters_(std::make_unique<core::upstream::ClusterManager>(io, stats)),
-      buffered_bytes_(stats.gauge("ferry_buffered_bytes", {}, "Bytes held in connection write buffers.")) {}
+      buffered_bytes_(stats.gauge("ferry_buffered_bytes", {}, "Bytes held in connection write buffers.")),
+      io_(io) {}
 
 Runtime::~Runtime() = default;
 
@@ -47,7 +50,13 @@ std::shared_ptr<const Snapshot> Runtime::build(config::Config cfg, std::string* 
   snap->loaded_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                            std::chrono::system_clock::now().time_since_epoch())
                            .count();
-  for (const auto& c : cfg.clusters) snap->clusters.push_back(clusters_->addOrUpdate(c));
+  for (const auto& c : cfg.clusters) {
+    snap->clusters.push_back(clusters_->addOrUpdate(c));
+    if (!snap->clusters.back()->tlsError().empty()) {
+      *error = "cluster '" + c.name + "': " + snap->clusters.back()->tlsError();
+      return nullptr;
+    }
+  }
   const core::router::ClusterResolver resolve = [s = snap.get()](const std::string& name) { return s->cluster(name); };
 
   for (const auto& l : cfg.listeners) {
@@ -63,6 +72,18 @@ std::shared_ptr<const Snapshot> Runtime::build(config::Config cfg, std::string* 
       spec->listener_filter_timeout = std::max(spec->listener_filter_timeout, spec->listener_filters.back().timeout);
     }
     spec->transport = core::net::plainTransportFactory();
+    if (l.tls) {
+      const TlsListener* t = tlsFor(l, error);
+      if (t == nullptr) return nullptr;
+      spec->transport = core::tls::ServerContextProvider::factory(t->provider);
+      spec->handshake_timeout = l.tls->handshake_timeout;
+      spec->worker_setup.push_back([p = t->provider, ctx = t->ctx](size_t w) { p->set(w, ctx); });
+    } else if (l.tcp && !l.tcp->sni_routes.empty()) {
+      // SNI passthrough: read the ClientHello's server name, leave the bytes as they are.
+      spec->listener_filters.push_back(core::net::tlsInspectorFilter(
+          l.tcp->client_hello_timeout, core::net::registerTlsInspectorStats(stats_, l.name)));
+      spec->listener_filter_timeout = std::max(spec->listener_filter_timeout, spec->listener_filters.back().timeout);
+    }
     const char* terminal = l.tcp ? "tcp_proxy" : l.http ? "http_connection_manager" : nullptr;
     const auto* builder = terminal ? registry_.network(terminal) : nullptr;
     if (!builder) {
@@ -77,6 +98,67 @@ std::shared_ptr<const Snapshot> Runtime::build(config::Config cfg, std::string* 
   }
   snap->config = std::move(cfg);
   return snap;
+}
+
+const Runtime::TlsListener* Runtime::tlsFor(const config::ListenerConfig& l, std::string* error) {
+  std::vector<std::string> alpn;
+  if (l.http) alpn = {"http/1.1"};  // h2 joins with the HTTP/2 codec
+  TlsListener& t = tls_[l.name];
+  if (t.provider && t.cfg == *l.tls && t.default_alpn == alpn) return &t;  // unchanged: kept
+  std::vector<core::tls::BuildError> errors;
+  auto ctx = core::tls::buildServerContext(*l.tls, l.name, alpn, &stats_, nullptr, &errors);
+  if (!ctx) {
+    *error = "listener '" + l.name + "': " + (errors.empty() ? std::string("TLS context") : errors.front().message);
+    return nullptr;
+  }
+  if (watcher_ && t.watch != 0) watcher_->unwatch(t.watch);
+  t = TlsListener{};
+  t.cfg = *l.tls;
+  t.default_alpn = alpn;
+  t.provider = std::make_shared<core::tls::ServerContextProvider>(workers_);
+  t.ctx = std::move(ctx);
+  t.provider->set(0, t.ctx);
+  const std::string help = "Certificate reloads after a file change, by result.";
+  t.reload_success = stats_.counter("ferry_tls_certificate_reloads_total", {{"listener", l.name}, {"result", "success"}}, help);
+  t.reload_failure = stats_.counter("ferry_tls_certificate_reloads_total", {{"listener", l.name}, {"result", "failure"}}, help);
+  for (const auto& c : core::tls::certificates(*t.ctx))
+    FERRY_LOG(kInfo, "listener ", l.name, ": certificate ", c.cert_file, " (", c.key_type, ", ",
+              c.names.empty() ? std::string("no names") : c.names.front(), c.names.size() > 1 ? ", ..." : "", ")");
+  if (post_) watchListener(l.name, t);
+  return &t;
+}
+
+void Runtime::watchListener(const std::string& name, TlsListener& t) {
+  if (!t.cfg.watch_certificates) return;
+  t.watch = watcher_->watch(core::tls::watchedFiles(t.cfg), [this, name] { reloadCertificates(name); });
+}
+
+void Runtime::watchCertificates(PostToWorkers post) {
+  post_ = std::move(post);
+  if (!watcher_) watcher_ = std::make_unique<core::FileWatcher>(io_);
+  for (auto& [name, t] : tls_)
+    if (t.watch == 0) watchListener(name, t);
+}
+
+bool Runtime::reloadCertificates(const std::string& listener) {
+  auto it = tls_.find(listener);
+  if (it == tls_.end()) return false;
+  TlsListener& t = it->second;
+  std::vector<core::tls::BuildError> errors;
+  auto ctx = core::tls::buildServerContext(t.cfg, listener, t.default_alpn, &stats_, t.ctx.get(), &errors);
+  if (!ctx) {
+    stats_.shard(0).inc(t.reload_failure);
+    for (const auto& e : errors)
+      FERRY_LOG(kError, "listener ", listener, ": certificate reload rejected, keeping the running certificates: ",
+                e.message);
+    return false;
+  }
+  t.ctx = ctx;
+  if (post_) post_([p = t.provider, ctx](size_t w) { p->set(w, ctx); });
+  t.provider->set(0, ctx);
+  stats_.shard(0).inc(t.reload_success);
+  FERRY_LOG(kInfo, "listener ", listener, ": certificates reloaded");
+  return true;
 }
 
 }  // namespace ferry::proxy

@@ -10,13 +10,16 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "config/model.h"
+#include "core/event/file_watcher.h"
 #include "core/net/listener.h"
+#include "core/tls/tls.h"
 #include "core/stats.h"
 #include "core/upstream/cluster.h"
 
@@ -58,19 +61,48 @@ class Runtime {
   // if a filter cannot be built.
   std::shared_ptr<const Snapshot> build(config::Config cfg, std::string* error);
 
+  // From now on certificate and key files of TLS listeners (watch_certificates) are watched:
+  // a change builds the listener's TLS context again (keeping its ticket keys) and installs
+  // it on every worker through `post`; a pair that does not load is logged and counted, and
+  // the running one stays. `post` runs a function on every worker (with its 1-based index).
+  using PostToWorkers = std::function<void(std::function<void(size_t worker)>)>;
+  void watchCertificates(PostToWorkers post);
+  // Builds a listener's TLS context again from its files (what a file change does). False
+  // when it does not load.
+  bool reloadCertificates(const std::string& listener);
+
   core::upstream::ClusterManager& clusters() { return *clusters_; }
   const std::shared_ptr<core::net::ProcessConnections>& connections() const { return connections_; }
   core::StatHandle bufferedBytes() const { return buffered_bytes_; }
 
  private:
+  struct TlsListener;
+  // The listener's TLS state, built (or kept, when its tls block did not change).
+  const TlsListener* tlsFor(const config::ListenerConfig& l, std::string* error);
+  void watchListener(const std::string& name, TlsListener& t);
+
   core::StatsStore& stats_;
   const filters::Registry& registry_;
   size_t workers_;
   uint64_t versions_ = 0;
   std::unique_ptr<core::upstream::ClusterManager> clusters_;
   std::map<std::string, std::shared_ptr<core::net::ListenerState>> listeners_;
+  // TLS termination per listener name: kept while its `tls` block stays the same, so its
+  // SSL_CTX and ticket keys (and so resumption) survive other changes.
+  struct TlsListener {
+    config::TlsConfig cfg;
+    std::vector<std::string> default_alpn;
+    std::shared_ptr<core::tls::ServerContextProvider> provider;
+    std::shared_ptr<const core::tls::ServerContext> ctx;  // the newest; workers get it by post
+    core::FileWatcher::WatchId watch = 0;
+    core::StatHandle reload_success, reload_failure;
+  };
+  std::map<std::string, TlsListener> tls_;
   std::shared_ptr<core::net::ProcessConnections> connections_ = std::make_shared<core::net::ProcessConnections>();
   core::StatHandle buffered_bytes_;
+  boost::asio::io_context& io_;
+  std::unique_ptr<core::FileWatcher> watcher_;
+  PostToWorkers post_;
 };
 
 }  // namespace ferry::proxy

@@ -388,6 +388,9 @@ int Server::run() {
       });
     }
   });
+  s.runtime->watchCertificates([&s](std::function<void(size_t)> fn) {
+    for (size_t i = 0; i < s.workers.size(); ++i) s.workers[i]->post([fn, i] { fn(i + 1); });
+  });
   s.ready = true;
   s.started_ms = s.snapshot->loaded_at_ms;
   FERRY_LOG(kInfo, "ferry ", FERRY_VERSION, " started: ", n, " worker", n == 1 ? "" : "s", ", ",

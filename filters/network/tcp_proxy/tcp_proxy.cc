@@ -1,5 +1,6 @@
 #include "filters/network/tcp_proxy/tcp_proxy.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -20,7 +21,11 @@ using core::net::FilterStatus;
 using core::net::NetworkFilter;
 
 struct TcpProxySettings {
-  std::shared_ptr<const core::upstream::Cluster> cluster;
+  std::shared_ptr<const core::upstream::Cluster> cluster;  // null: none (with sni_routes)
+  // sni_routes: exact names, and "*.suffix" stored as "suffix"; sorted by name.
+  using NameTable = std::vector<std::pair<std::string, std::shared_ptr<const core::upstream::Cluster>>>;
+  NameTable exact, wildcard;
+  core::StatHandle sni_unmatched;
   std::chrono::milliseconds idle_timeout{0};
   uint32_t buffer_limit = 1024 * 1024;
 };
@@ -38,9 +43,37 @@ class TcpProxy : public NetworkFilter {
     }
   }
 
+  // The cluster for this connection: by server name (the TLS inspector's, or the terminated
+  // handshake's) when the listener has sni_routes, else the listener's.
+  const core::upstream::Cluster* pickCluster() const {
+    if (s_->exact.empty() && s_->wildcard.empty()) return s_->cluster.get();
+    const auto& info = callbacks_->info();
+    const std::string& name = info.tls ? info.tls->sni : info.requested_server_name;
+    auto find = [](const TcpProxySettings::NameTable& t, std::string_view key) -> const core::upstream::Cluster* {
+      auto it = std::lower_bound(t.begin(), t.end(), key, [](const auto& e, std::string_view k) { return e.first < k; });
+      return it != t.end() && it->first == key ? it->second.get() : nullptr;
+    };
+    if (!name.empty()) {
+      if (const auto* c = find(s_->exact, name)) return c;
+      // *.example.com covers any name ending in .example.com (like virtual hosts).
+      for (size_t dot = name.find('.'); dot != std::string::npos; dot = name.find('.', dot + 1))
+        if (const auto* c = find(s_->wildcard, std::string_view(name).substr(dot + 1))) return c;
+    }
+    return s_->cluster.get();
+  }
+
   FilterStatus onNewConnection() override {
     auto& w = callbacks_->worker();
-    const auto& cluster = *s_->cluster;
+    cluster_ = pickCluster();
+    if (cluster_ == nullptr) {
+      w.stats->inc(s_->sni_unmatched);
+      const auto& info = callbacks_->info();
+      FERRY_LOG(kDebug, "tcp_proxy: no sni route for server name '",
+                info.tls ? info.tls->sni : info.requested_server_name, "'");
+      callbacks_->connection().close(Connection::CloseType::kNoFlush);
+      return FilterStatus::kStopIteration;
+    }
+    const auto& cluster = *cluster_;
     core::upstream::PickContext pc;
     if (cluster.usesHash() && cluster.config().hash_on.kind == config::HashOnConfig::Kind::kSourceIp) {
       std::string ip = core::net::formatSockaddr(callbacks_->info().remote);
@@ -103,7 +136,7 @@ class TcpProxy : public NetworkFilter {
   // Client -> upstream.
   FilterStatus onData(Buffer& data, bool end_stream) override {
     touch();
-    callbacks_->worker().stats->add(s_->cluster->stats().bytes_sent, static_cast<int64_t>(data.length()));
+    callbacks_->worker().stats->add(cluster_->stats().bytes_sent, static_cast<int64_t>(data.length()));
     if (upstream_ && !upstream_->closed()) {
       upstream_->write(data, end_stream);
     } else {
@@ -127,7 +160,7 @@ class TcpProxy : public NetworkFilter {
   // Upstream -> client.
   void onUpstreamData(Buffer& data, bool end_stream) {
     touch();
-    callbacks_->worker().stats->add(s_->cluster->stats().bytes_received, static_cast<int64_t>(data.length()));
+    callbacks_->worker().stats->add(cluster_->stats().bytes_received, static_cast<int64_t>(data.length()));
     if (downstream_closed_) {
       data.clear();
       return;
@@ -139,18 +172,18 @@ class TcpProxy : public NetworkFilter {
     auto& w = callbacks_->worker();
     switch (event) {
       case ConnectionEvent::kConnected:
-        s_->cluster->reportResult(*host_, core::upstream::UpstreamResult::kSuccess);
+        cluster_->reportResult(*host_, core::upstream::UpstreamResult::kSuccess);
         if (read_held_) {
           read_held_ = false;
           callbacks_->connection().readDisable(false);
         }
         return;
       case ConnectionEvent::kConnectFailed:
-        w.stats->inc(s_->cluster->stats().connect_failures);
+        w.stats->inc(cluster_->stats().connect_failures);
         w.stats->inc(host_->stats.connect_failures);
-        s_->cluster->countError(*w.stats, *host_, core::upstream::UpstreamError::kConnectFailure);
-        s_->cluster->reportResult(*host_, core::upstream::UpstreamResult::kLocalOriginFailure);
-        FERRY_LOG(kDebug, "tcp_proxy: upstream ", host_->address, " of cluster ", s_->cluster->name(), ": ",
+        cluster_->countError(*w.stats, *host_, core::upstream::UpstreamError::kConnectFailure);
+        cluster_->reportResult(*host_, core::upstream::UpstreamResult::kLocalOriginFailure);
+        FERRY_LOG(kDebug, "tcp_proxy: upstream ", host_->address, " of cluster ", cluster_->name(), ": ",
                   upstream_->closeReason());
         releaseHost();
         if (!downstream_closed_) callbacks_->connection().close(Connection::CloseType::kNoFlush);
@@ -199,15 +232,16 @@ class TcpProxy : public NetworkFilter {
     if (!host_counted_) return;
     host_counted_ = false;
     auto& w = callbacks_->worker();
-    w.stats->dec(s_->cluster->stats().cx_active);
+    w.stats->dec(cluster_->stats().cx_active);
     w.stats->dec(host_->stats.cx_active);
     w.stats->dec(host_->stats.rq_active);
-    if (s_->cluster->lbPolicy() == config::LbPolicy::kLeastRequest)
+    if (cluster_->lbPolicy() == config::LbPolicy::kLeastRequest)
       host_->rq_active.fetch_sub(1, std::memory_order_relaxed);
-    s_->cluster->releaseConnection();
+    cluster_->releaseConnection();
   }
 
   std::shared_ptr<const TcpProxySettings> s_;
+  const core::upstream::Cluster* cluster_ = nullptr;  // picked at onNewConnection (s_ keeps it)
   UpstreamCallbacks upstream_cb_;
   core::upstream::HostPtr host_ptr_;  // keeps a host DNS removed alive
   const core::upstream::Host* host_ = nullptr;
@@ -225,13 +259,29 @@ Registry::NetworkBuilder tcpProxyBuilder() {
   return [](const BuildContext& ctx, std::string* error) -> core::net::NetworkFilterFactory {
     const auto& listener = ctx.listener;
     const auto& tcp = *listener.tcp;
-    std::shared_ptr<const core::upstream::Cluster> cluster = ctx.clusters(tcp.cluster);
-    if (!cluster) {
-      *error = "listener '" + listener.name + "': unknown cluster '" + tcp.cluster + "'";
-      return {};
-    }
     auto s = std::make_shared<TcpProxySettings>();
-    s->cluster = cluster;
+    auto resolve = [&](const std::string& name) {
+      auto c = ctx.clusters(name);
+      if (!c) *error = "listener '" + listener.name + "': unknown cluster '" + name + "'";
+      return c;
+    };
+    if (!tcp.cluster.empty() && !(s->cluster = resolve(tcp.cluster))) return {};
+    for (const auto& r : tcp.sni_routes) {
+      auto c = resolve(r.cluster);
+      if (!c) return {};
+      for (const auto& n : r.server_names) {
+        if (n.rfind("*.", 0) == 0)
+          s->wildcard.emplace_back(n.substr(2), c);
+        else
+          s->exact.emplace_back(n, c);
+      }
+    }
+    auto byName = [](const auto& a, const auto& b) { return a.first < b.first; };
+    std::sort(s->exact.begin(), s->exact.end(), byName);
+    std::sort(s->wildcard.begin(), s->wildcard.end(), byName);
+    if (!tcp.sni_routes.empty())
+      s->sni_unmatched = ctx.stats.counter("ferry_tcp_sni_unmatched_total", {{"listener", listener.name}},
+                                           "Connections closed because no sni_route matched their server name.");
     s->idle_timeout = tcp.idle_timeout;
     s->buffer_limit = listener.buffer_limit_kb * 1024;
     std::shared_ptr<const TcpProxySettings> cs = s;
