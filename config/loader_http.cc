@@ -131,11 +131,13 @@ class HttpParser {
       if (auto v = p_.getUint(*x, 0, 64)) h.xff_trusted_hops = static_cast<uint32_t>(*v);
     if (auto* x = f.get("forward_client_cert")) {
       using F = HttpConfig::ForwardClientCert;
-      if (auto v = p_.getEnum(*x, {"sanitize", "sanitize_set", "append_forward", "forward_only"}))
-        h.forward_client_cert = *v == "sanitize_set"     ? F::kSanitizeSet
-                                : *v == "append_forward" ? F::kAppendForward
-                                : *v == "forward_only"   ? F::kForwardOnly
-                                                         : F::kSanitize;
+      if (auto v = p_.getEnum(*x, {"sanitize", "sanitize_set", "append_forward", "forward_only",
+                                   "always_forward_only"}))
+        h.forward_client_cert = *v == "sanitize_set"          ? F::kSanitizeSet
+                                : *v == "append_forward"      ? F::kAppendForward
+                                : *v == "forward_only"        ? F::kForwardOnly
+                                : *v == "always_forward_only" ? F::kAlwaysForwardOnly
+                                                              : F::kSanitize;
     }
     if (auto* x = f.get("merge_slashes"))
       if (auto v = p_.getBool(*x)) h.merge_slashes = *v;

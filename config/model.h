@@ -260,10 +260,12 @@ struct HttpConfig {
   uint32_t max_request_headers_kb = 60;                        // past it: 431
   uint32_t max_headers = 100;                                  // past it: 431
   uint32_t xff_trusted_hops = 0;
-  // x-forwarded-client-cert (the verified client certificate of a TLS listener):
-  // sanitize (drop the client's), sanitize_set (drop it, set Ferry's), append_forward (add
-  // Ferry's element to the client's), forward_only (pass the client's on untouched).
-  enum class ForwardClientCert { kSanitize, kSanitizeSet, kAppendForward, kForwardOnly };
+  // x-forwarded-client-cert (the verified client certificate of a TLS listener). On a
+  // connection with a verified client certificate: sanitize (drop the client's header),
+  // sanitize_set (drop it, set Ferry's element), append_forward (append Ferry's element to
+  // the client's), forward_only (pass the client's on untouched). On any other connection
+  // every mode drops the header, except always_forward_only, which passes it on.
+  enum class ForwardClientCert { kSanitize, kSanitizeSet, kAppendForward, kForwardOnly, kAlwaysForwardOnly };
   ForwardClientCert forward_client_cert = ForwardClientCert::kSanitize;
   bool merge_slashes = false;
   uint32_t max_requests_per_connection = 0;  // downstream keep-alive cap; 0 = unlimited

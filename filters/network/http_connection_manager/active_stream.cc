@@ -15,6 +15,55 @@ using core::http::HeaderMap;
 
 namespace {
 
+// One x-forwarded-client-cert element for a verified client certificate (Envoy's format):
+// Hash=<sha256 hex>;Subject="<RFC 2253>";URI=<uri>;DNS=<name>... Values with , ; = or " are
+// quoted, with " and \ escaped.
+std::string clientCertElement(const core::net::TlsSessionInfo& t) {
+  auto value = [](std::string_view v, bool always_quote) {
+    bool quote = always_quote || v.find_first_of(",;=\"") != std::string_view::npos;
+    if (!quote) return std::string(v);
+    std::string out = "\"";
+    for (char c : v) {
+      if (c == '"' || c == '\\') out.push_back('\\');
+      out.push_back(c);
+    }
+    out.push_back('"');
+    return out;
+  };
+  std::string e = "Hash=" + t.peer_hash + ";Subject=" + value(t.peer_subject, true);
+  for (const auto& u : t.peer_uri) e += ";URI=" + value(u, false);
+  for (const auto& d : t.peer_dns) e += ";DNS=" + value(d, false);
+  return e;
+}
+
+void forwardClientCert(core::http::HeaderMap& headers, config::HttpConfig::ForwardClientCert mode,
+                       const core::net::TlsSessionInfo* tls) {
+  using F = config::HttpConfig::ForwardClientCert;
+  constexpr std::string_view kName = "x-forwarded-client-cert";
+  if (mode == F::kAlwaysForwardOnly) return;
+  if (tls == nullptr || !tls->peer_verified) {  // not mTLS: a client cannot vouch for itself
+    headers.remove(kName);
+    return;
+  }
+  switch (mode) {
+    case F::kForwardOnly:
+      return;
+    case F::kSanitize:
+      headers.remove(kName);
+      return;
+    case F::kSanitizeSet:
+      headers.set(kName, clientCertElement(*tls));
+      return;
+    case F::kAppendForward: {
+      std::string prior = headers.getAll(kName);
+      headers.set(kName, prior.empty() ? clientCertElement(*tls) : prior + "," + clientCertElement(*tls));
+      return;
+    }
+    default:
+      return;
+  }
+}
+
 
 // Writes a fresh UUID v4 into `id` (36 bytes, no terminator).
 void newRequestId(char (&id)[36]) {
@@ -111,7 +160,9 @@ void ActiveStream::decodeHeaders(http::RequestHeadersPtr headers, bool end_strea
     return;
   }
   h.path = path + query;
-  h.scheme = "http";
+  const auto& conn = hcm_.connectionInfo();
+  h.scheme = conn.tls ? "https" : "http";
+  forwardClientCert(h.headers, cfg.http.forward_client_cert, conn.tls.get());
 
   // x-forwarded-for gets the client (the PROXY protocol's when present); x-forwarded-proto
   // is ours unless a trusted front proxy set it.

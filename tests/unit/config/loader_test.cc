@@ -336,35 +336,120 @@ TEST_CASE("listener cross checks", "[config][loader]") {
   }
 }
 
-TEST_CASE("tls is refused, after its keys are checked", "[config][loader]") {
-  const std::string tls =
+TEST_CASE("tls blocks: listener termination, cluster origination, sni_routes", "[config][loader][tls]") {
+  TempDir dir;
+  for (const char* f : {"site.pem", "site.key", "ca.pem", "client.pem", "client.key"}) dir.write(f, "x\n");
+  const std::string path = (dir.path / "t.yaml").string();
+  auto loadHere = [&](const std::string& yaml) { return ferry::config::loadConfigString(yaml, path); };
+  auto errors = [&](const std::string& yaml) {
+    std::vector<std::string> out;
+    for (const auto& e : loadHere(yaml).errors) out.push_back(e.format().substr(path.size()));
+    return out;
+  };
+  const std::string cluster_db = "clusters:\n  - name: db\n    endpoints: [{address: 127.0.0.1:5432}]\n";
+
+  auto r = loadHere(
       "listeners:\n"
       "  - name: web\n"
       "    address: 0.0.0.0:443\n"
       "    tls:\n"
       "      certificates:\n"
-      "        - cert_file: certs/site.pem\n"
-      "          key_file: certs/site.key\n"
-      "      alpn: [h2, http/1.1]\n"
+      "        - {cert_file: site.pem, key_file: site.key}\n"
+      "      alpn: [http/1.1]\n"
       "      min_version: TLSv1.3\n"
-      "    tcp: {cluster: db}\n";
-  CHECK(onlyError(tls + kClusters) == "t.yaml:4:5: TLS termination is not supported yet in this build");
+      "      ciphersuites: TLS_AES_128_GCM_SHA256\n"
+      "      client_ca_file: ca.pem\n"
+      "      client_cert: optional\n"
+      "      verify_depth: 3\n"
+      "      allowed_sans: [spiffe://acme/x]\n"
+      "      session_tickets: false\n"
+      "      session_timeout: 10m\n"
+      "      session_cache_size: 0\n"
+      "      handshake_timeout: 2s\n"
+      "      watch_certificates: false\n"
+      "    http:\n"
+      "      forward_client_cert: sanitize_set\n"
+      "      virtual_hosts: [{name: v, domains: ['*'], routes: [{match: {prefix: /}, route: {cluster: db}}]}]\n"
+      "  - name: pass\n"
+      "    address: 0.0.0.0:8443\n"
+      "    tcp:\n"
+      "      sni_routes:\n"
+      "        - {server_names: [A.test, '*.b.test'], cluster: db}\n"
+      "      client_hello_timeout: 1s\n" +
+      cluster_db +
+      "    tls: {sni: Up.Internal, ca_file: ca.pem, cert_file: client.pem, key_file: client.key, "
+      "session_reuse: false, max_version: TLSv1.2}\n");
+  REQUIRE(r.errors.empty());
+  const auto& c = *r.config;
+  const auto& t = *c.listeners[0].tls;
+  CHECK(t.certificates[0].cert_file == (dir.path / "site.pem").string());
+  CHECK(t.protocol.alpn == std::vector<std::string>{"http/1.1"});
+  CHECK(t.protocol.min_version == "TLSv1.3");
+  CHECK(t.protocol.ciphersuites == "TLS_AES_128_GCM_SHA256");
+  CHECK(t.client_cert == TlsConfig::ClientCert::kOptional);
+  CHECK(t.verify_depth == 3);
+  CHECK(t.allowed_sans == std::vector<std::string>{"spiffe://acme/x"});
+  CHECK(!t.session_tickets);
+  CHECK(t.session_timeout == std::chrono::minutes(10));
+  CHECK(t.session_cache_size == 0);
+  CHECK(t.handshake_timeout == std::chrono::seconds(2));
+  CHECK(!t.watch_certificates);
+  CHECK(c.listeners[0].http->forward_client_cert == HttpConfig::ForwardClientCert::kSanitizeSet);
+  const auto& tcp = *c.listeners[1].tcp;
+  CHECK(tcp.cluster.empty());
+  REQUIRE(tcp.sni_routes.size() == 1);
+  CHECK(tcp.sni_routes[0].server_names == std::vector<std::string>{"a.test", "*.b.test"});
+  CHECK(tcp.client_hello_timeout == std::chrono::seconds(1));
+  const auto& up = *c.clusters[0].tls;
+  CHECK(up.sni == "up.internal");
+  CHECK(up.verify);
+  CHECK(up.client_certificate);
+  CHECK(!up.session_reuse);
+  CHECK(up.protocol.max_version == "TLSv1.2");
 
-  auto r = load("listeners:\n  - name: web\n    address: 0.0.0.0:443\n    tls:\n"
-           "      certificates:\n        - cert_file: a.pem\n      alpn: [h3]\n"
-           "      min_version: SSLv3\n    tcp: {cluster: db}\n" + kClusters);
-  CHECK(errorsOf(r) == std::vector<std::string>{
-                           "t.yaml:4:5: TLS termination is not supported yet in this build",
-                           "t.yaml:6:11: missing required key 'key_file' in certificate",
-                           "t.yaml:7:14: bad alpn 'h3' (use h2, http/1.1)",
-                           "t.yaml:8:20: bad min_version 'SSLv3' (use TLSv1.2, TLSv1.3)",
-                       });
-  r = load("listeners:\n  - name: web\n    address: 0.0.0.0:443\n    tls: {certificates: []}\n"
-           "    tcp: {cluster: db}\n" + kClusters);
-  CHECK(errorsOf(r) == std::vector<std::string>{
-                           "t.yaml:4:5: TLS termination is not supported yet in this build",
-                           "t.yaml:4:25: 'certificates' must not be empty",
-                       });
+  // client_ca_file alone requires client certificates.
+  r = loadHere("listeners:\n  - name: web\n    address: 0.0.0.0:443\n    tls:\n"
+               "      certificates: [{cert_file: site.pem, key_file: site.key}]\n"
+               "      client_ca_file: ca.pem\n    tcp: {cluster: db}\n" + cluster_db);
+  REQUIRE(r.errors.empty());
+  CHECK(r.config->listeners[0].tls->client_cert == TlsConfig::ClientCert::kRequired);
+  CHECK(r.config->listeners[0].tls->session_tickets);
+
+  CHECK(errors("listeners:\n  - name: web\n    address: 0.0.0.0:443\n    tls:\n"
+               "      certificates:\n        - cert_file: missing.pem\n      alpn: [h2, h3]\n"
+               "      min_version: SSLv3\n      max_version: TLSv1.2\n      client_cert: required\n"
+               "      verify_depth: 2\n    tcp: {cluster: db}\n" + cluster_db) ==
+        std::vector<std::string>{
+            ":6:11: missing required key 'key_file' in certificate",
+            ":6:22: cannot read cert_file '" + (dir.path / "missing.pem").string() + "': No such file or directory",
+            ":7:14: ALPN 'h2' is not supported yet (HTTP/2 is not built; use http/1.1)",
+            ":7:18: bad alpn 'h3' (use h2, http/1.1)",
+            ":8:20: bad min_version 'SSLv3' (use TLSv1.2, TLSv1.3)",
+            ":10:7: 'client_cert' needs 'client_ca_file' (the CAs client certificates are verified against)",
+            ":11:7: 'verify_depth' needs 'client_ca_file'",
+        });
+  CHECK(errors("listeners:\n  - name: web\n    address: 0.0.0.0:443\n    tls:\n"
+               "      certificates: [{cert_file: site.pem, key_file: site.key}]\n"
+               "      min_version: TLSv1.3\n      max_version: TLSv1.2\n    tcp: {cluster: db}\n" + cluster_db) ==
+        std::vector<std::string>{":7:20: max_version TLSv1.2 is below min_version TLSv1.3"});
+  CHECK(errors("listeners:\n  - name: p\n    address: 0.0.0.0:443\n    tcp:\n      sni_routes:\n"
+               "        - {server_names: [a.test, 'x*.b'], cluster: nope}\n"
+               "        - {server_names: [a.test], cluster: db}\n      client_hello_timeout: 1s\n" + cluster_db) ==
+        std::vector<std::string>{
+            ":6:35: bad server name 'x*.b' (use a host name or *.suffix)",
+            ":6:53: unknown cluster 'nope'",
+            ":7:11: server name 'a.test' is in two sni_routes",
+        });
+  CHECK(errors("listeners:\n  - name: p\n    address: 0.0.0.0:443\n    tcp: {client_hello_timeout: 1s}\n" +
+               cluster_db) == std::vector<std::string>{
+                                  ":4:10: missing required key 'cluster' in tcp",
+                                  ":4:11: 'client_hello_timeout' needs 'sni_routes'",
+                              });
+  CHECK(errors("listeners: []\n" + cluster_db + "    tls: {cert_file: client.pem, verify: false, ca_file: ca.pem}\n") ==
+        std::vector<std::string>{
+            ":5:11: a client certificate needs both 'cert_file' and 'key_file'",
+            ":5:49: 'ca_file' with 'verify: false' (nothing would be verified)",
+        });
 }
 
 TEST_CASE("all errors are reported in one run, in document order", "[config][loader]") {

@@ -86,10 +86,14 @@ struct TestFilter : http::HttpFilter {
   std::string name;
   Script script;
   std::vector<std::string> log;
+  std::string xfcc, xfp;  // the request's x-forwarded-client-cert ("<none>") and -proto
   bool destroyed = false;
   http::FilterCallbacks& cb() { return *callbacks_; }
   FilterStatus onRequestHeaders(http::RequestHeaders& h, bool end) override {
     log.push_back(std::string("req-headers") + (end ? " end" : ""));
+    const std::string* x = h.headers.get("x-forwarded-client-cert");
+    xfcc = x != nullptr ? *x : "<none>";
+    xfp = h.headers.get("x-forwarded-proto") ? *h.headers.get("x-forwarded-proto") : "";
     return script.req_headers;
   }
   FilterStatus onRequestBody(Buffer& d, bool end) override {
@@ -133,7 +137,9 @@ struct Sink : TestFilter {
 };
 
 struct Fixture {
-  Fixture() : stats(2) {
+  explicit Fixture(config::HttpConfig::ForwardClientCert xfcc = config::HttpConfig::ForwardClientCert::kSanitize)
+      : stats(2) {
+    http.forward_client_cert = xfcc;
     filters::registerBuiltins(registry);
     http.virtual_hosts.push_back(config::VirtualHostConfig{});
     auto& vh = http.virtual_hosts.back();
@@ -476,4 +482,55 @@ TEST_CASE("hcm: a decode error answers through the stream with the codec's statu
   d.onDecodeError(400, "bad request\n", http::ResponseFlag::kDownstreamProtocolError);
   CHECK(f.codec->encoders[0]->log == Log{"headers 400", "data bad request\n end"});
   CHECK(f.stats.value(f.hcm_config->stats.flags[static_cast<size_t>(http::ResponseFlag::kDownstreamProtocolError)]) == 1);
+}
+
+namespace {
+
+// A connection whose TLS handshake verified a client certificate.
+std::shared_ptr<core::net::TlsSessionInfo> mtls() {
+  auto t = std::make_shared<core::net::TlsSessionInfo>();
+  t->version = "TLSv1.3";
+  t->peer_verified = true;
+  t->peer_hash = "ab12";
+  t->peer_subject = "CN=client,O=Acme\\, Inc";
+  t->peer_uri = {"spiffe://acme/client"};
+  t->peer_dns = {"client.acme"};
+  return t;
+}
+
+std::string xfccSeen(config::HttpConfig::ForwardClientCert mode, std::shared_ptr<core::net::TlsSessionInfo> tls,
+                     const char* from_client, std::string* proto = nullptr) {
+  Fixture f(mode);
+  f.net_cb.ci.tls = std::move(tls);
+  auto h = Fixture::get();
+  if (from_client != nullptr) h->headers.add("x-forwarded-client-cert", from_client);
+  f.codec->open().decodeHeaders(std::move(h), true);
+  REQUIRE(f.sinks.size() == 1);
+  if (proto != nullptr) *proto = f.sinks[0]->xfp;
+  return f.sinks[0]->xfcc;
+}
+
+}  // namespace
+
+TEST_CASE("hcm: x-forwarded-client-cert follows forward_client_cert; a client cannot forge it", "[hcm][tls]") {
+  using F = config::HttpConfig::ForwardClientCert;
+  const std::string mine = "Hash=ab12;Subject=\"CN=client,O=Acme\\\\, Inc\";URI=spiffe://acme/client;DNS=client.acme";
+  const char* forged = "Hash=ff;Subject=\"CN=admin\"";
+  std::string proto;
+  // Plain connections: every mode but always_forward_only drops what the client sent.
+  for (F m : {F::kSanitize, F::kSanitizeSet, F::kAppendForward, F::kForwardOnly})
+    CHECK(xfccSeen(m, nullptr, forged, &proto) == "<none>");
+  CHECK(proto == "http");
+  CHECK(xfccSeen(F::kAlwaysForwardOnly, nullptr, forged) == forged);
+  // TLS without a client certificate counts as not mTLS.
+  auto no_cert = std::make_shared<core::net::TlsSessionInfo>();
+  CHECK(xfccSeen(F::kSanitizeSet, no_cert, forged, &proto) == "<none>");
+  CHECK(proto == "https");
+  // mTLS.
+  CHECK(xfccSeen(F::kSanitize, mtls(), forged) == "<none>");
+  CHECK(xfccSeen(F::kSanitizeSet, mtls(), forged) == mine);
+  CHECK(xfccSeen(F::kSanitizeSet, mtls(), nullptr) == mine);
+  CHECK(xfccSeen(F::kAppendForward, mtls(), forged) == std::string(forged) + "," + mine);
+  CHECK(xfccSeen(F::kAppendForward, mtls(), nullptr) == mine);
+  CHECK(xfccSeen(F::kForwardOnly, mtls(), forged) == forged);
 }
