@@ -211,7 +211,7 @@ TEST_CASE("features not built yet are refused as not supported yet, with their p
     CHECK(e->col == 15);
     CHECK(e->message.find("not supported yet") != std::string::npos);
   }
-  SECTION("tls on a tcp listener") {
+  SECTION("tls whose certificate file holds no certificate") {
     dir.write("site.pem", "x");
     dir.write("site.key", "x");
     const std::string path = dir.write(
@@ -232,9 +232,9 @@ TEST_CASE("features not built yet are refused as not supported yet, with their p
     REQUIRE(lines.size() == 1);
     auto e = parseErrorLine(lines[0]);
     REQUIRE(e);
-    CHECK(e->line == 4);
-    CHECK(e->col == 5);
-    CHECK(e->message.find("not supported yet") != std::string::npos);
+    CHECK(e->line == 5);
+    CHECK(e->col == 34);  // the cert_file value
+    CHECK(e->message.find("no PEM certificate") != std::string::npos);
   }
 }
 
