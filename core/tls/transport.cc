@@ -252,9 +252,9 @@ class TlsTransport final : public net::TransportSocket {
       }
       r.close = true;
       r.error = errorText("read");
+      ERR_clear_error();
       break;
     }
-    ERR_clear_error();
     return r;
   }
 
@@ -272,17 +272,15 @@ class TlsTransport final : public net::TransportSocket {
     if (!done_ || shutdown_sent_) return;
     Scope scope(*this, nullptr, &raw_out, false);
     shutdown_sent_ = true;
-    SSL_shutdown(ssl_);
-    ERR_clear_error();
+    if (SSL_shutdown(ssl_) < 0) ERR_clear_error();
   }
 
  private:
-  // Points the BIO at this call's buffers, and clears the error queue around the call.
+  // Points the BIO at this call's buffers. The thread's OpenSSL error queue is empty on
+  // entry: every call that fails clears it before returning (clearing it on every call
+  // costs ~5% of an HTTPS request).
   struct Scope {
-    Scope(TlsTransport& t, Buffer* in, Buffer* out, bool eof) : t_(t) {
-      ERR_clear_error();
-      t_.io_ = BioIo{in, out, eof};
-    }
+    Scope(TlsTransport& t, Buffer* in, Buffer* out, bool eof) : t_(t) { t_.io_ = BioIo{in, out, eof}; }
     ~Scope() { t_.io_ = BioIo{}; }
     TlsTransport& t_;
   };
@@ -325,6 +323,7 @@ class TlsTransport final : public net::TransportSocket {
     if (rc == 1) {
       done_ = true;
       onHandshakeDone();
+      ERR_clear_error();  // once per connection: nothing a lookup above left behind stays
       return r;
     }
     int err = SSL_get_error(ssl_, rc);
@@ -401,6 +400,7 @@ class TlsTransport final : public net::TransportSocket {
       if (SSL_write_ex(ssl_, p, n, &written) != 1 || written != n) {
         r.close = true;
         r.error = errorText("write");
+        ERR_clear_error();
         return false;
       }
       return true;
@@ -429,9 +429,8 @@ class TlsTransport final : public net::TransportSocket {
     plain.clear();
     if (!r.close && end_stream && !shutdown_sent_) {
       shutdown_sent_ = true;
-      SSL_shutdown(ssl_);  // close_notify
+      if (SSL_shutdown(ssl_) < 0) ERR_clear_error();  // close_notify
     }
-    ERR_clear_error();
     return r;
   }
 
