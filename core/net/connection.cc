@@ -82,10 +82,12 @@ bool Connection::readPending() const {
   return !raw_read_.empty() || (raw_eof_ && !read_eof_) || (!raw_eof_ && io_.readable());
 }
 
-bool Connection::wantsFlush() const { return !raw_write_.empty() || (write_end_requested_ && !write_shut_); }
+bool Connection::wantsFlush() const {
+  return !raw_write_.empty() || !plain_write_.empty() || plain_end_ || (write_end_requested_ && !write_shut_);
+}
 
 size_t Connection::writeBufferLength() const {
-  return raw_write_.length() + (transport_ ? transport_->bufferedBytes() : 0);
+  return raw_write_.length() + plain_write_.length() + (transport_ ? transport_->bufferedBytes() : 0);
 }
 
 void Connection::onPollEvents(uint32_t events) {
@@ -248,11 +250,10 @@ void Connection::write(Buffer& data, bool end_stream) {
     return;
   }
   if (transport_) {
-    TransportResult r = transport_->doWrite(data, end_stream, raw_write_);
-    if (r.close) {
-      closeInternal(CloseType::kNoFlush, &kRemote, std::string(transport_->name()) + ": " + r.error);
-      return;
-    }
+    // Through the transport at flush time: what one event writes (a response head and its
+    // body) becomes one TLS record instead of one per write.
+    plain_write_.move(data);
+    if (end_stream) plain_end_ = true;
   } else {
     raw_write_.move(data);
   }
@@ -285,8 +286,21 @@ void Connection::checkHighWatermark() {
   }
 }
 
+bool Connection::encodePending() {
+  if (!transport_ || (plain_write_.empty() && !plain_end_)) return true;
+  const bool end = plain_end_;
+  plain_end_ = false;
+  TransportResult r = transport_->doWrite(plain_write_, end, raw_write_);
+  if (r.close) {
+    closeInternal(CloseType::kNoFlush, &kRemote, std::string(transport_->name()) + ": " + r.error);
+    return false;
+  }
+  return true;
+}
+
 void Connection::flush() {
   auto self = shared_from_this();
+  if (!encodePending()) return;
   if (int err = io_.write(raw_write_); err != 0) {
     closeInternal(CloseType::kNoFlush, &kRemote, errnoText("write", err));
     return;
@@ -325,6 +339,7 @@ void Connection::close(CloseType type) {
     if (closed_) return;
   }
   if (type == CloseType::kFlushWrite && !connecting_) {
+    if (!encodePending()) return;
     if (transport_) transport_->shutdown(raw_write_);  // e.g. TLS close_notify
     if (!raw_write_.empty() && io_.writable()) {
       if (int err = io_.write(raw_write_); err != 0) {
@@ -361,6 +376,8 @@ void Connection::closeInternal(CloseType type, const ConnectionEvent* event, con
   raw_read_.clear();
   read_buffer_.clear();
   raw_write_.clear();
+  plain_write_.clear();
+  plain_end_ = false;
   accountBuffered();
   auto keep = std::move(flush_pending_);
   auto keep_closing = std::move(closing_self_);

@@ -100,8 +100,8 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   void setTransport(std::unique_ptr<TransportSocket> transport, Buffer& read_ahead);
   // Starts delivering bytes (raw ones while no transport is set: the listener filter stage).
   void startReading();
-  // Sends `bytes` as they are, ahead of anything the transport writes from now on: the
-  // PROXY protocol header an upstream expects before the TLS handshake.
+  // Sends `bytes` as they are, ahead of anything the transport has not sent yet: the PROXY
+  // protocol header an upstream expects before the TLS handshake.
   void writeRaw(Buffer& bytes);
 
   // Moves `data` (plaintext) into the write path and writes what the socket takes now.
@@ -139,6 +139,8 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   // Runs raw_read_ through the transport and delivers the plaintext. False if closed.
   bool processRead(bool raw_eof);
   void flush();
+  // Hands the staged plaintext to the transport. False if that closed the connection.
+  bool encodePending();
   void finishConnect();
   // event: what to raise (kConnectFailed, kRemoteClose, kLocalClose), or nothing (destructor).
   void closeInternal(CloseType type, const ConnectionEvent* event, const std::string& reason);
@@ -158,6 +160,8 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   Buffer raw_read_;     // from the socket, not yet through the transport
   Buffer read_buffer_;  // plaintext (raw bytes before a transport is set) for the owner
   Buffer raw_write_;    // to the socket
+  Buffer plain_write_;  // plaintext for the transport, turned into raw bytes at flush time
+  bool plain_end_ = false;  // plain_write_ ends the stream (not yet given to the transport)
   uint32_t high_watermark_ = 1024 * 1024;
   int read_disable_ = 0;
   bool registered_ = false;

@@ -17,6 +17,7 @@
 #include <list>
 #include <optional>
 #include <set>
+#include <string_view>
 #include <unordered_map>
 
 #include "core/event/worker.h"
@@ -367,6 +368,59 @@ int onTicketKey(SSL* ssl, unsigned char key_name[16], unsigned char* iv, EVP_CIP
   return epoch == now ? 1 : 2;  // 2: valid, but issue a ticket under the current key
 }
 
+// A session is resumed only for the server name it was made for (RFC 6066 section 3): a
+// ticket or cached session from another name gets a full handshake. The name a ClientHello
+// asks for is read by the client-hello callback, before OpenSSL looks for a session (the
+// server_name extension is parsed only later); a ticket carries the name it was made for
+// as its app data, a cached session has it in its cache entry.
+int onClientHello(SSL* ssl, int*, void*) {
+  std::string* name = transportHelloName(ssl);
+  if (name == nullptr) return SSL_CLIENT_HELLO_SUCCESS;
+  const unsigned char* p = nullptr;
+  size_t len = 0;
+  name->clear();
+  // server_name: list length (2), then entries of type (1), length (2), name.
+  if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len) == 1 && len >= 5 && p[2] == 0) {
+    size_t n = (static_cast<size_t>(p[3]) << 8) | p[4];
+    if (n <= len - 5) name->assign(lowerAscii(std::string(reinterpret_cast<const char*>(p + 5), n)));
+  }
+  return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+bool sameServerName(SSL* ssl, std::string_view made_for) {
+  const std::string* now = transportHelloName(ssl);
+  return now != nullptr && *now == made_for;
+}
+
+int onTicketMade(SSL* ssl, void*) {
+  const std::string* name = transportHelloName(ssl);
+  const std::string empty;
+  const std::string& n = name != nullptr ? *name : empty;
+  return SSL_SESSION_set1_ticket_appdata(SSL_get0_session(ssl), n.data(), n.size());
+}
+
+std::string_view ticketName(SSL_SESSION* sess) {
+  void* data = nullptr;
+  size_t len = 0;
+  if (SSL_SESSION_get0_ticket_appdata(sess, &data, &len) != 1 || data == nullptr) return {};
+  return {static_cast<const char*>(data), len};
+}
+
+SSL_TICKET_RETURN onTicketDecrypted(SSL* ssl, SSL_SESSION* sess, const unsigned char*, size_t,
+                                    SSL_TICKET_STATUS status, void*) {
+  switch (status) {
+    case SSL_TICKET_SUCCESS:
+      return sameServerName(ssl, ticketName(sess)) ? SSL_TICKET_RETURN_USE : SSL_TICKET_RETURN_IGNORE_RENEW;
+    case SSL_TICKET_SUCCESS_RENEW:
+      return sameServerName(ssl, ticketName(sess)) ? SSL_TICKET_RETURN_USE_RENEW : SSL_TICKET_RETURN_IGNORE_RENEW;
+    case SSL_TICKET_FATAL_ERR_MALLOC:
+    case SSL_TICKET_FATAL_ERR_OTHER:
+      return SSL_TICKET_RETURN_ABORT;
+    default:  // none, or one that does not decrypt: a full handshake, and a new ticket
+      return SSL_TICKET_RETURN_IGNORE_RENEW;
+  }
+}
+
 // -- the per-worker server session cache (TLS 1.2 session ids; TLS 1.3 without tickets).
 
 struct SessionCache {
@@ -374,6 +428,7 @@ struct SessionCache {
   struct Entry {
     SSL_SESSION* sess;
     Lru::iterator pos;
+    std::string server_name;  // the SNI the session was made for
   };
   std::unordered_map<std::string, Entry> map;
   Lru lru;  // front = newest
@@ -387,17 +442,17 @@ struct SessionCache {
     lru.erase(it->second.pos);
     map.erase(it);
   }
-  void put(std::string key, SSL_SESSION* sess, size_t cap) {
+  void put(std::string key, SSL_SESSION* sess, std::string server_name, size_t cap) {
     erase(key);
     while (map.size() >= cap && !lru.empty()) erase(lru.back());
     lru.push_front(key);
-    map.emplace(std::move(key), Entry{sess, lru.begin()});
+    map.emplace(std::move(key), Entry{sess, lru.begin(), std::move(server_name)});
   }
-  SSL_SESSION* get(const std::string& key) {
+  const Entry* get(const std::string& key) {
     auto it = map.find(key);
     if (it == map.end()) return nullptr;
     lru.splice(lru.begin(), lru, it->second.pos);
-    return it->second.sess;
+    return &it->second;
   }
 };
 
@@ -419,14 +474,18 @@ int onNewSession(SSL* ssl, SSL_SESSION* sess) {
   if (sc->tickets && SSL_SESSION_get_protocol_version(sess) == TLS1_3_VERSION) return 0;
   unsigned int len = 0;
   const unsigned char* id = SSL_SESSION_get_id(sess, &len);
-  serverCache().put(cacheKey(sc->cache_id, id, len), sess, sc->session_cache_size);
+  const std::string* name = transportHelloName(ssl);
+  serverCache().put(cacheKey(sc->cache_id, id, len), sess, name != nullptr ? *name : std::string(),
+                    sc->session_cache_size);
   return 1;  // the cache keeps the reference
 }
 
 SSL_SESSION* onGetSession(SSL* ssl, const unsigned char* id, int len, int* copy) {
   ServerContext* sc = static_cast<ServerContext*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
+  const SessionCache::Entry* e = serverCache().get(cacheKey(sc->cache_id, id, static_cast<size_t>(len)));
+  if (e == nullptr || !sameServerName(ssl, e->server_name)) return nullptr;
   *copy = 1;  // OpenSSL takes its own reference
-  return serverCache().get(cacheKey(sc->cache_id, id, static_cast<size_t>(len)));
+  return e->sess;
 }
 
 void onRemoveSession(SSL_CTX* ctx, SSL_SESSION* sess) {
@@ -628,6 +687,8 @@ std::shared_ptr<const ServerContext> buildServerContext(const config::TlsConfig&
     SSL_CTX_set_timeout(ctx, static_cast<long>(std::chrono::duration_cast<std::chrono::seconds>(cfg.session_timeout).count()));
     SSL_CTX_set_num_tickets(ctx, cfg.session_tickets ? 1 : 0);
     if (sc->tickets) SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, onTicketKey);
+    SSL_CTX_set_session_ticket_cb(ctx, onTicketMade, onTicketDecrypted, nullptr);
+    SSL_CTX_set_client_hello_cb(ctx, onClientHello, nullptr);
     if (cfg.session_cache_size > 0) {
       SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL |
                                               SSL_SESS_CACHE_NO_AUTO_CLEAR);

@@ -69,5 +69,8 @@ SSL_SESSION* findClientSession(uint64_t cache_id, const std::string& key);  // b
 int transportIndex();
 // Called by the client SSL_CTX's new-session callback with the transport's session key.
 const std::string* transportSessionKey(SSL* ssl);
+// Server: the (lower-cased) server name the ClientHello asked for, "" for none; null when the
+// SSL is not one of ours.
+std::string* transportHelloName(SSL* ssl);
 
 }  // namespace ferry::core::tls

@@ -191,6 +191,7 @@ class TlsTransport final : public net::TransportSocket {
   }
 
   const std::string* sessionKey() const { return session_key_.empty() ? nullptr : &session_key_; }
+  std::string* helloName() { return &hello_name_; }
 
   std::string_view name() const override { return "tls"; }
   bool ready() const override { return done_; }
@@ -358,7 +359,7 @@ class TlsTransport final : public net::TransportSocket {
     auto info = std::make_shared<net::TlsSessionInfo>();
     info->version = SSL_get_version(ssl_);
     info->cipher = SSL_CIPHER_get_name(cipher);
-    if (const char* sni = SSL_get_servername(ssl_, TLSEXT_NAMETYPE_host_name)) info->sni = sni;
+    info->sni = hello_name_;  // as this ClientHello asked (lower case), resumed or not
     info->alpn = alpn_;
     info->resumed = resumed;
     X509* peer = SSL_get0_peer_certificate(ssl_);
@@ -448,6 +449,7 @@ class TlsTransport final : public net::TransportSocket {
   bool shutdown_sent_ = false;
   std::string alpn_;
   std::string session_key_;  // client: keys the session kept for reuse
+  std::string hello_name_;   // server: the ClientHello's server name (lower case)
   std::shared_ptr<const net::TlsSessionInfo> info_;
 };
 
@@ -458,6 +460,11 @@ int transportIndex() { return exIndex(); }
 const std::string* transportSessionKey(SSL* ssl) {
   auto* t = static_cast<TlsTransport*>(SSL_get_ex_data(ssl, exIndex()));
   return t != nullptr ? t->sessionKey() : nullptr;
+}
+
+std::string* transportHelloName(SSL* ssl) {
+  auto* t = static_cast<TlsTransport*>(SSL_get_ex_data(ssl, exIndex()));
+  return t != nullptr ? t->helloName() : nullptr;
 }
 
 std::unique_ptr<net::TransportSocket> newServerTransport(const std::shared_ptr<const ServerContext>& ctx) {
