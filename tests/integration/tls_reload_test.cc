@@ -111,6 +111,22 @@ TEST_CASE("tls reload: a new pair written atomically is served to new connection
                        "\"}") == static_cast<double>(timegm(&t)));
 }
 
+TEST_CASE("tls reload: with 4 workers every worker takes the new certificate", "[tls][reload]") {
+  Pki pki;
+  Issued a1 = pki.server("a", "a1", {"a.test"});
+  HttpUpstream up;
+  auto f = FerryProcess::start(httpsConfig(up.port(), tlsBlock({a1.files}), /*workers=*/4));
+  const uint16_t port = f->port("web");
+  IssuedCert a2 = pki.ca.issue({.common_name = "a2", .dns = {"a.test"}});
+  installPair(a1.files, a2, a2);
+  REQUIRE(waitServed(port, a2.sha256()));
+  // 40 new connections spread over the workers (SO_REUSEPORT): all get the new one.
+  int old_seen = 0;
+  for (int i = 0; i < 40; ++i) old_seen += servedSha(port) == a2.sha256() ? 0 : 1;
+  CHECK(old_seen == 0);
+  CHECK(metric(*f, kSuccess) == 1);
+}
+
 TEST_CASE("tls reload: a broken pair is rejected, the running certificate stays", "[tls][reload]") {
   Pki pki;
   Issued a1 = pki.server("a", "a1", {"a.test"});

@@ -441,6 +441,42 @@ TEST_CASE("tls: a resumed TLS 1.3 connection gets a new ticket, as from OpenSSL'
   CHECK(resumedChain(f->port("web")) == 4);
 }
 
+TEST_CASE("tls: tickets resume on every worker (stateless ticket keys, no shared state)", "[tls]") {
+  Pki pki;
+  Issued a = pki.server("a", "a", {"a.test"});
+  HttpUpstream up;
+  auto f = FerryProcess::start(httpsConfig(up.port(), tlsBlock({a.files}), /*workers=*/4));
+  const uint16_t port = f->port("web");
+  // 24 connections land on the 4 workers by SO_REUSEPORT's hash of the client port: the
+  // ticket issued by one worker must open on the others.
+  constexpr int kRounds = 24;
+  int resumed12 = 0, resumed13 = 0;
+  TlsClientOptions o12 = pki.verifying("a.test");
+  o12.max_version = TLS1_2_VERSION;
+  auto first = TlsClient::connect(port, o12);
+  REQUIRE(first);
+  o12.session = first->session();
+  REQUIRE(o12.session);
+  for (int i = 0; i < kRounds; ++i) {
+    auto c = TlsClient::connect(port, o12);
+    REQUIRE(c);
+    resumed12 += c->resumed() ? 1 : 0;
+  }
+  for (int i = 0; i < kRounds / 2; ++i) {  // TLS 1.3: a fresh ticket for each resumption
+    TlsClientOptions o13 = pki.verifying("a.test");
+    auto full = TlsClient::connect(port, o13);
+    REQUIRE(full);
+    o13.session = full->waitSession();
+    REQUIRE(o13.session);
+    auto c = TlsClient::connect(port, o13);
+    REQUIRE(c);
+    resumed13 += c->resumed() ? 1 : 0;
+  }
+  CHECK(resumed12 == kRounds);
+  CHECK(resumed13 == kRounds / 2);
+  CHECK(waitMetricAtLeast(*f, resumedKey(), kRounds + kRounds / 2) == kRounds + kRounds / 2);
+}
+
 TEST_CASE("tls: a session resumes whichever certificate SNI picked on the listener", "[tls]") {
   Pki pki;
   Issued a = pki.server("a", "a", {"a.test"});
