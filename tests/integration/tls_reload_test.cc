@@ -63,6 +63,15 @@ HttpResponse get(TlsClient& c, const std::string& path = "/") {
   return c.recvHttpResponse();
 }
 
+// Starts ferry and waits for its "started" line, which it logs once the certificate files
+// are watched: a file changed before that is not noticed (it was read before the watch began,
+// and the watch takes the changed file as its starting point).
+std::unique_ptr<FerryProcess> startWatching(const std::string& yaml) {
+  auto f = FerryProcess::start(yaml);
+  REQUIRE(f->waitForLog(" started: "));
+  return f;
+}
+
 const std::string kSuccess = "ferry_tls_certificate_reloads_total{listener=\"web\",result=\"success\"}";
 const std::string kFailure = "ferry_tls_certificate_reloads_total{listener=\"web\",result=\"failure\"}";
 
@@ -73,7 +82,7 @@ TEST_CASE("tls reload: a new pair written atomically is served to new connection
   Pki pki;
   Issued a1 = pki.server("a", "a1", {"a.test"});
   HttpUpstream up;
-  auto f = FerryProcess::start(httpsConfig(up.port(), tlsBlock({a1.files})));
+  auto f = startWatching(httpsConfig(up.port(), tlsBlock({a1.files})));
   const uint16_t port = f->port("web");
   REQUIRE(servedSha(port) == a1.sha256());
 
@@ -115,7 +124,7 @@ TEST_CASE("tls reload: with 4 workers every worker takes the new certificate", "
   Pki pki;
   Issued a1 = pki.server("a", "a1", {"a.test"});
   HttpUpstream up;
-  auto f = FerryProcess::start(httpsConfig(up.port(), tlsBlock({a1.files}), /*workers=*/4));
+  auto f = startWatching(httpsConfig(up.port(), tlsBlock({a1.files}), /*workers=*/4));
   const uint16_t port = f->port("web");
   IssuedCert a2 = pki.ca.issue({.common_name = "a2", .dns = {"a.test"}});
   installPair(a1.files, a2, a2);
@@ -131,7 +140,7 @@ TEST_CASE("tls reload: a broken pair is rejected, the running certificate stays"
   Pki pki;
   Issued a1 = pki.server("a", "a1", {"a.test"});
   HttpUpstream up;
-  auto f = FerryProcess::start(httpsConfig(up.port(), tlsBlock({a1.files})));
+  auto f = startWatching(httpsConfig(up.port(), tlsBlock({a1.files})));
   const uint16_t port = f->port("web");
   REQUIRE(servedSha(port) == a1.sha256());
 
@@ -174,7 +183,7 @@ TEST_CASE("tls reload: a Kubernetes-style ..data symlink swap reloads", "[tls][r
   fs::create_symlink("..data/tls.crt", mount + "/tls.crt");
   fs::create_symlink("..data/tls.key", mount + "/tls.key");
   HttpUpstream up;
-  auto f = FerryProcess::start(httpsConfig(up.port(), tlsBlock({{mount + "/tls.crt", mount + "/tls.key", ""}})));
+  auto f = startWatching(httpsConfig(up.port(), tlsBlock({{mount + "/tls.crt", mount + "/tls.key", ""}})));
   const uint16_t port = f->port("web");
   REQUIRE(servedSha(port) == v1.sha256());
 
@@ -203,7 +212,7 @@ TEST_CASE("tls reload: a new client_ca_file is taken for new handshakes", "[tls]
   Issued client = other.client("client", "client-of-other-ca");
   const std::string client_ca = pki.dir.write("clients-ca.crt", pki.ca.certPem());
   HttpUpstream up;
-  auto f = FerryProcess::start(httpsConfig(up.port(), tlsBlock({a.files}, "      client_ca_file: " + client_ca + "\n")));
+  auto f = startWatching(httpsConfig(up.port(), tlsBlock({a.files}, "      client_ca_file: " + client_ca + "\n")));
   const uint16_t port = f->port("web");
   TlsClientOptions o = pki.verifying("");
   o.cert_file = client.files.cert;
@@ -220,7 +229,7 @@ TEST_CASE("tls reload: the SNI table follows the names of the reloaded certifica
   Issued a = pki.server("a", "a", {"a.test"});
   Issued b = pki.server("b", "b", {"b.test"});
   HttpUpstream up;
-  auto f = FerryProcess::start(httpsConfig(up.port(), tlsBlock({a.files, b.files})));
+  auto f = startWatching(httpsConfig(up.port(), tlsBlock({a.files, b.files})));
   const uint16_t port = f->port("web");
   REQUIRE(servedSha(port, "b.test") == b.sha256());
   // b's files now hold a certificate for c.test.
@@ -235,7 +244,7 @@ TEST_CASE("tls reload: watch_certificates false: file changes are not picked up"
   Pki pki;
   Issued a1 = pki.server("a", "a1", {"a.test"});
   HttpUpstream up;
-  auto f = FerryProcess::start(httpsConfig(up.port(), tlsBlock({a1.files}, "      watch_certificates: false\n")));
+  auto f = startWatching(httpsConfig(up.port(), tlsBlock({a1.files}, "      watch_certificates: false\n")));
   const uint16_t port = f->port("web");
   IssuedCert a2 = pki.ca.issue({.common_name = "a2", .dns = {"a.test"}});
   installPair(a1.files, a2, a2);
@@ -249,7 +258,7 @@ TEST_CASE("tls reload: three certificate swaps under load fail no request", "[tl
   Pki pki;
   Issued a1 = pki.server("a", "a1", {"a.test"});
   HttpUpstream up;
-  auto f = FerryProcess::start(httpsConfig(up.port(), tlsBlock({a1.files})));
+  auto f = startWatching(httpsConfig(up.port(), tlsBlock({a1.files})));
   const uint16_t port = f->port("web");
 
   std::atomic<bool> stop{false};
