@@ -131,6 +131,10 @@ std::unique_ptr<TlsClient> TlsClient::connect(uint16_t port, const TlsClientOpti
   if (!o.ciphersuites.empty() && !SSL_CTX_set_ciphersuites(ctx, o.ciphersuites.c_str())) {
     setupFailed(ctx, "ciphersuites " + o.ciphersuites);
   }
+  if (!o.sigalgs.empty() && !SSL_CTX_set1_sigalgs_list(ctx, o.sigalgs.c_str())) {
+    setupFailed(ctx, "sigalgs " + o.sigalgs);
+  }
+  if (o.no_ticket) SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
   if (!o.ca_file.empty()) {
     if (!SSL_CTX_load_verify_locations(ctx, o.ca_file.c_str(), nullptr)) {
       setupFailed(ctx, "CA file " + o.ca_file);

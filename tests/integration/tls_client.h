@@ -44,6 +44,13 @@ struct TlsClientOptions {
   std::string ciphersuites;         // TLS 1.3 suites (SSL_CTX_set_ciphersuites); "" = default
   int security_level = -1;          // SSL_CTX_set_security_level; -1 = default (2 on Debian)
   TlsSession session;               // offered for resumption if set
+  // SSL_OP_NO_TICKET: no session_ticket extension, so a TLS 1.2 server that resumes does it
+  // by session id (its cache). For TLS 1.3 it only means "no stateless tickets" (OpenSSL
+  // clients still accept whatever tickets the server sends).
+  bool no_ticket = false;
+  // Signature algorithms offered (SSL_CTX_set1_sigalgs_list); "rsa_pss_rsae_sha256" accepts
+  // only an RSA certificate (with TLS 1.3 too). "" = OpenSSL's default list.
+  std::string sigalgs;
 
   // TLS 1.1 only, with what it takes to send such a ClientHello with OpenSSL 3 (the equivalent
   // of `-tls1_1 -cipher DEFAULT@SECLEVEL=0`): for testing that a server refuses old versions.
