@@ -111,7 +111,7 @@ const Runtime::TlsListener* Runtime::tlsFor(const config::ListenerConfig& l, std
     *error = "listener '" + l.name + "': " + (errors.empty() ? std::string("TLS context") : errors.front().message);
     return nullptr;
   }
-  if (watcher_ && t.watch != 0) watcher_->unwatch(t.watch);
+  if (watcher_ && t.watch != 0) watcher_->unwatch(t.watch);  // the listener's tls block changed
   t = TlsListener{};
   t.cfg = *l.tls;
   t.default_alpn = alpn;
@@ -124,21 +124,19 @@ const Runtime::TlsListener* Runtime::tlsFor(const config::ListenerConfig& l, std
   for (const auto& c : core::tls::certificates(*t.ctx))
     FERRY_LOG(kInfo, "listener ", l.name, ": certificate ", c.cert_file, " (", c.key_type, ", ",
               c.names.empty() ? std::string("no names") : c.names.front(), c.names.size() > 1 ? ", ..." : "", ")");
-  if (post_) watchListener(l.name, t);
+  // Watched from the moment the files are read, so a change before the workers start is
+  // not missed (events are handled once the main loop runs).
+  watchListener(l.name, t);
   return &t;
 }
 
 void Runtime::watchListener(const std::string& name, TlsListener& t) {
   if (!t.cfg.watch_certificates) return;
+  if (!watcher_) watcher_ = std::make_unique<core::FileWatcher>(io_);
   t.watch = watcher_->watch(core::tls::watchedFiles(t.cfg), [this, name] { reloadCertificates(name); });
 }
 
-void Runtime::watchCertificates(PostToWorkers post) {
-  post_ = std::move(post);
-  if (!watcher_) watcher_ = std::make_unique<core::FileWatcher>(io_);
-  for (auto& [name, t] : tls_)
-    if (t.watch == 0) watchListener(name, t);
-}
+void Runtime::watchCertificates(PostToWorkers post) { post_ = std::move(post); }
 
 bool Runtime::reloadCertificates(const std::string& listener) {
   auto it = tls_.find(listener);

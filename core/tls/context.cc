@@ -365,7 +365,10 @@ int onTicketKey(SSL* ssl, unsigned char key_name[16], unsigned char* iv, EVP_CIP
   }
   if (EVP_MAC_CTX_set_params(hctx, params) != 1) return -1;
   if (EVP_DecryptInit_ex(cctx, ticketCipher(), nullptr, k.aes, iv) != 1) return -1;
-  return epoch == now ? 1 : 2;  // 2: valid, but issue a ticket under the current key
+  // 2: valid, and issue a new ticket: under the current key for an older one, and always in
+  // TLS 1.3, whose clients use a ticket once (without a new one, every second reconnect
+  // would be a full handshake).
+  return epoch == now && SSL_version(ssl) != TLS1_3_VERSION ? 1 : 2;
 }
 
 // A session is resumed only for the server name it was made for (RFC 6066 section 3): a
@@ -685,7 +688,9 @@ std::shared_ptr<const ServerContext> buildServerContext(const config::TlsConfig&
     }
     SSL_CTX_set_session_id_context(ctx, sid, sid_len);
     SSL_CTX_set_timeout(ctx, static_cast<long>(std::chrono::duration_cast<std::chrono::seconds>(cfg.session_timeout).count()));
-    SSL_CTX_set_num_tickets(ctx, cfg.session_tickets ? 1 : 0);
+    // TLS 1.3 resumes through tickets only: stateless ones, or (session_tickets: false)
+    // stateful ones that name a session of the per-worker cache.
+    SSL_CTX_set_num_tickets(ctx, cfg.session_tickets || cfg.session_cache_size > 0 ? 1 : 0);
     if (sc->tickets) SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, onTicketKey);
     SSL_CTX_set_session_ticket_cb(ctx, onTicketMade, onTicketDecrypted, nullptr);
     SSL_CTX_set_client_hello_cb(ctx, onClientHello, nullptr);

@@ -186,6 +186,9 @@ class TlsTransport final : public net::TransportSocket {
     }
   }
   ~TlsTransport() override {
+    // A connection closed without close_notify (an idle pooled one, a client that went
+    // away) leaves its session resumable: OpenSSL would otherwise mark it bad on SSL_free.
+    if (done_) SSL_set_shutdown(ssl_, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
     SSL_free(ssl_);  // frees the BIO too
     ERR_clear_error();
   }

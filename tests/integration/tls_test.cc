@@ -134,9 +134,9 @@ TEST_CASE("tls: keep-alive, large bodies both ways and close_notify over a termi
   CHECK(metric(*f, handshakesKey()) == 1);
 }
 
-TEST_CASE("tls: requests over TLS reach the upstream with x-forwarded-proto https", "[tls][!mayfail]") {
-  // BUG (reported): ActiveStream::decodeHeaders sets h.scheme = "http" for every request, so a
-  // request received on a TLS listener is forwarded with x-forwarded-proto: http.
+TEST_CASE("tls: requests over TLS reach the upstream with x-forwarded-proto https", "[tls]") {
+  // Regression test (was a bug): ActiveStream::decodeHeaders sets h.scheme = "http" for every
+  // request, so a request received on a TLS listener is forwarded with x-forwarded-proto: http.
   Pki pki;
   Issued a = pki.server("a", "a", {"a.test"});
   HttpUpstream up;
@@ -406,12 +406,12 @@ TEST_CASE("tls: sessions resume: TLS 1.3 tickets, TLS 1.2 tickets and TLS 1.2 se
   CHECK(metric(*f, handshakesKey()) == 1 + rounds);
 }
 
-TEST_CASE("tls: a resumed TLS 1.3 connection gets a new ticket, as from OpenSSL's own server", "[tls][!mayfail]") {
-  // BUG (reported): core/tls/context.cc onTicketKey returns 1 ("valid, do not renew") for a
-  // ticket of the current epoch; for TLS 1.3 OpenSSL then sends no NewSessionTicket after
-  // the resumed handshake. OpenSSL clients use a TLS 1.3 session once, so a client that
-  // keeps reconnecting does a full handshake every other time. TlsUpstream (OpenSSL's
-  // defaults) is the control: it issues a new ticket after each resumption.
+TEST_CASE("tls: a resumed TLS 1.3 connection gets a new ticket, as from OpenSSL's own server", "[tls]") {
+  // Regression test (was a bug): core/tls/context.cc onTicketKey returns 1 ("valid, do not renew")
+  // for a ticket of the current epoch; for TLS 1.3 OpenSSL then sends no NewSessionTicket after the
+  // resumed handshake. OpenSSL clients use a TLS 1.3 session once, so a client that keeps
+  // reconnecting does a full handshake every other time. TlsUpstream (OpenSSL's defaults) is the
+  // control: it issues a new ticket after each resumption.
   Pki pki;
   Issued a = pki.server("a", "a", {"a.test"});
   TlsUpstreamOptions uo;
@@ -496,11 +496,11 @@ TEST_CASE("tls: a session resumes whichever certificate SNI picked on the listen
   CHECK(get(*again, "/", "b.test").status == 200);
 }
 
-TEST_CASE("tls: TLS 1.3 resumes with session_tickets false (stateful session cache)", "[tls][!mayfail]") {
-  // BUG (reported): with session_tickets: false the listener sets SSL_CTX_set_num_tickets(0),
-  // so a TLS 1.3 client never gets a NewSessionTicket and cannot resume, although the session
-  // cache is documented (context.cc, model.h) as serving "TLS 1.3 without tickets" and
-  // onNewSession keeps TLS 1.3 sessions when tickets are off.
+TEST_CASE("tls: TLS 1.3 resumes with session_tickets false (stateful session cache)", "[tls]") {
+  // Regression test (was a bug): with session_tickets: false the listener sets
+  // SSL_CTX_set_num_tickets(0), so a TLS 1.3 client never gets a NewSessionTicket and cannot
+  // resume, although the session cache is documented (context.cc, model.h) as serving "TLS 1.3
+  // without tickets" and onNewSession keeps TLS 1.3 sessions when tickets are off.
   Pki pki;
   Issued a = pki.server("a", "a", {"a.test"});
   HttpUpstream up;
@@ -670,9 +670,9 @@ TEST_CASE("tls: allowed_sans and allowed_subjects: only a listed client passes",
   CHECK(up.requestCount() == 2);
 }
 
-TEST_CASE("tls: forward_client_cert sanitize drops a client's x-forwarded-client-cert", "[tls][!mayfail]") {
-  // BUG (reported): http.forward_client_cert is parsed (config/loader_http.cc) but nothing in
-  // filters/ applies it: the default `sanitize` does not remove a client-supplied
+TEST_CASE("tls: forward_client_cert sanitize drops a client's x-forwarded-client-cert", "[tls]") {
+  // Regression test (was a bug): http.forward_client_cert is parsed (config/loader_http.cc) but
+  // nothing in filters/ applies it: the default `sanitize` does not remove a client-supplied
   // x-forwarded-client-cert, so a client can forge the identity an upstream trusts.
   Pki pki;
   Issued a = pki.server("a", "a", {"a.test"});

@@ -184,13 +184,13 @@ TEST_CASE("tls upstream: a new upstream connection resumes the session (tcp_prox
 }
 
 TEST_CASE("tls upstream: session reuse across HTTP pool connections (max_requests_per_connection 1)",
-          "[tls][upstream][!mayfail]") {
-  // BUG (reported): the HTTP pool closes an upstream connection it does not keep with
-  // CloseType::kNoFlush (core/upstream/http1_pool.cc release()), so the TLS transport never
-  // sends close_notify; OpenSSL's SSL_free then runs ssl_clear_bad_session, which marks the
-  // connection's session - the one stored for reuse by onClientNewSession - not resumable.
-  // The next connection to the host does a full handshake. (tcp_proxy closes with
-  // kFlushWrite: its upstream sessions do resume, see the previous test.)
+          "[tls][upstream]") {
+  // Regression test (was a bug): the HTTP pool closes an upstream connection it does not keep with
+  // CloseType::kNoFlush (core/upstream/http1_pool.cc release()), so the TLS transport never sends
+  // close_notify; OpenSSL's SSL_free then runs ssl_clear_bad_session, which marks the connection's
+  // session - the one stored for reuse by onClientNewSession - not resumable. The next connection
+  // to the host does a full handshake. (tcp_proxy closes with kFlushWrite: its upstream sessions do
+  // resume, see the previous test.)
   Pki pki;
   TlsUpstream tu(upstreamOpts(pki, "up", "backend", {"up.test"}));
   auto f = FerryProcess::start(proxyTo(
@@ -321,12 +321,12 @@ TEST_CASE("tls tcp: sni_routes on a TLS-terminating tcp listener route by the ha
   CHECK(waitMetricAtLeast(*f, listenerKey("ferry_tcp_sni_unmatched_total", "tt"), 1) == 1);
 }
 
-TEST_CASE("tls tcp: SNI routing on a terminating listener ignores the name's case", "[tls][tcp][!mayfail]") {
-  // BUG (reported): TcpProxy::pickCluster (filters/network/tcp_proxy/tcp_proxy.cc) compares
-  // info.tls->sni - SSL_get_servername(), as the client sent it - with the lower-cased
-  // route names, so "A.Test" matches no route on a TLS-terminating tcp listener, while the
-  // same listener serves it the a.test certificate and the TLS inspector (passthrough)
-  // lower-cases the name.
+TEST_CASE("tls tcp: SNI routing on a terminating listener ignores the name's case", "[tls][tcp]") {
+  // Regression test (was a bug): TcpProxy::pickCluster (filters/network/tcp_proxy/tcp_proxy.cc)
+  // compares info.tls->sni - SSL_get_servername(), as the client sent it - with the lower-cased
+  // route names, so "A.Test" matches no route on a TLS-terminating tcp listener, while the same
+  // listener serves it the a.test certificate and the TLS inspector (passthrough) lower-cases the
+  // name.
   Pki pki;
   Issued a = pki.server("a", "a", {"a.test"});
   FakeUpstream ua([](int fd) { FakeUpstream::writeAll(fd, "upstream-a"); });
