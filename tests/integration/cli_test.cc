@@ -92,6 +92,21 @@ TEST_CASE("--validate accepts examples/tcp-proxy.yaml", "[cli]") {
   CHECK(r2.out == r.out);
 }
 
+TEST_CASE("examples/tls.yaml validates with the certificates scripts/example-certs makes", "[cli][tls]") {
+  TempDir dir;
+  const std::string cfg = dir.write("tls.yaml", readFile(srcDir() + "/examples/tls.yaml"));
+  RunResult certs = runProcess({srcDir() + "/scripts/example-certs", dir.path() + "/certs"}, 30s);
+  INFO("example-certs: " << certs.out << certs.err);
+  REQUIRE(certs.exit_code == 0);
+  RunResult verify = runProcess({"openssl", "verify", "-CAfile", dir.path() + "/certs/ca.pem",
+                                 dir.path() + "/certs/site.pem", dir.path() + "/certs/client.pem"});
+  CHECK(verify.exit_code == 0);
+  RunResult r = runFerry({"-c", cfg, "--validate"});
+  INFO("stdout: " << r.out << "\nstderr: " << r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.err.empty());
+}
+
 TEST_CASE("--validate reports every error as FILE:LINE:COL: message, in order, exit 1", "[cli]") {
   TempDir dir;
   // Line numbers matter below: unknown key at 4:5, unknown cluster value at 6:16,
