@@ -72,6 +72,12 @@ class Runtime {
   // when it does not load.
   bool reloadCertificates(const std::string& listener);
 
+  // The TLS context new connections of a listener get (null: none), for tests and dumps.
+  std::shared_ptr<const core::tls::ServerContext> tlsContext(const std::string& listener) const {
+    auto it = tls_.find(listener);
+    return it == tls_.end() ? nullptr : it->second.ctx;
+  }
+
   core::upstream::ClusterManager& clusters() { return *clusters_; }
   const std::shared_ptr<core::net::ProcessConnections>& connections() const { return connections_; }
   core::StatHandle bufferedBytes() const { return buffered_bytes_; }

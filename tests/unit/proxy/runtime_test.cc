@@ -4,13 +4,19 @@
 // counters and the hosts whose address stays.
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
 #include <boost/asio/io_context.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <set>
 
 #include "config/loader.h"
 #include "core/event/worker_context.h"
 #include "core/http/route_config.h"
+#include "core/tls/internal.h"
 #include "core/upstream/cluster_manager.h"
 #include "core/upstream/stream_pool.h"
 #include "filters/registry.h"
@@ -203,4 +209,73 @@ TEST_CASE("ClusterManager: add, update and remove by name", "[runtime][cluster_m
   CHECK(cm.addOrUpdate(d)->index() == 2);
   CHECK(cm.json().find("\"name\":\"b\"") == std::string::npos);
   cm.stop();
+}
+
+namespace {
+
+// A self-signed ECDSA certificate for `name` into dir/<file>.pem and .key (openssl command).
+void makeCert(const std::string& dir, const std::string& file, const std::string& name) {
+  const std::string cmd = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=" +
+                          name + " -keyout " + dir + "/" + file + ".key -out " + dir + "/" + file +
+                          ".pem >/dev/null 2>&1";
+  REQUIRE(std::system(cmd.c_str()) == 0);
+}
+
+std::string tlsYaml(const std::string& dir, const std::string& min_version, const std::string& body) {
+  return "listeners:\n"
+         "  - name: web\n"
+         "    address: 127.0.0.1:0\n"
+         "    tls:\n"
+         "      certificates: [{cert_file: " + dir + "/site.pem, key_file: " + dir + "/site.key}]\n"
+         "      min_version: " + min_version + "\n"
+         "      watch_certificates: false\n"
+         "    http:\n"
+         "      virtual_hosts:\n"
+         "        - name: all\n"
+         "          domains: ['*']\n"
+         "          routes: [{match: {prefix: /}, direct_response: {status: 200, body: " + body + "}}]\n";
+}
+
+}  // namespace
+
+TEST_CASE("Runtime: a listener's TLS context (and ticket keys) lives as long as its tls block", "[runtime][tls]") {
+  std::string dir = (std::filesystem::temp_directory_path() / "ferry-rt-XXXXXX").string();
+  REQUIRE(mkdtemp(dir.data()) != nullptr);
+  struct Cleanup {
+    std::string d;
+    ~Cleanup() { std::filesystem::remove_all(d); }
+  } cleanup{dir};
+  makeCert(dir, "site", "a.test");
+  Fixture f;
+  std::string err;
+  REQUIRE(f.runtime.build(load(tlsYaml(dir, "TLSv1.2", "a")), &err));
+  auto first = f.runtime.tlsContext("web");
+  REQUIRE(first);
+  CHECK(f.runtime.tlsContext("other") == nullptr);
+
+  // A route edit keeps the context: its SSL_CTX and ticket keys, so resumption survives it.
+  REQUIRE(f.runtime.build(load(tlsYaml(dir, "TLSv1.2", "b")), &err));
+  CHECK(f.runtime.tlsContext("web") == first);
+
+  // A certificate reload (the file watcher's action) builds a new context with the same keys.
+  makeCert(dir, "site", "a.test");
+  REQUIRE(f.runtime.reloadCertificates("web"));
+  auto reloaded = f.runtime.tlsContext("web");
+  CHECK(reloaded != first);
+  CHECK(reloaded->tickets == first->tickets);
+  CHECK(reloaded->certs[0].sha256 != first->certs[0].sha256);
+
+  // A pair that does not load is refused; the running context stays, and it is counted.
+  { std::ofstream(dir + "/site.key") << "not a key\n"; }
+  CHECK_FALSE(f.runtime.reloadCertificates("web"));
+  CHECK(f.runtime.tlsContext("web") == reloaded);
+  auto failures = f.stats.counter("ferry_tls_certificate_reloads_total", {{"listener", "web"}, {"result", "failure"}});
+  CHECK(f.stats.value(failures) == 1);
+
+  // A changed tls block makes a new context with new ticket keys.
+  makeCert(dir, "site", "a.test");
+  REQUIRE(f.runtime.build(load(tlsYaml(dir, "TLSv1.3", "b")), &err));
+  auto changed = f.runtime.tlsContext("web");
+  CHECK(changed != reloaded);
+  CHECK(changed->tickets != reloaded->tickets);
 }
