@@ -118,6 +118,7 @@ const Runtime::TlsListener* Runtime::tlsFor(const config::ListenerConfig& l, std
   t.provider = std::make_shared<core::tls::ServerContextProvider>(workers_);
   t.ctx = std::move(ctx);
   t.provider->set(0, t.ctx);
+  if (!l.tls->client_ca_file.empty()) t.ca_hash = core::FileWatcher::contentHash(l.tls->client_ca_file);
   const std::string help = "Certificate reloads after a file change, by result.";
   t.reload_success = stats_.counter("ferry_tls_certificate_reloads_total", {{"listener", l.name}, {"result", "success"}}, help);
   t.reload_failure = stats_.counter("ferry_tls_certificate_reloads_total", {{"listener", l.name}, {"result", "failure"}}, help);
@@ -143,7 +144,13 @@ bool Runtime::reloadCertificates(const std::string& listener) {
   if (it == tls_.end()) return false;
   TlsListener& t = it->second;
   std::vector<core::tls::BuildError> errors;
-  auto ctx = core::tls::buildServerContext(t.cfg, listener, t.default_alpn, &stats_, t.ctx.get(), &errors);
+  // Sessions (tickets, the cache) survive a certificate change, but not a change of the CAs
+  // client certificates were verified against: those start over with new keys.
+  const std::string ca_hash =
+      t.cfg.client_ca_file.empty() ? std::string() : core::FileWatcher::contentHash(t.cfg.client_ca_file);
+  const bool same_ca = ca_hash == t.ca_hash;
+  auto ctx = core::tls::buildServerContext(t.cfg, listener, t.default_alpn, &stats_, same_ca ? t.ctx.get() : nullptr,
+                                           &errors);
   if (!ctx) {
     stats_.shard(0).inc(t.reload_failure);
     for (const auto& e : errors)
@@ -152,10 +159,12 @@ bool Runtime::reloadCertificates(const std::string& listener) {
     return false;
   }
   t.ctx = ctx;
+  t.ca_hash = ca_hash;
   if (post_) post_([p = t.provider, ctx](size_t w) { p->set(w, ctx); });
   t.provider->set(0, ctx);
   stats_.shard(0).inc(t.reload_success);
-  FERRY_LOG(kInfo, "listener ", listener, ": certificates reloaded");
+  FERRY_LOG(kInfo, "listener ", listener, ": certificates reloaded",
+            same_ca ? "" : " (client CAs changed: earlier sessions are not resumed)");
   return true;
 }
 

@@ -103,6 +103,7 @@ class Runtime {
     std::shared_ptr<const core::tls::ServerContext> ctx;  // the newest; workers get it by post
     core::FileWatcher::WatchId watch = 0;
     core::StatHandle reload_success, reload_failure;
+    std::string ca_hash;  // of client_ca_file's content: a changed CA starts new ticket keys
   };
   std::map<std::string, TlsListener> tls_;
   std::shared_ptr<core::net::ProcessConnections> connections_ = std::make_shared<core::net::ProcessConnections>();

@@ -63,7 +63,7 @@ std::shared_ptr<Connection> Connection::connect(asio::io_context& io, const sock
         const bool tcp = self->connecting_;
         self->connecting_ = false;
         if (!tcp && self->transport_) self->transport_->onHandshakeTimeout();
-        self->closeInternal(CloseType::kNoFlush, &kFailed, tcp ? "connect timeout" : "TLS handshake timeout");
+        self->closeInternal(CloseType::kNoFlush, &kFailed, tcp ? "connect timeout" : "connect timeout (TLS handshake)");
       });
       conn->connect_timer_->enable(timeout);
     }
@@ -245,7 +245,7 @@ void Connection::writeRaw(Buffer& bytes) {
 }
 
 void Connection::write(Buffer& data, bool end_stream) {
-  if (closed_ || write_end_requested_) {
+  if (closed_ || write_end_requested_ || close_after_flush_) {  // nothing follows a close
     data.clear();
     return;
   }
@@ -321,7 +321,9 @@ void Connection::flush() {
     closeInternal(CloseType::kNoFlush, &kLocal, "closed after flush");
     return;
   }
-  if (write_end_requested_ && !write_shut_ && (!transport_ || transport_->bufferedBytes() == 0)) {
+  // The FIN only once the transport has nothing left to turn into bytes (a TLS end-of-stream
+  // written before the handshake waits for it).
+  if (write_end_requested_ && !write_shut_ && (!transport_ || (transport_->ready() && transport_->bufferedBytes() == 0))) {
     io_.shutdownWrite();
     write_shut_ = true;
     if (raw_eof_) closeInternal(CloseType::kNoFlush, &kRemote, "both directions finished");
@@ -363,6 +365,10 @@ void Connection::setWriteBufferLimits(uint32_t high_watermark) { high_watermark_
 
 void Connection::closeInternal(CloseType type, const ConnectionEvent* event, const std::string& reason) {
   if (closed_) return;
+  // An outgoing connection that never finished its handshake failed to connect, whatever
+  // ended it (a reset, a read or write error): owners treat it as a connect failure.
+  if (handshaking_ && event == &kRemote) event = &kFailed;
+  handshaking_ = false;
   closed_ = true;
   connecting_ = false;
   close_reason_ = reason;

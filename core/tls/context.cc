@@ -459,9 +459,11 @@ struct SessionCache {
   }
 };
 
-SessionCache& serverCache() {
-  thread_local SessionCache cache;
-  return cache;
+// One cache per context (its cache_id) on each worker, so that each listener's
+// session_cache_size bounds its own sessions only.
+SessionCache& serverCache(uint64_t cache_id) {
+  thread_local std::unordered_map<uint64_t, SessionCache> caches;
+  return caches[cache_id];
 }
 
 std::string cacheKey(uint64_t cache_id, const unsigned char* id, size_t len) {
@@ -478,14 +480,14 @@ int onNewSession(SSL* ssl, SSL_SESSION* sess) {
   unsigned int len = 0;
   const unsigned char* id = SSL_SESSION_get_id(sess, &len);
   const std::string* name = transportHelloName(ssl);
-  serverCache().put(cacheKey(sc->cache_id, id, len), sess, name != nullptr ? *name : std::string(),
-                    sc->session_cache_size);
+  serverCache(sc->cache_id).put(cacheKey(sc->cache_id, id, len), sess, name != nullptr ? *name : std::string(),
+                                sc->session_cache_size);
   return 1;  // the cache keeps the reference
 }
 
 SSL_SESSION* onGetSession(SSL* ssl, const unsigned char* id, int len, int* copy) {
   ServerContext* sc = static_cast<ServerContext*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
-  const SessionCache::Entry* e = serverCache().get(cacheKey(sc->cache_id, id, static_cast<size_t>(len)));
+  const SessionCache::Entry* e = serverCache(sc->cache_id).get(cacheKey(sc->cache_id, id, static_cast<size_t>(len)));
   if (e == nullptr || !sameServerName(ssl, e->server_name)) return nullptr;
   *copy = 1;  // OpenSSL takes its own reference
   return e->sess;
@@ -496,7 +498,7 @@ void onRemoveSession(SSL_CTX* ctx, SSL_SESSION* sess) {
   if (sc == nullptr) return;
   unsigned int len = 0;
   const unsigned char* id = SSL_SESSION_get_id(sess, &len);
-  serverCache().erase(cacheKey(sc->cache_id, id, len));
+  serverCache(sc->cache_id).erase(cacheKey(sc->cache_id, id, len));
 }
 
 // -- upstream sessions, per worker.
@@ -668,7 +670,10 @@ std::shared_ptr<const ServerContext> buildServerContext(const config::TlsConfig&
   EVP_Digest(listener.data(), listener.size(), sid, &sid_len, EVP_sha256(), nullptr);
   sid_len = std::min<unsigned int>(sid_len, SSL_MAX_SID_CTX_LENGTH);
 
-  STACK_OF(X509_NAME)* ca_names = nullptr;
+  struct NamesFree {
+    void operator()(STACK_OF(X509_NAME) * n) const { sk_X509_NAME_pop_free(n, X509_NAME_free); }
+  };
+  std::unique_ptr<STACK_OF(X509_NAME), NamesFree> ca_names;
   for (const Group& g : groups) {
     SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
     if (ctx == nullptr) {
@@ -710,15 +715,14 @@ std::shared_ptr<const ServerContext> buildServerContext(const config::TlsConfig&
         errors->push_back({cfg.client_ca_mark, opensslError("cannot load client_ca_file '" + cfg.client_ca_file + "'")});
         return nullptr;
       }
-      if (ca_names == nullptr) ca_names = SSL_load_client_CA_file(cfg.client_ca_file.c_str());
-      if (ca_names != nullptr) SSL_CTX_set_client_CA_list(ctx, SSL_dup_CA_list(ca_names));
+      if (!ca_names) ca_names.reset(SSL_load_client_CA_file(cfg.client_ca_file.c_str()));
+      if (ca_names) SSL_CTX_set_client_CA_list(ctx, SSL_dup_CA_list(ca_names.get()));
       int mode = SSL_VERIFY_PEER;
       if (cfg.client_cert == config::TlsConfig::ClientCert::kRequired) mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
       SSL_CTX_set_verify(ctx, mode, onVerify);
       SSL_CTX_set_verify_depth(ctx, static_cast<int>(cfg.verify_depth));
     }
   }
-  if (ca_names != nullptr) sk_X509_NAME_pop_free(ca_names, X509_NAME_free);
 
   // The SNI table: the first group naming a host serves it.
   for (size_t gi = 0; gi < groups.size(); ++gi)

@@ -188,7 +188,8 @@ class TlsTransport final : public net::TransportSocket {
   ~TlsTransport() override {
     // A connection closed without close_notify (an idle pooled one, a client that went
     // away) leaves its session resumable: OpenSSL would otherwise mark it bad on SSL_free.
-    if (done_) SSL_set_shutdown(ssl_, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    // Not after a fatal error, whose session must not be resumed (RFC 5246 7.2.2).
+    if (done_ && !fatal_) SSL_set_shutdown(ssl_, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
     SSL_free(ssl_);  // frees the BIO too
     ERR_clear_error();
   }
@@ -246,14 +247,25 @@ class TlsTransport final : public net::TransportSocket {
       }
       plain_out.commit(0);
       int err = SSL_get_error(ssl_, rc);
-      if (err == SSL_ERROR_WANT_READ) {
-        if (raw_eof && raw_in.empty()) r.end_stream = true;  // FIN without close_notify
+      if (err == SSL_ERROR_ZERO_RETURN) {  // close_notify
+        r.end_stream = true;
         break;
       }
-      if (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && raw_eof)) {
-        r.end_stream = true;  // close_notify, or the peer's FIN
+      // Our BIO reports the peer's FIN as a read of nothing that is not to be retried.
+      if (err == SSL_ERROR_WANT_READ || (err == SSL_ERROR_SYSCALL && raw_eof)) {
+        if (raw_eof && raw_in.empty()) {
+          if (SSL_has_pending(ssl_) == 1) {  // the FIN cut a record: the stream is not whole
+            fatal_ = true;
+            r.close = true;
+            r.error = "read: the peer closed in the middle of a TLS record";
+          } else {
+            r.end_stream = true;  // a FIN without close_notify, between records
+          }
+        }
+        if (err == SSL_ERROR_SYSCALL) ERR_clear_error();
         break;
       }
+      fatal_ = true;
       r.close = true;
       r.error = errorText("read");
       ERR_clear_error();
@@ -402,6 +414,7 @@ class TlsTransport final : public net::TransportSocket {
     auto write = [&](const void* p, size_t n) {
       size_t written = 0;
       if (SSL_write_ex(ssl_, p, n, &written) != 1 || written != n) {
+        fatal_ = true;
         r.close = true;
         r.error = errorText("write");
         ERR_clear_error();
@@ -448,6 +461,7 @@ class TlsTransport final : public net::TransportSocket {
   bool held_end_ = false;
   bool done_ = false;
   bool failed_ = false;
+  bool fatal_ = false;  // a fatal error after the handshake: the session is not resumable
   bool seen_bytes_ = false;
   bool shutdown_sent_ = false;
   std::string alpn_;

@@ -270,7 +270,7 @@ void ActiveClient::onEvent(ConnectionEvent event) {
       pool_.onConnected(*this);
       return;
     case ConnectionEvent::kConnectFailed:
-      pool_.onConnectFailed(*this, conn_->closeReason() == "connect timeout");
+      pool_.onConnectFailed(*this, conn_->closeReason().rfind("connect timeout", 0) == 0);
       return;
     case ConnectionEvent::kRemoteClose:
     case ConnectionEvent::kLocalClose:

@@ -6,7 +6,13 @@
 #include <sys/socket.h>
 
 #include <catch2/catch.hpp>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <unistd.h>
+#include <atomic>
 #include <regex>
+#include <thread>
 #include <sstream>
 
 #include "tests/integration/config_builder.h"
@@ -113,6 +119,62 @@ TEST_CASE("tls upstream: a certificate that does not verify is a connect failure
     auto f = FerryProcess::start(proxyTo(tu.port(), "    tls: {sni: up.test, verify: false}\n"));
     CHECK(httpRequest(f->port("web"), "GET", "/").status == 200);
   }
+}
+
+TEST_CASE("tls upstream: a backend that resets during the handshake is a connect failure at once",
+          "[tls][upstream]") {
+  // Regression test (was a crash): a reset while the TLS handshake ran was reported as a
+  // remote close, not a failed connect; the pool then left the request waiting on a client it
+  // had destroyed (a use-after-free when the route timeout cancelled it).
+  sockaddr_storage addr{};
+  int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(::listen(lfd, 16) == 0);
+  socklen_t len = sizeof addr;
+  REQUIRE(::getsockname(lfd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  const uint16_t port = ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+  std::atomic<int> resets{0};
+  std::atomic<bool> stop{false};
+  // Accepts, reads the ClientHello, answers with a reset; bounded by `stop` and poll timeouts.
+  std::thread server([&] {
+    while (!stop) {
+      pollfd p{lfd, POLLIN, 0};
+      if (::poll(&p, 1, 50) != 1) continue;
+      int fd = ::accept(lfd, nullptr, nullptr);
+      if (fd < 0) continue;
+      pollfd q{fd, POLLIN, 0};
+      char buf[4096];
+      if (::poll(&q, 1, 2000) == 1) (void)::recv(fd, buf, sizeof buf, 0);
+      linger lg{1, 0};
+      ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+      ::close(fd);
+      ++resets;
+    }
+  });
+  struct Join {
+    std::thread& t;
+    std::atomic<bool>& stop;
+    int fd;
+    ~Join() {
+      stop = true;
+      t.join();
+      ::close(fd);
+    }
+  } join{server, stop, lfd};
+  auto f = FerryProcess::start(proxyTo(port, "    tls: {verify: false}\n"));
+  const auto started = std::chrono::steady_clock::now();
+  HttpResponse r = httpRequest(f->port("web"), "GET", "/");
+  CHECK(r.status == 503);
+  CHECK(std::chrono::steady_clock::now() - started < 3s);  // not the route timeout
+  CHECK(metric(*f, "ferry_downstream_response_flags_total{listener=\"web\",flag=\"UF\"}") == 1);
+  CHECK(metric(*f, upstreamKey("ferry_upstream_connect_failures_total")) >= 1);
+  CHECK(resets >= 1);
+  // Ferry is still there and answers the next request the same way.
+  CHECK(httpRequest(f->port("web"), "GET", "/").status == 503);
+  CHECK(f->running());
 }
 
 TEST_CASE("tls upstream: a TLS 1.1 backend is refused, counted protocol_version", "[tls][upstream]") {

@@ -5,6 +5,7 @@
 // handshake is counted and leaves nothing on the thread's OpenSSL error queue.
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
@@ -213,4 +214,65 @@ TEST_CASE("tls transport: a failed handshake is counted and leaves no OpenSSL er
   CHECK(f.count("ferry_tls_handshake_failures_total", {{"listener", "web"}, {"reason", "http_request"}}) == 1);
   CHECK(ERR_peek_error() == 0);
   server2->setCallbacks(nullptr);
+}
+
+TEST_CASE("tls transport: an end of stream written before the handshake waits for it", "[tls][transport]") {
+  // Regression test: the FIN went out right after the ClientHello (the transport's held
+  // end-of-stream did not count as pending), and the server saw the handshake cut short.
+  Fixture f;
+  Pair p(f);
+  Buffer last;
+  last.add("bye");
+  p.client->write(last, true);
+  REQUIRE(runUntil(f.io, [&] { return p.server_rec.eof || p.server_rec.closed; }));
+  CHECK(p.server_rec.data == "bye");
+  CHECK(p.server_rec.eof);
+  CHECK(p.client_rec.connected);
+  CHECK(f.count("ferry_tls_handshakes_total", {{"listener", "web"}}) == 1);
+
+  Fixture g;
+  Pair q(g);
+  Buffer none;
+  q.client->write(none, true);  // nothing at all, then the end
+  REQUIRE(runUntil(g.io, [&] { return q.server_rec.eof || q.server_rec.closed; }));
+  CHECK(q.server_rec.eof);
+  CHECK(g.count("ferry_tls_handshakes_total", {{"listener", "web"}}) == 1);
+}
+
+TEST_CASE("tls transport: a reset during an outgoing handshake is a failed connect", "[tls][transport]") {
+  // Regression test: it was raised as a remote close, which pools took for a connection that
+  // had worked.
+  Fixture f;
+  sockaddr_storage addr{};
+  int lfd = testing::listenLoopback(&addr);
+  Recorder rec;
+  auto client = Connection::connect(f.io, addr, std::chrono::seconds(5), {},
+                                    core::tls::newClientTransport(f.client_ctx, "", "127.0.0.1:1"));
+  client->setCallbacks(&rec);
+  bool failed = false;
+  struct Watch : core::net::ConnectionCallbacks {
+    bool* failed;
+    void onData(Buffer& d, bool) override { d.clear(); }
+    void onEvent(ConnectionEvent e) override {
+      if (e == ConnectionEvent::kConnectFailed) *failed = true;
+    }
+  } watch;
+  watch.failed = &failed;
+  client->setCallbacks(&watch);
+  int fd = -1;
+  REQUIRE(runUntil(f.io, [&] { return (fd = ::accept(lfd, nullptr, nullptr)) >= 0; }));
+  ::close(lfd);
+  testing::boundReads(fd);
+  REQUIRE(runUntil(f.io, [&] {  // the ClientHello arrives
+    pollfd p{fd, POLLIN, 0};
+    return ::poll(&p, 1, 0) == 1;
+  }));
+  char hello[512];
+  REQUIRE(::recv(fd, hello, sizeof hello, 0) > 0);
+  linger lg{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  ::close(fd);  // RST
+  REQUIRE(runUntil(f.io, [&] { return failed || client->closed(); }));
+  CHECK(failed);
+  client->setCallbacks(nullptr);
 }
