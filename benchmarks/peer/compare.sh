@@ -39,7 +39,7 @@ usage() {
 Usage: benchmarks/peer/compare.sh [options]
   --outdir DIR        results: raw.tsv, mem.tsv, env.txt, summary.md, summary.json, logs/
                       (default /tmp/ferry-compare-<date>-<time>)
-  --quick             smoke run of about 2 minutes: 1 round of 3 s, 1,000 idle connections
+  --quick             smoke run of about 3 minutes: 1 round of 3 s, 1,000 idle connections
   --rounds N          interleaved rounds per workload          (default 3)
   --duration S        seconds of load per run                  (default 10; --quick 3)
   --warmup S          unrecorded load per target and phase     (default 2; --quick 1)
