@@ -14,7 +14,8 @@
       VmRSS (kB) summed over PID and its descendants.
   bench.py idle HOST PORT COUNT MODE READY HOLD_S
       Opens COUNT connections and keeps them open (MODE connect: TCP only; req: one
-      keep-alive GET first). Writes "held failed seconds" to READY when done, then sleeps
+      keep-alive GET first; tls: a TLS handshake, certificate not verified, then one
+      keep-alive GET over it). Writes "held failed seconds" to READY when done, then sleeps
       until killed, HOLD_S at most.
   bench.py report OUTDIR [NOISY_MAX]
       OUTDIR/raw.tsv and OUTDIR/mem.tsv -> OUTDIR/summary.json and OUTDIR/summary.md, and
@@ -29,6 +30,7 @@ import os
 import re
 import resource
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -216,7 +218,7 @@ def cmd_measure(argv):
             f.write("\t".join(RAW_COLUMNS) + "\n")
         f.write("\t".join(fmt(row[k], 2) if isinstance(row[k], float) else str(row[k])
                           for k in RAW_COLUMNS) + "\n")
-    line = (f"[{time.strftime('%H:%M:%S')}]     {phase:5} {target:8} c{conns:<4} round {rnd}"
+    line = (f"[{time.strftime('%H:%M:%S')}]     {phase:8} {target:8} c{conns:<4} round {rnd}"
             f"{' (repeat)' if attempt != '0' else ''}: {fmt(row['rps'], 0):>7} req/s  "
             f"p99 {fmt(row['p99_us'], 0):>6} us  proxy {fmt(row['proxy_cpu_us_req'], 2):>6} us/req  "
             f"errors {r['errors'] + r['non2xx']}  cores {fmt(row['proxy_core_pct'], 0)}%/"
@@ -243,12 +245,23 @@ def cmd_idle(argv):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     request = f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    tls = None
+    if mode == "tls":  # a self-signed certificate: no verification, no hostname check
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        tls.check_hostname = False
+        tls.verify_mode = ssl.CERT_NONE
     held, failed, start = [], 0, time.monotonic()
     deadline = start + 120  # opening must not run away either
     while len(held) + failed < count and time.monotonic() < deadline and failed <= 50:
         try:
             s = socket.create_connection((host, port), timeout=5)
-            if mode == "req":
+            # as wrk and browsers do: without it the GET that follows the client's TLS Finished
+            # waits for that segment's ACK (Nagle), which a server that sends nothing after the
+            # handshake (no tickets) delays by 40 ms
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if tls:
+                s = tls.wrap_socket(s)  # the handshake happens here (blocking, 5 s timeout)
+            if mode in ("req", "tls"):
                 s.sendall(request)
                 data = b""
                 while b"\r\n\r\n" not in data:
@@ -333,6 +346,8 @@ def summarize(rows, noisy_max):
 PHASE_TITLES = {
     "h1": "HTTP/1.1 keep-alive (wrk -t1)",
     "close": "HTTP/1.1, a new connection per request (wrk -H 'Connection: close')",
+    "tls": "HTTPS keep-alive (wrk -t1 over TLS; no session resumption anywhere)",
+    "tlsclose": "HTTPS, a new connection and a full TLS handshake per request (wrk -H 'Connection: close')",
 }
 
 

@@ -2,9 +2,20 @@
 # Ferry beside nginx and HAProxy on this machine: one interleaved run, one table of ratios.
 #
 #   wrk ──► proxy (nginx | HAProxy | Ferry, one worker each, pinned to PROXY_CPU) ──► upstream
+#   wrk ─TLS─► the same proxy, its TLS listener ──────────────────────────────────► upstream  (plain HTTP)
 #   wrk ──────────────────────────────────────────────────────────────────────────► upstream  ("direct", optional)
 #
 # The upstream is an nginx answering every request with a 12-byte body ("hello world\n").
+# Each proxy has a plain listener and a TLS listener (same process, same upstream) holding
+# one self-signed ECDSA P-256 certificate made with openssl in OUTDIR/conf/tls. TLS runs
+# without session resumption on all three (no tickets, no server-side session cache: nginx
+# `ssl_session_tickets off; ssl_session_cache off`, HAProxy `no-tls-tickets` and
+# `tune.ssl.cachesize 0`, Ferry `session_tickets: false, session_cache_size: 0`), so every
+# new TLS connection is a full handshake on each of them; a check before any load makes
+# sure none resumes a session (openssl s_client -sess_out, then -sess_in).
+# Phases: h1 (keep-alive), close (a new TCP connection per request), tls (HTTPS keep-alive),
+# tlsclose (HTTPS, a new connection and so a full handshake per request), mem (RSS per idle
+# connection: TCP only, after one request, after a TLS handshake and one request).
 # The load generator (wrk) and the upstream run on CLIENT_CPU. The proxies are loaded in
 # turn, round after round (A B C, B C A, C A B, ...), so slow drifts of the machine hit every
 # proxy alike. Per run it records requests/s, p50/p99 latency and the proxy's CPU time per
@@ -13,7 +24,7 @@
 # Medians over the clean rounds go to OUTDIR/summary.md, and the last table printed gives
 # Ferry's ratio to the better peer per workload. benchmarks/README.md explains the columns.
 #
-# Needs: nginx haproxy wrk curl taskset ss python3 (scripts/install-deps --bench), and a
+# Needs: nginx haproxy wrk curl openssl taskset ss python3 (scripts/install-deps --bench), and a
 # release build of Ferry (scripts/build build-rel --buildtype=release). 127.0.0.1 only.
 # Everything it starts is stopped on exit, Ctrl-C included. `compare.sh --help` for options.
 set -uo pipefail
@@ -28,22 +39,30 @@ usage() {
 Usage: benchmarks/peer/compare.sh [options]
   --outdir DIR        results: raw.tsv, mem.tsv, env.txt, summary.md, summary.json, logs/
                       (default /tmp/ferry-compare-<date>-<time>)
-  --quick             smoke run of about 2 minutes: 1 round of 3 s, 1,000 idle connections
+  --quick             smoke run of about 3 minutes: 1 round of 3 s, 1,000 idle connections
   --rounds N          interleaved rounds per workload          (default 3)
   --duration S        seconds of load per run                  (default 10; --quick 3)
   --warmup S          unrecorded load per target and phase     (default 2; --quick 1)
-  --conns "A B"       wrk connections, keep-alive phase        (default "10 100")
-  --close-conns "A"   wrk connections, new-connection phase    (default "100")
+  --conns "A B"       wrk connections, keep-alive phases       (default "10 100")
+                      (h1 and tls)
+  --close-conns "A"   wrk connections, new-connection phases   (default "100")
+                      (close and tlsclose)
   --mem-conns N       idle connections in the memory phase     (default 10000; --quick 1000)
-  --phases "..."      any of: h1 close mem (in that order)     (default "h1 close mem")
+  --phases "..."      any of: h1 close tls tlsclose mem        (default "h1 close tls tlsclose mem")
+                      (run in that order)
                       h1: keep-alive; close: 'Connection: close' on every request;
-                      mem: RSS per idle connection. tls and h2 are reserved (not built yet).
+                      tls: HTTPS keep-alive; tlsclose: HTTPS with 'Connection: close', a
+                      full TLS handshake per request (no resumption anywhere);
+                      mem: RSS per idle connection (modes connect, req, tls).
+                      h2 is reserved (not built yet).
   --targets "..."     any of: nginx haproxy ferry direct       (default "nginx haproxy ferry")
-                      direct = wrk straight to the upstream, no proxy (a floor for latency)
+                      direct = wrk straight to the upstream, no proxy (a floor for latency;
+                      plain phases only: the upstream has no TLS listener)
   --unpinned          pin nothing: proxies, wrk and upstream all free to use every CPU
                       (default: proxy on PROXY_CPU, wrk and upstream on CLIENT_CPU)
   --ferry BIN         Ferry binary (default \$FERRY_BIN or build-rel/proxy/ferry)
-  --base-port P       upstream on P, nginx P+1, HAProxy P+2, Ferry P+3 (default 28080)
+  --base-port P       upstream on P, nginx P+1, HAProxy P+2, Ferry P+3 (default 28080);
+                      their TLS listeners on P+4, P+5, P+6
   --noisy-max PCT     background load (% of one core) above which a run counts as
                       disturbed: repeated once, and left out of the medians (default 15)
   --max-minutes M     stop starting new runs after M minutes; report what was measured
@@ -58,7 +77,7 @@ EOF
 
 # ------------------------------------------------------------------------------ options
 quick=0 unpinned=0 rounds="" duration="" warmup="" conns="10 100" close_conns="100" mem_conns=""
-phases="h1 close mem" targets="nginx haproxy ferry" outdir="" base_port=28080
+phases="h1 close tls tlsclose mem" targets="nginx haproxy ferry" outdir="" base_port=28080
 noisy_max=15 max_minutes=60 ferry_bin=${FERRY_BIN:-$root/build-rel/proxy/ferry}
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -111,8 +130,8 @@ norm_phases=()
 for p in $phases; do
   case "$p" in
     h1close) norm_phases+=(close);;
-    h1|close|mem|tls|h2) norm_phases+=("$p");;
-    *) echo "compare.sh: unknown phase '$p' (h1 close mem)" >&2; exit 2;;
+    h1|close|tls|tlsclose|mem|h2) norm_phases+=("$p");;
+    *) echo "compare.sh: unknown phase '$p' (h1 close tls tlsclose mem)" >&2; exit 2;;
   esac
 done
 has_phase() { [[ " ${norm_phases[*]} " == *" $1 "* ]]; }
@@ -125,7 +144,7 @@ logfile=$outdir/run.log
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" | tee -a "$logfile" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-for c in nginx haproxy wrk curl taskset ss "$py"; do
+for c in nginx haproxy wrk curl openssl taskset ss timeout "$py"; do
   command -v "$c" >/dev/null || die "'$c' not found: run scripts/install-deps --bench"
 done
 if [[ " ${norm_targets[*]} " == *" ferry "* ]]; then
@@ -138,7 +157,8 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null
 
 declare -A port=([upstream]=$base_port [nginx]=$((base_port + 1)) [haproxy]=$((base_port + 2)) [ferry]=$((base_port + 3)))
 port[direct]=${port[upstream]}
-for p in "${port[@]}"; do
+declare -A tport=([nginx]=$((base_port + 4)) [haproxy]=$((base_port + 5)) [ferry]=$((base_port + 6)))  # TLS listeners
+for p in "${port[@]}" "${tport[@]}"; do
   [ -z "$(ss -Hltn "sport = :$p")" ] || die "port $p is in use (choose another --base-port)"
 done
 
@@ -149,18 +169,22 @@ idle_pid=""         # the idle-connection client of the memory phase, while it r
 
 descendants() { local c; for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do echo "$c"; descendants "$c"; done; }
 
-start_server() {    # start_server NAME CPU COMMAND...
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+start_server() {    # start_server NAME CPU COMMAND...: waits for its port (and its TLS port, if any)
   local name=$1 cpu=$2; shift 2
   taskset -c "$cpu" "$@" >>"$outdir/logs/$name.log" 2>&1 &
   pid[$name]=$!
   [[ " ${started[*]} " == *" $name "* ]] || started+=("$name")
-  local i
+  local i tp=${tport[$name]:-}
   for ((i = 0; i < 100; i++)); do   # 10 s at most
-    (exec 3<>"/dev/tcp/127.0.0.1/${port[$name]}") 2>/dev/null && { log "started $name (pid ${pid[$name]}, CPU $cpu, port ${port[$name]})"; return 0; }
+    if listening "${port[$name]}" && { [ -z "$tp" ] || listening "$tp"; }; then
+      log "started $name (pid ${pid[$name]}, CPU $cpu, port ${port[$name]}${tp:+, TLS port $tp})"; return 0
+    fi
     kill -0 "${pid[$name]}" 2>/dev/null || break
     sleep 0.1
   done
-  die "$name did not come up on port ${port[$name]}: see $outdir/logs/$name.log"
+  die "$name did not come up on port ${port[$name]}${tp:+ and TLS port $tp}: see $outdir/logs/$name.log"
 }
 
 stop_server() {     # TERM, up to 5 s, then KILL whatever is left of its process tree
@@ -189,6 +213,18 @@ trap 'log "interrupted"; exit 130' INT TERM HUP
 
 # ------------------------------------------------------------------------------ configs
 conf=$outdir/conf
+cert=$conf/tls/cert.pem key=$conf/tls/key.pem certkey=$conf/tls/haproxy.pem
+
+make_certificate() {  # one self-signed ECDSA P-256 certificate for all three proxies
+  mkdir -p "$conf/tls"
+  rm -f "$cert" "$key" "$certkey"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$key" -out "$cert" \
+    -days 7 -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    >"$outdir/logs/openssl-req.log" 2>&1 || die "openssl req failed: $(cat "$outdir/logs/openssl-req.log")"
+  cat "$cert" "$key" >"$certkey"   # HAProxy wants the key in the crt file
+  chmod 600 "$key" "$certkey"
+}
+
 nginx_common() {    # nginx_common DIR: what both nginx configs share
   cat <<EOF
 worker_processes 1;
@@ -206,6 +242,14 @@ nginx_http_common() {
     client_body_temp_path $1/tmp; proxy_temp_path $1/tmp; fastcgi_temp_path $1/tmp;
     uwsgi_temp_path $1/tmp; scgi_temp_path $1/tmp;
 EOF
+}
+
+nginx_proxy_location() {
+  echo "        location / {"
+  echo "            proxy_pass http://backend;"
+  echo "            proxy_http_version 1.1;"
+  echo "            proxy_set_header Connection \"\";"
+  echo "        }"
 }
 
 write_configs() {
@@ -234,21 +278,31 @@ write_configs() {
     echo "    }"
     echo "    server {"
     echo "        listen 127.0.0.1:${port[nginx]} backlog=4096;"
-    echo "        location / {"
-    echo "            proxy_pass http://backend;"
-    echo "            proxy_http_version 1.1;"
-    echo "            proxy_set_header Connection \"\";"
-    echo "        }"
+    nginx_proxy_location
+    echo "    }"
+    # nginx 1.22 leaves TLSv1.3 out of its default ssl_protocols: name both. Tickets and the
+    # session cache off ('off', not 'none': clients are told sessions may not be reused).
+    echo "    server {"
+    echo "        listen 127.0.0.1:${tport[nginx]} ssl backlog=4096;"
+    echo "        ssl_certificate $cert;"
+    echo "        ssl_certificate_key $key;"
+    echo "        ssl_protocols TLSv1.2 TLSv1.3;"
+    echo "        ssl_session_tickets off;"
+    echo "        ssl_session_cache off;"
+    nginx_proxy_location
     echo "    }"
     echo "}"
   } >"$conf/nginx/nginx.conf"
   # HAProxy wants about two descriptors per connection; 'no strict-limits' lets it start when
-  # the hard limit is lower than that (idle clients need only one each).
+  # the hard limit is lower than that (idle clients need only one each). TLS: no tickets on
+  # the bind line, and tune.ssl.cachesize 0 (no session cache; its default one keeps every
+  # session for resumption by ID).
   cat >"$conf/haproxy/haproxy.cfg" <<EOF
 global
     nbthread 1
     maxconn $((mem_conns + 1000))
     no strict-limits
+    tune.ssl.cachesize 0
 
 defaults
     mode http
@@ -263,12 +317,17 @@ frontend proxy
     bind 127.0.0.1:${port[haproxy]} backlog 4096
     default_backend upstream
 
+frontend proxy_tls
+    bind 127.0.0.1:${tport[haproxy]} ssl crt $certkey ssl-min-ver TLSv1.2 no-tls-tickets backlog 4096
+    default_backend upstream
+
 backend upstream
     http-reuse always
     server up 127.0.0.1:${port[upstream]}
 EOF
   FERRY_WORKERS=$ferry_workers FERRY_ROUTES=$ferry_routes \
-    "$here/ferry-config.sh" "127.0.0.1:${port[ferry]}" "127.0.0.1:${port[upstream]}" >"$conf/ferry/ferry.yaml"
+    "$here/ferry-config.sh" "127.0.0.1:${port[ferry]}" "127.0.0.1:${port[upstream]}" \
+    "127.0.0.1:${tport[ferry]}" "$cert" "$key" >"$conf/ferry/ferry.yaml"
 }
 
 start_target() {    # (re)start one server by name
@@ -282,6 +341,9 @@ start_target() {    # (re)start one server by name
 proxy_pid() { if [ "$1" = direct ]; then echo "${pid[upstream]}"; else echo "${pid[$1]}"; fi; }
 our_pids() { local n out=""; for n in "${started[@]}"; do [ -n "${pid[$n]}" ] && out+="${pid[$n]},"; done; echo "${out%,}"; }
 url() { echo "http://127.0.0.1:${port[$1]}/"; }
+tls_url() { echo "https://127.0.0.1:${tport[$1]}/"; }
+is_tls_phase() { [ "$1" = tls ] || [ "$1" = tlsclose ]; }
+phase_url() { if is_tls_phase "$1"; then tls_url "$2"; else url "$2"; fi; }   # phase_url PHASE TARGET
 
 write_env() {
   {
@@ -296,10 +358,51 @@ write_env() {
     printf 'nginx\t%s (upstream keepalive %s)\n' "$(nginx -v 2>&1 | sed 's/^nginx version: //')" "$nginx_keepalive"
     printf 'haproxy\t%s\n' "$(haproxy -v 2>&1 | head -1)"
     printf 'wrk\t%s\n' "$(wrk -v 2>&1 | head -1)"
+    printf 'openssl\t%s (the openssl command: certificate and the TLS check; wrk and the proxies use the libssl they are linked with)\n' "$(openssl version)"
+    printf 'cert\tECDSA P-256, self-signed, CN=localhost (%s)\n' "$cert"
+    for t in "${norm_targets[@]}"; do
+      [ -n "${tls_info[$t]:-}" ] && printf 'tls_%s\t%s\n' "$t" "${tls_info[$t]}"
+    done
     printf 'params\trounds=%s duration=%ss warmup=%ss conns=[%s] close_conns=[%s] mem_conns=%s phases=[%s] targets=[%s] proxy_cpu=%s client_cpu=%s noisy_max=%s%%\n' \
       "$rounds" "$duration" "$warmup" "$conns" "$close_conns" "$mem_conns" "${norm_phases[*]}" "${norm_targets[*]}" \
       "$proxy_cpu" "$client_cpu" "$noisy_max"
   } >"$outdir/env.txt"
+}
+
+# --------------------------------------------------------------------------- TLS check
+# check_tls TARGET: the TLS listener answers 'hello world' (curl -sk --http1.1); then
+# openssl s_client makes a connection saving its session (-sess_out) and a second one
+# offering it (-sess_in). The second must be a full handshake ('New'): a proxy that resumed
+# would do less work per new connection and the tlsclose comparison would not be fair.
+# Records protocol, cipher, key exchange and the NewSessionTicket messages received.
+declare -A tls_info=()
+check_tls() {
+  local t=$1 d=$outdir/logs/tls_check_$1 body first second proto cipher temp n1
+  body=$(curl -sk --http1.1 --max-time 5 "$(tls_url "$t")")
+  [ "$body" = "hello world" ] || die "$t does not answer 'hello world' on $(tls_url "$t") (got '$body')"
+  mkdir -p "$d"; rm -f "$d/session.pem"
+  printf 'GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' \
+    | timeout 10 openssl s_client -connect "127.0.0.1:${tport[$t]}" -servername localhost -msg \
+        -sess_out "$d/session.pem" -ign_eof >"$d/first.txt" 2>&1
+  grep -q '^hello world' "$d/first.txt" || die "$t: no 'hello world' from openssl s_client on $(tls_url "$t") (see $d/first.txt)"
+  first=$(grep -Eom1 '^(New|Reused), TLSv[0-9.]+, Cipher is [A-Z0-9_-]+' "$d/first.txt")
+  proto=$(awk '{print $2}' <<<"$first" | tr -d ,)
+  cipher=$(awk '{print $5}' <<<"$first")
+  temp=$(grep -m1 'Server Temp Key:' "$d/first.txt" | sed 's/.*Server Temp Key: //; s/, /:/; s/ bits//')
+  n1=$(grep -c '^<<< .*NewSessionTicket' "$d/first.txt")
+  if [ -s "$d/session.pem" ]; then
+    printf 'GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' \
+      | timeout 10 openssl s_client -connect "127.0.0.1:${tport[$t]}" -servername localhost -msg \
+          -sess_in "$d/session.pem" -ign_eof >"$d/second.txt" 2>&1
+    second=$(grep -Eom1 '^(New|Reused),' "$d/second.txt" | tr -d ,)
+    grep -q '^hello world' "$d/second.txt" || die "$t: no 'hello world' on the second s_client connection (see $d/second.txt)"
+  else
+    second="New (no session saved)"
+  fi
+  [ "$second" = Reused ] && die "$t RESUMED a TLS session although tickets and the session cache are off: full handshakes would not be compared (see $d/second.txt)"
+  [ -n "$second" ] || die "$t: the second s_client connection made no handshake (see $d/second.txt)"
+  tls_info[$t]="${proto:-?} ${cipher:-?} (${temp:-?}); NewSessionTicket messages on a new connection: $n1; a second connection offering the first one's session: $second"
+  log "  $t TLS: ${tls_info[$t]}"
 }
 
 # ------------------------------------------------------------------------- load runs
@@ -333,7 +436,7 @@ wrk_cmd() {         # wrk_cmd SECONDS CONNS URL: sets wrk=(the pinned load gener
 measure() {         # measure PHASE TARGET CONNS ROUND [wrk options]: one run, repeated once if disturbed
   local phase=$1 target=$2 c=$3 r=$4; shift 4
   local attempt=0 bg wrk
-  wrk_cmd "$duration" "$c" "$(url "$target")"
+  wrk_cmd "$duration" "$c" "$(phase_url "$phase" "$target")"
   while time_left; do
     wait_for_quiet
     bg=$("$py" "$helper" measure --raw "$outdir/raw.tsv" \
@@ -358,17 +461,22 @@ rotate() {          # rotate N ITEMS...: the items, starting at the Nth (1-based
 
 load_phase() {      # load_phase PHASE "CONNS..." [wrk options]: rounds x conns x targets, interleaved
   local phase=$1 list=$2; shift 2
-  local r c t max=0 wrk
+  local r c t max=0 wrk targets=()
+  for t in "${norm_targets[@]}"; do   # the upstream has no TLS listener: no 'direct' in TLS phases
+    is_tls_phase "$phase" && [ "$t" = direct ] && continue
+    targets+=("$t")
+  done
+  [ ${#targets[@]} -gt 0 ] || { log "phase $phase: no target (direct has no TLS listener)"; return 0; }
   for c in $list; do [ "$c" -gt "$max" ] && max=$c; done
-  log "phase $phase: ${norm_targets[*]}, conns [$list], $rounds round(s) of ${duration}s"
-  for t in "${norm_targets[@]}"; do   # unrecorded warm-up: pools filled, caches hot
+  log "phase $phase: ${targets[*]}, conns [$list], $rounds round(s) of ${duration}s"
+  for t in "${targets[@]}"; do   # unrecorded warm-up: pools filled, caches hot
     [ "$warmup" -gt 0 ] || break
-    wrk_cmd "$warmup" "$max" "$(url "$t")"
+    wrk_cmd "$warmup" "$max" "$(phase_url "$phase" "$t")"
     timeout -k 2 $((warmup + 15)) "${wrk[@]}" "$@" >/dev/null 2>&1
   done
   for ((r = 1; r <= rounds; r++)); do
     for c in $list; do
-      for t in $(rotate "$r" "${norm_targets[@]}"); do measure "$phase" "$t" "$c" "$r" "$@"; done
+      for t in $(rotate "$r" "${targets[@]}"); do measure "$phase" "$t" "$c" "$r" "$@"; done
     done
   done
 }
@@ -376,14 +484,19 @@ load_phase() {      # load_phase PHASE "CONNS..." [wrk options]: rounds x conns 
 rss() { "$py" "$helper" rss "${pid[$1]}"; }
 
 memory_run() {      # memory_run TARGET MODE: fresh proxy, MEM idle connections, RSS before/holding/after
-  local t=$1 mode=$2 ready=$outdir/logs/idle_${1}_${2}.ready before holding after held failed secs i
+  local t=$1 mode=$2 ready=$outdir/logs/idle_${1}_${2}.ready before holding after held failed secs i p
   time_left || return 0
   # a fresh process: memory freed by the load phases but kept by the allocator would hide growth
   stop_server "$t"; start_target "$t"
-  curl -s --max-time 5 -o /dev/null "$(url "$t")"   # upstream connection pooled before "before"
+  # upstream connection pooled (and, for tls, the TLS listener used once) before "before"
+  if [ "$mode" = tls ]; then
+    p=${tport[$t]}; curl -sk --http1.1 --max-time 5 -o /dev/null "$(tls_url "$t")"
+  else
+    p=${port[$t]}; curl -s --max-time 5 -o /dev/null "$(url "$t")"
+  fi
   sleep "$settle"; before=$(rss "$t")
   rm -f "$ready"
-  taskset -c "$client_cpu" "$py" "$helper" idle 127.0.0.1 "${port[$t]}" "$mem_conns" "$mode" "$ready" 300 \
+  taskset -c "$client_cpu" "$py" "$helper" idle 127.0.0.1 "$p" "$mem_conns" "$mode" "$ready" 300 \
     >"$outdir/logs/idle_${t}_${mode}.log" 2>&1 &
   idle_pid=$!
   for ((i = 0; i < 1500; i++)); do   # 150 s at most (the client itself gives up after 120 s)
@@ -408,28 +521,26 @@ memory_run() {      # memory_run TARGET MODE: fresh proxy, MEM idle connections,
 
 memory_phase() {
   local t mode
-  log "phase mem: $mem_conns idle connections per proxy; 'connect' = TCP only, 'req' = after one request"
+  log "phase mem: $mem_conns idle connections per proxy; 'connect' = TCP only, 'req' = after one request, 'tls' = after a TLS handshake and one request"
   for t in "${norm_targets[@]}"; do
     [ "$t" = direct ] && continue
-    for mode in connect req; do memory_run "$t" "$mode"; done
+    for mode in connect req tls; do memory_run "$t" "$mode"; done
   done
 }
 
-# ---------------------------------------------------------- TLS and HTTP/2 (reserved)
-# Not measured yet: Ferry has no TLS or HTTP/2 (its config refuses `tls:` on a listener and
-# `protocol: http2` on a cluster). When it has them, add the phases here, run between
-# `close` and `mem` with the same measure/rotate machinery:
-#   tls  a self-signed P-256 certificate (openssl req -x509), a TLS listener on each proxy
-#        (session cache and tickets off, so every new connection is a full handshake);
-#        wrk over https keep-alive at --conns, and with 'Connection: close' (handshakes/s).
-#   h2   HTTP/2 over TLS (ALPN h2) and h2c prior knowledge: h2load -t1 -n N -c 10 -m 10,
-#        bounded with timeout; h2load has no percentiles, so report its mean latency.
-#   mem  a 'tls' mode: idle connections after a handshake and one request.
+# -------------------------------------------------------------------- HTTP/2 (reserved)
+# Not measured yet: Ferry has no HTTP/2 (its config refuses ALPN `h2` on a listener and
+# `protocol: http2` on a cluster). When it has it, add the phase here, run between
+# `tlsclose` and `mem` with the same measure/rotate machinery:
+#   h2   HTTP/2 over TLS (ALPN h2, on the TLS listeners) and h2c prior knowledge:
+#        h2load -t1 -n N -c 10 -m 10, bounded with timeout; h2load has no percentiles, so
+#        report its mean latency.
 # bench.py's measure runs any command; its parser reads wrk's output, so h2load needs a
 # parser next to parse_wrk.
-reserved_phase() { log "phase $1: not measured yet (Ferry has no TLS/HTTP/2; see the reserved section in compare.sh)"; }
+reserved_phase() { log "phase $1: not measured yet (Ferry has no HTTP/2; see the reserved section in compare.sh)"; }
 
 # ------------------------------------------------------------------------------ main
+make_certificate
 write_configs
 if [[ " ${norm_targets[*]} " == *" ferry "* ]]; then
   "$ferry_bin" -c "$conf/ferry/ferry.yaml" --validate >"$outdir/logs/ferry-validate.log" 2>&1 \
@@ -445,12 +556,17 @@ for t in "${norm_targets[@]}"; do
   body=$(curl -s --max-time 5 "$(url "$t")")
   [ "$body" = "hello world" ] || die "$t does not answer 'hello world' on $(url "$t") (got '$body')"
 done
+if has_phase tls || has_phase tlsclose || has_phase mem; then
+  log "TLS check (curl -sk --http1.1; openssl s_client -sess_out, then -sess_in: no resumption expected):"
+  for t in "${norm_targets[@]}"; do [ "$t" = direct ] || check_tls "$t"; done
+fi
 write_env
 log "results in $outdir"
 
 has_phase h1 && load_phase h1 "$conns"
 has_phase close && load_phase close "$close_conns" -H "Connection: close"
-has_phase tls && reserved_phase tls
+has_phase tls && load_phase tls "$conns"
+has_phase tlsclose && load_phase tlsclose "$close_conns" -H "Connection: close"
 has_phase h2 && reserved_phase h2
 has_phase mem && memory_phase
 

@@ -13,7 +13,10 @@ import os
 import sys
 
 PEERS = ("nginx", "haproxy")
-WORKLOAD = {"h1": "keep-alive", "close": "new connection per request"}
+WORKLOAD = {"h1": "keep-alive", "close": "new connection per request",
+            "tls": "HTTPS keep-alive", "tlsclose": "HTTPS, full handshake per request"}
+MEM_MODE = {"connect": "connected, no request", "req": "after one request",
+            "tls": "TLS, after a handshake and one request"}
 
 
 def _ratio(a, b):
@@ -56,7 +59,7 @@ def ratio_table(data, name="ferry"):
                       "| Ferry / better peer |", "|---|---:|---:|---:|---:|"]
         for mode, by in mem.items():
             peers = [by[p] for p in PEERS if isinstance(by.get(p), (int, float))]
-            label = {"connect": "connected, no request", "req": "after one request"}.get(mode, mode)
+            label = MEM_MODE.get(mode, mode)
             lines.append(f"| {label} | {_cell(by.get('nginx'), 2)} | {_cell(by.get('haproxy'), 2)} "
                          f"| {_cell(by.get(name), 2)} | **{_ratio(by.get(name), min(peers) if peers else None)}** |")
     return lines
