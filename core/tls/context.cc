@@ -1,8 +1,6 @@
 // Building TLS contexts (main thread) and the callbacks OpenSSL runs during handshakes on
-// the workers: SNI selection, ALPN, client-certificate checks, ticket keys and the
-// per-worker session caches.
-#include <arpa/inet.h>
-#include <openssl/core_names.h>
+// the workers: SNI selection, ALPN, client-certificate checks. Sessions and ticket keys are
+// in sessions.cc, certificate reading in x509.cc.
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -12,13 +10,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cstring>
 #include <ctime>
-#include <list>
 #include <optional>
-#include <set>
-#include <string_view>
-#include <unordered_map>
 
 #include "core/event/worker.h"
 #include "core/log.h"
@@ -72,35 +65,11 @@ struct LoadedCert {
   int key_id = 0;  // EVP_PKEY base id
 };
 
-std::string lowerAscii(std::string s) {
-  for (auto& c : s)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return s;
-}
-
-std::string hex(const unsigned char* p, size_t n) {
-  static const char* d = "0123456789abcdef";
-  std::string out(n * 2, '0');
-  for (size_t i = 0; i < n; ++i) {
-    out[2 * i] = d[p[i] >> 4];
-    out[2 * i + 1] = d[p[i] & 15];
-  }
-  return out;
-}
-
 std::vector<std::string> dnsNames(X509* x) {
   std::vector<std::string> names;
-  auto* sans = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(x, NID_subject_alt_name, nullptr, nullptr));
-  if (sans != nullptr) {
-    for (int i = 0; i < sk_GENERAL_NAME_num(sans); ++i) {
-      const GENERAL_NAME* g = sk_GENERAL_NAME_value(sans, i);
-      if (g->type != GEN_DNS) continue;
-      const auto* s = g->d.dNSName;
-      names.push_back(lowerAscii(std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
-                                             static_cast<size_t>(ASN1_STRING_length(s)))));
-    }
-    GENERAL_NAMES_free(sans);
-  }
+  forEachAltName(x, [&](int type, std::string v) {
+    if (type == GEN_DNS) names.push_back(lowerAscii(std::move(v)));
+  });
   if (names.empty()) {  // no DNS SAN: the subject's common name
     X509_NAME* subject = X509_get_subject_name(x);
     int idx = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
@@ -166,10 +135,7 @@ std::optional<LoadedCert> loadCert(const config::TlsCertificate& c, std::vector<
                                                         : "other";
   out.info.names = dnsNames(out.leaf.get());
   out.info.not_after = notAfter(out.leaf.get());
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int md_len = 0;
-  X509_digest(out.leaf.get(), EVP_sha256(), md, &md_len);
-  out.info.sha256 = hex(md, md_len);
+  out.info.sha256 = sha256Of(out.leaf.get());
   return out;
 }
 
@@ -230,8 +196,6 @@ void registerStats(TlsStats& s, StatsStore& store, SSL_CTX* ctx, bool upstream, 
 
 // ---- server callbacks (worker threads)
 
-ServerContext* serverOf(SSL* ssl) { return static_cast<ServerContext*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl))); }
-
 int onServerName(SSL* ssl, int*, void*) {
   const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
   if (name == nullptr) return SSL_TLSEXT_ERR_OK;  // no SNI: the default certificate
@@ -254,34 +218,13 @@ int onAlpn(SSL* ssl, const unsigned char** out, unsigned char* outlen, const uns
 }
 
 bool certAllowed(const ServerContext& sc, X509* cert) {
-  auto* sans = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
   bool ok = false;
-  if (sans != nullptr) {
-    for (int i = 0; i < sk_GENERAL_NAME_num(sans) && !ok; ++i) {
-      const GENERAL_NAME* g = sk_GENERAL_NAME_value(sans, i);
-      std::string v;
-      if (g->type == GEN_DNS || g->type == GEN_URI || g->type == GEN_EMAIL) {
-        const ASN1_STRING* s = g->d.ia5;
-        v.assign(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)), static_cast<size_t>(ASN1_STRING_length(s)));
-      } else if (g->type == GEN_IPADD) {
-        const ASN1_OCTET_STRING* ip = g->d.iPAddress;
-        char buf[INET6_ADDRSTRLEN] = {};
-        int len = ASN1_STRING_length(ip);
-        if (len == 4 || len == 16) inet_ntop(len == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(ip), buf, sizeof buf);
-        v = buf;
-      }
-      for (const auto& a : sc.allowed_sans)
-        if (!v.empty() && a == v) ok = true;
-    }
-    GENERAL_NAMES_free(sans);
-  }
+  forEachAltName(cert, [&](int, std::string v) {
+    for (const auto& a : sc.allowed_sans)
+      if (!v.empty() && a == v) ok = true;
+  });
   if (!ok && !sc.allowed_subjects.empty()) {
-    BIO* b = BIO_new(BIO_s_mem());
-    X509_NAME_print_ex(b, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253);
-    char* data = nullptr;
-    long n = BIO_get_mem_data(b, &data);
-    std::string subject(data, static_cast<size_t>(n));
-    BIO_free(b);
+    const std::string subject = subjectOf(cert);
     for (const auto& a : sc.allowed_subjects)
       if (a == subject) ok = true;
   }
@@ -299,227 +242,6 @@ int onVerify(int preverify_ok, X509_STORE_CTX* store) {
   return 0;
 }
 
-// -- ticket keys: derived per (secret, epoch), cached per thread.
-
-struct EpochKeys {
-  uint64_t secret_id = 0;
-  int64_t epoch = -1;
-  unsigned char name[16];
-  unsigned char aes[32];
-  unsigned char hmac[32];
-};
-
-const EVP_CIPHER* ticketCipher() {
-  static EVP_CIPHER* c = EVP_CIPHER_fetch(nullptr, "AES-256-CBC", nullptr);  // fetched once
-  return c;
-}
-
-const EpochKeys& keysFor(const TicketSecret& s, int64_t epoch) {
-  thread_local std::array<EpochKeys, 4> cache;
-  for (auto& k : cache)
-    if (k.secret_id == s.id && k.epoch == epoch) return k;
-  EpochKeys& k = cache[static_cast<size_t>(epoch) % cache.size()];
-  k.secret_id = s.id;
-  k.epoch = epoch;
-  std::memcpy(k.name, &s.id, 8);
-  std::memcpy(k.name + 8, &epoch, 8);
-  for (int part = 0; part < 2; ++part) {
-    unsigned char label[17];
-    std::memcpy(label, &epoch, 8);
-    std::memcpy(label + 8, part == 0 ? "ferryaes" : "ferrymac", 8);
-    label[16] = 0;
-    size_t out_len = 0;
-    EVP_Q_mac(nullptr, "HMAC", nullptr, "SHA256", nullptr, s.secret.data(), s.secret.size(), label, 16,
-              part == 0 ? k.aes : k.hmac, 32, &out_len);
-  }
-  return k;
-}
-
-int onTicketKey(SSL* ssl, unsigned char key_name[16], unsigned char* iv, EVP_CIPHER_CTX* cctx, EVP_MAC_CTX* hctx,
-                int enc) {
-  ServerContext* sc = serverOf(ssl);
-  if (!sc->tickets) return 0;
-  const TicketSecret& s = *sc->tickets;
-  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
-                          std::chrono::system_clock::now().time_since_epoch())
-                          .count() /
-                      s.epoch_seconds;
-  int64_t epoch = now;
-  if (enc == 0) {
-    uint64_t id = 0;
-    std::memcpy(&id, key_name, 8);
-    std::memcpy(&epoch, key_name + 8, 8);
-    if (id != s.id || epoch > now || epoch + 1 < now) return 0;  // unknown or expired: full handshake
-  }
-  const EpochKeys& k = keysFor(s, epoch);
-  OSSL_PARAM params[3];
-  params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, const_cast<unsigned char*>(k.hmac), 32);
-  params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, const_cast<char*>("SHA256"), 0);
-  params[2] = OSSL_PARAM_construct_end();
-  if (enc != 0) {
-    std::memcpy(key_name, k.name, 16);
-    if (RAND_bytes(iv, 16) != 1) return -1;
-    if (EVP_EncryptInit_ex(cctx, ticketCipher(), nullptr, k.aes, iv) != 1) return -1;
-    if (EVP_MAC_CTX_set_params(hctx, params) != 1) return -1;
-    return 1;
-  }
-  if (EVP_MAC_CTX_set_params(hctx, params) != 1) return -1;
-  if (EVP_DecryptInit_ex(cctx, ticketCipher(), nullptr, k.aes, iv) != 1) return -1;
-  // 2: valid, and issue a new ticket: under the current key for an older one, and always in
-  // TLS 1.3, whose clients use a ticket once (without a new one, every second reconnect
-  // would be a full handshake).
-  return epoch == now && SSL_version(ssl) != TLS1_3_VERSION ? 1 : 2;
-}
-
-// A session is resumed only for the server name it was made for (RFC 6066 section 3): a
-// ticket or cached session from another name gets a full handshake. The name a ClientHello
-// asks for is read by the client-hello callback, before OpenSSL looks for a session (the
-// server_name extension is parsed only later); a ticket carries the name it was made for
-// as its app data, a cached session has it in its cache entry.
-int onClientHello(SSL* ssl, int*, void*) {
-  std::string* name = transportHelloName(ssl);
-  if (name == nullptr) return SSL_CLIENT_HELLO_SUCCESS;
-  const unsigned char* p = nullptr;
-  size_t len = 0;
-  name->clear();
-  // server_name: list length (2), then entries of type (1), length (2), name.
-  if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len) == 1 && len >= 5 && p[2] == 0) {
-    size_t n = (static_cast<size_t>(p[3]) << 8) | p[4];
-    if (n <= len - 5) name->assign(lowerAscii(std::string(reinterpret_cast<const char*>(p + 5), n)));
-  }
-  return SSL_CLIENT_HELLO_SUCCESS;
-}
-
-bool sameServerName(SSL* ssl, std::string_view made_for) {
-  const std::string* now = transportHelloName(ssl);
-  return now != nullptr && *now == made_for;
-}
-
-int onTicketMade(SSL* ssl, void*) {
-  const std::string* name = transportHelloName(ssl);
-  const std::string empty;
-  const std::string& n = name != nullptr ? *name : empty;
-  return SSL_SESSION_set1_ticket_appdata(SSL_get0_session(ssl), n.data(), n.size());
-}
-
-std::string_view ticketName(SSL_SESSION* sess) {
-  void* data = nullptr;
-  size_t len = 0;
-  if (SSL_SESSION_get0_ticket_appdata(sess, &data, &len) != 1 || data == nullptr) return {};
-  return {static_cast<const char*>(data), len};
-}
-
-SSL_TICKET_RETURN onTicketDecrypted(SSL* ssl, SSL_SESSION* sess, const unsigned char*, size_t,
-                                    SSL_TICKET_STATUS status, void*) {
-  switch (status) {
-    case SSL_TICKET_SUCCESS:
-      return sameServerName(ssl, ticketName(sess)) ? SSL_TICKET_RETURN_USE : SSL_TICKET_RETURN_IGNORE_RENEW;
-    case SSL_TICKET_SUCCESS_RENEW:
-      return sameServerName(ssl, ticketName(sess)) ? SSL_TICKET_RETURN_USE_RENEW : SSL_TICKET_RETURN_IGNORE_RENEW;
-    case SSL_TICKET_FATAL_ERR_MALLOC:
-    case SSL_TICKET_FATAL_ERR_OTHER:
-      return SSL_TICKET_RETURN_ABORT;
-    default:  // none, or one that does not decrypt: a full handshake, and a new ticket
-      return SSL_TICKET_RETURN_IGNORE_RENEW;
-  }
-}
-
-// -- the per-worker server session cache (TLS 1.2 session ids; TLS 1.3 without tickets).
-
-struct SessionCache {
-  using Lru = std::list<std::string>;
-  struct Entry {
-    SSL_SESSION* sess;
-    Lru::iterator pos;
-    std::string server_name;  // the SNI the session was made for
-  };
-  std::unordered_map<std::string, Entry> map;
-  Lru lru;  // front = newest
-  ~SessionCache() {
-    for (auto& [k, e] : map) SSL_SESSION_free(e.sess);
-  }
-  void erase(const std::string& key) {
-    auto it = map.find(key);
-    if (it == map.end()) return;
-    SSL_SESSION_free(it->second.sess);
-    lru.erase(it->second.pos);
-    map.erase(it);
-  }
-  void put(std::string key, SSL_SESSION* sess, std::string server_name, size_t cap) {
-    erase(key);
-    while (map.size() >= cap && !lru.empty()) erase(lru.back());
-    lru.push_front(key);
-    map.emplace(std::move(key), Entry{sess, lru.begin(), std::move(server_name)});
-  }
-  const Entry* get(const std::string& key) {
-    auto it = map.find(key);
-    if (it == map.end()) return nullptr;
-    lru.splice(lru.begin(), lru, it->second.pos);
-    return &it->second;
-  }
-};
-
-// One cache per context (its cache_id) on each worker, so that each listener's
-// session_cache_size bounds its own sessions only.
-SessionCache& serverCache(uint64_t cache_id) {
-  thread_local std::unordered_map<uint64_t, SessionCache> caches;
-  return caches[cache_id];
-}
-
-std::string cacheKey(uint64_t cache_id, const unsigned char* id, size_t len) {
-  std::string k(reinterpret_cast<const char*>(&cache_id), 8);
-  k.append(reinterpret_cast<const char*>(id), len);
-  return k;
-}
-
-int onNewSession(SSL* ssl, SSL_SESSION* sess) {
-  ServerContext* sc = serverOf(ssl);
-  if (sc->session_cache_size == 0) return 0;
-  // TLS 1.3 with tickets resumes from the ticket alone: nothing to keep.
-  if (sc->tickets && SSL_SESSION_get_protocol_version(sess) == TLS1_3_VERSION) return 0;
-  unsigned int len = 0;
-  const unsigned char* id = SSL_SESSION_get_id(sess, &len);
-  const std::string* name = transportHelloName(ssl);
-  serverCache(sc->cache_id).put(cacheKey(sc->cache_id, id, len), sess, name != nullptr ? *name : std::string(),
-                                sc->session_cache_size);
-  return 1;  // the cache keeps the reference
-}
-
-SSL_SESSION* onGetSession(SSL* ssl, const unsigned char* id, int len, int* copy) {
-  ServerContext* sc = static_cast<ServerContext*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
-  const SessionCache::Entry* e = serverCache(sc->cache_id).get(cacheKey(sc->cache_id, id, static_cast<size_t>(len)));
-  if (e == nullptr || !sameServerName(ssl, e->server_name)) return nullptr;
-  *copy = 1;  // OpenSSL takes its own reference
-  return e->sess;
-}
-
-void onRemoveSession(SSL_CTX* ctx, SSL_SESSION* sess) {
-  auto* sc = static_cast<ServerContext*>(SSL_CTX_get_app_data(ctx));
-  if (sc == nullptr) return;
-  unsigned int len = 0;
-  const unsigned char* id = SSL_SESSION_get_id(sess, &len);
-  serverCache(sc->cache_id).erase(cacheKey(sc->cache_id, id, len));
-}
-
-// -- upstream sessions, per worker.
-
-std::unordered_map<std::string, SSL_SESSION*>& clientSessions() {
-  thread_local struct Holder {
-    std::unordered_map<std::string, SSL_SESSION*> map;
-    ~Holder() {
-      for (auto& [k, s] : map) SSL_SESSION_free(s);
-    }
-  } holder;
-  return holder.map;
-}
-
-int onClientNewSession(SSL* ssl, SSL_SESSION* sess) {
-  auto* cc = static_cast<ClientContext*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
-  const std::string* key = transportSessionKey(ssl);
-  if (cc == nullptr || key == nullptr || !cc->session_reuse) return 0;
-  storeClientSession(cc->cache_id, *key, sess);
-  return 1;
-}
 
 }  // namespace
 
@@ -542,27 +264,6 @@ StatsShard* currentShard(StatsShard* main) {
   return w != nullptr ? &w->stats() : main;
 }
 
-void storeClientSession(uint64_t cache_id, const std::string& key, SSL_SESSION* sess) {
-  auto& m = clientSessions();
-  std::string k = std::to_string(cache_id) + "|" + key;
-  auto it = m.find(k);
-  if (it != m.end()) {
-    SSL_SESSION_free(it->second);
-    it->second = sess;
-    return;
-  }
-  if (m.size() >= 4096) {  // bounded: start over rather than grow
-    for (auto& [kk, s] : m) SSL_SESSION_free(s);
-    m.clear();
-  }
-  m.emplace(std::move(k), sess);
-}
-
-SSL_SESSION* findClientSession(uint64_t cache_id, const std::string& key) {
-  auto& m = clientSessions();
-  auto it = m.find(std::to_string(cache_id) + "|" + key);
-  return it == m.end() ? nullptr : it->second;
-}
 
 ServerContext::~ServerContext() {
   for (SSL_CTX* c : ctxs_) {
@@ -693,21 +394,7 @@ std::shared_ptr<const ServerContext> buildServerContext(const config::TlsConfig&
     }
     SSL_CTX_set_session_id_context(ctx, sid, sid_len);
     SSL_CTX_set_timeout(ctx, static_cast<long>(std::chrono::duration_cast<std::chrono::seconds>(cfg.session_timeout).count()));
-    // TLS 1.3 resumes through tickets only: stateless ones, or (session_tickets: false)
-    // stateful ones that name a session of the per-worker cache.
-    SSL_CTX_set_num_tickets(ctx, cfg.session_tickets || cfg.session_cache_size > 0 ? 1 : 0);
-    if (sc->tickets) SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, onTicketKey);
-    SSL_CTX_set_session_ticket_cb(ctx, onTicketMade, onTicketDecrypted, nullptr);
-    SSL_CTX_set_client_hello_cb(ctx, onClientHello, nullptr);
-    if (cfg.session_cache_size > 0) {
-      SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL |
-                                              SSL_SESS_CACHE_NO_AUTO_CLEAR);
-      SSL_CTX_sess_set_new_cb(ctx, onNewSession);
-      SSL_CTX_sess_set_get_cb(ctx, onGetSession);
-      SSL_CTX_sess_set_remove_cb(ctx, onRemoveSession);
-    } else {
-      SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-    }
+    installServerSessions(ctx, cfg, sc->tickets != nullptr);
     SSL_CTX_set_tlsext_servername_callback(ctx, onServerName);
     SSL_CTX_set_alpn_select_cb(ctx, onAlpn, nullptr);
     if (cfg.client_cert != config::TlsConfig::ClientCert::kNone) {
@@ -796,13 +483,7 @@ std::shared_ptr<const ClientContext> buildClientContext(const config::UpstreamTl
     auto wire = alpnWire(cfg.protocol.alpn);
     SSL_CTX_set_alpn_protos(cc->ctx, wire.data(), static_cast<unsigned>(wire.size()));
   }
-  if (cfg.session_reuse) {
-    SSL_CTX_set_session_cache_mode(cc->ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
-    SSL_CTX_sess_set_new_cb(cc->ctx, onClientNewSession);
-  } else {
-    SSL_CTX_set_session_cache_mode(cc->ctx, SSL_SESS_CACHE_OFF);
-    SSL_CTX_set_options(cc->ctx, SSL_OP_NO_TICKET);
-  }
+  installClientSessions(cc->ctx, cfg.session_reuse);
   if (stats != nullptr) {
     cc->main_shard = &stats->shard(0);
     registerStats(cc->stats, *stats, cc->ctx, true, cluster);

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -64,6 +65,23 @@ StatsShard* currentShard(StatsShard* main);
 // Upstream sessions kept for reuse, per worker: key -> the newest session.
 void storeClientSession(uint64_t cache_id, const std::string& key, SSL_SESSION* sess);  // takes a reference
 SSL_SESSION* findClientSession(uint64_t cache_id, const std::string& key);  // borrowed; may be null
+
+// The ServerContext of a server SSL (the app data of its SSL_CTX, whichever SNI picked).
+inline ServerContext* serverOf(SSL* ssl) {
+  return static_cast<ServerContext*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
+}
+
+// sessions.cc: the session and ticket callbacks of a server or client SSL_CTX.
+void installServerSessions(SSL_CTX* ctx, const config::TlsConfig& cfg, bool tickets);
+void installClientSessions(SSL_CTX* ctx, bool reuse);
+
+// x509.cc: reading certificates.
+std::string lowerAscii(std::string s);
+std::string hexString(const unsigned char* p, size_t n);
+std::string sha256Of(X509* x);      // of the DER form, lower-case hex
+std::string subjectOf(X509* x);     // RFC 2253
+// Each subjectAltName: DNS, URI and email entries as written, IP addresses as text.
+void forEachAltName(X509* x, const std::function<void(int type, std::string value)>& fn);
 
 // The index of the SSL ex_data slot that points at the TlsTransport (transport.cc).
 int transportIndex();

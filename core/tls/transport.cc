@@ -146,16 +146,6 @@ HandshakeFailure classify(unsigned long err, bool raw_eof) {
   }
 }
 
-std::string subjectOf(X509* x) {
-  BIO* b = BIO_new(BIO_s_mem());
-  X509_NAME_print_ex(b, X509_get_subject_name(x), 0, XN_FLAG_RFC2253);
-  char* data = nullptr;
-  long n = BIO_get_mem_data(b, &data);
-  std::string s(data, static_cast<size_t>(n));
-  BIO_free(b);
-  return s;
-}
-
 class TlsTransport final : public net::TransportSocket {
  public:
   // Server side.
@@ -381,25 +371,11 @@ class TlsTransport final : public net::TransportSocket {
     if (peer != nullptr && SSL_get_verify_result(ssl_) == X509_V_OK) {
       info->peer_verified = true;
       info->peer_subject = subjectOf(peer);
-      unsigned char md[EVP_MAX_MD_SIZE];
-      unsigned int md_len = 0;
-      X509_digest(peer, EVP_sha256(), md, &md_len);
-      static const char* d = "0123456789abcdef";
-      for (unsigned i = 0; i < md_len; ++i) {
-        info->peer_hash.push_back(d[md[i] >> 4]);
-        info->peer_hash.push_back(d[md[i] & 15]);
-      }
-      auto* sans = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(peer, NID_subject_alt_name, nullptr, nullptr));
-      if (sans != nullptr) {
-        for (int i = 0; i < sk_GENERAL_NAME_num(sans); ++i) {
-          const GENERAL_NAME* g = sk_GENERAL_NAME_value(sans, i);
-          if (g->type != GEN_DNS && g->type != GEN_URI) continue;
-          const ASN1_STRING* s = g->d.ia5;
-          std::string v(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)), static_cast<size_t>(ASN1_STRING_length(s)));
-          (g->type == GEN_DNS ? info->peer_dns : info->peer_uri).push_back(std::move(v));
-        }
-        GENERAL_NAMES_free(sans);
-      }
+      info->peer_hash = sha256Of(peer);
+      forEachAltName(peer, [&](int type, std::string v) {
+        if (type == GEN_DNS) info->peer_dns.push_back(std::move(v));
+        if (type == GEN_URI) info->peer_uri.push_back(std::move(v));
+      });
     }
     info_ = std::move(info);
   }
