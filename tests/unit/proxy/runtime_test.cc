@@ -279,3 +279,33 @@ TEST_CASE("Runtime: a listener's TLS context (and ticket keys) lives as long as 
   CHECK(changed != reloaded);
   CHECK(changed->tickets != reloaded->tickets);
 }
+
+TEST_CASE("Runtime: a certificate reload keeps the ticket keys unless the client CAs changed", "[runtime][tls]") {
+  std::string dir = (std::filesystem::temp_directory_path() / "ferry-rt-XXXXXX").string();
+  REQUIRE(mkdtemp(dir.data()) != nullptr);
+  struct Cleanup {
+    std::string d;
+    ~Cleanup() { std::filesystem::remove_all(d); }
+  } cleanup{dir};
+  makeCert(dir, "site", "a.test");
+  makeCert(dir, "ca", "client-ca");
+  std::string yaml = tlsYaml(dir, "TLSv1.2", "a");
+  yaml.replace(yaml.find("      watch_certificates"), 0, "      client_ca_file: " + dir + "/ca.pem\n");
+  Fixture f;
+  std::string err;
+  REQUIRE(f.runtime.build(load(yaml), &err));
+  auto first = f.runtime.tlsContext("web");
+  REQUIRE(first);
+  // The server certificate changes, the CAs do not: sessions carry over.
+  makeCert(dir, "site", "a.test");
+  REQUIRE(f.runtime.reloadCertificates("web"));
+  auto second = f.runtime.tlsContext("web");
+  CHECK(second->tickets == first->tickets);
+  CHECK(second->cache_id == first->cache_id);
+  // A different CA: sessions verified against the old one must not resume.
+  makeCert(dir, "ca", "another-ca");
+  REQUIRE(f.runtime.reloadCertificates("web"));
+  auto third = f.runtime.tlsContext("web");
+  CHECK(third->tickets != second->tickets);
+  CHECK(third->cache_id != second->cache_id);
+}
