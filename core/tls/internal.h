@@ -83,8 +83,6 @@ std::string subjectOf(X509* x);     // RFC 2253
 // Each subjectAltName: DNS, URI and email entries as written, IP addresses as text.
 void forEachAltName(X509* x, const std::function<void(int type, std::string value)>& fn);
 
-// The index of the SSL ex_data slot that points at the TlsTransport (transport.cc).
-int transportIndex();
 // Called by the client SSL_CTX's new-session callback with the transport's session key.
 const std::string* transportSessionKey(SSL* ssl);
 // Server: the (lower-cased) server name the ClientHello asked for, "" for none; null when the

@@ -185,11 +185,8 @@ SessionCache& serverCache(uint64_t cache_id) {
   return caches[cache_id];
 }
 
-std::string cacheKey(uint64_t cache_id, const unsigned char* id, size_t len) {
-  std::string k(reinterpret_cast<const char*>(&cache_id), 8);
-  k.append(reinterpret_cast<const char*>(id), len);
-  return k;
-}
+// A session id as the key of its context's cache.
+std::string cacheKey(const unsigned char* id, size_t len) { return std::string(reinterpret_cast<const char*>(id), len); }
 
 int onNewSession(SSL* ssl, SSL_SESSION* sess) {
   ServerContext* sc = serverOf(ssl);
@@ -199,14 +196,14 @@ int onNewSession(SSL* ssl, SSL_SESSION* sess) {
   unsigned int len = 0;
   const unsigned char* id = SSL_SESSION_get_id(sess, &len);
   const std::string* name = transportHelloName(ssl);
-  serverCache(sc->cache_id).put(cacheKey(sc->cache_id, id, len), sess, name != nullptr ? *name : std::string(),
+  serverCache(sc->cache_id).put(cacheKey(id, len), sess, name != nullptr ? *name : std::string(),
                                 sc->session_cache_size);
   return 1;  // the cache keeps the reference
 }
 
 SSL_SESSION* onGetSession(SSL* ssl, const unsigned char* id, int len, int* copy) {
   ServerContext* sc = static_cast<ServerContext*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
-  const SessionCache::Entry* e = serverCache(sc->cache_id).get(cacheKey(sc->cache_id, id, static_cast<size_t>(len)));
+  const SessionCache::Entry* e = serverCache(sc->cache_id).get(cacheKey(id, static_cast<size_t>(len)));
   if (e == nullptr || !sameServerName(ssl, e->server_name)) return nullptr;
   *copy = 1;  // OpenSSL takes its own reference
   return e->sess;
@@ -217,7 +214,7 @@ void onRemoveSession(SSL_CTX* ctx, SSL_SESSION* sess) {
   if (sc == nullptr) return;
   unsigned int len = 0;
   const unsigned char* id = SSL_SESSION_get_id(sess, &len);
-  serverCache(sc->cache_id).erase(cacheKey(sc->cache_id, id, len));
+  serverCache(sc->cache_id).erase(cacheKey(id, len));
 }
 
 // -- upstream sessions, per worker.

@@ -448,8 +448,6 @@ class TlsTransport final : public net::TransportSocket {
 
 }  // namespace
 
-int transportIndex() { return exIndex(); }
-
 const std::string* transportSessionKey(SSL* ssl) {
   auto* t = static_cast<TlsTransport*>(SSL_get_ex_data(ssl, exIndex()));
   return t != nullptr ? t->sessionKey() : nullptr;
