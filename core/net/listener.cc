@@ -114,7 +114,20 @@ class ActiveConnection : public ConnectionCallbacks, public NetworkFilterCallbac
     conn_->write(data, end_stream);
   }
 
+  bool draining() const override { return draining_ || (ctx_.draining != nullptr && *ctx_.draining); }
   void close() { conn_->close(Connection::CloseType::kNoFlush); }
+  // The drain notice; `deadline_ms` (monotonic; 0 = none): closed by the listener after it.
+  void drain(int64_t deadline_ms) {
+    if (deadline_ms > 0 && (drain_deadline_ms_ == 0 || deadline_ms < drain_deadline_ms_))
+      drain_deadline_ms_ = deadline_ms;
+    if (draining_) return;
+    draining_ = true;
+    if (stage_ != Stage::kFilters) return;  // the chain is not up yet: its first response closes
+    // A filter may close the connection from here: that removes it only later (graveyard).
+    for (size_t i = 0; i < filters_.size() && !conn_->closed(); ++i) filters_[i]->onDrain();
+  }
+  int64_t drainDeadline() const { return drain_deadline_ms_; }
+  const ListenerSpec& spec() const { return *spec_; }
 
  private:
   enum class Stage { kListenerFilters, kHandshake, kFilters };
@@ -194,6 +207,8 @@ class ActiveConnection : public ConnectionCallbacks, public NetworkFilterCallbac
   Buffer read_ahead_;  // raw bytes the listener filters have seen and not consumed
   std::unique_ptr<Timer> lf_timer_;
   std::vector<std::unique_ptr<NetworkFilter>> filters_;
+  bool draining_ = false;
+  int64_t drain_deadline_ms_ = 0;
 };
 
 ActiveListener::ActiveListener(WorkerContext& ctx, std::shared_ptr<const ListenerSpec> spec, int fd)
@@ -202,7 +217,8 @@ ActiveListener::ActiveListener(WorkerContext& ctx, std::shared_ptr<const Listene
       poller_(Poller::of(*ctx.io)),
       lfd_(fd),
       retry_timer_(*ctx.io, [this] { onAcceptable(); }),
-      graveyard_(*ctx.io) {
+      graveyard_(*ctx.io),
+      drain_timer_(*ctx.io, [this] { onDrainTimer(); }) {
   registered_ = poller_.add(lfd_, this);
   if (!registered_) FERRY_LOG(kError, "listener ", spec_->state->name, ": cannot watch the socket: ", std::strerror(errno));
 }
@@ -226,6 +242,53 @@ void ActiveListener::stopAccepting() {
   registered_ = false;
   ::close(lfd_);
   lfd_ = -1;
+  checkEmpty();
+}
+
+void ActiveListener::setSpec(std::shared_ptr<const ListenerSpec> spec) { spec_ = std::move(spec); }
+
+void ActiveListener::drainConnections(std::chrono::milliseconds timeout) {
+  const int64_t deadline = timeout.count() > 0 ? monotonicMs() + timeout.count() : 0;
+  std::vector<ActiveConnection*> open;
+  for (auto& c : connections_) open.push_back(c.get());
+  for (auto* c : open) c->drain(deadline);  // may close some: they leave through the graveyard
+  if (deadline > 0) onDrainTimer();
+}
+
+void ActiveListener::onDrainTimer() {
+  const int64_t now = monotonicMs();
+  int64_t next = 0;
+  std::vector<ActiveConnection*> expired;
+  for (auto& c : connections_) {
+    const int64_t d = c->drainDeadline();
+    if (d == 0) continue;
+    if (d <= now) {
+      expired.push_back(c.get());
+    } else if (next == 0 || d < next) {
+      next = d;
+    }
+  }
+  if (!expired.empty())
+    FERRY_LOG(kInfo, "listener ", spec_->state->name, ": drain timeout: closing ", expired.size(), " connection",
+              expired.size() == 1 ? "" : "s");
+  for (auto* c : expired) c->close();
+  if (next > 0) drain_timer_.enable(std::chrono::milliseconds(next - now));
+}
+
+void ActiveListener::onEmpty(std::function<void()> cb) {
+  on_empty_ = std::move(cb);
+  checkEmpty();
+}
+
+void ActiveListener::checkEmpty() {
+  if (!on_empty_ || lfd_ >= 0 || !connections_.empty()) return;
+  asio::post(*ctx_.io, [this, alive = alive_] {
+    if (*alive && on_empty_ && lfd_ < 0 && connections_.empty()) {
+      auto cb = std::move(on_empty_);
+      on_empty_ = nullptr;
+      cb();  // may destroy this listener
+    }
+  });
 }
 
 void ActiveListener::closeAll() {
@@ -297,10 +360,13 @@ void ActiveListener::removeConnection(ActiveConnection* conn) {
   std::unique_ptr<ActiveConnection> dying = std::move(*it);
   connections_.erase(it);
   dying->self_ = connections_.end();
-  ctx_.stats->dec(spec_->state->stats.cx_active);
-  spec_->process->active.fetch_sub(1, std::memory_order_relaxed);
-  spec_->state->active.fetch_sub(1, std::memory_order_relaxed);
+  // The counts the connection's own spec raised (the listener's may be newer).
+  const ListenerSpec& spec = dying->spec();
+  ctx_.stats->dec(spec.state->stats.cx_active);
+  spec.process->active.fetch_sub(1, std::memory_order_relaxed);
+  spec.state->active.fetch_sub(1, std::memory_order_relaxed);
   graveyard_.add(std::move(dying));
+  checkEmpty();
 }
 
 }  // namespace ferry::core::net

@@ -89,6 +89,16 @@ class ActiveListener final : private PollHandler {
   void start();
   // Closes the listening socket: new connections are refused; open ones go on.
   void stopAccepting();
+  // Connections accepted from now on run under `spec` (a reload that keeps this socket); open
+  // ones keep the spec they were accepted with. The same listener name (ListenerState).
+  void setSpec(std::shared_ptr<const ListenerSpec> spec);
+  // The drain notice to every open connection (NetworkFilter::onDrain; their HTTP responses
+  // carry Connection: close from now on). Those still open after `timeout` are closed; 0 = no
+  // limit (the server's own drain ends them).
+  void drainConnections(std::chrono::milliseconds timeout);
+  // Runs (from the loop, not from a connection's call stack) once the listener has stopped
+  // accepting and its last connection has closed: a retired listener can then go.
+  void onEmpty(std::function<void()> cb);
   // Closes every open connection now.
   void closeAll();
   size_t connectionCount() const { return connections_.size(); }
@@ -102,6 +112,8 @@ class ActiveListener final : private PollHandler {
   void onPollEvents(uint32_t events) override;
   void onAcceptable();
   void accepted(int fd);
+  void onDrainTimer();
+  void checkEmpty();
 
   WorkerContext& ctx_;
   std::shared_ptr<const ListenerSpec> spec_;
@@ -113,6 +125,8 @@ class ActiveListener final : private PollHandler {
   DeferredDeleter<ActiveConnection> graveyard_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   bool accepting_ = false;
+  Timer drain_timer_;  // closes drained connections whose deadline passed
+  std::function<void()> on_empty_;
 };
 
 }  // namespace ferry::core::net

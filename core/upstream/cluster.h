@@ -173,6 +173,19 @@ class Cluster : public std::enable_shared_from_this<Cluster> {
   void reportResult(const Host& host, UpstreamResult result) const;
   // Set once, before workers use the cluster.
   void setOutlierSink(const OutlierSink* sink) const { sink_ = sink; }
+  // A digest of the files the cluster's TLS settings name (CA, client certificate and key),
+  // as the config that made it read them: a change of their content is a change of the
+  // cluster's connection settings. Set once by the cluster manager, before workers use it.
+  void setFilesFingerprint(std::string f) { files_fingerprint_ = std::move(f); }
+  const std::string& filesFingerprint() const { return files_fingerprint_; }
+  // True when connections made for `other` (an earlier version of this cluster) can serve
+  // this one: same TLS settings and files, protocol and PROXY protocol. A reload that changes
+  // any of these drops the pools (their open requests finish first).
+  bool sameConnectionsAs(const Cluster& other) const {
+    return cfg_.tls == other.cfg_.tls && cfg_.protocol == other.cfg_.protocol &&
+           cfg_.send_proxy_protocol == other.cfg_.send_proxy_protocol &&
+           files_fingerprint_ == other.files_fingerprint_;
+  }
   const OutlierSink* outlierSink() const { return sink_; }
 
  private:
@@ -191,6 +204,7 @@ class Cluster : public std::enable_shared_from_this<Cluster> {
   mutable const OutlierSink* sink_ = nullptr;
   std::shared_ptr<ClusterCounters> c_;
   std::shared_ptr<const tls::ClientContext> tls_;
+  std::string files_fingerprint_;
   std::string tls_error_;
 };
 

@@ -305,9 +305,10 @@ struct ClusterManager::Impl {
   // counters; hosts whose address (or DNS name) is still configured keep their identity,
   // health, outlier state and pools; others leave, new ones join. Health checks restart only
   // when their settings changed, DNS lookups when the named endpoints or resolvers did.
-  void update(ClusterEntry& ce, const config::ClusterConfig& cfg) {
+  void update(ClusterEntry& ce, const config::ClusterConfig& cfg, const std::string& files_fingerprint) {
     const config::ClusterConfig old = ce.cluster->config();
     auto cluster = std::make_shared<Cluster>(cfg, ce.cluster->index(), stats, ce.cluster->counters());
+    cluster->setFilesFingerprint(files_fingerprint);
     cluster->setOutlierSink(ce.cluster->outlierSink());
     ce.cluster = std::move(cluster);
     FERRY_LOG(kInfo, "cluster ", cfg.name, ": updated");
@@ -508,17 +509,21 @@ ClusterManager::ClusterManager(asio::io_context& io, StatsStore& stats) : impl_(
 
 ClusterManager::~ClusterManager() { stop(); }
 
-std::shared_ptr<const Cluster> ClusterManager::addOrUpdate(const config::ClusterConfig& cfg) {
+std::shared_ptr<const Cluster> ClusterManager::addOrUpdate(const config::ClusterConfig& cfg,
+                                                           const std::string& files_fingerprint) {
   auto& I = *impl_;
   auto it = I.by_name.find(cfg.name);
   if (it != I.by_name.end()) {
     ClusterEntry& ce = *it->second;
-    if (!(ce.cluster->config() == cfg)) I.update(ce, cfg);
+    if (!(ce.cluster->config() == cfg) || ce.cluster->filesFingerprint() != files_fingerprint)
+      I.update(ce, cfg, files_fingerprint);
     return ce.cluster;
   }
   auto entry = std::make_unique<ClusterEntry>();
   ClusterEntry& ce = *entry;
-  ce.cluster = std::make_shared<Cluster>(cfg, I.by_index.size(), I.stats);
+  auto made = std::make_shared<Cluster>(cfg, I.by_index.size(), I.stats);
+  made->setFilesFingerprint(files_fingerprint);
+  ce.cluster = std::move(made);
   ce.cluster->setOutlierSink(this);
   I.by_index.push_back(&ce);
   I.by_name.emplace(cfg.name, std::move(entry));

@@ -32,7 +32,9 @@ class ClusterManager : public OutlierSink {
   // config as before returns the same object (nothing changes). A changed one returns a new
   // Cluster with the old one's index and circuit-breaker counters; hosts whose address (or DNS
   // name) is still configured keep their identity, health, outlier state and pools.
-  std::shared_ptr<const Cluster> addOrUpdate(const config::ClusterConfig& cfg);
+  // `files_fingerprint`: a digest of the content of the files the cluster's TLS settings name
+  // (Cluster::setFilesFingerprint); a new digest with the same config is an update too.
+  std::shared_ptr<const Cluster> addOrUpdate(const config::ClusterConfig& cfg, const std::string& files_fingerprint = "");
   // Removes a cluster: its checks and lookups stop, its hosts leave (workers free their pools
   // once idle) and workers get a null table for its index. Indices are never reused.
   void remove(const std::string& name);

@@ -305,14 +305,27 @@ StreamPool& PoolManager::pool(const Cluster& cluster, const HostPtr& host, const
       ctx_.stats->inc(cluster.stats().pools);
       it = private_pools_.emplace(std::move(key), std::move(p)).first;
     } else if (&it->second->cluster() != &cluster) {
-      it->second->setCluster(cluster.shared_from_this());
+      if (cluster.sameConnectionsAs(it->second->cluster())) {
+        it->second->setCluster(cluster.shared_from_this());
+      } else {
+        auto old = std::move(it->second);
+        private_pools_.erase(it);
+        dropOutdated(std::move(old));
+        return pool(cluster, host, downstream);
+      }
     }
     return *it->second;
   }
   auto it = pools_.find(host->id);
   if (it != pools_.end()) {
-    if (&it->second->cluster() != &cluster) it->second->setCluster(cluster.shared_from_this());
-    return *it->second;
+    if (&it->second->cluster() == &cluster) return *it->second;
+    if (cluster.sameConnectionsAs(it->second->cluster())) {
+      it->second->setCluster(cluster.shared_from_this());
+      return *it->second;
+    }
+    auto old = std::move(it->second);
+    pools_.erase(it);
+    dropOutdated(std::move(old));
   }
   auto p = makeHttp1Pool(*this, cluster.shared_from_this(), host, "");
   ctx_.stats->inc(cluster.stats().pools);
@@ -344,7 +357,26 @@ void PoolManager::onPoolUnused(StreamPool& pool) {
   if (!shared || pool.host().removed.load(std::memory_order_relaxed)) retire(pool);
 }
 
+void PoolManager::dropOutdated(std::unique_ptr<StreamPool> pool) {
+  FERRY_LOG(kDebug, "cluster ", pool->cluster().name(), ": connection settings changed; pool of ",
+            pool->host().address, " replaced");
+  StreamPool& p = *pool;
+  outdated_.push_back(std::move(pool));
+  if (p.unused()) {
+    retire(p);
+  } else {
+    p.closeIdle();  // its last connection's end retires it (onPoolUnused)
+  }
+}
+
 void PoolManager::retire(StreamPool& pool) {
+  for (auto oit = outdated_.begin(); oit != outdated_.end(); ++oit) {
+    if (oit->get() != &pool) continue;
+    ctx_.stats->dec(pool.cluster().stats().pools);
+    graveyard_.add(std::move(*oit));
+    outdated_.erase(oit);
+    return;
+  }
   auto it = pools_.find(pool.host().id);
   if (it != pools_.end() && it->second.get() == &pool) {
     ctx_.stats->dec(pool.cluster().stats().pools);

@@ -82,11 +82,16 @@ class PoolManager {
     }
   };
   void retire(StreamPool& pool);
+  // A pool made for an earlier version of `cluster` whose connections cannot serve it (TLS,
+  // protocol or PROXY protocol changed): it leaves its slot, closes its idle connections and
+  // goes once its open requests finish.
+  void dropOutdated(std::unique_ptr<StreamPool> pool);
 
   WorkerContext& ctx_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<StreamPool>> pools_;  // by Host::id
   absl::flat_hash_map<PrivateKey, std::unique_ptr<StreamPool>> private_pools_;
   DeferredDeleter<StreamPool> graveyard_;
+  std::vector<std::unique_ptr<StreamPool>> outdated_;  // see dropOutdated
 };
 
 // The HTTP/1 pool (http1_pool.cc). `proxy_header`: raw bytes every new connection sends first

@@ -27,6 +27,7 @@ class HttpConnectionManager : public core::net::NetworkFilter,
   void onDownstreamEvent(core::net::ConnectionEvent event) override;
   void onDownstreamAboveWriteHighWatermark() override;
   void onDownstreamBelowWriteLowWatermark() override;
+  void onDrain() override;
 
   // http::ServerConnectionCallbacks
   http::RequestDecoder& newStream(http::ResponseEncoder& encoder) override;
@@ -43,8 +44,8 @@ class HttpConnectionManager : public core::net::NetworkFilter,
   const core::net::ConnectionInfo& connectionInfo() const { return callbacks_->info(); }
   // The client's IP as text (for x-forwarded-for), formatted once per connection.
   const std::string& remoteIp();
-  // The worker drains: responses from now on close their connection.
-  bool draining() { return worker().draining != nullptr && *worker().draining; }
+  // The connection drains (reload or process drain): responses from now on close it.
+  bool draining() { return callbacks_->draining(); }
   void drainNotice() { codec_->drainNotice(); }
   // A stream's response is complete, or the stream was reset: it leaves (destroyed once the
   // call stack unwinds) and the connection goes on with what waits.
@@ -68,6 +69,7 @@ class HttpConnectionManager : public core::net::NetworkFilter,
   std::string remote_ip_;
   uint32_t requests_ = 0;
   bool dead_ = false;  // closed or closing: nothing more is parsed
+  bool mid_request_ = false;  // bytes of a request head arrived and its stream has not started
 };
 
 }  // namespace ferry::filters::network

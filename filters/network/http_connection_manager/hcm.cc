@@ -55,6 +55,7 @@ FilterStatus HttpConnectionManager::onData(Buffer& data, bool end_stream) {
     return FilterStatus::kStopIteration;
   }
   if (!data.empty()) {
+    if (streams_ == nullptr) mid_request_ = true;
     if (streams_ == nullptr && !headers_timer_->enabled() && config_->http.request_headers_timeout.count() > 0) {
       // The first bytes of a new request: its head must be complete in time (slowloris).
       headers_timer_->enable(config_->http.request_headers_timeout);
@@ -68,6 +69,7 @@ FilterStatus HttpConnectionManager::onData(Buffer& data, bool end_stream) {
 http::RequestDecoder& HttpConnectionManager::newStream(http::ResponseEncoder& encoder) {
   headers_timer_->disable();
   idle_timer_->disable();
+  mid_request_ = false;
   auto& w = callbacks_->worker();
   ++requests_;
   if ((config_->http.max_requests_per_connection > 0 && requests_ >= config_->http.max_requests_per_connection) ||
@@ -110,6 +112,18 @@ void HttpConnectionManager::armIdleTimer() {
 void HttpConnectionManager::onIdleTimeout() {
   if (streams_ != nullptr || dead_) return;
   FERRY_LOG(kDebug, "http: ", config_->listener_name, ": idle timeout");
+  closeConnection(true);
+}
+
+void HttpConnectionManager::onDrain() {
+  if (dead_ || !codec_) return;
+  if (streams_ != nullptr || mid_request_ || codec_->pendingInput()) {
+    codec_->drainNotice();  // the response under way closes the connection
+    return;
+  }
+  // Idle between requests: nothing is lost by closing now (a client that sends on a kept-alive
+  // connection as it closes retries, RFC 9112 section 9.3.1).
+  FERRY_LOG(kDebug, "http: ", config_->listener_name, ": drain: closing an idle connection");
   closeConnection(true);
 }
 

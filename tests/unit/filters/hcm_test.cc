@@ -227,6 +227,7 @@ struct Fixture {
     const core::net::ConnectionInfo& info() const override { return ci; }
     core::WorkerContext& worker() override { return fixture->ctx; }
     void writeDownstream(Buffer& data, bool end_stream) override { fixture->conn->write(data, end_stream); }
+    bool draining() const override { return fixture->draining; }
     void onData(Buffer& d, bool end) override { fixture->hcm->onData(d, end); }
     void onEvent(core::net::ConnectionEvent e) override {
       if (e == core::net::ConnectionEvent::kLocalClose || e == core::net::ConnectionEvent::kRemoteClose)
@@ -462,6 +463,35 @@ TEST_CASE("hcm: while the worker drains, each stream gives the codec a drain not
   CHECK(f.codec->drains == 1);
   f.codec->open().decodeHeaders(Fixture::get(), true);  // a new stream while draining
   CHECK(f.codec->drains == 2);
+}
+
+TEST_CASE("hcm: the drain notice closes an idle connection at once and a busy one after its response",
+          "[hcm]") {
+  SECTION("idle between requests") {
+    Fixture f;
+    auto& d = f.codec->open();
+    d.decodeHeaders(Fixture::get(), true);
+    f.sinks[0]->respond(200, "x");
+    REQUIRE_FALSE(f.conn->closed());
+    f.hcm->onDrain();
+    CHECK(f.conn->closed());
+  }
+  SECTION("a request under way") {
+    Fixture f;
+    f.codec->open().decodeHeaders(Fixture::get(), true);
+    f.hcm->onDrain();
+    CHECK_FALSE(f.conn->closed());
+    CHECK(f.codec->drains == 1);  // its response closes the connection
+  }
+  SECTION("part of a request head has arrived") {
+    Fixture f;
+    Buffer part;
+    part.add("GET / HT");
+    f.hcm->onData(part, false);
+    f.hcm->onDrain();
+    CHECK_FALSE(f.conn->closed());
+    CHECK(f.codec->drains == 1);
+  }
 }
 
 TEST_CASE("hcm: 1xx headers go to the encoder ahead of the response", "[hcm]") {
