@@ -424,10 +424,15 @@ class Loader : public Parser {
   void runtime(const Entry& e) {
     if (!isMap(e, true)) return;
     Entries f = fields(e.value, "in runtime",
-                       {"workers", "drain_timeout", "drain_delay", "log_level", "max_connections"});
+                       {"workers", "drain_timeout", "drain_delay", "log_level", "max_connections", "watch_config"});
     RuntimeConfig& r = cfg_.runtime;
-    if (auto* x = f.get("workers"))
+    r.mark = e.key_mark;
+    if (auto* x = f.get("workers")) {
+      r.workers_mark = x->value_mark;
       if (auto v = getUint(*x, 0, 1024)) r.workers = static_cast<uint32_t>(*v);
+    }
+    if (auto* x = f.get("watch_config"))
+      if (auto v = getBool(*x)) r.watch_config = *v;
     if (auto* x = f.get("drain_timeout"))
       if (auto v = getDuration(*x, false)) r.drain_timeout = *v;
     if (auto* x = f.get("drain_delay"))
@@ -443,6 +448,8 @@ class Loader : public Parser {
     if (!isMap(e, true)) return;
     AdminConfig& a = cfg_.admin.emplace();
     a.address = *parseAddress("127.0.0.1:9901");
+    a.mark = e.key_mark;
+    a.address.mark = e.key_mark;
     Entries f = fields(e.value, "in admin", {"address", "token_file", "allow_config_push"});
     if (auto* x = f.get("address"))
       if (auto v = getAddress(*x, 0)) a.address = *v;

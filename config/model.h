@@ -40,6 +40,9 @@ struct RuntimeConfig {
   Duration drain_delay = std::chrono::seconds(0);
   LogLevel log_level = LogLevel::kInfo;
   uint64_t max_connections = 0;  // process-wide downstream limit; 0 = unlimited
+  bool watch_config = false;     // reload when the -c file changes (content hash differs)
+  Mark mark;                     // of the runtime block (its key), for reload errors
+  Mark workers_mark;             // of the workers value
   bool operator==(const RuntimeConfig&) const = default;
 };
 
@@ -47,6 +50,7 @@ struct AdminConfig {
   Address address;            // default 127.0.0.1:9901
   std::string token_file;     // resolved against the config dir; empty = none
   bool allow_config_push = false;
+  Mark mark;  // of the admin block (its key)
   bool operator==(const AdminConfig&) const = default;
 };
 

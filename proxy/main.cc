@@ -24,7 +24,7 @@ constexpr const char* kUsage =
     "      --version           print the version and exit\n"
     "  -h, --help              this help\n"
     "\n"
-    "Signals: SIGTERM/SIGINT drain and exit 0.\n";
+    "Signals: SIGHUP reloads the config file; SIGTERM/SIGINT drain and exit 0.\n";
 
 int usageError(const std::string& msg) {
   std::fprintf(stderr, "ferry: %s\n%s", msg.c_str(), kUsage);
@@ -98,6 +98,9 @@ int main(int argc, char** argv) {
     return 0;
   }
   ferry::core::log::setLevel(toLogLevel(cfg.runtime.log_level));
-  ferry::proxy::Server server(std::move(cfg));
+  ferry::proxy::ServerOptions options;
+  options.workers = workers;
+  options.log_level = log_level;
+  ferry::proxy::Server server(std::move(cfg), options);
   return server.run();
 }

@@ -13,18 +13,36 @@
 namespace ferry::proxy {
 namespace {
 
-std::string fnv1aHex(const std::string& text) {
-  uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : text) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
+std::string filesHash(const std::vector<std::string>& files) {
+  std::string out;
+  for (const auto& f : files) out += f + "=" + core::FileWatcher::contentHash(f) + ";";
+  return out;
 }
 
+bool sniInspected(const config::ListenerConfig& l) { return !l.tls && l.tcp && !l.tcp->sni_routes.empty(); }
+
 }  // namespace
+
+bool listenerChanged(const config::ListenerConfig& a, const config::ListenerConfig& b) {
+  if (!(a.address == b.address) || !(a.tls == b.tls)) return true;
+  if (a.proxy_protocol != b.proxy_protocol || (b.proxy_protocol && a.proxy_protocol_timeout != b.proxy_protocol_timeout))
+    return true;
+  if (a.http.has_value() != b.http.has_value() || a.tcp.has_value() != b.tcp.has_value()) return true;
+  if (sniInspected(a) != sniInspected(b)) return true;
+  if (sniInspected(b) && a.tcp->client_hello_timeout != b.tcp->client_hello_timeout) return true;
+  return false;
+}
+
+std::string clusterFilesFingerprint(const config::ClusterConfig& c) {
+  if (!c.tls) return "";
+  std::vector<std::string> files;
+  if (!c.tls->ca_file.empty()) files.push_back(c.tls->ca_file);
+  if (c.tls->client_certificate) {
+    files.push_back(c.tls->client_certificate->cert_file);
+    files.push_back(c.tls->client_certificate->key_file);
+  }
+  return files.empty() ? "-" : filesHash(files);
+}
 
 std::shared_ptr<const core::upstream::Cluster> Snapshot::cluster(const std::string& name) const {
   for (const auto& c : clusters)
@@ -46,12 +64,12 @@ Runtime::~Runtime() = default;
 std::shared_ptr<const Snapshot> Runtime::build(config::Config cfg, std::string* error) {
   auto snap = std::make_shared<Snapshot>();
   snap->version = ++versions_;
-  snap->hash = fnv1aHex(cfg.yaml);
+  snap->hash = core::FileWatcher::textHash(cfg.yaml);
   snap->loaded_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                            std::chrono::system_clock::now().time_since_epoch())
                            .count();
   for (const auto& c : cfg.clusters) {
-    snap->clusters.push_back(clusters_->addOrUpdate(c));
+    snap->clusters.push_back(clusters_->addOrUpdate(c, clusterFilesFingerprint(c)));
     if (!snap->clusters.back()->tlsError().empty()) {
       *error = "cluster '" + c.name + "': " + snap->clusters.back()->tlsError();
       return nullptr;
@@ -100,11 +118,28 @@ std::shared_ptr<const Snapshot> Runtime::build(config::Config cfg, std::string* 
   return snap;
 }
 
+std::vector<std::string> Runtime::removeClustersNotIn(const Snapshot& snap) {
+  std::vector<std::string> gone;
+  for (const auto& name : cluster_names_)
+    if (!snap.cluster(name)) gone.push_back(name);
+  for (const auto& name : gone) clusters_->remove(name);
+  cluster_names_.clear();
+  for (const auto& c : snap.clusters) cluster_names_.push_back(c->name());
+  return gone;
+}
+
 const Runtime::TlsListener* Runtime::tlsFor(const config::ListenerConfig& l, std::string* error) {
   std::vector<std::string> alpn;
   if (l.http) alpn = {"http/1.1"};  // h2 joins with the HTTP/2 codec
   TlsListener& t = tls_[l.name];
-  if (t.provider && t.cfg == *l.tls && t.default_alpn == alpn) return &t;  // unchanged: kept
+  if (t.provider && t.cfg == *l.tls && t.default_alpn == alpn) {  // unchanged: kept
+    // ... unless its files changed since: a new context, as a certificate watch makes it.
+    if (filesHash(core::tls::watchedFiles(t.cfg)) != t.files_hash && !rebuildTls(l.name, t)) {
+      *error = "listener '" + l.name + "': its TLS files changed and do not load (see the log)";
+      return nullptr;
+    }
+    return &t;
+  }
   std::vector<core::tls::BuildError> errors;
   auto ctx = core::tls::buildServerContext(*l.tls, l.name, alpn, &stats_, nullptr, &errors);
   if (!ctx) {
@@ -119,6 +154,7 @@ const Runtime::TlsListener* Runtime::tlsFor(const config::ListenerConfig& l, std
   t.ctx = std::move(ctx);
   t.provider->set(0, t.ctx);
   if (!l.tls->client_ca_file.empty()) t.ca_hash = core::FileWatcher::contentHash(l.tls->client_ca_file);
+  t.files_hash = filesHash(core::tls::watchedFiles(t.cfg));
   const std::string help = "Certificate reloads after a file change, by result.";
   t.reload_success = stats_.counter("ferry_tls_certificate_reloads_total", {{"listener", l.name}, {"result", "success"}}, help);
   t.reload_failure = stats_.counter("ferry_tls_certificate_reloads_total", {{"listener", l.name}, {"result", "failure"}}, help);
@@ -142,7 +178,11 @@ void Runtime::watchCertificates(PostToWorkers post) { post_ = std::move(post); }
 bool Runtime::reloadCertificates(const std::string& listener) {
   auto it = tls_.find(listener);
   if (it == tls_.end()) return false;
-  TlsListener& t = it->second;
+  return rebuildTls(listener, it->second);
+}
+
+bool Runtime::rebuildTls(const std::string& listener, TlsListener& t) {
+  const std::string files_hash = filesHash(core::tls::watchedFiles(t.cfg));
   std::vector<core::tls::BuildError> errors;
   // Sessions (tickets, the cache) survive a certificate change, but not a change of the CAs
   // client certificates were verified against: those start over with new keys.
@@ -160,6 +200,7 @@ bool Runtime::reloadCertificates(const std::string& listener) {
   }
   t.ctx = ctx;
   t.ca_hash = ca_hash;
+  t.files_hash = files_hash;
   if (post_) post_([p = t.provider, ctx](size_t w) { p->set(w, ctx); });
   t.provider->set(0, ctx);
   stats_.shard(0).inc(t.reload_success);

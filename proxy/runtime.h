@@ -38,13 +38,23 @@ namespace ferry::proxy {
 struct Snapshot {
   config::Config config;
   uint64_t version = 0;
-  std::string hash;          // hex digest of the YAML text
+  std::string hash;          // SHA-256 of the YAML text, hex (what sha256sum says of the file)
   int64_t loaded_at_ms = 0;  // unix time
   std::vector<std::shared_ptr<const core::net::ListenerSpec>> listeners;
   std::vector<std::shared_ptr<const core::upstream::Cluster>> clusters;
 
   std::shared_ptr<const core::upstream::Cluster> cluster(const std::string& name) const;
 };
+
+// Reload semantics for a listener a new config keeps by name (its socket is kept when its
+// address is the same): true when its open connections must drain, because its address, TLS
+// settings, listener filters (PROXY protocol, the SNI inspector) or protocol changed. Any
+// other change (limits, HTTP settings, routes) applies to later connections or requests and
+// lets the open ones run on.
+bool listenerChanged(const config::ListenerConfig& before, const config::ListenerConfig& after);
+
+// A digest of the content of the files a cluster's TLS block names ("" without TLS).
+std::string clusterFilesFingerprint(const config::ClusterConfig& c);
 
 class Runtime {
  public:
@@ -78,6 +88,10 @@ class Runtime {
     return it == tls_.end() ? nullptr : it->second.ctx;
   }
 
+  // After a snapshot is installed: clusters it does not name are removed (they drain: their
+  // hosts leave, pools close once idle). Returns their names.
+  std::vector<std::string> removeClustersNotIn(const Snapshot& snap);
+
   core::upstream::ClusterManager& clusters() { return *clusters_; }
   const std::shared_ptr<core::net::ProcessConnections>& connections() const { return connections_; }
   core::StatHandle bufferedBytes() const { return buffered_bytes_; }
@@ -87,12 +101,14 @@ class Runtime {
   // The listener's TLS state, built (or kept, when its tls block did not change).
   const TlsListener* tlsFor(const config::ListenerConfig& l, std::string* error);
   void watchListener(const std::string& name, TlsListener& t);
+  bool rebuildTls(const std::string& listener, TlsListener& t);
 
   core::StatsStore& stats_;
   const filters::Registry& registry_;
   size_t workers_;
   uint64_t versions_ = 0;
   std::unique_ptr<core::upstream::ClusterManager> clusters_;
+  std::vector<std::string> cluster_names_;  // of the installed snapshot (removeClustersNotIn)
   std::map<std::string, std::shared_ptr<core::net::ListenerState>> listeners_;
   // TLS termination per listener name: kept while its `tls` block stays the same, so its
   // SSL_CTX and ticket keys (and so resumption) survive other changes.
@@ -104,6 +120,7 @@ class Runtime {
     core::FileWatcher::WatchId watch = 0;
     core::StatHandle reload_success, reload_failure;
     std::string ca_hash;  // of client_ca_file's content: a changed CA starts new ticket keys
+    std::string files_hash;  // of every file the block names, when the context was built
   };
   std::map<std::string, TlsListener> tls_;
   std::shared_ptr<core::net::ProcessConnections> connections_ = std::make_shared<core::net::ProcessConnections>();

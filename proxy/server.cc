@@ -3,47 +3,23 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/signal_set.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <chrono>
-#include <ctime>
 #include <fstream>
-#include <sstream>
+#include <map>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "config/values.h"
-#include "core/event/worker.h"
 #include "core/log.h"
-#include "core/net/listener.h"
 #include "core/net/socket_util.h"
-#include "core/stats.h"
-#include "core/upstream/cluster.h"
 #include "core/upstream/cluster_manager.h"
-#include "core/upstream/stream_pool.h"
-#include "filters/registry.h"
-#include "proxy/admin/admin.h"
-#include "proxy/runtime.h"
+#include "proxy/server_impl.h"
 
 namespace ferry::proxy {
-namespace asio = boost::asio;
-using core::log::sv;
 
 namespace {
-
-using config::jsonString;
-
-std::string isoTime(int64_t unix_ms) {
-  time_t secs = static_cast<time_t>(unix_ms / 1000);
-  tm t{};
-  gmtime_r(&secs, &t);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", t.tm_year + 1900, t.tm_mon + 1,
-                t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, static_cast<int>(unix_ms % 1000));
-  return buf;
-}
 
 unsigned resolveWorkers(uint32_t configured) {
   if (configured > 0) return configured;
@@ -51,77 +27,78 @@ unsigned resolveWorkers(uint32_t configured) {
   return n == 0 ? 1 : n;
 }
 
-// A worker's share of the running config: its listeners and LB state. Lives on the worker.
-struct WorkerRuntime {
-  core::WorkerContext ctx;
-  bool draining = false;
-  std::unique_ptr<core::upstream::ClusterLb> lb;
-  std::unique_ptr<core::upstream::PoolManager> pools;
-  std::vector<std::unique_ptr<core::net::ActiveListener>> listeners;  // destroyed first
-};
+// On a worker: a listener that no longer accepts waits in `retired` for its last connection.
+void retire(WorkerRuntime* rt, std::unique_ptr<core::net::ActiveListener> l) {
+  rt->retired.push_front(std::move(l));
+  auto it = rt->retired.begin();
+  (*it)->onEmpty([rt, it] { rt->retired.erase(it); });
+}
+
+// On worker `w`: installs `snap` as `plan` says.
+void installOnWorker(WorkerRuntime* rt, size_t w, const std::shared_ptr<const Snapshot>& snap, const InstallPlan& plan) {
+  for (const auto& spec : snap->listeners)
+    for (const auto& setup : spec->worker_setup) setup(w);
+  std::multimap<std::string, std::unique_ptr<core::net::ActiveListener>> running;
+  for (auto& l : rt->listeners) {
+    std::string name = l->name();
+    running.emplace(std::move(name), std::move(l));
+  }
+  rt->listeners.clear();
+  for (size_t j = 0; j < snap->listeners.size(); ++j) {
+    const auto& spec = snap->listeners[j];
+    const ListenerPlan& p = plan.listeners[j];
+    if (!p.keep.empty()) {
+      auto [b, e] = running.equal_range(p.keep);
+      for (auto it = b; it != e; ++it) {
+        auto& l = it->second;
+        if (p.drain_old) l->drainConnections(plan.drain_timeout);
+        l->setSpec(spec);  // later connections; open ones keep theirs
+        rt->listeners.push_back(std::move(l));
+      }
+      running.erase(b, e);
+      continue;
+    }
+    for (int fd : p.fds[w - 1]) {
+      rt->listeners.push_back(std::make_unique<core::net::ActiveListener>(rt->ctx, spec, fd));
+      rt->listeners.back()->start();
+    }
+  }
+  for (auto& [name, l] : running) {  // removed, or moved to another address
+    l->stopAccepting();
+    l->drainConnections(plan.drain_timeout);
+    retire(rt, std::move(l));
+  }
+}
 
 }  // namespace
 
-struct Server::Impl {
-  explicit Impl(config::Config c) : cfg(std::move(c)) {}
-
-  config::Config cfg;
-  asio::io_context io{1};
-  std::unique_ptr<core::StatsStore> stats;
-  filters::Registry registry;
-  std::unique_ptr<Runtime> runtime;  // state kept across snapshots; clusters stopped in finish()
-  std::shared_ptr<const Snapshot> snapshot;
-  std::vector<std::unique_ptr<core::Worker>> workers;
-  std::vector<std::unique_ptr<WorkerRuntime>> runtimes;  // index = worker - 1; touched only on its worker
-  core::upstream::ClusterManager* cluster_manager = nullptr;  // the runtime's
-  std::unique_ptr<AdminServer> admin;
-  std::string admin_token;  // from admin.token_file; empty = no token required
-  std::unique_ptr<asio::signal_set> signals;
-  std::unique_ptr<asio::steady_timer> drain_timer;
-  bool ready = false;
-  bool draining = false;
-  bool stopping = false;
-  std::chrono::steady_clock::time_point drain_deadline;
-  int64_t started_ms = 0;
-
-  bool bindListeners(std::vector<std::vector<int>>* fds_per_worker);
-  bool startAdmin();
-  void installAdminHandlers();
-  void onSignal(int sig);
-  void startDrain();
-  void stopAccepting();
-  void pollDrain();
-  void finish();
-  std::string clustersJson() const;
-  std::string configJson() const;
-};
-
-Server::Server(config::Config cfg) : impl_(std::make_unique<Impl>(std::move(cfg))) {}
+Server::Server(config::Config cfg, ServerOptions options)
+    : impl_(std::make_unique<Impl>(std::move(cfg), std::move(options))) {}
 Server::~Server() = default;
 
-bool Server::Impl::bindListeners(std::vector<std::vector<int>>* fds) {
-  size_t n = workers.size();
-  fds->assign(n, {});
-  for (const auto& l : cfg.listeners) {
-    sockaddr_storage addr{};
-    core::net::makeSockaddr(l.address.host, l.address.port, &addr);
-    for (size_t w = 0; w < n; ++w) {
-      std::string err;
-      int fd = core::net::listenSocket(addr, 4096, true, &err);
-      if (fd < 0) {
-        FERRY_LOG(kError, "listener ", l.name, ": ", err);
-        for (auto& v : *fds)
-          for (int f : v) ::close(f);
-        return false;
-      }
-      if (w == 0) {
-        // Port 0: the kernel picked one for the first socket; every worker shares it.
-        core::net::localAddress(fd, &addr);
-        FERRY_LOG(kInfo, "listening: listener=", l.name, " address=", core::net::formatSockaddr(addr));
-      }
-      (*fds)[w].push_back(fd);
-    }
+void Server::Impl::install(const std::shared_ptr<const Snapshot>& snap, InstallPlan plan) {
+  auto shared = std::make_shared<const InstallPlan>(std::move(plan));
+  for (size_t i = 0; i < workers.size(); ++i) {
+    WorkerRuntime* rt = runtimes[i].get();
+    workers[i]->post([rt, w = i + 1, snap, shared] { installOnWorker(rt, w, snap, *shared); });
   }
+}
+
+bool Server::Impl::loadAdminToken(const config::AdminConfig& a, std::string* error) {
+  if (a.token_file.empty()) {
+    admin_token.clear();
+    return true;
+  }
+  std::ifstream in(a.token_file);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string token = ss.str();
+  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) token.pop_back();
+  if (!in || token.empty()) {
+    *error = "admin: token_file " + a.token_file + " is unreadable or empty";
+    return false;
+  }
+  admin_token = std::move(token);
   return true;
 }
 
@@ -129,21 +106,12 @@ bool Server::Impl::startAdmin() {
   if (!cfg.admin) return true;
   sockaddr_storage addr{};
   core::net::makeSockaddr(cfg.admin->address.host, cfg.admin->address.port, &addr);
-  if (!cfg.admin->token_file.empty()) {
-    std::ifstream in(cfg.admin->token_file);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    admin_token = ss.str();
-    while (!admin_token.empty() && (admin_token.back() == '\n' || admin_token.back() == '\r' ||
-                                    admin_token.back() == ' '))
-      admin_token.pop_back();
-    if (!in || admin_token.empty()) {
-      FERRY_LOG(kError, "admin: token_file ", cfg.admin->token_file, " is unreadable or empty");
-      return false;
-    }
+  std::string err;
+  if (!loadAdminToken(*cfg.admin, &err)) {
+    FERRY_LOG(kError, err);
+    return false;
   }
   admin = std::make_unique<AdminServer>(io);
-  std::string err;
   if (!admin->start(addr, &err)) {
     FERRY_LOG(kError, "admin: ", err);
     return false;
@@ -151,70 +119,6 @@ bool Server::Impl::startAdmin() {
   installAdminHandlers();
   FERRY_LOG(kInfo, "listening: admin address=", core::net::formatSockaddr(admin->address()));
   return true;
-}
-
-void Server::Impl::installAdminHandlers() {
-  auto getOnly = [](AdminServer::Handler h) -> AdminServer::Handler {
-    return [h](const AdminRequest& r) {
-      if (r.method != "GET" && r.method != "HEAD")
-        return AdminResponse{405, "text/plain; charset=utf-8", "method not allowed\n"};
-      return h(r);
-    };
-  };
-  admin->handle("/ready", getOnly([this](const AdminRequest&) {
-    if (ready && !draining && !cluster_manager->warming())
-      return AdminResponse{200, "text/plain; charset=utf-8", "LIVE\n"};
-    return AdminResponse{503, "text/plain; charset=utf-8", draining ? "DRAINING\n" : "STARTING\n"};
-  }));
-  admin->handle("/metrics", getOnly([this](const AdminRequest&) {
-    return AdminResponse{200, "text/plain; version=0.0.4; charset=utf-8", stats->prometheus()};
-  }));
-  admin->handle("/stats", getOnly([this](const AdminRequest&) {
-    return AdminResponse{200, "text/plain; charset=utf-8", stats->plain()};
-  }));
-  admin->handle("/clusters", getOnly([this](const AdminRequest&) {
-    return AdminResponse{200, "application/json", clustersJson()};
-  }));
-  // Mutations: POST/PUT only, Bearer token when admin.token_file is set.
-  auto authorized = [this](const AdminRequest& r) {
-    if (admin_token.empty()) return true;
-    auto it = r.headers.find("authorization");
-    return it != r.headers.end() && it->second == "Bearer " + admin_token;
-  };
-  admin->handle("/config", [this, authorized](const AdminRequest& r) {
-    if (r.method == "GET" || r.method == "HEAD") {
-      if (r.param("format") == "yaml")
-        return AdminResponse{200, "application/yaml", snapshot->config.redacted_yaml};
-      return AdminResponse{200, "application/json", configJson()};
-    }
-    if (r.method != "PUT") return AdminResponse{405, "text/plain; charset=utf-8", "method not allowed\n"};
-    if (!authorized(r)) return AdminResponse{401, "text/plain; charset=utf-8", "unauthorized\n"};
-    if (!cfg.admin->allow_config_push)
-      return AdminResponse{403, "text/plain; charset=utf-8", "config push is disabled (admin.allow_config_push)\n"};
-    return AdminResponse{501, "text/plain; charset=utf-8", "config reload is not supported yet in this build\n"};
-  });
-  admin->handle("/reload", [authorized](const AdminRequest& r) {
-    if (r.method != "POST") return AdminResponse{405, "text/plain; charset=utf-8", "method not allowed\n"};
-    if (!authorized(r)) return AdminResponse{401, "text/plain; charset=utf-8", "unauthorized\n"};
-    return AdminResponse{501, "text/plain; charset=utf-8", "config reload is not supported yet in this build\n"};
-  });
-  admin->handle("/", getOnly([](const AdminRequest&) {
-    return AdminResponse{200, "text/plain; charset=utf-8",
-                         "ferry admin\n  GET /ready\n  GET /metrics\n  GET /stats\n  GET /clusters\n"
-                         "  GET /config[?format=yaml]\n  POST /reload (not built yet)\n  PUT /config (not built yet)\n"};
-  }));
-}
-
-std::string Server::Impl::clustersJson() const { return cluster_manager->json(); }
-
-std::string Server::Impl::configJson() const {
-  std::string out = "{\"version\":" + std::to_string(snapshot->version) + ",\"hash\":\"" + snapshot->hash +
-                    "\",\"loaded_at\":\"" + isoTime(snapshot->loaded_at_ms) +
-                    "\",\"path\":" + jsonString(snapshot->config.path) +
-                    ",\"last_reload\":{\"at\":null,\"result\":null,\"errors\":[]},\"config\":";
-  out += snapshot->config.json.empty() ? "{}" : snapshot->config.json;
-  out += "}\n";
-  return out;
 }
 
 void Server::Impl::onSignal(int sig) {
@@ -230,7 +134,7 @@ void Server::Impl::onSignal(int sig) {
       startDrain();
       return;
     case SIGHUP:
-      FERRY_LOG(kWarn, "SIGHUP: config reload is not supported yet in this build; the running config stays");
+      reload("SIGHUP", nullptr);
       return;
     case SIGUSR1:
       FERRY_LOG(kDebug, "SIGUSR1: no access-log files to reopen");
@@ -240,7 +144,8 @@ void Server::Impl::onSignal(int sig) {
 
 void Server::Impl::startDrain() {
   draining = true;  // /ready answers 503 from now on
-  // Workers: HTTP responses carry "connection: close" from now on.
+  // Workers: HTTP responses carry "connection: close" from now on (drain_delay: a load
+  // balancer still sends, and sees the notice).
   for (size_t i = 0; i < workers.size(); ++i) {
     WorkerRuntime* rt = runtimes[i].get();
     workers[i]->post([rt] { rt->draining = true; });
@@ -266,7 +171,11 @@ void Server::Impl::stopAccepting() {
   for (size_t i = 0; i < workers.size(); ++i) {
     WorkerRuntime* rt = runtimes[i].get();
     workers[i]->post([rt] {
-      for (auto& l : rt->listeners) l->stopAccepting();
+      // Idle connections close now; busy ones after their response (the drain notice).
+      for (auto& l : rt->listeners) {
+        l->stopAccepting();
+        l->drainConnections(std::chrono::milliseconds(0));
+      }
     });
   }
 }
@@ -294,6 +203,7 @@ void Server::Impl::finish() {
   if (stopping) return;
   stopping = true;
   if (drain_timer) drain_timer->cancel();
+  config_watcher.reset();
   // Each worker tears down its own objects on its own thread, then its loop ends.
   for (size_t i = 0; i < workers.size(); ++i) {
     auto* w = workers[i].get();
@@ -318,15 +228,20 @@ int Server::run() {
   ::signal(SIGPIPE, SIG_IGN);
   unsigned n = resolveWorkers(s.cfg.runtime.workers);
   s.stats = std::make_unique<core::StatsStore>(n + 1);
+  const std::string help = "Config reloads (SIGHUP, POST /reload, PUT /config, file watch), by result.";
+  s.reloads_ok = s.stats->counter("ferry_config_reloads_total", {{"result", "success"}}, help);
+  s.reloads_failed = s.stats->counter("ferry_config_reloads_total", {{"result", "failure"}}, help);
   filters::registerBuiltins(s.registry);
   s.runtime = std::make_unique<Runtime>(s.io, *s.stats, s.registry, n);
   s.cluster_manager = &s.runtime->clusters();
+  s.file_hash = core::FileWatcher::contentHash(s.cfg.path);
   std::string err;
   s.snapshot = s.runtime->build(s.cfg, &err);
   if (!s.snapshot) {
     FERRY_LOG(kError, "config: ", err);
     return 1;
   }
+  s.runtime->removeClustersNotIn(*s.snapshot);  // none: records the running set
   for (unsigned i = 0; i < n; ++i) s.workers.push_back(std::make_unique<core::Worker>(i + 1, s.stats->shard(i + 1)));
 
   // Signals first, so a SIGTERM during startup is not lost.
@@ -343,8 +258,21 @@ int Server::run() {
   waitSignal();
 
   if (!s.startAdmin()) return 1;
-  std::vector<std::vector<int>> fds;
-  if (!s.bindListeners(&fds)) return 1;
+  InstallPlan plan;
+  plan.drain_timeout = s.cfg.runtime.drain_timeout;
+  for (const auto& l : s.cfg.listeners) {
+    ListenerPlan p;
+    p.fds = s.bindListener(l, &err);
+    if (p.fds.empty()) {
+      FERRY_LOG(kError, "listener ", l.name, ": ", err);
+      for (auto& done : plan.listeners)
+        for (auto& v : done.fds)
+          for (int fd : v) ::close(fd);
+      return 1;
+    }
+    plan.listeners.push_back(std::move(p));
+    s.bound.push_back(BoundListener{l, Impl::socketKey(l)});
+  }
 
   for (unsigned i = 0; i < n; ++i) {
     auto rt = std::make_unique<WorkerRuntime>();
@@ -362,22 +290,8 @@ int Server::run() {
     rt->ctx.draining = &rt->draining;
     s.runtimes.push_back(std::move(rt));
   }
-  for (unsigned i = 0; i < n; ++i) {
-    WorkerRuntime* rt = s.runtimes[i].get();
-    auto snap = s.snapshot;
-    std::vector<int> mine = fds[i];
-    const size_t worker_index = i + 1;
-    s.workers[i]->post([rt, snap, mine, worker_index] {
-      for (const auto& spec : snap->listeners)
-        for (const auto& setup : spec->worker_setup) setup(worker_index);
-      for (size_t j = 0; j < snap->listeners.size(); ++j) {
-        rt->listeners.push_back(
-            std::make_unique<core::net::ActiveListener>(rt->ctx, snap->listeners[j], mine[j]));
-        rt->listeners.back()->start();
-      }
-    });
-    s.workers[i]->start();
-  }
+  s.install(s.snapshot, std::move(plan));
+  for (auto& w : s.workers) w->start();
   // From now on a cluster's new table goes to every worker; each installs it on its own thread.
   s.cluster_manager->start([&s](size_t cluster, std::shared_ptr<const core::upstream::LbState> state) {
     for (size_t i = 0; i < s.workers.size(); ++i) {
@@ -391,6 +305,7 @@ int Server::run() {
   s.runtime->watchCertificates([&s](std::function<void(size_t)> fn) {
     for (size_t i = 0; i < s.workers.size(); ++i) s.workers[i]->post([fn, i] { fn(i + 1); });
   });
+  s.watchConfig();
   s.ready = true;
   s.started_ms = s.snapshot->loaded_at_ms;
   FERRY_LOG(kInfo, "ferry ", FERRY_VERSION, " started: ", n, " worker", n == 1 ? "" : "s", ", ",

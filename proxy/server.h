@@ -2,15 +2,23 @@
 // API, signals and drain. Main thread.
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 
 #include "config/model.h"
 
 namespace ferry::proxy {
 
+// What the command line sets over the config file; a reload applies them again.
+struct ServerOptions {
+  std::optional<uint32_t> workers;            // --workers
+  std::optional<config::LogLevel> log_level;  // --log-level
+};
+
 class Server {
  public:
-  explicit Server(config::Config cfg);
+  Server(config::Config cfg, ServerOptions options);
   ~Server();
   // Binds, starts the workers and runs until SIGTERM/SIGINT and the drain that follows.
   // Returns the process exit code (0 after a drain, 1 when startup fails).

@@ -432,6 +432,28 @@ FileWatcher::WatchId FileWatcher::watch(std::vector<std::string> paths, std::fun
 
 void FileWatcher::unwatch(WatchId id) { impl_->unwatch(id); }
 
+namespace {
+
+std::string hexDigest(const unsigned char* md, unsigned int len) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(len * 2);
+  for (unsigned int i = 0; i < len; ++i) {
+    out.push_back(kHex[md[i] >> 4]);
+    out.push_back(kHex[md[i] & 0xf]);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string FileWatcher::textHash(std::string_view text) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(text.data(), text.size(), md, &len, EVP_sha256(), nullptr) != 1) return {};
+  return hexDigest(md, len);
+}
+
 std::string FileWatcher::contentHash(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return {};
@@ -449,14 +471,7 @@ std::string FileWatcher::contentHash(const std::string& path) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   if (!ok || EVP_DigestFinal_ex(ctx.get(), md, &len) != 1) return {};
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(len * 2);
-  for (unsigned int i = 0; i < len; ++i) {
-    out.push_back(kHex[md[i] >> 4]);
-    out.push_back(kHex[md[i] & 0xf]);
-  }
-  return out;
+  return hexDigest(md, len);
 }
 
 }  // namespace ferry::core

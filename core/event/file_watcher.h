@@ -63,6 +63,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace boost::asio {
@@ -91,6 +92,8 @@ class FileWatcher {
   // Lowercase hex SHA-256 of the file's bytes (64 characters), following symlinks; "" if the
   // file cannot be read. Reads the whole file: for config-sized files.
   static std::string contentHash(const std::string& path);
+  // The same digest of bytes in memory (contentHash of a file with this content).
+  static std::string textHash(std::string_view text);
 
   struct Impl;  // file_watcher.cc
 

@@ -1,0 +1,139 @@
+// The server's insides, shared by its parts: server.cc (startup, workers, signals, drain),
+// reload.cc (a new config: validate, bind, build, install on the workers, retire what left)
+// and admin_api.cc (the admin endpoints). Main thread, except where a member says otherwise.
+#pragma once
+
+#include <netinet/in.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/model.h"
+#include "core/event/file_watcher.h"
+#include "core/event/worker.h"
+#include "core/net/listener.h"
+#include "core/stats.h"
+#include "core/upstream/cluster.h"
+#include "core/upstream/stream_pool.h"
+#include "filters/registry.h"
+#include "proxy/admin/admin.h"
+#include "proxy/runtime.h"
+#include "proxy/server.h"
+
+namespace ferry::proxy {
+
+namespace asio = boost::asio;
+
+// A worker's share of the running config: its listeners and LB state. Lives on the worker and
+// is touched only there (the main thread posts to it).
+struct WorkerRuntime {
+  core::WorkerContext ctx;
+  bool draining = false;
+  std::unique_ptr<core::upstream::ClusterLb> lb;
+  std::unique_ptr<core::upstream::PoolManager> pools;
+  // Listeners a reload removed (or moved to another address): no longer accepting, their
+  // connections draining; each goes once its last connection has closed.
+  std::list<std::unique_ptr<core::net::ActiveListener>> retired;
+  // The running listeners, in snapshot order; a listener may have several sockets on one
+  // worker (after a binary upgrade from a process with more workers).
+  std::vector<std::unique_ptr<core::net::ActiveListener>> listeners;  // destroyed first
+};
+
+// How one listener of a new snapshot gets its sockets on the workers.
+struct ListenerPlan {
+  std::string keep;  // a running listener (by name) whose sockets it takes over; "" = new ones
+  bool drain_old = false;  // keep: the open connections of that listener drain
+  std::vector<std::vector<int>> fds;  // new sockets, per worker (index = worker - 1)
+};
+
+// What a snapshot's installation does on every worker.
+struct InstallPlan {
+  std::vector<ListenerPlan> listeners;  // one per snapshot listener, same order
+  std::vector<std::string> retire;      // running listeners that stop accepting and drain
+  std::chrono::milliseconds drain_timeout{0};
+};
+
+// A running listener as the main thread knows it.
+struct BoundListener {
+  config::ListenerConfig cfg;
+  std::string key;  // canonical address ("name|..." for port 0): matches a socket to a config
+};
+
+// The last reload attempt, for GET /config.
+struct ReloadRecord {
+  int64_t at_ms = 0;  // 0: none yet
+  bool ok = false;
+  std::string trigger;
+  std::vector<std::string> errors;
+};
+
+struct ReloadOutcome {
+  bool ok = false;
+  std::vector<std::string> errors;  // FILE:LINE:COL: message (or FILE: message)
+  std::string summary_json;         // what changed (ok), for POST /reload and PUT /config
+};
+
+struct Server::Impl {
+  Impl(config::Config c, ServerOptions o) : cfg(std::move(c)), options(std::move(o)) {}
+
+  config::Config cfg;  // the running config
+  ServerOptions options;
+  asio::io_context io{1};
+  std::unique_ptr<core::StatsStore> stats;
+  filters::Registry registry;
+  std::unique_ptr<Runtime> runtime;  // state kept across snapshots; clusters stopped in finish()
+  std::shared_ptr<const Snapshot> snapshot;
+  std::vector<std::unique_ptr<core::Worker>> workers;
+  std::vector<std::unique_ptr<WorkerRuntime>> runtimes;  // index = worker - 1; touched only on its worker
+  core::upstream::ClusterManager* cluster_manager = nullptr;  // the runtime's
+  std::unique_ptr<AdminServer> admin;
+  std::string admin_token;  // from admin.token_file; empty = no token required
+  std::unique_ptr<asio::signal_set> signals;
+  std::unique_ptr<asio::steady_timer> drain_timer;
+  bool ready = false;
+  bool draining = false;
+  bool stopping = false;
+  std::chrono::steady_clock::time_point drain_deadline;
+  int64_t started_ms = 0;
+
+  // Reload state.
+  std::vector<BoundListener> bound;  // the running snapshot's listeners, same order
+  ReloadRecord last_reload;
+  core::StatHandle reloads_ok, reloads_failed;
+  std::string file_hash;  // SHA-256 of the -c file as last loaded or written
+  std::unique_ptr<core::FileWatcher> config_watcher;
+  core::FileWatcher::WatchId config_watch = 0;
+
+  // server.cc
+  void onSignal(int sig);
+  void startDrain();
+  void stopAccepting();
+  void pollDrain();
+  void finish();
+  bool startAdmin();
+  bool loadAdminToken(const config::AdminConfig& a, std::string* error);
+  // Runs `plan` for snapshot `snap` on every worker (in order with everything posted before).
+  void install(const std::shared_ptr<const Snapshot>& snap, InstallPlan plan);
+
+  // reload.cc
+  // Binds one socket per worker for `l`; empty and *error on failure.
+  std::vector<std::vector<int>> bindListener(const config::ListenerConfig& l, std::string* error);
+  static std::string socketKey(const config::ListenerConfig& l);
+  // A reload from the -c file (yaml == nullptr) or from pushed YAML (PUT /config: validated,
+  // written over the -c file, then applied). Changes nothing unless it succeeds.
+  ReloadOutcome reload(const std::string& trigger, const std::string* yaml);
+  void watchConfig();
+
+  // admin_api.cc
+  void installAdminHandlers();
+  std::string configJson() const;
+};
+
+}  // namespace ferry::proxy
