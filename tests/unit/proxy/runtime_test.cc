@@ -309,3 +309,130 @@ TEST_CASE("Runtime: a certificate reload keeps the ticket keys unless the client
   CHECK(third->tickets != second->tickets);
   CHECK(third->cache_id != second->cache_id);
 }
+
+TEST_CASE("Runtime: a reload build re-reads the TLS files: a changed certificate gets a new context, same keys",
+          "[runtime][tls][reload]") {
+  std::string dir = (std::filesystem::temp_directory_path() / "ferry-rt-XXXXXX").string();
+  REQUIRE(mkdtemp(dir.data()) != nullptr);
+  struct Cleanup {
+    std::string d;
+    ~Cleanup() { std::filesystem::remove_all(d); }
+  } cleanup{dir};
+  makeCert(dir, "site", "a.test");
+  Fixture f;
+  std::string err;
+  REQUIRE(f.runtime.build(load(tlsYaml(dir, "TLSv1.2", "a")), &err));
+  auto first = f.runtime.tlsContext("web");
+  // Same config, same files: kept.
+  REQUIRE(f.runtime.build(load(tlsYaml(dir, "TLSv1.2", "a")), &err));
+  CHECK(f.runtime.tlsContext("web") == first);
+  // Same config, a new certificate in the same files (no watch_certificates): a new context.
+  makeCert(dir, "site", "a.test");
+  REQUIRE(f.runtime.build(load(tlsYaml(dir, "TLSv1.2", "a")), &err));
+  auto second = f.runtime.tlsContext("web");
+  CHECK(second != first);
+  CHECK(second->tickets == first->tickets);
+  CHECK(second->certs[0].sha256 != first->certs[0].sha256);
+  // Files that no longer load fail the build (a reload is then rejected).
+  { std::ofstream(dir + "/site.key") << "not a key\n"; }
+  CHECK_FALSE(f.runtime.build(load(tlsYaml(dir, "TLSv1.2", "a")), &err));
+  CHECK(err.find("web") != std::string::npos);
+  CHECK(f.runtime.tlsContext("web") == second);
+}
+
+TEST_CASE("listenerChanged: address, TLS, listener filters and protocol drain; other settings do not",
+          "[runtime][reload]") {
+  auto base = load(kYaml);
+  const config::ListenerConfig web = base.listeners[0];
+  const config::ListenerConfig db = base.listeners[1];
+  CHECK_FALSE(proxy::listenerChanged(web, web));
+  auto l = web;
+  l.max_connections = 99;
+  l.http->idle_timeout = std::chrono::seconds(3);
+  l.http->virtual_hosts.clear();
+  CHECK_FALSE(proxy::listenerChanged(web, l));  // limits, HTTP settings, routes
+  l = web;
+  l.address.port = 8081;
+  l.address.text = "127.0.0.1:8081";
+  CHECK(proxy::listenerChanged(web, l));
+  l = web;
+  l.proxy_protocol = true;
+  CHECK(proxy::listenerChanged(web, l));
+  l = web;
+  l.tls.emplace();
+  CHECK(proxy::listenerChanged(web, l));
+  l = web;
+  l.http.reset();
+  l.tcp = db.tcp;
+  CHECK(proxy::listenerChanged(web, l));  // protocol
+  auto t = db;
+  t.tcp->sni_routes.push_back(config::SniRouteConfig{});
+  CHECK(proxy::listenerChanged(db, t));  // the SNI inspector is a listener filter
+  auto t2 = db;
+  t2.tcp->idle_timeout = std::chrono::seconds(7);
+  CHECK_FALSE(proxy::listenerChanged(db, t2));
+}
+
+TEST_CASE("Runtime: a cluster whose TLS files changed is updated; without TLS there is no fingerprint",
+          "[runtime][reload]") {
+  std::string dir = (std::filesystem::temp_directory_path() / "ferry-rt-XXXXXX").string();
+  REQUIRE(mkdtemp(dir.data()) != nullptr);
+  struct Cleanup {
+    std::string d;
+    ~Cleanup() { std::filesystem::remove_all(d); }
+  } cleanup{dir};
+  makeCert(dir, "ca", "upstream-ca");
+  std::string yaml = std::string(kYaml) + "    tls: {ca_file: " + dir + "/ca.pem}\n";
+  Fixture f;
+  std::string err;
+  auto s1 = f.runtime.build(load(yaml), &err);
+  REQUIRE(s1);
+  CHECK(s1->cluster("api")->filesFingerprint().empty());
+  auto db1 = s1->cluster("db");
+  CHECK_FALSE(db1->filesFingerprint().empty());
+  auto s2 = f.runtime.build(load(yaml), &err);
+  CHECK(s2->cluster("db") == db1);  // same files: the same cluster
+  makeCert(dir, "ca", "another-ca");
+  auto s3 = f.runtime.build(load(yaml), &err);
+  REQUIRE(s3);
+  auto db3 = s3->cluster("db");
+  CHECK(db3 != db1);
+  CHECK(db3->index() == db1->index());
+  CHECK_FALSE(db3->sameConnectionsAs(*db1));
+  CHECK(s3->cluster("api") == s1->cluster("api"));
+}
+
+TEST_CASE("PoolManager: a cluster update keeps a host's pool unless TLS, protocol or PROXY protocol changed",
+          "[runtime][reload]") {
+  Fixture f;
+  std::string err;
+  auto a = f.runtime.build(load(kYaml), &err);
+  REQUIRE(a);
+  auto st = f.runtime.clusters().state(a->cluster("api")->index());
+  const auto host = st->levels.at(0).hosts.at(0);
+  core::StatsStore pool_stats(2);
+  core::WorkerContext ctx;
+  ctx.io = &f.io;
+  ctx.stats = &pool_stats.shard(1);
+  core::upstream::PoolManager pools(ctx);
+  auto& p1 = pools.pool(*a->cluster("api"), host);
+
+  // A timeout changes: the same pool, now under the new cluster.
+  std::string yaml = kYaml;
+  yaml.replace(yaml.find("    circuit_breakers"), 0, "    connect_timeout: 2s\n");
+  auto b = f.runtime.build(load(yaml), &err);
+  REQUIRE(b);
+  REQUIRE(b->cluster("api") != a->cluster("api"));
+  auto& p2 = pools.pool(*b->cluster("api"), host);
+  CHECK(&p2 == &p1);
+  CHECK(&p2.cluster() == b->cluster("api").get());
+
+  // The PROXY protocol is switched on: connections made without it cannot serve; a new pool.
+  yaml.replace(yaml.find("    circuit_breakers"), 0, "    send_proxy_protocol: v1\n");
+  auto c = f.runtime.build(load(yaml), &err);
+  REQUIRE(c);
+  auto& p3 = pools.pool(*c->cluster("api"), host);  // no client connection: the shared pool
+  CHECK(&p3 != &p1);
+  CHECK(pools.size() == 1);  // the old (unused) one went
+  f.io.poll();
+}
