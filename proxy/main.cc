@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "filters/registry.h"
 #include "proxy/config_check.h"
+#include "proxy/reload_client.h"
 #include "proxy/server.h"
 
 namespace {
@@ -19,6 +20,8 @@ constexpr const char* kUsage =
     "\n"
     "  -c, --config FILE       the YAML config to run\n"
     "      --validate          parse and validate the config, then exit (0 valid, 1 not)\n"
+    "      --reload            ask the running ferry (admin API of FILE) to reload FILE; exit 0\n"
+    "                          when it was applied, 1 when rejected (the errors on stderr)\n"
     "      --workers N         worker threads (overrides runtime.workers; 0 = one per core)\n"
     "      --log-level LEVEL   trace|debug|info|warn|error (overrides runtime.log_level)\n"
     "      --version           print the version and exit\n"
@@ -40,6 +43,7 @@ ferry::core::log::Level toLogLevel(ferry::config::LogLevel l) {
 int main(int argc, char** argv) {
   std::string config_path;
   bool validate = false;
+  bool reload = false;
   std::optional<uint32_t> workers;
   std::optional<ferry::config::LogLevel> log_level;
 
@@ -62,6 +66,8 @@ int main(int argc, char** argv) {
       config_path = v;
     } else if (a == "--validate") {
       validate = true;
+    } else if (a == "--reload") {
+      reload = true;
     } else if (a == "--workers") {
       const char* v = value("--workers");
       if (!v) return usageError("--workers needs a number");
@@ -93,6 +99,7 @@ int main(int argc, char** argv) {
   ferry::config::Config cfg = std::move(*result.config);
   if (workers) cfg.runtime.workers = *workers;
   if (log_level) cfg.runtime.log_level = *log_level;
+  if (reload) return ferry::proxy::requestReload(cfg);
   if (validate) {
     std::printf("%s: configuration is valid\n", config_path.c_str());
     return 0;

@@ -238,18 +238,20 @@ ReloadOutcome Server::Impl::reload(const std::string& trigger, const std::string
   watchConfig();
 
   const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+  char ms[32];
+  std::snprintf(ms, sizeof ms, "%.3f", static_cast<double>(micros) / 1000.0);
   out.ok = true;
   out.summary_json = "{\"result\":\"success\",\"trigger\":" + jsonString(trigger) +
                      ",\"version\":" + std::to_string(snap->version) + ",\"hash\":\"" + snap->hash +
-                     "\",\"duration_ms\":" + std::to_string(static_cast<double>(micros) / 1000.0) +
+                     "\",\"duration_ms\":" + ms +
                      ",\"listeners\":{\"added\":" + list(added) + ",\"removed\":" + list(removed) +
                      ",\"drained\":" + list(drained) + ",\"updated\":" + list(updated) +
                      "},\"clusters\":{\"added\":" + list(clusters_added) + ",\"removed\":" + list(clusters_removed) +
                      ",\"updated\":" + list(clusters_updated) + "}}";
   stats->shard(0).inc(reloads_ok);
   last_reload = ReloadRecord{unixMs(), true, trigger, {}};
-  FERRY_LOG(kInfo, "config reloaded (", trigger, "): version ", snap->version, " in ", micros / 1000, ".",
-            (micros % 1000) / 100, " ms; listeners +", added.size(), " -", removed.size(), " drained ",
+  FERRY_LOG(kInfo, "config reloaded (", trigger, "): version ", snap->version, " in ", std::string(ms),
+            " ms; listeners +", added.size(), " -", removed.size(), " drained ",
             drained.size(), " updated ", updated.size(), "; clusters +", clusters_added.size(), " -",
             clusters_removed.size(), " updated ", clusters_updated.size());
   return out;

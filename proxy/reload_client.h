@@ -1,0 +1,15 @@
+// `ferry --reload -c FILE`: asks the running ferry to reload (POST /reload on the admin address
+// the file names, with its bearer token), waits for the answer and prints it. For systemd's
+// ExecReload and scripts: the exit code says whether the new config was applied. Blocking;
+// runs in the command-line process, not in the server.
+#pragma once
+
+#include "config/model.h"
+
+namespace ferry::proxy {
+
+// 0 when the running ferry applied the config, 1 when it rejected it (its errors printed to
+// stderr) or could not be reached.
+int requestReload(const config::Config& cfg);
+
+}  // namespace ferry::proxy
