@@ -1,5 +1,7 @@
 #include "proxy/admin/admin.h"
 
+#include <unistd.h>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -173,16 +175,29 @@ bool AdminServer::start(const sockaddr_storage& addr, std::string* error) {
   // No SO_REUSEPORT: a second process must not silently share the admin port.
   int fd = core::net::listenSocket(addr, 128, false, error);
   if (fd < 0) return false;
+  return adopt(fd, error);
+}
+
+bool AdminServer::adopt(int fd, std::string* error) {
+  sockaddr_storage addr{};
+  if (!core::net::localAddress(fd, &addr)) {
+    *error = "not a socket";
+    ::close(fd);
+    return false;
+  }
   boost::system::error_code ec;
   impl_->acceptor.assign(addr.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), fd, ec);
   if (ec) {
     *error = ec.message();
+    ::close(fd);
     return false;
   }
-  core::net::localAddress(fd, &bound_);
+  bound_ = addr;
   accept();
   return true;
 }
+
+int AdminServer::nativeHandle() { return impl_->acceptor.is_open() ? impl_->acceptor.native_handle() : -1; }
 
 void AdminServer::stop() {
   boost::system::error_code ec;

@@ -42,7 +42,14 @@ class AdminServer {
 
   // Binds and starts accepting. Returns false with *error on failure.
   bool start(const sockaddr_storage& addr, std::string* error);
+  // Starts accepting on a listening socket made elsewhere (handed over by the process a
+  // binary upgrade replaces); takes ownership of `fd`. False with *error if it is not one.
+  bool adopt(int fd, std::string* error);
+  // Stops accepting (requests being answered finish). The socket closes unless another
+  // process holds it too (a binary upgrade: the new process goes on accepting on it).
   void stop();
+  // The listening socket (for a binary upgrade's inventory); -1 once stopped.
+  int nativeHandle();
   // The bound address (port resolved when 0 was asked for).
   const sockaddr_storage& address() const { return bound_; }
 
