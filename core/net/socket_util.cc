@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 
 namespace ferry::core::net {
@@ -51,6 +52,17 @@ std::string formatSockaddr(const sockaddr_storage& sa) {
 
 socklen_t sockaddrLen(const sockaddr_storage& sa) {
   return sa.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+}
+
+bool unixSockaddr(const std::string& name, bool abstract, sockaddr_un* out, socklen_t* len) {
+  std::memset(out, 0, sizeof *out);
+  out->sun_family = AF_UNIX;
+  // A path needs its terminating NUL; an abstract name is the bytes after the leading NUL.
+  size_t room = sizeof out->sun_path - 1;
+  if (name.empty() || name.size() > room || name.find('\0') != std::string::npos) return false;
+  std::memcpy(out->sun_path + (abstract ? 1 : 0), name.data(), name.size());
+  *len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+  return true;
 }
 
 int listenSocket(const sockaddr_storage& addr, int backlog, bool reuse_port, std::string* error) {

@@ -4,6 +4,7 @@
 
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include <string>
 
@@ -22,6 +23,10 @@ socklen_t sockaddrLen(const sockaddr_storage& sa);
 // A non-blocking listening socket with SO_REUSEADDR, and SO_REUSEPORT when `reuse_port` (so
 // each worker can own one for the same address). Returns the fd, or -1 with *error set.
 int listenSocket(const sockaddr_storage& addr, int backlog, bool reuse_port, std::string* error);
+
+// A Unix socket address: a filesystem path, or with `abstract` a name in Linux's abstract
+// namespace (sun_path[0] = '\0', no file). Returns false if `name` is empty or too long.
+bool unixSockaddr(const std::string& name, bool abstract, sockaddr_un* out, socklen_t* len);
 
 // The address a socket is bound to.
 bool localAddress(int fd, sockaddr_storage* out);
