@@ -20,6 +20,9 @@ constexpr const char* kUsage =
     "\n"
     "  -c, --config FILE       the YAML config to run\n"
     "      --validate          parse and validate the config, then exit (0 valid, 1 not)\n"
+    "      --upgrade-from PID|PATH\n"
+    "                          take the listening sockets of the running ferry PID (or its\n"
+    "                          upgrade socket PATH), serve, then let it drain and exit\n"
     "      --reload            ask the running ferry (admin API of FILE) to reload FILE; exit 0\n"
     "                          when it was applied, 1 when rejected (the errors on stderr)\n"
     "      --workers N         worker threads (overrides runtime.workers; 0 = one per core)\n"
@@ -27,7 +30,8 @@ constexpr const char* kUsage =
     "      --version           print the version and exit\n"
     "  -h, --help              this help\n"
     "\n"
-    "Signals: SIGHUP reloads the config file; SIGTERM/SIGINT drain and exit 0.\n";
+    "Signals: SIGHUP reloads the config file; SIGUSR2 starts this binary again to take over\n"
+    "(binary upgrade); SIGTERM/SIGINT drain and exit 0.\n";
 
 int usageError(const std::string& msg) {
   std::fprintf(stderr, "ferry: %s\n%s", msg.c_str(), kUsage);
@@ -46,6 +50,7 @@ int main(int argc, char** argv) {
   bool reload = false;
   std::optional<uint32_t> workers;
   std::optional<ferry::config::LogLevel> log_level;
+  std::string upgrade_from;
 
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -68,6 +73,10 @@ int main(int argc, char** argv) {
       validate = true;
     } else if (a == "--reload") {
       reload = true;
+    } else if (a == "--upgrade-from") {
+      const char* v = value("--upgrade-from");
+      if (!v) return usageError("--upgrade-from needs a PID or a socket path");
+      upgrade_from = v;
     } else if (a == "--workers") {
       const char* v = value("--workers");
       if (!v) return usageError("--workers needs a number");
@@ -108,6 +117,8 @@ int main(int argc, char** argv) {
   ferry::proxy::ServerOptions options;
   options.workers = workers;
   options.log_level = log_level;
+  options.upgrade_from = upgrade_from;
+  options.argv.assign(argv, argv + argc);
   ferry::proxy::Server server(std::move(cfg), options);
   return server.run();
 }

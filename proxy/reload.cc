@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "core/net/socket_util.h"
 #include "proxy/config_check.h"
+#include "proxy/sd_notify.h"
 #include "proxy/server_impl.h"
 
 namespace ferry::proxy {
@@ -126,6 +127,13 @@ ReloadOutcome Server::Impl::reload(const std::string& trigger, const std::string
     return out;
   };
   if (draining || stopping) return fail({"the process is draining: reloads are refused"});
+  sdNotify("RELOADING=1\nSTATUS=reloading (" + trigger + ")");
+  struct Ready {  // systemd hears READY=1 again however the reload ends
+    ~Ready() { sdNotify("READY=1\nSTATUS=" + *status); }
+    const std::string* status;
+  };
+  std::string status_line = "serving";
+  Ready ready_again{&status_line};
 
   // 1. The whole check, as --validate and startup run it.
   config::LoadResult loaded = yaml ? loadConfigString(*yaml, cfg.path, registry) : loadConfigFile(cfg.path, registry);
@@ -166,11 +174,13 @@ ReloadOutcome Server::Impl::reload(const std::string& trigger, const std::string
   std::vector<std::string> added, drained, updated, removed;
   for (const auto& l : next.listeners) {
     ListenerPlan p;
+    std::vector<int> kept_fds;
     const std::string key = socketKey(l);
     auto it = running.find(key);
     if (it != running.end()) {
       const BoundListener& b = *it->second;
       p.keep = b.cfg.name;
+      kept_fds = b.fds;
       p.drain_old = b.cfg.name != l.name || listenerChanged(b.cfg, l);
       kept.insert(b.cfg.name);
       if (b.cfg.name != l.name) FERRY_LOG(kInfo, "listening: listener=", l.name, " address=", l.address.text);
@@ -188,8 +198,8 @@ ReloadOutcome Server::Impl::reload(const std::string& trigger, const std::string
       }
       added.push_back(l.name);
     }
+    next_bound.push_back(BoundListener{l, key, kept_fds});  // new sockets: copies made at install
     plan.listeners.push_back(std::move(p));
-    next_bound.push_back(BoundListener{l, key});
   }
   for (const auto& b : bound)
     if (!kept.count(b.cfg.name)) {
@@ -223,7 +233,12 @@ ReloadOutcome Server::Impl::reload(const std::string& trigger, const std::string
 
   // 6. Install: every worker takes the snapshot in order with what was posted before; what
   // left drains there. Removed clusters go after (their workers have the new routes first).
+  for (size_t j = 0; j < plan.listeners.size(); ++j)
+    if (plan.listeners[j].keep.empty()) next_bound[j].fds = socketCopies(plan.listeners[j].fds);
   install(snap, std::move(plan));
+  for (const auto& b : bound)
+    if (!kept.count(b.cfg.name))
+      for (int fd : b.fds) ::close(fd);
   std::vector<std::string> clusters_removed = runtime->removeClustersNotIn(*snap);
 
   snapshot = snap;
@@ -249,6 +264,7 @@ ReloadOutcome Server::Impl::reload(const std::string& trigger, const std::string
                      "},\"clusters\":{\"added\":" + list(clusters_added) + ",\"removed\":" + list(clusters_removed) +
                      ",\"updated\":" + list(clusters_updated) + "}}";
   stats->shard(0).inc(reloads_ok);
+  status_line = "serving: config version " + std::to_string(snap->version);
   last_reload = ReloadRecord{unixMs(), true, trigger, {}};
   FERRY_LOG(kInfo, "config reloaded (", trigger, "): version ", snap->version, " in ", std::string(ms),
             " ms; listeners +", added.size(), " -", removed.size(), " drained ",

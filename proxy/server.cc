@@ -1,7 +1,10 @@
 #include "proxy/server.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
+
+#include <climits>
 
 #include <boost/asio/post.hpp>
 #include <chrono>
@@ -15,6 +18,7 @@
 #include "core/log.h"
 #include "core/net/socket_util.h"
 #include "core/upstream/cluster_manager.h"
+#include "proxy/sd_notify.h"
 #include "proxy/server_impl.h"
 
 namespace ferry::proxy {
@@ -25,6 +29,18 @@ unsigned resolveWorkers(uint32_t configured) {
   if (configured > 0) return configured;
   unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : n;
+}
+
+std::string selfExe() {
+  char buf[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return {};
+  std::string path(buf, static_cast<size_t>(n));
+  // A binary replaced on disk (a package upgrade) shows as "PATH (deleted)": PATH is the new one.
+  const std::string deleted = " (deleted)";
+  if (path.size() > deleted.size() && path.compare(path.size() - deleted.size(), deleted.size(), deleted) == 0)
+    path.resize(path.size() - deleted.size());
+  return path;
 }
 
 // On a worker: a listener that no longer accepts waits in `retired` for its last connection.
@@ -72,6 +88,35 @@ void installOnWorker(WorkerRuntime* rt, size_t w, const std::shared_ptr<const Sn
 
 }  // namespace
 
+std::vector<int> socketCopies(const std::vector<std::vector<int>>& fds) {
+  std::vector<int> out;
+  for (const auto& v : fds)
+    for (int fd : v) {
+      int d = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+      if (d >= 0) out.push_back(d);
+    }
+  return out;
+}
+
+void Server::Impl::startWatchdog() {
+  auto interval = sdWatchdogInterval();
+  if (!interval) return;
+  const auto every = std::chrono::duration_cast<std::chrono::milliseconds>(*interval) / 2;
+  FERRY_LOG(kInfo, "systemd watchdog: WATCHDOG=1 every ", every.count(), " ms");
+  watchdog_timer = std::make_unique<asio::steady_timer>(io);
+  std::function<void()> tick;
+  auto beat = std::make_shared<std::function<void()>>();
+  *beat = [this, every, weak = std::weak_ptr<std::function<void()>>(beat)] {
+    sdNotify("WATCHDOG=1");
+    watchdog_timer->expires_after(every);
+    watchdog_timer->async_wait([weak](const boost::system::error_code& ec) {
+      if (auto b = weak.lock(); b && !ec) (*b)();
+    });
+  };
+  watchdog_beat = beat;
+  (*beat)();
+}
+
 Server::Server(config::Config cfg, ServerOptions options)
     : impl_(std::make_unique<Impl>(std::move(cfg), std::move(options))) {}
 Server::~Server() = default;
@@ -112,7 +157,8 @@ bool Server::Impl::startAdmin() {
     return false;
   }
   admin = std::make_unique<AdminServer>(io);
-  if (!admin->start(addr, &err)) {
+  const int inherited_fd = inheritedAdmin();
+  if (inherited_fd >= 0 ? !admin->adopt(inherited_fd, &err) : !admin->start(addr, &err)) {
     FERRY_LOG(kError, "admin: ", err);
     return false;
   }
@@ -139,11 +185,18 @@ void Server::Impl::onSignal(int sig) {
     case SIGUSR1:
       FERRY_LOG(kDebug, "SIGUSR1: no access-log files to reopen");
       return;
+    case SIGUSR2:
+      spawnUpgrade();
+      return;
+    case SIGCHLD:
+      reapChildren();
+      return;
   }
 }
 
 void Server::Impl::startDrain() {
   draining = true;  // /ready answers 503 from now on
+  sdNotify("STOPPING=1\nSTATUS=draining");
   // Workers: HTTP responses carry "connection: close" from now on (drain_delay: a load
   // balancer still sends, and sees the notice).
   for (size_t i = 0; i < workers.size(); ++i) {
@@ -168,6 +221,7 @@ void Server::Impl::stopAccepting() {
   } else {
     FERRY_LOG(kInfo, "drain: listeners closed; waiting for open connections (drain_timeout 0s: no limit)");
   }
+  closeSocketCopies();
   for (size_t i = 0; i < workers.size(); ++i) {
     WorkerRuntime* rt = runtimes[i].get();
     workers[i]->post([rt] {
@@ -203,7 +257,10 @@ void Server::Impl::finish() {
   if (stopping) return;
   stopping = true;
   if (drain_timer) drain_timer->cancel();
+  if (watchdog_timer) watchdog_timer->cancel();
   config_watcher.reset();
+  upgrade_server.reset();
+  closeSocketCopies();
   // Each worker tears down its own objects on its own thread, then its loop ends.
   for (size_t i = 0; i < workers.size(); ++i) {
     auto* w = workers[i].get();
@@ -247,6 +304,9 @@ int Server::run() {
   // Signals first, so a SIGTERM during startup is not lost.
   s.signals = std::make_unique<asio::signal_set>(s.io, SIGINT, SIGTERM, SIGHUP);
   s.signals->add(SIGUSR1);
+  s.signals->add(SIGUSR2);
+  s.signals->add(SIGCHLD);
+  s.exe_path = selfExe();
   std::function<void()> waitSignal;
   waitSignal = [&s, &waitSignal] {
     s.signals->async_wait([&s, &waitSignal](const boost::system::error_code& ec, int sig) {
@@ -257,22 +317,27 @@ int Server::run() {
   };
   waitSignal();
 
+  if (!s.options.upgrade_from.empty() && !s.receiveSockets()) return 1;
   if (!s.startAdmin()) return 1;
   InstallPlan plan;
   plan.drain_timeout = s.cfg.runtime.drain_timeout;
   for (const auto& l : s.cfg.listeners) {
     ListenerPlan p;
-    p.fds = s.bindListener(l, &err);
+    p.fds = s.inheritedSockets(l, &err);
+    if (p.fds.empty() && err.empty()) p.fds = s.bindListener(l, &err);
     if (p.fds.empty()) {
       FERRY_LOG(kError, "listener ", l.name, ": ", err);
       for (auto& done : plan.listeners)
         for (auto& v : done.fds)
           for (int fd : v) ::close(fd);
+      s.closeUnusedInherited();
       return 1;
     }
+    s.bound.push_back(BoundListener{l, Impl::socketKey(l), socketCopies(p.fds)});
     plan.listeners.push_back(std::move(p));
-    s.bound.push_back(BoundListener{l, Impl::socketKey(l)});
   }
+  s.closeUnusedInherited();
+  s.startUpgradeServer();
 
   for (unsigned i = 0; i < n; ++i) {
     auto rt = std::make_unique<WorkerRuntime>();
@@ -310,6 +375,20 @@ int Server::run() {
   s.started_ms = s.snapshot->loaded_at_ms;
   FERRY_LOG(kInfo, "ferry ", FERRY_VERSION, " started: ", n, " worker", n == 1 ? "" : "s", ", ",
             s.cfg.listeners.size(), " listener", s.cfg.listeners.size() == 1 ? "" : "s");
+  const std::string status = "STATUS=serving: " + std::to_string(s.cfg.listeners.size()) + " listeners, " +
+                             std::to_string(n) + " workers, config version 1";
+  if (s.upgrade_session.connected()) {
+    // Serving on the inherited sockets (the workers accept once their install task runs;
+    // until then connections wait in the shared queues): the old process may drain now.
+    if (!s.upgrade_session.sendDrain(&err))
+      FERRY_LOG(kWarn, "upgrade: the old process did not acknowledge DRAIN: ", err, " (it may still be serving)");
+    else
+      FERRY_LOG(kInfo, "upgrade: took over from ", s.options.upgrade_from);
+    sdNotify("MAINPID=" + std::to_string(::getpid()) + "\nREADY=1\n" + status);
+  } else {
+    sdNotify("READY=1\n" + status);
+  }
+  s.startWatchdog();
   s.io.run();
   FERRY_LOG(kInfo, "ferry stopped");
   return 0;

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "config/model.h"
 
@@ -14,6 +16,8 @@ namespace ferry::proxy {
 struct ServerOptions {
   std::optional<uint32_t> workers;            // --workers
   std::optional<config::LogLevel> log_level;  // --log-level
+  std::string upgrade_from;                   // --upgrade-from PID|PATH: take that process's sockets
+  std::vector<std::string> argv;              // the command line, for SIGUSR2's re-exec
 };
 
 class Server {

@@ -26,6 +26,7 @@
 #include "proxy/admin/admin.h"
 #include "proxy/runtime.h"
 #include "proxy/server.h"
+#include "proxy/upgrade.h"
 
 namespace ferry::proxy {
 
@@ -63,7 +64,12 @@ struct InstallPlan {
 // A running listener as the main thread knows it.
 struct BoundListener {
   config::ListenerConfig cfg;
-  std::string key;  // canonical address ("name|..." for port 0): matches a socket to a config
+  std::string key;  // canonical address ("name@..." for port 0): matches a socket to a config
+  // The main thread's duplicates of the listener's sockets (all workers'), for a binary
+  // upgrade's inventory. Closed when the listener goes, and when the process stops accepting
+  // (a socket must not outlive its workers' copies, or the kernel would queue connections
+  // nobody accepts).
+  std::vector<int> fds;
 };
 
 // The last reload attempt, for GET /config.
@@ -79,6 +85,9 @@ struct ReloadOutcome {
   std::vector<std::string> errors;  // FILE:LINE:COL: message (or FILE: message)
   std::string summary_json;         // what changed (ok), for POST /reload and PUT /config
 };
+
+// CLOEXEC duplicates of every socket in `fds` (BoundListener::fds).
+std::vector<int> socketCopies(const std::vector<std::vector<int>>& fds);
 
 struct Server::Impl {
   Impl(config::Config c, ServerOptions o) : cfg(std::move(c)), options(std::move(o)) {}
@@ -130,6 +139,31 @@ struct Server::Impl {
   // written over the -c file, then applied). Changes nothing unless it succeeds.
   ReloadOutcome reload(const std::string& trigger, const std::string* yaml);
   void watchConfig();
+
+  // handover.cc: binary upgrade. The old side serves its sockets on upgrade_server and
+  // drains once the new process has them; the new side takes them from `inherited`.
+  std::unique_ptr<UpgradeServer> upgrade_server;
+  Inventory inherited;             // sockets from the process this one replaces (new side)
+  UpgradeSession upgrade_session;  // to that process, until DRAIN
+  std::string exe_path;            // this binary, for SIGUSR2's re-exec
+  bool handed_over = false;        // old side: the new process has the sockets
+  pid_t upgrade_child = 0;         // the process SIGUSR2 started, until it is reaped
+  // Fetches the inventory of --upgrade-from (new side). False (logged) on failure.
+  bool receiveSockets();
+  // The sockets of `l` from the inventory, spread over the workers (extra ones bound when
+  // there are fewer than workers); empty when the inventory has none for it.
+  std::vector<std::vector<int>> inheritedSockets(const config::ListenerConfig& l, std::string* error);
+  int inheritedAdmin();  // the admin socket from the inventory, or -1
+  void closeUnusedInherited();
+  void startUpgradeServer();
+  void onHandedOver(pid_t new_pid);
+  void spawnUpgrade();   // SIGUSR2
+  void reapChildren();   // SIGCHLD
+  void closeSocketCopies();
+  // systemd's watchdog (WATCHDOG_USEC): the main thread's loop pings at half the interval.
+  void startWatchdog();
+  std::unique_ptr<asio::steady_timer> watchdog_timer;
+  std::shared_ptr<std::function<void()>> watchdog_beat;
 
   // admin_api.cc
   void installAdminHandlers();
