@@ -153,8 +153,14 @@ ReloadOutcome Server::Impl::reload(const std::string& trigger, const std::string
                      "runtime.workers cannot change by reload (running " + std::to_string(cfg.runtime.workers) +
                      ", now " + std::to_string(next.runtime.workers) +
                      "): restart, or upgrade the binary (--upgrade-from)");
-  if (cfg.admin.has_value() != next.admin.has_value() ||
-      (cfg.admin && canonical(cfg.admin->address) != canonical(next.admin->address)))
+  // The same admin address: as configured, or the address it is bound to (a port 0 made
+  // explicit).
+  auto sameAdmin = [&] {
+    if (!cfg.admin || !next.admin) return cfg.admin.has_value() == next.admin.has_value();
+    const std::string want = canonical(next.admin->address);
+    return want == canonical(cfg.admin->address) || (admin && want == core::net::formatSockaddr(admin->address()));
+  };
+  if (!sameAdmin())
     errors.push_back(at(cfg.path, next.admin ? next.admin->address.mark : config::Mark{}) +
                      "admin.address cannot change by reload (running " +
                      (cfg.admin ? cfg.admin->address.text : std::string("no admin")) + ", now " +

@@ -117,8 +117,11 @@ void HttpConnectionManager::onIdleTimeout() {
 
 void HttpConnectionManager::onDrain() {
   if (dead_ || !codec_) return;
-  if (streams_ != nullptr || mid_request_ || codec_->pendingInput()) {
-    codec_->drainNotice();  // the response under way closes the connection
+  // A connection that has not sent its first request yet was just accepted: its request is
+  // likely on its way (or already in the socket buffer), so it is served, with Connection:
+  // close. The drain timeout bounds one that never sends.
+  if (streams_ != nullptr || mid_request_ || requests_ == 0 || codec_->pendingInput()) {
+    codec_->drainNotice();  // the response under way (or the next one) closes the connection
     return;
   }
   // Idle between requests: nothing is lost by closing now (a client that sends on a kept-alive

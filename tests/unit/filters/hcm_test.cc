@@ -483,6 +483,12 @@ TEST_CASE("hcm: the drain notice closes an idle connection at once and a busy on
     CHECK_FALSE(f.conn->closed());
     CHECK(f.codec->drains == 1);  // its response closes the connection
   }
+  SECTION("no request yet: the first one is served, with the notice") {
+    Fixture f;
+    f.hcm->onDrain();
+    CHECK_FALSE(f.conn->closed());
+    CHECK(f.codec->drains == 1);
+  }
   SECTION("part of a request head has arrived") {
     Fixture f;
     Buffer part;
