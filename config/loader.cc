@@ -598,11 +598,9 @@ class Loader : public Parser {
     checkHttpReferences(*this, cfg_);
   }
 
-  // What GET /config shows: the text rendered again, secrets redacted (render.h).
-  void finishRender() {
-    cfg_.json = renderRedactedJson(text_).value_or("{}");
-    cfg_.redacted_yaml = renderRedactedYaml(text_).value_or("{}\n");
-  }
+  // GET /config renders the text when asked (render.h): a reload of a big config does not
+  // pay for two more YAML parses.
+  void finishRender() {}
 
   Config cfg_;
 };

@@ -397,9 +397,7 @@ struct ClusterConfig {
 struct Config {
   std::string path;      // the -c file as given
   std::string dir;       // its directory, for relative paths
-  std::string yaml;      // the raw text, for GET /config?format=yaml (redacted at dump time)
-  std::string json;           // the whole config as one JSON object, secrets redacted
-  std::string redacted_yaml;  // the config re-emitted as YAML, secrets redacted
+  std::string yaml;      // the raw text; GET /config renders it (redacted) when asked (render.h)
   RuntimeConfig runtime;
   std::optional<AdminConfig> admin;
   std::vector<ListenerConfig> listeners;

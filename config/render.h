@@ -1,7 +1,7 @@
 // Renders config YAML text for display (GET /config), with secrets redacted: the value of any
 // key named token, password, secret, private_key, or starting with "inline" becomes
 // "[redacted]". File paths are shown as they are. Implemented in render.cc, which keeps
-// yaml-cpp out of this header. The loader fills Config::json and Config::redacted_yaml.
+// yaml-cpp out of this header. The admin API renders a snapshot's Config::yaml when asked.
 #pragma once
 
 #include <optional>

@@ -1,6 +1,7 @@
 // The admin endpoints (CONTRACT.md's admin API) on the server's AdminServer. Main thread.
 #include <ctime>
 
+#include "config/render.h"
 #include "config/values.h"
 #include "core/upstream/cluster_manager.h"
 #include "proxy/server_impl.h"
@@ -70,7 +71,7 @@ void Server::Impl::installAdminHandlers() {
   };
   admin->handle("/config", [this, authorized](const AdminRequest& r) {
     if (r.method == "GET" || r.method == "HEAD") {
-      if (r.param("format") == "yaml") return AdminResponse{200, "application/yaml", snapshot->config.redacted_yaml};
+      if (r.param("format") == "yaml") return AdminResponse{200, "application/yaml", rendered().yaml};
       return AdminResponse{200, "application/json", configJson()};
     }
     if (r.method != "PUT") return AdminResponse{405, kText, "method not allowed\n"};
@@ -91,6 +92,18 @@ void Server::Impl::installAdminHandlers() {
   }));
 }
 
+const Server::Impl::Rendered& Server::Impl::rendered() const {
+  // Rendered when first asked, once per config version (a big config is parsed again for it).
+  if (!render_cache || render_cache->version != snapshot->version) {
+    auto r = std::make_shared<Rendered>();
+    r->version = snapshot->version;
+    r->json = config::renderRedactedJson(snapshot->config.yaml).value_or("{}");
+    r->yaml = config::renderRedactedYaml(snapshot->config.yaml).value_or("{}\n");
+    render_cache = std::move(r);
+  }
+  return *render_cache;
+}
+
 std::string Server::Impl::configJson() const {
   std::string out = "{\"version\":" + std::to_string(snapshot->version) + ",\"hash\":\"" + snapshot->hash +
                     "\",\"loaded_at\":\"" + isoTime(snapshot->loaded_at_ms) +
@@ -103,7 +116,7 @@ std::string Server::Impl::configJson() const {
            ",\"errors\":" + errorsJson(last_reload.errors) + "}";
   }
   out += ",\"config\":";
-  out += snapshot->config.json.empty() ? "{}" : snapshot->config.json;
+  out += rendered().json;
   out += "}\n";
   return out;
 }

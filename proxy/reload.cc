@@ -143,6 +143,7 @@ ReloadOutcome Server::Impl::reload(const std::string& trigger, const std::string
     return fail(std::move(errors));
   }
   config::Config next = std::move(*loaded.config);
+  const auto t_loaded = std::chrono::steady_clock::now();
   if (options.workers) next.runtime.workers = *options.workers;
   if (options.log_level) next.runtime.log_level = *options.log_level;
 
@@ -231,6 +232,7 @@ ReloadOutcome Server::Impl::reload(const std::string& trigger, const std::string
     else if (!(*old == c) || clusterFilesFingerprint(*old) != clusterFilesFingerprint(c)) clusters_updated.push_back(c.name);
   }
   std::string err;
+  const auto t_build = std::chrono::steady_clock::now();
   auto snap = runtime->build(std::move(next), &err);
   if (!snap) {
     closeAll(plan);
@@ -258,13 +260,19 @@ ReloadOutcome Server::Impl::reload(const std::string& trigger, const std::string
   file_hash = snap->hash;
   watchConfig();
 
-  const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
-  char ms[32];
-  std::snprintf(ms, sizeof ms, "%.3f", static_cast<double>(micros) / 1000.0);
+  const auto t_end = std::chrono::steady_clock::now();
+  auto msText = [](std::chrono::steady_clock::duration d) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.3f",
+                  static_cast<double>(std::chrono::duration_cast<std::chrono::microseconds>(d).count()) / 1000.0);
+    return std::string(b);
+  };
+  const std::string ms = msText(t_end - t0);
   out.ok = true;
   out.summary_json = "{\"result\":\"success\",\"trigger\":" + jsonString(trigger) +
                      ",\"version\":" + std::to_string(snap->version) + ",\"hash\":\"" + snap->hash +
-                     "\",\"duration_ms\":" + ms +
+                     "\",\"duration_ms\":" + ms + ",\"load_ms\":" + msText(t_loaded - t0) +
+                     ",\"build_ms\":" + msText(t_end - t_build) +
                      ",\"listeners\":{\"added\":" + list(added) + ",\"removed\":" + list(removed) +
                      ",\"drained\":" + list(drained) + ",\"updated\":" + list(updated) +
                      "},\"clusters\":{\"added\":" + list(clusters_added) + ",\"removed\":" + list(clusters_removed) +
@@ -272,7 +280,8 @@ ReloadOutcome Server::Impl::reload(const std::string& trigger, const std::string
   stats->shard(0).inc(reloads_ok);
   status_line = "serving: config version " + std::to_string(snap->version);
   last_reload = ReloadRecord{unixMs(), true, trigger, {}};
-  FERRY_LOG(kInfo, "config reloaded (", trigger, "): version ", snap->version, " in ", std::string(ms),
+  FERRY_LOG(kInfo, "config reloaded (", trigger, "): version ", snap->version, " in ", ms, " (load and check ", msText(t_loaded - t0), ", build ",
+            msText(t_end - t_build), ")",
             " ms; listeners +", added.size(), " -", removed.size(), " drained ",
             drained.size(), " updated ", updated.size(), "; clusters +", clusters_added.size(), " -",
             clusters_removed.size(), " updated ", clusters_updated.size());

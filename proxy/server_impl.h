@@ -168,6 +168,12 @@ struct Server::Impl {
   // admin_api.cc
   void installAdminHandlers();
   std::string configJson() const;
+  struct Rendered {  // GET /config of one config version, secrets redacted
+    uint64_t version = 0;
+    std::string json, yaml;
+  };
+  const Rendered& rendered() const;
+  mutable std::shared_ptr<const Rendered> render_cache;
 };
 
 }  // namespace ferry::proxy
