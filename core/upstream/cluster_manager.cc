@@ -256,7 +256,7 @@ struct ClusterManager::Impl {
           const HostEntry* h = find(*cep, id);
           return h != nullptr ? cep->cluster->newTransport(*h->host) : nullptr;
         });
-    for (auto& h : ce.hosts) ce.checker->addTarget(h->host->id, h->host->addr, h->host->address);
+    for (auto& h : ce.hosts) ce.checker->addTarget(h->host->id, h->host->addr, h->host->address, h->hc_healthy);
   }
 
   void startDns(ClusterEntry& ce) {
@@ -352,7 +352,9 @@ struct ClusterManager::Impl {
     }
     if (!(old.health_check == cfg.health_check)) {
       ce.checker.reset();
-      for (auto& h : ce.hosts) h->hc_healthy = true;  // fresh checks start from healthy
+      // The new checks go on from each host's current health; without checks, every host is.
+      if (!cfg.health_check)
+        for (auto& h : ce.hosts) h->hc_healthy = true;
       if (started && !stopped) startChecker(ce);
     }
     std::vector<std::string> old_names, new_names;

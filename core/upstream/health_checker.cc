@@ -257,9 +257,10 @@ struct HealthChecker::Impl {
     t.dropConnection();
   }
 
-  void add(uint64_t id, const sockaddr_storage& addr, const std::string& address) {
+  void add(uint64_t id, const sockaddr_storage& addr, const std::string& address, bool healthy) {
     remove(id);  // ids are unique by contract; a repeated add restarts the host cleanly
     auto t = std::make_shared<Target>(*this, id, addr, address);
+    t->healthy = healthy;
     targets.emplace(id, t);
     t->start();
   }
@@ -287,8 +288,8 @@ HealthChecker::HealthChecker(asio::io_context& io, const config::HealthCheckConf
 
 HealthChecker::~HealthChecker() = default;
 
-void HealthChecker::addTarget(uint64_t id, const sockaddr_storage& addr, const std::string& address) {
-  impl_->add(id, addr, address);
+void HealthChecker::addTarget(uint64_t id, const sockaddr_storage& addr, const std::string& address, bool healthy) {
+  impl_->add(id, addr, address, healthy);
 }
 
 void HealthChecker::removeTarget(uint64_t id) { impl_->remove(id); }

@@ -44,7 +44,9 @@ class HealthChecker {
 
   // Starts checking a host (id chosen by the caller, unique): it counts as healthy and its
   // first check starts at once.
-  void addTarget(uint64_t id, const sockaddr_storage& addr, const std::string& address);
+  // `healthy`: the state it starts from (a host whose health check changed keeps its state:
+  // the new checks need unhealthy_threshold failures, or healthy_threshold passes, to change it).
+  void addTarget(uint64_t id, const sockaddr_storage& addr, const std::string& address, bool healthy = true);
   // Stops checking it; a check in progress is abandoned without callbacks.
   void removeTarget(uint64_t id);
   bool healthy(uint64_t id) const;
