@@ -232,8 +232,11 @@ class HttpLoad {
     ms max_duration = 45s;
   };
 
+  // Returns once every client has had an answer (or at most 10 s): the load is up.
   explicit HttpLoad(Options o) : o_(std::move(o)) {
+    for (int i = 0; i < o_.clients; ++i) clients_.push_back(std::make_unique<PerClient>());
     for (int i = 0; i < o_.clients; ++i) threads_.emplace_back([this, i] { run(i); });
+    waitMore(1);
   }
   ~HttpLoad() { stop(); }
   HttpLoad(const HttpLoad&) = delete;
@@ -244,11 +247,17 @@ class HttpLoad {
     for (auto& t : threads_)
       if (t.joinable()) t.join();
   }
-  // Until `n` more requests than now have succeeded.
+  // Until each client has had `n` more answers than now (or has ended by itself): every
+  // client was at work over the step before.
   bool waitMore(int64_t n, ms timeout = 10s) {
-    const int64_t want = requests_.load() + n;
-    return waitUntil([&] { return requests_.load() >= want || finished_.load() == o_.clients; }, timeout, 2ms) &&
-           requests_.load() >= want;
+    std::vector<int64_t> want;
+    for (const auto& c : clients_) want.push_back(c->done.load() + n);
+    auto done = [&] {
+      for (size_t i = 0; i < clients_.size(); ++i)
+        if (clients_[i]->done.load() < want[i] && !clients_[i]->finished.load()) return false;
+      return true;
+    };
+    return waitUntil(done, timeout, 2ms);
   }
   // Until every client has ended by itself (stop_on_close).
   bool waitFinished(ms timeout) {
@@ -335,6 +344,7 @@ class HttpLoad {
           ++bodies_[x.r.body];
         }
         ++requests_;
+        ++clients_[id]->done;
       }
       if (x.r.header("connection") == "close") {
         ++closes_;
@@ -342,6 +352,7 @@ class HttpLoad {
         if (o_.stop_on_close) break;
       }
     }
+    clients_[id]->finished = true;
     ++finished_;
   }
 
@@ -358,7 +369,13 @@ class HttpLoad {
     return "";
   }
 
+  struct PerClient {
+    std::atomic<int64_t> done{0};  // good answers
+    std::atomic<bool> finished{false};
+  };
+
   Options o_;
+  std::vector<std::unique_ptr<PerClient>> clients_;
   std::vector<std::thread> threads_;
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> requests_{0}, errors_{0}, retries_{0}, connects_{0}, closes_{0};
@@ -451,6 +468,18 @@ std::set<int> dataConnections(const HttpUpstream& u, size_t from, size_t to) {
   return out;
 }
 
+// The data requests the upstream recorded from `from` on: which load client sent each, on
+// which upstream connection (for failure messages).
+std::string describeRequests(const HttpUpstream& u, size_t from) {
+  std::string out;
+  auto rs = u.requests();
+  for (size_t i = from; i < rs.size(); ++i)
+    if (rs[i].target != "/healthz")
+      out += " [#" + std::to_string(i) + " client " + rs[i].header("x-load-client") + " connection " +
+             std::to_string(rs[i].connection_index) + "]";
+  return out.empty() ? " none" : out;
+}
+
 // SIGTERM, and ferry exits 0: what the reloads retired is torn down too (and, under
 // sanitizers, the leak check runs).
 void exitsCleanly(FerryProcess& f) {
@@ -466,19 +495,24 @@ void exitsCleanly(FerryProcess& f) {
 
 // ---------------------------------------------------------------------------------------------
 
-TEST_CASE("reload: a route change applies from the next request, on open keep-alive connections too",
+TEST_CASE("reload: route and HTTP filter changes apply from the next request, keep-alive connections included",
           "[reload]") {
   HttpUpstream up([](const UpstreamRequest&) { return HttpUpstream::ok("v3"); });
-  // v1 and v2 answer directly; v3 routes to a cluster the same reload adds.
+  // v1 and v2 answer directly; v3 routes to a cluster the same reload adds; v4 adds an HTTP
+  // filter in front of that route (a fault filter whose "abort" is a 200 with its own body).
+  const std::string fault = "fault filter abort\n";
   auto config = [&](int v) {
-    std::string y = head() + httpListener("web", v < 3 ? direct("v" + std::to_string(v)) : toCluster("up"));
-    if (v == 3) y += clusters({{"up", {up.port()}}});
+    const std::string filters =
+        v < 4 ? "" : "      filters:\n        - name: fault\n          config: {abort: {status: 200}}\n";
+    std::string y =
+        head() + httpListener("web", v < 3 ? direct("v" + std::to_string(v)) : toCluster("up"), "", filters);
+    if (v >= 3) y += clusters({{"up", {up.port()}}});
     return y;
   };
   auto f = FerryProcess::start(config(1));
   const uint16_t port = f->port("web");
   const uint16_t admin = f->adminPort();
-  HttpLoad load({.port = port, .bodies = {"v1", "v2", "v3"}});
+  HttpLoad load({.port = port, .bodies = {"v1", "v2", "v3", fault}});
   {
     Json c = getJson(admin, "/config");
     CHECK(c["version"].num() == 1);
@@ -538,12 +572,26 @@ TEST_CASE("reload: a route change applies from the next request, on open keep-al
     CHECK(c["last_reload"]["errors"].isArray());
     CHECK(c["last_reload"]["errors"].arr().empty());
   }
-  CHECK(metricValue(admin, kReloadsOk) == 2);
+
+  {  // an HTTP filter added (POST /reload)
+    f->writeConfig(config(4));
+    Json s = reloadOk(admin);
+    CHECK(s["version"].num() == 4);
+    CHECK(strings(s["listeners"]["updated"]) == Names{"web"});
+    CHECK(strings(s["listeners"]["drained"]).empty());
+    r = keepAliveGet(*k);  // still the same connection, now through the filter
+    INFO(r.error);
+    CHECK(r.status == 200);
+    CHECK(r.body == fault);
+    REQUIRE(load.waitMore(20));
+  }
+  CHECK(metricValue(admin, kReloadsOk) == 3);
   CHECK(metricValue(admin, kReloadsFailed) == 0);
-  CHECK_LOAD(load, 60);
-  // Route changes drain nothing: the load kept its two connections throughout.
+  CHECK_LOAD(load, 80);
+  // Route and filter changes drain nothing: the load kept its two connections throughout.
   CHECK(load.connects() == 2);
   CHECK(load.count("v3") > 0);
+  CHECK(load.count(fault) > 0);
   exitsCleanly(*f);
 }
 
@@ -637,6 +685,7 @@ TEST_CASE("reload: a cluster's endpoint list changes, the hosts it keeps keep th
   CHECK(endpointOf(before, "api", b.address())["health_transitions"].num() == 1);
   CHECK(endpointOf(before, "api", a.address())["health"].str() == "healthy");
   const int b_served = b.served.load();
+  const size_t b_mark = b.server.requestCount();
   // The upstream connections A's requests came on so far (its pools on the workers).
   const size_t a_mark = a.server.requestCount();
   const std::set<int> a_before = dataConnections(a.server, 0, a_mark);
@@ -644,6 +693,7 @@ TEST_CASE("reload: a cluster's endpoint list changes, the hosts it keeps keep th
 
   f->writeConfig(config({a.server.port(), b.server.port(), c.server.port()}));
   Json s = reloadOk(admin);
+  const int b_served_at_reload = b.served.load();
   CHECK(strings(s["clusters"]["updated"]) == Names{"api"});
   CHECK(strings(s["clusters"]["added"]).empty());
   CHECK(strings(s["clusters"]["removed"]).empty());
@@ -672,17 +722,69 @@ TEST_CASE("reload: a cluster's endpoint list changes, the hosts it keeps keep th
   REQUIRE(load.waitMore(50));
   CHECK(waitMetric(admin, "ferry_cluster_endpoints_healthy{cluster=\"api\"}", 2));
   CHECK(healthOf(b) == "unhealthy");
-  CHECK(b.served.load() == b_served);
-  // A kept its pools: its requests after the reload came on connections it already had.
-  const std::set<int> a_after = dataConnections(a.server, a_mark, SIZE_MAX);
-  CHECK(!a_after.empty());
-  for (int conn : a_after) {
-    INFO("A's upstream connection " << conn << " is new after the reload; before: " << a_before.size()
-                                    << " connections");
-    CHECK(a_before.count(conn) == 1);
+  {
+    INFO("B served " << b_served << " before the reload, " << b_served_at_reload
+                     << " right after it; its requests since:" << describeRequests(b.server, b_mark));
+    CHECK(b.served.load() == b_served);
+  }
+  // A kept its pools: its requests after the reload go on over the upstream connections it
+  // had before (replaced pools would have left those at most the requests in flight at the
+  // reload, one per client). More may join when more requests overlap than before.
+  {
+    int on_old = 0, total = 0;
+    const auto rs = a.server.requests();
+    for (size_t i = a_mark; i < rs.size(); ++i) {
+      if (rs[i].target == "/healthz") continue;
+      ++total;
+      if (a_before.count(rs[i].connection_index)) ++on_old;
+    }
+    INFO("A's requests after the reload: " << total << ", " << on_old << " of them on the " << a_before.size()
+                                          << " connections it had before");
+    CHECK(on_old >= 10);
   }
   CHECK_LOAD(load, 100);
   CHECK(load.count("C") > 0);
+  exitsCleanly(*f);
+}
+
+TEST_CASE("reload: a cluster whose health_check settings changed keeps its hosts' health", "[reload]") {
+  // CONTRACT.md: a changed cluster is updated in place, hosts keyed by address keep their
+  // health. Here only the health check's interval changes, and one host is down for good.
+  // (Fails as long as the cluster update sets every host healthy again when the health_check
+  // block changed: ClusterManager's update(), core/upstream/cluster_manager.cc.)
+  Backend a("A");
+  const RefusingPort dead;
+  const std::string dead_address = "127.0.0.1:" + std::to_string(dead.port());
+  auto config = [&](const std::string& interval) {
+    return FerryConfig{.workers = 2,
+                       .clusters = {{"api", {a.server.port(), dead.port()},
+                                     "    health_check: {path: /healthz, interval: " + interval +
+                                         ", timeout: 1s, healthy_threshold: 2, unhealthy_threshold: 2}\n"}}}
+        .yaml();
+  };
+  auto f = FerryProcess::start(config("100ms"));
+  const uint16_t admin = f->adminPort();
+  const uint16_t port = f->port("web");
+  auto healthOf = [&](const std::string& address) {
+    return endpointOf(getJson(admin, "/clusters"), "api", address)["health"].str();
+  };
+  REQUIRE(waitUntil([&] { return healthOf(dead_address) == "unhealthy"; }, 5s));
+  // The load starts once the dead host is out of the table.
+  HttpLoad load({.port = port, .bodies = {"A"}});
+  REQUIRE(load.waitMore(30));
+
+  f->writeConfig(config("200ms"));
+  Json s = reloadOk(admin);
+  CHECK(strings(s["clusters"]["updated"]) == Names{"api"});
+  // At once: the dead host is still out, the live one in.
+  CHECK(healthOf(dead_address) == "unhealthy");
+  CHECK(healthOf(a.address()) == "healthy");
+  // Load until the new checks have (again) found the dead host unhealthy: had it been let back
+  // in meanwhile, the load saw its connect failures.
+  REQUIRE(load.waitMore(100));
+  REQUIRE(waitUntil([&] { return healthOf(dead_address) == "unhealthy"; }, 5s));
+  REQUIRE(load.waitMore(20));
+  CHECK_LOAD(load, 150);
   exitsCleanly(*f);
 }
 
@@ -990,7 +1092,8 @@ TEST_CASE("reload: PUT /config", "[reload]") {
   CHECK(configVersion(admin) == 2);
   REQUIRE(load.waitMore(20));
 
-  // A valid body: applied, and written over the -c file.
+  // A valid body: applied, and written over the -c file (which keeps its permissions).
+  REQUIRE(::chmod(path.c_str(), 0600) == 0);
   const std::string v3 = config("v3", push);
   r = httpRequest(admin, "PUT", "/config", v3, auth, 10s);
   {
@@ -1004,6 +1107,9 @@ TEST_CASE("reload: PUT /config", "[reload]") {
     CHECK(strings((*s)["listeners"]["updated"]) == Names{"web"});
   }
   CHECK(readFile(path) == v3);
+  struct stat st{};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0600);
   r = httpRequest(admin, "GET", "/config?format=yaml");
   CHECK(r.status == 200);
   CHECK(r.body.find("\"v3\"") != std::string::npos);
@@ -1090,7 +1196,15 @@ TEST_CASE("reload: runtime.watch_config reloads on a changed file, not on identi
   CHECK(c["hash"].str() == sha256Hex(readFile(f->configPath())));
   REQUIRE(load.waitMore(20));
 
-  // The same content again (a new file by rename): seen, and no reload.
+  // A broken file: the watch's reload is refused, and v2 stays.
+  f->writeConfig(head("  watch_config: true\n", "  allow_config_push: true\n") +
+                 httpListener("web", direct("v9"), "    bogus_key: 1\n"));
+  CHECK(f->waitForLog("config reload (file watch) rejected", 10s));
+  CHECK(waitMetric(admin, kReloadsFailed, 1));
+  CHECK(configVersion(admin) == 2);
+  REQUIRE(load.waitMore(20));
+
+  // The running content again (a new file by rename): seen, and no reload.
   f->writeConfig(config("v2"));
   CHECK(f->waitForLog("has the running content: no reload", 10s));
   CHECK(configVersion(admin) == 2);
