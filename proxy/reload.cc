@@ -88,6 +88,12 @@ std::string list(const std::vector<std::string>& names) {
 
 }  // namespace
 
+void logListening(const config::ListenerConfig& l, const std::vector<std::vector<int>>& fds) {
+  sockaddr_storage addr{};
+  if (fds.empty() || fds[0].empty() || !core::net::localAddress(fds[0][0], &addr)) return;
+  FERRY_LOG(kInfo, "listening: listener=", l.name, " address=", core::net::formatSockaddr(addr));
+}
+
 std::string Server::Impl::socketKey(const config::ListenerConfig& l) {
   // Port 0 asks the kernel for a port: such a socket is the listener's own, kept by name.
   if (l.address.port == 0) return l.name + "@" + canonical(l.address);
@@ -109,7 +115,6 @@ std::vector<std::vector<int>> Server::Impl::bindListener(const config::ListenerC
     if (w == 0) core::net::localAddress(fd, &addr);
     fds[w].push_back(fd);
   }
-  FERRY_LOG(kInfo, "listening: listener=", l.name, " address=", core::net::formatSockaddr(addr));
   return fds;
 }
 
@@ -190,7 +195,6 @@ ReloadOutcome Server::Impl::reload(const std::string& trigger, const std::string
       kept_fds = b.fds;
       p.drain_old = b.cfg.name != l.name || listenerChanged(b.cfg, l);
       kept.insert(b.cfg.name);
-      if (b.cfg.name != l.name) FERRY_LOG(kInfo, "listening: listener=", l.name, " address=", l.address.text);
       if (p.drain_old) {
         drained.push_back(l.name);
       } else if (!(b.cfg == l)) {
@@ -236,6 +240,9 @@ ReloadOutcome Server::Impl::reload(const std::string& trigger, const std::string
   auto snap = runtime->build(std::move(next), &err);
   if (!snap) {
     closeAll(plan);
+    std::string restore_err;
+    if (yaml && !writeAtomically(cfg.path, cfg.yaml, &restore_err))  // the running config's text again
+      FERRY_LOG(kError, "config: ", restore_err, " (restoring the running config's file)");
     return fail({cfg.path + ": " + err});
   }
 
@@ -243,6 +250,11 @@ ReloadOutcome Server::Impl::reload(const std::string& trigger, const std::string
   // left drains there. Removed clusters go after (their workers have the new routes first).
   for (size_t j = 0; j < plan.listeners.size(); ++j)
     if (plan.listeners[j].keep.empty()) next_bound[j].fds = socketCopies(plan.listeners[j].fds);
+  for (size_t j = 0; j < plan.listeners.size(); ++j) {  // new sockets and new names, now that they serve
+    const ListenerPlan& p = plan.listeners[j];
+    if (p.keep.empty()) logListening(next_bound[j].cfg, p.fds);
+    else if (p.keep != next_bound[j].cfg.name) logListening(next_bound[j].cfg, {next_bound[j].fds});
+  }
   install(snap, std::move(plan));
   for (const auto& b : bound)
     if (!kept.count(b.cfg.name))

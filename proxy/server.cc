@@ -324,7 +324,10 @@ int Server::run() {
   for (const auto& l : s.cfg.listeners) {
     ListenerPlan p;
     p.fds = s.inheritedSockets(l, &err);
-    if (p.fds.empty() && err.empty()) p.fds = s.bindListener(l, &err);
+    if (p.fds.empty() && err.empty()) {
+      p.fds = s.bindListener(l, &err);
+      if (!p.fds.empty()) logListening(l, p.fds);
+    }
     if (p.fds.empty()) {
       FERRY_LOG(kError, "listener ", l.name, ": ", err);
       for (auto& done : plan.listeners)

@@ -86,6 +86,9 @@ struct ReloadOutcome {
   std::string summary_json;         // what changed (ok), for POST /reload and PUT /config
 };
 
+// Logs "listening: listener=NAME address=IP:PORT" for new sockets (scripts and tests read it).
+void logListening(const config::ListenerConfig& l, const std::vector<std::vector<int>>& fds);
+
 // CLOEXEC duplicates of every socket in `fds` (BoundListener::fds).
 std::vector<int> socketCopies(const std::vector<std::vector<int>>& fds);
 
