@@ -4,6 +4,7 @@
 // install it on every worker and retire what it no longer has. Any failure before the install
 // changes nothing. Main thread.
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -119,6 +120,12 @@ std::vector<std::vector<int>> Server::Impl::bindListener(const config::ListenerC
 }
 
 ReloadOutcome Server::Impl::reload(const std::string& trigger, const std::string* yaml) {
+  // A big config's parse tree is freed by the time a reload ends; give that memory back to
+  // the system instead of keeping it in the main thread's heap (glibc keeps freed memory:
+  // a 10,000-route config grew RSS by about 190 MB over a few reloads).
+  struct Trim {
+    ~Trim() { ::malloc_trim(0); }
+  } trim;
   const auto t0 = std::chrono::steady_clock::now();
   ReloadOutcome out;
   auto fail = [&](std::vector<std::string> errors) {
