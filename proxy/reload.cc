@@ -299,9 +299,8 @@ ReloadOutcome Server::Impl::reload(const std::string& trigger, const std::string
   stats->shard(0).inc(reloads_ok);
   status_line = "serving: config version " + std::to_string(snap->version);
   last_reload = ReloadRecord{unixMs(), true, trigger, {}};
-  FERRY_LOG(kInfo, "config reloaded (", trigger, "): version ", snap->version, " in ", ms, " (load and check ", msText(t_loaded - t0), ", build ",
-            msText(t_end - t_build), ")",
-            " ms; listeners +", added.size(), " -", removed.size(), " drained ",
+  FERRY_LOG(kInfo, "config reloaded (", trigger, "): version ", snap->version, " in ", ms, " ms (load and check ", msText(t_loaded - t0),
+            " ms, build ", msText(t_end - t_build), " ms); listeners +", added.size(), " -", removed.size(), " drained ",
             drained.size(), " updated ", updated.size(), "; clusters +", clusters_added.size(), " -",
             clusters_removed.size(), " updated ", clusters_updated.size());
   return out;
