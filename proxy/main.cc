@@ -11,6 +11,7 @@
 #include "filters/registry.h"
 #include "proxy/config_check.h"
 #include "proxy/reload_client.h"
+#include "revision.h"
 #include "proxy/server.h"
 
 namespace {
@@ -63,7 +64,7 @@ int main(int argc, char** argv) {
       std::fputs(kUsage, stdout);
       return 0;
     } else if (a == "--version") {
-      std::printf("ferry %s\n", FERRY_VERSION);
+      std::printf("ferry %s (git %s)\n", FERRY_VERSION, FERRY_REVISION);
       return 0;
     } else if (a == "-c" || a == "--config") {
       const char* v = value("-c");

@@ -40,7 +40,7 @@ std::optional<ConfigErrorLine> parseErrorLine(const std::string& text) {
 
 }  // namespace
 
-TEST_CASE("--version prints one line 'ferry X.Y.Z' matching the meson project version", "[cli]") {
+TEST_CASE("--version prints one line 'ferry X.Y.Z (git REV)' matching the meson project version", "[cli]") {
   RunResult r = runFerry({"--version"});
   REQUIRE(r.exit_code == 0);
   INFO("stdout: " << r.out << "\nstderr: " << r.err);
@@ -53,6 +53,12 @@ TEST_CASE("--version prints one line 'ferry X.Y.Z' matching the meson project ve
   std::smatch mv;
   REQUIRE(std::regex_search(meson, mv, std::regex(R"(version\s*:\s*'([0-9]+\.[0-9]+\.[0-9]+)')")));
   CHECK(version == mv[1].str());
+
+  // Then the git revision it was built from.
+  const std::string rest = m[2].str();
+  REQUIRE(std::regex_match(rest, std::regex(R"( \(git ([0-9a-f]{12}|unknown)\))")));
+  RunResult git = runProcess({"git", "-C", srcDir(), "rev-parse", "--short=12", "HEAD"});
+  if (git.exit_code == 0 && git.out.size() > 1) CHECK(rest == " (git " + git.out.substr(0, git.out.size() - 1) + ")");
 }
 
 TEST_CASE("-h and --help print the usage on stdout and exit 0", "[cli]") {
