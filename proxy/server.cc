@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <climits>
@@ -280,9 +281,29 @@ void Server::Impl::finish() {
   io.stop();
 }
 
+// Every connection is a descriptor (two when proxied): the soft limit goes up to the hard one,
+// as HAProxy does; the limit is logged.
+static void raiseDescriptorLimit() {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  const rlim_t before = rl.rlim_cur;
+  // An unlimited hard limit still stops at the kernel's nr_open (1048576 by default).
+  const rlim_t target = rl.rlim_max == RLIM_INFINITY ? rlim_t{1} << 20 : rl.rlim_max;
+  if (rl.rlim_cur < target) {
+    rl.rlim_cur = target;
+    if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) rl.rlim_cur = before;
+  }
+  if (rl.rlim_cur == before)
+    FERRY_LOG(kInfo, "file descriptors: limit ", static_cast<uint64_t>(rl.rlim_cur));
+  else
+    FERRY_LOG(kInfo, "file descriptors: limit ", static_cast<uint64_t>(rl.rlim_cur), " (raised from ",
+              static_cast<uint64_t>(before), ")");
+}
+
 int Server::run() {
   auto& s = *impl_;
   ::signal(SIGPIPE, SIG_IGN);
+  raiseDescriptorLimit();
   unsigned n = resolveWorkers(s.cfg.runtime.workers);
   s.stats = std::make_unique<core::StatsStore>(n + 1);
   const std::string help = "Config reloads (SIGHUP, POST /reload, PUT /config, file watch), by result.";

@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 
 #include <catch2/catch.hpp>
+#include <regex>
 
 #include "tests/integration/config_builder.h"
 #include "tests/integration/harness.h"
@@ -170,20 +171,12 @@ TEST_CASE("listener: out of descriptors, queued connections are accepted once de
       FerryConfig{.admin = false,
                   .routes = {{.extra = "              direct_response: {status: 200, body: \"ok\\n\"}\n"}}}
           .yaml();
-  // Ferry inherits a small descriptor limit; this process gets its own back at once.
-  rlimit old{};
-  REQUIRE(::getrlimit(RLIMIT_NOFILE, &old) == 0);
-  rlimit low = old;
-  low.rlim_cur = 64;
-  REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
-  std::unique_ptr<FerryProcess> f;
-  try {
-    f = FerryProcess::start(cfg);
-  } catch (...) {
-    ::setrlimit(RLIMIT_NOFILE, &old);
-    throw;
-  }
-  REQUIRE(::setrlimit(RLIMIT_NOFILE, &old) == 0);
+  // Ferry runs with a small descriptor limit, soft and hard (it raises its soft limit to the
+  // hard one at start).
+  TempDir dir;
+  const std::string path = dir.write("ferry.yaml", cfg);
+  auto f = FerryProcess::startCommand({"/usr/bin/prlimit", "--nofile=64:64", ferryBin(), "-c", path});
+  REQUIRE(f->waitForLog("file descriptors: limit 64", 10s));
   uint16_t port = f->port("web");
 
   // Idle connections until Ferry runs out of descriptors; the rest wait in the accept queue.
@@ -203,4 +196,15 @@ TEST_CASE("listener: out of descriptors, queued connections are accepted once de
   INFO("response error: " << r.error << "\nferry log:\n" << f->log());
   CHECK(r.status == 200);
   CHECK(r.body == "ok\n");
+}
+
+TEST_CASE("startup: the descriptor limit is raised to the hard limit and logged", "[lifecycle]") {
+  TempDir dir;
+  const std::string path = dir.write("ferry.yaml", FerryConfig{.admin = false,
+      .routes = {{.extra = "              direct_response: {status: 200, body: \"ok\\n\"}\n"}}}.yaml());
+  auto f = FerryProcess::startCommand({"/usr/bin/prlimit", "--nofile=100:2000", ferryBin(), "-c", path});
+  REQUIRE(f->waitForLog("file descriptors: limit 2000 (raised from 100)", 10s));
+  f->port("web");
+  std::string limits = readFile("/proc/" + std::to_string(f->pid()) + "/limits");
+  CHECK(std::regex_search(limits, std::regex(R"(Max open files\s+2000\s+2000)")));
 }
