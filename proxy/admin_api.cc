@@ -1,4 +1,4 @@
-// The admin endpoints (CONTRACT.md's admin API) on the server's AdminServer. Main thread.
+// The admin endpoints (docs/operations.md, "Admin API") on the server's AdminServer. Main thread.
 #include <ctime>
 
 #include "config/render.h"

@@ -30,12 +30,6 @@ namespace {
 
 constexpr auto kUpgradeTimeout = std::chrono::seconds(10);
 
-std::string canonicalAdmin(const config::AdminConfig& a) {
-  sockaddr_storage ss{};
-  if (!core::net::makeSockaddr(a.address.host, a.address.port, &ss)) return a.address.text;
-  return core::net::formatSockaddr(ss);
-}
-
 }  // namespace
 
 bool Server::Impl::receiveSockets() {
@@ -97,7 +91,7 @@ std::vector<std::vector<int>> Server::Impl::inheritedSockets(const config::Liste
 
 int Server::Impl::inheritedAdmin() {
   if (!cfg.admin) return -1;
-  const std::string want = canonicalAdmin(*cfg.admin);
+  const std::string want = canonicalAddress(cfg.admin->address);
   for (auto& item : inherited) {
     if (item.kind != "admin" || item.address != want || item.fds.size() != 1) continue;
     int fd = item.fds[0];
@@ -123,7 +117,7 @@ void Server::Impl::startUpgradeServer() {
   upgrade_server->inventory = [this] {
     Inventory inv;
     if (handed_over || draining || stopping) return inv;  // nothing to hand over any more
-    if (admin && admin->nativeHandle() >= 0) inv.push_back(InventoryItem{"admin", "", canonicalAdmin(*cfg.admin), {admin->nativeHandle()}});
+    if (admin && admin->nativeHandle() >= 0) inv.push_back(InventoryItem{"admin", "", canonicalAddress(cfg.admin->address), {admin->nativeHandle()}});
     for (const auto& b : bound) inv.push_back(InventoryItem{"listener", b.cfg.name, b.key, b.fds});
     return inv;
   };

@@ -33,11 +33,6 @@ std::string at(const std::string& path, const config::Mark& m) {
   return path + ":" + std::to_string(line) + ":" + std::to_string(col) + ": ";
 }
 
-std::string canonical(const config::Address& a) {
-  sockaddr_storage ss{};
-  if (!core::net::makeSockaddr(a.host, a.port, &ss)) return a.text;
-  return core::net::formatSockaddr(ss);
-}
 
 // Writes `text` over `path` atomically (a temporary file in the same directory, then rename),
 // keeping the old file's permissions. False and *error (the reason) when it cannot.
@@ -89,6 +84,12 @@ std::string list(const std::vector<std::string>& names) {
 
 }  // namespace
 
+std::string canonicalAddress(const config::Address& a) {
+  sockaddr_storage ss{};
+  if (!core::net::makeSockaddr(a.host, a.port, &ss)) return a.text;
+  return core::net::formatSockaddr(ss);
+}
+
 void logListening(const config::ListenerConfig& l, const std::vector<std::vector<int>>& fds) {
   sockaddr_storage addr{};
   if (fds.empty() || fds[0].empty() || !core::net::localAddress(fds[0][0], &addr)) return;
@@ -97,8 +98,8 @@ void logListening(const config::ListenerConfig& l, const std::vector<std::vector
 
 std::string Server::Impl::socketKey(const config::ListenerConfig& l) {
   // Port 0 asks the kernel for a port: such a socket is the listener's own, kept by name.
-  if (l.address.port == 0) return l.name + "@" + canonical(l.address);
-  return canonical(l.address);
+  if (l.address.port == 0) return l.name + "@" + canonicalAddress(l.address);
+  return canonicalAddress(l.address);
 }
 
 std::vector<std::vector<int>> Server::Impl::bindListener(const config::ListenerConfig& l, std::string* error) {
@@ -170,8 +171,8 @@ ReloadOutcome Server::Impl::reload(const std::string& trigger, const std::string
   // explicit).
   auto sameAdmin = [&] {
     if (!cfg.admin || !next.admin) return cfg.admin.has_value() == next.admin.has_value();
-    const std::string want = canonical(next.admin->address);
-    return want == canonical(cfg.admin->address) || (admin && want == core::net::formatSockaddr(admin->address()));
+    const std::string want = canonicalAddress(next.admin->address);
+    return want == canonicalAddress(cfg.admin->address) || (admin && want == core::net::formatSockaddr(admin->address()));
   };
   if (!sameAdmin())
     errors.push_back(at(cfg.path, next.admin ? next.admin->address.mark : config::Mark{}) +
@@ -236,12 +237,6 @@ ReloadOutcome Server::Impl::reload(const std::string& trigger, const std::string
 
   // 5. The snapshot: unchanged listeners and clusters keep their state, changed clusters are
   // updated in place.
-  std::vector<std::string> clusters_added, clusters_updated;
-  for (const auto& c : next.clusters) {
-    const config::ClusterConfig* old = cfg.findCluster(c.name);
-    if (old == nullptr) clusters_added.push_back(c.name);
-    else if (!(*old == c) || clusterFilesFingerprint(*old) != clusterFilesFingerprint(c)) clusters_updated.push_back(c.name);
-  }
   std::string err;
   const auto t_build = std::chrono::steady_clock::now();
   auto snap = runtime->build(std::move(next), &err);
@@ -251,6 +246,14 @@ ReloadOutcome Server::Impl::reload(const std::string& trigger, const std::string
     if (yaml && !writeAtomically(cfg.path, cfg.yaml, &restore_err))  // the running config's text again
       FERRY_LOG(kError, "config: ", restore_err, " (restoring the running config's file)");
     return fail({cfg.path + ": " + err});
+  }
+
+  // What changed, from the snapshots: an unchanged cluster is the very same object.
+  std::vector<std::string> clusters_added, clusters_updated;
+  for (const auto& c : snap->clusters) {
+    auto before = snapshot->cluster(c->name());
+    if (!before) clusters_added.push_back(c->name());
+    else if (before != c) clusters_updated.push_back(c->name());
   }
 
   // 6. Install: every worker takes the snapshot in order with what was posted before; what

@@ -16,20 +16,23 @@
 
 namespace ferry::proxy {
 
+std::string readAdminToken(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (!in) return "";
+  std::string token = ss.str();
+  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) token.pop_back();
+  return token;
+}
+
 int requestReload(const config::Config& cfg) {
   if (!cfg.admin) {
     std::fprintf(stderr, "ferry: --reload needs an admin block in %s (or send SIGHUP to the process)\n",
                  cfg.path.c_str());
     return 1;
   }
-  std::string token;
-  if (!cfg.admin->token_file.empty()) {
-    std::ifstream in(cfg.admin->token_file);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    token = ss.str();
-    while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) token.pop_back();
-  }
+  const std::string token = cfg.admin->token_file.empty() ? "" : readAdminToken(cfg.admin->token_file);
   sockaddr_storage addr{};
   core::net::makeSockaddr(cfg.admin->address.host, cfg.admin->address.port, &addr);
   int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -4,9 +4,15 @@
 // runs in the command-line process, not in the server.
 #pragma once
 
+#include <string>
+
 #include "config/model.h"
 
 namespace ferry::proxy {
+
+// The bearer token in admin.token_file as the server and this client read it: the file's text
+// without trailing newlines and spaces; "" when it cannot be read or is empty.
+std::string readAdminToken(const std::string& path);
 
 // 0 when the running ferry applied the config, 1 when it rejected it (its errors printed to
 // stderr) or could not be reached.

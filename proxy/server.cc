@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "core/net/socket_util.h"
 #include "core/upstream/cluster_manager.h"
+#include "proxy/reload_client.h"
 #include "proxy/sd_notify.h"
 #include "proxy/server_impl.h"
 
@@ -105,7 +106,6 @@ void Server::Impl::startWatchdog() {
   const auto every = std::chrono::duration_cast<std::chrono::milliseconds>(*interval) / 2;
   FERRY_LOG(kInfo, "systemd watchdog: WATCHDOG=1 every ", every.count(), " ms");
   watchdog_timer = std::make_unique<asio::steady_timer>(io);
-  std::function<void()> tick;
   auto beat = std::make_shared<std::function<void()>>();
   *beat = [this, every, weak = std::weak_ptr<std::function<void()>>(beat)] {
     sdNotify("WATCHDOG=1");
@@ -135,12 +135,8 @@ bool Server::Impl::loadAdminToken(const config::AdminConfig& a, std::string* err
     admin_token.clear();
     return true;
   }
-  std::ifstream in(a.token_file);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string token = ss.str();
-  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) token.pop_back();
-  if (!in || token.empty()) {
+  std::string token = readAdminToken(a.token_file);
+  if (token.empty()) {
     *error = "admin: token_file " + a.token_file + " is unreadable or empty";
     return false;
   }

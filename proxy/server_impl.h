@@ -86,6 +86,10 @@ struct ReloadOutcome {
   std::string summary_json;         // what changed (ok), for POST /reload and PUT /config
 };
 
+// An address as the kernel writes it ("::1" and "0:0::1" alike); the text as written when it
+// does not parse.
+std::string canonicalAddress(const config::Address& a);
+
 // Logs "listening: listener=NAME address=IP:PORT" for new sockets (scripts and tests read it).
 void logListening(const config::ListenerConfig& l, const std::vector<std::vector<int>>& fds);
 
