@@ -63,6 +63,29 @@ struct Load {
   std::thread thread_;
 };
 
+// A datagram socket on an abstract name, as systemd's NOTIFY_SOCKET; next() waits up to 10 s.
+struct NotifySocket {
+  explicit NotifySocket(std::string n) : name(std::move(n)) {
+    fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    std::memcpy(sa.sun_path + 1, name.data(), name.size());
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&sa),
+                   static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size())) == 0);
+    timeval tv{10, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  ~NotifySocket() { ::close(fd); }
+  std::string next() {
+    char buf[4096];
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+  }
+  std::string name;
+  int fd = -1;
+};
+
 }  // namespace
 
 TEST_CASE("upgrade: --upgrade-from takes the sockets, the old process drains and exits 0, no request fails",
@@ -213,21 +236,9 @@ TEST_CASE("cli: ferry --reload applies the file and exits 0, or prints the error
 TEST_CASE("systemd: READY=1 once listening, RELOADING=1/READY=1 around a reload, STOPPING=1 on drain",
           "[upgrade][systemd]") {
   TempDir dir;
-  const std::string name = "ferry-test-notify-" + std::to_string(::getpid());
-  int sock = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  REQUIRE(sock >= 0);
-  sockaddr_un sa{};
-  sa.sun_family = AF_UNIX;
-  std::memcpy(sa.sun_path + 1, name.data(), name.size());
-  REQUIRE(::bind(sock, reinterpret_cast<sockaddr*>(&sa),
-                 static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size())) == 0);
-  timeval tv{10, 0};
-  ::setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  auto next = [&] {
-    char buf[4096];
-    ssize_t n = ::recv(sock, buf, sizeof buf, 0);
-    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
-  };
+  NotifySocket sock("ferry-test-notify-" + std::to_string(::getpid()));
+  auto next = [&] { return sock.next(); };
+  const std::string name = sock.name;
   const std::string path = dir.write("ferry.yaml", directYaml(1, "v1"));
   auto f = FerryProcess::startCommand({"/usr/bin/env", "NOTIFY_SOCKET=@" + name, ferryBin(), "-c", path});
   std::string m = next();
@@ -241,5 +252,21 @@ TEST_CASE("systemd: READY=1 once listening, RELOADING=1/READY=1 around a reload,
   f->signal(SIGTERM);
   CHECK(next().find("STOPPING=1") != std::string::npos);
   CHECK(f->waitExit(10s).has_value());
-  ::close(sock);
+}
+
+TEST_CASE("systemd: WATCHDOG_USEC makes the main loop send WATCHDOG=1 at half the interval", "[upgrade][systemd]") {
+  TempDir dir;
+  NotifySocket sock("ferry-test-watchdog-" + std::to_string(::getpid()));
+  const std::string path = dir.write("ferry.yaml", directYaml(1, "v1"));
+  auto f = FerryProcess::startCommand(
+      {"/usr/bin/env", "NOTIFY_SOCKET=@" + sock.name, "WATCHDOG_USEC=400000", ferryBin(), "-c", path});
+  int pings = 0;
+  const auto start = std::chrono::steady_clock::now();
+  while (pings < 3 && std::chrono::steady_clock::now() - start < 10s) {
+    std::string m = sock.next();
+    if (m.empty()) break;
+    if (m.find("WATCHDOG=1") != std::string::npos) ++pings;
+  }
+  CHECK(pings == 3);
+  CHECK(f->waitForLog("systemd watchdog: WATCHDOG=1 every 200 ms"));
 }
