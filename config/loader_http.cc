@@ -111,6 +111,30 @@ class HttpParser {
  public:
   explicit HttpParser(Parser& p) : p_(p) {}
 
+  void http2(const Entry& e, Http2Config& h) {
+    if (!p_.isMap(e, true)) return;
+    Entries f = p_.fields(e.value, "in http2",
+                          {"enabled", "max_concurrent_streams", "initial_stream_window_size",
+                           "initial_connection_window_size", "hpack_table_size", "max_outbound_control_frames",
+                           "max_consecutive_empty_frames", "max_continuations", "max_resets_per_second",
+                           "max_resets_burst"});
+    if (auto* x = f.get("enabled"))
+      if (auto v = p_.getBool(*x)) h.enabled = *v;
+    auto u32 = [&](const char* key, uint64_t lo, uint64_t hi, uint32_t& out) {
+      if (auto* x = f.get(key))
+        if (auto v = p_.getUint(*x, lo, hi)) out = static_cast<uint32_t>(*v);
+    };
+    u32("max_concurrent_streams", 1, 1024, h.max_concurrent_streams);
+    u32("initial_stream_window_size", 65535, 16 * 1024 * 1024, h.initial_stream_window_size);
+    u32("initial_connection_window_size", 65535, 24 * 1024 * 1024, h.initial_connection_window_size);
+    u32("hpack_table_size", 0, 65536, h.hpack_table_size);
+    u32("max_outbound_control_frames", 1, 100000, h.max_outbound_control_frames);
+    u32("max_consecutive_empty_frames", 0, 1000, h.max_consecutive_empty_frames);
+    u32("max_continuations", 1, 1000, h.max_continuations);
+    u32("max_resets_per_second", 1, 100000, h.max_resets_per_second);
+    u32("max_resets_burst", 1, 100000, h.max_resets_burst);
+  }
+
   void http(const Entry& e, HttpConfig& h) {
     h.mark = e.key_mark;
     if (!p_.isMap(e, true)) return;
@@ -118,7 +142,7 @@ class HttpParser {
     Entries f = p_.fields(e.value, kWhere,
                           {"idle_timeout", "request_headers_timeout", "max_request_headers_kb",
                            "max_headers", "xff_trusted_hops", "forward_client_cert", "merge_slashes",
-                           "max_requests_per_connection", "access_log", "filters", "virtual_hosts"});
+                           "max_requests_per_connection", "http2", "access_log", "filters", "virtual_hosts"});
     if (auto* x = f.get("idle_timeout"))
       if (auto v = p_.getDuration(*x, false)) h.idle_timeout = *v;
     if (auto* x = f.get("request_headers_timeout"))
@@ -144,6 +168,7 @@ class HttpParser {
     if (auto* x = f.get("max_requests_per_connection"))
       if (auto v = p_.getUint(*x, 0, UINT32_MAX))
         h.max_requests_per_connection = static_cast<uint32_t>(*v);
+    if (auto* x = f.get("http2")) http2(*x, h.http2);
     if (auto* x = f.get("access_log")) p_.error(x->key_mark, "'access_log' is not supported yet");
     if (auto* x = f.get("filters"); x != nullptr && !x->value.IsNull() && p_.isList(*x)) {
       std::set<std::string> seen;

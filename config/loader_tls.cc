@@ -38,9 +38,8 @@ bool protocolKey(Parser& p, const Entry& e, TlsProtocolConfig& out, bool listene
       Entry a = p.itemEntry(item, e.value_mark, "alpn");
       auto v = p.getEnum(a, {"h2", "http/1.1"});
       if (!v) continue;
-      if (*v == "h2") {
-        p.error(a.value_mark, std::string("ALPN 'h2' is not supported yet") +
-                                  (listener ? " (HTTP/2 is not built; use http/1.1)" : " toward upstreams"));
+      if (*v == "h2" && !listener) {
+        p.error(a.value_mark, "ALPN 'h2' is not supported yet toward upstreams");
         continue;
       }
       for (const auto& have : out.alpn)

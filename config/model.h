@@ -258,6 +258,23 @@ struct HttpFilterConfig {
   bool operator==(const HttpFilterConfig&) const = default;
 };
 
+// HTTP/2 on an HTTP listener (docs/http.md): offered by ALPN on TLS, and h2c by prior
+// knowledge (the client preface) on plaintext. The header list limits are the listener's
+// max_request_headers_kb and max_headers.
+struct Http2Config {
+  bool enabled = true;
+  uint32_t max_concurrent_streams = 100;
+  uint32_t initial_stream_window_size = 1 << 20;
+  uint32_t initial_connection_window_size = 4 << 20;
+  uint32_t hpack_table_size = 4096;
+  uint32_t max_outbound_control_frames = 1000;
+  uint32_t max_consecutive_empty_frames = 1;
+  uint32_t max_continuations = 8;
+  uint32_t max_resets_per_second = 100;
+  uint32_t max_resets_burst = 200;
+  bool operator==(const Http2Config&) const = default;
+};
+
 struct HttpConfig {
   Duration idle_timeout = std::chrono::seconds(60);            // keep-alive idle; 0 = off
   Duration request_headers_timeout = std::chrono::seconds(10);  // whole request head; 0 = off
@@ -273,6 +290,7 @@ struct HttpConfig {
   ForwardClientCert forward_client_cert = ForwardClientCert::kSanitize;
   bool merge_slashes = false;
   uint32_t max_requests_per_connection = 0;  // downstream keep-alive cap; 0 = unlimited
+  Http2Config http2;
   std::vector<HttpFilterConfig> filters;
   std::vector<VirtualHostConfig> virtual_hosts;
   Mark mark;  // of the `http` key

@@ -130,7 +130,7 @@ std::vector<std::string> Runtime::removeClustersNotIn(const Snapshot& snap) {
 
 const Runtime::TlsListener* Runtime::tlsFor(const config::ListenerConfig& l, std::string* error) {
   std::vector<std::string> alpn;
-  if (l.http) alpn = {"http/1.1"};  // h2 joins with the HTTP/2 codec
+  if (l.http) alpn = l.http->http2.enabled ? std::vector<std::string>{"h2", "http/1.1"} : std::vector<std::string>{"http/1.1"};
   TlsListener& t = tls_[l.name];
   if (t.provider && t.cfg == *l.tls && t.default_alpn == alpn) {  // unchanged: kept
     // ... unless its files changed since: a new context, as a certificate watch makes it.

@@ -124,6 +124,9 @@ class ServerConnectionCallbacks {
   // The codec answered a request itself before any stream existed (a malformed head: 400 or
   // 431; an unsupported Expect: 417) and closes the connection after it. For stats and logs.
   virtual void onCodecError(int status, ResponseFlag flag, std::string_view detail) = 0;
+  // A multiplexing codec (HTTP/2) answered one stream itself (a header list over the limit:
+  // 431) and goes on with the others. For stats and logs.
+  virtual void onStreamRejected(int status, ResponseFlag flag, std::string_view detail) {}
 };
 
 class ServerConnection {

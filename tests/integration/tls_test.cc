@@ -81,8 +81,8 @@ TEST_CASE("tls: an HTTP listener terminates TLS and proxies to a plain upstream"
 
   // curl, verifying against the CA, with the name resolved to the listener.
   const std::string p = std::to_string(port);
-  RunResult c = runProcess({"curl", "-sS", "-i", "--cacert", pki.ca_file, "--resolve", "a.test:" + p + ":127.0.0.1",
-                            "https://a.test:" + p + "/from-curl"});
+  RunResult c = runProcess({"curl", "-sS", "-i", "--http1.1", "--cacert", pki.ca_file, "--resolve",
+                            "a.test:" + p + ":127.0.0.1", "https://a.test:" + p + "/from-curl"});
   INFO("curl: " << c.out << c.err);
   CHECK(c.exit_code == 0);
   HttpResponse cr = parseHttpResponse(c.out);
@@ -254,7 +254,7 @@ TEST_CASE("tls: ALPN: http/1.1 is negotiated, an h2-only client is refused", "[t
   CHECK(metric(*f, handshakesKey()) == 2);
 }
 
-TEST_CASE("tls: a listener without an alpn key accepts http/1.1 (the default for HTTP)", "[tls]") {
+TEST_CASE("tls: a listener without an alpn key offers h2 and http/1.1 (the default for HTTP)", "[tls]") {
   Pki pki;
   Issued a = pki.server("a", "a", {"a.test"});
   HttpUpstream up;
@@ -263,30 +263,32 @@ TEST_CASE("tls: a listener without an alpn key accepts http/1.1 (the default for
   o.alpn = {"h2", "http/1.1"};
   auto c = TlsClient::connect(f->port("web"), o);
   REQUIRE(c);
-  CHECK(c->alpn() == "http/1.1");
+  CHECK(c->alpn() == "h2");
+  TlsClientOptions h1 = pki.verifying("a.test");
+  h1.alpn = {"http/1.1"};
+  auto c1 = TlsClient::connect(f->port("web"), h1);
+  REQUIRE(c1);
+  CHECK(c1->alpn() == "http/1.1");
 }
 
-TEST_CASE("tls: --validate refuses alpn h2 at its position: not supported yet", "[tls]") {
+TEST_CASE("tls: --validate refuses alpn h2 toward an upstream at its position: not supported yet", "[tls]") {
   Pki pki;
-  Issued a = pki.server("a", "a", {"a.test"});
   const std::string path = pki.dir.write("h2.yaml",
                                          "listeners:\n"                                    // 1
                                          "  - name: web\n"                                 // 2
                                          "    address: 127.0.0.1:0\n"                      // 3
-                                         "    tls:\n"                                      // 4
-                                         "      certificates:\n"                           // 5
-                                         "        - " + certEntry(a.files) + "\n"          // 6
-                                         "      alpn: [http/1.1, h2]\n"                    // 7
-                                         "    tcp: {cluster: up}\n"                        // 8
-                                         "clusters:\n"                                     // 9
-                                         "  - name: up\n"                                  // 10
-                                         "    endpoints: [{address: 127.0.0.1:1}]\n");      // 11
+                                         "    tcp: {cluster: up}\n"                        // 4
+                                         "clusters:\n"                                     // 5
+                                         "  - name: up\n"                                  // 6
+                                         "    endpoints: [{address: 127.0.0.1:1}]\n"       // 7
+                                         "    tls:\n"                                      // 8
+                                         "      alpn: [h2]\n");                            // 9
   RunResult r = runFerry({"-c", path, "--validate"});
   INFO("stdout: " << r.out << "\nstderr: " << r.err);
   CHECK(r.exit_code == 1);
   auto ls = lines(r.err);
   REQUIRE(ls.size() == 1);
-  CHECK(ls[0].rfind(path + ":7:24: ", 0) == 0);
+  CHECK(ls[0].rfind(path + ":9:14: ", 0) == 0);
   CHECK_THAT(ls[0], Contains("'h2'") && Contains("not supported yet"));
 }
 

@@ -50,6 +50,7 @@ class HttpConnectionManager : public core::net::NetworkFilter,
   // A stream's response is complete, or the stream was reset: it leaves (destroyed once the
   // call stack unwinds) and the connection goes on with what waits.
   void onStreamDone(ActiveStream& stream);
+  void onStreamRejected(int status, http::ResponseFlag flag, std::string_view detail) override;
   // Stats for one finished request.
   void recordRequest(const http::StreamInfo& info);
 
@@ -58,6 +59,8 @@ class HttpConnectionManager : public core::net::NetworkFilter,
   void onIdleTimeout();
   void onHeadersTimeout();
   void dispatchPending();
+  // Makes the codec: HTTP/2 when `http2`, HTTP/1.1 otherwise.
+  void makeCodec(bool http2);
 
   std::shared_ptr<const HcmConfig> config_;
   std::unique_ptr<http::ServerConnection> codec_;  // made in onNewConnection
@@ -70,6 +73,10 @@ class HttpConnectionManager : public core::net::NetworkFilter,
   uint32_t requests_ = 0;
   bool dead_ = false;  // closed or closing: nothing more is parsed
   bool mid_request_ = false;  // bytes of a request head arrived and its stream has not started
+  bool http2_ = false;
+  bool drain_pending_ = false;  // a drain notice came before the codec was chosen
+  core::Buffer first_bytes_;    // bytes read before the protocol is known (a preface prefix)
+  http::http2::Stats h2_stats_;
 };
 
 }  // namespace ferry::filters::network

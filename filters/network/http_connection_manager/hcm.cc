@@ -6,6 +6,7 @@
 #include "core/log.h"
 #include "core/net/socket_util.h"
 #include "core/http/http1/connection.h"
+#include "core/http/http2/codec.h"
 #include "filters/network/http_connection_manager/connection_manager.h"
 
 namespace ferry::filters::network {
@@ -38,15 +39,33 @@ HttpConnectionManager::~HttpConnectionManager() {
 
 FilterStatus HttpConnectionManager::onNewConnection() {
   auto& w = callbacks_->worker();
-  // HTTP/1.1 today; the protocol will come from ALPN or the connection's first bytes.
-  codec_ = config_->codec ? config_->codec(*this, *this)
-                         : core::http::http1::makeServerConnection(*this, *this, limitsOf(config_->http));
   finished_ = std::make_unique<core::DeferredDeleter<ActiveStream>>(*w.io);
   idle_timer_ = std::make_unique<core::Timer>(*w.io, [this] { onIdleTimeout(); });
   headers_timer_ = std::make_unique<core::Timer>(*w.io, [this] { onHeadersTimeout(); });
+  if (config_->codec) {
+    codec_ = config_->codec(*this, *this);
+  } else if (config_->http.http2.enabled && callbacks_->info().tls && callbacks_->info().tls->alpn == "h2") {
+    makeCodec(true);
+  }
   // The first request's head must arrive within request_headers_timeout.
-  if (config_->http.request_headers_timeout.count() > 0) headers_timer_->enable(config_->http.request_headers_timeout);
+  if (!http2_ && config_->http.request_headers_timeout.count() > 0)
+    headers_timer_->enable(config_->http.request_headers_timeout);
   return FilterStatus::kStopIteration;
+}
+
+void HttpConnectionManager::makeCodec(bool http2) {
+  if (http2) {
+    http2_ = true;
+    auto& w = callbacks_->worker();
+    h2_stats_.shard = w.stats;
+    h2_stats_.violations = config_->stats.h2_violations;
+    w.stats->inc(config_->stats.h2_connections);
+    headers_timer_->disable();  // HTTP/2 streams are bounded by the idle and drain timeouts
+    codec_ = core::http::http2::makeServerConnection(*this, *this, config_->h2, &h2_stats_);
+  } else {
+    codec_ = core::http::http1::makeServerConnection(*this, *this, limitsOf(config_->http));
+  }
+  if (drain_pending_) codec_->drainNotice();
 }
 
 FilterStatus HttpConnectionManager::onData(Buffer& data, bool end_stream) {
@@ -54,14 +73,23 @@ FilterStatus HttpConnectionManager::onData(Buffer& data, bool end_stream) {
     data.clear();
     return FilterStatus::kStopIteration;
   }
-  if (!data.empty()) {
+  if (!codec_) {
+    // The protocol comes from the first bytes: the HTTP/2 client preface, or HTTP/1.1.
+    first_bytes_.move(data);
+    auto m = config_->http.http2.enabled ? core::http::http2::matchPreface(first_bytes_)
+                                         : core::http::http2::PrefaceMatch::kNo;
+    if (m == core::http::http2::PrefaceMatch::kNeedMore && !end_stream) return FilterStatus::kStopIteration;
+    makeCodec(m == core::http::http2::PrefaceMatch::kYes);
+    data.move(first_bytes_);
+  }
+  if (!data.empty() && !http2_) {
     if (streams_ == nullptr) mid_request_ = true;
     if (streams_ == nullptr && !headers_timer_->enabled() && config_->http.request_headers_timeout.count() > 0) {
       // The first bytes of a new request: its head must be complete in time (slowloris).
       headers_timer_->enable(config_->http.request_headers_timeout);
     }
-    idle_timer_->disable();
   }
+  if (!data.empty()) idle_timer_->disable();
   codec_->dispatch(data, end_stream);
   return FilterStatus::kStopIteration;
 }
@@ -98,8 +126,19 @@ void HttpConnectionManager::onCodecError(int status, http::ResponseFlag flag, st
   recordRequest(info);
 }
 
+void HttpConnectionManager::onStreamRejected(int status, http::ResponseFlag flag, std::string_view detail) {
+  FERRY_LOG(kDebug, "http: ", config_->listener_name, ": ", status, " on a stream: ", core::log::sv(detail));
+  http::StreamInfo info;
+  info.start_ms = core::monotonicMs();
+  info.response_code = status;
+  info.flag = flag;
+  callbacks_->worker().stats->inc(config_->stats.rq_total);
+  recordRequest(info);
+}
+
 void HttpConnectionManager::onHeadersTimeout() {
-  if (streams_ != nullptr || dead_) return;
+  if (streams_ != nullptr || dead_ || http2_) return;
+  if (!codec_) makeCodec(false);  // a few bytes of nothing in particular: answered as HTTP/1.1
   FERRY_LOG(kDebug, "http: ", config_->listener_name, ": request headers timeout");
   onCodecError(408, http::ResponseFlag::kRequestTimeout, "request headers timeout");
   codec_->sendConnectionError(408, "request timeout\n");
@@ -116,7 +155,15 @@ void HttpConnectionManager::onIdleTimeout() {
 }
 
 void HttpConnectionManager::onDrain() {
-  if (dead_ || !codec_) return;
+  if (dead_) return;
+  if (!codec_) {
+    drain_pending_ = true;
+    return;
+  }
+  if (http2_) {
+    codec_->drainNotice();  // the two-step GOAWAY; the codec closes once its streams are done
+    return;
+  }
   // A connection that has not sent its first request yet was just accepted: its request is
   // likely on its way (or already in the socket buffer), so it is served, with Connection:
   // close. The drain timeout bounds one that never sends.
@@ -255,6 +302,28 @@ std::shared_ptr<const HcmConfig> buildHcmConfig(const BuildContext& ctx, std::st
         "ferry_downstream_response_flags_total",
         {{"listener", listener.name}, {"flag", http::responseFlagName(static_cast<http::ResponseFlag>(f))}},
         "Responses by response flag (locally generated or otherwise marked).");
+  }
+  for (size_t k = 0; k < c->stats.h2_violations.size(); ++k) {
+    c->stats.h2_violations[k] = stats.counter(
+        "ferry_http2_violations_total",
+        {{"listener", listener.name}, {"kind", http::http2::violationName(static_cast<http::http2::Violation>(k))}},
+        "HTTP/2 connections or streams ended by an edge defence (flood, rapid reset, limits), by kind.");
+  }
+  c->stats.h2_connections = stats.counter("ferry_http2_connections_total", l, "HTTP/2 connections accepted.");
+  {
+    const auto& h2 = c->http.http2;
+    auto& o = c->h2;
+    o.max_concurrent_streams = h2.max_concurrent_streams;
+    o.initial_stream_window_size = h2.initial_stream_window_size;
+    o.initial_connection_window_size = h2.initial_connection_window_size;
+    o.hpack_table_size = h2.hpack_table_size;
+    o.max_header_list_bytes = c->http.max_request_headers_kb * 1024;
+    o.max_headers = c->http.max_headers;
+    o.max_outbound_control_frames = h2.max_outbound_control_frames;
+    o.max_consecutive_empty_frames = h2.max_consecutive_empty_frames;
+    o.max_continuations = h2.max_continuations;
+    o.max_resets_per_second = h2.max_resets_per_second;
+    o.max_resets_burst = h2.max_resets_burst;
   }
   c->stats.duration = stats.histogram(
       "ferry_downstream_request_duration_seconds", l,

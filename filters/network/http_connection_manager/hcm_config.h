@@ -16,6 +16,7 @@
 #include "core/stats.h"
 #include "core/http/codec.h"
 #include "core/http/filter.h"
+#include "core/http/http2/codec.h"
 #include "core/http/route_config.h"
 
 namespace ferry::filters::network {
@@ -27,6 +28,9 @@ struct HcmStats {
   std::array<core::StatHandle, 6> rq_by_class;  // [1..5] = 1xx..5xx
   std::array<core::StatHandle, 16> flags;       // by ResponseFlag
   core::HistogramHandle duration;
+  // HTTP/2 edge-defence trips, by kind.
+  std::array<core::StatHandle, static_cast<size_t>(http::http2::Violation::kCount)> h2_violations;
+  core::StatHandle h2_connections;  // HTTP/2 connections accepted
 };
 
 struct HcmConfig {
@@ -35,8 +39,9 @@ struct HcmConfig {
   // Kept by the listener's state across snapshots; per-worker current route config.
   std::shared_ptr<const http::RouteConfigProvider> routes;
   HcmStats stats;
-  // Makes the codec of a connection; null: HTTP/1.1 (the protocol will come from ALPN or the
-  // first bytes). Tests put a fake codec here.
+  http::http2::Options h2;  // from http.http2 and the header limits
+  // Makes the codec of a connection; null: HTTP/2 when ALPN says h2 or the first bytes are
+  // the HTTP/2 preface (and http2 is enabled), HTTP/1.1 otherwise. Tests put a fake codec here.
   std::function<std::unique_ptr<http::ServerConnection>(http::CodecIo&, http::ServerConnectionCallbacks&)> codec;
 };
 

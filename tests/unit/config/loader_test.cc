@@ -422,7 +422,6 @@ TEST_CASE("tls blocks: listener termination, cluster origination, sni_routes", "
         std::vector<std::string>{
             ":6:11: missing required key 'key_file' in certificate",
             ":6:22: cannot read cert_file '" + (dir.path / "missing.pem").string() + "': No such file or directory",
-            ":7:14: ALPN 'h2' is not supported yet (HTTP/2 is not built; use http/1.1)",
             ":7:18: bad alpn 'h3' (use h2, http/1.1)",
             ":8:20: bad min_version 'SSLv3' (use TLSv1.2, TLSv1.3)",
             ":10:7: 'client_cert' needs 'client_ca_file' (the CAs client certificates are verified against)",

@@ -1,0 +1,241 @@
+#include "core/http/http2/session.h"
+
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace ferry::core::http::http2 {
+
+const char* violationName(Violation v) {
+  switch (v) {
+    case Violation::kRapidReset: return "rapid_reset";
+    case Violation::kContinuationFlood: return "continuation_flood";
+    case Violation::kHeaderListTooLarge: return "header_list_too_large";
+    case Violation::kControlFrameFlood: return "control_frame_flood";
+    case Violation::kEmptyFrameFlood: return "empty_frame_flood";
+    case Violation::kProtocolError: return "protocol_error";
+    case Violation::kCount: break;
+  }
+  return "unknown";
+}
+
+namespace {
+constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+}
+
+PrefaceMatch matchPreface(const Buffer& data) {
+  const size_t n = std::min(data.length(), kPreface.size());
+  char head[24];
+  data.copyOut(0, n, head);
+  if (std::memcmp(head, kPreface.data(), n) != 0) return PrefaceMatch::kNo;
+  return n == kPreface.size() ? PrefaceMatch::kYes : PrefaceMatch::kNeedMore;
+}
+
+namespace detail {
+
+bool isConnectionSpecific(std::string_view n) {
+  switch (n.size()) {
+    case 2: return n == "te";
+    case 4: return n == "host";  // :authority carries it
+    case 7: return n == "upgrade" || n == "trailer";
+    case 10: return n == "connection" || n == "keep-alive";
+    case 14: return n == "http2-settings";
+    case 16: return n == "proxy-connection";
+    case 17: return n == "transfer-encoding";
+    default: return false;
+  }
+}
+
+void NvList::addFields(const HeaderMap& h) {
+  nv_.reserve(nv_.size() + h.size());
+  for (const auto& e : h.entries()) {
+    if (e.name.empty() || e.name[0] == ':') continue;
+    if (isConnectionSpecific(e.name)) {
+      if (e.name == "te" && HeaderMap::equalsIgnoreCase(e.value, "trailers")) add("te", "trailers");
+      continue;
+    }
+    add(e.name, e.value);
+  }
+}
+
+std::string_view statusText(int status, char (&buf)[4]) {
+  if (status < 100 || status > 999) status = 500;
+  buf[0] = static_cast<char>('0' + status / 100);
+  buf[1] = static_cast<char>('0' + status / 10 % 10);
+  buf[2] = static_cast<char>('0' + status % 10);
+  buf[3] = 0;
+  return std::string_view(buf, 3);
+}
+
+Violation violationOf(int e) {
+  switch (e) {
+    case NGHTTP2_ERR_FLOODED: return Violation::kControlFrameFlood;
+    case NGHTTP2_ERR_TOO_MANY_CONTINUATIONS: return Violation::kContinuationFlood;
+    default: return Violation::kProtocolError;
+  }
+}
+
+namespace {
+
+ssize_t readBody(nghttp2_session* session, int32_t stream_id, uint8_t*, size_t length, uint32_t* flags,
+                 nghttp2_data_source* source, void*) {
+  auto* body = static_cast<OutBody*>(source->ptr);
+  const size_t avail = body->data.length();
+  if (avail == 0 && !body->end) {
+    body->deferred = true;
+    return NGHTTP2_ERR_DEFERRED;
+  }
+  const size_t n = std::min(avail, length);
+  *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+  if (n == avail && body->end) {
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (body->has_trailers) {
+      *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+      NvList nv;
+      nv.addFields(body->trailers);
+      if (nghttp2_submit_trailer(session, stream_id, nv.data(), nv.size()) != 0) {
+        *flags &= ~NGHTTP2_DATA_FLAG_NO_END_STREAM;  // end the stream without them
+      }
+      body->has_trailers = false;
+    }
+  }
+  return static_cast<ssize_t>(n);
+}
+
+}  // namespace
+
+nghttp2_data_provider dataProvider(OutBody* body) {
+  nghttp2_data_provider p;
+  p.source.ptr = body;
+  p.read_callback = readBody;
+  return p;
+}
+
+struct Trampolines {
+  static Session& self(void* ud) { return *static_cast<Session*>(ud); }
+  static ssize_t send(nghttp2_session*, const uint8_t* data, size_t len, int, void* ud) {
+    self(ud).out_.add(data, len);
+    return static_cast<ssize_t>(len);
+  }
+  static int sendData(nghttp2_session*, nghttp2_frame* frame, const uint8_t* framehd, size_t length,
+                      nghttp2_data_source* source, void* ud) {
+    Session& s = self(ud);
+    auto* body = static_cast<OutBody*>(source->ptr);
+    s.out_.add(framehd, 9);
+    const size_t pad = frame->data.padlen;
+    if (pad > 0) {
+      const uint8_t padlen = static_cast<uint8_t>(pad - 1);
+      s.out_.add(&padlen, 1);
+    }
+    s.out_.move(body->data, length);  // the payload itself: no copy
+    if (pad > 1) {
+      static const uint8_t zeros[256] = {};
+      s.out_.add(zeros, pad - 1);
+    }
+    s.onBodySent(frame->hd.stream_id);
+    return 0;
+  }
+  static int beginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
+    return self(ud).onBeginHeaders(frame);
+  }
+  static int header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
+                    const uint8_t* value, size_t valuelen, uint8_t, void* ud) {
+    return self(ud).onHeader(frame, std::string_view(reinterpret_cast<const char*>(name), namelen),
+                             std::string_view(reinterpret_cast<const char*>(value), valuelen));
+  }
+  static int frameRecv(nghttp2_session*, const nghttp2_frame* frame, void* ud) { return self(ud).onFrameRecv(frame); }
+  static int dataChunk(nghttp2_session*, uint8_t, int32_t stream_id, const uint8_t* data, size_t len, void* ud) {
+    return self(ud).onDataChunk(stream_id, data, len);
+  }
+  static int frameSent(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
+    self(ud).onFrameSent(frame);
+    return 0;
+  }
+  static int streamClose(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* ud) {
+    return self(ud).onStreamClose(stream_id, error_code);
+  }
+};
+
+namespace {
+
+nghttp2_session_callbacks* callbacks() {
+  static nghttp2_session_callbacks* cbs = [] {
+    nghttp2_session_callbacks* c;
+    nghttp2_session_callbacks_new(&c);
+    nghttp2_session_callbacks_set_send_callback(c, Trampolines::send);
+    nghttp2_session_callbacks_set_send_data_callback(c, Trampolines::sendData);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(c, Trampolines::beginHeaders);
+    nghttp2_session_callbacks_set_on_header_callback(c, Trampolines::header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(c, Trampolines::frameRecv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(c, Trampolines::dataChunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(c, Trampolines::streamClose);
+    nghttp2_session_callbacks_set_on_frame_send_callback(c, Trampolines::frameSent);
+    return c;
+  }();
+  return cbs;
+}
+
+}  // namespace
+
+Session::~Session() {
+  if (session_ != nullptr) nghttp2_session_del(session_);
+}
+
+void Session::init(bool server, const Options& o) {
+  nghttp2_option* opt;
+  nghttp2_option_new(&opt);
+  // Windows are reopened by hand, as the stream's reader takes the bytes (flow control).
+  nghttp2_option_set_no_auto_window_update(opt, 1);
+  nghttp2_option_set_max_outbound_ack(opt, o.max_outbound_control_frames);
+  nghttp2_option_set_max_continuations(opt, o.max_continuations);
+  nghttp2_option_set_max_deflate_dynamic_table_size(opt, o.hpack_table_size);
+  nghttp2_option_set_max_send_header_block_length(opt, 256 * 1024);
+  // Rapid reset is counted by the server connection itself (with a metric); this is only
+  // nghttp2's own backstop, far above it.
+  nghttp2_option_set_stream_reset_rate_limit(opt, 10000, 1000);
+  if (!server) nghttp2_option_set_peer_max_concurrent_streams(opt, o.max_streams_per_connection);
+  if (server) {
+    nghttp2_session_server_new2(&session_, callbacks(), this, opt);
+  } else {
+    nghttp2_session_client_new2(&session_, callbacks(), this, opt);
+  }
+  nghttp2_option_del(opt);
+
+  nghttp2_settings_entry settings[4];
+  size_t n = 0;
+  settings[n++] = {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, o.initial_stream_window_size};
+  settings[n++] = {NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, o.hpack_table_size};
+  settings[n++] = {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, o.max_header_list_bytes};
+  settings[n++] = server ? nghttp2_settings_entry{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, o.max_concurrent_streams}
+                         : nghttp2_settings_entry{NGHTTP2_SETTINGS_ENABLE_PUSH, 0};
+  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, n);
+  if (o.initial_connection_window_size > NGHTTP2_INITIAL_CONNECTION_WINDOW_SIZE) {
+    nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
+                                          static_cast<int32_t>(o.initial_connection_window_size));
+  }
+}
+
+int Session::receive(Buffer& data) {
+  iovec iov[8];
+  while (!data.empty()) {
+    const size_t n = data.gather(iov, 8);
+    size_t used = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const ssize_t rv =
+          nghttp2_session_mem_recv(session_, static_cast<const uint8_t*>(iov[i].iov_base), iov[i].iov_len);
+      if (rv < 0) {
+        data.clear();
+        return static_cast<int>(rv);
+      }
+      used += iov[i].iov_len;
+    }
+    data.drain(used);
+  }
+  return 0;
+}
+
+int Session::serialize() { return nghttp2_session_send(session_); }
+
+}  // namespace detail
+}  // namespace ferry::core::http::http2

@@ -1,0 +1,116 @@
+// What the HTTP/2 server and client connections share: the nghttp2 session wrapper (options
+// from Options, send into one Buffer with DATA moved without copies, receive from a Buffer),
+// header-block building with limits, and header lists for nghttp2 (nv arrays). Internal to
+// core/http/http2/.
+#pragma once
+
+#include <nghttp2/nghttp2.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/buffer.h"
+#include "core/http/header_map.h"
+#include "core/http/http2/codec.h"
+
+namespace ferry::core::http::http2::detail {
+
+// An outgoing stream's body: what waits to be framed, whether the end follows, trailers.
+struct OutBody {
+  Buffer data;
+  bool end = false;
+  bool has_trailers = false;
+  HeaderMap trailers;
+  bool deferred = false;  // nghttp2 was told NGHTTP2_ERR_DEFERRED: resume on new data
+};
+
+// Gathers the fields of one incoming header block with the limits of Options. Past a limit the
+// block is marked too large and the rest of it is dropped (memory stays bounded).
+struct HeaderBlock {
+  size_t bytes = 0;
+  uint32_t count = 0;
+  bool too_large = false;
+  // Accounts for one field; false when the block is (now) over a limit.
+  bool account(size_t name_len, size_t value_len, const Options& o) {
+    if (too_large) return false;
+    bytes += name_len + value_len;
+    ++count;
+    if (bytes > o.max_header_list_bytes || count > o.max_headers) too_large = true;
+    return !too_large;
+  }
+  void reset() { *this = HeaderBlock(); }
+};
+
+// A list of nghttp2_nv pointing into strings this object or the caller keeps alive until the
+// submit call returns (nghttp2 copies them).
+class NvList {
+ public:
+  void add(std::string_view name, std::string_view value) {
+    nghttp2_nv nv;
+    nv.name = reinterpret_cast<uint8_t*>(const_cast<char*>(name.data()));
+    nv.namelen = name.size();
+    nv.value = reinterpret_cast<uint8_t*>(const_cast<char*>(value.data()));
+    nv.valuelen = value.size();
+    nv.flags = NGHTTP2_NV_FLAG_NONE;
+    nv_.push_back(nv);
+  }
+  // Regular fields of `h`, without connection-specific ones (RFC 9113 8.2.2) and pseudo names.
+  void addFields(const HeaderMap& h);
+  const nghttp2_nv* data() const { return nv_.data(); }
+  size_t size() const { return nv_.size(); }
+  void reserve(size_t n) { nv_.reserve(n); }
+
+ private:
+  std::vector<nghttp2_nv> nv_;
+};
+
+// Connection-specific fields never sent in HTTP/2 (RFC 9113 8.2.2). `te` is allowed only as
+// "trailers" and is handled by the caller.
+bool isConnectionSpecific(std::string_view name);
+
+// The status as three ASCII digits (for :status).
+std::string_view statusText(int status, char (&buf)[4]);
+
+// The nghttp2 session both sides wrap: callbacks are forwarded to these virtuals.
+class Session {
+ public:
+  virtual ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+ protected:
+  Session() = default;
+  // Creates the session (server or client), sends the initial SETTINGS (and the connection
+  // window) into the queue.
+  void init(bool server, const Options& o);
+  // Feeds every byte of `data` to the session (drained); returns 0 or the first nghttp2 error.
+  int receive(Buffer& data);
+  // Serialises what nghttp2 has queued into out_; returns 0 or an nghttp2 error.
+  int serialize();
+
+  virtual int onBeginHeaders(const nghttp2_frame* frame) = 0;
+  virtual int onHeader(const nghttp2_frame* frame, std::string_view name, std::string_view value) = 0;
+  virtual int onFrameRecv(const nghttp2_frame* frame) = 0;
+  virtual int onDataChunk(int32_t stream_id, const uint8_t* data, size_t len) = 0;
+  virtual int onStreamClose(int32_t stream_id, uint32_t error_code) = 0;
+  // DATA of `stream_id` left its OutBody (for send-side watermarks).
+  virtual void onBodySent(int32_t stream_id) {}
+  // A frame was serialised (after onBodySent for DATA).
+  virtual void onFrameSent(const nghttp2_frame* frame) {}
+
+  nghttp2_session* session_ = nullptr;
+  Buffer out_;  // serialised frames waiting for the owner to write them
+
+ private:
+  friend struct Trampolines;
+};
+
+// The data provider reading a stream's OutBody (DATA payloads moved, not copied).
+nghttp2_data_provider dataProvider(OutBody* body);
+
+// The flood a fatal receive error stands for (kProtocolError for the rest).
+Violation violationOf(int nghttp2_error);
+
+}  // namespace ferry::core::http::http2::detail
