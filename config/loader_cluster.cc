@@ -88,8 +88,9 @@ class ClusterParser {
     if (auto* x = f.get("protocol"))
       if (auto v = p_.getEnum(*x, {"http1", "http2"})) {
         c.protocol = *v;
-        if (*v != "http1") p_.error(x->value_mark, "protocol " + quote(*v) + " is not supported yet");
       }
+    // HTTP/2 over TLS is negotiated by ALPN: h2 unless the cluster names its protocols.
+    if (c.protocol == "http2" && c.tls && c.tls->protocol.alpn.empty()) c.tls->protocol.alpn = {"h2"};
     if (auto* x = f.get("send_proxy_protocol"))
       if (auto v = p_.getEnum(*x, {"v1", "v2"})) c.send_proxy_protocol = *v == "v1" ? 1 : 2;
     if (auto* x = f.get("max_requests_per_connection"))

@@ -38,10 +38,6 @@ bool protocolKey(Parser& p, const Entry& e, TlsProtocolConfig& out, bool listene
       Entry a = p.itemEntry(item, e.value_mark, "alpn");
       auto v = p.getEnum(a, {"h2", "http/1.1"});
       if (!v) continue;
-      if (*v == "h2" && !listener) {
-        p.error(a.value_mark, "ALPN 'h2' is not supported yet toward upstreams");
-        continue;
-      }
       for (const auto& have : out.alpn)
         if (have == *v) p.error(a.value_mark, "duplicate ALPN protocol " + quote(*v));
       out.alpn.push_back(*v);

@@ -8,6 +8,7 @@ const char* resetReasonName(StreamResetReason r) {
     case StreamResetReason::kRemoteReset: return "remote reset";
     case StreamResetReason::kConnectionTermination: return "connection termination";
     case StreamResetReason::kProtocolError: return "protocol error";
+    case StreamResetReason::kRefusedStream: return "refused stream";
   }
   return "unknown";
 }

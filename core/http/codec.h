@@ -28,6 +28,9 @@ enum class StreamResetReason {
   kRemoteReset,            // the peer reset the stream (HTTP/2 RST_STREAM)
   kConnectionTermination,  // the connection closed before the stream finished
   kProtocolError,          // the peer sent something malformed on the stream
+  // The peer did not process the stream (HTTP/2 REFUSED_STREAM, or above a GOAWAY's last
+  // stream id): it may be sent again.
+  kRefusedStream,
 };
 const char* resetReasonName(StreamResetReason r);
 
@@ -169,8 +172,11 @@ class ClientConnection {
   virtual void onConnectionWatermark(bool above) = 0;
   // Streams in flight, and how many more it takes now (HTTP/1: one at a time).
   virtual size_t activeStreams() const = 0;
-  // The connection may carry another stream once the current ones end (HTTP/1: keep-alive).
+  // The connection may carry another stream once the current ones end (HTTP/1: keep-alive;
+  // HTTP/2: no GOAWAY yet).
   virtual bool reusable() const = 0;
+  // Streams it may carry at once (HTTP/1: one; HTTP/2: the peer's and our own limit).
+  virtual size_t streamCapacity() const { return 1; }
 };
 
 }  // namespace ferry::core::http

@@ -293,6 +293,13 @@ std::unique_ptr<StreamPool> makeHttp1Pool(PoolManager& manager, std::shared_ptr<
   return std::make_unique<Http1Pool>(manager, std::move(cluster), std::move(host), std::move(proxy_header));
 }
 
+std::unique_ptr<StreamPool> makePool(PoolManager& manager, std::shared_ptr<const Cluster> cluster, HostPtr host,
+                                     std::string proxy_header) {
+  if (cluster->config().protocol == "http2")
+    return makeHttp2Pool(manager, std::move(cluster), std::move(host), std::move(proxy_header));
+  return makeHttp1Pool(manager, std::move(cluster), std::move(host), std::move(proxy_header));
+}
+
 StreamPool& PoolManager::pool(const Cluster& cluster, const HostPtr& host, const net::ConnectionInfo* downstream) {
   if (cluster.sendProxyProtocol() != 0 && downstream != nullptr) {
     // Connections that carry a client's PROXY header belong to that client.
@@ -301,7 +308,7 @@ StreamPool& PoolManager::pool(const Cluster& cluster, const HostPtr& host, const
     if (it == private_pools_.end()) {
       std::string header = cluster.sendProxyProtocol() == 1 ? net::encodeProxyV1(downstream->remote, downstream->local)
                                                            : net::encodeProxyV2(downstream->remote, downstream->local);
-      auto p = makeHttp1Pool(*this, cluster.shared_from_this(), host, std::move(header));
+      auto p = makePool(*this, cluster.shared_from_this(), host, std::move(header));
       ctx_.stats->inc(cluster.stats().pools);
       it = private_pools_.emplace(std::move(key), std::move(p)).first;
     } else if (&it->second->cluster() != &cluster) {
@@ -327,7 +334,7 @@ StreamPool& PoolManager::pool(const Cluster& cluster, const HostPtr& host, const
     pools_.erase(it);
     dropOutdated(std::move(old));
   }
-  auto p = makeHttp1Pool(*this, cluster.shared_from_this(), host, "");
+  auto p = makePool(*this, cluster.shared_from_this(), host, "");
   ctx_.stats->inc(cluster.stats().pools);
   auto& ref = *p;
   pools_.emplace(host->id, std::move(p));

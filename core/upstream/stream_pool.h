@@ -98,5 +98,11 @@ class PoolManager {
 // (the PROXY protocol header of a private pool), or empty.
 std::unique_ptr<StreamPool> makeHttp1Pool(PoolManager& manager, std::shared_ptr<const Cluster> cluster, HostPtr host,
                                           std::string proxy_header);
+// The HTTP/2 pool (http2_pool.cc): many streams per connection.
+std::unique_ptr<StreamPool> makeHttp2Pool(PoolManager& manager, std::shared_ptr<const Cluster> cluster, HostPtr host,
+                                          std::string proxy_header);
+// The pool of the cluster's protocol.
+std::unique_ptr<StreamPool> makePool(PoolManager& manager, std::shared_ptr<const Cluster> cluster, HostPtr host,
+                                     std::string proxy_header);
 
 }  // namespace ferry::core::upstream

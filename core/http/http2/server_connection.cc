@@ -63,7 +63,10 @@ class ServerConnectionImpl final : public ServerConnection, private detail::Sess
     reset_tokens_ = o.max_resets_burst;
     reset_refill_ms_ = monotonicMs();
   }
-  ~ServerConnectionImpl() override { destroying_ = true; }
+  ~ServerConnectionImpl() override {
+    destroying_ = true;
+    destroySession();
+  }
 
   // ServerConnection
   void dispatch(Buffer& data, bool end_stream) override {

@@ -178,8 +178,11 @@ nghttp2_session_callbacks* callbacks() {
 
 }  // namespace
 
-Session::~Session() {
+Session::~Session() { destroySession(); }
+
+void Session::destroySession() {
   if (session_ != nullptr) nghttp2_session_del(session_);
+  session_ = nullptr;
 }
 
 void Session::init(bool server, const Options& o) {

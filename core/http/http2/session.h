@@ -87,6 +87,8 @@ class Session {
   void init(bool server, const Options& o);
   // Feeds every byte of `data` to the session (drained); returns 0 or the first nghttp2 error.
   int receive(Buffer& data);
+  // Deletes the session (from the owner's destructor, before its own members go).
+  void destroySession();
   // Serialises what nghttp2 has queued into out_; returns 0 or an nghttp2 error.
   int serialize();
 

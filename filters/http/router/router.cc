@@ -355,7 +355,9 @@ void Router::onUpstreamReset(core::http::StreamResetReason reason, std::string_v
   // A reused keep-alive connection the upstream closed just before our request: try once
   // more on another connection of the same host, if nothing of a body is lost. Not a retry:
   // the request never reached the upstream's application.
-  if (upstream_ && upstream_->reused() && !stale_retry_ && (!body_streamed_ || retain_) && request_end_) {
+  // The same for a stream an HTTP/2 upstream refused or left above its GOAWAY.
+  const bool refused = reason == core::http::StreamResetReason::kRefusedStream;
+  if (upstream_ && (upstream_->reused() || refused) && !stale_retry_ && (!body_streamed_ || retain_) && request_end_) {
     stale_retry_ = true;
     headers_sent_ = false;
     request_sent_ = false;
