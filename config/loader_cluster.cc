@@ -134,11 +134,21 @@ class ClusterParser {
     if (!p_.isMap(e)) return;
     constexpr std::string_view kWhere = "in health_check";
     Entries f = p_.fields(e.value, kWhere,
-                       {"type", "path", "host", "expected_statuses", "send", "expect", "interval",
+                       {"type", "path", "host", "expected_statuses", "send", "expect", "service", "interval",
                         "jitter", "timeout", "healthy_threshold", "unhealthy_threshold"});
     std::optional<std::string> type = "http";
-    if (auto* x = f.get("type")) type = p_.getEnum(*x, {"http", "tcp"});
-    if (type) h.type = *type == "tcp" ? HealthCheckConfig::Type::kTcp : HealthCheckConfig::Type::kHttp;
+    if (auto* x = f.get("type")) type = p_.getEnum(*x, {"http", "tcp", "grpc"});
+    if (type)
+      h.type = *type == "tcp"    ? HealthCheckConfig::Type::kTcp
+               : *type == "grpc" ? HealthCheckConfig::Type::kGrpc
+                                 : HealthCheckConfig::Type::kHttp;
+    if (auto* x = f.get("service")) {
+      if (type && *type != "grpc") {
+        p_.error(x->key_mark, "'service' is only for grpc health checks (this one has type " + *type + ")");
+      } else if (auto v = p_.getString(*x)) {
+        h.grpc_service = *v;
+      }
+    }
     // Keys that only the other type takes (unchecked when the type itself is bad).
     auto foreign = [&](std::string_view key, std::string_view owner) {
       const Entry* x = f.get(key);
@@ -163,7 +173,12 @@ class ClusterParser {
         else
           h.path = *v;
       }
-    if (auto* x = foreign("host", "http"))
+    const Entry* host = f.get("host");
+    if (host != nullptr && type && *type == "tcp") {
+      p_.error(host->key_mark, "'host' is only for http and grpc health checks (this one has type tcp)");
+      host = nullptr;
+    }
+    if (auto* x = host)
       if (auto v = p_.getString(*x)) {
         if (isHostAndPort(*v))
           h.host = *v;

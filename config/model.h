@@ -342,8 +342,9 @@ struct EndpointConfig {
 };
 
 struct HealthCheckConfig {
-  enum class Type { kHttp, kTcp };
+  enum class Type { kHttp, kTcp, kGrpc };
   Type type = Type::kHttp;
+  std::string grpc_service;  // grpc: the service asked about (grpc.health.v1); "" = the server
   std::string path;  // http: request path (required for http)
   std::string host;  // http: Host header; empty = the cluster name
   std::vector<std::pair<int, int>> expected_statuses{{200, 200}};  // inclusive ranges

@@ -5,12 +5,14 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
 
 #include "core/event/timer.h"
+#include "core/http/http2/codec.h"
 #include "core/log.h"
 #include "core/net/connection.h"
 
@@ -48,6 +50,111 @@ std::string excerpt(std::string_view s) {
 
 }  // namespace
 
+// One gRPC health check (grpc.health.v1.Health/Check) over an HTTP/2 client codec on the
+// check's connection. It only records the verdict; the target acts on it once the codec call
+// that produced it has returned.
+class GrpcCheck final : public http::CodecIo,
+                        public http::ClientConnectionCallbacks,
+                        public http::ResponseDecoder,
+                        public http::StreamCallbacks {
+ public:
+  explicit GrpcCheck(net::Connection& conn) : conn_(conn), codec_(http::http2::makeClientConnection(*this, *this)) {}
+
+  void start(const std::string& authority, const std::string& service) {
+    http::RequestHeaders h;
+    h.method = "POST";
+    h.scheme = "http";
+    h.path = "/grpc.health.v1.Health/Check";
+    h.authority = authority;
+    h.headers.add("content-type", "application/grpc");
+    h.headers.add("te", "trailers");
+    h.headers.add("user-agent", "ferry-health-check");
+    // HealthCheckRequest { string service = 1; } in a gRPC message frame.
+    std::string msg;
+    if (!service.empty()) {
+      msg += '\x0a';
+      size_t n = service.size();
+      while (n >= 0x80) {
+        msg += static_cast<char>((n & 0x7f) | 0x80);
+        n >>= 7;
+      }
+      msg += static_cast<char>(n);
+      msg += service;
+    }
+    std::string frame(5, '\0');
+    frame[1] = static_cast<char>(msg.size() >> 24);
+    frame[2] = static_cast<char>(msg.size() >> 16);
+    frame[3] = static_cast<char>(msg.size() >> 8);
+    frame[4] = static_cast<char>(msg.size());
+    frame += msg;
+    http::RequestEncoder& enc = codec_->newStream(*this);
+    enc.setStreamCallbacks(this);
+    enc.encodeHeaders(h, false);
+    Buffer body;
+    body.add(frame);
+    enc.encodeData(body, true);
+  }
+  void dispatch(Buffer& data, bool eof) { codec_->dispatch(data, eof); }
+  // The verdict, once there is one.
+  std::optional<std::pair<bool, std::string>> result;
+
+ private:
+  // http::CodecIo
+  void write(Buffer& data, bool end_stream) override { conn_.write(data, end_stream); }
+  void closeConnection(bool) override { verdict(false, "HTTP/2 connection error"); }
+  void readDisable(bool) override {}
+  // http::ClientConnectionCallbacks
+  void onStreamEnd() override {}
+  // http::ResponseDecoder
+  void decode1xxHeaders(http::ResponseHeadersPtr) override {}
+  void decodeHeaders(http::ResponseHeadersPtr h, bool end_stream) override {
+    if (h->status != 200) return verdict(false, "unexpected status " + std::to_string(h->status));
+    if (end_stream) trailers(h->headers);  // Trailers-Only: grpc-status in the headers
+  }
+  void decodeData(Buffer& data, bool end_stream) override {
+    const size_t take = std::min<size_t>(data.length(), 1024 - std::min<size_t>(body_.size(), 1024));
+    const size_t old = body_.size();
+    body_.resize(old + take);
+    data.copyOut(0, take, body_.data() + old);
+    data.clear();
+    if (end_stream) verdict(false, "no grpc-status");
+  }
+  void decodeTrailers(http::HeaderMap t) override { trailers(t); }
+  // http::StreamCallbacks
+  void onResetStream(http::StreamResetReason r, std::string_view detail) override {
+    verdict(false, std::string("stream ") + http::resetReasonName(r) + ": " + std::string(detail));
+  }
+
+  void trailers(const http::HeaderMap& t) {
+    const std::string* st = t.get("grpc-status");
+    if (st == nullptr) return verdict(false, "no grpc-status");
+    if (*st != "0") {
+      const std::string* m = t.get("grpc-message");
+      return verdict(false, "grpc-status " + *st + (m != nullptr ? " " + *m : std::string()));
+    }
+    // HealthCheckResponse { ServingStatus status = 1; } with SERVING = 1, after the 5-byte
+    // message prefix.
+    if (body_.size() < 5) return verdict(false, "empty response");
+    std::string_view m(body_.data() + 5, body_.size() - 5);
+    int status = 0;  // UNKNOWN
+    for (size_t i = 0; i + 1 < m.size(); ++i) {
+      if (m[i] == '\x08') {
+        status = static_cast<unsigned char>(m[i + 1]);
+        break;
+      }
+    }
+    if (status != 1) return verdict(false, "serving status " + std::to_string(status) + " (not SERVING)");
+    verdict(true, "");
+  }
+  void verdict(bool ok, std::string detail) {
+    if (!result) result.emplace(ok, std::move(detail));
+  }
+
+  net::Connection& conn_;
+  std::unique_ptr<http::ClientConnection> codec_;
+  std::string body_;
+};
+
 struct HealthChecker::Impl {
   // One checked host. Shared with nothing but the local references that keep it alive while
   // one of its own callbacks runs: a check's connection and timer belong to it, so removing
@@ -64,12 +171,14 @@ struct HealthChecker::Impl {
     Timer timer;  // the deadline while a check runs, else the wait for the next one
     bool checking = false;
     std::shared_ptr<net::Connection> conn;
+    std::unique_ptr<GrpcCheck> grpc;  // a grpc check's codec, on `conn`
     std::string in;  // reply bytes received so far
     bool healthy = true;
     uint32_t passes = 0;  // consecutive, counted while unhealthy
     uint32_t fails = 0;   // consecutive, counted while healthy
 
     void dropConnection() {
+      grpc.reset();
       if (!conn) return;
       conn->setCallbacks(nullptr);
       conn->close(net::Connection::CloseType::kNoFlush);
@@ -97,7 +206,10 @@ struct HealthChecker::Impl {
       const auto& cfg = impl->cfg;
       // Bytes to send go out once connected (the connection buffers them until then).
       Buffer out;
-      if (cfg.type == config::HealthCheckConfig::Type::kHttp) {
+      if (cfg.type == config::HealthCheckConfig::Type::kGrpc) {
+        grpc = std::make_unique<GrpcCheck>(*conn);
+        grpc->start(impl->default_host, cfg.grpc_service);
+      } else if (cfg.type == config::HealthCheckConfig::Type::kHttp) {
         out.add(impl->request);
       } else if (!cfg.send.empty()) {
         out.add(cfg.send);
@@ -137,7 +249,14 @@ struct HealthChecker::Impl {
       if (!checking) return;
       auto keep = shared_from_this();
       const auto& cfg = impl->cfg;
-      if (cfg.type == config::HealthCheckConfig::Type::kHttp) {
+      if (grpc) {
+        grpc->dispatch(data, end_stream);
+        if (grpc && grpc->result) {
+          auto r = *grpc->result;
+          return finish(r.first, r.second);
+        }
+        if (end_stream) return finish(false, "connection closed before the answer");
+      } else if (cfg.type == config::HealthCheckConfig::Type::kHttp) {
         readStatus(data, end_stream);
       } else {
         readExpect(data, end_stream);
@@ -239,6 +358,7 @@ struct HealthChecker::Impl {
         callbacks(std::make_shared<const Callbacks>(Callbacks{std::move(on_change), std::move(on_result)})),
         transport(std::move(transport_in)),
         rng(std::random_device{}()) {
+    this->default_host = cfg.host.empty() ? default_host : cfg.host;
     if (cfg.type == config::HealthCheckConfig::Type::kHttp) {
       request = "GET " + (cfg.path.empty() ? std::string("/") : cfg.path) + " HTTP/1.1\r\nHost: " +
                 (cfg.host.empty() ? default_host : cfg.host) +
@@ -275,6 +395,7 @@ struct HealthChecker::Impl {
   asio::io_context& io;
   config::HealthCheckConfig cfg;
   std::string request;  // HTTP: the whole request, the same for every check
+  std::string default_host;  // Host (HTTP) or :authority (gRPC)
   std::shared_ptr<const Callbacks> callbacks;
   TransportFor transport;
   std::unordered_map<uint64_t, TargetPtr> targets;
