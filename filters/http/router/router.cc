@@ -17,6 +17,29 @@ using namespace core::http;
 using core::Buffer;
 namespace {
 
+// grpc-timeout (gRPC over HTTP/2: at most 8 digits and a unit, H M S m u n), in milliseconds
+// rounded up so a short deadline is not 0 (= no timeout); nullopt when malformed.
+std::optional<std::chrono::milliseconds> grpcTimeout(std::string_view v) {
+  if (v.size() < 2 || v.size() > 9) return std::nullopt;
+  uint64_t n = 0;
+  for (char c : v.substr(0, v.size() - 1)) {
+    if (c < '0' || c > '9') return std::nullopt;
+    n = n * 10 + static_cast<uint64_t>(c - '0');
+  }
+  uint64_t ms;
+  switch (v.back()) {
+    case 'H': ms = n * 3600000; break;
+    case 'M': ms = n * 60000; break;
+    case 'S': ms = n * 1000; break;
+    case 'm': ms = n; break;
+    case 'u': ms = (n + 999) / 1000; break;
+    case 'n': ms = (n + 999999) / 1000000; break;
+    default: return std::nullopt;
+  }
+  return std::chrono::milliseconds(std::max<uint64_t>(ms, 1));
+}
+
+
 using core::upstream::PoolFailure;
 using core::upstream::UpstreamResult;
 
@@ -149,9 +172,14 @@ FilterStatus Router::onRequestHeaders(RequestHeaders& h, bool end_stream) {
     idempotent_ = idempotent(h.method);
   }
   if (cluster_->usesHash()) hash_ = hashKey(h, action.hash_on ? *action.hash_on : cluster_->config().hash_on);
-  if (action.timeout.count() > 0) {
+  std::chrono::milliseconds timeout = action.timeout;
+  // A gRPC client's deadline (grpc-timeout) bounds the route timeout when it is shorter.
+  if (const std::string* gt = h.headers.get("grpc-timeout")) {
+    if (auto d = grpcTimeout(*gt); d && (timeout.count() == 0 || *d < timeout)) timeout = *d;
+  }
+  if (timeout.count() > 0) {
     timeout_.emplace(*w.io, [this] { onTimeout(); });  // in place: no allocation per request
-    timeout_->enable(action.timeout);
+    timeout_->enable(timeout);
   }
   startAttempt();
   return FilterStatus::kStop;
