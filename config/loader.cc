@@ -7,6 +7,8 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
@@ -424,7 +426,8 @@ class Loader : public Parser {
   void runtime(const Entry& e) {
     if (!isMap(e, true)) return;
     Entries f = fields(e.value, "in runtime",
-                       {"workers", "drain_timeout", "drain_delay", "log_level", "max_connections", "watch_config"});
+                       {"workers", "drain_timeout", "drain_delay", "log_level", "max_connections", "watch_config",
+                        "user", "group", "log_format", "log_file"});
     RuntimeConfig& r = cfg_.runtime;
     r.mark = e.key_mark;
     if (auto* x = f.get("workers")) {
@@ -442,6 +445,36 @@ class Loader : public Parser {
         r.log_level = *parseLogLevel(*v);
     if (auto* x = f.get("max_connections"))
       if (auto v = getUint(*x, 0, UINT64_MAX)) r.max_connections = *v;
+    if (auto* x = f.get("log_format"))
+      if (auto v = getEnum(*x, {"text", "json"}))
+        r.log_format = *v == "json" ? RuntimeConfig::LogFormat::kJson : RuntimeConfig::LogFormat::kText;
+    if (auto* x = f.get("log_file")) {
+      r.log_file_mark = x->value_mark;
+      if (auto v = getPath(*x)) {
+        r.log_file = *v;
+        const std::string dir = std::filesystem::path(*v).parent_path().string();
+        struct stat st {};
+        if (v->back() == '/')
+          error(x->value_mark, "bad log_file " + quote(*v) + ": a file name, not a directory");
+        else if (::stat(dir.empty() ? "." : dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+          error(x->value_mark, "bad log_file " + quote(*v) + ": directory " + quote(dir) + " does not exist");
+      }
+    }
+    if (auto* x = f.get("user")) {
+      r.user_mark = x->value_mark;
+      if (auto v = getString(*x)) {
+        r.user = *v;
+        if (::getpwnam(v->c_str()) == nullptr) error(x->value_mark, "unknown user " + quote(*v) + " (runtime.user)");
+      }
+    }
+    if (auto* x = f.get("group")) {
+      r.group_mark = x->value_mark;
+      if (f.get("user") == nullptr) error(x->key_mark, "'group' needs 'user'");
+      if (auto v = getString(*x)) {
+        r.group = *v;
+        if (::getgrnam(v->c_str()) == nullptr) error(x->value_mark, "unknown group " + quote(*v) + " (runtime.group)");
+      }
+    }
   }
 
   void admin(const Entry& e) {

@@ -142,7 +142,19 @@ class HttpParser {
     Entries f = p_.fields(e.value, kWhere,
                           {"idle_timeout", "request_headers_timeout", "max_request_headers_kb",
                            "max_headers", "xff_trusted_hops", "forward_client_cert", "merge_slashes",
-                           "max_requests_per_connection", "http2", "access_log", "filters", "virtual_hosts"});
+                           "max_requests_per_connection", "http2", "access_log", "filters", "virtual_hosts",
+                           "health_path"});
+    if (auto* x = f.get("health_path"))
+      if (auto v = p_.getString(*x)) {
+        const bool bad_char = std::any_of(v->begin(), v->end(), [](char c) {
+          return c == '?' || c == '#' || static_cast<unsigned char>(c) <= 0x20 || c == 0x7f;
+        });
+        if (v->front() != '/' || bad_char)
+          p_.error(x->value_mark, "bad health_path " + quote(*v) +
+                                      " (must start with '/'; no query, fragment, spaces or control characters)");
+        else
+          h.health_path = *v;
+      }
     if (auto* x = f.get("idle_timeout"))
       if (auto v = p_.getDuration(*x, false)) h.idle_timeout = *v;
     if (auto* x = f.get("request_headers_timeout"))

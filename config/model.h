@@ -41,8 +41,16 @@ struct RuntimeConfig {
   LogLevel log_level = LogLevel::kInfo;
   uint64_t max_connections = 0;  // process-wide downstream limit; 0 = unlimited
   bool watch_config = false;     // reload when the -c file changes (content hash differs)
+  // Started as root: drop to this user (and group; "" = the user's primary group) once the
+  // sockets are bound, keeping CAP_NET_BIND_SERVICE. "" = no drop. Immutable across reloads.
+  std::string user;
+  std::string group;
+  enum class LogFormat { kText, kJson };
+  LogFormat log_format = LogFormat::kText;
+  std::string log_file;  // resolved against the config dir; "" = stderr. Immutable across reloads.
   Mark mark;                     // of the runtime block (its key), for reload errors
   Mark workers_mark;             // of the workers value
+  Mark user_mark, group_mark, log_file_mark;  // of those values
   bool operator==(const RuntimeConfig&) const = default;
 };
 
@@ -291,6 +299,9 @@ struct HttpConfig {
   bool merge_slashes = false;
   uint32_t max_requests_per_connection = 0;  // downstream keep-alive cap; 0 = unlimited
   Http2Config http2;
+  // GET/HEAD on this path (query ignored) is answered by Ferry: 200 "ok", 503 "draining" while
+  // the process drains or after POST /healthcheck/fail. "" = off.
+  std::string health_path;
   std::vector<HttpFilterConfig> filters;
   std::vector<VirtualHostConfig> virtual_hosts;
   Mark mark;  // of the `http` key

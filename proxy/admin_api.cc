@@ -2,6 +2,7 @@
 #include <ctime>
 
 #include "config/render.h"
+#include "core/log.h"
 #include "config/values.h"
 #include "core/upstream/cluster_manager.h"
 #include "proxy/server_impl.h"
@@ -53,8 +54,10 @@ void Server::Impl::installAdminHandlers() {
     };
   };
   admin->handle("/ready", getOnly([this](const AdminRequest&) {
-    if (ready && !draining && !cluster_manager->warming()) return AdminResponse{200, kText, "LIVE\n"};
-    return AdminResponse{503, kText, draining ? "DRAINING\n" : "STARTING\n"};
+    if (draining) return AdminResponse{503, kText, "DRAINING\n"};
+    if (health_failed.load(std::memory_order_relaxed)) return AdminResponse{503, kText, "FAILED\n"};
+    if (ready && !cluster_manager->warming()) return AdminResponse{200, kText, "LIVE\n"};
+    return AdminResponse{503, kText, "STARTING\n"};
   }));
   admin->handle("/metrics", getOnly([this](const AdminRequest&) {
     return AdminResponse{200, "text/plain; version=0.0.4; charset=utf-8", stats->prometheus()};
@@ -85,10 +88,26 @@ void Server::Impl::installAdminHandlers() {
     if (!authorized(r)) return AdminResponse{401, kText, "unauthorized\n"};
     return reloadResponse(reload("POST /reload", nullptr));
   });
+  // Take the process out of its load balancers' rotation (/ready and every listener's
+  // health_path answer 503) without draining, and back.
+  auto healthcheck = [this, authorized](bool fail) {
+    return [this, authorized, fail](const AdminRequest& r) {
+      if (r.method != "POST") return AdminResponse{405, kText, "method not allowed\n"};
+      if (!authorized(r)) return AdminResponse{401, kText, "unauthorized\n"};
+      const bool was = health_failed.exchange(fail, std::memory_order_relaxed);
+      if (was != fail)
+        FERRY_LOG(kInfo, "healthcheck: ", fail ? "failing (POST /healthcheck/fail): /ready and health paths answer 503"
+                                                : "ok again (POST /healthcheck/ok)");
+      return AdminResponse{200, kText, fail ? "healthcheck: failing\n" : "healthcheck: ok\n"};
+    };
+  };
+  admin->handle("/healthcheck/fail", healthcheck(true));
+  admin->handle("/healthcheck/ok", healthcheck(false));
   admin->handle("/", getOnly([](const AdminRequest&) {
     return AdminResponse{200, kText,
                          "ferry admin\n  GET /ready\n  GET /metrics\n  GET /stats\n  GET /clusters\n"
-                         "  GET /config[?format=yaml]\n  POST /reload\n  PUT /config (admin.allow_config_push)\n"};
+                         "  GET /config[?format=yaml]\n  POST /reload\n  PUT /config (admin.allow_config_push)\n"
+                         "  POST /healthcheck/fail\n  POST /healthcheck/ok\n"};
   }));
 }
 

@@ -3,13 +3,16 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "config/values.h"
 #include "core/log.h"
+#include "core/reopenable_file.h"
 #include "filters/registry.h"
 #include "proxy/config_check.h"
+#include "proxy/privileges.h"
 #include "proxy/reload_client.h"
 #include "revision.h"
 #include "proxy/server.h"
@@ -31,8 +34,9 @@ constexpr const char* kUsage =
     "      --version           print the version and exit\n"
     "  -h, --help              this help\n"
     "\n"
-    "Signals: SIGHUP reloads the config file; SIGUSR2 starts this binary again to take over\n"
-    "(binary upgrade); SIGTERM/SIGINT drain and exit 0.\n";
+    "Signals: SIGHUP reloads the config file; SIGUSR1 reopens the log file (runtime.log_file);\n"
+    "SIGUSR2 starts this binary again to take over (binary upgrade); SIGTERM/SIGINT drain and\n"
+    "exit 0.\n";
 
 int usageError(const std::string& msg) {
   std::fprintf(stderr, "ferry: %s\n%s", msg.c_str(), kUsage);
@@ -115,6 +119,24 @@ int main(int argc, char** argv) {
     return 0;
   }
   ferry::core::log::setLevel(toLogLevel(cfg.runtime.log_level));
+  ferry::core::log::setFormat(cfg.runtime.log_format == ferry::config::RuntimeConfig::LogFormat::kJson
+                                  ? ferry::core::log::Format::kJson
+                                  : ferry::core::log::Format::kText);
+  // runtime.log_file: opened now, as the user Ferry starts as (before any privilege drop); a
+  // file created here belongs to runtime.user, so that the dropped process can reopen it.
+  std::unique_ptr<ferry::core::ReopenableFile> log_file;
+  if (!cfg.runtime.log_file.empty()) {
+    uid_t owner;
+    gid_t group;
+    ferry::proxy::runtimeOwner(cfg.runtime, &owner, &group);
+    std::string err;
+    log_file = ferry::core::ReopenableFile::open(cfg.runtime.log_file, 0640, &err, owner, group);
+    if (!log_file) {
+      std::fprintf(stderr, "%s: runtime.log_file: %s\n", config_path.c_str(), err.c_str());
+      return 1;
+    }
+    ferry::core::log::setOutput(log_file->fd());
+  }
   ferry::proxy::ServerOptions options;
   options.workers = workers;
   options.log_level = log_level;

@@ -167,6 +167,17 @@ ReloadOutcome Server::Impl::reload(const std::string& trigger, const std::string
                      "runtime.workers cannot change by reload (running " + std::to_string(cfg.runtime.workers) +
                      ", now " + std::to_string(next.runtime.workers) +
                      "): restart, or upgrade the binary (--upgrade-from)");
+  // Set once at startup: the process's user (the privileges are gone) and its log file.
+  auto immutable = [&](const char* key, const std::string& was, const std::string& now, const config::Mark& m) {
+    if (was == now) return;
+    auto shown = [](const std::string& v) { return v.empty() ? std::string("none") : "'" + v + "'"; };
+    errors.push_back(at(cfg.path, m.line ? m : next.runtime.mark) + "runtime." + key +
+                     " cannot change by reload (running " + shown(was) + ", now " + shown(now) +
+                     "): restart, or upgrade the binary (--upgrade-from)");
+  };
+  immutable("user", cfg.runtime.user, next.runtime.user, next.runtime.user_mark);
+  immutable("group", cfg.runtime.group, next.runtime.group, next.runtime.group_mark);
+  immutable("log_file", cfg.runtime.log_file, next.runtime.log_file, next.runtime.log_file_mark);
   // The same admin address: as configured, or the address it is bound to (a port 0 made
   // explicit).
   auto sameAdmin = [&] {
@@ -275,6 +286,8 @@ ReloadOutcome Server::Impl::reload(const std::string& trigger, const std::string
   cfg = snap->config;
   bound = std::move(next_bound);
   core::log::setLevel(static_cast<core::log::Level>(static_cast<int>(cfg.runtime.log_level)));
+  core::log::setFormat(cfg.runtime.log_format == config::RuntimeConfig::LogFormat::kJson ? core::log::Format::kJson
+                                                                                        : core::log::Format::kText);
   if (cfg.admin) {
     std::string token_err;
     if (!loadAdminToken(*cfg.admin, &token_err)) FERRY_LOG(kError, token_err, " (the previous token stays)");

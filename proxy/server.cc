@@ -17,8 +17,10 @@
 
 #include "config/values.h"
 #include "core/log.h"
+#include "core/reopenable_file.h"
 #include "core/net/socket_util.h"
 #include "core/upstream/cluster_manager.h"
+#include "proxy/privileges.h"
 #include "proxy/reload_client.h"
 #include "proxy/sd_notify.h"
 #include "proxy/server_impl.h"
@@ -179,9 +181,15 @@ void Server::Impl::onSignal(int sig) {
     case SIGHUP:
       reload("SIGHUP", nullptr);
       return;
-    case SIGUSR1:
-      FERRY_LOG(kDebug, "SIGUSR1: no access-log files to reopen");
+    case SIGUSR1: {
+      // logrotate: the files were renamed; each path is opened again (the log file; later
+      // the access logs, through the same hook).
+      std::vector<std::string> errors;
+      const size_t n = core::ReopenableFile::reopenAll(&errors);
+      for (const auto& e : errors) FERRY_LOG(kError, "SIGUSR1: ", e, " (the old file stays in use)");
+      FERRY_LOG(kInfo, "SIGUSR1: reopened ", n, " log file", n == 1 ? "" : "s");
       return;
+    }
     case SIGUSR2:
       spawnUpgrade();
       return;
@@ -299,6 +307,11 @@ static void raiseDescriptorLimit() {
 int Server::run() {
   auto& s = *impl_;
   ::signal(SIGPIPE, SIG_IGN);
+  std::string err;
+  if (!checkRuntimeUser(s.cfg.runtime, &err)) {
+    FERRY_LOG(kError, err);
+    return 1;
+  }
   raiseDescriptorLimit();
   unsigned n = resolveWorkers(s.cfg.runtime.workers);
   s.stats = std::make_unique<core::StatsStore>(n + 1);
@@ -309,7 +322,6 @@ int Server::run() {
   s.runtime = std::make_unique<Runtime>(s.io, *s.stats, s.registry, n);
   s.cluster_manager = &s.runtime->clusters();
   s.file_hash = core::FileWatcher::contentHash(s.cfg.path);
-  std::string err;
   s.snapshot = s.runtime->build(s.cfg, &err);
   if (!s.snapshot) {
     FERRY_LOG(kError, "config: ", err);
@@ -358,6 +370,15 @@ int Server::run() {
   }
   s.closeUnusedInherited();
   s.startUpgradeServer();
+  // Every socket is bound and no other thread runs yet: the one moment to drop to
+  // runtime.user (capabilities are per thread; the workers inherit the main thread's).
+  if (!dropPrivileges(s.cfg.runtime, &err)) {
+    FERRY_LOG(kError, err);
+    for (auto& p : plan.listeners)
+      for (auto& v : p.fds)
+        for (int fd : v) ::close(fd);
+    return 1;
+  }
 
   for (unsigned i = 0; i < n; ++i) {
     auto rt = std::make_unique<WorkerRuntime>();
@@ -373,6 +394,7 @@ int Server::run() {
     rt->pools = std::make_unique<core::upstream::PoolManager>(rt->ctx);
     rt->ctx.pools = rt->pools.get();
     rt->ctx.draining = &rt->draining;
+    rt->ctx.health_failed = &s.health_failed;
     s.runtimes.push_back(std::move(rt));
   }
   s.install(s.snapshot, std::move(plan));

@@ -8,6 +8,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <atomic>
 #include <chrono>
 #include <list>
 #include <memory>
@@ -115,6 +116,9 @@ struct Server::Impl {
   std::unique_ptr<asio::steady_timer> drain_timer;
   bool ready = false;
   bool draining = false;
+  // POST /healthcheck/fail .. /healthcheck/ok: /ready and every health_path answer 503.
+  // Written on the main thread, read by the workers.
+  std::atomic<bool> health_failed{false};
   bool stopping = false;
   std::chrono::steady_clock::time_point drain_deadline;
   int64_t started_ms = 0;

@@ -65,6 +65,7 @@ Worker::~Worker() {
 void Worker::start() {
   impl_->thread = std::thread([this] {
     tl_worker = this;
+    log::setThreadWorker(index_);
     try {
       run();
     } catch (const std::exception& e) {

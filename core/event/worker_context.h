@@ -3,6 +3,8 @@
 // Worker-local. Owned by the server's per-worker runtime.
 #pragma once
 
+#include <atomic>
+
 #include "core/net/connection.h"
 
 namespace boost::asio {
@@ -24,6 +26,8 @@ struct WorkerContext {
   upstream::ClusterLb* lb = nullptr;
   upstream::PoolManager* pools = nullptr;
   bool* draining = nullptr;  // set by the server when a drain starts (worker-local copy)
+  // Process-wide: POST /healthcheck/fail sets it, /healthcheck/ok clears it (HTTP health_path).
+  const std::atomic<bool>* health_failed = nullptr;
   size_t worker_index = 0;
 };
 

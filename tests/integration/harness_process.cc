@@ -435,7 +435,8 @@ std::optional<uint16_t> findListeningPort(const std::string& log, const std::str
   while ((pos = log.find(needle, pos)) != std::string::npos && pos < end) {
     size_t a = pos + needle.size();
     size_t e = a;
-    while (e < log.size() && log[e] != '\n' && log[e] != ' ' && log[e] != '\t' && log[e] != '\r') {
+    // (a JSON log line ends the message with a quote)
+    while (e < log.size() && log[e] != '\n' && log[e] != ' ' && log[e] != '\t' && log[e] != '\r' && log[e] != '"') {
       ++e;
     }
     std::string addr = log.substr(a, e - a);

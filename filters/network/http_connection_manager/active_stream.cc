@@ -140,6 +140,15 @@ void ActiveStream::decodeHeaders(http::RequestHeadersPtr headers, bool end_strea
   if (const auto* ct = h.headers.get("content-type")) grpc_ = ct->rfind("application/grpc", 0) == 0;
   if (end_stream) request_complete_ = true;
 
+  // health_path: one comparison per request, and only when it is configured.
+  if (!cfg.http.health_path.empty()) {
+    const std::string_view target = h.path;
+    if (target.substr(0, target.find('?')) == cfg.http.health_path) {
+      answerHealthCheck(h.method);
+      return;
+    }
+  }
+
   // The route table and filters are the ones current now (a keep-alive connection's next
   // request sees a newer snapshot's). Filters first, so even a rejected request runs through
   // a well-formed stream.
@@ -320,6 +329,34 @@ void ActiveStream::sendLocalReply(int status, std::string_view body, http::Respo
   Buffer b;
   b.add(out_body);
   encodeData(b, true);
+}
+
+void ActiveStream::answerHealthCheck(const std::string& method) {
+  local_reply_sent_ = true;  // a request body is read and dropped
+  auto& w = hcm_.worker();
+  int status = 200;
+  std::string_view body = "ok\n";
+  if (method != "GET" && method != "HEAD") {
+    status = 405;
+    body = "method not allowed\n";
+  } else if ((w.draining != nullptr && *w.draining) ||
+             (w.health_failed != nullptr && w.health_failed->load(std::memory_order_relaxed))) {
+    status = 503;
+    body = "draining\n";
+  }
+  auto h = std::make_unique<core::http::ResponseHeaders>();
+  h->status = status;
+  h->headers.add("content-type", "text/plain");
+  h->headers.add("content-length", std::to_string(body.size()));
+  h->headers.add("cache-control", "no-store");
+  if (status == 405) h->headers.add("allow", "GET, HEAD");
+  info_.response_code = status;
+  response_headers_ = std::move(h);
+  writeHeaders(false);
+  if (destroyed_ || encoder_ == nullptr) return;
+  Buffer b;
+  b.add(body);
+  writeData(b, true);
 }
 
 void ActiveStream::encode1xxHeaders(http::ResponseHeadersPtr headers) {

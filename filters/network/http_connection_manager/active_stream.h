@@ -132,6 +132,8 @@ class ActiveStream : public http::RequestDecoder, public http::StreamCallbacks {
   void writeTrailers();
   void complete();
   void onDownstreamWatermark(bool above);
+  // The listener's health_path: answered here, before the filters and the routes.
+  void answerHealthCheck(const std::string& method);
 
   HttpConnectionManager& hcm_;
   http::ResponseEncoder* encoder_;  // null once the stream ended or was reset
