@@ -1,9 +1,14 @@
 // What ships beside the binary: the systemd unit passes `systemd-analyze verify` with its
-// commands pointing at the built binary (verify fails on a missing executable).
+// commands pointing at the built binary (verify fails on a missing executable); `meson install`
+// installs the binary, the default config, the unit and the docs.
 #include <catch2/catch.hpp>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "tests/integration/harness.h"
 
@@ -34,4 +39,150 @@ TEST_CASE("packaging: examples/systemd/ferry.service passes systemd-analyze veri
   INFO("stdout: " << r.out << "\nstderr: " << r.err);
   CHECK(r.exit_code == 0);
   CHECK(r.err.find("ferry-test.service") == std::string::npos);  // no warning about the unit
+}
+
+// ---------------------------------------------------------------------------------------------
+// meson install: the binary, the default config, the systemd unit and the docs, at the paths
+// the build's prefix/bindir/sysconfdir/datadir give (found by looking, so any prefix works).
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// The build directory the tests run from: $FERRY_BUILD_DIR (set by tests/meson.build), else the
+// directory above FERRY_BIN's (build/proxy/ferry), if it is a meson build directory.
+std::string buildDir() {
+  if (const char* b = std::getenv("FERRY_BUILD_DIR"); b != nullptr && *b != '\0') return b;
+  fs::path p = fs::path(ferryBin()).parent_path().parent_path();
+  if (fs::exists(p / "meson-private")) return p.string();
+  return "";
+}
+
+std::string mesonCommand() {
+  if (const char* m = std::getenv("FERRY_MESON"); m != nullptr && *m != '\0') return m;
+  return "meson";
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Every regular file under root whose path (relative to root, with a leading '/') ends with
+// suffix.
+std::vector<std::string> findUnder(const std::string& root, const std::string& suffix) {
+  std::vector<std::string> found;
+  for (const auto& e : fs::recursive_directory_iterator(root)) {
+    if (!e.is_regular_file()) continue;
+    const std::string rel = "/" + fs::relative(e.path(), root).string();
+    if (rel.size() >= suffix.size() && rel.compare(rel.size() - suffix.size(), suffix.size(), suffix) == 0)
+      found.push_back(rel);
+  }
+  return found;
+}
+
+std::string replaceAll(std::string s, const std::string& from, const std::string& to) {
+  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) s.replace(at, from.size(), to);
+  return s;
+}
+
+// The value of the first "Key=" line of a unit ("" if none).
+std::string unitValue(const std::string& unit, const std::string& key) {
+  std::smatch m;
+  if (std::regex_search(unit, m, std::regex("(^|\n)" + key + "=([^\n]*)"))) return m[2];
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("packaging: meson install puts the binary, config, unit and docs in place", "[packaging]") {
+  const std::string build = buildDir();
+  if (build.empty()) {
+    WARN("SKIP: no meson build directory (set FERRY_BUILD_DIR)");
+    return;
+  }
+  TempDir dest;
+  RunResult inst = runProcess({mesonCommand(), "install", "--no-rebuild", "--quiet", "--destdir", dest.path(), "-C", build}, 120s);
+  INFO("meson install stdout: " << inst.out << "\nstderr: " << inst.err);
+  REQUIRE(inst.exit_code == 0);
+  const std::string d = dest.path();
+
+  // The binary: exactly one <bindir>/ferry, and it runs.
+  const auto bins = findUnder(d, "/bin/ferry");
+  REQUIRE(bins.size() == 1);
+  const std::string bin = bins[0];
+  CHECK(fs::status(d + bin).permissions() == (fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                                              fs::perms::others_read | fs::perms::others_exec));
+  RunResult ver = runProcess({d + bin, "--version"});
+  CHECK(ver.exit_code == 0);
+  CHECK(ver.out.rfind("ferry ", 0) == 0);
+
+  // The default config: <sysconfdir>/ferry/ferry.yaml, the same as examples/ferry.yaml, and valid
+  // for the installed binary.
+  const auto confs = findUnder(d, "/ferry/ferry.yaml");
+  std::vector<std::string> etc;
+  for (const auto& c : confs)
+    if (c.find("/doc/") == std::string::npos) etc.push_back(c);
+  REQUIRE(etc.size() == 1);
+  const std::string conf = etc[0];
+  CHECK(slurp(d + conf) == slurp(srcDir() + "/examples/ferry.yaml"));
+  RunResult val = runProcess({d + bin, "-c", d + conf, "--validate"});
+  INFO("validate stdout: " << val.out << "\nstderr: " << val.err);
+  CHECK(val.exit_code == 0);
+  CHECK(slurp(d + conf).find("address: 127.0.0.1:9901") != std::string::npos);  // admin on loopback
+
+  // The systemd unit: <prefix>/lib/systemd/system/ferry.service whose commands name the
+  // installed binary and config (for -Dprefix=/usr -Dsysconfdir=/etc: /usr/bin/ferry and
+  // /etc/ferry/ferry.yaml, as in examples/systemd/ferry.service).
+  const auto units = findUnder(d, "/lib/systemd/system/ferry.service");
+  REQUIRE(units.size() == 1);
+  const std::string unit = slurp(d + units[0]);
+  CHECK(units[0] == fs::path(bin).parent_path().parent_path().string() + "/lib/systemd/system/ferry.service");
+  CHECK(unitValue(unit, "ExecStart") == bin + " -c " + conf);
+  CHECK(unitValue(unit, "ExecStartPre") == bin + " -c " + conf + " --validate");
+  CHECK(unitValue(unit, "ExecReload") == bin + " -c " + conf + " --reload");
+  const std::string confdir = fs::path(conf).parent_path().string();
+  CHECK(unitValue(unit, "ReadWritePaths") == confdir + " /var/log/ferry");
+  // Apart from those paths, the installed unit is the example.
+  std::string example = slurp(srcDir() + "/examples/systemd/ferry.service");
+  const std::string docdir_guess = unitValue(unit, "Documentation");
+  {
+    std::string u = unit;
+    u = replaceAll(u, bin, "/usr/bin/ferry");
+    u = replaceAll(u, confdir, "/etc/ferry");
+    u = std::regex_replace(u, std::regex("file:[^ \n]*/doc/ferry/"), "file:/usr/share/doc/ferry/");
+    CHECK(u == example);
+  }
+
+  // The docs: README.md and every docs/*.md under <datadir>/doc/ferry, in the repository's
+  // layout so that their links work; the unit's Documentation= files exist.
+  const auto readmes = findUnder(d, "/doc/ferry/README.md");
+  REQUIRE(readmes.size() == 1);
+  const std::string docdir = fs::path(readmes[0]).parent_path().string();
+  CHECK(slurp(d + docdir + "/README.md") == slurp(srcDir() + "/README.md"));
+  size_t docs = 0;
+  for (const auto& e : fs::directory_iterator(srcDir() + "/docs")) {
+    if (e.path().extension() != ".md") continue;
+    ++docs;
+    const std::string name = e.path().filename().string();
+    INFO("docs/" << name << " must be listed in meson.build's install_data");
+    CHECK(slurp(d + docdir + "/docs/" + name) == slurp(e.path().string()));
+  }
+  CHECK(docs >= 8);
+  CHECK(fs::exists(d + docdir + "/examples/ferry.yaml"));
+  CHECK(fs::exists(d + docdir + "/examples/systemd/ferry.service"));
+  std::stringstream doc_urls(docdir_guess);
+  for (std::string url; doc_urls >> url;) {
+    INFO("Documentation=" << url);
+    REQUIRE(url.rfind("file:", 0) == 0);
+    CHECK(fs::exists(d + url.substr(5)));
+  }
+
+  // Installing again keeps an edited config (an upgrade never overwrites it).
+  { std::ofstream(d + conf, std::ios::app) << "# edited\n"; }
+  RunResult again = runProcess({mesonCommand(), "install", "--no-rebuild", "--quiet", "--destdir", dest.path(), "-C", build}, 120s);
+  CHECK(again.exit_code == 0);
+  CHECK(slurp(d + conf).find("# edited\n") != std::string::npos);
 }
