@@ -186,3 +186,66 @@ TEST_CASE("packaging: meson install puts the binary, config, unit and docs in pl
   CHECK(again.exit_code == 0);
   CHECK(slurp(d + conf).find("# edited\n") != std::string::npos);
 }
+
+// ---------------------------------------------------------------------------------------------
+// examples/logrotate/ferry: what it promises, `logrotate -d` parses it, and a forced rotation of
+// a copy (paths moved into a temporary directory, the owner made the current user, the
+// postrotate command replaced by a marker) renames, creates and runs the script once.
+
+TEST_CASE("packaging: examples/logrotate/ferry parses and rotates", "[packaging]") {
+  const std::string conf = slurp(srcDir() + "/examples/logrotate/ferry");
+  REQUIRE(!conf.empty());
+  for (const char* line : {"/var/log/ferry/*.log {", "    daily\n", "    compress\n", "    delaycompress\n", "    missingok\n",
+                           "    notifempty\n", "    create 0640 ferry ferry\n", "    sharedscripts\n",
+                           "        systemctl kill --kill-who=main -s USR1 ferry.service"}) {
+    INFO(line);
+    CHECK(conf.find(line) != std::string::npos);
+  }
+  CHECK(std::regex_search(conf, std::regex("\n    rotate [0-9]+\n")));
+
+  RunResult have = runProcess({"/bin/sh", "-c", "command -v logrotate || test -x /usr/sbin/logrotate"});
+  if (have.exit_code != 0) {
+    WARN("SKIP: logrotate is not installed (scripts/install-deps installs it)");
+    return;
+  }
+  const std::string logrotate = fs::exists("/usr/sbin/logrotate") ? "/usr/sbin/logrotate" : "logrotate";
+  TempDir dir;
+  const std::string logs = dir.path() + "/log";
+  fs::create_directories(logs);
+  fs::permissions(logs, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read |
+                            fs::perms::others_exec);
+  // The user `ferry` may not exist here: the copy creates files as the current user.
+  RunResult who = runProcess({"/bin/sh", "-c", "printf '%s %s' \"$(id -un)\" \"$(id -gn)\""});
+  REQUIRE(who.exit_code == 0);
+  std::string copy = replaceAll(conf, "/var/log/ferry/", logs + "/");
+  copy = replaceAll(copy, "create 0640 ferry ferry", "create 0640 " + who.out);
+  const std::string marker = dir.path() + "/postrotate-ran";
+  copy = std::regex_replace(copy, std::regex("systemctl kill --kill-who=main -s USR1 ferry.service[^\n]*"), "echo x >> " + marker);
+  const std::string path = dir.write("ferry.logrotate", copy);
+  const std::string state = dir.path() + "/state";
+
+  // Dry run (-d): parses the file and says what it would do, changes nothing.
+  RunResult dry = runProcess({logrotate, "-d", "-s", state, path}, 30s);
+  INFO("logrotate -d stdout: " << dry.out << "\nstderr: " << dry.err);
+  CHECK(dry.exit_code == 0);
+  CHECK(dry.err.find("error") == std::string::npos);
+
+  dir.write("log/ferry.log", "line 1\n");
+  dir.write("log/access.log", "GET /\n");
+  RunResult rot = runProcess({logrotate, "-f", "-s", state, path}, 30s);
+  INFO("logrotate -f stdout: " << rot.out << "\nstderr: " << rot.err);
+  CHECK(rot.exit_code == 0);
+  CHECK(slurp(logs + "/ferry.log.1") == "line 1\n");  // delaycompress: the newest is not compressed
+  CHECK(slurp(logs + "/access.log.1") == "GET /\n");
+  CHECK(fs::exists(logs + "/ferry.log"));  // created again, empty
+  CHECK(fs::file_size(logs + "/ferry.log") == 0);
+  CHECK((fs::status(logs + "/ferry.log").permissions() & fs::perms::all) == (fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read));
+  CHECK(slurp(marker) == "x\n");  // sharedscripts: once for both files
+
+  // The next rotation compresses the previous one.
+  dir.write("log/ferry.log", "line 2\n");
+  RunResult rot2 = runProcess({logrotate, "-f", "-s", state, path}, 30s);
+  CHECK(rot2.exit_code == 0);
+  CHECK(fs::exists(logs + "/ferry.log.2.gz"));
+  CHECK(slurp(logs + "/ferry.log.1") == "line 2\n");
+}
