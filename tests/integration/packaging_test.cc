@@ -249,3 +249,32 @@ TEST_CASE("packaging: examples/logrotate/ferry parses and rotates", "[packaging]
   CHECK(fs::exists(logs + "/ferry.log.2.gz"));
   CHECK(slurp(logs + "/ferry.log.1") == "line 2\n");
 }
+
+// ---------------------------------------------------------------------------------------------
+// examples/docker: scripts/docker-build-check repeats the Dockerfile's install on this machine
+// (no Docker here) and checks the runtime package list against ldd; a list that lacks a package
+// the binary needs fails it.
+
+TEST_CASE("packaging: scripts/docker-build-check passes, and fails on a missing runtime package", "[packaging]") {
+  const std::string build = buildDir();
+  if (build.empty()) {
+    WARN("SKIP: no meson build directory (set FERRY_BUILD_DIR)");
+    return;
+  }
+  const std::string script = srcDir() + "/scripts/docker-build-check";
+  RunResult ok = runProcess({script, build}, 120s);
+  INFO("stdout: " << ok.out << "\nstderr: " << ok.err);
+  CHECK(ok.exit_code == 0);
+  CHECK(ok.out.find("docker-build-check: OK:") != std::string::npos);
+  CHECK(ok.out.find("libssl3") != std::string::npos);
+
+  // The same list without libssl3 (the binary links libssl.so.3 and libcrypto.so.3).
+  std::string list = slurp(srcDir() + "/examples/docker/runtime-packages.txt");
+  REQUIRE(list.find("\nlibssl3\n") != std::string::npos);
+  TempDir dir;
+  const std::string short_list = dir.write("runtime-packages.txt", replaceAll(list, "\nlibssl3\n", "\n"));
+  RunResult bad = runProcess({script, build, "--packages", short_list}, 120s);
+  INFO("stdout: " << bad.out << "\nstderr: " << bad.err);
+  CHECK(bad.exit_code == 1);
+  CHECK(bad.err.find("needs package libssl3 (libssl.so.3 libcrypto.so.3)") != std::string::npos);
+}
