@@ -278,3 +278,62 @@ TEST_CASE("packaging: scripts/docker-build-check passes, and fails on a missing 
   CHECK(bad.exit_code == 1);
   CHECK(bad.err.find("needs package libssl3 (libssl.so.3 libcrypto.so.3)") != std::string::npos);
 }
+
+// ---------------------------------------------------------------------------------------------
+// examples/kubernetes and examples/docker/docker-compose.yml: scripts/check-manifests (Debian's
+// /usr/bin/python3 with python3-yaml) parses them, checks probes, mounts, grace periods and
+// security settings, and validates every embedded ferry.yaml with this build's binary. A copy
+// with the usual mistakes (a subPath mount, a probe on another path, a short grace period, no
+// watch) must fail on each of them.
+
+TEST_CASE("packaging: Kubernetes manifests and the compose file pass scripts/check-manifests", "[packaging]") {
+  RunResult have = runProcess({"/usr/bin/python3", "-c", "import yaml"});
+  if (have.exit_code != 0) {
+    WARN("SKIP: /usr/bin/python3 has no yaml module (scripts/install-deps installs python3-yaml)");
+    return;
+  }
+  const std::string script = srcDir() + "/scripts/check-manifests";
+  RunResult ok = runProcess({"/usr/bin/python3", script, ferryBin()}, 120s);
+  INFO("stdout: " << ok.out << "\nstderr: " << ok.err);
+  CHECK(ok.exit_code == 0);
+  CHECK(std::regex_search(ok.out, std::regex("\ncheck-manifests: [0-9]+ passed, 0 failed\n$")));
+  CHECK(ok.out.find("FAIL") == std::string::npos);
+
+  // The same examples, broken.
+  TempDir root;
+  for (const char* f : {"examples/kubernetes/sidecar.yaml", "examples/kubernetes/edge.yaml", "examples/docker/docker-compose.yml",
+                        "examples/docker/ferry.yaml", "examples/docker/Dockerfile"})
+    root.write(f, slurp(srcDir() + "/" + f));
+  std::string sidecar = slurp(srcDir() + "/examples/kubernetes/sidecar.yaml");
+  sidecar = replaceAll(sidecar, "              mountPath: /etc/ferry\n",
+                       "              mountPath: /etc/ferry\n              subPath: ferry.yaml\n");
+  sidecar = replaceAll(sidecar, "terminationGracePeriodSeconds: 40", "terminationGracePeriodSeconds: 20");
+  sidecar = replaceAll(sidecar, "watch_config: true", "watch_config: false");
+  sidecar = replaceAll(sidecar, "            httpGet: {path: /healthz, port: 8080}\n            periodSeconds: 2",
+                       "            httpGet: {path: /ready, port: 8080}\n            periodSeconds: 2");
+  root.write("examples/kubernetes/sidecar.yaml", sidecar);
+  std::string edge = slurp(srcDir() + "/examples/kubernetes/edge.yaml");
+  edge = replaceAll(edge, "      drain_delay: 10s\n", "      drain_delay: 10s\n      drain_tmeout: 30s\n");  // a typo
+  edge = replaceAll(edge, "            runAsNonRoot: true\n", "");
+  root.write("examples/kubernetes/edge.yaml", edge);
+  root.write("examples/docker/docker-compose.yml",
+             replaceAll(slurp(srcDir() + "/examples/docker/docker-compose.yml"), "      - .:/etc/ferry:ro",
+                        "      - ./ferry.yaml:/etc/ferry/ferry.yaml:ro"));
+  RunResult bad = runProcess({"/usr/bin/python3", script, "--root", root.path(), ferryBin()}, 120s);
+  INFO("stdout: " << bad.out << "\nstderr: " << bad.err);
+  CHECK(bad.exit_code == 1);
+  for (const char* what : {
+           "FAIL: examples/kubernetes/sidecar.yaml: Deployment myapp: container ferry: /etc/ferry is a directory mount, not subPath",
+           "FAIL: examples/kubernetes/sidecar.yaml: Deployment myapp: container ferry: terminationGracePeriodSeconds 20 >",
+           "FAIL: examples/kubernetes/sidecar.yaml: Deployment myapp: container ferry: runtime.watch_config: true",
+           "FAIL: examples/kubernetes/sidecar.yaml: Deployment myapp: container ferry: readinessProbe path /ready is listener ingress's health_path",
+           "FAIL: examples/kubernetes/edge.yaml: ConfigMap ferry-edge ferry.yaml: ferry --validate",
+           "unknown key 'drain_tmeout'",
+           "FAIL: examples/kubernetes/edge.yaml: Deployment ferry-edge: container ferry: runAsNonRoot",
+           "FAIL: examples/docker/docker-compose.yml: a directory is mounted at /etc/ferry",
+       }) {
+    INFO(what);
+    CHECK(bad.out.find(what) != std::string::npos);
+  }
+  CHECK(std::regex_search(bad.out, std::regex("\ncheck-manifests: [0-9]+ passed, 7 failed\n$")));
+}
