@@ -451,8 +451,25 @@ TEST_CASE("cluster value errors", "[config][cluster]") {
         "t.yaml:4:48: expected a number for 'percent', got '-1'");
   CHECK(onlyError(withCluster("    circuit_breakers: {max_retires: 1}\n")) ==
         "t.yaml:4:24: unknown key 'max_retires' in circuit_breakers (did you mean 'max_retries'?)");
-  CHECK(onlyError(withCluster("    protocol: http2\n")) ==
-        "t.yaml:4:15: protocol 'http2' is not supported yet");
+}
+
+TEST_CASE("protocol http2 over TLS asks for h2 by ALPN unless the cluster names its protocols", "[config][cluster]") {
+  auto r = ferry::config::loadConfigString(withCluster("    protocol: http2\n    tls: {}\n"), "t.yaml");
+  REQUIRE(r.errors.empty());
+  REQUIRE(r.config->clusters[0].tls);
+  CHECK(r.config->clusters[0].tls->protocol.alpn == std::vector<std::string>{"h2"});
+  auto h1 = ferry::config::loadConfigString(withCluster("    tls: {}\n"), "t.yaml");
+  REQUIRE(h1.errors.empty());
+  CHECK(h1.config->clusters[0].tls->protocol.alpn.empty());
+}
+
+TEST_CASE("grpc health checks take a service; other types do not", "[config][cluster]") {
+  auto r = ferry::config::loadConfigString(withCluster("    health_check: {type: grpc, service: pkg.Svc}\n"), "t.yaml");
+  REQUIRE(r.errors.empty());
+  CHECK(r.config->clusters[0].health_check->type == ferry::config::HealthCheckConfig::Type::kGrpc);
+  CHECK(r.config->clusters[0].health_check->grpc_service == "pkg.Svc");
+  CHECK(onlyError(withCluster("    health_check: {type: tcp, service: x}\n")) ==
+        "t.yaml:4:31: 'service' is only for grpc health checks (this one has type tcp)");
 }
 
 TEST_CASE("outlier detection ejection times", "[config][cluster]") {
@@ -481,7 +498,7 @@ TEST_CASE("health check errors", "[config][cluster]") {
   CHECK(onlyError(withCluster("    health_check: {type: tcp, expected_statuses: [200]}\n")) ==
         "t.yaml:4:31: 'expected_statuses' is only for http health checks (this one has type tcp)");
   CHECK(onlyError(withCluster("    health_check: {type: udp}\n")) ==
-        "t.yaml:4:26: bad type 'udp' (use http, tcp)");
+        "t.yaml:4:26: bad type 'udp' (use http, tcp, grpc)");
   CHECK(onlyError(withCluster("    health_check: {path: /, expected_statuses: [\"299-200\"]}\n")) ==
         "t.yaml:4:49: bad status range '299-200' (use LOW-HIGH with 100 <= LOW <= HIGH <= 599, "
         "e.g. \"200-299\")");

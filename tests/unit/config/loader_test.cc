@@ -276,8 +276,11 @@ TEST_CASE("bad values are reported at the value", "[config][loader]") {
   }
   CHECK(onlyError(kClusters + "    protocol: http3\n") ==
         "t.yaml:4:15: bad protocol 'http3' (use http1, http2)");
-  CHECK(onlyError(kClusters + "    protocol: http2\n") ==
-        "t.yaml:4:15: protocol 'http2' is not supported yet");
+  {
+    auto r = ferry::config::loadConfigString(kClusters + "    protocol: http2\n", "t.yaml");
+    REQUIRE(r.errors.empty());
+    CHECK(r.config->clusters[0].protocol == "http2");
+  }
   CHECK(onlyError(kClusters + "    max_idle_connections: 100001\n") ==
         "t.yaml:4:27: 'max_idle_connections' must be between 0 and 100000, got 100001");
   CHECK(onlyError(kClusters + "    max_requests_per_connection: -1\n") ==
