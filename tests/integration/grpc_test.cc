@@ -74,12 +74,14 @@ TEST_CASE("grpc: ferry's own answers are gRPC errors (no route, upstream down)",
 }
 
 TEST_CASE("grpc: grpc-timeout bounds the route timeout: DEADLINE_EXCEEDED from ferry", "[grpc]") {
-  GrpcServer server;
-  auto f = FerryProcess::start(grpcConfig(server.port, "", "timeout: 20s"));
+  // An upstream that never answers and knows nothing of grpc-timeout: the deadline is ferry's.
+  HttpUpstream up([](const UpstreamRequest&) { return UpstreamAction{.stall = true}; });
+  auto f = FerryProcess::start(FerryConfig{.routes = {Route{.match = "{prefix: /}", .cluster = "up", .action = "timeout: 20s"}},
+                                           .clusters = {{"up", {up.port()}}}}
+                                   .yaml());
   const std::string url = "http://127.0.0.1:" + std::to_string(f->port("web")) + "/test.Echo/Slow";
   TempDir dir;
   const std::string body = dir.write("req.bin", grpcFrame("x"));
-  // curl as a raw gRPC client: no deadline of its own, so the answer is ferry's.
   RunResult r = runProcess({"curl", "-sS", "-i", "--http2-prior-knowledge", "--max-time", "10", "-H",
                             "content-type: application/grpc", "-H", "te: trailers", "-H", "grpc-timeout: 300m",
                             "--data-binary", "@" + body, url},
@@ -89,6 +91,11 @@ TEST_CASE("grpc: grpc-timeout bounds the route timeout: DEADLINE_EXCEEDED from f
   CHECK_THAT(r.out, Contains("HTTP/2 200"));
   CHECK_THAT(r.out, Contains("grpc-status: 4"));
   CHECK(metricValue(*f, "ferry_downstream_response_flags_total{listener=\"web\",flag=\"UT\"}") == 1);
+  // Without grpc-timeout the route's 20s holds: the same request is still waiting after 1s.
+  RunResult slow = runProcess({"curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--http2-prior-knowledge",
+                               "--max-time", "1", "-H", "content-type: application/grpc", "--data-binary", "@" + body, url},
+                              15s);
+  CHECK(slow.exit_code == 28);  // curl: operation timed out
 }
 
 TEST_CASE("grpc: health checks follow the server's grpc.health.v1 status", "[grpc]") {
