@@ -65,6 +65,7 @@ struct StreamInfo {
   std::string upstream_host;
   uint64_t request_body_bytes = 0;
   uint64_t response_body_bytes = 0;
+  bool grpc = false;  // content-type application/grpc...
 };
 
 // What a filter may do with its stream. Implemented by the connection manager.

@@ -174,8 +174,10 @@ FilterStatus Router::onRequestHeaders(RequestHeaders& h, bool end_stream) {
   if (cluster_->usesHash()) hash_ = hashKey(h, action.hash_on ? *action.hash_on : cluster_->config().hash_on);
   std::chrono::milliseconds timeout = action.timeout;
   // A gRPC client's deadline (grpc-timeout) bounds the route timeout when it is shorter.
-  if (const std::string* gt = h.headers.get("grpc-timeout")) {
-    if (auto d = grpcTimeout(*gt); d && (timeout.count() == 0 || *d < timeout)) timeout = *d;
+  if (callbacks_->streamInfo().grpc) {
+    if (const std::string* gt = h.headers.get("grpc-timeout")) {
+      if (auto d = grpcTimeout(*gt); d && (timeout.count() == 0 || *d < timeout)) timeout = *d;
+    }
   }
   if (timeout.count() > 0) {
     timeout_.emplace(*w.io, [this] { onTimeout(); });  // in place: no allocation per request

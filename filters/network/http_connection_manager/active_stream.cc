@@ -138,6 +138,7 @@ void ActiveStream::decodeHeaders(http::RequestHeadersPtr headers, bool end_strea
   const auto& cfg = hcm_.config();
   info_.start_ms = core::monotonicMs();
   if (const auto* ct = h.headers.get("content-type")) grpc_ = ct->rfind("application/grpc", 0) == 0;
+  info_.grpc = grpc_;
   if (end_stream) request_complete_ = true;
 
   // health_path: one comparison per request, and only when it is configured.
