@@ -20,7 +20,7 @@ h2util.say("STALLED %d" % len(s.data))
 stalled_at = len(s.data)
 signal.sigwait([signal.SIGUSR1])
 # The socket was not read meanwhile; whatever ferry sent is still within the window.
-c.wait(lambda: False, 0.0)
+c.wait(lambda: False, 0.2)
 before_resume = len(s.data)
 c.auto_window = True
 c.send(WindowUpdateFrame(0, window_increment=32 << 20), WindowUpdateFrame(sid, window_increment=32 << 20))

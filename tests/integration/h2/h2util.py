@@ -73,7 +73,9 @@ class Conn:
         self.pings_acked = 0       # PING acks received
         self.settings_seen = 0     # non-ACK SETTINGS received
         self.peer_settings = {}
-        self.closed = False        # EOF or reset from ferry
+        self.closed = False        # EOF or reset read from ferry
+        self.write_failed = False  # a write failed (EPIPE, ECONNRESET)
+        self.send_blocked = False  # a write timed out
         self.reset_by_peer = False
         self.auto_ack = True       # acknowledge SETTINGS and answer PINGs
         self.auto_window = True    # give back the window of every DATA frame at once
@@ -87,12 +89,17 @@ class Conn:
 
     # ---- sending
     def send_raw(self, data):
-        """False if ferry closed or reset the connection."""
+        """False if the write failed (ferry closed or reset the connection: write_failed) or
+        did not complete within the socket timeout (ferry stopped reading: send_blocked).
+        Reading goes on either way: what ferry sent before closing is still to be read."""
         try:
             self.sock.sendall(data)
             return True
-        except (BrokenPipeError, ConnectionResetError, socket.timeout, OSError):
-            self.closed = True
+        except socket.timeout:
+            self.send_blocked = True
+            return False
+        except OSError:
+            self.write_failed = True
             return False
 
     def send(self, *frames):
@@ -117,9 +124,10 @@ class Conn:
         return [(":method", method), (":scheme", "http"), (":authority", authority),
                 (":path", path)] + list(extra)
 
-    def request(self, method="GET", path="/", body=None, extra=(), trailers=None, send=True):
-        """Opens a stream; returns (sid, frames). Bodies go in 16 KiB DATA frames (the
-        caller must stay within the default 64 KiB window)."""
+    def request(self, method="GET", path="/", body=None, extra=(), trailers=None):
+        """Opens a stream and sends it; returns (sid, frames). Bodies go in 16 KiB DATA frames
+        (the caller must stay within the default 64 KiB window). Frames made with the encoder
+        must be sent, in order: HPACK state is shared with ferry."""
         sid = self.new_sid()
         frames = [self.headers_frame(sid, self.request_fields(method, path, extra=extra),
                                      end_stream=body is None and trailers is None)]
@@ -132,8 +140,7 @@ class Conn:
                 frames.append(d)
         if trailers is not None:
             frames.append(self.headers_frame(sid, trailers, end_stream=True))
-        if send:
-            self.send(*frames)
+        self.send(*frames)
         return sid, frames
 
     # ---- receiving
@@ -269,7 +276,8 @@ class Conn:
 
     def summary(self):
         return {"goaways": [list(g) for g in self.goaways], "closed": self.closed,
-                "reset_by_peer": self.reset_by_peer}
+                "reset_by_peer": self.reset_by_peer, "write_failed": self.write_failed,
+                "send_blocked": self.send_blocked}
 
 
 def simple_get(port, path="/", timeout=5.0):

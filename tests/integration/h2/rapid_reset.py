@@ -10,7 +10,7 @@ total = h2util.arg("streams", 1000, int)
 c = h2util.Conn(port)
 c.wait(lambda: c.settings_seen > 0, 5)
 sent = 0
-while sent < total and not c.closed:
+while sent < total:
     frames = []
     for _ in range(50):
         sid = c.new_sid()
