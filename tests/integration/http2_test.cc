@@ -292,7 +292,7 @@ TEST_CASE("http2: rapid reset ends the connection with GOAWAY ENHANCE_YOUR_CALM"
   CHECK(j["sent"].num() >= 200);
 }
 
-TEST_CASE("http2: a CONTINUATION flood ends the connection; memory stays bounded", "[http2][flood]") {
+TEST_CASE("http2: a CONTINUATION flood ends the connection (max_continuations 8)", "[http2][flood]") {
   HttpUpstream up;
   auto f = FerryProcess::start(h2cConfig(up.port()));
   const uint16_t port = f->port("web");
@@ -304,16 +304,27 @@ TEST_CASE("http2: a CONTINUATION flood ends the connection; memory stays bounded
   CHECK(c["sent"].num() < 1000);  // ferry closed before the flood was over
   CHECK(up.requestCount() == 0);   // the header block never completed
   floodHandled(*f, port, c, "continuation_flood", before);
+}
 
-  // 30 more floods of 16 kB fields: ferry's memory does not follow.
+// With max_continuations 1000, each header block is ~16 MB of fields before the limit ends it:
+// past max_request_headers_kb the fields are dropped as they are decoded, so ferry's memory does
+// not follow.
+TEST_CASE("http2: 16 MB header blocks in CONTINUATION frames do not grow ferry's memory", "[http2][flood]") {
+  HttpUpstream up;
+  auto f = FerryProcess::start(h2cConfig(up.port(), "      http2:\n        max_continuations: 1000\n"));
+  const uint16_t port = f->port("web");
+  const double before = metric(*f, violationKey("continuation_flood"));
+  REQUIRE(before >= 0);
   const long rss_before = f->rssKb();
-  Json many = runScript("continuation_flood.py", port, {"--frames", "1000", "--field", "16000", "--connections", "30"}, 30s);
-  REQUIRE(many["connections"].arr().size() == 30);
+  Json many = runScript("continuation_flood.py", port, {"--frames", "1010", "--field", "16000", "--connections", "4"}, 30s);
+  REQUIRE(many["connections"].arr().size() == 4);
   for (const auto& one : many["connections"].arr()) {
+    CHECK(one["sent"].num() >= 1000);  // the limit, not something earlier, ended it
     auto g = goaways(one);
     CHECK((!g.empty() && g.back().second == kEnhanceYourCalm));
   }
-  CHECK(waitMetric(f->adminPort(), violationKey("continuation_flood"), before + 31));
+  CHECK(waitMetric(f->adminPort(), violationKey("continuation_flood"), before + 4));
+  CHECK(up.requestCount() == 0);
   if (!sanitized()) {
     const long rss_after = f->rssKb();
     INFO("rss before " << rss_before << " kB, after " << rss_after << " kB");
@@ -449,14 +460,17 @@ TEST_CASE("http2: a client that stops reading holds a 50 MB response back to the
   }, 15s));
   const size_t held_at = written.load();
   INFO("upstream wrote " << held_at << " bytes before it was held back");
-  CHECK(held_at < kSize / 2);
+  // What the sockets' buffers hold (loopback autotuning: some MB each way) plus the stream's
+  // send buffer (1 MiB high watermark) and one window toward the client; far from 50 MB.
+  CHECK(held_at < 20u << 20);
+  // ferry_buffered_bytes counts connection write buffers only (not the HTTP/2 stream's).
   const double buffered = metric(*f, "ferry_buffered_bytes");
   INFO("ferry_buffered_bytes " << buffered);
   CHECK(buffered >= 0);
   CHECK(buffered < 4 << 20);
   if (!sanitized()) {
     INFO("rss before " << rss_before << " kB, now " << f->rssKb() << " kB");
-    CHECK(f->rssKb() - rss_before < 24 * 1024);
+    CHECK(f->rssKb() - rss_before < 8 * 1024);
   }
   // Reading resumes: everything arrives, intact.
   client->signal(SIGUSR1);
