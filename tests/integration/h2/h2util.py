@@ -71,6 +71,7 @@ class Conn:
         self.streams = {}
         self.goaways = []          # (last_stream_id, error_code) in arrival order
         self.pings_acked = 0       # PING acks received
+        self.pings = []            # opaque data of the PINGs received (not acks)
         self.settings_seen = 0     # non-ACK SETTINGS received
         self.peer_settings = {}
         self.closed = False        # EOF or reset read from ferry
@@ -206,7 +207,9 @@ class Conn:
         elif isinstance(f, PingFrame):
             if "ACK" in f.flags:
                 self.pings_acked += 1
-            elif self.auto_ack:
+                return f
+            self.pings.append(f.opaque_data)
+            if self.auto_ack:
                 self.send(PingFrame(0, opaque_data=f.opaque_data, flags=["ACK"]))
         elif isinstance(f, GoAwayFrame):
             self.goaways.append((f.last_stream_id, f.error_code))
