@@ -333,23 +333,29 @@ TEST_CASE("http2: 16 MB header blocks in CONTINUATION frames do not grow ferry's
   stillServes(*f, port);
 }
 
-TEST_CASE("http2: a header list over max_request_headers_kb gets 431 on its stream; the connection goes on",
+TEST_CASE("http2: a header list over max_request_headers_kb or max_headers gets 431 on its stream; the connection "
+          "goes on",
           "[http2][flood]") {
   HttpUpstream up;
-  auto f = FerryProcess::start(h2cConfig(up.port(), "      max_request_headers_kb: 1\n"));
+  auto f = FerryProcess::start(h2cConfig(up.port(), "      max_request_headers_kb: 1\n      max_headers: 20\n"));
   const uint16_t port = f->port("web");
-  const double before = metric(*f, violationKey("header_list_too_large"));
-  REQUIRE(before >= 0);
-  Json j = runScript("header_list.py", port, {"--size", "4096"});
-  CHECK(j["big"]["status"].num() == 431);
-  CHECK(j["small"]["status"].num() == 200);
-  CHECK(j["small"]["body"].str() == "ok:/after");
-  CHECK(goaways(j).empty());
-  CHECK(waitAbove(*f, violationKey("header_list_too_large"), before) == before + 1);
-  // Only the second request went upstream.
-  REQUIRE(up.waitRequests(1));
-  CHECK(up.requestCount() == 1);
-  CHECK(up.requests()[0].target == "/after");
+  const std::vector<std::vector<std::string>> cases{{"--size", "4096"}, {"--fields", "40"}};
+  for (size_t i = 0; i < cases.size(); ++i) {
+    INFO("case " << cases[i][0]);
+    const double before = metric(*f, violationKey("header_list_too_large"));
+    REQUIRE(before >= 0);
+    Json j = runScript("header_list.py", port, cases[i]);
+    CHECK(j["big"]["status"].num() == 431);
+    CHECK(j["small"]["status"].num() == 200);
+    CHECK(j["small"]["body"].str() == "ok:/after");
+    CHECK(goaways(j).empty());
+    CHECK(!truthy(j["closed"]));
+    CHECK(waitAbove(*f, violationKey("header_list_too_large"), before) == before + 1);
+    // Only the second request went upstream.
+    REQUIRE(up.waitRequests(i + 1));
+    CHECK(up.requestCount() == i + 1);
+    CHECK(up.requests()[i].target == "/after");
+  }
   stillServes(*f, port);
 }
 
