@@ -496,6 +496,95 @@ TEST_CASE("http2: a client that stops reading holds a 50 MB response back to the
   CHECK(written.load() == kSize);
 }
 
+// The other direction: an upstream that does not read holds the client back through the
+// stream's flow-control window (DATA is consumed only while the stream's reader takes it).
+TEST_CASE("http2: a 50 MB upload to an upstream that does not read is held back by flow control; then it all arrives",
+          "[http2]") {
+  constexpr size_t kSize = 50u << 20;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool open = false;
+  std::atomic<bool> head_seen{false};
+  std::atomic<size_t> received{0};
+  std::atomic<bool> intact{true};
+  FakeUpstream up([&](int fd) {
+    std::string buf;
+    size_t head_end;
+    while ((head_end = buf.find("\r\n\r\n")) == std::string::npos) {
+      std::string s = FakeUpstream::readSome(fd);
+      if (s.empty()) return;
+      buf += s;
+    }
+    head_seen = true;
+    {
+      std::unique_lock<std::mutex> lk(mu);
+      cv.wait_for(lk, 30s, [&] { return open; });
+    }
+    std::string chunk = buf.substr(head_end + 4);
+    size_t got = 0;
+    for (;;) {
+      for (size_t i = 0; i < chunk.size(); ++i)
+        if (static_cast<unsigned char>(chunk[i]) != (got + i) % 251) intact = false;
+      got += chunk.size();
+      received = got;
+      if (got >= kSize) break;
+      chunk = FakeUpstream::readSome(fd, 1 << 20);
+      if (chunk.empty()) return;
+    }
+    const std::string body = "len:" + std::to_string(got) + (intact ? ":intact" : ":corrupt");
+    FakeUpstream::writeAll(fd, "HTTP/1.1 200 OK\r\ncontent-length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+    while (!FakeUpstream::readSome(fd).empty()) {
+    }
+  });
+  struct Release {
+    std::mutex& mu;
+    std::condition_variable& cv;
+    bool& open;
+    void operator()() {
+      {
+        std::lock_guard<std::mutex> lk(mu);
+        open = true;
+      }
+      cv.notify_all();
+    }
+    ~Release() { (*this)(); }
+  } release{mu, cv, open};
+  auto f = FerryProcess::start(h2cConfig(up.port()));
+  const uint16_t port = f->port("web");
+  const long rss_before = f->rssKb();
+  auto client = startScript("upload.py", port, {"--size", std::to_string(kSize), "--path", "/up"});
+  REQUIRE(client->waitForLog("BLOCKED", 20s));
+  CHECK(head_seen.load());
+  std::smatch m;
+  const std::string log = client->log();
+  REQUIRE(std::regex_search(log, m, std::regex(R"(BLOCKED (\d+))")));
+  const double blocked_at = std::stod(m[1]);
+  INFO("the client was held after " << blocked_at << " bytes");
+  // The upstream socket's buffers, ferry's upstream write buffer (1 MiB high watermark) and
+  // the stream and connection windows (1 MiB, 4 MiB): far from 50 MB.
+  CHECK(blocked_at < 24u << 20);
+  const double buffered = metric(*f, "ferry_buffered_bytes");
+  INFO("ferry_buffered_bytes " << buffered);
+  CHECK(buffered >= 0);
+  CHECK(buffered < 4 << 20);
+  if (!sanitized()) {
+    INFO("rss before " << rss_before << " kB, now " << f->rssKb() << " kB");
+    CHECK(f->rssKb() - rss_before < 16 * 1024);
+  }
+  release();
+  auto code = client->waitExit(60s);
+  const std::string out = client->log();
+  INFO(out.substr(0, 4000));
+  REQUIRE(code.has_value());
+  REQUIRE(*code == 0);
+  auto j = resultOf(out);
+  REQUIRE(j.has_value());
+  CHECK((*j)["sent"].num() == static_cast<double>(kSize));
+  CHECK((*j)["stream"]["status"].num() == 200);
+  CHECK((*j)["stream"]["body"].str() == "len:" + std::to_string(kSize) + ":intact");
+  CHECK(received.load() == kSize);
+}
+
 // ---- 8: drain
 
 TEST_CASE("http2: SIGTERM sends the two-step GOAWAY; streams in flight complete; ferry exits 0", "[http2][drain]") {

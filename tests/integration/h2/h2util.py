@@ -81,6 +81,11 @@ class Conn:
         self.auto_ack = True       # acknowledge SETTINGS and answer PINGs
         self.auto_window = True    # give back the window of every DATA frame at once
         self.frames_in = 0
+        # Send-side flow control (what ferry allows us to send): the connection window and
+        # each stream's increments beyond SETTINGS_INITIAL_WINDOW_SIZE (peer_settings[4]).
+        self.conn_window = 65535
+        self.stream_window = {}
+        self.window_updates = 0
         self._hdr_sid = None       # a header block being continued
         self._hdr_frag = b""
         self._hdr_end_stream = False
@@ -147,9 +152,9 @@ class Conn:
     # ---- receiving
     def _read_once(self, deadline):
         """Reads once into buf; False on timeout or close."""
-        left = deadline - time.monotonic()
-        if left <= 0 or self.closed:
+        if self.closed:
             return False
+        left = max(0.0, deadline - time.monotonic())  # 0: only what is there already
         r, _, _ = select.select([self.sock], [], [], left)
         if not r:
             return False
@@ -211,6 +216,12 @@ class Conn:
             self.pings.append(f.opaque_data)
             if self.auto_ack:
                 self.send(PingFrame(0, opaque_data=f.opaque_data, flags=["ACK"]))
+        elif isinstance(f, WindowUpdateFrame):
+            self.window_updates += 1
+            if f.stream_id == 0:
+                self.conn_window += f.window_increment
+            else:
+                self.stream_window[f.stream_id] = self.stream_window.get(f.stream_id, 0) + f.window_increment
         elif isinstance(f, GoAwayFrame):
             self.goaways.append((f.last_stream_id, f.error_code))
         elif isinstance(f, RstStreamFrame):
