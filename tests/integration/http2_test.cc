@@ -92,6 +92,16 @@ void stillServes(FerryProcess& f, uint16_t port) {
   CHECK(g["body"].str() == "ok:/still-there");
 }
 
+// SIGTERM: ferry exits 0 (under the sanitizers, also without a leak or error report at exit).
+void exitsCleanly(FerryProcess& f) {
+  f.signal(SIGTERM);
+  auto code = f.waitExit(20s);
+  const std::string log = f.log();
+  INFO("ferry's log, the end:\n" << log.substr(log.size() > 6000 ? log.size() - 6000 : 0));
+  REQUIRE(code.has_value());
+  CHECK(*code == 0);
+}
+
 // The flood checks: ferry counted the violation, ended the connection with GOAWAY
 // ENHANCE_YOUR_CALM and still serves.
 void floodHandled(FerryProcess& f, uint16_t port, const Json& j, const std::string& kind, double before) {
@@ -186,6 +196,7 @@ TEST_CASE("http2: h2c by prior knowledge (curl GET and a 300 kB POST) and HTTP/1
   CHECK(c1.body == "ok:/h1");
 
   CHECK(waitMetric(f->adminPort(), "ferry_http2_connections_total{listener=\"web\"}", 2));
+  exitsCleanly(*f);
 }
 
 TEST_CASE("http2: h2 over TLS by ALPN (curl --http2)", "[http2]") {
@@ -216,6 +227,7 @@ TEST_CASE("http2: h2 over TLS by ALPN (curl --http2)", "[http2]") {
   CHECK(c1.version == "1.1");
   CHECK(c1.body == "ok:/h1");
   CHECK(waitMetric(f->adminPort(), "ferry_http2_connections_total{listener=\"web\"}", 1));
+  exitsCleanly(*f);
 }
 
 TEST_CASE("http2: h2load, 1000 requests 100 at a time on one h2c connection, all 2xx", "[http2]") {
@@ -233,6 +245,7 @@ TEST_CASE("http2: h2load, 1000 requests 100 at a time on one h2c connection, all
   CHECK(r.out.find("1000 succeeded, 0 failed, 0 errored") != std::string::npos);
   CHECK(up.requestCount() == 1000);
   CHECK(waitMetric(f->adminPort(), "ferry_http2_connections_total{listener=\"web\"}", 1));
+  exitsCleanly(*f);
 }
 
 TEST_CASE("http2: nghttp client GET", "[http2]") {
@@ -247,6 +260,7 @@ TEST_CASE("http2: nghttp client GET", "[http2]") {
   CHECK(r.out.find("ok:/nghttp") != std::string::npos);
   REQUIRE(up.waitRequests(1));
   CHECK(up.requests()[0].header("x-from") == "nghttp");
+  exitsCleanly(*f);
 }
 
 // ---- 5: trailers
@@ -275,6 +289,7 @@ TEST_CASE("http2: request trailers become chunked trailers upstream; response tr
   REQUIRE(r.trailers.size() == 1);
   CHECK(r.trailers[0].first == "x-checksum");
   CHECK(r.trailers[0].second == "abc123");
+  exitsCleanly(*f);
 }
 
 // ---- 6: flood defences
@@ -290,6 +305,7 @@ TEST_CASE("http2: rapid reset ends the connection with GOAWAY ENHANCE_YOUR_CALM"
   floodHandled(*f, port, j, "rapid_reset", before);
   // The burst (200) passed before the connection ended: nothing less trips it.
   CHECK(j["sent"].num() >= 200);
+  exitsCleanly(*f);
 }
 
 TEST_CASE("http2: a CONTINUATION flood ends the connection (max_continuations 8)", "[http2][flood]") {
@@ -304,6 +320,7 @@ TEST_CASE("http2: a CONTINUATION flood ends the connection (max_continuations 8)
   CHECK(c["sent"].num() < 1000);  // ferry closed before the flood was over
   CHECK(up.requestCount() == 0);   // the header block never completed
   floodHandled(*f, port, c, "continuation_flood", before);
+  exitsCleanly(*f);
 }
 
 // With max_continuations 1000, each header block is ~16 MB of fields before the limit ends it:
@@ -331,6 +348,7 @@ TEST_CASE("http2: 16 MB header blocks in CONTINUATION frames do not grow ferry's
     CHECK(rss_after - rss_before < 8 * 1024);
   }
   stillServes(*f, port);
+  exitsCleanly(*f);
 }
 
 TEST_CASE("http2: a header list over max_request_headers_kb or max_headers gets 431 on its stream; the connection "
@@ -357,6 +375,7 @@ TEST_CASE("http2: a header list over max_request_headers_kb or max_headers gets 
     CHECK(up.requests()[i].target == "/after");
   }
   stillServes(*f, port);
+  exitsCleanly(*f);
 }
 
 // nghttp2 counts an acknowledgement from the frame that asks for it until it is serialised,
@@ -398,6 +417,7 @@ TEST_CASE("http2: PING and SETTINGS floods from a client that does not read end 
     CHECK(truthy((*j)["closed"]));
     stillServes(*f, port);
   }
+  exitsCleanly(*f);
 }
 
 TEST_CASE("http2: a flood of empty DATA frames ends the connection", "[http2][flood]") {
@@ -408,6 +428,7 @@ TEST_CASE("http2: a flood of empty DATA frames ends the connection", "[http2][fl
   REQUIRE(before >= 0);
   Json j = runScript("empty_frames.py", port, {"--frames", "100"});
   floodHandled(*f, port, j, "empty_frame_flood", before);
+  exitsCleanly(*f);
 }
 
 // ---- 7: backpressure
@@ -494,6 +515,7 @@ TEST_CASE("http2: a client that stops reading holds a 50 MB response back to the
   CHECK(truthy((*j)["ended"]));
   CHECK(truthy((*j)["intact"]));
   CHECK(written.load() == kSize);
+  exitsCleanly(*f);
 }
 
 // The other direction: an upstream that does not read holds the client back through the
@@ -583,6 +605,7 @@ TEST_CASE("http2: a 50 MB upload to an upstream that does not read is held back 
   CHECK((*j)["stream"]["status"].num() == 200);
   CHECK((*j)["stream"]["body"].str() == "len:" + std::to_string(kSize) + ":intact");
   CHECK(received.load() == kSize);
+  exitsCleanly(*f);
 }
 
 // ---- 8: drain
@@ -676,4 +699,5 @@ TEST_CASE("http2: max_concurrent_streams 5 refuses a 6th concurrent stream", "[h
   CHECK(goaways(j).empty());
   CHECK(up.requestCount() == 5);
   stillServes(*f, port);
+  exitsCleanly(*f);
 }
