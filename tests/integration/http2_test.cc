@@ -681,6 +681,35 @@ TEST_CASE("http2: SIGTERM sends the two-step GOAWAY; streams in flight complete;
   CHECK(*fcode == 0);
 }
 
+// ---- idle connections
+
+// http.idle_timeout applies to an HTTP/2 connection while it has no stream open, whatever
+// control frames the client sends meanwhile; it ends with GOAWAY NO_ERROR.
+TEST_CASE("http2: a connection without streams is closed after idle_timeout with GOAWAY NO_ERROR", "[http2]") {
+  HttpUpstream up;
+  auto f = FerryProcess::start(h2cConfig(up.port(), "      idle_timeout: 300ms\n"));
+  const uint16_t port = f->port("web");
+  SECTION("no stream ever") {
+    Json j = runScript("idle.py", port, {"--wait", "5"});
+    INFO("closed after " << j["closed_after"].num() << " s");
+    CHECK(truthy(j["closed"]));
+    auto g = goaways(j);
+    REQUIRE(g.size() == 1);
+    CHECK(g[0] == std::make_pair(0.0, 0.0));
+  }
+  SECTION("after a stream, and a PING") {
+    Json j = runScript("idle.py", port, {"--stream", "--wait", "5"});
+    INFO("closed after " << j["closed_after"].num() << " s");
+    CHECK(j["status"].num() == 200);
+    CHECK(truthy(j["closed"]));
+    auto g = goaways(j);
+    REQUIRE(g.size() == 1);
+    CHECK(g[0] == std::make_pair(1.0, 0.0));
+  }
+  CHECK(waitMetric(f->adminPort(), "ferry_downstream_connections_active{listener=\"web\"}", 0));
+  exitsCleanly(*f);
+}
+
 // ---- 9: max_concurrent_streams
 
 TEST_CASE("http2: max_concurrent_streams 5 refuses a 6th concurrent stream", "[http2]") {
