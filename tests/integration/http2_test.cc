@@ -378,6 +378,27 @@ TEST_CASE("http2: a header list over max_request_headers_kb or max_headers gets 
   exitsCleanly(*f);
 }
 
+TEST_CASE("http2: request trailers over max_request_headers_kb reset their stream; the connection goes on",
+          "[http2][flood]") {
+  HttpUpstream up;
+  auto f = FerryProcess::start(h2cConfig(up.port(), "      max_request_headers_kb: 1\n"));
+  const uint16_t port = f->port("web");
+  const double before = metric(*f, violationKey("header_list_too_large"));
+  REQUIRE(before >= 0);
+  Json j = runScript("big_trailers.py", port, {"--size", "4096"});
+  CHECK(j["big"]["reset"].num() == 1);  // PROTOCOL_ERROR
+  CHECK(j["big"]["status"].isNull());
+  CHECK(j["small"]["status"].num() == 200);
+  CHECK(j["small"]["body"].str() == "ok:/after");
+  CHECK(goaways(j).empty());
+  CHECK(waitAbove(*f, violationKey("header_list_too_large"), before) == before + 1);
+  // The upstream never got a complete /big-trailers request.
+  REQUIRE(up.waitRequests(1));
+  for (const auto& r : up.requests()) CHECK(r.target != "/big-trailers");
+  stillServes(*f, port);
+  exitsCleanly(*f);
+}
+
 // nghttp2 counts an acknowledgement from the frame that asks for it until it is serialised,
 // and the codec serialises after each read (up to 256 KiB: 15420 PINGs) unless the connection's
 // write buffer is above its high watermark (1 MiB). With max_outbound_control_frames above what
