@@ -1,19 +1,24 @@
 // Downstream HTTP/2 against the real ferry binary: h2c by prior knowledge (curl, h2load, nghttp)
 // next to HTTP/1.1 on the same port, h2 by ALPN over TLS, trailers both ways, the flood
-// defences (rapid reset, CONTINUATION, header lists, control frames, empty frames) each with
-// its counter, backpressure toward a client that stops reading, the two-step GOAWAY drain and
-// SETTINGS_MAX_CONCURRENT_STREAMS.
+// defences (rapid reset, CONTINUATION, header lists and trailers over the limits, control
+// frames, empty frames) each with its counter, backpressure both ways (a client that stops
+// reading a 50 MB response, an upstream that stops reading a 50 MB upload), the two-step GOAWAY
+// drain, the idle timeout of connections without streams and SETTINGS_MAX_CONCURRENT_STREAMS.
 //
 // Raw HTTP/2 clients are the python scripts in tests/integration/h2/ (hyperframe + hpack from
 // python3-h2, run with /usr/bin/python3: the python3 on PATH may not see Debian's packages).
-// Each prints one "RESULT <json>" line; long-running ones (drain, backpressure) run as a child
-// whose log the test watches, and wait for SIGUSR1 where the test has to act in between.
+// Each prints one "RESULT <json>" line; long-running ones (drain, backpressure, upload, the
+// control-frame flood) run as a child whose log the test watches, and wait for SIGUSR1 where
+// the test has to act in between.
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
 #include <regex>
 
 #include "tests/integration/config_builder.h"
@@ -305,6 +310,23 @@ TEST_CASE("http2: rapid reset ends the connection with GOAWAY ENHANCE_YOUR_CALM"
   floodHandled(*f, port, j, "rapid_reset", before);
   // The burst (200) passed before the connection ended: nothing less trips it.
   CHECK(j["sent"].num() >= 200);
+  exitsCleanly(*f);
+}
+
+TEST_CASE("http2: cancelling fewer streams than max_resets_burst is not a rapid reset", "[http2][flood]") {
+  HttpUpstream up;
+  auto f = FerryProcess::start(h2cConfig(up.port()));
+  const uint16_t port = f->port("web");
+  const double before = metric(*f, violationKey("rapid_reset"));
+  REQUIRE(before >= 0);
+  // 150 cancelled streams, then a request on the same connection: served.
+  Json j = runScript("rapid_reset.py", port, {"--streams", "150", "--then-get"});
+  CHECK(j["sent"].num() == 150);
+  CHECK(j["get"]["status"].num() == 200);
+  CHECK(j["get"]["body"].str() == "ok:/after-resets");
+  CHECK(goaways(j).empty());
+  CHECK(!truthy(j["closed"]));
+  CHECK(metric(*f, violationKey("rapid_reset")) == before);
   exitsCleanly(*f);
 }
 
