@@ -235,6 +235,37 @@ TEST_CASE("http2: h2 over TLS by ALPN (curl --http2)", "[http2]") {
   exitsCleanly(*f);
 }
 
+TEST_CASE("http2: http2.enabled false: TLS listeners offer only http/1.1, plaintext ones take no preface", "[http2]") {
+  tls_test::Pki pki;
+  tls_test::Issued a = pki.server("a", "a", {"a.test"});
+  HttpUpstream up;
+  const std::string off = "      http2:\n        enabled: false\n";
+  auto tls = FerryProcess::start(
+      FerryConfig{.listener_extra = tls_test::tlsBlock({a.files}), .http_extra = off, .clusters = {{"up", {up.port()}}}}
+          .yaml());
+  auto plain = FerryProcess::start(h2cConfig(up.port(), off));
+  const std::string tp = std::to_string(tls->port("web"));
+  const std::string pp = std::to_string(plain->port("web"));
+  TempDir dir;
+
+  CurlResult c = curl(dir, {"--http2", "--cacert", pki.ca_file, "--resolve", "a.test:" + tp + ":127.0.0.1",
+                            "https://a.test:" + tp + "/tls-h1"});
+  INFO(c.err);
+  CHECK(c.exit_code == 0);
+  CHECK(c.version == "1.1");
+  CHECK(c.body == "ok:/tls-h1");
+
+  CurlResult pk = curl(dir, {"--http2-prior-knowledge", "http://127.0.0.1:" + pp + "/h2c"});
+  CHECK(pk.exit_code != 0);  // the preface is an HTTP/1.1 request with method PRI: 400 and close
+  CurlResult h1 = curl(dir, {"--http1.1", "http://127.0.0.1:" + pp + "/h1"});
+  CHECK(h1.version == "1.1");
+  CHECK(h1.body == "ok:/h1");
+  CHECK(metric(*tls, "ferry_http2_connections_total{listener=\"web\"}") == 0);
+  CHECK(metric(*plain, "ferry_http2_connections_total{listener=\"web\"}") == 0);
+  exitsCleanly(*tls);
+  exitsCleanly(*plain);
+}
+
 TEST_CASE("http2: h2load, 1000 requests 100 at a time on one h2c connection, all 2xx", "[http2]") {
   HttpUpstream up;
   auto f = FerryProcess::start(h2cConfig(up.port()));
