@@ -755,6 +755,30 @@ TEST_CASE("http2: SIGTERM sends the two-step GOAWAY; streams in flight complete;
   CHECK(*fcode == 0);
 }
 
+TEST_CASE("http2: SIGTERM closes an h2 connection without streams after the two GOAWAYs", "[http2][drain]") {
+  HttpUpstream up;
+  auto f = FerryProcess::start(h2cConfig(up.port(), "", "  drain_delay: 0s\n  drain_timeout: 10s\n"));
+  auto client = startScript("idle.py", f->port("web"), {"--wait", "10"});
+  REQUIRE(client->waitForLog("READY", 10s));
+  f->signal(SIGTERM);
+  auto code = client->waitExit(15s);
+  const std::string log = client->log();
+  INFO(log);
+  REQUIRE(code.has_value());
+  REQUIRE(*code == 0);
+  auto j = resultOf(log);
+  REQUIRE(j.has_value());
+  CHECK(truthy((*j)["closed"]));
+  CHECK((*j)["closed_after"].num() < 5);  // not the drain timeout
+  auto g = goaways(*j);
+  REQUIRE(g.size() == 2);
+  CHECK(g[0] == std::make_pair(2147483647.0, 0.0));
+  CHECK(g[1] == std::make_pair(0.0, 0.0));
+  auto fcode = f->waitExit(10s);
+  REQUIRE(fcode.has_value());
+  CHECK(*fcode == 0);
+}
+
 // ---- idle connections
 
 // http.idle_timeout applies to an HTTP/2 connection while it has no stream open, whatever

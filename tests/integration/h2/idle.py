@@ -1,6 +1,7 @@
 # Idle timeout: an h2c connection that opens no stream (or, with --stream, one GET first, then
 # a PING that is not a stream), then keeps quiet; waits up to --wait seconds for ferry to close
-# it. Reports the GOAWAYs, whether it was closed and after how long.
+# it (PINGs are acknowledged). Prints "READY" once ferry's SETTINGS arrived. Reports the
+# GOAWAYs, whether it was closed and after how long.
 import time
 
 from hyperframe.frame import PingFrame
@@ -10,6 +11,7 @@ import h2util
 port = h2util.arg("port", kind=int)
 c = h2util.Conn(port)
 c.wait(lambda: c.settings_seen > 0, 5)
+h2util.say("READY")
 status = None
 if "--stream" in __import__("sys").argv:
     sid, _ = c.request("GET", "/before-idle")
