@@ -755,6 +755,68 @@ TEST_CASE("http2: SIGTERM sends the two-step GOAWAY; streams in flight complete;
   CHECK(*fcode == 0);
 }
 
+TEST_CASE("http2: a reload that removes the listener drains its h2 connection with the two GOAWAYs", "[http2][drain]") {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool open = false;
+  std::atomic<int> waiting{0};
+  HttpUpstream up([&](const UpstreamRequest& r) {
+    if (r.target == "/slow") {
+      ++waiting;
+      std::unique_lock<std::mutex> lk(mu);
+      cv.wait_for(lk, 10s, [&] { return open; });
+      return HttpUpstream::ok("slow");
+    }
+    return HttpUpstream::ok("ok:" + r.target);
+  });
+  struct Release {
+    std::mutex& mu;
+    std::condition_variable& cv;
+    bool& open;
+    void operator()() {
+      {
+        std::lock_guard<std::mutex> lk(mu);
+        open = true;
+      }
+      cv.notify_all();
+    }
+    ~Release() { (*this)(); }
+  } release{mu, cv, open};
+  const std::string runtime = "  drain_delay: 0s\n  drain_timeout: 10s\n";
+  auto f = FerryProcess::start(h2cConfig(up.port(), "", runtime));
+  const uint16_t port = f->port("web");
+  const uint16_t admin = f->adminPort();
+  auto client = startScript("drain.py", port, {"--path", "/slow"});
+  REQUIRE(client->waitForLog("SENT", 10s));
+  REQUIRE(waitUntil([&] { return waiting.load() == 1; }, 10s));
+  // The same, but the listener is now "web2".
+  f->writeConfig(FerryConfig{.runtime_extra = runtime, .listener = "web2", .clusters = {{"up", {up.port()}}}}.yaml());
+  HttpResponse rr = httpRequest(admin, "POST", "/reload", "", {}, 10s);
+  INFO("POST /reload: " << rr.status << " " << rr.body);
+  REQUIRE(rr.status == 200);
+  REQUIRE(client->waitForLog("GOAWAY 2147483647 0", 10s));
+  release();
+  auto code = client->waitExit(20s);
+  const std::string log = client->log();
+  INFO(log);
+  REQUIRE(code.has_value());
+  REQUIRE(*code == 0);
+  auto j = resultOf(log);
+  REQUIRE(j.has_value());
+  CHECK((*j)["stream"]["status"].num() == 200);
+  CHECK((*j)["stream"]["body"].str() == "slow");
+  auto g = goaways(*j);
+  REQUIRE(g.size() >= 2);
+  CHECK(g.front() == std::make_pair(2147483647.0, 0.0));
+  CHECK(g.back() == std::make_pair(1.0, 0.0));
+  CHECK(truthy((*j)["closed"]));
+  // Ferry goes on, with the new listener.
+  REQUIRE(f->running());
+  Json g2 = runScript("get.py", f->port("web2"), {"--path", "/new"});
+  CHECK(g2["status"].num() == 200);
+  exitsCleanly(*f);
+}
+
 TEST_CASE("http2: SIGTERM closes an h2 connection without streams after the two GOAWAYs", "[http2][drain]") {
   HttpUpstream up;
   auto f = FerryProcess::start(h2cConfig(up.port(), "", "  drain_delay: 0s\n  drain_timeout: 10s\n"));
