@@ -116,8 +116,13 @@ void HttpUpstream::serve(int fd, int index) {
         size_t size = std::stoul(buf.substr(0, le), nullptr, 16);
         buf.erase(0, le + 2);
         if (size == 0) {
-          size_t te = readUntil(fd, buf, "\r\n");  // trailers (none expected) then CRLF
+          size_t te = readUntil(fd, buf, "\r\n");  // trailers, then CRLF
           while (te != std::string::npos && te != 0) {
+            std::string t = buf.substr(0, te);
+            size_t c = t.find(':');
+            std::string v = c == std::string::npos ? "" : t.substr(c + 1);
+            v.erase(0, v.find_first_not_of(" \t"));
+            req.trailers.emplace_back(lower(t.substr(0, c)), v);
             buf.erase(0, te + 2);
             te = readUntil(fd, buf, "\r\n");
           }

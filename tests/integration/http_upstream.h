@@ -23,6 +23,7 @@ struct UpstreamRequest {
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
   std::string body;          // de-chunked
   bool chunked = false;
+  std::vector<std::pair<std::string, std::string>> trailers;  // chunked trailers, names lower-cased
   int connection_index = 0;  // which accepted connection (0-based) carried it
   // The upstream's end of that connection, for a test that watches the socket (e.g. its send
   // queue). Owned by the upstream; valid while the connection is open.

@@ -401,12 +401,16 @@ class ServerConnectionImpl final : public ServerConnection, private detail::Sess
     FERRY_LOG(kDebug, "http2: closing the connection: ", violationName(v), ": ", log::sv(why));
     const uint32_t code = v == Violation::kProtocolError ? NGHTTP2_PROTOCOL_ERROR : NGHTTP2_ENHANCE_YOUR_CALM;
     nghttp2_session_terminate_session(session_, code);
+    // A peer that does not read (the write buffer is above its high watermark, as it is for
+    // every control-frame flood) would never take the GOAWAY: waiting for the buffer to drain
+    // would keep the connection and its buffered bytes for as long as the peer likes.
+    const bool peer_reads = !write_blocked_;
     write_blocked_ = false;  // the GOAWAY goes out if the socket takes it
     dead_ = true;
     if (serialize() == 0 && !out_.empty()) io_.write(out_, false);
     out_.clear();
     resetAll("connection error");
-    close(true);
+    close(peer_reads);
   }
 
   void resetAll(std::string_view why) {

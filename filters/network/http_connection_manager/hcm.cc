@@ -62,6 +62,9 @@ void HttpConnectionManager::makeCodec(bool http2) {
     w.stats->inc(config_->stats.h2_connections);
     headers_timer_->disable();  // HTTP/2 streams are bounded by the idle and drain timeouts
     codec_ = core::http::http2::makeServerConnection(*this, *this, config_->h2, &h2_stats_);
+    // Runs while no stream is open (newStream stops it, the last stream's end restarts it):
+    // a connection that opens none is closed like an idle keep-alive one.
+    armIdleTimer();
   } else {
     codec_ = core::http::http1::makeServerConnection(*this, *this, limitsOf(config_->http));
   }
@@ -89,7 +92,10 @@ FilterStatus HttpConnectionManager::onData(Buffer& data, bool end_stream) {
       headers_timer_->enable(config_->http.request_headers_timeout);
     }
   }
-  if (!data.empty()) idle_timer_->disable();
+  // HTTP/1: any bytes start the next request. HTTP/2: only a stream stops the idle timer;
+  // control frames (SETTINGS and PING acknowledgements, WINDOW_UPDATE, PING) do not keep a
+  // connection without streams alive.
+  if (!data.empty() && !http2_) idle_timer_->disable();
   codec_->dispatch(data, end_stream);
   return FilterStatus::kStopIteration;
 }
@@ -151,6 +157,10 @@ void HttpConnectionManager::armIdleTimer() {
 void HttpConnectionManager::onIdleTimeout() {
   if (streams_ != nullptr || dead_) return;
   FERRY_LOG(kDebug, "http: ", config_->listener_name, ": idle timeout");
+  if (http2_) {
+    codec_->sendConnectionError(0, "");  // GOAWAY NO_ERROR with the last stream id, then close
+    return;
+  }
   closeConnection(true);
 }
 
