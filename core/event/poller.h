@@ -52,7 +52,8 @@ class Poller {
 
   // True while an event handler runs (writes may be corked until it returns).
   bool dispatching() const { return dispatching_; }
-  // Runs `action` after the current event's handler returns. Only while dispatching().
+  // Runs `action` once every event of the current batch has been handled. Only while
+  // dispatching().
   void defer(DeferredAction* action) { deferred_.push_back(action); }
   // Forgets a deferred action whose owner is going away.
   void cancelDeferred(DeferredAction* action);
