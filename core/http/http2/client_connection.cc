@@ -48,12 +48,9 @@ class ClientStream final : public RequestEncoder {
   bool final_headers_ = false;  // the final (non-1xx) response head arrived
   bool in_trailers_ = false;
   Buffer body_in_;
-  int read_disabled_ = 0;
-  size_t unconsumed_ = 0;
-  OutBody out_;
+  detail::StreamFlow flow_;  // windows, the unsent body, watermarks
   bool local_end_ = false;  // the request's last frame is queued
   bool done_ = false;       // the pool has been told (complete or reset)
-  bool above_ = false;
 };
 
 class ClientConnectionImpl final : public ClientConnection, private detail::Session {
@@ -67,13 +64,8 @@ class ClientConnectionImpl final : public ClientConnection, private detail::Sess
     destroySession();
   }
 
-  struct Depth {
-    explicit Depth(ClientConnectionImpl& c) : c(c) { ++c.depth_; }
-    ~Depth() {
-      if (--c.depth_ == 0) c.graveyard_.clear();
-    }
-    ClientConnectionImpl& c;
-  };
+  using Depth = detail::DepthGuard<ClientConnectionImpl>;
+  friend Depth;
 
   // ClientConnection
   RequestEncoder& newStream(ResponseDecoder& decoder) override {
@@ -146,24 +138,13 @@ class ClientConnectionImpl final : public ClientConnection, private detail::Sess
     if (n > 0 && !dead_ && s.id_ > 0) nghttp2_session_consume(session_, s.id_, n);
   }
   void bodyQueued(ClientStream& s) {
-    if (s.out_.deferred && s.id_ > 0) {
-      s.out_.deferred = false;
+    if (s.flow_.out.deferred && s.id_ > 0) {
+      s.flow_.out.deferred = false;
       nghttp2_session_resume_data(session_, s.id_);
     }
     checkSendWatermark(s);
   }
-  static constexpr size_t kStreamHighWatermark = 1 << 20;
-  static constexpr size_t kStreamLowWatermark = kStreamHighWatermark / 2;
-  void checkSendWatermark(ClientStream& s) {
-    const size_t len = s.out_.data.length();
-    if (!s.above_ && len > kStreamHighWatermark) {
-      s.above_ = true;
-      if (s.cb_ != nullptr) s.cb_->onAboveWriteBufferHighWatermark();
-    } else if (s.above_ && len < kStreamLowWatermark) {
-      s.above_ = false;
-      if (s.cb_ != nullptr) s.cb_->onBelowWriteBufferLowWatermark();
-    }
-  }
+  void checkSendWatermark(ClientStream& s) { s.flow_.checkWatermark(s.cb_); }
   // The stream is over for the pool: told once, after the decoder's last call.
   void finish(ClientStream& s) {
     if (s.done_) return;
@@ -268,12 +249,7 @@ class ClientConnectionImpl final : public ClientConnection, private detail::Sess
         ClientStream* s = find(f->hd.stream_id);
         if (s == nullptr || s->done_) return 0;
         const bool end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
-        const size_t n = s->body_in_.length();
-        if (s->read_disabled_ > 0) {
-          s->unconsumed_ += n;
-        } else {
-          consume(*s, n);
-        }
+        consume(*s, s->flow_.received(s->body_in_.length()));
         s->decoder_->decodeData(s->body_in_, end);
         s->body_in_.clear();
         if (end) responseDone(*s);
@@ -328,14 +304,11 @@ class ClientConnectionImpl final : public ClientConnection, private detail::Sess
       s.local_end_ = true;
       nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, s.id_, NGHTTP2_NO_ERROR);
     }
-    if (s.unconsumed_ > 0) consume(s, s.unconsumed_);
-    s.unconsumed_ = 0;
+    consume(s, s.flow_.release());
     finish(s);
   }
 
-  void count(Violation v) {
-    if (stats_ != nullptr && stats_->shard != nullptr) stats_->shard->inc(stats_->violations[static_cast<size_t>(v)]);
-  }
+  void count(Violation v) { detail::countViolation(stats_, v); }
 
   void fail(Violation v, std::string_view why) {
     if (dead_) return;
@@ -403,7 +376,7 @@ void ClientStream::encodeHeaders(const RequestHeaders& h, bool end_stream) {
   nv.add(":authority", h.authority);
   nv.addFields(h.headers);
   if (end_stream) local_end_ = true;
-  nghttp2_data_provider p = detail::dataProvider(&out_);
+  nghttp2_data_provider p = detail::dataProvider(&flow_.out);
   const int32_t id = nghttp2_submit_request(conn_.session(), nullptr, nv.data(), nv.size(), end_stream ? nullptr : &p, this);
   if (id < 0) {
     conn_.reset(*this, StreamResetReason::kLocalReset, nghttp2_strerror(id));
@@ -420,9 +393,9 @@ void ClientStream::encodeData(Buffer& data, bool end_stream) {
     data.clear();
     return;
   }
-  out_.data.move(data);
+  flow_.out.data.move(data);
   if (end_stream) {
-    out_.end = true;
+    flow_.out.end = true;
     local_end_ = true;
   }
   conn_.bodyQueued(*this);
@@ -432,9 +405,7 @@ void ClientStream::encodeData(Buffer& data, bool end_stream) {
 void ClientStream::encodeTrailers(const HeaderMap& trailers) {
   ClientConnectionImpl::Depth d(conn_);
   if (done_ || local_end_ || id_ < 0) return;
-  out_.end = true;
-  out_.has_trailers = true;
-  out_.trailers = trailers;
+  flow_.endWithTrailers(trailers);
   local_end_ = true;
   conn_.bodyQueued(*this);
   conn_.flush();
@@ -442,14 +413,8 @@ void ClientStream::encodeTrailers(const HeaderMap& trailers) {
 
 void ClientStream::readDisable(bool disable) {
   ClientConnectionImpl::Depth d(conn_);
-  if (disable) {
-    ++read_disabled_;
-    return;
-  }
-  if (read_disabled_ == 0) return;
-  if (--read_disabled_ == 0 && unconsumed_ > 0) {
-    conn_.consume(*this, unconsumed_);
-    unconsumed_ = 0;
+  if (const size_t n = flow_.readDisable(disable); n > 0) {
+    conn_.consume(*this, n);
     conn_.flush();
   }
 }
@@ -457,8 +422,7 @@ void ClientStream::readDisable(bool disable) {
 void ClientStream::resetStream(StreamResetReason) {
   ClientConnectionImpl::Depth d(conn_);
   if (done_) return;
-  if (unconsumed_ > 0) conn_.consume(*this, unconsumed_);
-  unconsumed_ = 0;
+  conn_.consume(*this, flow_.release());
   const int32_t id = id_;
   decoder_ = nullptr;
   cb_ = nullptr;

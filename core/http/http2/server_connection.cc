@@ -45,14 +45,11 @@ class Stream final : public ResponseEncoder {
   RequestDecoder* decoder_ = nullptr;  // null before the headers and once the stream is over for it
   StreamCallbacks* cb_ = nullptr;
   Buffer body_in_;               // DATA payload of the frame being received
-  int read_disabled_ = 0;
-  size_t unconsumed_ = 0;        // delivered while read-disabled: the window reopens later
   bool remote_end_ = false;
-  OutBody out_;
+  detail::StreamFlow flow_;  // windows, the unsent body, watermarks
   bool response_started_ = false;
   bool local_end_ = false;       // the response's last frame is queued
   bool reset_ = false;           // reset by this side (or a local 431): no more callbacks
-  bool above_ = false;           // the send buffer is above its watermark
 };
 
 class ServerConnectionImpl final : public ServerConnection, private detail::Session {
@@ -119,13 +116,8 @@ class ServerConnectionImpl final : public ServerConnection, private detail::Sess
   }
 
   // For Stream.
-  struct Depth {
-    explicit Depth(ServerConnectionImpl& c) : c(c) { ++c.depth_; }
-    ~Depth() {
-      if (--c.depth_ == 0) c.graveyard_.clear();
-    }
-    ServerConnectionImpl& c;
-  };
+  using Depth = detail::DepthGuard<ServerConnectionImpl>;
+  friend Depth;
   void flush();
   void consume(Stream& s, size_t n) {
     if (n > 0 && !dead_) nghttp2_session_consume(session_, s.id_, n);
@@ -133,27 +125,14 @@ class ServerConnectionImpl final : public ServerConnection, private detail::Sess
   nghttp2_session* session() { return session_; }
   bool dead() const { return dead_; }
   void bodyQueued(Stream& s) {
-    if (s.out_.deferred) {
-      s.out_.deferred = false;
+    if (s.flow_.out.deferred) {
+      s.flow_.out.deferred = false;
       nghttp2_session_resume_data(session_, s.id_);
     }
     checkSendWatermark(s);
   }
-  void count(Violation v) {
-    if (stats_ != nullptr && stats_->shard != nullptr) stats_->shard->inc(stats_->violations[static_cast<size_t>(v)]);
-  }
-  static constexpr size_t kStreamHighWatermark = 1 << 20;
-  static constexpr size_t kStreamLowWatermark = kStreamHighWatermark / 2;
-  void checkSendWatermark(Stream& s) {
-    const size_t len = s.out_.data.length();
-    if (!s.above_ && len > kStreamHighWatermark) {
-      s.above_ = true;
-      if (s.cb_ != nullptr) s.cb_->onAboveWriteBufferHighWatermark();
-    } else if (s.above_ && len < kStreamLowWatermark) {
-      s.above_ = false;
-      if (s.cb_ != nullptr) s.cb_->onBelowWriteBufferLowWatermark();
-    }
-  }
+  void count(Violation v) { detail::countViolation(stats_, v); }
+  void checkSendWatermark(Stream& s) { s.flow_.checkWatermark(s.cb_); }
 
  private:
   static constexpr uint8_t kDrainPing[8] = {'f', 'e', 'r', 'r', 'y', 'd', 'r', 'n'};
@@ -361,12 +340,7 @@ class ServerConnectionImpl final : public ServerConnection, private detail::Sess
       s.body_in_.clear();
       return;
     }
-    const size_t n = s.body_in_.length();
-    if (s.read_disabled_ > 0) {
-      s.unconsumed_ += n;  // the window stays closed until the reader wants more
-    } else {
-      consume(s, n);
-    }
+    consume(s, s.flow_.received(s.body_in_.length()));  // later while read-disabled
     s.decoder_->decodeData(s.body_in_, end);
     s.body_in_.clear();
   }
@@ -489,7 +463,7 @@ void Stream::encodeHeaders(const ResponseHeaders& h, bool end_stream) {
     cb_ = nullptr;
     nghttp2_submit_response(conn_.session(), id_, nv.data(), nv.size(), nullptr);
   } else {
-    nghttp2_data_provider p = detail::dataProvider(&out_);
+    nghttp2_data_provider p = detail::dataProvider(&flow_.out);
     nghttp2_submit_response(conn_.session(), id_, nv.data(), nv.size(), &p);
   }
   conn_.flush();
@@ -512,9 +486,9 @@ void Stream::encodeData(Buffer& data, bool end_stream) {
     data.clear();
     return;
   }
-  out_.data.move(data);
+  flow_.out.data.move(data);
   if (end_stream) {
-    out_.end = true;
+    flow_.out.end = true;
     local_end_ = true;
     decoder_ = nullptr;
     cb_ = nullptr;
@@ -526,9 +500,7 @@ void Stream::encodeData(Buffer& data, bool end_stream) {
 void Stream::encodeTrailers(const HeaderMap& trailers) {
   ServerConnectionImpl::Depth d(conn_);
   if (reset_ || !response_started_ || local_end_ || conn_.dead()) return;
-  out_.end = true;
-  out_.has_trailers = true;
-  out_.trailers = trailers;
+  flow_.endWithTrailers(trailers);
   local_end_ = true;
   decoder_ = nullptr;
   cb_ = nullptr;
@@ -538,14 +510,8 @@ void Stream::encodeTrailers(const HeaderMap& trailers) {
 
 void Stream::readDisable(bool disable) {
   ServerConnectionImpl::Depth d(conn_);
-  if (disable) {
-    ++read_disabled_;
-    return;
-  }
-  if (read_disabled_ == 0) return;
-  if (--read_disabled_ == 0 && unconsumed_ > 0) {
-    conn_.consume(*this, unconsumed_);
-    unconsumed_ = 0;
+  if (const size_t n = flow_.readDisable(disable); n > 0) {
+    conn_.consume(*this, n);
     conn_.flush();
   }
 }
@@ -556,8 +522,7 @@ void Stream::resetStream(StreamResetReason reason) {
   reset_ = true;
   decoder_ = nullptr;
   cb_ = nullptr;
-  if (unconsumed_ > 0) conn_.consume(*this, unconsumed_);
-  unconsumed_ = 0;
+  conn_.consume(*this, flow_.release());
   if (conn_.dead()) return;
   nghttp2_submit_rst_stream(conn_.session(), NGHTTP2_FLAG_NONE, id_,
                             reason == StreamResetReason::kProtocolError ? NGHTTP2_PROTOCOL_ERROR : NGHTTP2_CANCEL);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/buffer.h"
+#include "core/http/codec.h"
 #include "core/http/header_map.h"
 #include "core/http/http2/codec.h"
 
@@ -25,6 +26,73 @@ struct OutBody {
   HeaderMap trailers;
   bool deferred = false;  // nghttp2 was told NGHTTP2_ERR_DEFERRED: resume on new data
 };
+
+// The flow-control and send-buffer state of one stream, the same on both sides.
+struct StreamFlow {
+  static constexpr size_t kHighWatermark = 1 << 20;  // the stream's unsent body
+  static constexpr size_t kLowWatermark = kHighWatermark / 2;
+  OutBody out;
+  int read_disabled = 0;
+  size_t unconsumed = 0;  // received while read-disabled: acknowledged later
+  bool above = false;
+
+  // A received DATA payload of n bytes: how many to acknowledge now (0 while read-disabled).
+  size_t received(size_t n) {
+    if (read_disabled == 0) return n;
+    unconsumed += n;
+    return 0;
+  }
+  // The reader's readDisable(): how many bytes to acknowledge now.
+  size_t readDisable(bool disable) {
+    if (disable) {
+      ++read_disabled;
+      return 0;
+    }
+    if (read_disabled == 0 || --read_disabled > 0) return 0;
+    return release();
+  }
+  // What waits unacknowledged (the stream ends or the reader resumed).
+  size_t release() {
+    const size_t n = unconsumed;
+    unconsumed = 0;
+    return n;
+  }
+  // Ends the body with trailers.
+  void endWithTrailers(const HeaderMap& t) {
+    out.end = true;
+    out.has_trailers = true;
+    out.trailers = t;
+  }
+  // Raises the stream's watermark callbacks when its unsent body crossed a watermark.
+  void checkWatermark(StreamCallbacks* cb) {
+    const size_t len = out.data.length();
+    if (!above && len > kHighWatermark) {
+      above = true;
+      if (cb != nullptr) cb->onAboveWriteBufferHighWatermark();
+    } else if (above && len < kLowWatermark) {
+      above = false;
+      if (cb != nullptr) cb->onBelowWriteBufferLowWatermark();
+    }
+  }
+};
+
+// Counts calls into a connection; when the outermost returns, the streams nghttp2 closed
+// meanwhile (its graveyard_) are destroyed. `Conn` has `int depth_` and a `graveyard_`.
+template <typename Conn>
+struct DepthGuard {
+  explicit DepthGuard(Conn& c) : c(c) { ++c.depth_; }
+  ~DepthGuard() {
+    if (--c.depth_ == 0) c.graveyard_.clear();
+  }
+  DepthGuard(const DepthGuard&) = delete;
+  DepthGuard& operator=(const DepthGuard&) = delete;
+  Conn& c;
+};
+
+// Bumps a violation counter (stats may be null).
+inline void countViolation(const Stats* stats, Violation v) {
+  if (stats != nullptr && stats->shard != nullptr) stats->shard->inc(stats->violations[static_cast<size_t>(v)]);
+}
 
 // Gathers the fields of one incoming header block with the limits of Options. Past a limit the
 // block is marked too large and the rest of it is dropped (memory stays bounded).
