@@ -101,25 +101,13 @@ class Http1Pool final : public StreamPool {
       cb.onPoolFailure(PoolFailure::kOverflow, "max_connections reached");
       return 0;
     }
-    auto transport = cluster_->newTransport(*host_);
-    auto conn = transport ? net::Connection::connect(*ctx_.io, host_->addr, cluster_->connectTimeout(), ctx_.acct,
-                                                     std::move(transport))
-                          : nullptr;
+    auto conn = connectUpstream(ctx_, *cluster_, *host_, proxy_header_);
     if (!conn) {
       cluster_->releasePending();
       cluster_->releaseConnection();
       cb.onPoolFailure(PoolFailure::kConnectFailure, "cannot create a socket");
       return 0;
     }
-    if (!proxy_header_.empty()) {
-      Buffer header;
-      header.add(proxy_header_);
-      conn->writeRaw(header);  // before anything the transport sends
-    }
-    ctx_.stats->inc(cluster_->stats().cx_total);
-    ctx_.stats->inc(cluster_->stats().cx_active);
-    ctx_.stats->inc(host_->stats.cx_total);
-    ctx_.stats->inc(host_->stats.cx_active);
     clients_.push_front(std::make_unique<ActiveClient>(*this, std::move(conn)));
     ActiveClient* c = clients_.front().get();
     c->self_ = clients_.begin();
@@ -291,6 +279,25 @@ void ActiveClient::onStreamEnd() {
 std::unique_ptr<StreamPool> makeHttp1Pool(PoolManager& manager, std::shared_ptr<const Cluster> cluster, HostPtr host,
                                           std::string proxy_header) {
   return std::make_unique<Http1Pool>(manager, std::move(cluster), std::move(host), std::move(proxy_header));
+}
+
+std::shared_ptr<net::Connection> connectUpstream(WorkerContext& ctx, const Cluster& cluster, const Host& host,
+                                                 const std::string& proxy_header) {
+  auto transport = cluster.newTransport(host);
+  auto conn = transport ? net::Connection::connect(*ctx.io, host.addr, cluster.connectTimeout(), ctx.acct,
+                                                   std::move(transport))
+                        : nullptr;
+  if (!conn) return nullptr;
+  if (!proxy_header.empty()) {
+    Buffer header;
+    header.add(proxy_header);
+    conn->writeRaw(header);  // before anything the transport sends
+  }
+  ctx.stats->inc(cluster.stats().cx_total);
+  ctx.stats->inc(cluster.stats().cx_active);
+  ctx.stats->inc(host.stats.cx_total);
+  ctx.stats->inc(host.stats.cx_active);
+  return conn;
 }
 
 std::unique_ptr<StreamPool> makePool(PoolManager& manager, std::shared_ptr<const Cluster> cluster, HostPtr host,

@@ -224,23 +224,11 @@ class Http2Pool final : public StreamPool {
       ctx_.stats->inc(cluster_->stats().overflow_connections);
       return nullptr;
     }
-    auto transport = cluster_->newTransport(*host_);
-    auto conn = transport ? net::Connection::connect(*ctx_.io, host_->addr, cluster_->connectTimeout(), ctx_.acct,
-                                                     std::move(transport))
-                          : nullptr;
+    auto conn = connectUpstream(ctx_, *cluster_, *host_, proxy_header_);
     if (!conn) {
       cluster_->releaseConnection();
       return kNoSocket;
     }
-    if (!proxy_header_.empty()) {
-      Buffer header;
-      header.add(proxy_header_);
-      conn->writeRaw(header);
-    }
-    ctx_.stats->inc(cluster_->stats().cx_total);
-    ctx_.stats->inc(cluster_->stats().cx_active);
-    ctx_.stats->inc(host_->stats.cx_total);
-    ctx_.stats->inc(host_->stats.cx_active);
     clients_.push_front(std::make_unique<H2Client>(*this, std::move(conn)));
     H2Client* c = clients_.front().get();
     c->self_ = clients_.begin();

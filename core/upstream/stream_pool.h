@@ -18,6 +18,10 @@
 #include "core/net/connection_info.h"
 #include "core/upstream/cluster.h"
 
+namespace ferry::core::net {
+class Connection;
+}
+
 namespace ferry::core::upstream {
 
 enum class PoolFailure { kConnectFailure, kConnectTimeout, kOverflow };
@@ -101,6 +105,11 @@ std::unique_ptr<StreamPool> makeHttp1Pool(PoolManager& manager, std::shared_ptr<
 // The HTTP/2 pool (http2_pool.cc): many streams per connection.
 std::unique_ptr<StreamPool> makeHttp2Pool(PoolManager& manager, std::shared_ptr<const Cluster> cluster, HostPtr host,
                                           std::string proxy_header);
+// A new connection to `host` for a pool: the cluster's transport, connect timeout and buffer
+// accounting, `proxy_header` (if any) sent first, counted in the cluster's and the host's
+// connection stats. Null when no socket (or no transport) can be made; nothing is counted then.
+std::shared_ptr<net::Connection> connectUpstream(WorkerContext& ctx, const Cluster& cluster, const Host& host,
+                                                 const std::string& proxy_header);
 // The pool of the cluster's protocol.
 std::unique_ptr<StreamPool> makePool(PoolManager& manager, std::shared_ptr<const Cluster> cluster, HostPtr host,
                                      std::string proxy_header);
