@@ -13,6 +13,7 @@
 #include "core/net/connection.h"
 #include "core/net/proxy_protocol.h"
 #include "core/net/socket_util.h"
+#include "core/upstream/pool_connection.h"
 #include "core/upstream/stream_pool.h"
 
 namespace ferry::core::upstream {
@@ -23,34 +24,19 @@ using net::ConnectionEvent;
 class Http1Pool;
 
 // One upstream connection with its codec. Worker-local; owned by its pool.
-class ActiveClient final : public net::ConnectionCallbacks, public http::CodecIo, public http::ClientConnectionCallbacks {
+class ActiveClient final : public PoolConnection {
  public:
-  ActiveClient(Http1Pool& pool, std::shared_ptr<net::Connection> conn)
-      : pool_(pool), conn_(std::move(conn)), codec_(http::http1::makeClientConnection(*this, *this)) {
-    conn_->setCallbacks(this);
-  }
-  ~ActiveClient() override {
-    conn_->setCallbacks(nullptr);
-    conn_->close(net::Connection::CloseType::kNoFlush);
+  ActiveClient(Http1Pool& pool, std::shared_ptr<net::Connection> conn) : PoolConnection(std::move(conn)), pool_(pool) {
+    codec_ = http::http1::makeClientConnection(*this, *this);
   }
 
   // net::ConnectionCallbacks
   void onData(Buffer& data, bool end_stream) override;
   void onEvent(ConnectionEvent event) override;
-  void onAboveWriteHighWatermark() override { codec_->onConnectionWatermark(true); }
-  void onBelowWriteLowWatermark() override { codec_->onConnectionWatermark(false); }
-  // http::CodecIo
-  void write(Buffer& data, bool end_stream) override { conn_->write(data, end_stream); }
-  void closeConnection(bool flush) override {
-    conn_->close(flush ? net::Connection::CloseType::kFlushWrite : net::Connection::CloseType::kNoFlush);
-  }
-  void readDisable(bool disable) override { conn_->readDisable(disable); }
   // http::ClientConnectionCallbacks
   void onStreamEnd() override;
 
   Http1Pool& pool_;
-  std::shared_ptr<net::Connection> conn_;
-  std::unique_ptr<http::ClientConnection> codec_;
   uint32_t requests_ = 0;
   bool idle_ = false;
   bool connected_ = false;  // until then it holds one of the cluster's max_pending_requests

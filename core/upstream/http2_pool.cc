@@ -17,6 +17,7 @@
 #include "core/http/http2/codec.h"
 #include "core/log.h"
 #include "core/net/connection.h"
+#include "core/upstream/pool_connection.h"
 #include "core/upstream/stream_pool.h"
 
 namespace ferry::core::upstream {
@@ -26,28 +27,15 @@ using net::ConnectionEvent;
 
 class Http2Pool;
 
-class H2Client final : public net::ConnectionCallbacks, public http::CodecIo, public http::ClientConnectionCallbacks {
+class H2Client final : public PoolConnection {
  public:
-  H2Client(Http2Pool& pool, std::shared_ptr<net::Connection> conn)
-      : pool_(pool), conn_(std::move(conn)), codec_(http::http2::makeClientConnection(*this, *this)) {
-    conn_->setCallbacks(this);
-  }
-  ~H2Client() override {
-    conn_->setCallbacks(nullptr);
-    conn_->close(net::Connection::CloseType::kNoFlush);
+  H2Client(Http2Pool& pool, std::shared_ptr<net::Connection> conn) : PoolConnection(std::move(conn)), pool_(pool) {
+    codec_ = http::http2::makeClientConnection(*this, *this);
   }
 
   // net::ConnectionCallbacks
   void onData(Buffer& data, bool end_stream) override { codec_->dispatch(data, end_stream); }
   void onEvent(ConnectionEvent event) override;
-  void onAboveWriteHighWatermark() override { codec_->onConnectionWatermark(true); }
-  void onBelowWriteLowWatermark() override { codec_->onConnectionWatermark(false); }
-  // http::CodecIo
-  void write(Buffer& data, bool end_stream) override { conn_->write(data, end_stream); }
-  void closeConnection(bool flush) override {
-    conn_->close(flush ? net::Connection::CloseType::kFlushWrite : net::Connection::CloseType::kNoFlush);
-  }
-  void readDisable(bool disable) override { conn_->readDisable(disable); }
   // http::ClientConnectionCallbacks
   void onStreamEnd() override;
 
@@ -57,8 +45,6 @@ class H2Client final : public net::ConnectionCallbacks, public http::CodecIo, pu
   }
 
   Http2Pool& pool_;
-  std::shared_ptr<net::Connection> conn_;
-  std::unique_ptr<http::ClientConnection> codec_;
   uint32_t streams_ = 0;   // streams it has carried
   size_t waiting_ = 0;     // requests waiting for it to connect
   bool connected_ = false;
@@ -107,15 +93,12 @@ class Http2Pool final : public StreamPool {
       }
     }
     if (target == nullptr) {
-      target = connect();
+      PoolFailure why{};
+      const char* detail = "";
+      target = connect(&why, &detail);
       if (target == nullptr) {
         cluster_->releasePending();
-        cb.onPoolFailure(PoolFailure::kOverflow, "max_connections reached");
-        return 0;
-      }
-      if (target == kNoSocket) {
-        cluster_->releasePending();
-        cb.onPoolFailure(PoolFailure::kConnectFailure, "cannot create a socket");
+        cb.onPoolFailure(why, detail);
         return 0;
       }
     }
@@ -214,20 +197,23 @@ class Http2Pool final : public StreamPool {
     StreamPoolCallbacks* cb;
     H2Client* client;
   };
-  static inline H2Client* const kNoSocket = reinterpret_cast<H2Client*>(1);
-
   // A waiter its connection could not take: another connection, or a failure.
   uint64_t newStreamFor(const Pending& p) { return newStream(*p.decoder, *p.stream_cb, *p.cb); }
 
-  H2Client* connect() {
+  // A new connection, or null with the reason (a circuit breaker, or no socket).
+  H2Client* connect(PoolFailure* why, const char** detail) {
     if (!cluster_->tryAcquireConnection()) {
       ctx_.stats->inc(cluster_->stats().overflow_connections);
+      *why = PoolFailure::kOverflow;
+      *detail = "max_connections reached";
       return nullptr;
     }
     auto conn = connectUpstream(ctx_, *cluster_, *host_, proxy_header_);
     if (!conn) {
       cluster_->releaseConnection();
-      return kNoSocket;
+      *why = PoolFailure::kConnectFailure;
+      *detail = "cannot create a socket";
+      return nullptr;
     }
     clients_.push_front(std::make_unique<H2Client>(*this, std::move(conn)));
     H2Client* c = clients_.front().get();

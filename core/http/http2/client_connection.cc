@@ -366,7 +366,6 @@ void ClientStream::encodeHeaders(const RequestHeaders& h, bool end_stream) {
     return;
   }
   NvList nv;
-  nv.reserve(h.headers.size() + 4);
   nv.add(":method", h.method);
   const bool connect = h.method == "CONNECT";
   if (!connect) {

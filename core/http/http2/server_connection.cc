@@ -454,7 +454,6 @@ void Stream::encodeHeaders(const ResponseHeaders& h, bool end_stream) {
   response_started_ = true;
   char st[4];
   NvList nv;
-  nv.reserve(h.headers.size() + 1);
   nv.add(":status", detail::statusText(h.status, st));
   nv.addFields(h.headers);
   if (end_stream) {

@@ -48,7 +48,6 @@ bool isConnectionSpecific(std::string_view n) {
 }
 
 void NvList::addFields(const HeaderMap& h) {
-  nv_.reserve(nv_.size() + h.size());
   for (const auto& e : h.entries()) {
     if (e.name.empty() || e.name[0] == ':') continue;
     if (isConnectionSpecific(e.name)) {

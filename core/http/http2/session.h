@@ -122,16 +122,25 @@ class NvList {
     nv.value = reinterpret_cast<uint8_t*>(const_cast<char*>(value.data()));
     nv.valuelen = value.size();
     nv.flags = NGHTTP2_NV_FLAG_NONE;
-    nv_.push_back(nv);
+    if (size_ < kInline) {
+      inline_[size_++] = nv;
+      return;
+    }
+    if (heap_.empty()) heap_.assign(inline_, inline_ + kInline);  // a long list: on the heap from here
+    heap_.push_back(nv);
+    ++size_;
   }
   // Regular fields of `h`, without connection-specific ones (RFC 9113 8.2.2) and pseudo names.
   void addFields(const HeaderMap& h);
-  const nghttp2_nv* data() const { return nv_.data(); }
-  size_t size() const { return nv_.size(); }
-  void reserve(size_t n) { nv_.reserve(n); }
+  const nghttp2_nv* data() const { return heap_.empty() ? inline_ : heap_.data(); }
+  size_t size() const { return size_; }
 
  private:
-  std::vector<nghttp2_nv> nv_;
+  // Most header blocks fit: no allocation per message.
+  static constexpr size_t kInline = 32;
+  nghttp2_nv inline_[kInline];
+  std::vector<nghttp2_nv> heap_;
+  size_t size_ = 0;
 };
 
 // Connection-specific fields never sent in HTTP/2 (RFC 9113 8.2.2). `te` is allowed only as
