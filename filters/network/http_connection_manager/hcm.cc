@@ -85,17 +85,17 @@ FilterStatus HttpConnectionManager::onData(Buffer& data, bool end_stream) {
     makeCodec(m == core::http::http2::PrefaceMatch::kYes);
     data.move(first_bytes_);
   }
+  // HTTP/1: any bytes start the next request. HTTP/2: only a stream stops the idle timer;
+  // control frames (SETTINGS and PING acknowledgements, WINDOW_UPDATE, PING) do not keep a
+  // connection without streams alive.
   if (!data.empty() && !http2_) {
+    idle_timer_->disable();
     if (streams_ == nullptr) mid_request_ = true;
     if (streams_ == nullptr && !headers_timer_->enabled() && config_->http.request_headers_timeout.count() > 0) {
       // The first bytes of a new request: its head must be complete in time (slowloris).
       headers_timer_->enable(config_->http.request_headers_timeout);
     }
   }
-  // HTTP/1: any bytes start the next request. HTTP/2: only a stream stops the idle timer;
-  // control frames (SETTINGS and PING acknowledgements, WINDOW_UPDATE, PING) do not keep a
-  // connection without streams alive.
-  if (!data.empty() && !http2_) idle_timer_->disable();
   codec_->dispatch(data, end_stream);
   return FilterStatus::kStopIteration;
 }
