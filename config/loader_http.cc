@@ -13,6 +13,7 @@
 #include <set>
 
 #include "config/loader_internal.h"
+#include "config/log_format.h"
 #include "config/values.h"
 
 namespace ferry::config::internal {
@@ -143,7 +144,7 @@ class HttpParser {
                           {"idle_timeout", "request_headers_timeout", "max_request_headers_kb",
                            "max_headers", "xff_trusted_hops", "forward_client_cert", "merge_slashes",
                            "max_requests_per_connection", "http2", "access_log", "filters", "virtual_hosts",
-                           "health_path"});
+                           "health_path", "response_flags_header"});
     if (auto* x = f.get("health_path"))
       if (auto v = p_.getString(*x)) {
         const bool bad_char = std::any_of(v->begin(), v->end(), [](char c) {
@@ -181,7 +182,10 @@ class HttpParser {
       if (auto v = p_.getUint(*x, 0, UINT32_MAX))
         h.max_requests_per_connection = static_cast<uint32_t>(*v);
     if (auto* x = f.get("http2")) http2(*x, h.http2);
-    if (auto* x = f.get("access_log")) p_.error(x->key_mark, "'access_log' is not supported yet");
+    if (auto* x = f.get("response_flags_header"))
+      if (auto v = p_.getBool(*x)) h.response_flags_header = *v;
+    if (auto* x = f.get("access_log"); x != nullptr && !x->value.IsNull() && p_.isList(*x))
+      for (const YAML::Node& item : x->value) accessLog(p_.itemEntry(item, x->value_mark, "access log"), h);
     if (auto* x = f.get("filters"); x != nullptr && !x->value.IsNull() && p_.isList(*x)) {
       std::set<std::string> seen;
       for (const YAML::Node& item : x->value)
@@ -197,6 +201,66 @@ class HttpParser {
   }
 
  private:
+  // ---- access logs
+
+  // A format string compiled; errors at the value.
+  std::optional<LogFormat> logFormat(const Entry& e) {
+    if (!e.value.IsScalar()) {
+      p_.typeError(e, "a format string");
+      return std::nullopt;
+    }
+    std::string err;
+    auto f = parseLogFormat(e.value.Scalar(), &err);
+    if (!f) p_.error(e.value_mark, err);
+    return f;
+  }
+
+  void accessLog(const Entry& item, HttpConfig& h) {
+    if (!p_.isMap(item)) return;
+    constexpr std::string_view kWhere = "in access log";
+    Entries f = p_.fields(item.value, kWhere, {"path", "format", "text_format", "json_format", "filter"});
+    AccessLogConfig a;
+    a.mark = item.value_mark;
+    if (auto* x = p_.need(f, "path", item, kWhere))
+      if (auto v = p_.getString(*x)) a.path = v->rfind("/dev/", 0) == 0 ? *v : p_.getPath(*x).value_or(*v);
+    if (auto* x = f.get("format"))
+      if (auto v = p_.getEnum(*x, {"text", "json"})) a.format = *v == "json" ? AccessLogConfig::Format::kJson
+                                                                             : AccessLogConfig::Format::kText;
+    const bool json = a.format == AccessLogConfig::Format::kJson;
+    if (auto* x = f.get("text_format")) {
+      if (json) p_.error(x->key_mark, "'text_format' goes with format: text (use json_format for json)");
+      else if (auto v = logFormat(*x)) a.text = std::move(*v);
+    } else if (!json) {
+      std::string err;
+      a.text = *parseLogFormat(defaultTextFormat(), &err);
+    }
+    if (auto* x = f.get("json_format")) {
+      if (!json) {
+        p_.error(x->key_mark, "'json_format' goes with format: json");
+      } else if (p_.isMap(*x)) {
+        Entries keys = p_.anyFields(x->value, "in json_format");
+        if (keys.list.empty()) p_.error(x->value_mark, "'json_format' must not be empty");
+        for (const auto& k : keys.list)
+          if (auto v = logFormat(k)) a.json.emplace_back(k.key, std::move(*v));
+      }
+    } else if (json) {
+      a.json = defaultJsonFormat();
+    }
+    if (auto* x = f.get("filter"); x != nullptr && p_.isMap(*x)) {
+      Entries g = p_.fields(x->value, "in access log filter", {"min_status", "max_status", "flagged_only", "sample_rate"});
+      if (auto* y = g.get("min_status"))
+        if (auto v = p_.getUint(*y, 0, 999)) a.min_status = static_cast<uint32_t>(*v);
+      if (auto* y = g.get("max_status"))
+        if (auto v = p_.getUint(*y, 0, 999)) a.max_status = static_cast<uint32_t>(*v);
+      if (auto* y = g.get("flagged_only"))
+        if (auto v = p_.getBool(*y)) a.flagged_only = *v;
+      if (auto* y = g.get("sample_rate"))
+        if (auto v = p_.getNumber(*y, 0, 1)) a.sample_rate = *v;
+      if (a.min_status > a.max_status) p_.error(x->value_mark, "min_status is above max_status");
+    }
+    h.access_log.push_back(std::move(a));
+  }
+
   // ---- filters
 
   // The shape of an entry; its name and config are the filter registry's (filters/).
@@ -283,10 +347,15 @@ class HttpParser {
     if (!p_.isMap(item)) return;
     constexpr std::string_view kWhere = "in route";
     Entries f = p_.fields(item.value, kWhere,
-                          {"match", "route", "direct_response", "redirect", "request_headers",
+                          {"name", "match", "route", "direct_response", "redirect", "request_headers",
                            "response_headers"});
     RouteConfig r;
     r.mark = item.value_mark;
+    if (auto* x = f.get("name"))
+      if (auto v = p_.getName(*x, "route")) {
+        r.name = *v;
+        if (!route_names_.insert(*v).second) p_.error(x->value_mark, "duplicate route name " + quote(*v));
+      }
     bool regex = false;
     if (auto* x = p_.need(f, "match", item, kWhere)) regex = match(*x, r.match);
     p_.oneOf(f, {"route", "direct_response", "redirect"}, item, "route", true);
@@ -664,6 +733,7 @@ class HttpParser {
   }
 
   Parser& p_;
+  std::set<std::string> route_names_;  // unique per listener (this parser reads one http block)
 };
 
 }  // namespace

@@ -208,6 +208,8 @@ struct HeaderOpsConfig {
 };
 
 struct RouteConfig {
+  // Optional, unique within the listener: per-route metrics (ferry_route_*) and %ROUTE_NAME%.
+  std::string name;
   RouteMatchConfig match;
   std::optional<RouteActionConfig> route;
   std::optional<DirectResponseConfig> direct_response;
@@ -283,6 +285,58 @@ struct Http2Config {
   bool operator==(const Http2Config&) const = default;
 };
 
+// One piece of an access-log format, compiled from text like
+// "%REQ(:method)% %RESPONSE_CODE%": literal text or a command (docs/observability.md).
+struct LogCommand {
+  enum class Kind : uint8_t {
+    kLiteral,
+    kStartTime,            // ISO 8601, UTC, milliseconds
+    kDuration,             // ms from the request head to the end of the response
+    kResponseDuration,     // ms from the request head to the response head
+    kUpstreamServiceTime,  // ms the upstream took to answer with headers
+    kResponseCode,
+    kResponseFlags,
+    kResponseCodeDetails,
+    kBytesReceived,  // request body bytes
+    kBytesSent,      // response body bytes
+    kProtocol,       // HTTP/1.1, HTTP/2
+    kUpstreamHost,
+    kUpstreamCluster,
+    kDownstreamRemoteAddress,
+    kDownstreamRemoteAddressWithoutPort,
+    kDownstreamLocalAddress,
+    kRouteName,
+    kListenerName,
+    kTraceId,
+    kReq,      // %REQ(name?alternative)%, :method :path :authority :scheme included
+    kResp,     // %RESP(name)%
+    kTrailer,  // %TRAILER(name)% (response trailers)
+  };
+  Kind kind = Kind::kLiteral;
+  std::string text;  // the literal, or the header name (lower case)
+  std::string alt;   // %REQ(a?b)%: b when a is absent
+  uint32_t max_len = 0;  // %REQ(a):N%: at most N bytes; 0 = whole
+  bool operator==(const LogCommand&) const = default;
+};
+using LogFormat = std::vector<LogCommand>;
+
+// listeners[].http.access_log[]: one log destination.
+struct AccessLogConfig {
+  std::string path;  // a file (appended; reopened on SIGUSR1), or /dev/stdout, /dev/stderr
+  enum class Format { kText, kJson };
+  Format format = Format::kText;
+  LogFormat text;                                         // format text: the line (no newline)
+  std::vector<std::pair<std::string, LogFormat>> json;    // format json: key -> value, in order
+  // Only log responses with min_status <= status <= max_status (0 = the connection ended
+  // without a response), only flagged ones when flagged_only; then a sample_rate share.
+  uint32_t min_status = 0;
+  uint32_t max_status = 999;
+  bool flagged_only = false;
+  double sample_rate = 1.0;
+  Mark mark;
+  bool operator==(const AccessLogConfig&) const = default;
+};
+
 struct HttpConfig {
   Duration idle_timeout = std::chrono::seconds(60);            // keep-alive idle; 0 = off
   Duration request_headers_timeout = std::chrono::seconds(10);  // whole request head; 0 = off
@@ -302,6 +356,10 @@ struct HttpConfig {
   // GET/HEAD on this path (query ignored) is answered by Ferry: 200 "ok", 503 "draining" while
   // the process drains or after POST /healthcheck/fail. "" = off.
   std::string health_path;
+  // Adds x-ferry-flags (the response flag, e.g. "UF") to every flagged response. Off by
+  // default: it tells clients about the inside.
+  bool response_flags_header = false;
+  std::vector<AccessLogConfig> access_log;
   std::vector<HttpFilterConfig> filters;
   std::vector<VirtualHostConfig> virtual_hosts;
   Mark mark;  // of the `http` key

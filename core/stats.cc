@@ -66,7 +66,7 @@ StatHandle StatsStore::add(MetricType type, const std::string& name,
 
 HistogramHandle StatsStore::histogram(const std::string& name,
                                      const std::vector<std::pair<std::string, std::string>>& labels,
-                                     const std::vector<double>& bounds, const std::string& help) {
+                                     const std::vector<double>& bounds, const std::string& help, double unit) {
   std::string rendered;
   for (size_t i = 0; i < labels.size(); ++i) {
     rendered += (i ? "," : "{");
@@ -77,7 +77,7 @@ HistogramHandle StatsStore::histogram(const std::string& name,
   auto it = by_key_.find(key);
   if (it != by_key_.end()) {
     const Entry& e = entries_[it->second];
-    return HistogramHandle{e.idx, static_cast<uint32_t>(e.bounds->size()), e.bounds};
+    return HistogramHandle{e.idx, static_cast<uint32_t>(e.bounds->size()), e.bounds, e.unit};
   }
   uint32_t need = static_cast<uint32_t>(bounds.size()) + 2;
   if (next_slot_ + need > StatsShard::kMaxSlots) return HistogramHandle{};
@@ -85,10 +85,16 @@ HistogramHandle StatsStore::histogram(const std::string& name,
   uint32_t first = next_slot_;
   next_slot_ += need;
   by_key_.emplace(key, static_cast<uint32_t>(entries_.size()));
-  Entry e{name, rendered, MetricType::kHistogram, first, bounds_.back().get(), labels};
+  Entry e{name, rendered, MetricType::kHistogram, first, bounds_.back().get(), labels, unit};
   entries_.push_back(std::move(e));
   if (!help.empty()) help_.emplace(name, help);
-  return HistogramHandle{first, static_cast<uint32_t>(bounds.size()), bounds_.back().get()};
+  return HistogramHandle{first, static_cast<uint32_t>(bounds.size()), bounds_.back().get(), unit};
+}
+
+const std::vector<double>& latencyBounds() {
+  static const std::vector<double> kBounds = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                              0.25,   0.5,   1,      2.5,   5,    10,   30,    60};
+  return kBounds;
 }
 
 namespace {
@@ -96,6 +102,11 @@ std::string formatBound(double b) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%g", b);
   return buf;
+}
+// The sum in the bounds' unit: six decimals for seconds, whole numbers for bytes.
+void formatSum(char* out, size_t size, int64_t raw, double unit) {
+  if (unit == 1.0) std::snprintf(out, size, "%lld", static_cast<long long>(raw));
+  else std::snprintf(out, size, "%.6f", static_cast<double>(raw) * unit);
 }
 std::string withLe(const std::vector<std::pair<std::string, std::string>>& labels, const std::string& le) {
   std::string out = "{";
@@ -140,7 +151,7 @@ std::string StatsStore::prometheus() const {
       uint32_t n = static_cast<uint32_t>(e->bounds->size());
       int64_t count = value(StatHandle{e->idx + n + 1});
       char sum[64];
-      std::snprintf(sum, sizeof sum, "%.6f", static_cast<double>(value(StatHandle{e->idx + n})) / 1e6);
+      formatSum(sum, sizeof sum, value(StatHandle{e->idx + n}), e->unit);
       out += e->name + "_bucket" + withLe(e->label_pairs, "+Inf") + " " + std::to_string(count) + "\n";
       out += e->name + "_sum" + e->labels + " " + sum + "\n";
       out += e->name + "_count" + e->labels + " " + std::to_string(count) + "\n";
@@ -163,7 +174,7 @@ std::string StatsStore::plain() const {
       uint32_t n = static_cast<uint32_t>(e->bounds->size());
       out += e->name + "_count" + e->labels + ": " + std::to_string(value(StatHandle{e->idx + n + 1})) + "\n";
       char sum[64];
-      std::snprintf(sum, sizeof sum, "%.6f", static_cast<double>(value(StatHandle{e->idx + n})) / 1e6);
+      formatSum(sum, sizeof sum, value(StatHandle{e->idx + n}), e->unit);
       out += e->name + "_sum" + e->labels + ": " + sum + "\n";
       continue;
     }

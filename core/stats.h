@@ -21,12 +21,14 @@ struct StatHandle {
   uint32_t idx = 0;
 };
 
-// A histogram: consecutive slots (one per bucket, then the sum in microseconds, then the
-// count). Bucket bounds are fixed per histogram (seconds).
+// A histogram: consecutive slots (one per bucket, then the sum of the observed values, then
+// the count). Observed values are integers (microseconds, bytes); `unit` turns one into the
+// unit of the bounds and of the rendered sum (1e-6: microseconds observed, seconds shown).
 struct HistogramHandle {
   uint32_t first = 0;
   uint32_t buckets = 0;  // 0 = unregistered
   const std::vector<double>* bounds = nullptr;
+  double unit = 1e-6;
 };
 
 class StatsShard {
@@ -43,20 +45,23 @@ class StatsShard {
   void inc(StatHandle h) { add(h, 1); }
   void dec(StatHandle h) { add(h, -1); }
   int64_t get(StatHandle h) const { return slots_[h.idx].load(std::memory_order_relaxed); }
-  // Records one observation (microseconds) into the histogram.
-  void observe(const HistogramHandle& h, int64_t micros) {
+  // Records one observation (in the histogram's integer unit: microseconds, bytes).
+  void observe(const HistogramHandle& h, int64_t value) {
     if (h.buckets == 0) return;
-    double secs = static_cast<double>(micros) / 1e6;
+    const double v = static_cast<double>(value) * h.unit;
     uint32_t b = 0;
-    while (b < h.buckets && secs > (*h.bounds)[b]) ++b;
+    while (b < h.buckets && v > (*h.bounds)[b]) ++b;
     if (b < h.buckets) add(StatHandle{h.first + b});  // cumulated when rendered
-    add(StatHandle{h.first + h.buckets}, micros);
+    add(StatHandle{h.first + h.buckets}, value);
     add(StatHandle{h.first + h.buckets + 1});
   }
 
  private:
   std::unique_ptr<std::atomic<int64_t>[]> slots_;
 };
+
+// The bucket bounds (seconds) of every latency histogram: 0.5 ms to 60 s.
+const std::vector<double>& latencyBounds();
 
 class StatsStore {
  public:
@@ -70,9 +75,10 @@ class StatsStore {
   StatHandle gauge(const std::string& name, const std::vector<std::pair<std::string, std::string>>& labels = {},
                    const std::string& help = "");
 
-  // Registers a histogram with the given upper bounds (seconds, ascending; +Inf is implied).
+  // Registers a histogram with the given upper bounds (ascending; +Inf is implied), in the
+  // unit observed values are multiplied by `unit` into (seconds from microseconds by default).
   HistogramHandle histogram(const std::string& name, const std::vector<std::pair<std::string, std::string>>& labels,
-                            const std::vector<double>& bounds, const std::string& help = "");
+                            const std::vector<double>& bounds, const std::string& help = "", double unit = 1e-6);
 
   StatsShard& shard(size_t i) { return *shards_[i]; }
   size_t shardCount() const { return shards_.size(); }
@@ -93,6 +99,7 @@ class StatsStore {
     uint32_t idx;
     const std::vector<double>* bounds = nullptr;  // histograms
     std::vector<std::pair<std::string, std::string>> label_pairs;  // histograms (le is added)
+    double unit = 1e-6;                                            // histograms
   };
   StatHandle add(MetricType type, const std::string& name,
                  const std::vector<std::pair<std::string, std::string>>& labels, const std::string& help);

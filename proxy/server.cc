@@ -17,6 +17,7 @@
 
 #include "config/values.h"
 #include "core/log.h"
+#include "core/http/access_log.h"
 #include "core/reopenable_file.h"
 #include "core/net/socket_util.h"
 #include "core/upstream/cluster_manager.h"
@@ -276,6 +277,7 @@ void Server::Impl::finish() {
     });
   }
   for (auto& w : workers) w->join();
+  core::http::shutdownAccessLogs();  // the writers flush what the workers handed them
   if (cluster_manager) cluster_manager->stop();
   if (admin) admin->stop();
   if (signals) {

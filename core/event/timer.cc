@@ -186,6 +186,12 @@ TimerDriver::TimerDriver(asio::io_context& io) : queue_(asio::use_service<TimerQ
 int TimerDriver::msUntilNext() const { return queue_.msUntilNext(); }
 void TimerDriver::fireDue() { queue_.fireDue(); }
 
+int64_t monotonicUs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+}
+
 int64_t monotonicMs() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);

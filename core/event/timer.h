@@ -62,5 +62,7 @@ class TimerDriver {
 
 // Monotonic milliseconds, cheap to read (CLOCK_MONOTONIC_COARSE), for activity stamps.
 int64_t monotonicMs();
+// Monotonic microseconds (CLOCK_MONOTONIC, a vDSO read), for durations that are measured.
+int64_t monotonicUs();
 
 }  // namespace ferry::core

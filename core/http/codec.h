@@ -130,6 +130,8 @@ class ServerConnectionCallbacks {
   // A multiplexing codec (HTTP/2) answered one stream itself (a header list over the limit:
   // 431) and goes on with the others. For stats and logs.
   virtual void onStreamRejected(int status, ResponseFlag flag, std::string_view detail) {}
+  // Whether the codec's own error answers carry x-ferry-flags (http.response_flags_header).
+  virtual bool responseFlagsHeader() const { return false; }
 };
 
 class ServerConnection {
@@ -146,7 +148,7 @@ class ServerConnection {
   virtual void drainNotice() = 0;
   // Answers a failure outside any stream (a request head that did not arrive in time: 408)
   // and closes the connection: HTTP/1 writes a short response, HTTP/2 sends GOAWAY.
-  virtual void sendConnectionError(int status, std::string_view body) = 0;
+  virtual void sendConnectionError(int status, std::string_view body, ResponseFlag flag) = 0;
   // The connection's write buffer passed its high watermark / fell under its low one.
   virtual void onConnectionWatermark(bool above) = 0;
 };

@@ -18,8 +18,34 @@ const char* responseFlagName(ResponseFlag f) {
     case ResponseFlag::kDraining: return "DR";
     case ResponseFlag::kFaultInjected: return "FI";
     case ResponseFlag::kDelayInjected: return "DI";
+    case ResponseFlag::kDownstreamConnectionTermination: return "DC";
+    case ResponseFlag::kUpstreamResetAfterResponseStarted: return "UR";
+    case ResponseFlag::kCount: break;
   }
   return "-";
+}
+
+const char* responseFlagDetails(ResponseFlag f) {
+  switch (f) {
+    case ResponseFlag::kNone: return "";
+    case ResponseFlag::kDownstreamProtocolError: return "downstream_protocol_error";
+    case ResponseFlag::kRequestTimeout: return "request_headers_timeout";
+    case ResponseFlag::kBodyTooLarge: return "request_body_too_large";
+    case ResponseFlag::kNoRoute: return "route_not_found";
+    case ResponseFlag::kNoHealthyUpstream: return "no_healthy_upstream";
+    case ResponseFlag::kUpstreamConnectFailure: return "upstream_connect_failure";
+    case ResponseFlag::kUpstreamOverflow: return "upstream_overflow";
+    case ResponseFlag::kUpstreamConnectionClosed: return "upstream_reset_before_response_started";
+    case ResponseFlag::kUpstreamProtocolError: return "upstream_protocol_error";
+    case ResponseFlag::kUpstreamTimeout: return "upstream_response_timeout";
+    case ResponseFlag::kDraining: return "draining";
+    case ResponseFlag::kFaultInjected: return "fault_injected";
+    case ResponseFlag::kDelayInjected: return "delay_injected";
+    case ResponseFlag::kDownstreamConnectionTermination: return "downstream_connection_termination";
+    case ResponseFlag::kUpstreamResetAfterResponseStarted: return "upstream_reset_after_response_started";
+    case ResponseFlag::kCount: break;
+  }
+  return "";
 }
 
 int grpcStatusFor(ResponseFlag f, int http_status) {

@@ -51,16 +51,26 @@ enum class ResponseFlag {
   kDraining,                  // DR 503
   kFaultInjected,             // FI (fault filter abort; status from config)
   kDelayInjected,             // DI (fault filter delay; not an error)
+  kDownstreamConnectionTermination,  // DC: the client went away before the response ended
+  kUpstreamResetAfterResponseStarted,  // UR: the response was cut off (upstream reset or closed)
+  kCount,
 };
 const char* responseFlagName(ResponseFlag f);
+// The flag's long form for %RESPONSE_CODE_DETAILS% ("no_healthy_upstream"); "" for kNone.
+const char* responseFlagDetails(ResponseFlag f);
 // The grpc-status a locally generated response carries toward a gRPC client.
 int grpcStatusFor(ResponseFlag f, int http_status);
 
 // Per-stream facts gathered for logs and stats.
 struct StreamInfo {
-  int64_t start_ms = 0;
+  int64_t start_us = 0;  // monotonic (core::monotonicUs), when the request head arrived
   int response_code = 0;
   ResponseFlag flag = ResponseFlag::kNone;
+  // Why the response is what it is, when not the flag's own details: "direct_response",
+  // "redirect", "health_path", "via_upstream". A static string.
+  const char* details = nullptr;
+  int64_t response_start_us = 0;     // monotonic, when the response head went out (0 = never)
+  int64_t upstream_service_us = -1;  // request sent upstream -> response head, last attempt
   std::string upstream_cluster;
   std::string upstream_host;
   uint64_t request_body_bytes = 0;

@@ -395,12 +395,14 @@ RouteTable::RouteTable(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 RouteTable::~RouteTable() = default;
 
 std::shared_ptr<const RouteTable> RouteTable::build(const config::HttpConfig& http, std::string* error,
-                                                    const ClusterResolver& clusters) {
-  return build(std::make_shared<const config::HttpConfig>(http), error, clusters);
+                                                    const ClusterResolver& clusters, StatsStore* stats,
+                                                    const std::string& listener) {
+  return build(std::make_shared<const config::HttpConfig>(http), error, clusters, stats, listener);
 }
 
 std::shared_ptr<const RouteTable> RouteTable::build(std::shared_ptr<const config::HttpConfig> http,
-                                                    std::string* error, const ClusterResolver& clusters) {
+                                                    std::string* error, const ClusterResolver& clusters,
+                                                    StatsStore* stats, const std::string& listener) {
   auto impl = std::make_unique<Impl>();
   impl->http = std::move(http);
   std::string errors;
@@ -437,6 +439,16 @@ std::shared_ptr<const RouteTable> RouteTable::build(std::shared_ptr<const config
       auto& cr = vh.routes[r];
       const auto ri = static_cast<uint32_t>(r);
       cr.route.config = &rc;
+      if (stats != nullptr && !rc.name.empty()) {
+        auto& rs = cr.route.stats;
+        rs.enabled = true;
+        for (int cls = 1; cls <= 5; ++cls)
+          rs.rq_by_class[cls] = stats->counter("ferry_route_requests_total",
+                                               {{"listener", listener}, {"route", rc.name}, {"code", std::to_string(cls) + "xx"}},
+                                               "HTTP responses of a named route, by status class.");
+        rs.duration = stats->histogram("ferry_route_request_duration_seconds", {{"listener", listener}, {"route", rc.name}},
+                                       latencyBounds(), "Time from the request head to the end of the response, per named route.");
+      }
       if (rc.route) {
         auto resolve = [&](const std::string& name) { return clusters ? clusters(name) : nullptr; };
         if (rc.route->weighted_clusters.empty()) {

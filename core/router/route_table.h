@@ -36,6 +36,7 @@
 
 #include "config/model.h"
 #include "core/http/header_map.h"
+#include "core/stats.h"
 
 namespace ferry::core::upstream {
 class Cluster;
@@ -45,8 +46,17 @@ namespace ferry::core::router {
 
 // One route as the router uses it: its config and its clusters, resolved once when the table
 // is built (never looked up by name per request). Immutable; lives as long as its table.
+// Per-route series of a named route (routes[].name): ferry_route_requests_total and
+// ferry_route_request_duration_seconds, labelled {listener, route}.
+struct RouteStats {
+  bool enabled = false;
+  StatHandle rq_by_class[6];  // [1..5]
+  HistogramHandle duration;
+};
+
 struct Route {
   const config::RouteConfig* config = nullptr;
+  RouteStats stats;
   // For `route:` actions: the cluster of `cluster`, or one per entry of `weighted_clusters` in
   // config order. Null where the resolver did not know the name (the router answers 503 UH).
   std::vector<std::shared_ptr<const upstream::Cluster>> clusters;
@@ -64,11 +74,14 @@ class RouteTable {
   // Compiles a copy of `http`. Returns nullptr and sets *error (if non-null) on failure, e.g. a
   // regex that RE2 rejects: "virtual host 'api' route 3: bad regex '(': missing )".
   // `clusters` resolves the routes' cluster names (none given: every cluster is unresolved).
+  // With `stats`, named routes get their series (labelled with `listener`).
   static std::shared_ptr<const RouteTable> build(const config::HttpConfig& http, std::string* error,
-                                                 const ClusterResolver& clusters = nullptr);
+                                                 const ClusterResolver& clusters = nullptr,
+                                                 StatsStore* stats = nullptr, const std::string& listener = "");
   // The same without copying: the table holds `http` for its lifetime.
   static std::shared_ptr<const RouteTable> build(std::shared_ptr<const config::HttpConfig> http,
-                                                 std::string* error, const ClusterResolver& clusters = nullptr);
+                                                 std::string* error, const ClusterResolver& clusters = nullptr,
+                                                 StatsStore* stats = nullptr, const std::string& listener = "");
 
   ~RouteTable();
   RouteTable(const RouteTable&) = delete;

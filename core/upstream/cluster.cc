@@ -22,6 +22,10 @@ Cluster::Cluster(const config::ClusterConfig& cfg, size_t index, StatsStore& sta
   stats_.cx_active = gauge("ferry_upstream_connections_active", "Open upstream connections.");
   stats_.connect_failures =
       counter("ferry_upstream_connect_failures_total", "Upstream connects refused, failed or timed out.");
+  stats_.rq_time = stats.histogram(
+      "ferry_upstream_request_duration_seconds", labels,
+      latencyBounds(),
+      "Time from sending a request upstream to its response head.");
   stats_.bytes_sent = counter("ferry_upstream_bytes_sent_total", "Bytes sent to upstreams.");
   stats_.bytes_received = counter("ferry_upstream_bytes_received_total", "Bytes received from upstreams.");
   for (int cls = 1; cls <= 5; ++cls)

@@ -99,6 +99,7 @@ struct ClusterStats {
   StatHandle panic;  // requests balanced in panic mode
   StatHandle errors[kUpstreamErrorKinds];  // by UpstreamError
   StatHandle pools;  // gauge: upstream connection pools (one per host per worker that used it)
+  HistogramHandle rq_time;  // request sent -> response head (upstream service time)
 };
 
 // Receives a worker's report that a host crossed an outlier-detection threshold. Implemented

@@ -45,9 +45,9 @@ class ServerConnectionImpl final : public ServerConnection, private ServerCodecC
     drain_ = true;
     if (decoder_ != nullptr && !response_started_) codec_.closeAfterResponse();
   }
-  void sendConnectionError(int status, std::string_view body) override {
+  void sendConnectionError(int status, std::string_view body, ResponseFlag flag) override {
     if (dead_ || decoder_ != nullptr) return;
-    writeRawError(status, body);
+    writeRawError(status, body, flag);
   }
   void onConnectionWatermark(bool above) override { detail::notifyWatermark(stream_cb_, above); }
 
@@ -88,7 +88,7 @@ class ServerConnectionImpl final : public ServerConnection, private ServerCodecC
     if (const std::string* expect = h->headers.get("expect")) {
       if (!HeaderMap::equalsIgnoreCase(*expect, "100-continue")) {
         cb_.onCodecError(417, ResponseFlag::kNone, "unsupported expectation");
-        writeRawError(417, "unsupported expectation\n");
+        writeRawError(417, "unsupported expectation\n", ResponseFlag::kNone);
         return;
       }
       h->headers.remove("expect");
@@ -122,7 +122,7 @@ class ServerConnectionImpl final : public ServerConnection, private ServerCodecC
     const std::string_view body = status == 431 ? "request headers too large\n" : "bad request\n";
     if (decoder_ == nullptr) {
       cb_.onCodecError(status, ResponseFlag::kDownstreamProtocolError, detail);
-      writeRawError(status, body);
+      writeRawError(status, body, ResponseFlag::kDownstreamProtocolError);
       return;
     }
     if (response_started_) {  // mid-response: the framing cannot be trusted any more
@@ -224,12 +224,15 @@ class ServerConnectionImpl final : public ServerConnection, private ServerCodecC
     }
   }
 
-  void writeRawError(int status, std::string_view body) {
+  void writeRawError(int status, std::string_view body, ResponseFlag flag) {
     dead_ = true;
     pending_.clear();
     std::string head = "HTTP/1.1 " + std::to_string(status) + " " + reasonPhrase(status) +
                        "\r\ncontent-type: text/plain\r\ncontent-length: " + std::to_string(body.size()) +
-                       "\r\nconnection: close\r\n\r\n";
+                       "\r\nconnection: close\r\n";
+    if (flag != ResponseFlag::kNone && cb_.responseFlagsHeader())
+      head += std::string("x-ferry-flags: ") + responseFlagName(flag) + "\r\n";
+    head += "\r\n";
     Buffer out;
     out.add(head);
     out.add(body);

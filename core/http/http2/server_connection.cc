@@ -93,7 +93,7 @@ class ServerConnectionImpl final : public ServerConnection, private detail::Sess
     nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, kDrainPing);
     flush();
   }
-  void sendConnectionError(int, std::string_view) override {
+  void sendConnectionError(int, std::string_view, ResponseFlag) override {
     Depth d(*this);
     if (dead_) return;
     nghttp2_session_terminate_session(session_, NGHTTP2_NO_ERROR);

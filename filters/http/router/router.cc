@@ -132,10 +132,12 @@ FilterStatus Router::onRequestHeaders(RequestHeaders& h, bool end_stream) {
     return FilterStatus::kStop;
   }
   if (route_->direct_response) {
+    callbacks_->streamInfo().details = "direct_response";
     sendDirect(route_->direct_response->status, route_->direct_response->body, {});
     return FilterStatus::kStop;
   }
   if (route_->redirect) {
+    callbacks_->streamInfo().details = "redirect";
     sendRedirect(h);
     return FilterStatus::kStop;
   }
@@ -265,6 +267,7 @@ void Router::onUpstreamReady() {
   // What the client cannot take is not read from the new stream either.
   for (int i = 0; i < downstream_full_; ++i) enc.readDisable(true);
   headers_sent_ = true;
+  attempt_start_us_ = core::monotonicUs();
   if (request_end_) request_sent_ = true;
   if (attempts_ > 0 || stale_retry_) {
     // A retry: everything of the request sent before goes out again, then what arrived
@@ -321,6 +324,11 @@ void Router::onUpstream1xx(core::http::ResponseHeadersPtr headers) {
 void Router::onUpstreamHeaders(core::http::ResponseHeadersPtr h, bool end_stream) {
   if (done_) return;
   const int status = h->status;
+  {
+    auto& info = callbacks_->streamInfo();
+    info.upstream_service_us = core::monotonicUs() - attempt_start_us_;
+    callbacks_->worker().stats->observe(cluster_->stats().rq_time, info.upstream_service_us);
+  }
   countUpstream(status);
   countHost(status);
   UpstreamResult result = UpstreamResult::kSuccess;

@@ -123,6 +123,7 @@ class Router final : public core::http::HttpFilter {
   core::Buffer retained_;   // the request body sent so far, for a retry
   std::optional<core::http::HeaderMap> kept_trailers_;
   std::optional<uint64_t> hash_;
+  int64_t attempt_start_us_ = 0;  // when the current try's request went upstream
   uint32_t attempt_id_ = 0;  // bumped per try (a try may end while its request is being sent)
   int downstream_full_ = 0;  // the client's side cannot take more (counted): upstream reads paused
   bool retain_ = false;

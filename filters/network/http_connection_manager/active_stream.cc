@@ -136,7 +136,7 @@ void ActiveStream::decodeHeaders(http::RequestHeadersPtr headers, bool end_strea
   request_headers_ = std::move(headers);
   auto& h = *request_headers_;
   const auto& cfg = hcm_.config();
-  info_.start_ms = core::monotonicMs();
+  info_.start_us = core::monotonicUs();
   if (const auto* ct = h.headers.get("content-type")) grpc_ = ct->rfind("application/grpc", 0) == 0;
   info_.grpc = grpc_;
   if (end_stream) request_complete_ = true;
@@ -214,6 +214,8 @@ void ActiveStream::onDecodeError(int status, std::string_view body, http::Respon
 
 void ActiveStream::onResetStream(http::StreamResetReason, std::string_view) {
   if (destroyed_) return;
+  if (!response_complete_ && info_.flag == http::ResponseFlag::kNone)
+    info_.flag = http::ResponseFlag::kDownstreamConnectionTermination;
   encoder_ = nullptr;
   destroyFilters();
   hcm_.onStreamDone(*this);
@@ -352,6 +354,7 @@ void ActiveStream::answerHealthCheck(const std::string& method) {
   h->headers.add("cache-control", "no-store");
   if (status == 405) h->headers.add("allow", "GET, HEAD");
   info_.response_code = status;
+  info_.details = "health_path";
   response_headers_ = std::move(h);
   writeHeaders(false);
   if (destroyed_ || encoder_ == nullptr) return;
@@ -392,10 +395,13 @@ void ActiveStream::encodeTrailers(HeaderMap trailers) {
 void ActiveStream::writeHeaders(bool end_stream) {
   if (encoder_ == nullptr) return;
   response_started_ = true;
+  info_.response_start_us = core::monotonicUs();
+  if (info_.flag != http::ResponseFlag::kNone && hcm_.config().http.response_flags_header)
+    response_headers_->headers.add("x-ferry-flags", http::responseFlagName(info_.flag));
   if (hcm_.draining()) hcm_.drainNotice();  // this response closes its connection
   if (end_stream) {
     response_complete_ = true;
-    hcm_.recordRequest(info_);
+    hcm_.recordRequest(info_, route_);
   }
   http::ResponseEncoder* encoder = encoder_;
   if (end_stream) complete();
@@ -409,7 +415,7 @@ void ActiveStream::writeData(Buffer& data, bool end_stream) {
   }
   if (end_stream) {
     response_complete_ = true;
-    hcm_.recordRequest(info_);
+    hcm_.recordRequest(info_, route_);
   }
   http::ResponseEncoder* encoder = encoder_;
   if (end_stream) complete();
@@ -419,7 +425,7 @@ void ActiveStream::writeData(Buffer& data, bool end_stream) {
 void ActiveStream::writeTrailers() {
   if (encoder_ == nullptr) return;
   response_complete_ = true;
-  hcm_.recordRequest(info_);
+  hcm_.recordRequest(info_, route_);
   http::ResponseEncoder* encoder = encoder_;
   complete();
   encoder->encodeTrailers(*response_trailers_);
@@ -441,6 +447,7 @@ void ActiveStream::setDownstreamReadDisabled(bool disabled) {
 
 void ActiveStream::resetStream() {
   if (destroyed_) return;
+  if (info_.flag == http::ResponseFlag::kNone) info_.flag = http::ResponseFlag::kUpstreamResetAfterResponseStarted;
   http::ResponseEncoder* encoder = encoder_;
   encoder_ = nullptr;
   destroyFilters();
@@ -456,6 +463,19 @@ void ActiveStream::onDownstreamWatermark(bool above) {
 void ActiveStream::destroyFilters() {
   if (destroyed_) return;
   destroyed_ = true;
+  // The exchange is over, one way or another: its access-log line. A stream the connection
+  // lost before its response ended is the client's doing (DC).
+  if (!response_complete_ && info_.flag == http::ResponseFlag::kNone)
+    info_.flag = http::ResponseFlag::kDownstreamConnectionTermination;
+  if (!response_complete_) hcm_.countFlag(info_.flag);
+  http::LogContext ctx;
+  ctx.info = &info_;
+  ctx.request = request_headers_.get();
+  ctx.response = response_started_ ? response_headers_.get() : nullptr;
+  ctx.response_trailers = response_trailers_ ? &*response_trailers_ : nullptr;
+  if (route_ != nullptr && route_->config != nullptr) ctx.route_name = route_->config->name;
+  ctx.end_us = core::monotonicUs();
+  hcm_.logRequest(ctx);
   for (auto& f : filters_) f.filter->onDestroy();
 }
 

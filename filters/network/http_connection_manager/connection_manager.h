@@ -51,8 +51,20 @@ class HttpConnectionManager : public core::net::NetworkFilter,
   // call stack unwinds) and the connection goes on with what waits.
   void onStreamDone(ActiveStream& stream);
   void onStreamRejected(int status, http::ResponseFlag flag, std::string_view detail) override;
-  // Stats for one finished request.
-  void recordRequest(const http::StreamInfo& info);
+  bool responseFlagsHeader() const override { return config_->http.response_flags_header; }
+  // Stats for one finished request (`route`: its matched route, for per-route series).
+  void recordRequest(const http::StreamInfo& info, const core::router::Route* route = nullptr);
+  // A stream that ended without a complete response: only its flag is counted.
+  void countFlag(http::ResponseFlag flag) {
+    if (flag != http::ResponseFlag::kNone) worker().stats->inc(config_->stats.flags[static_cast<size_t>(flag)]);
+  }
+  // The access logs' line for one exchange (ended, reset or refused).
+  void logRequest(http::LogContext& ctx) {
+    if (config_->access_logs.empty()) return;
+    ctx.connection = &connectionInfo();
+    ctx.listener = config_->listener_name;
+    for (const auto& log : config_->access_logs) log->log(worker(), ctx);
+  }
 
  private:
   void armIdleTimer();

@@ -125,21 +125,29 @@ void HttpConnectionManager::onCodecError(int status, http::ResponseFlag flag, st
   headers_timer_->disable();
   idle_timer_->disable();
   http::StreamInfo info;
-  info.start_ms = core::monotonicMs();
+  info.start_us = core::monotonicUs();
   info.response_code = status;
   info.flag = flag;
   callbacks_->worker().stats->inc(config_->stats.rq_total);
   recordRequest(info);
+  http::LogContext ctx;
+  ctx.info = &info;
+  ctx.end_us = info.start_us;
+  logRequest(ctx);
 }
 
 void HttpConnectionManager::onStreamRejected(int status, http::ResponseFlag flag, std::string_view detail) {
   FERRY_LOG(kDebug, "http: ", config_->listener_name, ": ", status, " on a stream: ", core::log::sv(detail));
   http::StreamInfo info;
-  info.start_ms = core::monotonicMs();
+  info.start_us = core::monotonicUs();
   info.response_code = status;
   info.flag = flag;
   callbacks_->worker().stats->inc(config_->stats.rq_total);
   recordRequest(info);
+  http::LogContext ctx;
+  ctx.info = &info;
+  ctx.end_us = info.start_us;
+  logRequest(ctx);
 }
 
 void HttpConnectionManager::onHeadersTimeout() {
@@ -147,7 +155,7 @@ void HttpConnectionManager::onHeadersTimeout() {
   if (!codec_) makeCodec(false);  // a few bytes of nothing in particular: answered as HTTP/1.1
   FERRY_LOG(kDebug, "http: ", config_->listener_name, ": request headers timeout");
   onCodecError(408, http::ResponseFlag::kRequestTimeout, "request headers timeout");
-  codec_->sendConnectionError(408, "request timeout\n");
+  codec_->sendConnectionError(408, "request timeout\n", http::ResponseFlag::kRequestTimeout);
 }
 
 void HttpConnectionManager::armIdleTimer() {
@@ -158,7 +166,7 @@ void HttpConnectionManager::onIdleTimeout() {
   if (streams_ != nullptr || dead_) return;
   FERRY_LOG(kDebug, "http: ", config_->listener_name, ": idle timeout");
   if (http2_) {
-    codec_->sendConnectionError(0, "");  // GOAWAY NO_ERROR with the last stream id, then close
+    codec_->sendConnectionError(0, "", http::ResponseFlag::kNone);  // GOAWAY NO_ERROR with the last stream id, then close
     return;
   }
   closeConnection(true);
@@ -260,13 +268,19 @@ void HttpConnectionManager::onDownstreamBelowWriteLowWatermark() {
   if (codec_) codec_->onConnectionWatermark(false);
 }
 
-void HttpConnectionManager::recordRequest(const http::StreamInfo& info) {
+void HttpConnectionManager::recordRequest(const http::StreamInfo& info, const core::router::Route* route) {
   auto& s = *callbacks_->worker().stats;
   int cls = info.response_code / 100;
   if (cls >= 1 && cls <= 5) s.inc(config_->stats.rq_by_class[cls]);
   if (info.flag != http::ResponseFlag::kNone) s.inc(config_->stats.flags[static_cast<size_t>(info.flag)]);
-  int64_t micros = (core::monotonicMs() - info.start_ms) * 1000;
-  s.observe(config_->stats.duration, micros < 0 ? 0 : micros);
+  int64_t micros = core::monotonicUs() - info.start_us;
+  if (micros < 0) micros = 0;
+  s.observe(config_->stats.duration, micros);
+  s.observe(config_->stats.response_size, static_cast<int64_t>(info.response_body_bytes));
+  if (route != nullptr && route->stats.enabled) {
+    if (cls >= 1 && cls <= 5) s.inc(route->stats.rq_by_class[cls]);
+    s.observe(route->stats.duration, micros);
+  }
 }
 
 std::shared_ptr<const HcmConfig> buildHcmConfig(const BuildContext& ctx, std::string* error) {
@@ -276,7 +290,7 @@ std::shared_ptr<const HcmConfig> buildHcmConfig(const BuildContext& ctx, std::st
   c->listener_name = listener.name;
   c->http = *listener.http;
   auto rc = std::make_shared<http::HttpRouteConfig>();
-  rc->routes = core::router::RouteTable::build(c->http, error, ctx.clusters);
+  rc->routes = core::router::RouteTable::build(c->http, error, ctx.clusters, &ctx.stats, listener.name);
   if (!rc->routes) return nullptr;
   for (const auto& f : c->http.filters) {
     const auto* builder = ctx.registry.http(f.name);
@@ -307,7 +321,7 @@ std::shared_ptr<const HcmConfig> buildHcmConfig(const BuildContext& ctx, std::st
         stats.counter("ferry_downstream_requests_total", {{"listener", listener.name}, {"code", std::to_string(cls) + "xx"}},
                       "HTTP responses sent, by status class.");
   }
-  for (int f = 1; f <= static_cast<int>(http::ResponseFlag::kDelayInjected); ++f) {
+  for (int f = 1; f < static_cast<int>(http::ResponseFlag::kCount); ++f) {
     c->stats.flags[f] = stats.counter(
         "ferry_downstream_response_flags_total",
         {{"listener", listener.name}, {"flag", http::responseFlagName(static_cast<http::ResponseFlag>(f))}},
@@ -335,10 +349,17 @@ std::shared_ptr<const HcmConfig> buildHcmConfig(const BuildContext& ctx, std::st
     o.max_resets_per_second = h2.max_resets_per_second;
     o.max_resets_burst = h2.max_resets_burst;
   }
-  c->stats.duration = stats.histogram(
-      "ferry_downstream_request_duration_seconds", l,
-      {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60},
-      "Time from the request head to the end of the response.");
+  c->stats.duration = stats.histogram("ferry_downstream_request_duration_seconds", l,
+                                      core::latencyBounds(),
+                                      "Time from the request head to the end of the response.");
+  c->stats.response_size = stats.histogram(
+      "ferry_downstream_response_size_bytes", l,
+      {100, 1000, 10000, 100000, 1e6, 1e7, 1e8, 1e9}, "Response body bytes sent to clients.", 1.0);
+  for (const auto& a : c->http.access_log) {
+    auto log = http::AccessLog::create(a, ctx.workers, stats, error);
+    if (!log) return nullptr;
+    c->access_logs.push_back(std::move(log));
+  }
   return c;
 }
 

@@ -14,6 +14,7 @@
 #include "config/model.h"
 #include "core/router/route_table.h"
 #include "core/stats.h"
+#include "core/http/access_log.h"
 #include "core/http/codec.h"
 #include "core/http/filter.h"
 #include "core/http/http2/codec.h"
@@ -26,8 +27,9 @@ struct HcmStats {
   core::StatHandle rq_total;
   core::StatHandle rq_active;
   std::array<core::StatHandle, 6> rq_by_class;  // [1..5] = 1xx..5xx
-  std::array<core::StatHandle, 16> flags;       // by ResponseFlag
+  std::array<core::StatHandle, static_cast<size_t>(http::ResponseFlag::kCount)> flags;  // by ResponseFlag
   core::HistogramHandle duration;
+  core::HistogramHandle response_size;  // response body bytes
   // HTTP/2 edge-defence trips, by kind.
   std::array<core::StatHandle, static_cast<size_t>(http::http2::Violation::kCount)> h2_violations;
   core::StatHandle h2_connections;  // HTTP/2 connections accepted
@@ -39,6 +41,7 @@ struct HcmConfig {
   // Kept by the listener's state across snapshots; per-worker current route config.
   std::shared_ptr<const http::RouteConfigProvider> routes;
   HcmStats stats;
+  std::vector<std::shared_ptr<const http::AccessLog>> access_logs;  // http.access_log, in order
   http::http2::Options h2;  // from http.http2 and the header limits
   // Makes the codec of a connection; null: HTTP/2 when ALPN says h2 or the first bytes are
   // the HTTP/2 preface (and http2 is enabled), HTTP/1.1 otherwise. Tests put a fake codec here.

@@ -282,8 +282,16 @@ TEST_CASE("http block keys are validated", "[config][http]") {
         "t.yaml:5:36: expected an integer for 'max_requests_per_connection', got '1.5'");
   CHECK(onlyError(withHttp("      idle_timout: 5s\n")) ==
         "t.yaml:5:7: unknown key 'idle_timout' in http (did you mean 'idle_timeout'?)");
-  CHECK(onlyError(withHttp("      access_log:\n        - {path: /dev/stdout, format: json}\n")) ==
-        "t.yaml:5:7: 'access_log' is not supported yet");
+  CHECK(onlyError(withHttp("      access_log:\n        - {path: /dev/stdout, format: xml}\n")) ==
+        "t.yaml:6:39: bad format 'xml' (use text, json)");
+  CHECK(onlyError(withHttp("      access_log:\n        - {path: /dev/stdout, text_format: \"%FOO%\"}\n")) ==
+        "t.yaml:6:44: unknown access log command %FOO% at offset 0");
+  CHECK(onlyError(withHttp("      access_log:\n        - {path: /dev/stdout, format: json, text_format: \"%DURATION%\"}\n")) ==
+        "t.yaml:6:45: 'text_format' goes with format: text (use json_format for json)");
+  CHECK(onlyError(withHttp("      access_log:\n        - {path: /dev/stdout, filter: {sample_rate: 2}}\n")) ==
+        "t.yaml:6:53: 'sample_rate' must be between 0 and 1, got 2");
+  CHECK(onlyError(withHttp("      access_log:\n        - {format: json}\n")) ==
+        "t.yaml:6:11: missing required key 'path' in access log");
   CHECK(onlyError(kHead + "      idle_timeout: 1s\n" + kClusters) ==
         "t.yaml:5:7: missing required key 'virtual_hosts' in http");
   CHECK(onlyError(kHead + kClusters) == "t.yaml:4:5: missing required key 'virtual_hosts' in http");
@@ -325,7 +333,6 @@ clusters:
         std::vector<std::string>{
             "t.yaml:5:21: bad duration 'soon' (use a unit: 250ms, 15s, 5m)",
             "t.yaml:6:20: 'max_headers' must be between 1 and 10000, got 0",
-            "t.yaml:7:7: 'access_log' is not supported yet",
             "t.yaml:9:17: unknown filter 'gzip' (use buffer, fault)",
             "t.yaml:10:33: fault config needs at least one of 'delay' or 'abort'",
             "t.yaml:13:30: domain 'b.com:80' must not have a port (the Host header is matched "

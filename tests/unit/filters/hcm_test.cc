@@ -64,7 +64,7 @@ struct FakeCodec : http::ServerConnection {
   void dispatch(Buffer& data, bool) override { data.clear(); }
   bool pendingInput() const override { return false; }
   void drainNotice() override { ++drains; }
-  void sendConnectionError(int, std::string_view) override {}
+  void sendConnectionError(int, std::string_view, http::ResponseFlag) override {}
   void onConnectionWatermark(bool) override {}
 };
 
