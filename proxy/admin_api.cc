@@ -1,10 +1,19 @@
 // The admin endpoints (docs/operations.md, "Admin API") on the server's AdminServer. Main thread.
+#include <re2/re2.h>
+
+#include <boost/asio/post.hpp>
+
+#include <chrono>
 #include <ctime>
+#include <set>
 
 #include "config/render.h"
-#include "core/log.h"
 #include "config/values.h"
+#include "core/log.h"
+#include "core/net/socket_util.h"
 #include "core/upstream/cluster_manager.h"
+#include "proxy/admin/stats_view.h"
+#include "proxy/dashboard/dashboard.h"
 #include "proxy/server_impl.h"
 
 namespace ferry::proxy {
@@ -13,6 +22,31 @@ namespace {
 using config::jsonString;
 
 const char* kText = "text/plain; charset=utf-8";
+const char* kJson = "application/json";
+
+int64_t nowUnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The plain-text index (GET /help; GET / before the dashboard).
+const char* kHelp =
+    "ferry admin\n"
+    "  GET /                     dashboard (HTML)\n"
+    "  GET /help                 this list\n"
+    "  GET /ready\n"
+    "  GET /metrics              Prometheus text\n"
+    "  GET /stats[?filter=REGEX][&format=json]\n"
+    "  GET /clusters             JSON\n"
+    "  GET /listeners            JSON\n"
+    "  GET /reloads              JSON: the last reloads\n"
+    "  GET /config[?format=yaml]\n"
+    "  POST /reload\n"
+    "  PUT /config (admin.allow_config_push)\n"
+    "  POST /healthcheck/fail\n"
+    "  POST /healthcheck/ok\n"
+    "  POST /logging?level=trace|debug|info|warn|error\n"
+    "  POST /drain               drain and exit, as SIGTERM\n";
 
 std::string isoTime(int64_t unix_ms) {
   time_t secs = static_cast<time_t>(unix_ms / 1000);
@@ -62,10 +96,27 @@ void Server::Impl::installAdminHandlers() {
   admin->handle("/metrics", getOnly([this](const AdminRequest&) {
     return AdminResponse{200, "text/plain; version=0.0.4; charset=utf-8", stats->prometheus()};
   }));
-  admin->handle("/stats", getOnly([this](const AdminRequest&) { return AdminResponse{200, kText, stats->plain()}; }));
-  admin->handle("/clusters", getOnly([this](const AdminRequest&) {
-    return AdminResponse{200, "application/json", cluster_manager->json()};
+  // ?filter=REGEX (RE2, partial match on the metric name; percent-encoded), ?format=json.
+  admin->handle("/stats", getOnly([this](const AdminRequest& r) {
+    const std::string format = r.param("format");
+    if (!format.empty() && format != "json" && format != "text")
+      return AdminResponse{400, kText, "format: 'json' or 'text'\n"};
+    std::unique_ptr<re2::RE2> filter;
+    if (r.query.find("filter=") != std::string::npos) {
+      std::string pattern;
+      if (!percentDecode(r.param("filter"), &pattern)) return AdminResponse{400, kText, "filter: bad percent-encoding\n"};
+      filter = std::make_unique<re2::RE2>(pattern, re2::RE2::Quiet);
+      if (!filter->ok()) return AdminResponse{400, kText, "filter: bad regex: " + filter->error() + "\n"};
+    }
+    if (format == "json") return AdminResponse{200, kJson, statsJson(stats->prometheus(), filter.get(), nowUnixMs())};
+    if (!filter) return AdminResponse{200, kText, stats->plain()};
+    return AdminResponse{200, kText, filterStatsLines(stats->plain(), filter.get())};
   }));
+  admin->handle("/clusters", getOnly([this](const AdminRequest&) {
+    return AdminResponse{200, kJson, cluster_manager->json()};
+  }));
+  admin->handle("/listeners", getOnly([this](const AdminRequest&) { return AdminResponse{200, kJson, listenersJson()}; }));
+  admin->handle("/reloads", getOnly([this](const AdminRequest&) { return AdminResponse{200, kJson, reloadsJson()}; }));
   // Mutations: POST/PUT only, Bearer token when admin.token_file is set.
   auto authorized = [this](const AdminRequest& r) {
     if (admin_token.empty()) return true;
@@ -103,12 +154,102 @@ void Server::Impl::installAdminHandlers() {
   };
   admin->handle("/healthcheck/fail", healthcheck(true));
   admin->handle("/healthcheck/ok", healthcheck(false));
+  // The process log level, on every thread at once (workers read the same atomic). It stays
+  // over reloads, as --log-level does, until the next POST /logging or a restart.
+  admin->handle("/logging", [this, authorized](const AdminRequest& r) {
+    if (r.method != "POST") return AdminResponse{405, kText, "method not allowed\n"};
+    if (!authorized(r)) return AdminResponse{401, kText, "unauthorized\n"};
+    const std::string name = r.param("level");
+    auto level = config::parseLogLevel(name);
+    if (!level) return AdminResponse{400, kText, "level: one of trace, debug, info, warn, error (got '" + name + "')\n"};
+    const auto was = static_cast<config::LogLevel>(static_cast<int>(core::log::level()));
+    options.log_level = *level;
+    core::log::setLevel(static_cast<core::log::Level>(static_cast<int>(*level)));
+    const std::string now = std::string(config::logLevelName(*level));
+    FERRY_LOG(kWarn, "log level: ", now, " (was ", core::log::sv(config::logLevelName(was)), "; POST /logging)");
+    return AdminResponse{200, kText, "log level: " + now + "\n"};
+  });
+  // Drain and exit 0, as SIGTERM does (the same steps); a second call changes nothing.
+  admin->handle("/drain", [this, authorized](const AdminRequest& r) {
+    if (r.method != "POST") return AdminResponse{405, kText, "method not allowed\n"};
+    if (!authorized(r)) return AdminResponse{401, kText, "unauthorized\n"};
+    // After this answer is written: the drain may end the process at once when nothing is open.
+    asio::post(io, [this] { beginDrain("POST /drain"); });
+    return AdminResponse{200, kText, draining ? "draining (already)\n" : "draining\n"};
+  });
+  admin->handle("/help", getOnly([](const AdminRequest&) { return AdminResponse{200, kText, kHelp}; }));
   admin->handle("/", getOnly([](const AdminRequest&) {
-    return AdminResponse{200, kText,
-                         "ferry admin\n  GET /ready\n  GET /metrics\n  GET /stats\n  GET /clusters\n"
-                         "  GET /config[?format=yaml]\n  POST /reload\n  PUT /config (admin.allow_config_push)\n"
-                         "  POST /healthcheck/fail\n  POST /healthcheck/ok\n"};
+    return AdminResponse{200, "text/html; charset=utf-8", std::string(kDashboardHtml)};
   }));
+}
+
+void Server::Impl::recordReload(ReloadRecord r) {
+  last_reload = r;
+  reload_history.push_front(std::move(r));
+  while (reload_history.size() > kReloadHistory) reload_history.pop_back();
+}
+
+std::string Server::Impl::reloadsJson() const {
+  std::string out = "{\"version\":" + std::to_string(snapshot->version) + ",\"loaded_at\":\"" +
+                    isoTime(snapshot->loaded_at_ms) + "\",\"reloads\":[";
+  bool first = true;
+  for (const auto& r : reload_history) {
+    out += first ? "" : ",";
+    first = false;
+    out += "{\"at\":\"" + isoTime(r.at_ms) + "\",\"at_ms\":" + std::to_string(r.at_ms) +
+           ",\"trigger\":" + jsonString(r.trigger) + ",\"result\":\"" + (r.ok ? "success" : "failure") +
+           "\",\"version\":" + std::to_string(r.version) + ",\"errors\":" + errorsJson(r.errors) + "}";
+  }
+  return out + "]}\n";
+}
+
+std::string Server::Impl::listenersJson() const {
+  std::string out = "{\"listeners\":[";
+  for (size_t i = 0; i < snapshot->listeners.size(); ++i) {
+    const auto& spec = *snapshot->listeners[i];
+    const auto& l = spec.cfg;
+    const auto& st = *spec.state;
+    std::set<std::string> addrs;
+    for (const auto& b : bound)
+      if (b.cfg.name == l.name)
+        for (int fd : b.fds) {
+          sockaddr_storage sa{};
+          if (core::net::localAddress(fd, &sa)) addrs.insert(core::net::formatSockaddr(sa));
+        }
+    if (i) out += ",";
+    out += "{\"name\":" + jsonString(l.name) + ",\"address\":" + jsonString(l.address.text) + ",\"bound\":[";
+    bool first = true;
+    for (const auto& a : addrs) {
+      out += (first ? "" : ",") + jsonString(a);
+      first = false;
+    }
+    out += "],\"kind\":\"" + std::string(l.http ? "http" : "tcp") + "\",\"tls\":" + (l.tls ? "true" : "false");
+    std::vector<std::string> alpn;
+    if (l.tls) {
+      alpn = l.tls->protocol.alpn;
+      if (alpn.empty() && l.http)
+        alpn = l.http->http2.enabled ? std::vector<std::string>{"h2", "http/1.1"} : std::vector<std::string>{"http/1.1"};
+    }
+    out += ",\"alpn\":[";
+    for (size_t a = 0; a < alpn.size(); ++a) out += (a ? "," : "") + jsonString(alpn[a]);
+    out += "],\"connections_active\":" + std::to_string(st.active.load(std::memory_order_relaxed)) +
+           ",\"connections_total\":" + std::to_string(stats->value(st.stats.cx_total));
+    if (l.http) {
+      // The HTTP connection manager registered these; asking again returns its handles.
+      const std::vector<std::pair<std::string, std::string>> lab = {{"listener", l.name}};
+      out += ",\"requests\":" + std::to_string(stats->value(stats->counter("ferry_downstream_requests_received_total", lab))) +
+             ",\"requests_active\":" + std::to_string(stats->value(stats->gauge("ferry_downstream_requests_active", lab))) +
+             ",\"responses\":{";
+      for (int cls = 1; cls <= 5; ++cls) {
+        const std::string c = std::to_string(cls) + "xx";
+        out += (cls > 1 ? ",\"" : "\"") + c + "\":" +
+               std::to_string(stats->value(stats->counter("ferry_downstream_requests_total", {{"listener", l.name}, {"code", c}})));
+      }
+      out += "}";
+    }
+    out += "}";
+  }
+  return out + "]}\n";
 }
 
 const Server::Impl::Rendered& Server::Impl::rendered() const {

@@ -133,7 +133,7 @@ ReloadOutcome Server::Impl::reload(const std::string& trigger, const std::string
     out.ok = false;
     out.errors = std::move(errors);
     stats->shard(0).inc(reloads_failed);
-    last_reload = ReloadRecord{unixMs(), false, trigger, out.errors};
+    recordReload(ReloadRecord{unixMs(), false, trigger, out.errors, snapshot->version});
     FERRY_LOG(kError, "config reload (", trigger, ") rejected; the running config (version ",
               snapshot->version, ") stays:");
     for (const auto& e : out.errors) FERRY_LOG(kError, "  ", e);
@@ -314,7 +314,7 @@ ReloadOutcome Server::Impl::reload(const std::string& trigger, const std::string
                      ",\"updated\":" + list(clusters_updated) + "}}";
   stats->shard(0).inc(reloads_ok);
   status_line = "serving: config version " + std::to_string(snap->version);
-  last_reload = ReloadRecord{unixMs(), true, trigger, {}};
+  recordReload(ReloadRecord{unixMs(), true, trigger, {}, snap->version});
   FERRY_LOG(kInfo, "config reloaded (", trigger, "): version ", snap->version, " in ", ms, " ms (load and check ", msText(t_loaded - t0),
             " ms, build ", msText(t_end - t_build), " ms); listeners +", added.size(), " -", removed.size(), " drained ",
             drained.size(), " updated ", updated.size(), "; clusters +", clusters_added.size(), " -",

@@ -176,8 +176,7 @@ void Server::Impl::onSignal(int sig) {
         finish();
         return;
       }
-      FERRY_LOG(kInfo, "received ", sig == SIGINT ? "SIGINT" : "SIGTERM", ": draining");
-      startDrain();
+      beginDrain(std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
       return;
     case SIGHUP:
       reload("SIGHUP", nullptr);
@@ -198,6 +197,13 @@ void Server::Impl::onSignal(int sig) {
       reapChildren();
       return;
   }
+}
+
+bool Server::Impl::beginDrain(const std::string& why) {
+  if (draining || stopping) return false;
+  FERRY_LOG(kInfo, why, ": draining");
+  startDrain();
+  return true;
 }
 
 void Server::Impl::startDrain() {

@@ -10,6 +10,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <list>
 #include <memory>
 #include <optional>
@@ -73,13 +74,15 @@ struct BoundListener {
   std::vector<int> fds;
 };
 
-// The last reload attempt, for GET /config.
+// A reload attempt, for GET /config (the last one) and GET /reloads (the last kReloadHistory).
 struct ReloadRecord {
   int64_t at_ms = 0;  // 0: none yet
   bool ok = false;
   std::string trigger;
   std::vector<std::string> errors;
+  uint64_t version = 0;  // the config version running after it
 };
+inline constexpr size_t kReloadHistory = 10;
 
 struct ReloadOutcome {
   bool ok = false;
@@ -126,6 +129,7 @@ struct Server::Impl {
   // Reload state.
   std::vector<BoundListener> bound;  // the running snapshot's listeners, same order
   ReloadRecord last_reload;
+  std::deque<ReloadRecord> reload_history;  // newest first, at most kReloadHistory
   core::StatHandle reloads_ok, reloads_failed;
   std::string file_hash;  // SHA-256 of the -c file as last loaded or written
   std::unique_ptr<core::FileWatcher> config_watcher;
@@ -133,6 +137,9 @@ struct Server::Impl {
 
   // server.cc
   void onSignal(int sig);
+  // SIGTERM/SIGINT and POST /drain: logs `why` and starts the drain; false (nothing done) when
+  // the process is already draining.
+  bool beginDrain(const std::string& why);
   void startDrain();
   void stopAccepting();
   void pollDrain();
@@ -178,6 +185,10 @@ struct Server::Impl {
 
   // admin_api.cc
   void installAdminHandlers();
+  // Keeps a reload attempt as last_reload and in reload_history.
+  void recordReload(ReloadRecord r);
+  std::string listenersJson() const;
+  std::string reloadsJson() const;
   std::string configJson() const;
   struct Rendered {  // GET /config of one config version, secrets redacted
     uint64_t version = 0;

@@ -5,6 +5,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <ctime>
 #include <map>
 #include <set>
 
@@ -599,8 +601,25 @@ void ClusterManager::onOutlier(size_t cluster_index, uint64_t host_id, bool gate
   });
 }
 
+namespace {
+// Unix milliseconds as ISO 8601 UTC ("2026-01-02T03:04:05.678Z").
+std::string isoUtc(int64_t unix_ms) {
+  time_t secs = static_cast<time_t>(unix_ms / 1000);
+  tm t{};
+  gmtime_r(&secs, &t);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", t.tm_year + 1900, t.tm_mon + 1, t.tm_mday,
+                t.tm_hour, t.tm_min, t.tm_sec, static_cast<int>(unix_ms % 1000));
+  return buf;
+}
+}  // namespace
+
 std::string ClusterManager::json() const {
   const auto& I = *impl_;
+  static constexpr const char* kCheckTypes[] = {"http", "tcp", "grpc"};
+  const auto steady_now = Clock::now();
+  const int64_t unix_now = std::chrono::duration_cast<milliseconds>(
+                               std::chrono::system_clock::now().time_since_epoch()).count();
   static constexpr const char* kPolicies[] = {"round_robin", "least_request", "random", "ring_hash", "maglev"};
   std::string out = "{\"clusters\":[";
   bool first_cluster = true;
@@ -615,6 +634,12 @@ std::string ClusterManager::json() const {
     out += "{\"name\":" + jsonString(c.name()) + ",\"lb_policy\":\"" +
            kPolicies[static_cast<int>(c.lbPolicy())] + "\",";
     out += "\"connect_timeout\":\"" + config::formatDuration(c.connectTimeout()) + "\",";
+    const auto& cc = c.config();
+    out += "\"protocol\":" + jsonString(cc.protocol) + ",\"tls\":" + (cc.tls ? "true" : "false") + ",";
+    out += "\"health_check\":" +
+           (cc.health_check ? "\"" + std::string(kCheckTypes[static_cast<int>(cc.health_check->type)]) + "\""
+                            : std::string("null")) +
+           ",\"outlier_detection\":" + (cc.outlier_detection ? "true" : "false") + ",";
     out += "\"panic\":" + std::string(ce.state && ce.state->panic ? "true" : "false") + ",";
     out += "\"endpoints_healthy\":" + v(s.healthy) + ",\"endpoints_ejected\":" + v(s.ejected) + ",";
     out += "\"connections_active\":" + v(s.cx_active) + ",\"connect_failures\":" + v(s.connect_failures) + ",";
@@ -652,7 +677,16 @@ std::string ClusterManager::json() const {
       for (int cls = 1; cls <= 5; ++cls)
         out += std::string(cls > 1 ? "," : "") + "\"" + std::to_string(cls) + "xx\":" + v(h.stats.rq_by_class[cls]);
       out += "},\"connections_total\":" + v(h.stats.cx_total) + ",\"connections_active\":" + v(h.stats.cx_active) +
-             ",\"connect_failures\":" + v(h.stats.connect_failures) + "}";
+             ",\"connect_failures\":" + v(h.stats.connect_failures);
+      // Outlier state: until when an ejected endpoint stays out (its timer's expiry, as wall time).
+      out += ",\"outlier\":{\"ejected\":" + std::string(e.ejected ? "true" : "false") + ",\"ejected_until\":";
+      if (e.ejected && e.eject_timer) {
+        const int64_t left = std::max<int64_t>(0, msSince(steady_now, e.eject_timer->expiry()));
+        out += "\"" + isoUtc(unix_now + left) + "\",\"remaining_ms\":" + std::to_string(left);
+      } else {
+        out += "null,\"remaining_ms\":0";
+      }
+      out += ",\"ejection_count\":" + v(h.stats.ejections) + "}}";
     }
     out += "]}";
   }
