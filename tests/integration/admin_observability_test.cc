@@ -53,7 +53,8 @@ struct Busy {
 
   Busy() {
     f = FerryProcess::start(FerryConfig{.workers = 2,
-                                        .routes = {{.match = "{prefix: /ok}", .cluster = "api"},
+                                        .routes = {{.match = "{prefix: /ok}", .cluster = "api",
+                                                    .extra = "              name: ok\n"},
                                                    {.match = "{prefix: /down}", .cluster = "down"}},
                                         .clusters = {{"api", {up.port()}}, {"down", {refusing.port()}}}}
                                 .yaml());
@@ -357,7 +358,7 @@ TEST_CASE("GET /stats?filter=REGEX and ?format=json", "[admin][observability]") 
   CHECK((*dur)["sum"].num() >= 0);  // loopback requests may all take under the clock's millisecond
 
   // The filter applies to the JSON form too (a histogram by its family name).
-  const Json only = getJson(admin, "/stats?format=json&filter=request_duration_seconds%24");
+  const Json only = getJson(admin, "/stats?format=json&filter=downstream_request_duration_seconds%24");
   REQUIRE(only["stats"].arr().size() == 1);
   CHECK(only["stats"].arr()[0]["name"].str() == "ferry_downstream_request_duration_seconds");
 }
