@@ -138,14 +138,15 @@ class SpanExporter::Export final : public http::ResponseDecoder,
   Export(SpanExporter& owner, Batch batch) : owner_(owner), batch_(std::move(batch)) {}
   ~Export() override {
     timer_.reset();
+    finished_ = true;  // a reset the abandon causes is not retried, nor reported
     abandon();
   }
 
   void start(upstream::StreamPool& pool) {
     pool_ = &pool;
     timer_ = std::make_unique<Timer>(*owner_.ctx_.io, [this] {
-      abandon();
-      done(false, ExportFailure::kTimeout);
+      done(false, ExportFailure::kTimeout);  // first: the reset below is then not retried
+      abandon();  // still alive: done() hands it to the graveyard, which frees it later
     });
     timer_->enable(batch_.cfg->timeout);
     request();
@@ -163,7 +164,7 @@ class SpanExporter::Export final : public http::ResponseDecoder,
     h.method = "POST";
     h.path = batch_.cfg->path;
     h.authority = batch_.cfg->authority;
-    h.scheme = "http";
+    h.scheme = batch_.cfg->cluster->config().tls ? "https" : "http";
     h.headers.add("content-type", "application/json");
     h.headers.add("content-length", std::to_string(batch_.body.size()));
     const uint32_t attempt = attempt_;
