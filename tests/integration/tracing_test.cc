@@ -2,6 +2,8 @@
 // traceparent continued or started, tracestate, x-request-id from the trace id, and the OTLP
 // spans a fake collector (an HTTP upstream recording POST bodies) receives, over HTTP/1 and
 // HTTP/2 downstreams; export failures and the bounded queue; config errors.
+#include <signal.h>
+
 #include <catch2/catch.hpp>
 #include <regex>
 #include <set>
@@ -353,4 +355,31 @@ TEST_CASE("tracing: config errors are reported at FILE:LINE:COL", "[tracing][cli
   CHECK(err.find("t.yaml:9:33: unknown cluster 'nope'") != std::string::npos);
   err = validate("      tracing: {sample_rate: 2}\n");
   CHECK(err.find("t.yaml:9:30: 'sample_rate' must be between 0 and 1, got 2") != std::string::npos);
+}
+
+TEST_CASE("tracing: a reload changes the service name; queued spans keep their batch's settings", "[tracing][reload]") {
+  HttpUpstream up;
+  HttpUpstream collector;
+  auto f = FerryProcess::start(config(up.port(), collector.port(), otlp()));
+  const uint16_t port = f->port("web");
+  const std::string t1 = "1af7651916cd43dd8448eb211c80319c", t2 = "2af7651916cd43dd8448eb211c80319c";
+  REQUIRE(httpRequest(port, "GET", "/1", "", {"traceparent: 00-" + t1 + "-" + kParent + "-01"}).status == 200);
+  REQUIRE(waitSpan(collector, t1).isObject());
+  f->writeConfig(config(up.port(), collector.port(),
+                        "      tracing:\n        service_name: renamed\n"
+                        "        otlp: {cluster: otel, flush_interval: 100ms, path: /otlp}\n"));
+  f->signal(SIGHUP);
+  REQUIRE(f->waitForLog("config reloaded (SIGHUP): version 2", 10s));
+  REQUIRE(httpRequest(port, "GET", "/2", "", {"traceparent: 00-" + t2 + "-" + kParent + "-01"}).status == 200);
+  REQUIRE(waitSpan(collector, t2).isObject());
+  auto posts = collector.requests();
+  REQUIRE(posts.size() == 2);
+  CHECK(posts[0].target == "/v1/traces");
+  CHECK(posts[1].target == "/otlp");
+  auto service = [](const UpstreamRequest& r) {
+    auto j = parseJson(r.body);
+    return j ? (*j)["resourceSpans"].arr().at(0)["resource"]["attributes"].arr().at(0)["value"]["stringValue"].str() : "";
+  };
+  CHECK(service(posts[0]) == "edge");
+  CHECK(service(posts[1]) == "renamed");
 }
