@@ -136,6 +136,51 @@ class HttpParser {
     u32("max_resets_burst", 1, 100000, h.max_resets_burst);
   }
 
+  void tracing(const Entry& e, HttpConfig& h) {
+    TracingConfig& t = h.tracing.emplace();
+    if (!p_.isMap(e, true)) return;
+    Entries f = p_.fields(e.value, "in tracing", {"sample_rate", "service_name", "otlp"});
+    if (auto* x = f.get("sample_rate"))
+      if (auto v = p_.getNumber(*x, 0, 1)) t.sample_rate = *v;
+    if (auto* x = f.get("service_name"))
+      if (auto v = p_.getString(*x)) {
+        if (std::any_of(v->begin(), v->end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))
+          p_.error(x->value_mark, "bad service_name " + quote(*v) + " (no control characters)");
+        else
+          t.service_name = *v;
+      }
+    auto* o = f.get("otlp");
+    if (o == nullptr || !p_.isMap(*o)) return;
+    auto& otlp = t.otlp.emplace();
+    Entries of = p_.fields(o->value, "in otlp",
+                           {"cluster", "path", "timeout", "flush_interval", "max_batch", "max_queue"});
+    if (auto* x = p_.need(of, "cluster", *o, "in otlp"))
+      if (auto v = p_.getString(*x)) {
+        otlp.cluster = *v;
+        otlp.cluster_mark = x->value_mark;
+      }
+    if (auto* x = of.get("path"))
+      if (auto v = p_.getString(*x)) {
+        if (v->front() != '/' || !isPathText(*v))
+          p_.error(x->value_mark, "bad path " + quote(*v) + " (must start with '/'; no query, fragment, spaces or control characters)");
+        else
+          otlp.path = *v;
+      }
+    if (auto* x = of.get("timeout"))
+      if (auto v = p_.getDuration(*x, true)) otlp.timeout = *v;
+    if (auto* x = of.get("flush_interval"))
+      if (auto v = p_.getDuration(*x, true)) otlp.flush_interval = *v;
+    if (auto* x = of.get("max_batch"))
+      if (auto v = p_.getUint(*x, 1, 100000)) otlp.max_batch = static_cast<uint32_t>(*v);
+    if (auto* x = of.get("max_queue"))
+      if (auto v = p_.getUint(*x, 1, 10000000)) {
+        otlp.max_queue = static_cast<uint32_t>(*v);
+        if (otlp.max_queue < otlp.max_batch)
+          p_.error(x->value_mark, "max_queue (" + std::to_string(otlp.max_queue) + ") must not be below max_batch (" +
+                                      std::to_string(otlp.max_batch) + ")");
+      }
+  }
+
   void http(const Entry& e, HttpConfig& h) {
     h.mark = e.key_mark;
     if (!p_.isMap(e, true)) return;
@@ -144,7 +189,7 @@ class HttpParser {
                           {"idle_timeout", "request_headers_timeout", "max_request_headers_kb",
                            "max_headers", "xff_trusted_hops", "forward_client_cert", "merge_slashes",
                            "max_requests_per_connection", "http2", "access_log", "filters", "virtual_hosts",
-                           "health_path", "response_flags_header"});
+                           "health_path", "response_flags_header", "tracing"});
     if (auto* x = f.get("health_path"))
       if (auto v = p_.getString(*x)) {
         const bool bad_char = std::any_of(v->begin(), v->end(), [](char c) {
@@ -186,6 +231,7 @@ class HttpParser {
       if (auto v = p_.getBool(*x)) h.response_flags_header = *v;
     if (auto* x = f.get("access_log"); x != nullptr && !x->value.IsNull() && p_.isList(*x))
       for (const YAML::Node& item : x->value) accessLog(p_.itemEntry(item, x->value_mark, "access log"), h);
+    if (auto* x = f.get("tracing")) tracing(*x, h);
     if (auto* x = f.get("filters"); x != nullptr && !x->value.IsNull() && p_.isList(*x)) {
       std::set<std::string> seen;
       for (const YAML::Node& item : x->value)
@@ -788,6 +834,7 @@ void checkHttpReferences(Parser& p, const Config& cfg) {
   };
   for (const auto& l : cfg.listeners) {
     if (!l.http) continue;
+    if (l.http->tracing && l.http->tracing->otlp) check(l.http->tracing->otlp->cluster, l.http->tracing->otlp->cluster_mark);
     for (const auto& vh : l.http->virtual_hosts)
       for (const auto& r : vh.routes) {
         if (!r.route) continue;

@@ -337,6 +337,24 @@ struct AccessLogConfig {
   bool operator==(const AccessLogConfig&) const = default;
 };
 
+// W3C Trace Context propagation and OTLP span export on an HTTP listener (`http.tracing`).
+struct TracingConfig {
+  double sample_rate = 1.0;  // fraction of new traces that are sampled (0..1)
+  std::string service_name = "ferry";
+  struct Otlp {
+    std::string cluster;  // the collector (OTLP/HTTP), a cluster in `clusters`
+    Mark cluster_mark;
+    std::string path = "/v1/traces";
+    Duration timeout = std::chrono::seconds(5);
+    Duration flush_interval = std::chrono::seconds(1);
+    uint32_t max_batch = 512;   // spans per POST
+    uint32_t max_queue = 4096;  // spans waiting per worker; past it new spans are dropped
+    bool operator==(const Otlp&) const = default;
+  };
+  std::optional<Otlp> otlp;  // none: headers only, no export
+  bool operator==(const TracingConfig&) const = default;
+};
+
 struct HttpConfig {
   Duration idle_timeout = std::chrono::seconds(60);            // keep-alive idle; 0 = off
   Duration request_headers_timeout = std::chrono::seconds(10);  // whole request head; 0 = off
@@ -360,6 +378,7 @@ struct HttpConfig {
   // default: it tells clients about the inside.
   bool response_flags_header = false;
   std::vector<AccessLogConfig> access_log;
+  std::optional<TracingConfig> tracing;  // none: traceparent passes through untouched
   std::vector<HttpFilterConfig> filters;
   std::vector<VirtualHostConfig> virtual_hosts;
   Mark mark;  // of the `http` key

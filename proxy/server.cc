@@ -401,6 +401,8 @@ int Server::run() {
     rt->ctx.lb = rt->lb.get();
     rt->pools = std::make_unique<core::upstream::PoolManager>(rt->ctx);
     rt->ctx.pools = rt->pools.get();
+    rt->tracing = std::make_unique<core::tracing::WorkerTracing>(rt->ctx);
+    rt->ctx.tracing = rt->tracing.get();
     rt->ctx.draining = &rt->draining;
     rt->ctx.health_failed = &s.health_failed;
     s.runtimes.push_back(std::move(rt));

@@ -22,6 +22,7 @@
 #include "core/event/worker.h"
 #include "core/net/listener.h"
 #include "core/stats.h"
+#include "core/tracing/exporter.h"
 #include "core/upstream/cluster.h"
 #include "core/upstream/stream_pool.h"
 #include "filters/registry.h"
@@ -41,6 +42,7 @@ struct WorkerRuntime {
   bool draining = false;
   std::unique_ptr<core::upstream::ClusterLb> lb;
   std::unique_ptr<core::upstream::PoolManager> pools;
+  std::unique_ptr<core::tracing::WorkerTracing> tracing;  // span exporters: go before the pools
   // Listeners a reload removed (or moved to another address): no longer accepting, their
   // connections draining; each goes once its last connection has closed.
   std::list<std::unique_ptr<core::net::ActiveListener>> retired;

@@ -18,6 +18,9 @@ namespace upstream {
 class ClusterLb;
 class PoolManager;
 }
+namespace tracing {
+class WorkerTracing;
+}
 
 struct WorkerContext {
   boost::asio::io_context* io = nullptr;
@@ -25,6 +28,7 @@ struct WorkerContext {
   net::BufferAccounting acct;
   upstream::ClusterLb* lb = nullptr;
   upstream::PoolManager* pools = nullptr;
+  tracing::WorkerTracing* tracing = nullptr;  // span export (HTTP listeners' tracing.otlp); may be null
   bool* draining = nullptr;  // set by the server when a drain starts (worker-local copy)
   // Process-wide: POST /healthcheck/fail sets it, /healthcheck/ok clears it (HTTP health_path).
   const std::atomic<bool>* health_failed = nullptr;

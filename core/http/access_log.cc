@@ -229,7 +229,15 @@ void formatLogCommand(const config::LogCommand& cmd, const LogContext& ctx, std:
       break;
     case Kind::kRouteName: appendValue(out, ctx.route_name, cmd.max_len); break;
     case Kind::kListenerName: out += ctx.listener; break;
-    case Kind::kTraceId: out += traceId(ctx.request); break;
+    case Kind::kTraceId:
+      if (info != nullptr && info->trace.active) {
+        char hex[32];
+        tracing::toHex(info->trace.trace_id, 16, hex);
+        out.append(hex, sizeof hex);
+      } else {
+        out += traceId(ctx.request);
+      }
+      break;
     case Kind::kReq:
       if (ctx.request != nullptr) {
         std::string scratch;

@@ -15,6 +15,7 @@
 #include "core/event/worker_context.h"
 #include "core/net/connection_info.h"
 #include "core/http/header_map.h"
+#include "core/tracing/trace_context.h"
 
 namespace ferry::core::router {
 struct Route;
@@ -76,6 +77,7 @@ struct StreamInfo {
   uint64_t request_body_bytes = 0;
   uint64_t response_body_bytes = 0;
   bool grpc = false;  // content-type application/grpc...
+  tracing::TraceContext trace;  // trace id, span id, sampled (listeners with `tracing`)
 };
 
 // What a filter may do with its stream. Implemented by the connection manager.

@@ -207,10 +207,9 @@ TEST_CASE("a missing config file exits 1 with a message naming it", "[cli]") {
   }
 }
 
-TEST_CASE("features not built yet are refused as not supported yet, with their position", "[cli]") {
+TEST_CASE("config errors found by --validate carry their position", "[cli]") {
   TempDir dir;
-  // (HTTP listeners used to be refused here too; they are being built, so no longer.)
-  SECTION("access_log on an HTTP listener") {
+  SECTION("access_log that is not a list") {
     const std::string path = dir.write(
         "log.yaml",
         "listeners:\n"                                  // 1
@@ -231,8 +230,8 @@ TEST_CASE("features not built yet are refused as not supported yet, with their p
     auto e = parseErrorLine(lines[0]);
     REQUIRE(e);
     CHECK(e->line == 5);
-    CHECK(e->col == 7);
-    CHECK(e->message.find("not supported yet") != std::string::npos);
+    CHECK(e->col == 19);
+    CHECK(e->message.find("expected a list") != std::string::npos);
   }
   SECTION("tls whose certificate file holds no certificate") {
     dir.write("site.pem", "x");

@@ -180,6 +180,7 @@ void ActiveStream::decodeHeaders(http::RequestHeadersPtr headers, bool end_strea
   std::string xff = h.headers.getAll("x-forwarded-for");
   h.headers.set("x-forwarded-for", xff.empty() ? ip : xff + ", " + ip);
   if (cfg.http.xff_trusted_hops == 0 || !h.headers.has("x-forwarded-proto")) h.headers.set("x-forwarded-proto", h.scheme);
+  if (cfg.tracing) trace_.start(*cfg.tracing, h, info_);  // traceparent; x-request-id from the trace id
   if (!h.headers.has("x-request-id")) {
     char id[36];
     newRequestId(id);
@@ -477,6 +478,7 @@ void ActiveStream::destroyFilters() {
   ctx.end_us = core::monotonicUs();
   hcm_.logRequest(ctx);
   for (auto& f : filters_) f.filter->onDestroy();
+  if (info_.trace.active) trace_.finish(*hcm_.config().tracing, *request_headers_, info_, hcm_.worker(), hcm_.remoteIp());
 }
 
 }  // namespace ferry::filters::network

@@ -17,6 +17,7 @@
 #include "core/http/route_config.h"
 #include "filters/network/http_connection_manager/filter_iteration.h"
 #include "filters/network/http_connection_manager/hcm_config.h"
+#include "filters/network/http_connection_manager/stream_trace.h"
 
 namespace ferry::filters::network {
 
@@ -146,6 +147,7 @@ class ActiveStream : public http::RequestDecoder, public http::StreamCallbacks {
   const core::router::Route* route_ = nullptr;
   std::vector<Entry> filters_;  // configured filters + router (reserved: slots never move)
   http::StreamInfo info_;
+  StreamTrace trace_;
   RequestHooks request_hooks_{*this};
   ResponseHooks response_hooks_{*this};
   FilterIteration request_{request_hooks_};

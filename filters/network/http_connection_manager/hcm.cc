@@ -24,6 +24,40 @@ core::http::http1::CodecLimits limitsOf(const config::HttpConfig& h) {
   return l;
 }
 
+// http.tracing: the sample rate, and the OTLP exporter's settings and counters.
+std::shared_ptr<const core::tracing::TracerConfig> buildTracing(const config::TracingConfig& t, const BuildContext& ctx) {
+  namespace tr = core::tracing;
+  auto out = std::make_shared<tr::TracerConfig>();
+  out->sample_rate = t.sample_rate;
+  if (!t.otlp) return out;
+  auto e = std::make_shared<tr::ExportConfig>();
+  const auto& o = *t.otlp;
+  e->listener = ctx.listener.name;
+  e->cluster = ctx.clusters ? ctx.clusters(o.cluster) : nullptr;  // the loader checked the name
+  e->path = o.path;
+  e->authority = o.cluster;
+  e->timeout = o.timeout;
+  e->flush_interval = o.flush_interval;
+  e->max_batch = o.max_batch;
+  e->max_queue = o.max_queue;
+  e->setServiceName(t.service_name);
+  auto& stats = ctx.stats;
+  const std::string& l = ctx.listener.name;
+  e->exported = stats.counter("ferry_tracing_spans_exported_total", {{"listener", l}},
+                              "Spans the OTLP collector accepted (2xx).");
+  const std::string dropped_help = "Sampled spans not exported: the worker's queue was full, or their batch failed.";
+  e->dropped_queue_full =
+      stats.counter("ferry_tracing_spans_dropped_total", {{"listener", l}, {"reason", "queue_full"}}, dropped_help);
+  e->dropped_export =
+      stats.counter("ferry_tracing_spans_dropped_total", {{"listener", l}, {"reason", "export_failed"}}, dropped_help);
+  for (size_t k = 0; k < static_cast<size_t>(tr::ExportFailure::kCount); ++k)
+    e->failures[k] = stats.counter("ferry_tracing_export_failures_total",
+                                   {{"listener", l}, {"reason", tr::exportFailureName(static_cast<tr::ExportFailure>(k))}},
+                                   "OTLP export POSTs that failed, by reason.");
+  out->exporter = std::move(e);
+  return out;
+}
+
 }  // namespace
 
 HttpConnectionManager::HttpConnectionManager(std::shared_ptr<const HcmConfig> config) : config_(std::move(config)) {}
@@ -349,6 +383,7 @@ std::shared_ptr<const HcmConfig> buildHcmConfig(const BuildContext& ctx, std::st
     o.max_resets_per_second = h2.max_resets_per_second;
     o.max_resets_burst = h2.max_resets_burst;
   }
+  if (c->http.tracing) c->tracing = buildTracing(*c->http.tracing, ctx);
   c->stats.duration = stats.histogram("ferry_downstream_request_duration_seconds", l,
                                       core::latencyBounds(),
                                       "Time from the request head to the end of the response.");

@@ -19,6 +19,7 @@
 #include "core/http/filter.h"
 #include "core/http/http2/codec.h"
 #include "core/http/route_config.h"
+#include "core/tracing/exporter.h"
 
 namespace ferry::filters::network {
 namespace http = core::http;
@@ -43,6 +44,7 @@ struct HcmConfig {
   HcmStats stats;
   std::vector<std::shared_ptr<const http::AccessLog>> access_logs;  // http.access_log, in order
   http::http2::Options h2;  // from http.http2 and the header limits
+  std::shared_ptr<const core::tracing::TracerConfig> tracing;  // http.tracing; null: none
   // Makes the codec of a connection; null: HTTP/2 when ALPN says h2 or the first bytes are
   // the HTTP/2 preface (and http2 is enabled), HTTP/1.1 otherwise. Tests put a fake codec here.
   std::function<std::unique_ptr<http::ServerConnection>(http::CodecIo&, http::ServerConnectionCallbacks&)> codec;
