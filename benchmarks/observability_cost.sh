@@ -3,9 +3,9 @@
 # and tracing off and on, interleaved rounds, medians.
 #   benchmarks/observability_cost.sh [BIN (build-rel/proxy/ferry)] [ROUNDS (3)] [SECONDS (5)] [CONNS (10)] [MODES]
 # MODES (default "off json tracing"): off = nothing; json = a JSON access log to a file
-# (default fields); text = the default text format to a file; tracing = W3C trace context with
-# every request sampled and spans exported over OTLP/HTTP to a collector (an nginx location
-# answering 200), as a user would run it.
+# (default fields); text = the default text format to a file; headers = W3C trace context
+# (ids, traceparent) without export; tracing = the same with every request sampled and its
+# span exported over OTLP/HTTP to a collector (an nginx server answering 200).
 # nginx upstream (`return 200 "hello world\n"`) and wrk on CPU 1, Ferry on CPU 0. Prints
 # requests/s, Ferry's CPU µs per request (user+sys) and wrk's p99 per round, then the medians
 # and each mode's ratio to "off". Needs nginx and wrk (scripts/install-deps --bench).
@@ -29,6 +29,7 @@ config() {  # $1 = mode
     off) ;;
     json) http_extra="      access_log: [{path: $work/access.log, format: json}]" ;;
     text) http_extra="      access_log: [{path: $work/access.log}]" ;;
+    headers) http_extra="      tracing: {sample_rate: 1.0}" ;;
     tracing) http_extra="      tracing: {sample_rate: 1.0, otlp: {cluster: otel}}" ;;
     *) echo "unknown mode $1" >&2; exit 2 ;;
   esac
