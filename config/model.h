@@ -337,20 +337,24 @@ struct AccessLogConfig {
   bool operator==(const AccessLogConfig&) const = default;
 };
 
+// `http.tracing.otlp`: where spans go (outside TracingConfig: clang wants a nested struct's
+// default member initializers complete before std::optional of it is used in the class).
+struct TracingOtlpConfig {
+  std::string cluster;  // the collector (OTLP/HTTP), a cluster in `clusters`
+  Mark cluster_mark;
+  std::string path = "/v1/traces";
+  Duration timeout = std::chrono::seconds(5);
+  Duration flush_interval = std::chrono::seconds(1);
+  uint32_t max_batch = 512;   // spans per POST
+  uint32_t max_queue = 4096;  // spans waiting per worker; past it new spans are dropped
+  bool operator==(const TracingOtlpConfig&) const = default;
+};
+
 // W3C Trace Context propagation and OTLP span export on an HTTP listener (`http.tracing`).
 struct TracingConfig {
   double sample_rate = 1.0;  // fraction of new traces that are sampled (0..1)
   std::string service_name = "ferry";
-  struct Otlp {
-    std::string cluster;  // the collector (OTLP/HTTP), a cluster in `clusters`
-    Mark cluster_mark;
-    std::string path = "/v1/traces";
-    Duration timeout = std::chrono::seconds(5);
-    Duration flush_interval = std::chrono::seconds(1);
-    uint32_t max_batch = 512;   // spans per POST
-    uint32_t max_queue = 4096;  // spans waiting per worker; past it new spans are dropped
-    bool operator==(const Otlp&) const = default;
-  };
+  using Otlp = TracingOtlpConfig;
   std::optional<Otlp> otlp;  // none: headers only, no export
   bool operator==(const TracingConfig&) const = default;
 };

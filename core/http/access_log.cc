@@ -60,19 +60,6 @@ class Ring {
   alignas(64) std::atomic<uint32_t> tail_{0};
 };
 
-// A per-thread PRNG for sampling (xorshift64*).
-uint64_t nextRandom() {
-  thread_local uint64_t state = [] {
-    uint64_t seed = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
-                    (reinterpret_cast<uintptr_t>(&state) << 16);
-    return seed == 0 ? 0x9e3779b97f4a7c15ull : seed;
-  }();
-  state ^= state >> 12;
-  state ^= state << 25;
-  state ^= state >> 27;
-  return state * 0x2545f4914f6cdd1dull;
-}
-
 void appendInt(std::string& out, int64_t v) {
   char buf[24];
   int n = std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(v));
@@ -485,7 +472,7 @@ void AccessLog::log(WorkerContext& worker, const LogContext& ctx) const {
   const int status = ctx.info != nullptr ? ctx.info->response_code : 0;
   if (status < static_cast<int>(cfg_.min_status) || status > static_cast<int>(cfg_.max_status)) return;
   if (cfg_.flagged_only && (ctx.info == nullptr || ctx.info->flag == ResponseFlag::kNone)) return;
-  if (sample_threshold_ != UINT64_MAX && nextRandom() >= sample_threshold_) return;
+  if (sample_threshold_ != UINT64_MAX && tracing::IdGenerator::local().next() >= sample_threshold_) return;
   std::string& buf = file_->begin(worker);
   format(ctx, buf);
   buf += '\n';

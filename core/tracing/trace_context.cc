@@ -34,7 +34,6 @@ bool allZero(const uint8_t* p, size_t n) {
   return true;
 }
 
-uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
 std::string hexString(const uint8_t* p, size_t n) {
   std::string s(2 * n, '0');
@@ -100,41 +99,31 @@ IdGenerator& IdGenerator::local() {
   return g;
 }
 
-IdGenerator::IdGenerator() {
+namespace {
+// 256 bits from getrandom(2); the clock when it fails (never expected on Linux >= 3.17), which
+// Rng expands with splitmix64.
+Rng seededRng(const void* self) {
+  uint64_t state[4] = {};
   size_t got = 0;
-  auto* p = reinterpret_cast<unsigned char*>(s_);
-  while (got < sizeof s_) {
-    ssize_t n = ::getrandom(p + got, sizeof s_ - got, 0);
+  auto* p = reinterpret_cast<unsigned char*>(state);
+  while (got < sizeof state) {
+    ssize_t n = ::getrandom(p + got, sizeof state - got, 0);
     if (n > 0) {
       got += static_cast<size_t>(n);
     } else if (n < 0 && errno != EINTR) {
-      break;  // no getrandom: fall back to the clock (never expected on Linux >= 3.17)
+      break;
     }
   }
-  if (got < sizeof s_ || allZero(p, sizeof s_)) {
-    uint64_t x = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
-                 reinterpret_cast<uintptr_t>(this);
-    for (auto& s : s_) {  // splitmix64
-      x += 0x9e3779b97f4a7c15ULL;
-      uint64_t z = x;
-      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-      z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-      s = z ^ (z >> 31);
-    }
-  }
+  if (got < sizeof state)
+    return Rng(static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+               reinterpret_cast<uintptr_t>(self));
+  return Rng(state);
 }
+}  // namespace
 
-uint64_t IdGenerator::next() {  // xoshiro256**
-  const uint64_t result = rotl(s_[1] * 5, 7) * 9;
-  const uint64_t t = s_[1] << 17;
-  s_[2] ^= s_[0];
-  s_[3] ^= s_[1];
-  s_[1] ^= s_[2];
-  s_[0] ^= s_[3];
-  s_[2] ^= t;
-  s_[3] = rotl(s_[3], 45);
-  return result;
-}
+IdGenerator::IdGenerator() : rng_(seededRng(this)) {}
+
+uint64_t IdGenerator::next() { return rng_.next(); }
 
 void IdGenerator::traceId(uint8_t (&out)[16]) {
   uint64_t a = next(), b = next();

@@ -3,6 +3,7 @@
 // except IdGenerator (one per thread: no locks) and the clock helpers.
 #pragma once
 
+#include "core/random.h"
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -67,7 +68,7 @@ class IdGenerator {
 
  private:
   IdGenerator();
-  uint64_t s_[4];
+  Rng rng_;
 };
 
 // CLOCK_MONOTONIC in nanoseconds (fine-grained, unlike core::monotonicMs).

@@ -50,12 +50,6 @@ uint64_t xxMerge(uint64_t acc, uint64_t v) {
   return acc * kP1 + kP4;
 }
 
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
 
 // Ring point of replica `r` of the host whose identity is `key`: depends on (key, r) only, so a
 // host keeps its points whatever the other hosts are and wherever it sits in the vector.
@@ -119,39 +113,6 @@ uint64_t hash64(std::string_view data, uint64_t seed) {
   h *= kP3;
   h ^= h >> 32;
   return h;
-}
-
-// xoshiro256**, state expanded from the seed with splitmix64 (as its authors recommend: any seed,
-// zero included, gives a well-mixed non-zero state).
-Rng::Rng(uint64_t seed) {
-  for (uint64_t& s : s_) s = splitmix64(seed);
-}
-
-uint64_t Rng::next() {
-  const uint64_t result = std::rotl(s_[1] * 5, 7) * 9;
-  const uint64_t t = s_[1] << 17;
-  s_[2] ^= s_[0];
-  s_[3] ^= s_[1];
-  s_[1] ^= s_[2];
-  s_[0] ^= s_[3];
-  s_[2] ^= t;
-  s_[3] = std::rotl(s_[3], 45);
-  return result;
-}
-
-// Lemire's multiply-shift with his rejection step: exactly uniform, and the rejection branch
-// (one division) is only taken with probability n / 2^64.
-uint64_t Rng::below(uint64_t n) {
-  u128 m = static_cast<u128>(next()) * n;
-  uint64_t low = static_cast<uint64_t>(m);
-  if (low < n) {
-    const uint64_t threshold = -n % n;
-    while (low < threshold) {
-      m = static_cast<u128>(next()) * n;
-      low = static_cast<uint64_t>(m);
-    }
-  }
-  return static_cast<uint64_t>(m >> 64);
 }
 
 size_t pickSmoothWrr(const std::vector<WeightedHost>& hosts, std::vector<int64_t>& current) {

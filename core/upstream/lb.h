@@ -5,6 +5,7 @@
 // from a non-empty host set (Maglev::pick divides by the table size; the others return 0).
 #pragma once
 
+#include "core/random.h"
 #include <cstdint>
 #include <string_view>
 #include <vector>
@@ -14,17 +15,8 @@ namespace ferry::core::upstream::lb {
 // Stable 64-bit hash (same value in every process and run): request keys and host identities.
 uint64_t hash64(std::string_view data, uint64_t seed = 0);
 
-// Fast worker-local PRNG (xoshiro256** or splitmix64 quality). Not thread-safe: one per worker.
-class Rng {
- public:
-  explicit Rng(uint64_t seed);
-  uint64_t next();
-  // Uniform in [0, n); n > 0.
-  uint64_t below(uint64_t n);
-
- private:
-  uint64_t s_[4];
-};
+// The worker-local PRNG (core/random.h).
+using core::Rng;
 
 struct WeightedHost {
   uint32_t weight = 1;  // > 0
