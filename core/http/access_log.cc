@@ -17,7 +17,6 @@
 #include <vector>
 
 #include "config/values.h"
-#include "core/event/poller.h"
 #include "core/event/timer.h"
 #include "core/event/worker_context.h"
 #include "core/log.h"
@@ -33,6 +32,7 @@ using Kind = config::LogCommand::Kind;
 constexpr size_t kHandOverBytes = 64 * 1024;  // a worker's buffer goes to the writer past this
 constexpr size_t kRingSlots = 64;             // buffers in flight per worker and file
 constexpr size_t kKeepCapacity = 256 * 1024;  // larger emptied buffers are shrunk
+constexpr std::chrono::milliseconds kFlushInterval{100};  // the oldest line waits at most this
 
 // Single producer (a worker), single consumer (the writer). Slots are swapped, not copied:
 // the producer gets back the emptied string the consumer left in the slot.
@@ -267,25 +267,26 @@ class AccessLogFile {
   // Worker side: the buffer the line is appended to; handed over at the end of the batch.
   std::string& begin(WorkerContext& w) {
     Channel& c = channels_[w.worker_index < channels_.size() ? w.worker_index : 0];
-    if (c.poller == nullptr) {
-      c.poller = &Poller::of(*w.io);
+    if (!c.flush_timer) {
       c.stats = w.stats;
+      c.flush_timer = std::make_unique<Timer>(*w.io, [this, &c] { handOver(c); });
     }
     return c.buf;
   }
   void end(WorkerContext& w) {
     Channel& c = channels_[w.worker_index < channels_.size() ? w.worker_index : 0];
-    ++c.lines;
-    if (c.buf.size() >= kHandOverBytes) {
-      handOver(c);
-    } else if (!c.deferred) {
-      c.deferred = true;
-      c.poller->defer(&c);
-    }
+    if (++c.lines == 1) c.flush_timer->enable(kFlushInterval);
+    if (c.buf.size() >= kHandOverBytes) handOver(c);
   }
 
+  // After the workers have stopped: what they still hold goes out, then the writer ends.
   void stop() {
     if (!writer_.joinable()) return;
+    for (auto& c : channels_) {
+      if (c.buf.empty()) continue;
+      if (!c.ring.push(c.buf)) file_->write(c.buf);
+      c.buf.clear();
+    }
     {
       std::lock_guard<std::mutex> lock(mu_);
       stopping_ = true;
@@ -295,21 +296,20 @@ class AccessLogFile {
   }
 
  private:
-  struct Channel final : DeferredAction {
+  // One worker's side of the file. Lines collect in `buf` until it holds 64 KiB or the first
+  // of them is kFlushInterval old, then go to the writer in one hand-over (one wake-up of the
+  // writer per hand-over, not per line or per event-loop turn).
+  struct Channel {
     AccessLogFile* owner = nullptr;
-    Poller* poller = nullptr;
     StatsShard* stats = nullptr;
+    std::unique_ptr<Timer> flush_timer;  // made on the worker, on its first line
     std::string buf;
-    uint64_t lines = 0;
-    bool deferred = false;
+    uint64_t lines = 0;  // in buf
     Ring ring;
-    void runDeferred() override {
-      deferred = false;
-      owner->handOver(*this);
-    }
   };
 
   void handOver(Channel& c) {
+    c.flush_timer->disable();
     if (c.buf.empty()) return;
     if (!c.ring.push(c.buf)) {
       if (c.stats != nullptr) c.stats->add(dropped_, static_cast<int64_t>(c.lines));
@@ -436,6 +436,11 @@ std::shared_ptr<const AccessLog> AccessLog::create(const config::AccessLogConfig
 
 AccessLog::AccessLog(const config::AccessLogConfig& cfg, std::shared_ptr<AccessLogFile> file)
     : cfg_(cfg), file_(std::move(file)) {
+  for (const auto& [key, fmt] : cfg_.json) {
+    std::string k;
+    config::appendJsonString(k, key);
+    json_keys_.push_back(k + ':');
+  }
   const double r = cfg.sample_rate;
   sample_threshold_ = r >= 1.0 ? UINT64_MAX : static_cast<uint64_t>(r * 18446744073709551616.0);
 }
@@ -447,22 +452,41 @@ void AccessLog::format(const LogContext& ctx, std::string& out) const {
     for (const auto& c : cfg_.text) formatLogCommand(c, ctx, out);
     return;
   }
+  // Values are formatted straight into the line; the rare one that needs escaping is escaped
+  // afterwards (no per-line allocation otherwise).
   out += '{';
-  std::string value;  // a field's text before escaping (reused while the line is built)
-  bool first = true;
-  for (const auto& [key, fmt] : cfg_.json) {
-    if (!first) out += ',';
-    first = false;
-    config::appendJsonString(out, key);
-    out += ':';
-    value.clear();
-    for (const auto& c : fmt) formatLogCommand(c, ctx, value);
-    if (fmt.size() == 1 && fmt[0].kind != Kind::kLiteral && value == "-") {
+  for (size_t i = 0; i < cfg_.json.size(); ++i) {
+    if (i != 0) out += ',';
+    out += json_keys_[i];
+    const auto& fmt = cfg_.json[i].second;
+    const bool single = fmt.size() == 1 && fmt[0].kind != Kind::kLiteral;
+    const size_t at = out.size();
+    if (single && isNumeric(fmt[0].kind)) {
+      formatLogCommand(fmt[0], ctx, out);
+      if (out.size() == at + 1 && out[at] == '-') {
+        out.resize(at);
+        out += "null";
+      }
+      continue;
+    }
+    out += '"';
+    for (const auto& c : fmt) formatLogCommand(c, ctx, out);
+    if (single && out.size() == at + 2 && out[at + 1] == '-') {
+      out.resize(at);
       out += "null";
-    } else if (fmt.size() == 1 && isNumeric(fmt[0].kind)) {
-      out += value;
+      continue;
+    }
+    bool plain = true;
+    for (size_t j = at + 1; j < out.size() && plain; ++j) {
+      const auto ch = static_cast<unsigned char>(out[j]);
+      plain = ch != '"' && ch != '\\' && ch >= 0x20 && ch != 0x7f;
+    }
+    if (plain) {
+      out += '"';
     } else {
-      config::appendJsonString(out, value);
+      std::string raw = out.substr(at + 1);
+      out.resize(at);
+      config::appendJsonString(out, raw);
     }
   }
   out += '}';

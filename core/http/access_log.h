@@ -2,9 +2,10 @@
 // and written by one writer thread per file, so a slow disk never blocks a request.
 //
 // Worker side: AccessLog::log() appends the formatted line to the worker's buffer for that
-// file. At the end of the worker's event batch (Poller::defer) the buffer is handed to the
-// file's writer through a single-producer ring (no lock); a buffer over 64 KiB is handed over
-// at once. When the ring is full (the writer is stuck), the batch is dropped and counted in
+// file. The buffer goes to the file's writer through a single-producer ring (no lock) when it
+// holds 64 KiB or when its oldest line is 100 ms old (a worker timer), so under load one
+// hand-over (and one wake-up of the writer) carries hundreds of lines. When the ring is full
+// (the writer is stuck), the buffer is dropped and its lines counted in
 // ferry_access_log_dropped_lines_total: the worker never waits.
 // Writer side: one thread per file path drains every worker's ring and writes the buffers
 // with writev(2) onto a ReopenableFile (SIGUSR1 reopens it for logrotate). Emptied buffers go
@@ -15,6 +16,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "config/model.h"
 #include "core/http/filter.h"
@@ -60,6 +62,7 @@ class AccessLog {
  private:
   AccessLog(const config::AccessLogConfig& cfg, std::shared_ptr<AccessLogFile> file);
   config::AccessLogConfig cfg_;
+  std::vector<std::string> json_keys_;  // "\"key\":" for each json_format entry
   uint64_t sample_threshold_;  // sampled when a random 64-bit draw is below it
   std::shared_ptr<AccessLogFile> file_;
 };
