@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <sstream>
@@ -222,7 +223,8 @@ TEST_CASE("text access log: custom format, filter, SIGUSR1 reopen", "[accesslog]
 
 TEST_CASE("access log over HTTP/2, and the observability histograms", "[accesslog][http2]") {
   HttpUpstream up(responder());
-  FerryConfig c{.http_extra = "      access_log:\n"
+  FerryConfig c{.http_extra = "      max_request_headers_kb: 1\n"
+                              "      access_log:\n"
                               "        - {path: h2.log, format: json, json_format: {p: \"%PROTOCOL%\", "
                               "code: \"%RESPONSE_CODE%\", route: \"%ROUTE_NAME%\", size: \"%BYTES_SENT%\"}}\n",
                 .routes = {Route{.match = "{prefix: /named}", .cluster = "up", .extra = routeExtra("named")},
@@ -294,4 +296,13 @@ TEST_CASE("access log over HTTP/2, and the observability histograms", "[accesslo
     last = v;
   }
   CHECK(last == 4);
+  // A stream the HTTP/2 codec refuses itself (a header list over the limit) is logged too.
+  Json big = h2test::runScript("header_list.py", port, {"--size", "4096"});
+  CHECK(big["big"]["status"].num() == 431);
+  auto after = waitLines(f->dir() + "/h2.log", 6);  // the 431, then the request after it
+  REQUIRE(after.size() == 6);
+  std::vector<double> codes;
+  for (size_t i = 4; i < 6; ++i) codes.push_back((*parseJson(after[i]))["code"].num());
+  std::sort(codes.begin(), codes.end());
+  CHECK(codes == std::vector<double>{200, 431});
 }

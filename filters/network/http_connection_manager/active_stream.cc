@@ -469,14 +469,16 @@ void ActiveStream::destroyFilters() {
   if (!response_complete_ && info_.flag == http::ResponseFlag::kNone)
     info_.flag = http::ResponseFlag::kDownstreamConnectionTermination;
   if (!response_complete_) hcm_.countFlag(info_.flag);
-  http::LogContext ctx;
-  ctx.info = &info_;
-  ctx.request = request_headers_.get();
-  ctx.response = response_started_ ? response_headers_.get() : nullptr;
-  ctx.response_trailers = response_trailers_ ? &*response_trailers_ : nullptr;
-  if (route_ != nullptr && route_->config != nullptr) ctx.route_name = route_->config->name;
-  ctx.end_us = core::monotonicUs();
-  hcm_.logRequest(ctx);
+  if (!hcm_.config().access_logs.empty()) {
+    http::LogContext ctx;
+    ctx.info = &info_;
+    ctx.request = request_headers_.get();
+    ctx.response = response_started_ ? response_headers_.get() : nullptr;
+    ctx.response_trailers = response_trailers_ ? &*response_trailers_ : nullptr;
+    if (route_ != nullptr && route_->config != nullptr) ctx.route_name = route_->config->name;
+    ctx.end_us = core::monotonicUs();
+    hcm_.logRequest(ctx);
+  }
   for (auto& f : filters_) f.filter->onDestroy();
   if (info_.trace.active) trace_.finish(*hcm_.config().tracing, *request_headers_, info_, hcm_.worker(), hcm_.remoteIp());
 }
