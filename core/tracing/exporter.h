@@ -76,6 +76,14 @@ struct SpanRecord {
 // Appends one OTLP JSON span object to `out` (exposed for tests).
 void appendSpanJson(std::string& out, const SpanRecord& span);
 
+// One POST's worth of spans (outside SpanExporter: clang wants its default member
+// initializers complete before std::optional of it is used in the class).
+struct ExportBatch {
+  std::shared_ptr<const ExportConfig> cfg;
+  std::string body;
+  uint32_t spans = 0;
+};
+
 class SpanExporter {
  public:
   SpanExporter(WorkerContext& ctx, std::shared_ptr<const ExportConfig> cfg);
@@ -97,11 +105,7 @@ class SpanExporter {
 
  private:
   class Export;
-  struct Batch {
-    std::shared_ptr<const ExportConfig> cfg;
-    std::string body;
-    uint32_t spans = 0;
-  };
+  using Batch = ExportBatch;
   void closeOpen();
   void sendReady();
   void send(Batch batch);
