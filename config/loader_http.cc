@@ -183,6 +183,7 @@ class HttpParser {
 
   void http(const Entry& e, HttpConfig& h) {
     h.mark = e.key_mark;
+    http_ = &h;
     if (!p_.isMap(e, true)) return;
     constexpr std::string_view kWhere = "in http";
     Entries f = p_.fields(e.value, kWhere,
@@ -307,6 +308,45 @@ class HttpParser {
     h.access_log.push_back(std::move(a));
   }
 
+  // ---- per-route filter overrides: {NAME: {disabled: true} | {config: {...}}}. The config
+  // itself is the filter's to check (its builder runs on it, like on the listener's).
+  void filterOverrides(const Entry& e, RouteConfig& r) {
+    if (!p_.isMap(e)) return;
+    Entries names = p_.anyFields(e.value, "in filter_overrides");
+    for (const auto& n : names.list) {
+      const bool known = http_ != nullptr && std::any_of(http_->filters.begin(), http_->filters.end(),
+                                                         [&](const HttpFilterConfig& f) { return f.name == n.key; });
+      if (!known) {
+        std::string listed;
+        if (http_ != nullptr)
+          for (const auto& f : http_->filters) listed += (listed.empty() ? "" : ", ") + f.name;
+        p_.error(n.key_mark, "filter_overrides names " + quote(n.key) +
+                                 ", which is not in this listener's filters (" + (listed.empty() ? "none" : listed) + ")");
+        continue;
+      }
+      if (!p_.isMap(n)) continue;
+      Entries g = p_.fields(n.value, "in filter override", {"disabled", "config"});
+      FilterOverrideConfig o;
+      o.name = n.key;
+      o.name_mark = n.key_mark;
+      o.mark = n.value_mark;
+      const Entry* which = p_.oneOf(g, {"disabled", "config"}, n, "filter override", true);
+      if (which == nullptr) continue;
+      if (which->key == "disabled") {
+        auto v = p_.getBool(*which);
+        if (!v) continue;
+        if (!*v) {
+          p_.error(which->value_mark, "'disabled: false' changes nothing (leave the override out)");
+          continue;
+        }
+        o.disabled = true;
+      } else {
+        o.config = p_.deepNode(which->value, which->value_mark, "in " + n.key + " config");
+      }
+      r.filter_overrides.push_back(std::move(o));
+    }
+  }
+
   // ---- filters
 
   // The shape of an entry; its name and config are the filter registry's (filters/).
@@ -394,7 +434,7 @@ class HttpParser {
     constexpr std::string_view kWhere = "in route";
     Entries f = p_.fields(item.value, kWhere,
                           {"name", "match", "route", "direct_response", "redirect", "request_headers",
-                           "response_headers"});
+                           "response_headers", "filter_overrides"});
     RouteConfig r;
     r.mark = item.value_mark;
     if (auto* x = f.get("name"))
@@ -410,6 +450,7 @@ class HttpParser {
     if (auto* x = f.get("redirect")) redirect(*x, r.redirect.emplace(), regex);
     if (auto* x = f.get("request_headers")) headerOps(*x, r.request_headers, true);
     if (auto* x = f.get("response_headers")) headerOps(*x, r.response_headers, false);
+    if (auto* x = f.get("filter_overrides")) filterOverrides(*x, r);
     vh.routes.push_back(std::move(r));
   }
 
@@ -779,6 +820,7 @@ class HttpParser {
   }
 
   Parser& p_;
+  const HttpConfig* http_ = nullptr;  // the block being read (its filters are parsed first)
   std::set<std::string> route_names_;  // unique per listener (this parser reads one http block)
 };
 

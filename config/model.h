@@ -119,6 +119,56 @@ struct UpstreamTlsConfig {
 
 // ---- HTTP (L7) listener config -------------------------------------------------------
 
+// A block of config kept as written, for what the loader does not interpret itself (a
+// filter's `config:`): its owner parses it with config/node_reader.h, and errors still point
+// at FILE:LINE:COL. Mapping keys are unique (the loader reports duplicates).
+struct ConfigEntry;
+struct ConfigNode {
+  enum class Kind { kNull, kScalar, kMap, kList };
+  Kind kind = Kind::kNull;
+  std::string scalar;
+  // How a scalar was written: "" plain, "!" quoted, else its explicit tag
+  // ("tag:yaml.org,2002:int"): a quoted "12" is a string, not a number.
+  std::string tag;
+  std::vector<ConfigEntry> entries;  // kMap, in document order
+  std::vector<ConfigNode> items;     // kList
+  Mark mark;
+  bool operator==(const ConfigNode&) const;
+};
+
+struct ConfigEntry {
+  std::string key;
+  Mark key_mark;
+  ConfigNode value;
+  bool operator==(const ConfigEntry&) const = default;
+};
+
+// Written out (a defaulted comparison of this recursive type crashes clang 14). Marks compare
+// equal, as everywhere.
+inline bool ConfigNode::operator==(const ConfigNode& o) const {
+  return kind == o.kind && scalar == o.scalar && tag == o.tag && entries == o.entries && items == o.items;
+}
+
+// One entry of an http listener's `filters:` (the router is implicit and always last). The
+// loader checks its shape; the filter registry (filters/) knows the names and parses `config`.
+struct HttpFilterConfig {
+  std::string name;
+  Mark name_mark;
+  std::optional<ConfigNode> config;  // absent: no `config:` key
+  Mark mark;  // of the list item
+  bool operator==(const HttpFilterConfig&) const = default;
+};
+
+// routes[].filter_overrides.NAME: a route's change to one of its listener's HTTP filters.
+struct FilterOverrideConfig {
+  std::string name;  // a filter of the listener's `filters`
+  Mark name_mark;
+  bool disabled = false;             // {disabled: true}: the filter does not run on this route
+  std::optional<ConfigNode> config;  // {config: {...}}: the filter runs with this config instead
+  Mark mark;
+  bool operator==(const FilterOverrideConfig&) const = default;
+};
+
 struct HeaderMatcherConfig {
   enum class Kind { kExact, kPrefix, kRegex, kPresent };
   std::string name;  // lower-cased by the loader
@@ -216,6 +266,7 @@ struct RouteConfig {
   std::optional<RedirectConfig> redirect;
   HeaderOpsConfig request_headers;
   HeaderOpsConfig response_headers;
+  std::vector<FilterOverrideConfig> filter_overrides;  // in document order
   Mark mark;
   bool operator==(const RouteConfig&) const = default;
 };
@@ -228,45 +279,6 @@ struct VirtualHostConfig {
   bool operator==(const VirtualHostConfig&) const = default;
 };
 
-// A block of config kept as written, for what the loader does not interpret itself (a
-// filter's `config:`): its owner parses it with config/node_reader.h, and errors still point
-// at FILE:LINE:COL. Mapping keys are unique (the loader reports duplicates).
-struct ConfigEntry;
-struct ConfigNode {
-  enum class Kind { kNull, kScalar, kMap, kList };
-  Kind kind = Kind::kNull;
-  std::string scalar;
-  // How a scalar was written: "" plain, "!" quoted, else its explicit tag
-  // ("tag:yaml.org,2002:int"): a quoted "12" is a string, not a number.
-  std::string tag;
-  std::vector<ConfigEntry> entries;  // kMap, in document order
-  std::vector<ConfigNode> items;     // kList
-  Mark mark;
-  bool operator==(const ConfigNode&) const;
-};
-
-struct ConfigEntry {
-  std::string key;
-  Mark key_mark;
-  ConfigNode value;
-  bool operator==(const ConfigEntry&) const = default;
-};
-
-// Written out (a defaulted comparison of this recursive type crashes clang 14). Marks compare
-// equal, as everywhere.
-inline bool ConfigNode::operator==(const ConfigNode& o) const {
-  return kind == o.kind && scalar == o.scalar && tag == o.tag && entries == o.entries && items == o.items;
-}
-
-// One entry of an http listener's `filters:` (the router is implicit and always last). The
-// loader checks its shape; the filter registry (filters/) knows the names and parses `config`.
-struct HttpFilterConfig {
-  std::string name;
-  Mark name_mark;
-  std::optional<ConfigNode> config;  // absent: no `config:` key
-  Mark mark;  // of the list item
-  bool operator==(const HttpFilterConfig&) const = default;
-};
 
 // HTTP/2 on an HTTP listener (docs/http.md): offered by ALPN on TLS, and h2c by prior
 // knowledge (the client preface) on plaintext. The header list limits are the listener's

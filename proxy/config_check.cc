@@ -53,6 +53,14 @@ std::vector<config::ConfigError> checkFilters(const config::Config& cfg, const s
       }
       (*builder)(f, reader);  // validates; the factory is dropped
     }
+    // A route's override config goes through the same builder.
+    for (const auto& vh : l.http->virtual_hosts)
+      for (const auto& r : vh.routes)
+        for (const auto& o : r.filter_overrides) {
+          const auto* builder = registry.http(o.name);
+          if (builder == nullptr || !o.config) continue;  // unknown names: reported above
+          (*builder)(config::HttpFilterConfig{o.name, o.name_mark, o.config, o.mark}, reader);
+        }
   }
   return errors;
 }

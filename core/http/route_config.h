@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <unordered_map>
 #include <vector>
 
 #include "core/event/local_ref.h"
@@ -13,11 +14,20 @@
 
 namespace ferry::core::http {
 
+// What one route changes in its listener's filter chain (routes[].filter_overrides), by
+// filter position: a filter that does not run, or runs made by another factory.
+struct RouteFilterOverride {
+  size_t index = 0;         // in HttpRouteConfig::filters
+  HttpFilterFactory make;   // null: disabled on this route
+};
+
 // Immutable; built with a snapshot on the main thread.
 struct HttpRouteConfig {
   std::shared_ptr<const router::RouteTable> routes;
   std::vector<HttpFilterFactory> filters;  // configured order; the router is added last
   HttpFilterFactory terminal;              // the last filter; null: the router (tests set it)
+  // Routes with filter_overrides only (looked up only for such routes).
+  std::unordered_map<const config::RouteConfig*, std::vector<RouteFilterOverride>> overrides;
 };
 
 // The current HttpRouteConfig of one listener, one slot per worker. Made once per listener

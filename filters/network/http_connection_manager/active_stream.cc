@@ -189,7 +189,23 @@ void ActiveStream::decodeHeaders(http::RequestHeadersPtr headers, bool end_strea
 
   std::string_view route_path(h.path.data(), path.size());
   route_ = route_config_->routes->find(h.authority, h.method, route_path, h.headers).route;
+  if (route_ != nullptr && !route_->config->filter_overrides.empty()) applyRouteOverrides();
   request_.headers(end_stream);
+}
+
+// The matched route changes its listener's chain: a disabled filter is swapped for one that
+// passes everything on, an overridden one for an instance made from the route's config. No
+// hook of the filters has run yet.
+void ActiveStream::applyRouteOverrides() {
+  auto it = route_config_->overrides.find(route_->config);
+  if (it == route_config_->overrides.end()) return;
+  for (const auto& o : it->second) {
+    if (o.index + 1 >= filters_.size()) continue;  // never the router
+    Entry& e = filters_[o.index];
+    e.filter->onDestroy();
+    e.filter = o.make ? o.make() : std::make_unique<http::HttpFilter>();
+    e.filter->setCallbacks(e.slot);
+  }
 }
 
 void ActiveStream::decodeData(Buffer& data, bool end_stream) {

@@ -121,6 +121,7 @@ class ActiveStream : public http::RequestDecoder, public http::StreamCallbacks {
     FilterSlot slot;
   };
   void addFilter(std::unique_ptr<http::HttpFilter> filter);
+  void applyRouteOverrides();
   // The response filter of response position `pos` (reverse order, the router excluded), and
   // back.
   http::HttpFilter& responseFilter(size_t pos) { return *filters_[filters_.size() - 2 - pos].filter; }

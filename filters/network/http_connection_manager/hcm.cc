@@ -1,5 +1,6 @@
 #include "filters/network/http_connection_manager/hcm.h"
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
@@ -326,11 +327,11 @@ std::shared_ptr<const HcmConfig> buildHcmConfig(const BuildContext& ctx, std::st
   auto rc = std::make_shared<http::HttpRouteConfig>();
   rc->routes = core::router::RouteTable::build(c->http, error, ctx.clusters, &ctx.stats, listener.name);
   if (!rc->routes) return nullptr;
-  for (const auto& f : c->http.filters) {
+  auto buildFilter = [&](const config::HttpFilterConfig& f) -> http::HttpFilterFactory {
     const auto* builder = ctx.registry.http(f.name);
     if (!builder) {
       *error = "unknown HTTP filter '" + f.name + "'";
-      return nullptr;
+      return {};
     }
     config::NodeReader reader;
     auto factory = (*builder)(f, reader);
@@ -338,10 +339,36 @@ std::shared_ptr<const HcmConfig> buildHcmConfig(const BuildContext& ctx, std::st
       const auto& e = reader.errors();
       *error = e.empty() ? "HTTP filter '" + f.name + "' cannot be built"
                          : std::to_string(e[0].mark.line) + ":" + std::to_string(e[0].mark.col) + ": " + e[0].message;
-      return nullptr;
     }
+    return factory;
+  };
+  for (const auto& f : c->http.filters) {
+    auto factory = buildFilter(f);
+    if (!factory) return nullptr;
     rc->filters.push_back(std::move(factory));
   }
+  // Per-route overrides, keyed by the route table's own copy of each route.
+  for (const auto& vh : rc->routes->config().virtual_hosts)
+    for (const auto& r : vh.routes) {
+      if (r.filter_overrides.empty()) continue;
+      auto& list = rc->overrides[&r];
+      for (const auto& o : r.filter_overrides) {
+        http::RouteFilterOverride ov;
+        const auto& fs = c->http.filters;
+        ov.index = static_cast<size_t>(
+            std::find_if(fs.begin(), fs.end(), [&](const config::HttpFilterConfig& f) { return f.name == o.name; }) -
+            fs.begin());
+        if (ov.index >= fs.size()) {
+          *error = "route override of filter '" + o.name + "', which the listener does not have";
+          return nullptr;
+        }
+        if (o.config) {
+          ov.make = buildFilter(config::HttpFilterConfig{o.name, o.name_mark, o.config, o.mark});
+          if (!ov.make) return nullptr;
+        }
+        list.push_back(std::move(ov));
+      }
+    }
   // The provider outlives snapshots (it is part of the listener's state); this snapshot's
   // route config goes into each worker's slot when the snapshot is installed there.
   if (!ctx.state.http_routes) ctx.state.http_routes = std::make_shared<http::RouteConfigProvider>(ctx.workers);
