@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 bin=${1:-build-rel/proxy/ferry}; rounds=${2:-3}; secs=${3:-5}; conns=${4:-10}
 modes=${5:-"off none client_ip"}
 work=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
-up=19930; px=19931
+up=${RL_BENCH_PORT:-19960}; px=$((up + 1))  # RL_BENCH_PORT: another base port
 cat > "$work/nginx.conf" <<NGX
 user root; daemon off; worker_processes 1; error_log $work/error.log; pid $work/nginx.pid;
 events {}

@@ -131,7 +131,7 @@ std::optional<LocalRateLimitConfig> parseLocalRateLimitConfig(const config::Http
       }
     }
   if (auto* x = f.get("max_keys"))
-    if (auto v = r.getUint(*x, 1, 100000000)) out.max_keys = *v;
+    if (auto v = r.getUint(*x, 1, 10000000)) out.max_keys = *v;  // 16 bytes each: 160 MB at most
   if (auto* x = f.get("shadow"))
     if (auto v = r.getBool(*x)) out.shadow = *v;
   if (auto* x = f.get("response_headers"))

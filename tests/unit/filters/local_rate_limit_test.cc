@@ -165,6 +165,8 @@ TEST_CASE("local_rate_limit config: defaults, keys and errors", "[rate_limit][co
         "t.yaml:7:59: key must be none, client_ip or header:NAME, not 'ip'");
   CHECK(err("{max_tokens: 5, tokens_per_fill: 6, fill_interval: 1s}") ==
         "t.yaml:7:52: tokens_per_fill is larger than max_tokens");
+  CHECK(err("{max_tokens: 5, fill_interval: 1s, max_keys: 0}") ==
+        "t.yaml:7:64: 'max_keys' must be between 1 and 10000000, got 0");
   CHECK(err("{max_tokens: 5, fill_interval: 1s, burst: 3}") ==
         "t.yaml:7:54: unknown key 'burst' in local_rate_limit config");
 }
