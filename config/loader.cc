@@ -507,7 +507,8 @@ class Loader : public Parser {
     constexpr std::string_view kWhere = "in listener";
     Entries f = fields(item.value, kWhere,
                        {"name", "address", "proxy_protocol", "proxy_protocol_timeout",
-                        "max_connections", "per_connection_buffer_limit_kb", "tls", "http", "tcp"});
+                        "max_connections", "max_connections_per_ip", "per_connection_buffer_limit_kb", "tls", "http",
+                        "tcp"});
     ListenerConfig l;
     l.mark = item.value_mark;
     if (auto* x = need(f, "name", item, kWhere)) {
@@ -522,6 +523,8 @@ class Loader : public Parser {
       if (auto v = getDuration(*x, false)) l.proxy_protocol_timeout = *v;
     if (auto* x = f.get("max_connections"))
       if (auto v = getUint(*x, 0, UINT64_MAX)) l.max_connections = *v;
+    if (auto* x = f.get("max_connections_per_ip"))
+      if (auto v = getUint(*x, 0, 16777215)) l.max_connections_per_ip = *v;
     if (auto* x = f.get("per_connection_buffer_limit_kb"))
       if (auto v = getUint(*x, 1, 1048576)) l.buffer_limit_kb = static_cast<uint32_t>(*v);
 

@@ -426,6 +426,7 @@ struct ListenerConfig {
   bool proxy_protocol = false;    // expect a PROXY v1/v2 header from the client
   Duration proxy_protocol_timeout = std::chrono::seconds(5);
   uint64_t max_connections = 0;   // 0 = unlimited
+  uint64_t max_connections_per_ip = 0;  // per client IP (the socket's peer); 0 = unlimited
   uint32_t buffer_limit_kb = 1024;  // per-connection write buffer high watermark
   std::optional<TlsConfig> tls;
   std::optional<HttpConfig> http;

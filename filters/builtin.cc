@@ -1,6 +1,7 @@
 // Every built-in filter, listed once.
 #include "filters/http/buffer/buffer_filter.h"
 #include "filters/http/fault/fault_filter.h"
+#include "filters/http/local_rate_limit/local_rate_limit.h"
 #include "filters/network/http_connection_manager/hcm.h"
 #include "filters/network/tcp_proxy/tcp_proxy.h"
 #include "filters/registry.h"
@@ -12,6 +13,7 @@ void registerBuiltins(Registry& registry) {
   registry.addNetwork("http_connection_manager", network::httpConnectionManagerBuilder());
   registry.addHttp("buffer", http::bufferFilterBuilder());
   registry.addHttp("fault", http::faultFilterBuilder());
+  registry.addHttp("local_rate_limit", http::localRateLimitFilterBuilder());
 }
 
 }  // namespace ferry::filters

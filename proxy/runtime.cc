@@ -85,6 +85,10 @@ std::shared_ptr<const Snapshot> Runtime::build(config::Config cfg, std::string* 
     spec->state = state;
     spec->process = connections_;
     spec->process_max_connections = cfg.runtime.max_connections;
+    if (l.max_connections_per_ip > 0) {
+      if (!state->per_ip) state->per_ip = std::make_shared<core::net::PerIpConnections>();
+      spec->per_ip = state->per_ip;
+    }
     if (l.proxy_protocol) {
       spec->listener_filters.push_back(core::net::proxyProtocolFilter(l.proxy_protocol_timeout));
       spec->listener_filter_timeout = std::max(spec->listener_filter_timeout, spec->listener_filters.back().timeout);

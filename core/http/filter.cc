@@ -20,6 +20,7 @@ const char* responseFlagName(ResponseFlag f) {
     case ResponseFlag::kDelayInjected: return "DI";
     case ResponseFlag::kDownstreamConnectionTermination: return "DC";
     case ResponseFlag::kUpstreamResetAfterResponseStarted: return "UR";
+    case ResponseFlag::kRateLimited: return "RL";
     case ResponseFlag::kCount: break;
   }
   return "-";
@@ -43,6 +44,7 @@ const char* responseFlagDetails(ResponseFlag f) {
     case ResponseFlag::kDelayInjected: return "delay_injected";
     case ResponseFlag::kDownstreamConnectionTermination: return "downstream_connection_termination";
     case ResponseFlag::kUpstreamResetAfterResponseStarted: return "upstream_reset_after_response_started";
+    case ResponseFlag::kRateLimited: return "local_rate_limited";
     case ResponseFlag::kCount: break;
   }
   return "";
@@ -62,7 +64,8 @@ int grpcStatusFor(ResponseFlag f, int http_status) {
     case ResponseFlag::kUpstreamConnectFailure:
     case ResponseFlag::kUpstreamOverflow:
     case ResponseFlag::kUpstreamConnectionClosed:
-    case ResponseFlag::kDraining: return 14;
+    case ResponseFlag::kDraining:
+    case ResponseFlag::kRateLimited: return 14;  // 429 maps to UNAVAILABLE (gRPC's HTTP mapping)
     default: break;
   }
   // By HTTP status (the gRPC spec's HTTP-to-gRPC mapping).

@@ -54,6 +54,7 @@ enum class ResponseFlag {
   kDelayInjected,             // DI (fault filter delay; not an error)
   kDownstreamConnectionTermination,  // DC: the client went away before the response ended
   kUpstreamResetAfterResponseStarted,  // UR: the response was cut off (upstream reset or closed)
+  kRateLimited,               // RL 429 (local_rate_limit; in shadow mode on the forwarded request)
   kCount,
 };
 const char* responseFlagName(ResponseFlag f);

@@ -22,6 +22,9 @@ ListenerState::ListenerState(std::string n, StatsStore& stats) : name(std::move(
   this->stats.cx_active = stats.gauge("ferry_downstream_connections_active", labels, "Open downstream connections.");
   this->stats.cx_overflow = stats.counter("ferry_downstream_connections_overflow_total", labels,
                                           "Connections refused by max_connections.");
+  this->stats.cx_per_ip_overflow =
+      stats.counter("ferry_downstream_connections_per_ip_overflow_total", labels,
+                    "Connections refused by max_connections_per_ip.");
   this->stats.proxy_protocol_errors = stats.counter("ferry_downstream_proxy_protocol_errors_total", labels,
                                                     "Connections closed for a missing or bad PROXY header.");
   this->stats.bytes_received =
@@ -49,6 +52,7 @@ class ActiveConnection : public ConnectionCallbacks, public NetworkFilterCallbac
   }
 
   std::list<std::unique_ptr<ActiveConnection>>::iterator self_;
+  uint32_t per_ip_slot_ = PerIpConnections::kNoSlot;  // counted in spec().per_ip
 
   void start() {
     conn_->setCallbacks(this);
@@ -339,16 +343,32 @@ void ActiveListener::accepted(int fd) {
     ::close(fd);
     return;
   }
+  ConnectionInfo ci;
+  peerAddress(fd, &ci.direct_remote);
+  // Per client IP: the socket's peer (decided at accept, before any PROXY header is read).
+  uint32_t per_ip_slot = PerIpConnections::kNoSlot;
+  if (spec_->per_ip && spec_->cfg.max_connections_per_ip > 0) {
+    if (uint64_t k = PerIpConnections::key(ci.direct_remote); k != 0) {
+      per_ip_slot = spec_->per_ip->acquire(k, spec_->cfg.max_connections_per_ip);
+      if (per_ip_slot == PerIpConnections::kOver) {
+        spec_->process->active.fetch_sub(1, std::memory_order_relaxed);
+        state.active.fetch_sub(1, std::memory_order_relaxed);
+        stats.inc(state.stats.cx_per_ip_overflow);
+        FERRY_LOG(kDebug, "listener ", spec_->state->name, ": per-IP connection limit reached, closing new connection");
+        ::close(fd);
+        return;
+      }
+    }
+  }
   stats.inc(state.stats.cx_total);
   stats.inc(state.stats.cx_active);
 
-  ConnectionInfo ci;
-  peerAddress(fd, &ci.direct_remote);
   localAddress(fd, &ci.local);
   ci.remote = ci.direct_remote;
   auto conn = Connection::adopt(*ctx_.io, fd, ctx_.acct);
   auto ac = std::make_unique<ActiveConnection>(*this, ctx_, spec_, std::move(conn), ci);
   ActiveConnection* raw = ac.get();
+  raw->per_ip_slot_ = per_ip_slot;
   connections_.push_front(std::move(ac));
   raw->self_ = connections_.begin();
   raw->start();
@@ -365,6 +385,7 @@ void ActiveListener::removeConnection(ActiveConnection* conn) {
   ctx_.stats->dec(spec.state->stats.cx_active);
   spec.process->active.fetch_sub(1, std::memory_order_relaxed);
   spec.state->active.fetch_sub(1, std::memory_order_relaxed);
+  if (spec.per_ip) spec.per_ip->release(dying->per_ip_slot_);
   graveyard_.add(std::move(dying));
   checkEmpty();
 }

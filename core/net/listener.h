@@ -19,6 +19,7 @@
 #include "core/event/worker_context.h"
 #include "core/net/listener_filter.h"
 #include "core/net/network_filter.h"
+#include "core/net/per_ip_connections.h"
 #include "core/net/transport.h"
 #include "core/stats.h"
 
@@ -34,6 +35,7 @@ struct ListenerStats {
   StatHandle cx_total;
   StatHandle cx_active;
   StatHandle cx_overflow;  // refused by max_connections (listener or runtime)
+  StatHandle cx_per_ip_overflow;  // refused by max_connections_per_ip
   StatHandle proxy_protocol_errors;
   StatHandle bytes_received;  // from downstream clients
   StatHandle bytes_sent;      // to downstream clients
@@ -47,6 +49,9 @@ struct ListenerState {
   const std::string name;
   ListenerStats stats;
   std::atomic<int64_t> active{0};  // open connections, for max_connections
+  // Open connections per client IP; made (main thread) by the first snapshot that sets
+  // max_connections_per_ip, then kept. Workers reach it through ListenerSpec::per_ip.
+  std::shared_ptr<PerIpConnections> per_ip;
   // HTTP listeners: the route table and filter chain that each worker's requests take when
   // they start (core/http/route_config.h). Made by the HTTP connection manager's builder.
   std::shared_ptr<http::RouteConfigProvider> http_routes;
@@ -65,6 +70,7 @@ struct ListenerSpec {
   std::shared_ptr<ListenerState> state;
   std::shared_ptr<ProcessConnections> process;
   uint64_t process_max_connections = 0;  // runtime.max_connections; 0 = unlimited
+  std::shared_ptr<PerIpConnections> per_ip;  // state->per_ip when cfg.max_connections_per_ip > 0
   // What a connection runs through, in order: listener filters on the raw socket, then the
   // transport, then the network filter chain.
   std::vector<ListenerFilterFactory> listener_filters;
