@@ -1,6 +1,8 @@
 // Every built-in filter, listed once.
 #include "filters/http/buffer/buffer_filter.h"
+#include "filters/http/cors/cors_filter.h"
 #include "filters/http/fault/fault_filter.h"
+#include "filters/http/rbac/rbac_filter.h"
 #include "filters/network/http_connection_manager/hcm.h"
 #include "filters/network/tcp_proxy/tcp_proxy.h"
 #include "filters/registry.h"
@@ -12,6 +14,8 @@ void registerBuiltins(Registry& registry) {
   registry.addNetwork("http_connection_manager", network::httpConnectionManagerBuilder());
   registry.addHttp("buffer", http::bufferFilterBuilder());
   registry.addHttp("fault", http::faultFilterBuilder());
+  registry.addHttp("cors", http::corsFilterBuilder());
+  registry.addHttp("rbac", http::rbacFilterBuilder());
 }
 
 }  // namespace ferry::filters
