@@ -124,6 +124,7 @@ void readOrigin(NodeReader& r, const NodeReader::Field& item, CorsFilterConfig& 
   CorsFilterConfig::Origin o;
   if (item.value->kind == config::ConfigNode::Kind::kMap) {
     auto f = r.fields(item, "in allow_origins entry", {"regex"});
+    if (f.list.empty() && !item.value->entries.empty()) return;  // unknown keys, reported
     auto* x = r.need(f, "regex", item.value->mark, "in allow_origins entry");
     if (x == nullptr) return;
     auto v = r.getString(*x);

@@ -248,29 +248,29 @@ TEST_CASE("rbac config: errors at FILE:LINE:COL", "[rbac][config]") {
         "t.yaml:9:21: rbac rule needs at least one of 'client_cidrs', 'headers', 'path_prefix', 'methods' or "
         "'client_cert_sans'");
   CHECK(rbacError("            action: allow\n            rules: [{client_cidrs: [10.0.0.1/8]}]\n") ==
-        "t.yaml:9:36: bad CIDR range '10.0.0.1/8': host bits set (use 10.0.0.0/8)");
+        "t.yaml:9:37: bad CIDR range '10.0.0.1/8': host bits set (use 10.0.0.0/8)");
   CHECK(rbacError("            action: allow\n            rules: [{client_cidrs: ['::1/200']}]\n") ==
-        "t.yaml:9:36: bad CIDR range '::1/200': prefix length must be 0-128");
+        "t.yaml:9:37: bad CIDR range '::1/200': prefix length must be 0-128");
   CHECK(rbacError("            action: allow\n            rules: [{client_cidrs: [localhost]}]\n") ==
-        "t.yaml:9:36: bad CIDR range 'localhost': bad address");
+        "t.yaml:9:37: bad CIDR range 'localhost': bad address");
   CHECK(rbacError("            action: allow\n            rules: [{client_cidrs: []}]\n") ==
-        "t.yaml:9:35: 'client_cidrs' must not be empty");
+        "t.yaml:9:36: 'client_cidrs' must not be empty");
   CHECK(rbacError("            action: allow\n            rules: [{path_prefix: admin}]\n") ==
-        "t.yaml:9:34: 'path_prefix' must start with '/' and have no query, got 'admin'");
+        "t.yaml:9:35: 'path_prefix' must start with '/' and have no query, got 'admin'");
   CHECK(rbacError("            action: allow\n            rules: [{methods: [get]}]\n") ==
-        "t.yaml:9:31: bad method 'get' (use upper-case letters: GET, POST, ...)");
+        "t.yaml:9:32: bad method 'get' (use upper-case letters: GET, POST, ...)");
   CHECK(rbacError("            action: allow\n            rules: [{headers: [{name: x-a}]}]\n") ==
-        "t.yaml:9:31: header match needs one of 'exact', 'prefix', 'regex' or 'present'");
+        "t.yaml:9:32: header match needs one of 'exact', 'prefix', 'regex' or 'present'");
   CHECK(rbacError("            action: allow\n            rules: [{headers: [{name: x-a, exact: a, prefix: b}]}]\n") ==
-        "t.yaml:9:52: header match has both 'exact' and 'prefix' (use exactly one)");
+        "t.yaml:9:54: header match has both 'exact' and 'prefix' (use exactly one)");
   CHECK(rbacError("            action: allow\n            rules: [{headers: [{name: x-a, regex: '[a'}]}]\n") ==
-        "t.yaml:9:48: bad regex '[a': missing ]: [a");
+        "t.yaml:9:51: bad regex '[a': missing ]: [a");
   CHECK(rbacError("            action: allow\n            rules: [{headers: [{name: x-a, present: false}]}]\n") ==
-        "t.yaml:9:50: 'present' must be true (matching an absent header is not supported)");
+        "t.yaml:9:53: 'present' must be true (matching an absent header is not supported)");
   CHECK(rbacError("            action: allow\n            rules: [{headers: [{name: 'x a', present: true}]}]\n") ==
-        "t.yaml:9:38: bad header name 'x a'");
+        "t.yaml:9:39: bad header name 'x a'");
   CHECK(rbacError("            action: allow\n            rules: [{cidrs: [10.0.0.0/8]}]\n") ==
-        "t.yaml:9:21: unknown key 'cidrs' in rbac rule");
+        "t.yaml:9:22: unknown key 'cidrs' in rbac rule");
   CHECK(rbacError("            action: allow\n            rules: [{methods: [GET]}]\n            shadow: 1\n") ==
         "t.yaml:10:21: expected a boolean (true/false) for 'shadow', got '1'");
 }
