@@ -1,7 +1,9 @@
 // Every built-in filter, listed once.
 #include "filters/http/buffer/buffer_filter.h"
+#include "filters/http/cors/cors_filter.h"
 #include "filters/http/fault/fault_filter.h"
 #include "filters/http/local_rate_limit/local_rate_limit.h"
+#include "filters/http/rbac/rbac_filter.h"
 #include "filters/network/http_connection_manager/hcm.h"
 #include "filters/network/tcp_proxy/tcp_proxy.h"
 #include "filters/registry.h"
@@ -14,6 +16,8 @@ void registerBuiltins(Registry& registry) {
   registry.addHttp("buffer", http::bufferFilterBuilder());
   registry.addHttp("fault", http::faultFilterBuilder());
   registry.addHttp("local_rate_limit", http::localRateLimitFilterBuilder());
+  registry.addHttp("cors", http::corsFilterBuilder());
+  registry.addHttp("rbac", http::rbacFilterBuilder());
 }
 
 }  // namespace ferry::filters

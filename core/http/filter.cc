@@ -21,6 +21,7 @@ const char* responseFlagName(ResponseFlag f) {
     case ResponseFlag::kDownstreamConnectionTermination: return "DC";
     case ResponseFlag::kUpstreamResetAfterResponseStarted: return "UR";
     case ResponseFlag::kRateLimited: return "RL";
+    case ResponseFlag::kRbacDenied: return "RBAC";
     case ResponseFlag::kCount: break;
   }
   return "-";
@@ -45,15 +46,17 @@ const char* responseFlagDetails(ResponseFlag f) {
     case ResponseFlag::kDownstreamConnectionTermination: return "downstream_connection_termination";
     case ResponseFlag::kUpstreamResetAfterResponseStarted: return "upstream_reset_after_response_started";
     case ResponseFlag::kRateLimited: return "local_rate_limited";
+    case ResponseFlag::kRbacDenied: return "rbac_access_denied";
     case ResponseFlag::kCount: break;
   }
   return "";
 }
 
 int grpcStatusFor(ResponseFlag f, int http_status) {
-  // gRPC codes: 4 DEADLINE_EXCEEDED, 8 RESOURCE_EXHAUSTED, 12 UNIMPLEMENTED, 13 INTERNAL,
-  // 14 UNAVAILABLE, 2 UNKNOWN.
+  // gRPC codes: 4 DEADLINE_EXCEEDED, 7 PERMISSION_DENIED, 8 RESOURCE_EXHAUSTED,
+  // 12 UNIMPLEMENTED, 13 INTERNAL, 14 UNAVAILABLE, 2 UNKNOWN.
   switch (f) {
+    case ResponseFlag::kRbacDenied: return 7;
     case ResponseFlag::kDownstreamProtocolError:
     case ResponseFlag::kUpstreamProtocolError: return 13;
     case ResponseFlag::kRequestTimeout:

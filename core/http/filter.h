@@ -55,6 +55,7 @@ enum class ResponseFlag {
   kDownstreamConnectionTermination,  // DC: the client went away before the response ended
   kUpstreamResetAfterResponseStarted,  // UR: the response was cut off (upstream reset or closed)
   kRateLimited,               // RL 429 (local_rate_limit; in shadow mode on the forwarded request)
+  kRbacDenied,                // RBAC 403: refused by the rbac filter
   kCount,
 };
 const char* responseFlagName(ResponseFlag f);
@@ -103,6 +104,12 @@ class FilterCallbacks {
   virtual const std::string& downstreamRemoteIp() = 0;
   // The downstream connection's addresses (after PROXY protocol).
   virtual const net::ConnectionInfo& downstreamConnection() = 0;
+  // The client's IP as text after PROXY protocol and the trusted x-forwarded-for hops: with
+  // `xff_trusted_hops: N` > 0, the Nth address from the right of the x-forwarded-for the
+  // request arrived with (the one the outermost trusted proxy appended); otherwise, and when
+  // that header has fewer than N addresses or the one found is not an IP address,
+  // downstreamRemoteIp(). What access rules on a client address match.
+  virtual const std::string& trustedClientIp() = 0;
 
   // For the terminal filter (the router): the response toward the client. Response hooks of
   // the other filters run (in reverse order) before it is written. An interim 1xx goes straight

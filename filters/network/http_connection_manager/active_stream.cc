@@ -5,6 +5,7 @@
 
 #include "core/http/path.h"
 #include "core/log.h"
+#include "core/net/cidr.h"
 #include "core/net/socket_util.h"
 #include "filters/http/router/router.h"
 #include "filters/network/http_connection_manager/connection_manager.h"
@@ -90,6 +91,25 @@ void newRequestId(char (&id)[36]) {
   put(b, 12);
 }
 
+// The Nth address from the right of an x-forwarded-for value (N >= 1), or "" when there are
+// fewer than N or it is not an IP address.
+std::string trustedXffHop(std::string_view xff, uint32_t n) {
+  size_t end = xff.size();
+  for (uint32_t i = 1;; ++i) {
+    const size_t comma = end == 0 ? std::string_view::npos : xff.rfind(',', end - 1);
+    const size_t begin = comma == std::string_view::npos ? 0 : comma + 1;
+    if (i == n) {
+      std::string_view v = xff.substr(begin, end - begin);
+      while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+      while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+      if (!core::net::parseIpAddress(v)) return {};
+      return std::string(v);
+    }
+    if (comma == std::string_view::npos) return {};
+    end = comma;
+  }
+}
+
 }  // namespace
 
 // ---- FilterSlot: one filter's view of its stream
@@ -105,6 +125,7 @@ const core::router::Route* FilterSlot::route() { return s_.route(); }
 http::StreamInfo& FilterSlot::streamInfo() { return s_.streamInfo(); }
 const std::string& FilterSlot::downstreamRemoteIp() { return s_.downstreamRemoteIp(); }
 const core::net::ConnectionInfo& FilterSlot::downstreamConnection() { return s_.downstreamConnection(); }
+const std::string& FilterSlot::trustedClientIp() { return s_.trustedClientIp(); }
 void FilterSlot::encode1xxHeaders(http::ResponseHeadersPtr headers) { s_.encode1xxHeaders(std::move(headers)); }
 void FilterSlot::encodeHeaders(http::ResponseHeadersPtr headers, bool end_stream) {
   s_.encodeHeaders(std::move(headers), end_stream);
@@ -126,6 +147,9 @@ ActiveStream::~ActiveStream() { destroyFilters(); }
 core::WorkerContext& ActiveStream::worker() { return hcm_.worker(); }
 const std::string& ActiveStream::downstreamRemoteIp() { return hcm_.remoteIp(); }
 const core::net::ConnectionInfo& ActiveStream::downstreamConnection() { return hcm_.connectionInfo(); }
+const std::string& ActiveStream::trustedClientIp() {
+  return trusted_client_ip_.empty() ? hcm_.remoteIp() : trusted_client_ip_;
+}
 
 void ActiveStream::addFilter(std::unique_ptr<http::HttpFilter> filter) {
   filters_.emplace_back(*this, filters_.size(), std::move(filter));
@@ -178,6 +202,7 @@ void ActiveStream::decodeHeaders(http::RequestHeadersPtr headers, bool end_strea
   // is ours unless a trusted front proxy set it.
   const std::string& ip = hcm_.remoteIp();
   std::string xff = h.headers.getAll("x-forwarded-for");
+  if (cfg.http.xff_trusted_hops > 0 && !xff.empty()) trusted_client_ip_ = trustedXffHop(xff, cfg.http.xff_trusted_hops);
   h.headers.set("x-forwarded-for", xff.empty() ? ip : xff + ", " + ip);
   if (cfg.http.xff_trusted_hops == 0 || !h.headers.has("x-forwarded-proto")) h.headers.set("x-forwarded-proto", h.scheme);
   if (cfg.tracing) trace_.start(*cfg.tracing, h, info_);  // traceparent; x-request-id from the trace id

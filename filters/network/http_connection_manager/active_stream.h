@@ -39,6 +39,7 @@ class FilterSlot final : public http::FilterCallbacks {
   http::StreamInfo& streamInfo() override;
   const std::string& downstreamRemoteIp() override;
   const core::net::ConnectionInfo& downstreamConnection() override;
+  const std::string& trustedClientIp() override;
   void encode1xxHeaders(http::ResponseHeadersPtr headers) override;
   void encodeHeaders(http::ResponseHeadersPtr headers, bool end_stream) override;
   void encodeData(core::Buffer& data, bool end_stream) override;
@@ -77,6 +78,7 @@ class ActiveStream : public http::RequestDecoder, public http::StreamCallbacks {
   http::StreamInfo& streamInfo() { return info_; }
   const std::string& downstreamRemoteIp();
   const core::net::ConnectionInfo& downstreamConnection();
+  const std::string& trustedClientIp();
   void encode1xxHeaders(http::ResponseHeadersPtr headers);
   void encodeHeaders(http::ResponseHeadersPtr headers, bool end_stream);
   void encodeData(core::Buffer& data, bool end_stream);
@@ -146,6 +148,8 @@ class ActiveStream : public http::RequestDecoder, public http::StreamCallbacks {
   http::ResponseHeadersPtr response_headers_;
   std::optional<http::HeaderMap> response_trailers_;
   const core::router::Route* route_ = nullptr;
+  // The client address found in the trusted x-forwarded-for hops ("" = the connection's).
+  std::string trusted_client_ip_;
   std::vector<Entry> filters_;  // configured filters + router (reserved: slots never move)
   http::StreamInfo info_;
   StreamTrace trace_;
