@@ -1,5 +1,6 @@
 // Every built-in filter, listed once.
 #include "filters/http/buffer/buffer_filter.h"
+#include "filters/http/compression/compression_filter.h"
 #include "filters/http/fault/fault_filter.h"
 #include "filters/network/http_connection_manager/hcm.h"
 #include "filters/network/tcp_proxy/tcp_proxy.h"
@@ -11,6 +12,7 @@ void registerBuiltins(Registry& registry) {
   registry.addNetwork("tcp_proxy", network::tcpProxyBuilder());
   registry.addNetwork("http_connection_manager", network::httpConnectionManagerBuilder());
   registry.addHttp("buffer", http::bufferFilterBuilder());
+  registry.addHttp("compression", http::compressionFilterBuilder());
   registry.addHttp("fault", http::faultFilterBuilder());
 }
 
