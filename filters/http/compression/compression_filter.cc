@@ -232,8 +232,10 @@ std::optional<CompressionFilterConfig> parseCompressionFilterConfig(const config
                       {"algorithms", "min_content_length", "content_types", "level", "gzip_level", "brotli_quality",
                        "request_decompression"});
     if (const auto* x = f.get("algorithms")) {
-      if (x->value->kind != Kind::kList || x->value->items.empty()) {
-        r.typeError(*x, "a non-empty list of br, gzip");
+      if (x->value->kind != Kind::kList) {
+        r.typeError(*x, "a list of br, gzip");
+      } else if (x->value->items.empty()) {
+        r.error(x->value->mark, "'algorithms' must not be empty");
       } else {
         c.algorithms.clear();
         for (const auto& item : x->value->items) {
@@ -258,8 +260,10 @@ std::optional<CompressionFilterConfig> parseCompressionFilterConfig(const config
     if (const auto* x = f.get("min_content_length"))
       if (auto v = r.getUint(*x, 0, uint64_t{1} << 40)) c.min_content_length = *v;
     if (const auto* x = f.get("content_types")) {
-      if (x->value->kind != Kind::kList || x->value->items.empty()) {
-        r.typeError(*x, "a non-empty list of media types");
+      if (x->value->kind != Kind::kList) {
+        r.typeError(*x, "a list of media types");
+      } else if (x->value->items.empty()) {
+        r.error(x->value->mark, "'content_types' must not be empty");
       } else {
         types_set = true;
         for (const auto& item : x->value->items) {
