@@ -5,6 +5,10 @@
 #include <sys/uio.h>
 #include <zlib.h>
 
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
 #include "core/http/header_map.h"
 
 namespace ferry::filters::http::compression {
@@ -109,12 +113,93 @@ Coding chooseCoding(std::string_view header, std::span<const Coding> offered) {
 
 namespace {
 
+// ---- memory: a per-thread cache of the libraries' blocks
+
+// A compressed stream's state is a few large blocks (zlib's window, hash chains and pending
+// buffer: 64 KiB each at the defaults; brotli's ring buffer and hash tables), of the same sizes
+// response after response. Handing them back to malloc after every response costs more than
+// compressing 10 kB (the heap top is trimmed and grown again, large blocks are mmapped), so
+// freed blocks of 4 KiB and more wait in this thread's cache, up to kCacheBytes, for the next
+// stream of the same kind. Smaller blocks go to malloc directly. A block freed on another
+// thread joins that thread's cache (they are plain memory).
+constexpr size_t kHeader = 16;  // the block's size, keeping malloc's 16-byte alignment
+constexpr size_t kMinCached = 4096;
+constexpr size_t kCacheBytes = size_t{2} << 20;
+
+class BlockCache {
+ public:
+  ~BlockCache() {
+    for (auto& b : bins_)
+      for (void* p : b.blocks) std::free(p);
+  }
+  void* take(size_t n) {
+    if (n >= kMinCached)
+      for (auto& b : bins_)
+        if (b.size == n && !b.blocks.empty()) {
+          void* p = b.blocks.back();
+          b.blocks.pop_back();
+          bytes_ -= n;
+          return p;
+        }
+    return std::malloc(n + kHeader);
+  }
+  void give(void* p, size_t n) {
+    if (n >= kMinCached && bytes_ + n <= kCacheBytes) {
+      Bin* bin = nullptr;
+      for (auto& b : bins_)
+        if (b.size == n) bin = &b;
+      if (bin == nullptr) bin = &bins_.emplace_back(Bin{n, {}});
+      bin->blocks.push_back(p);
+      bytes_ += n;
+      return;
+    }
+    std::free(p);
+  }
+
+ private:
+  struct Bin {
+    size_t size;
+    std::vector<void*> blocks;
+  };
+  std::vector<Bin> bins_;
+  size_t bytes_ = 0;
+};
+
+thread_local BlockCache t_blocks;
+
+void* allocBlock(size_t n) {
+  auto* p = static_cast<unsigned char*>(t_blocks.take(n));
+  if (p == nullptr) return nullptr;
+  std::memcpy(p, &n, sizeof n);
+  return p + kHeader;
+}
+void freeBlock(void* q) {
+  if (q == nullptr) return;
+  auto* p = static_cast<unsigned char*>(q) - kHeader;
+  size_t n;
+  std::memcpy(&n, p, sizeof n);
+  t_blocks.give(p, n);
+}
+voidpf zAlloc(voidpf, uInt items, uInt size) { return allocBlock(size_t{items} * size); }
+void zFree(voidpf, voidpf p) { freeBlock(p); }
+void* brAlloc(void*, size_t n) { return allocBlock(n); }
+void brFree(void*, void* p) { freeBlock(p); }
+
 // ---- gzip
 
 class GzipEncoder final : public Encoder {
  public:
-  explicit GzipEncoder(int level) {
-    ok_ = deflateInit2(&z_, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK;
+  GzipEncoder(int level, uint64_t size_hint) {
+    // A window no larger than the body needs (as nginx does): less memory to set up.
+    int wbits = 15, mem_level = 8;
+    while (size_hint > 0 && wbits > 9 && size_hint < (uint64_t{1} << (wbits - 1)) - 262) {
+      --wbits;
+      --mem_level;
+    }
+    if (mem_level < 1) mem_level = 1;
+    z_.zalloc = zAlloc;
+    z_.zfree = zFree;
+    ok_ = deflateInit2(&z_, level, Z_DEFLATED, wbits + 16, mem_level, Z_DEFAULT_STRATEGY) == Z_OK;
   }
   ~GzipEncoder() override {
     if (ok_) deflateEnd(&z_);
@@ -157,7 +242,11 @@ class GzipEncoder final : public Encoder {
 
 class GzipDecoder final : public Decoder {
  public:
-  explicit GzipDecoder(uint64_t max) : max_(max) { ok_ = inflateInit2(&z_, 15 + 16) == Z_OK; }
+  explicit GzipDecoder(uint64_t max) : max_(max) {
+    z_.zalloc = zAlloc;
+    z_.zfree = zFree;
+    ok_ = inflateInit2(&z_, 15 + 16) == Z_OK;
+  }
   ~GzipDecoder() override {
     if (ok_) inflateEnd(&z_);
   }
@@ -210,7 +299,7 @@ class GzipDecoder final : public Decoder {
 
 class BrotliEncoder final : public Encoder {
  public:
-  BrotliEncoder(int quality, uint64_t size_hint) : st_(BrotliEncoderCreateInstance(nullptr, nullptr, nullptr)) {
+  BrotliEncoder(int quality, uint64_t size_hint) : st_(BrotliEncoderCreateInstance(brAlloc, brFree, nullptr)) {
     if (st_ == nullptr) return;
     BrotliEncoderSetParameter(st_, BROTLI_PARAM_QUALITY, static_cast<uint32_t>(quality));
     // A 256 KiB window (nginx's brotli uses 512 KiB; the library default is 4 MiB): bounded
@@ -259,7 +348,7 @@ class BrotliEncoder final : public Encoder {
 
 class BrotliDecoder final : public Decoder {
  public:
-  explicit BrotliDecoder(uint64_t max) : st_(BrotliDecoderCreateInstance(nullptr, nullptr, nullptr)), max_(max) {}
+  explicit BrotliDecoder(uint64_t max) : st_(BrotliDecoderCreateInstance(brAlloc, brFree, nullptr)), max_(max) {}
   ~BrotliDecoder() override {
     if (st_ != nullptr) BrotliDecoderDestroyInstance(st_);
   }
@@ -308,7 +397,7 @@ class BrotliDecoder final : public Decoder {
 
 std::unique_ptr<Encoder> makeEncoder(Coding c, int level, uint64_t size_hint) {
   switch (c) {
-    case Coding::kGzip: return std::make_unique<GzipEncoder>(level);
+    case Coding::kGzip: return std::make_unique<GzipEncoder>(level, size_hint);
     case Coding::kBrotli: return std::make_unique<BrotliEncoder>(level, size_hint);
     case Coding::kIdentity: break;
   }
