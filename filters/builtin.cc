@@ -1,5 +1,6 @@
 // Every built-in filter, listed once.
 #include "filters/http/buffer/buffer_filter.h"
+#include "filters/http/compression/compression_filter.h"
 #include "filters/http/cors/cors_filter.h"
 #include "filters/http/fault/fault_filter.h"
 #include "filters/http/local_rate_limit/local_rate_limit.h"
@@ -14,6 +15,7 @@ void registerBuiltins(Registry& registry) {
   registry.addNetwork("tcp_proxy", network::tcpProxyBuilder());
   registry.addNetwork("http_connection_manager", network::httpConnectionManagerBuilder());
   registry.addHttp("buffer", http::bufferFilterBuilder());
+  registry.addHttp("compression", http::compressionFilterBuilder());
   registry.addHttp("fault", http::faultFilterBuilder());
   registry.addHttp("local_rate_limit", http::localRateLimitFilterBuilder());
   registry.addHttp("cors", http::corsFilterBuilder());

@@ -123,6 +123,10 @@ class FilterCallbacks {
   // Aborts the exchange after the response started (its framing cannot be completed): the
   // client connection is closed.
   virtual void resetStream() = 0;
+  // From this filter's onResponseTrailers only: `data` goes on (through the response filters
+  // after this one, to the client) before the trailers, e.g. the end of a compressed stream.
+  // `data` is consumed.
+  virtual void addResponseDataBeforeTrailers(Buffer& data) = 0;
 };
 
 class HttpFilter {

@@ -134,6 +134,7 @@ void FilterSlot::encodeData(Buffer& data, bool end_stream) { s_.encodeData(data,
 void FilterSlot::encodeTrailers(HeaderMap trailers) { s_.encodeTrailers(std::move(trailers)); }
 void FilterSlot::setDownstreamReadDisabled(bool disabled) { s_.setDownstreamReadDisabled(disabled); }
 void FilterSlot::resetStream() { s_.resetStream(); }
+void FilterSlot::addResponseDataBeforeTrailers(Buffer& data) { s_.addResponseDataBeforeTrailers(index_, data); }
 
 // ---- ActiveStream
 
@@ -495,6 +496,14 @@ void ActiveStream::resetStream() {
   destroyFilters();
   hcm_.onStreamDone(*this);
   if (encoder != nullptr) encoder->resetStream(http::StreamResetReason::kLocalReset);
+}
+
+void ActiveStream::addResponseDataBeforeTrailers(size_t index, Buffer& data) {
+  if (destroyed_ || response_replaced_ || response_complete_ || index + 1 >= filters_.size() || data.empty()) {
+    data.clear();
+    return;
+  }
+  response_.dataBeforeTrailers(responsePosition(index), data);
 }
 
 void ActiveStream::onDownstreamWatermark(bool above) {

@@ -46,6 +46,7 @@ class FilterSlot final : public http::FilterCallbacks {
   void encodeTrailers(http::HeaderMap trailers) override;
   void setDownstreamReadDisabled(bool disabled) override;
   void resetStream() override;
+  void addResponseDataBeforeTrailers(core::Buffer& data) override;
 
  private:
   ActiveStream& s_;
@@ -85,6 +86,7 @@ class ActiveStream : public http::RequestDecoder, public http::StreamCallbacks {
   void encodeTrailers(http::HeaderMap trailers);
   void setDownstreamReadDisabled(bool disabled);
   void resetStream();
+  void addResponseDataBeforeTrailers(size_t index, core::Buffer& data);
 
   // The connection is going away (or the stream is done): tell filters, once.
   void destroyFilters();

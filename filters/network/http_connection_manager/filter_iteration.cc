@@ -83,6 +83,14 @@ void FilterIteration::hold(size_t pos, Buffer* cur, bool end, bool seen, bool bu
   updateFlow();
 }
 
+void FilterIteration::dataBeforeTrailers(size_t pos, Buffer& data) {
+  if (!trailers_waiting_ || pos + 1 >= n_) {
+    data.clear();
+    return;
+  }
+  iterateData(data, false, pos + 1);
+}
+
 void FilterIteration::trailers() {
   trailers_waiting_ = true;
   trailers_at_ = 0;

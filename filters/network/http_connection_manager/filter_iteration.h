@@ -50,6 +50,9 @@ class FilterIteration {
   void headers(bool end_stream);
   void data(core::Buffer& data, bool end_stream);
   void trailers();
+  // From the trailers hook of the filter at `pos`: data it adds, which goes on from pos + 1
+  // before the trailers (they wait at `pos` until the hook returns).
+  void dataBeforeTrailers(size_t pos, core::Buffer& data);
   // The filter at `pos` continues what it holds: headers, then data, then trailers.
   void resume(size_t pos);
   // Drops everything held (the stream is answered another way or destroyed).

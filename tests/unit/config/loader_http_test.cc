@@ -4,6 +4,7 @@
 #include "config/loader.h"
 #include "config/node_reader.h"
 #include "filters/http/buffer/buffer_filter.h"
+#include "filters/http/compression/compression_filter.h"
 #include "filters/http/fault/fault_filter.h"
 #include "tests/unit/config/loader_test_util.h"
 
@@ -333,7 +334,7 @@ clusters:
         std::vector<std::string>{
             "t.yaml:5:21: bad duration 'soon' (use a unit: 250ms, 15s, 5m)",
             "t.yaml:6:20: 'max_headers' must be between 1 and 10000, got 0",
-            "t.yaml:9:17: unknown filter 'gzip' (use buffer, cors, fault, local_rate_limit, rbac)",
+            "t.yaml:9:17: unknown filter 'gzip' (use buffer, compression, cors, fault, local_rate_limit, rbac)",
             "t.yaml:10:33: fault config needs at least one of 'delay' or 'abort'",
             "t.yaml:13:30: domain 'b.com:80' must not have a port (the Host header is matched "
             "without its port)",
@@ -355,7 +356,7 @@ clusters:
 TEST_CASE("filters", "[config][http]") {
   SECTION("unknown names list the known ones; the router is implicit") {
     CHECK(onlyError(withFilters("        - name: gzip\n")) ==
-          "t.yaml:6:17: unknown filter 'gzip' (use buffer, cors, fault, local_rate_limit, rbac)");
+          "t.yaml:6:17: unknown filter 'gzip' (use buffer, compression, cors, fault, local_rate_limit, rbac)");
     CHECK(onlyError(withFilters("        - name: router\n")) ==
           "t.yaml:6:17: the router filter is implicit and always last; do not list it");
     CHECK(onlyError(withFilters("        - {name: buffer}\n        - {name: buffer}\n")) ==
@@ -408,6 +409,75 @@ TEST_CASE("filters", "[config][http]") {
     CHECK_FALSE(f.delay);
     CHECK(f.abort_status == 503);
     CHECK(f.abort_percentage == 0);
+  }
+  SECTION("compression") {
+    using ferry::filters::http::CompressionFilterConfig;
+    using ferry::filters::http::compression::Coding;
+    auto compressionOf = [](const HttpFilterConfig& e) {
+      NodeReader r;
+      auto c = ferry::filters::http::parseCompressionFilterConfig(e, r);
+      REQUIRE(c);
+      return *c;
+    };
+    // No config: every default.
+    const Config d = ok(load(withFilters("        - name: compression\n")));
+    const CompressionFilterConfig dc = compressionOf(d.listeners[0].http->filters.at(0));
+    CHECK(dc.algorithms == std::vector<Coding>{Coding::kBrotli, Coding::kGzip});
+    CHECK(dc.min_content_length == 256);
+    CHECK(dc.gzip_level == 6);
+    CHECK(dc.brotli_quality == 4);
+    CHECK_FALSE(dc.request_decompression);
+    CHECK(dc.request_max_bytes == 10 * 1024 * 1024);
+    CHECK(dc.compressibleType("text/html; charset=utf-8"));
+    CHECK(dc.compressibleType("Application/JSON"));
+    CHECK(dc.compressibleType("image/svg+xml"));
+    CHECK_FALSE(dc.compressibleType("image/png"));
+    CHECK_FALSE(dc.compressibleType("text/"));
+    CHECK_FALSE(dc.compressibleType("application/jsonx"));
+    // Every key.
+    const Config c = ok(load(withFilters(
+        "        - name: compression\n          config:\n"
+        "            algorithms: [gzip]\n            min_content_length: 0\n"
+        "            content_types: [application/x-ndjson, Font/*]\n            level: 1\n"
+        "            brotli_quality: 11\n"
+        "            request_decompression: {enabled: true, max_bytes: 4096}\n")));
+    const CompressionFilterConfig cc = compressionOf(c.listeners[0].http->filters.at(0));
+    CHECK(cc.algorithms == std::vector<Coding>{Coding::kGzip});
+    CHECK(cc.min_content_length == 0);
+    CHECK(cc.gzip_level == 1);
+    CHECK(cc.brotli_quality == 11);
+    CHECK(cc.request_decompression);
+    CHECK(cc.request_max_bytes == 4096);
+    CHECK(cc.compressibleType("application/x-ndjson"));
+    CHECK(cc.compressibleType("font/woff2"));
+    CHECK_FALSE(cc.compressibleType("text/html"));  // the list replaces the defaults
+    // `level` maps brotli quality to level - 2 (at least 1).
+    const Config l = ok(load(withFilters("        - {name: compression, config: {level: 9}}\n")));
+    CHECK(compressionOf(l.listeners[0].http->filters.at(0)).brotli_quality == 7);
+    CHECK(compressionOf(l.listeners[0].http->filters.at(0)).gzip_level == 9);
+    // Errors, each at its value.
+    CHECK(onlyError(withFilters("        - {name: compression, config: {algorithms: [gzip, deflate]}}\n")) ==
+          "t.yaml:6:59: unknown compression algorithm 'deflate' (use br, gzip)");
+    CHECK(onlyError(withFilters("        - {name: compression, config: {algorithms: [gzip, gzip]}}\n")) ==
+          "t.yaml:6:59: compression algorithm 'gzip' listed twice");
+    CHECK(onlyError(withFilters("        - {name: compression, config: {algorithms: []}}\n")) ==
+          "t.yaml:6:52: 'algorithms' must not be empty");
+    CHECK(onlyError(withFilters("        - {name: compression, config: {content_types: text/html}}\n")) ==
+          "t.yaml:6:55: expected a list of media types for 'content_types', got 'text/html'");
+    CHECK(onlyError(withFilters("        - {name: compression, config: {content_types: [text]}}\n")) ==
+          "t.yaml:6:56: invalid media type 'text' in content_types (use type/subtype or type/*, "
+          "without parameters)");
+    CHECK(onlyError(withFilters("        - {name: compression, config: {content_types: [\"text/html; q=1\"]}}\n")) ==
+          "t.yaml:6:56: invalid media type 'text/html; q=1' in content_types (use type/subtype or type/*, "
+          "without parameters)");
+    CHECK(onlyError(withFilters("        - {name: compression, config: {gzip_level: 10}}\n")) ==
+          "t.yaml:6:52: 'gzip_level' must be between 1 and 9, got 10");
+    CHECK(onlyError(withFilters("        - {name: compression, config: {brotli_quality: 12}}\n")) ==
+          "t.yaml:6:56: 'brotli_quality' must be between 0 and 11, got 12");
+    CHECK(onlyError(withFilters("        - {name: compression, config: {levels: 1}}\n")) ==
+          "t.yaml:6:40: unknown key 'levels' in compression config (did you mean 'level'?)");
+    CHECK(onlyError(withFilters("        - {name: compression, config: {request_decompression: {max_bytes: 0}}}\n")) ==
+          "t.yaml:6:75: 'max_bytes' must be between 1 and 1099511627776, got 0");
   }
 }
 
