@@ -109,7 +109,7 @@ void appendTime(std::string& out, int64_t unix_ms) {
   out += ms;
 }
 
-const std::string* requestHeader(const RequestHeaders& r, const std::string& name, std::string& scratch) {
+const std::string* requestHeader(const RequestHeaders& r, const std::string& name) {
   if (!name.empty() && name[0] == ':') {
     if (name == ":method") return &r.method;
     if (name == ":path") return &r.path;
@@ -118,7 +118,6 @@ const std::string* requestHeader(const RequestHeaders& r, const std::string& nam
     return nullptr;
   }
   if (name == "host") return &r.authority;
-  (void)scratch;
   return r.headers.get(name);
 }
 
@@ -227,9 +226,8 @@ void formatLogCommand(const config::LogCommand& cmd, const LogContext& ctx, std:
       break;
     case Kind::kReq:
       if (ctx.request != nullptr) {
-        std::string scratch;
-        const std::string* v = requestHeader(*ctx.request, cmd.text, scratch);
-        if (v == nullptr && !cmd.alt.empty()) v = requestHeader(*ctx.request, cmd.alt, scratch);
+        const std::string* v = requestHeader(*ctx.request, cmd.text);
+        if (v == nullptr && !cmd.alt.empty()) v = requestHeader(*ctx.request, cmd.alt);
         if (v != nullptr) appendValue(out, *v, cmd.max_len);
       }
       break;
