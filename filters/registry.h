@@ -21,6 +21,16 @@ namespace ferry::filters {
 
 class Registry;
 
+// What an HTTP filter builder may use besides its own config. `stats` is null when a config is
+// only being validated (--validate, config_check); a builder then registers nothing. Counters a
+// filter registers carry the listener's name as their `listener` label; the filter bumps them
+// per request through FilterCallbacks::worker().stats (a per-worker shard, no locks).
+struct HttpBuildContext {
+  std::string listener;
+  core::StatsStore* stats = nullptr;
+  size_t workers = 1;
+};
+
 // What a builder may use while a snapshot is being built (main thread).
 struct BuildContext {
   const config::ListenerConfig& listener;
@@ -44,8 +54,8 @@ class Registry {
   // Parses an HTTP filter's config entry (its `config:` block is the filter's own) and builds
   // its factory. Errors go to `reader`, each at its FILE:LINE:COL mark, and the factory is
   // then empty. The same call validates a config (--validate, reload) and builds it.
-  using HttpBuilder =
-      std::function<core::http::HttpFilterFactory(const config::HttpFilterConfig& cfg, config::NodeReader& reader)>;
+  using HttpBuilder = std::function<core::http::HttpFilterFactory(
+      const config::HttpFilterConfig& cfg, config::NodeReader& reader, const HttpBuildContext& ctx)>;
 
   void addNetwork(const std::string& name, NetworkBuilder builder) { network_[name] = std::move(builder); }
   void addHttp(const std::string& name, HttpBuilder builder) { http_[name] = std::move(builder); }

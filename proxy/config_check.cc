@@ -51,7 +51,7 @@ std::vector<config::ConfigError> checkFilters(const config::Config& cfg, const s
         reader.error(f.name_mark, "unknown filter '" + f.name + "' (use " + registry.httpNames() + ")");
         continue;
       }
-      (*builder)(f, reader);  // validates; the factory is dropped
+      (*builder)(f, reader, filters::HttpBuildContext{l.name});  // validates; the factory is dropped
     }
     // A route's override config goes through the same builder.
     for (const auto& vh : l.http->virtual_hosts)
@@ -59,7 +59,8 @@ std::vector<config::ConfigError> checkFilters(const config::Config& cfg, const s
         for (const auto& o : r.filter_overrides) {
           const auto* builder = registry.http(o.name);
           if (builder == nullptr || !o.config) continue;  // unknown names: reported above
-          (*builder)(config::HttpFilterConfig{o.name, o.name_mark, o.config, o.mark}, reader);
+          (*builder)(config::HttpFilterConfig{o.name, o.name_mark, o.config, o.mark}, reader,
+                     filters::HttpBuildContext{l.name});
         }
   }
   return errors;

@@ -63,7 +63,7 @@ std::optional<BufferFilterConfig> parseBufferFilterConfig(const config::HttpFilt
 }
 
 Registry::HttpBuilder bufferFilterBuilder() {
-  return [](const config::HttpFilterConfig& entry, config::NodeReader& reader) -> HttpFilterFactory {
+  return [](const config::HttpFilterConfig& entry, config::NodeReader& reader, const HttpBuildContext&) -> HttpFilterFactory {
     auto c = parseBufferFilterConfig(entry, reader);
     if (!c) return {};
     uint64_t max = c->max_request_bytes;

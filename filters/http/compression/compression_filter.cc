@@ -49,6 +49,7 @@ class CompressionFilter : public HttpFilter {
         coding == Coding::kIdentity)
       return FilterStatus::kContinue;
     decoder_ = compression::makeDecoder(coding, c_->request_max_bytes);
+    c_->counters.inc(*callbacks_, CompressionFilterConfig::kDecompressed);
     h.headers.remove("content-encoding");
     h.headers.remove("content-length");  // the inflated body goes on chunked (HTTP/1)
     return FilterStatus::kContinue;
@@ -60,6 +61,7 @@ class CompressionFilter : public HttpFilter {
     switch (decoder_->decode(data, out)) {
       case compression::Decoder::Result::kTooLarge:
         decoder_.reset();
+        c_->counters.inc(*callbacks_, CompressionFilterConfig::kRequestTooLarge);
         callbacks_->sendLocalReply(413, "request body too large\n", ResponseFlag::kBodyTooLarge);
         return FilterStatus::kStop;
       case compression::Decoder::Result::kCorrupt:
@@ -103,6 +105,7 @@ class CompressionFilter : public HttpFilter {
                               ? compression::chooseCoding(*ae, c_->algorithms)
                               : compression::chooseCoding(req.getAll("accept-encoding"), c_->algorithms);
     if (coding == Coding::kIdentity) return FilterStatus::kContinue;
+    c_->counters.inc(*callbacks_, coding == Coding::kGzip ? CompressionFilterConfig::kGzip : CompressionFilterConfig::kBrotli);
     encoder_ = compression::makeEncoder(coding, coding == Coding::kGzip ? c_->gzip_level : c_->brotli_quality, length);
     h.headers.remove("content-length");
     h.headers.set("content-encoding", compression::codingName(coding));
@@ -147,6 +150,7 @@ class CompressionFilter : public HttpFilter {
  private:
   FilterStatus refuseCorrupt() {
     decoder_.reset();
+    c_->counters.inc(*callbacks_, CompressionFilterConfig::kRequestMalformed);
     callbacks_->sendLocalReply(400, "malformed request body encoding\n", ResponseFlag::kDownstreamProtocolError);
     return FilterStatus::kStop;
   }
@@ -304,9 +308,14 @@ std::optional<CompressionFilterConfig> parseCompressionFilterConfig(const config
 }
 
 Registry::HttpBuilder compressionFilterBuilder() {
-  return [](const config::HttpFilterConfig& entry, config::NodeReader& reader) -> HttpFilterFactory {
+  return [](const config::HttpFilterConfig& entry, config::NodeReader& reader,
+            const HttpBuildContext& ctx) -> HttpFilterFactory {
     auto parsed = parseCompressionFilterConfig(entry, reader);
     if (!parsed) return {};
+    parsed->counters.registerAll(ctx, "ferry_compression_total",
+                                 {"gzip", "br", "decompressed", "request_too_large", "request_malformed"},
+                                 "Responses the compression filter compressed, and request bodies it decompressed "
+                                 "or refused.");
     auto c = std::make_shared<const CompressionFilterConfig>(std::move(*parsed));
     return [c] { return std::make_unique<CompressionFilter>(c); };
   };

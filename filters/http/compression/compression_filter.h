@@ -13,11 +13,16 @@
 #include <vector>
 
 #include "filters/http/compression/coding.h"
+#include "filters/http/outcome_counters.h"
 #include "filters/registry.h"
 
 namespace ferry::filters::http {
 
 struct CompressionFilterConfig {
+  // ferry_compression_total{listener,result}: responses compressed (gzip, br), and request
+  // bodies decompressed or refused (decompressed, request_too_large, request_malformed).
+  enum Outcome : size_t { kGzip, kBrotli, kDecompressed, kRequestTooLarge, kRequestMalformed };
+  OutcomeCounters<5> counters;
   std::vector<compression::Coding> algorithms{compression::Coding::kBrotli, compression::Coding::kGzip};
   uint64_t min_content_length = 256;
   // Lower-case media types; an entry "text/*" is kept as the prefix "text/" (prefix = true).

@@ -49,10 +49,12 @@ class CorsFilter : public HttpFilter {
     if (origin == nullptr) return FilterStatus::kContinue;
     const bool allowed = c_->allows(*origin);
     if (h.method == "OPTIONS" && h.headers.has("access-control-request-method")) {
+      c_->counters.inc(*callbacks_, allowed ? CorsFilterConfig::kPreflightAllowed : CorsFilterConfig::kPreflightDenied);
       if (!allowed && c_->forward_not_matching_preflights) return FilterStatus::kContinue;
       answerPreflight(allowed ? origin : nullptr);
       return FilterStatus::kStop;
     }
+    c_->counters.inc(*callbacks_, allowed ? CorsFilterConfig::kOriginAllowed : CorsFilterConfig::kOriginDenied);
     if (allowed) origin_ = *origin;  // echoed unless the answer is a plain `*`
     allowed_ = allowed;
     return FilterStatus::kContinue;
@@ -256,9 +258,12 @@ std::optional<CorsFilterConfig> parseCorsFilterConfig(const config::HttpFilterCo
 }
 
 Registry::HttpBuilder corsFilterBuilder() {
-  return [](const config::HttpFilterConfig& entry, NodeReader& reader) -> HttpFilterFactory {
+  return [](const config::HttpFilterConfig& entry, NodeReader& reader, const HttpBuildContext& ctx) -> HttpFilterFactory {
     auto parsed = parseCorsFilterConfig(entry, reader);
     if (!parsed) return {};
+    parsed->counters.registerAll(ctx, "ferry_cors_requests_total",
+                                 {"preflight_allowed", "preflight_denied", "origin_allowed", "origin_denied"},
+                                 "Requests with an Origin header the cors filter looked at, by outcome.");
     auto c = std::make_shared<const CorsFilterConfig>(std::move(*parsed));
     return [c] { return std::make_unique<CorsFilter>(c); };
   };

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "filters/http/outcome_counters.h"
 #include "filters/registry.h"
 
 namespace re2 {
@@ -22,6 +23,9 @@ class RE2;
 namespace ferry::filters::http {
 
 struct CorsFilterConfig {
+  // ferry_cors_requests_total{listener,result}: requests with an Origin, by outcome.
+  enum Outcome : size_t { kPreflightAllowed, kPreflightDenied, kOriginAllowed, kOriginDenied };
+  OutcomeCounters<4> counters;
   struct Origin {
     enum class Kind { kExact, kAny, kRegex };
     Kind kind = Kind::kExact;

@@ -88,7 +88,7 @@ std::optional<FaultFilterConfig> parseFaultFilterConfig(const config::HttpFilter
 }
 
 Registry::HttpBuilder faultFilterBuilder() {
-  return [](const config::HttpFilterConfig& entry, config::NodeReader& reader) -> HttpFilterFactory {
+  return [](const config::HttpFilterConfig& entry, config::NodeReader& reader, const HttpBuildContext&) -> HttpFilterFactory {
     auto parsed = parseFaultFilterConfig(entry, reader);
     if (!parsed) return {};
     auto c = std::make_shared<const FaultFilterConfig>(*parsed);

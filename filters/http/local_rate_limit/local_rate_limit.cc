@@ -7,6 +7,7 @@
 #include <charconv>
 
 #include "core/event/timer.h"
+#include "filters/http/outcome_counters.h"
 
 namespace ferry::filters::http {
 using namespace core::http;
@@ -21,6 +22,9 @@ struct LocalRateLimitShared {
               c.key == LocalRateLimitConfig::Key::kNone ? 1 : c.max_keys, now_us) {}
   const LocalRateLimitConfig cfg;
   TokenBucketTable table;
+  // ferry_local_rate_limit_requests_total{listener,result}.
+  enum Outcome : size_t { kAllowed, kLimited, kShadowLimited, kNoKey };
+  OutcomeCounters<4> counters;
 };
 
 // Seeded per process (absl::Hash), so clients cannot aim at one slot window on purpose.
@@ -50,7 +54,10 @@ class LocalRateLimitFilter : public HttpFilter {
         break;
       case LocalRateLimitConfig::Key::kHeader: {
         const std::string* v = headers.headers.get(cfg.header);
-        if (v == nullptr) return FilterStatus::kContinue;  // no key, no limit (Envoy's descriptors)
+        if (v == nullptr) {  // no key, no limit (Envoy's descriptors)
+          s_->counters.inc(*callbacks_, LocalRateLimitShared::kNoKey);
+          return FilterStatus::kContinue;
+        }
         h = hashKey(*v);
         break;
       }
@@ -59,13 +66,18 @@ class LocalRateLimitFilter : public HttpFilter {
     if (now == 0) now = core::monotonicUs();
     result_ = s_->table.take(h, now);
     taken_ = true;
-    if (result_.allowed) return FilterStatus::kContinue;
+    if (result_.allowed) {
+      s_->counters.inc(*callbacks_, LocalRateLimitShared::kAllowed);
+      return FilterStatus::kContinue;
+    }
     if (cfg.shadow) {
+      s_->counters.inc(*callbacks_, LocalRateLimitShared::kShadowLimited);
       auto& info = callbacks_->streamInfo();
       if (info.flag == ResponseFlag::kNone) info.flag = ResponseFlag::kRateLimited;
       return FilterStatus::kContinue;
     }
     refused_ = true;
+    s_->counters.inc(*callbacks_, LocalRateLimitShared::kLimited);
     callbacks_->sendLocalReply(429, "rate limited\n", ResponseFlag::kRateLimited);
     return FilterStatus::kStop;
   }
@@ -143,11 +155,15 @@ std::optional<LocalRateLimitConfig> parseLocalRateLimitConfig(const config::Http
 }
 
 Registry::HttpBuilder localRateLimitFilterBuilder() {
-  return [](const config::HttpFilterConfig& entry, config::NodeReader& reader) -> HttpFilterFactory {
+  return [](const config::HttpFilterConfig& entry, config::NodeReader& reader,
+            const HttpBuildContext& ctx) -> HttpFilterFactory {
     auto parsed = parseLocalRateLimitConfig(entry, reader);
     if (!parsed) return {};
     // The table is allocated here, once per snapshot (also when only validating a config).
     auto s = std::make_shared<LocalRateLimitShared>(*parsed, core::monotonicUs());
+    s->counters.registerAll(ctx, "ferry_local_rate_limit_requests_total",
+                            {"allowed", "limited", "shadow_limited", "no_key"},
+                            "Requests the local_rate_limit filter looked at, by outcome.");
     return [s] { return std::make_unique<LocalRateLimitFilter>(s); };
   };
 }

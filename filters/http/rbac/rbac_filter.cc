@@ -59,17 +59,22 @@ class RbacFilter : public HttpFilter {
     const int rule = c_->firstMatch(req);
     const bool matched = rule >= 0;
     const bool denied = c_->action == RbacFilterConfig::Action::kAllow ? !matched : matched;
-    if (!denied) return FilterStatus::kContinue;
+    if (!denied) {
+      c_->counters.inc(*callbacks_, RbacFilterConfig::kAllowed);
+      return FilterStatus::kContinue;
+    }
     const std::string why = matched ? "matches the deny rule on line " + std::to_string(c_->rules[rule].line)
                                     : std::string("matches no allow rule");
     if (c_->shadow) {
-      // Shadow mode: counted nowhere yet (filters have no counters of their own), logged.
+      // Shadow mode: counted and logged, never enforced.
+      c_->counters.inc(*callbacks_, RbacFilterConfig::kShadowDenied);
       FERRY_LOG(kDebug, "rbac: shadow denial: ", core::log::sv(h.method), " ", core::log::sv(h.path), " from ",
                 core::log::sv(callbacks_->trustedClientIp()), " ", why);
       return FilterStatus::kContinue;
     }
     FERRY_LOG(kDebug, "rbac: denied: ", core::log::sv(h.method), " ", core::log::sv(h.path), " from ",
               core::log::sv(callbacks_->trustedClientIp()), " ", why);
+    c_->counters.inc(*callbacks_, RbacFilterConfig::kDenied);
     callbacks_->sendLocalReply(403, "access denied\n", ResponseFlag::kRbacDenied);
     return FilterStatus::kStop;
   }
@@ -267,9 +272,11 @@ std::optional<RbacFilterConfig> parseRbacFilterConfig(const config::HttpFilterCo
 }
 
 Registry::HttpBuilder rbacFilterBuilder() {
-  return [](const config::HttpFilterConfig& entry, NodeReader& reader) -> HttpFilterFactory {
+  return [](const config::HttpFilterConfig& entry, NodeReader& reader, const HttpBuildContext& ctx) -> HttpFilterFactory {
     auto parsed = parseRbacFilterConfig(entry, reader);
     if (!parsed) return {};
+    parsed->counters.registerAll(ctx, "ferry_rbac_requests_total", {"allowed", "denied", "shadow_denied"},
+                                 "Requests the rbac filter looked at, by outcome.");
     auto c = std::make_shared<const RbacFilterConfig>(std::move(*parsed));
     return [c] { return std::make_unique<RbacFilter>(c); };
   };

@@ -15,6 +15,7 @@
 #include "core/http/header_map.h"
 #include "core/net/cidr.h"
 #include "core/net/connection_info.h"
+#include "filters/http/outcome_counters.h"
 #include "filters/registry.h"
 
 namespace re2 {
@@ -24,6 +25,9 @@ class RE2;
 namespace ferry::filters::http {
 
 struct RbacFilterConfig {
+  // ferry_rbac_requests_total{listener,result}: allowed, denied, shadow_denied.
+  enum Outcome : size_t { kAllowed, kDenied, kShadowDenied };
+  OutcomeCounters<3> counters;
   enum class Action { kAllow, kDeny };
   struct HeaderMatch {
     enum class Kind { kExact, kPrefix, kRegex, kPresent };
