@@ -187,7 +187,8 @@ class HttpParser {
     if (!p_.isMap(e, true)) return;
     constexpr std::string_view kWhere = "in http";
     Entries f = p_.fields(e.value, kWhere,
-                          {"idle_timeout", "request_headers_timeout", "max_request_headers_kb",
+                          {"idle_timeout", "request_headers_timeout", "stream_idle_timeout", "request_timeout",
+                           "max_request_headers_kb",
                            "max_headers", "xff_trusted_hops", "forward_client_cert", "merge_slashes",
                            "max_requests_per_connection", "http2", "access_log", "filters", "virtual_hosts",
                            "health_path", "response_flags_header", "tracing"});
@@ -206,6 +207,10 @@ class HttpParser {
       if (auto v = p_.getDuration(*x, false)) h.idle_timeout = *v;
     if (auto* x = f.get("request_headers_timeout"))
       if (auto v = p_.getDuration(*x, false)) h.request_headers_timeout = *v;
+    if (auto* x = f.get("stream_idle_timeout"))
+      if (auto v = p_.getDuration(*x, false)) h.stream_idle_timeout = *v;
+    if (auto* x = f.get("request_timeout"))
+      if (auto v = p_.getDuration(*x, false)) h.request_timeout = *v;
     if (auto* x = f.get("max_request_headers_kb"))
       if (auto v = p_.getUint(*x, 1, 8192)) h.max_request_headers_kb = static_cast<uint32_t>(*v);
     if (auto* x = f.get("max_headers"))
@@ -523,7 +528,7 @@ class HttpParser {
     constexpr std::string_view kWhere = "in route action";
     Entries f = p_.fields(e.value, kWhere,
                           {"cluster", "weighted_clusters", "prefix_rewrite", "host_rewrite",
-                           "timeout", "retry", "hash_on"});
+                           "timeout", "stream_idle_timeout", "retry", "hash_on"});
     p_.oneOf(f, {"cluster", "weighted_clusters"}, e, "route action", true);
     if (auto* x = f.get("cluster")) {
       a.cluster_mark = x->value_mark;
@@ -562,6 +567,8 @@ class HttpParser {
       if (auto v = getHost(*x)) a.host_rewrite = *v;
     if (auto* x = f.get("timeout"))
       if (auto v = p_.getDuration(*x, false)) a.timeout = *v;
+    if (auto* x = f.get("stream_idle_timeout"))
+      if (auto v = p_.getDuration(*x, false)) a.stream_idle_timeout = *v;
     if (auto* x = f.get("retry")) retry(*x, a.retry.emplace());
     if (auto* x = f.get("hash_on")) a.hash_on = parseHashOn(p_, *x);
   }

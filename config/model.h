@@ -229,6 +229,8 @@ struct RouteActionConfig {
   std::optional<std::string> prefix_rewrite;          // replaces the matched prefix (or path)
   std::optional<std::string> host_rewrite;
   Duration timeout = std::chrono::seconds(15);        // until response headers; 0 = none
+  // Overrides the listener's http.stream_idle_timeout on this route (0 = off).
+  std::optional<Duration> stream_idle_timeout;
   std::optional<RetryConfig> retry;
   std::optional<HashOnConfig> hash_on;                // overrides the cluster's hash_on
   Mark cluster_mark;
@@ -374,6 +376,11 @@ struct TracingConfig {
 struct HttpConfig {
   Duration idle_timeout = std::chrono::seconds(60);            // keep-alive idle; 0 = off
   Duration request_headers_timeout = std::chrono::seconds(10);  // whole request head; 0 = off
+  // A stream with no bytes either way (request in, response out) for this long ends: 408 SI
+  // before the response started, a reset after. 0 = off.
+  Duration stream_idle_timeout = std::chrono::seconds(300);
+  // The request (head end to last body byte) must arrive within this: 408 RQT. 0 = off.
+  Duration request_timeout{0};
   uint32_t max_request_headers_kb = 60;                        // past it: 431
   uint32_t max_headers = 100;                                  // past it: 431
   uint32_t xff_trusted_hops = 0;

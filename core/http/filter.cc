@@ -22,6 +22,8 @@ const char* responseFlagName(ResponseFlag f) {
     case ResponseFlag::kUpstreamResetAfterResponseStarted: return "UR";
     case ResponseFlag::kRateLimited: return "RL";
     case ResponseFlag::kRbacDenied: return "RBAC";
+    case ResponseFlag::kStreamIdleTimeout: return "SI";
+    case ResponseFlag::kRequestOverallTimeout: return "RQT";
     case ResponseFlag::kCount: break;
   }
   return "-";
@@ -47,6 +49,8 @@ const char* responseFlagDetails(ResponseFlag f) {
     case ResponseFlag::kUpstreamResetAfterResponseStarted: return "upstream_reset_after_response_started";
     case ResponseFlag::kRateLimited: return "local_rate_limited";
     case ResponseFlag::kRbacDenied: return "rbac_access_denied";
+    case ResponseFlag::kStreamIdleTimeout: return "stream_idle_timeout";
+    case ResponseFlag::kRequestOverallTimeout: return "request_overall_timeout";
     case ResponseFlag::kCount: break;
   }
   return "";
@@ -60,6 +64,8 @@ int grpcStatusFor(ResponseFlag f, int http_status) {
     case ResponseFlag::kDownstreamProtocolError:
     case ResponseFlag::kUpstreamProtocolError: return 13;
     case ResponseFlag::kRequestTimeout:
+    case ResponseFlag::kStreamIdleTimeout:
+    case ResponseFlag::kRequestOverallTimeout:
     case ResponseFlag::kUpstreamTimeout: return 4;
     case ResponseFlag::kBodyTooLarge: return 8;
     case ResponseFlag::kNoRoute: return 12;

@@ -56,6 +56,8 @@ enum class ResponseFlag {
   kUpstreamResetAfterResponseStarted,  // UR: the response was cut off (upstream reset or closed)
   kRateLimited,               // RL 429 (local_rate_limit; in shadow mode on the forwarded request)
   kRbacDenied,                // RBAC 403: refused by the rbac filter
+  kStreamIdleTimeout,         // SI 408 (or a reset once the response started): stream_idle_timeout
+  kRequestOverallTimeout,     // RQT 408: the request did not arrive within request_timeout
   kCount,
 };
 const char* responseFlagName(ResponseFlag f);

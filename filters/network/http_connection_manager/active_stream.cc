@@ -139,7 +139,7 @@ void FilterSlot::addResponseDataBeforeTrailers(Buffer& data) { s_.addResponseDat
 // ---- ActiveStream
 
 ActiveStream::ActiveStream(HttpConnectionManager& hcm, http::ResponseEncoder& encoder)
-    : hcm_(hcm), encoder_(&encoder) {
+    : hcm_(hcm), encoder_(&encoder), idle_timer_(hcm.timerQueue(), [this] { onStreamIdleTimeout(); }) {
   encoder.setStreamCallbacks(this);
 }
 
@@ -162,6 +162,12 @@ void ActiveStream::decodeHeaders(http::RequestHeadersPtr headers, bool end_strea
   auto& h = *request_headers_;
   const auto& cfg = hcm_.config();
   info_.start_us = core::monotonicUs();
+  idle_ms_ = cfg.http.stream_idle_timeout;
+  onActivity();
+  if (!end_stream && cfg.http.request_timeout.count() > 0) {
+    request_timer_.emplace(idle_timer_.queue(), [this] { onRequestTimeout(); });
+    request_timer_->enable(cfg.http.request_timeout);
+  }
   if (const auto* ct = h.headers.get("content-type")) grpc_ = ct->rfind("application/grpc", 0) == 0;
   info_.grpc = grpc_;
   if (end_stream) request_complete_ = true;
@@ -215,6 +221,14 @@ void ActiveStream::decodeHeaders(http::RequestHeadersPtr headers, bool end_strea
 
   std::string_view route_path(h.path.data(), path.size());
   route_ = route_config_->routes->find(h.authority, h.method, route_path, h.headers).route;
+  if (route_ != nullptr && route_->config != nullptr && route_->config->route &&
+      route_->config->route->stream_idle_timeout) {
+    idle_ms_ = *route_->config->route->stream_idle_timeout;
+    if (idle_ms_.count() > 0)
+      onActivity();
+    else
+      idle_timer_.disable();
+  }
   if (route_ != nullptr && !route_->config->filter_overrides.empty()) applyRouteOverrides();
   request_.headers(end_stream);
 }
@@ -236,7 +250,11 @@ void ActiveStream::applyRouteOverrides() {
 
 void ActiveStream::decodeData(Buffer& data, bool end_stream) {
   info_.request_body_bytes += data.length();
-  if (end_stream) request_complete_ = true;
+  onActivity();
+  if (end_stream) {
+    request_complete_ = true;
+    if (request_timer_) request_timer_->disable();
+  }
   if (local_reply_sent_ || destroyed_ || response_complete_ || filters_.empty()) {
     data.clear();
     return;
@@ -246,6 +264,8 @@ void ActiveStream::decodeData(Buffer& data, bool end_stream) {
 
 void ActiveStream::decodeTrailers(HeaderMap trailers) {
   request_complete_ = true;
+  onActivity();
+  if (request_timer_) request_timer_->disable();
   if (local_reply_sent_ || destroyed_ || response_complete_ || filters_.empty()) return;
   request_trailers_ = std::move(trailers);
   request_.trailers();
@@ -262,6 +282,33 @@ void ActiveStream::onResetStream(http::StreamResetReason, std::string_view) {
   encoder_ = nullptr;
   destroyFilters();
   hcm_.onStreamDone(*this);
+}
+
+// ---- slow-client timeouts
+
+void ActiveStream::onStreamIdleTimeout() {
+  if (destroyed_) return;
+  FERRY_LOG(kDebug, "http: ", hcm_.config().listener_name, ": stream idle timeout");
+  worker().stats->inc(hcm_.config().stats.timeout_stream_idle);
+  timedOut(http::ResponseFlag::kStreamIdleTimeout, "stream idle timeout\n");
+}
+
+void ActiveStream::onRequestTimeout() {
+  if (destroyed_ || request_complete_) return;
+  FERRY_LOG(kDebug, "http: ", hcm_.config().listener_name, ": request timeout");
+  worker().stats->inc(hcm_.config().stats.timeout_request);
+  timedOut(http::ResponseFlag::kRequestOverallTimeout, "request timeout\n");
+}
+
+// Before the response started: 408 (its connection closes when the request is incomplete).
+// After: the stream is reset, which releases what is buffered for it.
+void ActiveStream::timedOut(http::ResponseFlag flag, std::string_view body) {
+  if (response_started_) {
+    info_.flag = flag;
+    resetStream();
+    return;
+  }
+  sendLocalReply(408, body, flag);
 }
 
 // ---- request direction
@@ -359,7 +406,10 @@ void ActiveStream::sendLocalReply(int status, std::string_view body, http::Respo
   }
   // A protocol error ends the connection after the answer (HTTP/1 honours this; HTTP/2
   // ends just the stream).
-  if (flag == http::ResponseFlag::kDownstreamProtocolError) h->headers.add("connection", "close");
+  if (flag == http::ResponseFlag::kDownstreamProtocolError ||
+      (!request_complete_ && (flag == http::ResponseFlag::kStreamIdleTimeout ||
+                              flag == http::ResponseFlag::kRequestOverallTimeout)))
+    h->headers.add("connection", "close");
   if (bypass) {
     response_headers_ = std::move(h);
     writeHeaders(out_body.empty());
@@ -408,6 +458,7 @@ void ActiveStream::answerHealthCheck(const std::string& method) {
 
 void ActiveStream::encode1xxHeaders(http::ResponseHeadersPtr headers) {
   if (destroyed_ || encoder_ == nullptr || response_started_ || response_.started()) return;
+  onActivity();
   encoder_->encode1xxHeaders(*headers);
 }
 
@@ -439,6 +490,7 @@ void ActiveStream::writeHeaders(bool end_stream) {
   if (encoder_ == nullptr) return;
   response_started_ = true;
   info_.response_start_us = core::monotonicUs();
+  onActivity();
   if (info_.flag != http::ResponseFlag::kNone && hcm_.config().http.response_flags_header)
     response_headers_->headers.add("x-ferry-flags", http::responseFlagName(info_.flag));
   if (hcm_.draining()) hcm_.drainNotice();  // this response closes its connection
@@ -456,6 +508,7 @@ void ActiveStream::writeData(Buffer& data, bool end_stream) {
     data.clear();
     return;
   }
+  onActivity();
   if (end_stream) {
     response_complete_ = true;
     hcm_.recordRequest(info_, route_);
@@ -508,12 +561,15 @@ void ActiveStream::addResponseDataBeforeTrailers(size_t index, Buffer& data) {
 
 void ActiveStream::onDownstreamWatermark(bool above) {
   if (destroyed_) return;
+  if (!above) onActivity();  // the client reads again
   for (auto& f : filters_) f.filter->onDownstreamWatermark(above);
 }
 
 void ActiveStream::destroyFilters() {
   if (destroyed_) return;
   destroyed_ = true;
+  idle_timer_.disable();
+  request_timer_.reset();
   // The exchange is over, one way or another: its access-log line. A stream the connection
   // lost before its response ended is the client's doing (DC).
   if (!response_complete_ && info_.flag == http::ResponseFlag::kNone)

@@ -11,6 +11,7 @@
 #include <optional>
 #include <vector>
 
+#include "core/event/timer.h"
 #include "core/http/codec.h"
 #include "core/http/filter.h"
 #include "core/http/header_map.h"
@@ -138,6 +139,14 @@ class ActiveStream : public http::RequestDecoder, public http::StreamCallbacks {
   void writeTrailers();
   void complete();
   void onDownstreamWatermark(bool above);
+  // Slow-client timeouts: stream_idle_timeout (re-armed by bytes either way) and
+  // request_timeout (until the request's last byte).
+  void onActivity() {
+    if (idle_ms_.count() > 0) idle_timer_.enable(idle_ms_);
+  }
+  void onStreamIdleTimeout();
+  void onRequestTimeout();
+  void timedOut(http::ResponseFlag flag, std::string_view body);
   // The listener's health_path: answered here, before the filters and the routes.
   void answerHealthCheck(const std::string& method);
 
@@ -155,6 +164,9 @@ class ActiveStream : public http::RequestDecoder, public http::StreamCallbacks {
   std::vector<Entry> filters_;  // configured filters + router (reserved: slots never move)
   http::StreamInfo info_;
   StreamTrace trace_;
+  std::chrono::milliseconds idle_ms_{0};
+  core::Timer idle_timer_;
+  std::optional<core::Timer> request_timer_;  // only with a request_timeout
   RequestHooks request_hooks_{*this};
   ResponseHooks response_hooks_{*this};
   FilterIteration request_{request_hooks_};

@@ -52,6 +52,8 @@ class HttpConnectionManager : public core::net::NetworkFilter,
   void onStreamDone(ActiveStream& stream);
   void onStreamRejected(int status, http::ResponseFlag flag, std::string_view detail) override;
   bool responseFlagsHeader() const override { return config_->http.response_flags_header; }
+  // The connection's timer queue, for the streams' own timers.
+  core::TimerQueue& timerQueue() { return idle_timer_->queue(); }
   // Stats for one finished request (`route`: its matched route, for per-route series).
   void recordRequest(const http::StreamInfo& info, const core::router::Route* route = nullptr);
   // A stream that ended without a complete response: only its flag is counted.

@@ -189,6 +189,7 @@ void HttpConnectionManager::onHeadersTimeout() {
   if (streams_ != nullptr || dead_ || http2_) return;
   if (!codec_) makeCodec(false);  // a few bytes of nothing in particular: answered as HTTP/1.1
   FERRY_LOG(kDebug, "http: ", config_->listener_name, ": request headers timeout");
+  worker().stats->inc(config_->stats.timeout_headers);
   onCodecError(408, http::ResponseFlag::kRequestTimeout, "request headers timeout");
   codec_->sendConnectionError(408, "request timeout\n", http::ResponseFlag::kRequestTimeout);
 }
@@ -396,6 +397,15 @@ std::shared_ptr<const HcmConfig> buildHcmConfig(const BuildContext& ctx, std::st
         "HTTP/2 connections or streams ended by an edge defence (flood, rapid reset, limits), by kind.");
   }
   c->stats.h2_connections = stats.counter("ferry_http2_connections_total", l, "HTTP/2 connections accepted.");
+  {
+    const char* help = "Requests ended by a downstream timeout, by timeout.";
+    auto timeout = [&](const char* name) {
+      return stats.counter("ferry_downstream_timeouts_total", {{"listener", listener.name}, {"timeout", name}}, help);
+    };
+    c->stats.timeout_headers = timeout("request_headers");
+    c->stats.timeout_request = timeout("request");
+    c->stats.timeout_stream_idle = timeout("stream_idle");
+  }
   {
     const auto& h2 = c->http.http2;
     auto& o = c->h2;

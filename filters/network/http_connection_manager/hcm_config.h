@@ -34,6 +34,8 @@ struct HcmStats {
   // HTTP/2 edge-defence trips, by kind.
   std::array<core::StatHandle, static_cast<size_t>(http::http2::Violation::kCount)> h2_violations;
   core::StatHandle h2_connections;  // HTTP/2 connections accepted
+  // ferry_downstream_timeouts_total{listener,timeout}: request_headers, request, stream_idle.
+  core::StatHandle timeout_headers, timeout_request, timeout_stream_idle;
 };
 
 struct HcmConfig {
