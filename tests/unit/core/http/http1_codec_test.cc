@@ -3,6 +3,7 @@
 // way at every split, without any head having been delivered. Client side:
 // http1_client_codec_test.cc.
 #include "core/http/http1/codec.h"
+#include "core/http/http1/message_parser.h"
 
 #include <sys/uio.h>
 
@@ -588,4 +589,27 @@ TEST_CASE("http1 encodeData moves payload slices without copying", "[http1]") {
   for (size_t i = 0; i < n; ++i) same_slice |= iov[i].iov_base == before.iov_base;
   CHECK(same_slice);
   CHECK(out.length() == Buffer::kSliceSize + 4 + 2 + 2);
+}
+
+// The framing scan finds CR and LF 16 bytes at a time and takes a CRLF followed by an
+// ordinary byte in stride: violations must be caught wherever they sit relative to those
+// 16-byte steps and to the input's split points.
+TEST_CASE("http1 server: the vectorised head scan catches every CR/LF violation at every offset", "[http1]") {
+  for (size_t pad = 0; pad < 40; ++pad) {
+    const std::string fill(pad, 'a');
+    const std::string head = "GET /" + fill + " HTTP/1.1\r\nHost: h\r\nX-Pad: " + fill;
+    INFO("pad " << pad);
+    checkRejectedEverySplit(head + "\nX: y\r\n\r\n", 400);           // bare LF
+    checkRejectedEverySplit(head + "\rX: y\r\n\r\n", 400);            // CR not followed by LF
+    checkRejectedEverySplit(head + "\r\n folded\r\n\r\n", 400);       // obs-fold (SP)
+    checkRejectedEverySplit(head + "\r\n\tfolded\r\n\r\n", 400);      // obs-fold (HTAB)
+    checkRejectedEverySplit(head + "\r\nX: y\r\n\n", 400);            // the head ended by a bare LF
+  }
+  CHECK(ferry::core::http::http1::detail::findCrOrLf(nullptr, nullptr) == nullptr);
+  for (size_t len = 0; len < 48; ++len)
+    for (size_t at = 0; at <= len; ++at) {
+      std::string s(len, 'x');
+      if (at < len) s[at] = (at % 2) ? '\r' : '\n';
+      CHECK(ferry::core::http::http1::detail::findCrOrLf(s.data(), s.data() + s.size()) == s.data() + at);
+    }
 }
