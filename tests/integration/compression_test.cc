@@ -90,10 +90,13 @@ std::string jsonOf(size_t n) {
   return s + "]";
 }
 
-std::string filterYaml(const std::string& config = "") {
-  std::string y = "      filters:\n        - name: compression\n";
-  if (!config.empty()) y += "          config: " + config + "\n";
-  return y;
+std::string filterYaml(const std::string& config = "") { return httpFilterYaml("compression", config, false); }
+
+// ferry_compression_total{listener,result}: gzip, br, decompressed, request_too_large,
+// request_malformed, in that order.
+Counts compressionCounts(FerryProcess& f, const std::string& listener = "web") {
+  return outcomeCounts(f, "ferry_compression_total", {"gzip", "br", "decompressed", "request_too_large", "request_malformed"},
+                       listener);
 }
 
 // Every header line of a raw head with this name (lower-case), values trimmed.
@@ -192,6 +195,7 @@ TEST_CASE("compression: gzip and brotli responses decode to the upstream's bytes
   auto ch = get(p, "/chunked", "gzip");
   CHECK(ch.header("content-encoding") == "gzip");
   CHECK(gunzip(ch.body) == "hello");
+  CHECK(compressionCounts(*f) == Counts{2, 2, 0, 0, 0});
 }
 
 TEST_CASE("compression: Accept-Encoding q-values choose the coding or none", "[compression]") {
@@ -229,6 +233,7 @@ TEST_CASE("compression: Accept-Encoding q-values choose the coding or none", "[c
       CHECK((c.coding == "gzip" ? gunzip(r.body) : unbrotli(r.body)) == kJson);
     }
   }
+  CHECK(compressionCounts(*f) == Counts{2, 3, 0, 0, 0});  // identity answers are not counted
 }
 
 TEST_CASE("compression: what is never compressed", "[compression]") {
@@ -272,6 +277,7 @@ TEST_CASE("compression: what is never compressed", "[compression]") {
   CHECK(v.header("content-encoding") == "gzip");
   CHECK(headerValues(v.headers, "vary") == std::vector<std::string>{"accept-encoding, origin"});
   CHECK(gunzip(v.body) == kJson);
+  CHECK(compressionCounts(*f) == Counts{1, 0, 0, 0, 0});  // only /vary-ae
 }
 
 TEST_CASE("compression: a streamed response reaches the client chunk by chunk, then the trailers",
@@ -338,6 +344,7 @@ TEST_CASE("compression: a streamed response reaches the client chunk by chunk, t
   REQUIRE(r.status == 200);
   CHECK(gunzip(r.body) == part1 + part2);  // a whole gzip stream, ended before the trailers
   CHECK(raw.find("\r\n0\r\nx-checksum: abc\r\n\r\n") != std::string::npos);
+  CHECK(compressionCounts(*f) == Counts{1, 0, 0, 0, 0});
 }
 
 TEST_CASE("compression: HTTP/2 clients get compressed responses (curl --compressed)", "[compression][http2]") {
@@ -345,17 +352,15 @@ TEST_CASE("compression: HTTP/2 clients get compressed responses (curl --compress
   auto f = FerryProcess::start(FerryConfig{.http_extra = filterYaml(), .clusters = {{"up", {up.port()}}}}.yaml());
   TempDir dir;
   const std::string url = "http://127.0.0.1:" + std::to_string(f->port("web"));
-  const std::string headers = dir.path() + "/headers";
   for (const std::string ae : {"br", "gzip"}) {
     INFO(ae);
-    // --compressed decodes what it gets; -H chooses what is offered; -D shows the head.
-    auto r = h2test::curl(dir, {"--http2-prior-knowledge", "--compressed", "-H", "accept-encoding: " + ae, "-D", headers,
-                                url + "/json"});
+    // --compressed decodes what it gets; -H chooses what is offered; r.headers is the head.
+    auto r = h2test::curl(dir, {"--http2-prior-knowledge", "--compressed", "-H", "accept-encoding: " + ae, url + "/json"});
     REQUIRE(r.exit_code == 0);
     CHECK(r.version == "2");
     CHECK(r.status == 200);
     CHECK(r.body == kJson);
-    const std::string head = readFile(headers);
+    const std::string& head = r.headers;
     CHECK(headerValues(head, "content-encoding") == std::vector<std::string>{ae});
     CHECK(headerValues(head, "content-length").empty());
     CHECK(headerValues(head, "vary") == std::vector<std::string>{"Accept-Encoding"});
@@ -364,6 +369,7 @@ TEST_CASE("compression: HTTP/2 clients get compressed responses (curl --compress
   auto raw = h2test::curl(dir, {"--http2-prior-knowledge", "-H", "accept-encoding: gzip", url + "/json"});
   REQUIRE(raw.status == 200);
   CHECK(gunzip(raw.body) == kJson);
+  CHECK(compressionCounts(*f) == Counts{2, 1, 0, 0, 0});
 }
 
 TEST_CASE("compression: request bodies are inflated; a bomb gets 413, a corrupt body 400", "[compression]") {
@@ -390,6 +396,7 @@ TEST_CASE("compression: request bodies are inflated; a bomb gets 413, a corrupt 
   // Another coding passes through untouched.
   auto other = httpRequest(p, "POST", "/up", "abc", {"Content-Encoding: zstd"});
   CHECK(other.body == "len=3 ce=zstd cl=3 chunked=0");
+  CHECK(compressionCounts(*f) == Counts{0, 0, 2, 0, 0});  // zstd: not ours, not counted
 
   // A bomb: 64 MiB of zeros in about 64 KiB of gzip, or far less brotli; refused at 1 MiB.
   const std::string zeros(64u << 20, '\0');
@@ -400,6 +407,7 @@ TEST_CASE("compression: request bodies are inflated; a bomb gets 413, a corrupt 
     CHECK(r.status == 413);
   }
   CHECK(metricValue(*f, "ferry_downstream_response_flags_total{listener=\"web\",flag=\"DBL\"}") == 2);
+  CHECK(compressionCounts(*f) == Counts{0, 0, 4, 2, 0});  // a bomb is started, then refused
 
   // Corrupt and truncated bodies: 400.
   auto bad = httpRequest(p, "POST", "/bad", "definitely not gzip", {"Content-Encoding: gzip"});
@@ -408,6 +416,7 @@ TEST_CASE("compression: request bodies are inflated; a bomb gets 413, a corrupt 
   auto cut = httpRequest(p, "POST", "/cut", z.substr(0, z.size() - 8), {"Content-Encoding: gzip"});
   CHECK(cut.status == 400);
   CHECK(metricValue(*f, "ferry_downstream_response_flags_total{listener=\"web\",flag=\"DPE\"}") == 2);
+  CHECK(compressionCounts(*f) == Counts{0, 0, 6, 2, 2});
   // Only the good requests reached the upstream whole (a refused one may have started).
   for (const auto& r : up.requests())
     if (r.target == "/up") CHECK((r.body == payload || r.body == "abc"));
@@ -424,6 +433,7 @@ TEST_CASE("compression: request bodies are inflated; a bomb gets 413, a corrupt 
   auto h2bomb = h2test::curl(dir, {"--http2-prior-knowledge", "-H", "content-encoding: gzip", "--data-binary",
                                    "@" + bomb_file, "http://127.0.0.1:" + std::to_string(p) + "/bomb"});
   CHECK(h2bomb.status == 413);
+  CHECK(compressionCounts(*f) == Counts{0, 0, 8, 3, 2});
 }
 
 TEST_CASE("compression: request decompression is off by default", "[compression]") {
@@ -435,6 +445,57 @@ TEST_CASE("compression: request decompression is off by default", "[compression]
   CHECK(r.body == "ce=gzip");
   REQUIRE(up.waitRequests(1));
   CHECK(up.requests()[0].body == z);
+  CHECK(compressionCounts(*f) == Counts{0, 0, 0, 0, 0});
+}
+
+TEST_CASE("compression: a route disables the filter or runs it with other algorithms and min_content_length",
+          "[compression][filter_override]") {
+  const std::string big = jsonOf(30000);
+  HttpUpstream up([&](const UpstreamRequest& r) {
+    const std::vector<std::string> json{"content-type: application/json"};
+    const bool is_big = r.target.size() >= 4 && r.target.compare(r.target.size() - 4, 4, "/big") == 0;
+    return UpstreamAction{HttpUpstream::response(200, is_big ? big : kJson, json)};
+  });
+  auto f = FerryProcess::start(
+      FerryConfig{.listener = "edge",
+                  .http_extra = filterYaml(),
+                  .routes = overrideRoutes("compression", "{algorithms: [gzip], min_content_length: 20000}"),
+                  .clusters = {{"up", {up.port()}}}}
+          .yaml());
+  const uint16_t p = f->port("edge");
+  const std::string ae = "gzip, br";
+  // The listener's config: br first, from 256 bytes.
+  auto r = get(p, "/json", ae);
+  CHECK(r.header("content-encoding") == "br");
+  CHECK(unbrotli(r.body) == kJson);
+  // Disabled: identity, and no Vary either (the filter never ran).
+  for (const std::string path : {"/off/json", "/off/big"}) {
+    INFO(path);
+    auto o = get(p, path, ae);
+    REQUIRE(o.status == 200);
+    CHECK_FALSE(o.hasHeader("content-encoding"));
+    CHECK_FALSE(o.hasHeader("vary"));
+    CHECK(o.body == (path == "/off/big" ? big : kJson));
+  }
+  // The route's config: gzip only, from 20000 bytes.
+  auto small = get(p, "/alt/json", ae);
+  CHECK_FALSE(small.hasHeader("content-encoding"));
+  CHECK(small.header("content-length") == std::to_string(kJson.size()));
+  auto large = get(p, "/alt/big", ae);
+  CHECK(large.header("content-encoding") == "gzip");
+  CHECK(gunzip(large.body) == big);
+  CHECK(compressionCounts(*f, "edge") == Counts{1, 1, 0, 0, 0});
+  // HTTP/2 takes the same routes.
+  TempDir dir;
+  const std::string url = "http://127.0.0.1:" + std::to_string(p);
+  auto h2 = h2test::curl(dir, {"--http2-prior-knowledge", "--compressed", "-H", "accept-encoding: br, gzip", url + "/alt/big"});
+  CHECK(h2.version == "2");
+  CHECK(h2.header("content-encoding") == "gzip");
+  CHECK(h2.body == big);
+  auto h2off = h2test::curl(dir, {"--http2-prior-knowledge", "-H", "accept-encoding: br, gzip", url + "/off/big"});
+  CHECK_FALSE(h2off.has("content-encoding"));
+  CHECK(h2off.body == big);
+  CHECK(compressionCounts(*f, "edge") == Counts{2, 1, 0, 0, 0});
 }
 
 }  // namespace ferry::testing

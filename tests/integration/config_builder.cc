@@ -61,4 +61,22 @@ std::string FerryConfig::yaml() const {
   return out;
 }
 
+std::string httpFilterYaml(const std::string& name, const std::string& config, bool flags_header,
+                           const std::string& more_http) {
+  std::string y = flags_header ? "      response_flags_header: true\n" : "";
+  y += more_http + "      filters:\n        - name: " + name + "\n";
+  if (config.empty()) return y;
+  if (config.front() == '{') return y + "          config: " + config + "\n";
+  return y + "          config:\n" + config;
+}
+
+std::vector<Route> overrideRoutes(const std::string& filter, const std::string& alt, const std::string& cluster) {
+  const std::string indent = "              ";
+  return {Route{.match = "{prefix: /off}", .cluster = cluster,
+                .extra = indent + "filter_overrides: {" + filter + ": {disabled: true}}\n"},
+          Route{.match = "{prefix: /alt}", .cluster = cluster,
+                .extra = indent + "filter_overrides: {" + filter + ": {config: " + alt + "}}\n"},
+          Route{.match = "{prefix: /}", .cluster = cluster}};
+}
+
 }  // namespace ferry::testing

@@ -76,4 +76,16 @@ struct FerryConfig {
   std::string yaml() const;
 };
 
+// The keys under http: for one HTTP filter, indented for http_extra: `response_flags_header:
+// true` (when flags_header), then `filters:` with NAME and its config. `config` is flow YAML
+// ("{max_tokens: 5}") or block lines indented 12, each ending in "\n"; no config: when empty.
+// `more_http`: other keys of http:, indented 6, written before filters:.
+std::string httpFilterYaml(const std::string& name, const std::string& config = "", bool flags_header = true,
+                           const std::string& more_http = "");
+
+// The routes of a filter override test, in this order: PREFIX /off disables the listener's
+// filter NAME, PREFIX /alt runs it with config `alt` (flow YAML) instead of the listener's,
+// and everything else (prefix /) has the listener's. All go to `cluster`.
+std::vector<Route> overrideRoutes(const std::string& filter, const std::string& alt, const std::string& cluster = "up");
+
 }  // namespace ferry::testing

@@ -9,6 +9,7 @@
 
 #include "tests/integration/config_builder.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/http2_support.h"
 #include "tests/integration/http_upstream.h"
 #include "tests/integration/tls_client.h"
 #include "tests/integration/tls_test_support.h"
@@ -20,73 +21,32 @@ namespace {
 
 const std::string kRbacFlag = "ferry_downstream_response_flags_total{listener=\"web\",flag=\"RBAC\"}";
 
-// One curl exchange: status, response headers (the last response's), body.
-struct Curl {
-  int exit_code = -1;
-  std::string version;
-  int status = 0;
-  std::string headers;  // raw, as curl's -D wrote them
-  std::string body;
-  std::string err;
-  // The first value of a header (case-insensitive name), "" when absent.
-  std::string header(const std::string& name) const {
-    auto lower = [](std::string s) {
-      for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      return s;
-    };
-    const std::string want = lower(name) + ":";
-    size_t pos = 0;
-    while (pos < headers.size()) {
-      size_t end = headers.find("\r\n", pos);
-      if (end == std::string::npos) end = headers.size();
-      const std::string line = headers.substr(pos, end - pos);
-      if (lower(line).rfind(want, 0) == 0) {
-        std::string v = line.substr(want.size());
-        while (!v.empty() && v.front() == ' ') v.erase(0, 1);
-        while (!v.empty() && (v.back() == ' ' || v.back() == '\r')) v.pop_back();
-        return v;
-      }
-      pos = end + 2;
-    }
-    return "";
-  }
-  bool has(const std::string& name) const {
-    const std::string h = "\n" + headers;
-    std::string lower_h = h;
-    for (char& c : lower_h) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    std::string n = name;
-    for (char& c : n) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return lower_h.find("\n" + n + ":") != std::string::npos;
-  }
-};
-
-Curl curl(const TempDir& dir, const std::vector<std::string>& args) {
-  const std::string body_file = dir.path() + "/curl-body";
-  const std::string head_file = dir.path() + "/curl-headers";
-  std::vector<std::string> argv{"curl", "-sS", "-o", body_file, "-D", head_file, "-w", "%{http_version} %{http_code}"};
-  argv.insert(argv.end(), args.begin(), args.end());
-  RunResult r = runProcess(argv, 10s);
-  Curl c;
-  c.exit_code = r.exit_code;
-  c.err = r.err;
-  const size_t sp = r.out.find(' ');
-  if (sp != std::string::npos) {
-    c.version = r.out.substr(0, sp);
-    c.status = std::atoi(r.out.c_str() + sp + 1);
-  }
-  c.body = readFile(body_file);
-  c.headers = readFile(head_file);
-  return c;
-}
+// curl (-D, -o, -w) with the response head: tests/integration/http2_support.h.
+using Curl = h2test::CurlResult;
+using h2test::curl;
 
 // HTTP/1.1 and h2c (prior knowledge): the protocols every case runs over.
 const std::vector<std::string> kProtocols = {"--http1.1", "--http2-prior-knowledge"};
 
-std::string filterYaml(const std::string& name, const std::string& config_lines, const std::string& more_http = "") {
-  return "      response_flags_header: true\n" + more_http +
-         "      filters:\n"
-         "        - name: " + name + "\n"
-         "          config:\n" + config_lines;
+// Ferry with the one filter `name` (config: block lines indented 12, or flow YAML) in front of
+// `up`; `c` brings any other settings (its http_extra goes before filters:).
+std::unique_ptr<FerryProcess> startWith(const HttpUpstream& up, const std::string& name, const std::string& config,
+                                        FerryConfig c = {}, const std::vector<std::string>& args = {}) {
+  c.http_extra = httpFilterYaml(name, config, true, c.http_extra);
+  c.clusters = {{"up", {up.port()}}};
+  return FerryProcess::start(c.yaml(), args);
+}
+
+// ferry_cors_requests_total{listener,result}: preflight_allowed, preflight_denied,
+// origin_allowed, origin_denied, in that order.
+Counts corsCounts(FerryProcess& f, const std::string& listener = "web") {
+  return outcomeCounts(f, "ferry_cors_requests_total",
+                       {"preflight_allowed", "preflight_denied", "origin_allowed", "origin_denied"}, listener);
+}
+
+// ferry_rbac_requests_total{listener,result}: allowed, denied, shadow_denied, in that order.
+Counts rbacCounts(FerryProcess& f, const std::string& listener = "web") {
+  return outcomeCounts(f, "ferry_rbac_requests_total", {"allowed", "denied", "shadow_denied"}, listener);
 }
 
 size_t countMethod(const HttpUpstream& up, const std::string& method) {
@@ -110,8 +70,7 @@ const std::string kCorsConfig =
 
 TEST_CASE("cors: a preflight is answered by ferry (204 with the CORS headers) and never forwarded", "[cors]") {
   HttpUpstream up;
-  auto f = FerryProcess::start(
-      FerryConfig{.http_extra = filterYaml("cors", kCorsConfig), .clusters = {{"up", {up.port()}}}}.yaml());
+  auto f = startWith(up, "cors", kCorsConfig);
   const std::string base = "http://127.0.0.1:" + std::to_string(f->port("web"));
   TempDir dir;
   for (const auto& proto : kProtocols) {
@@ -158,6 +117,8 @@ TEST_CASE("cors: a preflight is answered by ferry (204 with the CORS headers) an
   CHECK(countMethod(up, "OPTIONS") == 1);
   CHECK(plain.header("access-control-allow-origin") == "https://app.example.com");
   CHECK(up.requestCount() == 1);
+  // Per protocol 2 allowed and 3 refused preflights; then one actual request.
+  CHECK(corsCounts(*f) == Counts{4, 6, 1, 0});
 }
 
 TEST_CASE("cors: actual requests: an allowed origin gets the CORS headers, any other none, all are forwarded",
@@ -167,8 +128,7 @@ TEST_CASE("cors: actual requests: an allowed origin gets the CORS headers, any o
       return UpstreamAction{HttpUpstream::response(200, "v", {"Vary: Accept-Encoding"})};
     return HttpUpstream::ok("ok:" + r.target);
   });
-  auto f = FerryProcess::start(
-      FerryConfig{.http_extra = filterYaml("cors", kCorsConfig), .clusters = {{"up", {up.port()}}}}.yaml());
+  auto f = startWith(up, "cors", kCorsConfig);
   const std::string base = "http://127.0.0.1:" + std::to_string(f->port("web"));
   TempDir dir;
   size_t forwarded = 0;
@@ -208,15 +168,15 @@ TEST_CASE("cors: actual requests: an allowed origin gets the CORS headers, any o
   CHECK(up.requestCount() == forwarded);
   // The upstream got the Origin header as the client sent it.
   CHECK(up.requests().at(0).header("origin") == "https://app.example.com");
+  // Per protocol 3 allowed origins and 1 other; no Origin at all is not counted.
+  CHECK(corsCounts(*f) == Counts{0, 0, 6, 2});
 }
 
 TEST_CASE("cors: '*' answers '*', or echoes the origin with allow_credentials", "[cors]") {
   HttpUpstream up;
   TempDir dir;
   SECTION("without credentials: '*', no Vary") {
-    auto f = FerryProcess::start(FerryConfig{.http_extra = filterYaml("cors", "            allow_origins: ['*']\n"),
-                                             .clusters = {{"up", {up.port()}}}}
-                                     .yaml());
+    auto f = startWith(up, "cors", "{allow_origins: ['*']}");
     const std::string base = "http://127.0.0.1:" + std::to_string(f->port("web"));
     for (const auto& proto : kProtocols) {
       Curl c = curl(dir, {proto, "-H", "Origin: https://any.example", base + "/x"});
@@ -229,12 +189,10 @@ TEST_CASE("cors: '*' answers '*', or echoes the origin with allow_credentials", 
       CHECK(p.header("access-control-allow-origin") == "*");
       CHECK_FALSE(p.has("access-control-max-age"));  // not configured
     }
+    CHECK(corsCounts(*f) == Counts{2, 0, 2, 0});
   }
   SECTION("with credentials: the origin itself, and Access-Control-Allow-Credentials") {
-    auto f = FerryProcess::start(
-        FerryConfig{.http_extra = filterYaml("cors", "            allow_origins: ['*']\n            allow_credentials: true\n"),
-                    .clusters = {{"up", {up.port()}}}}
-            .yaml());
+    auto f = startWith(up, "cors", "{allow_origins: ['*'], allow_credentials: true}");
     const std::string base = "http://127.0.0.1:" + std::to_string(f->port("web"));
     for (const auto& proto : kProtocols) {
       Curl c = curl(dir, {proto, "-H", "Origin: https://any.example", base + "/x"});
@@ -248,17 +206,14 @@ TEST_CASE("cors: '*' answers '*', or echoes the origin with allow_credentials", 
       CHECK(p.header("access-control-allow-origin") == "https://any.example");
       CHECK(p.header("access-control-allow-credentials") == "true");
     }
+    CHECK(corsCounts(*f) == Counts{2, 0, 2, 0});
   }
   CHECK(countMethod(up, "OPTIONS") == 0);
 }
 
 TEST_CASE("cors: forward_not_matching_preflights sends other origins' preflights upstream", "[cors]") {
   HttpUpstream up;
-  auto f = FerryProcess::start(
-      FerryConfig{.http_extra = filterYaml("cors", "            allow_origins: [https://app.example.com]\n"
-                                                   "            forward_not_matching_preflights: true\n"),
-                  .clusters = {{"up", {up.port()}}}}
-          .yaml());
+  auto f = startWith(up, "cors", "{allow_origins: [https://app.example.com], forward_not_matching_preflights: true}");
   const uint16_t port = f->port("web");
   HttpResponse mine = httpRequest(port, "OPTIONS", "/x", "",
                                   {"Origin: https://app.example.com", "Access-Control-Request-Method: GET"});
@@ -272,6 +227,7 @@ TEST_CASE("cors: forward_not_matching_preflights sends other origins' preflights
   REQUIRE(up.waitRequests(1));
   CHECK(countMethod(up, "OPTIONS") == 1);
   CHECK(up.requests().at(0).header("origin") == "https://other.example.com");
+  CHECK(corsCounts(*f) == Counts{1, 1, 0, 0});  // the forwarded one counts as denied
 }
 
 // ---- rbac
@@ -280,11 +236,7 @@ TEST_CASE("rbac: allow on client CIDR; a refusal is 403 RBAC, flagged and counte
   HttpUpstream up;
   TempDir dir;
   SECTION("127.0.0.0/8 is allowed") {
-    auto f = FerryProcess::start(
-        FerryConfig{.http_extra = filterYaml("rbac", "            action: allow\n"
-                                                     "            rules: [{client_cidrs: [10.0.0.0/8, 127.0.0.0/8]}]\n"),
-                    .clusters = {{"up", {up.port()}}}}
-            .yaml());
+    auto f = startWith(up, "rbac", "{action: allow, rules: [{client_cidrs: [10.0.0.0/8, 127.0.0.0/8]}]}");
     const std::string base = "http://127.0.0.1:" + std::to_string(f->port("web"));
     for (const auto& proto : kProtocols) {
       Curl c = curl(dir, {proto, base + "/in"});
@@ -295,13 +247,10 @@ TEST_CASE("rbac: allow on client CIDR; a refusal is 403 RBAC, flagged and counte
     }
     CHECK(up.requestCount() == 2);
     CHECK(metricValue(*f, kRbacFlag) == 0);
+    CHECK(rbacCounts(*f) == Counts{2, 0, 0});
   }
   SECTION("only 10.0.0.0/8 is allowed: loopback is refused") {
-    auto f = FerryProcess::start(
-        FerryConfig{.http_extra = filterYaml("rbac", "            action: allow\n"
-                                                     "            rules: [{client_cidrs: [10.0.0.0/8]}]\n"),
-                    .clusters = {{"up", {up.port()}}}}
-            .yaml());
+    auto f = startWith(up, "rbac", "{action: allow, rules: [{client_cidrs: [10.0.0.0/8]}]}");
     const std::string base = "http://127.0.0.1:" + std::to_string(f->port("web"));
     for (const auto& proto : kProtocols) {
       Curl c = curl(dir, {proto, base + "/out"});
@@ -322,21 +271,20 @@ TEST_CASE("rbac: allow on client CIDR; a refusal is 403 RBAC, flagged and counte
     CHECK(readHttpResponse(*c).status == 403);
     CHECK(waitMetric(f->adminPort(), kRbacFlag, 4));
     CHECK(up.requestCount() == 0);
+    CHECK(rbacCounts(*f) == Counts{0, 4, 0});
   }
 }
 
 TEST_CASE("rbac: deny rules on path prefix, method and headers", "[rbac]") {
   HttpUpstream up;
-  auto f = FerryProcess::start(
-      FerryConfig{.http_extra = filterYaml("rbac", "            action: deny\n"
-                                                   "            rules:\n"
-                                                   "              - path_prefix: /admin/\n"
-                                                   "              - {methods: [DELETE], path_prefix: /api/}\n"
-                                                   "              - headers: [{name: x-debug, present: true}]\n"
-                                                   "              - headers: [{name: user-agent, regex: '.*sqlmap.*'}]\n"
-                                                   "              - headers: [{name: host, exact: internal.example.com}]\n"),
-                  .clusters = {{"up", {up.port()}}}}
-          .yaml());
+  auto f = startWith(up, "rbac",
+                     "            action: deny\n"
+                     "            rules:\n"
+                     "              - path_prefix: /admin/\n"
+                     "              - {methods: [DELETE], path_prefix: /api/}\n"
+                     "              - headers: [{name: x-debug, present: true}]\n"
+                     "              - headers: [{name: user-agent, regex: '.*sqlmap.*'}]\n"
+                     "              - headers: [{name: host, exact: internal.example.com}]\n");
   const uint16_t port = f->port("web");
   struct Case {
     std::string method, path;
@@ -374,6 +322,7 @@ TEST_CASE("rbac: deny rules on path prefix, method and headers", "[rbac]") {
     }
   }
   CHECK(metricValue(*f, kRbacFlag) == refused);
+  CHECK(rbacCounts(*f) == Counts{static_cast<double>(passed), static_cast<double>(refused), 0});
   REQUIRE(up.waitRequests(passed));
   CHECK(up.requestCount() == static_cast<size_t>(passed));
   for (const auto& r : up.requests()) CHECK(r.target.rfind("/admin/", 0) != 0);
@@ -387,18 +336,17 @@ TEST_CASE("rbac: deny rules on path prefix, method and headers", "[rbac]") {
   Curl ok = curl(dir, {"--http2-prior-knowledge", base + "/api/items/1"});
   CHECK(ok.status == 200);
   CHECK(metricValue(*f, kRbacFlag) == refused + 1);
+  CHECK(rbacCounts(*f) == Counts{passed + 1.0, refused + 1.0, 0});
 }
 
 TEST_CASE("rbac: IPv6 client CIDRs", "[rbac]") {
   HttpUpstream up;
-  auto f = FerryProcess::start(
-      FerryConfig{.listener_address = "'[::1]:0'",
-                  .http_extra = filterYaml("rbac", "            action: allow\n"
-                                                   "            rules:\n"
-                                                   "              - {client_cidrs: ['::1/128'], path_prefix: /a/}\n"
-                                                   "              - {client_cidrs: ['2001:db8::/32', 127.0.0.0/8], path_prefix: /b/}\n"),
-                  .clusters = {{"up", {up.port()}}}}
-          .yaml());
+  auto f = startWith(up, "rbac",
+                     "            action: allow\n"
+                     "            rules:\n"
+                     "              - {client_cidrs: ['::1/128'], path_prefix: /a/}\n"
+                     "              - {client_cidrs: ['2001:db8::/32', 127.0.0.0/8], path_prefix: /b/}\n",
+                     FerryConfig{.listener_address = "'[::1]:0'"});
   const std::string base = "http://[::1]:" + std::to_string(f->port("web"));
   TempDir dir;
   for (const auto& proto : kProtocols) {
@@ -412,6 +360,7 @@ TEST_CASE("rbac: IPv6 client CIDRs", "[rbac]") {
   }
   CHECK(metricValue(*f, kRbacFlag) == 2);
   CHECK(up.requestCount() == 2);
+  CHECK(rbacCounts(*f) == Counts{2, 2, 0});
 }
 
 TEST_CASE("rbac: the client address is the one after the trusted x-forwarded-for hops", "[rbac]") {
@@ -420,9 +369,7 @@ TEST_CASE("rbac: the client address is the one after the trusted x-forwarded-for
       "            action: allow\n"
       "            rules: [{client_cidrs: [203.0.113.0/24]}]\n";
   SECTION("xff_trusted_hops: 1: the rightmost address") {
-    auto f = FerryProcess::start(FerryConfig{.http_extra = filterYaml("rbac", rules, "      xff_trusted_hops: 1\n"),
-                                             .clusters = {{"up", {up.port()}}}}
-                                     .yaml());
+    auto f = startWith(up, "rbac", rules, FerryConfig{.http_extra = "      xff_trusted_hops: 1\n"});
     const uint16_t port = f->port("web");
     CHECK(httpRequest(port, "GET", "/", "", {"X-Forwarded-For: 203.0.113.7"}).status == 200);
     CHECK(httpRequest(port, "GET", "/", "", {"X-Forwarded-For: 198.51.100.1, 203.0.113.7"}).status == 200);
@@ -437,34 +384,28 @@ TEST_CASE("rbac: the client address is the one after the trusted x-forwarded-for
     CHECK(httpRequest(port, "GET", "/").status == 403);
     CHECK(httpRequest(port, "GET", "/", "", {"X-Forwarded-For: 203.0.113.x"}).status == 403);
     CHECK(metricValue(*f, kRbacFlag) == 4);
+    CHECK(rbacCounts(*f) == Counts{3, 4, 0});
     // Upstream still gets the whole chain plus the connection's address.
     REQUIRE(up.waitRequests(3));
     CHECK(up.requests().at(1).header("x-forwarded-for") == "198.51.100.1, 203.0.113.7, 127.0.0.1");
   }
   SECTION("xff_trusted_hops: 2: the second from the right") {
-    auto f = FerryProcess::start(FerryConfig{.http_extra = filterYaml("rbac", rules, "      xff_trusted_hops: 2\n"),
-                                             .clusters = {{"up", {up.port()}}}}
-                                     .yaml());
+    auto f = startWith(up, "rbac", rules, FerryConfig{.http_extra = "      xff_trusted_hops: 2\n"});
     const uint16_t port = f->port("web");
     CHECK(httpRequest(port, "GET", "/", "", {"X-Forwarded-For: 203.0.113.7, 10.0.0.1"}).status == 200);
     CHECK(httpRequest(port, "GET", "/", "", {"X-Forwarded-For: 10.0.0.1, 203.0.113.7"}).status == 403);
     CHECK(httpRequest(port, "GET", "/", "", {"X-Forwarded-For: 203.0.113.7"}).status == 403);  // too few: loopback
   }
   SECTION("no trusted hops: x-forwarded-for is ignored") {
-    auto f = FerryProcess::start(
-        FerryConfig{.http_extra = filterYaml("rbac", rules), .clusters = {{"up", {up.port()}}}}.yaml());
+    auto f = startWith(up, "rbac", rules);
     CHECK(httpRequest(f->port("web"), "GET", "/", "", {"X-Forwarded-For: 203.0.113.7"}).status == 403);
   }
 }
 
 TEST_CASE("rbac: the client address is the PROXY protocol's source", "[rbac][proxy_protocol]") {
   HttpUpstream up;
-  auto f = FerryProcess::start(
-      FerryConfig{.listener_extra = "    proxy_protocol: true\n",
-                  .http_extra = filterYaml("rbac", "            action: deny\n"
-                                                   "            rules: [{client_cidrs: [198.51.100.0/24, '2001:db8:bad::/48']}]\n"),
-                  .clusters = {{"up", {up.port()}}}}
-          .yaml());
+  auto f = startWith(up, "rbac", "{action: deny, rules: [{client_cidrs: [198.51.100.0/24, '2001:db8:bad::/48']}]}",
+                     FerryConfig{.listener_extra = "    proxy_protocol: true\n"});
   const uint16_t port = f->port("web");
   auto exchange = [&](const std::string& proxy_line) {
     auto c = TcpClient::connect(port);
@@ -480,6 +421,7 @@ TEST_CASE("rbac: the client address is the PROXY protocol's source", "[rbac][pro
   CHECK(exchange("PROXY TCP6 2001:db8:900d::1 ::1 5555 80\r\n").status == 200);
   CHECK(metricValue(*f, kRbacFlag) == 2);
   CHECK(up.requestCount() == 2);
+  CHECK(rbacCounts(*f) == Counts{2, 2, 0});
 }
 
 TEST_CASE("rbac: client_cert_sans matches the verified client certificate", "[rbac][tls]") {
@@ -488,11 +430,9 @@ TEST_CASE("rbac: client_cert_sans matches the verified client certificate", "[rb
   Issued ops = pki.client("ops", "client-ops", {"spiffe://test/ops"});
   Issued dev = pki.client("dev", "client-dev", {"spiffe://test/dev"});
   HttpUpstream up;
-  auto f = FerryProcess::start(FerryConfig{
-      .listener_extra = tlsBlock({server.files}, "      client_ca_file: " + pki.ca_file + "\n      client_cert: optional\n"),
-      .http_extra = filterYaml("rbac", "            action: allow\n"
-                                       "            rules: [{client_cert_sans: [spiffe://test/ops]}]\n"),
-      .clusters = {{"up", {up.port()}}}}.yaml());
+  auto f = startWith(up, "rbac", "{action: allow, rules: [{client_cert_sans: ['spiffe://test/ops']}]}",
+                     FerryConfig{.listener_extra = tlsBlock({server.files}, "      client_ca_file: " + pki.ca_file +
+                                                                                "\n      client_cert: optional\n")});
   const uint16_t port = f->port("web");
   TlsClientOptions o = pki.verifying("a.test");
   o.cert_file = ops.files.cert;
@@ -509,17 +449,13 @@ TEST_CASE("rbac: client_cert_sans matches the verified client certificate", "[rb
   CHECK(anon.status == 403);
   CHECK(metricValue(*f, kRbacFlag) == 2);
   CHECK(up.requestCount() == 1);
+  CHECK(rbacCounts(*f) == Counts{1, 2, 0});
 }
 
 TEST_CASE("rbac: shadow mode forwards what it would refuse, without the flag, and logs it", "[rbac]") {
   HttpUpstream up;
-  auto f = FerryProcess::start(
-      FerryConfig{.http_extra = filterYaml("rbac", "            action: deny\n"
-                                                   "            shadow: true\n"
-                                                   "            rules: [{path_prefix: /admin/}]\n"),
-                  .clusters = {{"up", {up.port()}}}}
-          .yaml(),
-      {"--log-level", "debug"});
+  auto f = startWith(up, "rbac", "{action: deny, shadow: true, rules: [{path_prefix: /admin/}]}", {},
+                     {"--log-level", "debug"});
   const uint16_t port = f->port("web");
   HttpResponse r = httpRequest(port, "GET", "/admin/users");
   CHECK(r.status == 200);
@@ -534,4 +470,84 @@ TEST_CASE("rbac: shadow mode forwards what it would refuse, without the flag, an
   CHECK(f->countInLog("rbac: shadow denial") == 2);
   CHECK(metricValue(*f, kRbacFlag) == 0);
   CHECK(up.requestCount() == 3);
+  CHECK(rbacCounts(*f) == Counts{1, 0, 2});  // counted, never enforced
+}
+
+// ---- per-route overrides (routes[].filter_overrides; overrideRoutes in config_builder.h)
+
+TEST_CASE("cors: a route disables cors or allows another origin", "[cors][filter_override]") {
+  HttpUpstream up;
+  auto f = startWith(up, "cors", "{allow_origins: ['https://app.example.com']}",
+                     FerryConfig{.listener = "edge",
+                                 .routes = overrideRoutes("cors", "{allow_origins: ['https://other.example.com']}")});
+  const std::string base = "http://127.0.0.1:" + std::to_string(f->port("edge"));
+  TempDir dir;
+  auto preflight = [&](const std::string& proto, const std::string& origin, const std::string& path) {
+    return curl(dir, {proto, "-X", "OPTIONS", "-H", "Origin: " + origin, "-H", "Access-Control-Request-Method: GET",
+                      base + path});
+  };
+  for (const auto& proto : kProtocols) {
+    INFO(proto);
+    // The listener's config.
+    Curl c = preflight(proto, "https://app.example.com", "/x");
+    INFO(c.err << c.headers);
+    CHECK(c.version == (proto == "--http1.1" ? "1.1" : "2"));
+    CHECK(c.status == 204);
+    CHECK(c.header("access-control-allow-origin") == "https://app.example.com");
+    // Disabled: the preflight is an ordinary request, forwarded; nothing CORS on the answer.
+    c = preflight(proto, "https://app.example.com", "/off/x");
+    CHECK(c.status == 200);
+    CHECK(c.body == "ok:/off/x");
+    CHECK_FALSE(c.has("access-control-allow-origin"));
+    CHECK_FALSE(c.has("vary"));
+    c = curl(dir, {proto, "-H", "Origin: https://app.example.com", base + "/off/y"});
+    CHECK(c.status == 200);
+    CHECK_FALSE(c.has("access-control-allow-origin"));
+    // The route's config: the other origin only.
+    c = preflight(proto, "https://app.example.com", "/alt/x");
+    CHECK(c.status == 204);
+    CHECK_FALSE(c.has("access-control-allow-origin"));
+    c = preflight(proto, "https://other.example.com", "/alt/x");
+    CHECK(c.status == 204);
+    CHECK(c.header("access-control-allow-origin") == "https://other.example.com");
+    c = curl(dir, {proto, "-H", "Origin: https://other.example.com", base + "/alt/y"});
+    CHECK(c.status == 200);
+    CHECK(c.body == "ok:/alt/y");
+    CHECK(c.header("access-control-allow-origin") == "https://other.example.com");
+  }
+  CHECK(countMethod(up, "OPTIONS") == 2);  // the disabled route's preflights only
+  // Both configs count into the listener's series; the disabled route counts nothing.
+  CHECK(corsCounts(*f, "edge") == Counts{4, 2, 2, 0});
+}
+
+TEST_CASE("rbac: a route disables rbac or has its own rules", "[rbac][filter_override]") {
+  HttpUpstream up;
+  // The listener refuses loopback clients; the /alt route only refuses 10/8 and /alt/admin/.
+  auto f = startWith(
+      up, "rbac", "{action: deny, rules: [{client_cidrs: [127.0.0.0/8]}]}",
+      FerryConfig{.listener = "edge",
+                  .routes = overrideRoutes(
+                      "rbac", "{action: deny, rules: [{client_cidrs: [10.0.0.0/8]}, {path_prefix: /alt/admin/}]}")});
+  const std::string base = "http://127.0.0.1:" + std::to_string(f->port("edge"));
+  TempDir dir;
+  for (const auto& proto : kProtocols) {
+    INFO(proto);
+    Curl c = curl(dir, {proto, base + "/x"});
+    INFO(c.err << c.headers);
+    CHECK(c.version == (proto == "--http1.1" ? "1.1" : "2"));
+    CHECK(c.status == 403);
+    CHECK(c.header("x-ferry-flags") == "RBAC");
+    c = curl(dir, {proto, base + "/off/x"});
+    CHECK(c.status == 200);
+    CHECK(c.body == "ok:/off/x");
+    c = curl(dir, {proto, base + "/alt/x"});
+    CHECK(c.status == 200);
+    CHECK(c.body == "ok:/alt/x");
+    c = curl(dir, {proto, base + "/alt/admin/x"});
+    CHECK(c.status == 403);
+    CHECK(c.header("x-ferry-flags") == "RBAC");
+  }
+  CHECK(up.requestCount() == 4);
+  CHECK(rbacCounts(*f, "edge") == Counts{2, 4, 0});
+  CHECK(metricValue(*f, "ferry_downstream_response_flags_total{listener=\"edge\",flag=\"RBAC\"}") == 4);
 }

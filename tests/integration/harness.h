@@ -329,6 +329,15 @@ double metricValue(FerryProcess& f, const std::string& key);  // on f.adminPort(
 // passes (false). No pause between scrapes: each one is a round trip to ferry.
 bool waitMetric(uint16_t admin_port, const std::string& key, double want, ms timeout = 5s);
 
+// A filter's outcome counters (NAME{listener="LISTENER",result="R"}, filters/http/
+// outcome_counters.h) from one scrape: the value for each of `results`, in that order, with
+// kMetricAbsent / kMetricUnreadable as metricValue has them. Compare with a whole vector, e.g.
+// `outcomeCounts(*f, "ferry_rbac_requests_total", {"allowed", "denied"}) == Counts{2, 1}`, so
+// that every result is checked at once.
+using Counts = std::vector<double>;
+Counts outcomeCounts(FerryProcess& f, const std::string& name, const std::vector<std::string>& results,
+                     const std::string& listener = "web");
+
 // n deterministic pseudo-random bytes (all 256 values occur) from seed.
 std::string randomBytes(size_t n, uint32_t seed);
 

@@ -395,6 +395,21 @@ double metricValue(FerryProcess& f, const std::string& key) {
   return metricValue(f.adminPort(), key);
 }
 
+Counts outcomeCounts(FerryProcess& f, const std::string& name, const std::vector<std::string>& results,
+                     const std::string& listener) {
+  auto m = scrapeMetrics(f.adminPort());
+  Counts out;
+  for (const auto& r : results) {
+    if (!m) {
+      out.push_back(kMetricUnreadable);
+      continue;
+    }
+    auto it = m->find(name + "{listener=\"" + listener + "\",result=\"" + r + "\"}");
+    out.push_back(it == m->end() ? kMetricAbsent : it->second);
+  }
+  return out;
+}
+
 bool waitMetric(uint16_t admin_port, const std::string& key, double want, ms timeout) {
   const TimePoint deadline = Clock::now() + timeout;
   do {

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <cctype>
 #include <catch2/catch.hpp>
 #include <condition_variable>
 #include <mutex>
@@ -116,17 +117,44 @@ inline std::string h2cConfig(uint16_t upstream, const std::string& http_extra = 
   return FerryConfig{.runtime_extra = runtime_extra, .http_extra = http_extra, .clusters = {{"up", {upstream}}}}.yaml();
 }
 
-// curl against ferry: "<http_version> <status>" (curl's -w) and the body.
+// curl against ferry: "<http_version> <status>" (curl's -w), the response head (-D) and the body.
 struct CurlResult {
   int exit_code = -1;
   std::string version;
   int status = 0;
+  std::string headers;  // raw, as curl's -D wrote them
   std::string body;
   std::string err;
+  // The first value of a header (case-insensitive name, value trimmed), "" when absent.
+  std::string header(const std::string& name) const {
+    const std::string want = lower(name) + ":";
+    size_t pos = 0;
+    while (pos < headers.size()) {
+      size_t end = headers.find("\r\n", pos);
+      if (end == std::string::npos) end = headers.size();
+      const std::string line = headers.substr(pos, end - pos);
+      if (lower(line).rfind(want, 0) == 0) {
+        std::string v = line.substr(want.size());
+        while (!v.empty() && v.front() == ' ') v.erase(0, 1);
+        while (!v.empty() && (v.back() == ' ' || v.back() == '\r')) v.pop_back();
+        return v;
+      }
+      pos = end + 2;
+    }
+    return "";
+  }
+  bool has(const std::string& name) const { return lower("\n" + headers).find("\n" + lower(name) + ":") != std::string::npos; }
+
+ private:
+  static std::string lower(std::string s) {
+    for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+  }
 };
 inline CurlResult curl(const TempDir& dir, std::vector<std::string> args) {
   const std::string body_file = dir.path() + "/curl-body";
-  std::vector<std::string> argv{"curl", "-sS", "-o", body_file, "-w", "%{http_version} %{http_code}"};
+  const std::string head_file = dir.path() + "/curl-headers";
+  std::vector<std::string> argv{"curl", "-sS", "-o", body_file, "-D", head_file, "-w", "%{http_version} %{http_code}"};
   argv.insert(argv.end(), args.begin(), args.end());
   RunResult r = runProcess(argv, 10s);
   CurlResult c;
@@ -138,6 +166,7 @@ inline CurlResult curl(const TempDir& dir, std::vector<std::string> args) {
     c.status = std::atoi(r.out.c_str() + sp + 1);
   }
   c.body = readFile(body_file);
+  c.headers = readFile(head_file);
   return c;
 }
 

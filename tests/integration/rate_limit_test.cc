@@ -17,14 +17,16 @@ using namespace ferry::testing;
 
 namespace {
 
-std::string rateLimit(const std::string& config) {
-  return "      response_flags_header: true\n"
-         "      filters:\n"
-         "        - name: local_rate_limit\n"
-         "          config: " + config + "\n";
-}
+std::string rateLimit(const std::string& config) { return httpFilterYaml("local_rate_limit", config); }
 
 const std::string kRlFlags = "ferry_downstream_response_flags_total{listener=\"web\",flag=\"RL\"}";
+
+// ferry_local_rate_limit_requests_total{listener,result}: allowed, limited, shadow_limited,
+// no_key, in that order.
+Counts rlCounts(FerryProcess& f, const std::string& listener = "web") {
+  return outcomeCounts(f, "ferry_local_rate_limit_requests_total", {"allowed", "limited", "shadow_limited", "no_key"},
+                       listener);
+}
 
 // Statuses of n requests (each on its own connection), counted.
 struct Tally {
@@ -73,6 +75,7 @@ TEST_CASE("local_rate_limit: a burst passes exactly max_tokens; the rest get 429
   CHECK(headerNumber(r, "ratelimit-remaining") == 0);
   CHECK(headerNumber(r, "ratelimit-reset") == headerNumber(r, "retry-after"));
   CHECK(metricValue(*f, kRlFlags) == 16);
+  CHECK(rlCounts(*f) == Counts{5, 16, 0, 0});
 }
 
 TEST_CASE("local_rate_limit: the bucket is shared by the workers", "[rate_limit]") {
@@ -99,6 +102,7 @@ TEST_CASE("local_rate_limit: the bucket is shared by the workers", "[rate_limit]
   CHECK(other.load() == 0);
   CHECK(up.requestCount() == 10);
   CHECK(metricValue(*f, kRlFlags) == 30);
+  CHECK(rlCounts(*f) == Counts{10, 30, 0, 0});  // one series per listener, both workers' counts
 }
 
 TEST_CASE("local_rate_limit: tokens come back after fill_interval", "[rate_limit]") {
@@ -123,6 +127,11 @@ TEST_CASE("local_rate_limit: tokens come back after fill_interval", "[rate_limit
   CHECK(headerNumber(back, "ratelimit-remaining") >= 0);
   CHECK(headerNumber(back, "ratelimit-remaining") <= 1);
   CHECK(headerNumber(back, "ratelimit-reset") == 1);
+  const Counts c = rlCounts(*f);
+  CHECK(c[0] == taken + 1);
+  CHECK(c[1] >= 1);
+  CHECK(c[2] == 0);
+  CHECK(c[3] == 0);
 }
 
 TEST_CASE("local_rate_limit: key header:NAME has a bucket per value; requests without it pass",
@@ -142,6 +151,7 @@ TEST_CASE("local_rate_limit: key header:NAME has a bucket per value; requests wi
   Tally none = send(port, 5);
   CHECK(none.ok == 5);
   CHECK(metricValue(*f, kRlFlags) == 3);
+  CHECK(rlCounts(*f) == Counts{4, 3, 0, 5});  // no key: counted as such, never limited
 }
 
 TEST_CASE("local_rate_limit: key client_ip uses the client's IP after PROXY protocol", "[rate_limit]") {
@@ -165,6 +175,7 @@ TEST_CASE("local_rate_limit: key client_ip uses the client's IP after PROXY prot
   CHECK(ok_b == 3);
   CHECK(from("192.0.2.10") == 429);
   CHECK(metricValue(*f, kRlFlags) == 4);
+  CHECK(rlCounts(*f) == Counts{6, 4, 0, 0});
 }
 
 TEST_CASE("local_rate_limit: shadow mode forwards everything and flags what it would refuse",
@@ -185,6 +196,7 @@ TEST_CASE("local_rate_limit: shadow mode forwards everything and flags what it w
   CHECK(flagged == 4);
   CHECK(up.requestCount() == 6);
   CHECK(metricValue(*f, kRlFlags) == 4);
+  CHECK(rlCounts(*f) == Counts{2, 0, 4, 0});
 }
 
 TEST_CASE("local_rate_limit: HTTP/2 clients get the same 429 and headers", "[rate_limit][http2]") {
@@ -216,6 +228,7 @@ TEST_CASE("local_rate_limit: HTTP/2 clients get the same 429 and headers", "[rat
   CHECK(last.find("x-ferry-flags: RL") != std::string::npos);
   CHECK(last.find("rate limited\n") != std::string::npos);
   CHECK(metricValue(*f, kRlFlags) == 2);
+  CHECK(rlCounts(*f) == Counts{3, 2, 0, 0});
 }
 
 TEST_CASE("local_rate_limit: gRPC clients get UNAVAILABLE (429's gRPC mapping)", "[rate_limit][grpc]") {
@@ -231,6 +244,51 @@ TEST_CASE("local_rate_limit: gRPC clients get UNAVAILABLE (429's gRPC mapping)",
   CHECK(r.header("grpc-status") == "14");
   CHECK(r.header("grpc-message") == "rate limited");
   CHECK(r.hasHeader("retry-after"));
+  CHECK(rlCounts(*f) == Counts{1, 1, 0, 0});
+}
+
+TEST_CASE("local_rate_limit: a route disables the limit or has a bucket of its own",
+          "[rate_limit][filter_override]") {
+  HttpUpstream up;
+  auto f = FerryProcess::start(FerryConfig{.listener = "edge",
+                                           .http_extra = rateLimit("{max_tokens: 3, fill_interval: 1h}"),
+                                           .routes = overrideRoutes("local_rate_limit", "{max_tokens: 1, fill_interval: 1h}"),
+                                           .clusters = {{"up", {up.port()}}}}
+                                   .yaml());
+  const uint16_t port = f->port("edge");
+  auto tally = [&](const std::string& path, int n) {
+    Tally t;
+    for (int i = 0; i < n; ++i) {
+      int s = httpRequest(port, "GET", path).status;
+      (s == 200 ? t.ok : s == 429 ? t.limited : t.other)++;
+    }
+    return t;
+  };
+  // Disabled: never limited, not counted, and the listener's bucket is untouched.
+  Tally off = tally("/off/x", 6);
+  CHECK(off.ok == 6);
+  CHECK(rlCounts(*f, "edge") == Counts{0, 0, 0, 0});
+  // The route's own config: a bucket of 1, separate from the listener's bucket of 3.
+  Tally alt = tally("/alt/x", 3);
+  CHECK(alt.ok == 1);
+  CHECK(alt.limited == 2);
+  Tally rest = tally("/x", 5);
+  CHECK(rest.ok == 3);
+  CHECK(rest.limited == 2);
+  CHECK(tally("/off/y", 2).ok == 2);
+  CHECK(up.requestCount() == 12);
+  // Both configs count into the listener's series.
+  CHECK(rlCounts(*f, "edge") == Counts{4, 4, 0, 0});
+  CHECK(metricValue(*f, "ferry_downstream_response_flags_total{listener=\"edge\",flag=\"RL\"}") == 4);
+  // The same over HTTP/2: the route's bucket stays empty, the disabled route passes.
+  const std::string base = "http://127.0.0.1:" + std::to_string(port);
+  RunResult a = runProcess({"curl", "-sS", "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+                            "--http2-prior-knowledge", base + "/alt/h2"});
+  CHECK(a.out == "2 429");
+  RunResult o = runProcess({"curl", "-sS", "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+                            "--http2-prior-knowledge", base + "/off/h2"});
+  CHECK(o.out == "2 200");
+  CHECK(rlCounts(*f, "edge") == Counts{4, 5, 0, 0});
 }
 
 namespace {
