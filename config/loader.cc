@@ -548,7 +548,9 @@ class Loader : public Parser {
     TcpProxyConfig& t = l.tcp.emplace();
     if (!isMap(e)) return;
     constexpr std::string_view kWhere = "in tcp";
-    Entries f = fields(e.value, kWhere, {"cluster", "idle_timeout", "sni_routes", "client_hello_timeout"});
+    Entries f = fields(e.value, kWhere, {"cluster", "idle_timeout", "sni_routes", "client_hello_timeout", "splice"});
+    if (auto* x = f.get("splice"))
+      if (auto v = getBool(*x)) t.splice = *v;
     const Entry* routes = f.get("sni_routes");
     const Entry* cluster = routes != nullptr ? f.get("cluster") : need(f, "cluster", e, kWhere);
     if (cluster != nullptr) {

@@ -423,6 +423,8 @@ struct TcpProxyConfig {
   std::vector<SniRouteConfig> sni_routes;  // non-empty: a TLS inspector reads the ClientHello
   Duration client_hello_timeout = std::chrono::seconds(5);
   Duration idle_timeout = std::chrono::hours(1);  // 0 = off
+  // Forward with splice(2) (zero copy) when both sides are plain TCP.
+  bool splice = true;
   bool operator==(const TcpProxyConfig&) const = default;
 };
 

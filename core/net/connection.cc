@@ -1,8 +1,10 @@
 #include "core/net/connection.h"
 
+#include <fcntl.h>
 #include <netinet/tcp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <cerrno>
@@ -83,11 +85,93 @@ bool Connection::readPending() const {
 }
 
 bool Connection::wantsFlush() const {
-  return !raw_write_.empty() || !plain_write_.empty() || plain_end_ || (write_end_requested_ && !write_shut_);
+  return !raw_write_.empty() || !plain_write_.empty() || plain_end_ || pipe_bytes_ > 0 ||
+         (write_end_requested_ && !write_shut_);
 }
 
 size_t Connection::writeBufferLength() const {
-  return raw_write_.length() + plain_write_.length() + (transport_ ? transport_->bufferedBytes() : 0);
+  return raw_write_.length() + plain_write_.length() + pipe_bytes_ + (transport_ ? transport_->bufferedBytes() : 0);
+}
+
+bool Connection::spliceTo(const std::shared_ptr<Connection>& to) {
+  if (!to || to.get() == this || closed_ || to->closed_ || !transport_ || !to->transport_ ||
+      !transport_->passthrough() || !to->transport_->passthrough())
+    return false;
+  if (to->pipe_[0] < 0) {
+    if (::pipe2(to->pipe_, O_NONBLOCK | O_CLOEXEC) != 0) {
+      to->pipe_[0] = to->pipe_[1] = -1;
+      return false;
+    }
+    // The pipe is part of the destination's write buffer: as large as its high watermark
+    // (more bytes per syscall), within the kernel's pipe-max-size (1 MiB by default); the
+    // default (64 KiB) stays if the kernel refuses.
+    ::fcntl(to->pipe_[1], F_SETPIPE_SZ, static_cast<int>(std::min<uint32_t>(to->high_watermark_, 1u << 20)));
+    const int cap = ::fcntl(to->pipe_[1], F_GETPIPE_SZ);
+    to->pipe_cap_ = cap > 0 ? static_cast<size_t>(cap) : 65536;
+  }
+  splice_to_ = to;
+  to->splice_from_ = shared_from_this();
+  return true;
+}
+
+void Connection::closePipe() {
+  for (int& fd : pipe_) {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+  pipe_bytes_ = 0;
+}
+
+bool Connection::flushPipe() {
+  if (pipe_bytes_ == 0 || !raw_write_.empty() || !io_.writable() || closed_) return !closed_;
+  long r = io_.spliceOut(pipe_[0], pipe_bytes_);
+  if (r < 0) {
+    closeInternal(CloseType::kNoFlush, &kRemote, errnoText("splice", static_cast<int>(-r)));
+    return false;
+  }
+  pipe_bytes_ -= static_cast<size_t>(r);
+  if (pipe_bytes_ == 0) {
+    // Room again: the source reads on (from the event loop, not from inside this call).
+    if (auto from = splice_from_.lock(); from && !from->closed_ && from->reading_started_ && from->read_disable_ == 0 &&
+                                        from->io_.readable() && !from->raw_eof_)
+      from->scheduleRead();
+  }
+  return true;
+}
+
+// Socket -> `to`'s pipe -> `to`'s socket, a pipe's worth at a time; the pipe is emptied before
+// each read, so the bytes of one read are all out before the next one comes in.
+void Connection::doSpliceRead(Connection& to) {
+  size_t total = 0;
+  while (total < kReadBudget) {
+    if (to.pipe_bytes_ > 0) {
+      if (!to.flushPipe() || closed_) return;
+      if (to.pipe_bytes_ > 0) return;  // its socket is full: its pipe's flush resumes us
+    }
+    SocketIo::ReadResult r = io_.spliceIn(to.pipe_[1], to.pipe_cap_);
+    if (r.error != 0) {
+      closeInternal(CloseType::kNoFlush, &kRemote, errnoText("splice", r.error));
+      return;
+    }
+    if (r.bytes > 0) {
+      to.pipe_bytes_ += r.bytes;
+      total += r.bytes;
+      if (callbacks_) callbacks_->onSpliced(r.bytes);
+      if (closed_) return;
+      continue;
+    }
+    if (r.eof) {
+      raw_eof_ = true;
+      if (!processRead(true)) return;  // onData(empty, true): the owner passes the end on
+      if (write_shut_) closeInternal(CloseType::kNoFlush, &kRemote, "both directions finished");
+      return;
+    }
+    to.accountBuffered();
+    return;  // drained
+  }
+  to.accountBuffered();
+  if (to.pipe_bytes_ > 0 && !to.flushPipe()) return;
+  if (!closed_ && io_.readable() && read_disable_ == 0) scheduleRead();
 }
 
 void Connection::onPollEvents(uint32_t events) {
@@ -195,6 +279,14 @@ bool Connection::processRead(bool raw_eof) {
 
 void Connection::doRead() {
   auto self = shared_from_this();
+  if (!splice_to_.expired() && raw_read_.empty()) {
+    auto to = splice_to_.lock();
+    if (to && !to->closed_ && !to->close_after_flush_ && !to->write_end_requested_) {
+      doSpliceRead(*to);
+      return;
+    }
+    splice_to_.reset();  // its destination is gone or finished: bytes go the usual way
+  }
   SocketIo::ReadResult res = io_.read(raw_read_, kReadBudget);
   if (res.error != 0) {
     closeInternal(CloseType::kNoFlush, &kRemote, errnoText("read", res.error));
@@ -305,6 +397,7 @@ void Connection::flush() {
     closeInternal(CloseType::kNoFlush, &kRemote, errnoText("write", err));
     return;
   }
+  if (pipe_bytes_ > 0 && !flushPipe()) return;
   accountBuffered();
   const size_t pending = writeBufferLength();
   if (!above_high_ && pending > high_watermark_) {
@@ -316,7 +409,7 @@ void Connection::flush() {
     if (callbacks_) callbacks_->onBelowWriteLowWatermark();
     if (closed_) return;
   }
-  if (!raw_write_.empty()) return;
+  if (!raw_write_.empty() || pipe_bytes_ > 0) return;
   if (close_after_flush_) {
     closeInternal(CloseType::kNoFlush, &kLocal, "closed after flush");
     return;
@@ -349,7 +442,8 @@ void Connection::close(CloseType type) {
         return;
       }
     }
-    if (!raw_write_.empty()) {
+    if (pipe_bytes_ > 0 && !flushPipe()) return;
+    if (!raw_write_.empty() || pipe_bytes_ > 0) {
       close_after_flush_ = true;
       ++read_disable_;  // nothing more is read from a connection on its way out
       // The owner may drop its reference now: the connection stays until the bytes are out.
@@ -384,6 +478,8 @@ void Connection::closeInternal(CloseType type, const ConnectionEvent* event, con
   raw_write_.clear();
   plain_write_.clear();
   plain_end_ = false;
+  closePipe();
+  splice_to_.reset();
   accountBuffered();
   auto keep = std::move(flush_pending_);
   auto keep_closing = std::move(closing_self_);

@@ -61,6 +61,8 @@ class ConnectionCallbacks {
   // The write buffer passed its high watermark / fell back under the low one.
   virtual void onAboveWriteHighWatermark() {}
   virtual void onBelowWriteLowWatermark() {}
+  // With spliceTo(): `bytes` read here went straight to the other connection's socket.
+  virtual void onSpliced(size_t bytes) {}
 };
 
 // Per-thread accounting every connection reports into: bytes held in write buffers.
@@ -111,6 +113,15 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   void readDisable(bool disable);
   void close(CloseType type);
 
+  // Zero-copy forwarding, for a TCP proxy whose two connections both have the plain
+  // transport: from now on, bytes read here go to `to`'s socket through a kernel pipe with
+  // splice(2), never through user space. The owner hears onSpliced(bytes) instead of onData
+  // for them, and still onData(empty, true) at the end of the stream. Bytes already read, and
+  // anything written to `to` before, keep their order. False (nothing changes) when a
+  // transport is not plain or no pipe can be had (out of descriptors).
+  bool spliceTo(const std::shared_ptr<Connection>& to);
+  bool splicing() const { return !splice_to_.expired(); }
+
   void setWriteBufferLimits(uint32_t high_watermark);
   // Bytes on their way out: raw bytes not yet sent plus plaintext the transport still holds.
   size_t writeBufferLength() const;
@@ -149,6 +160,10 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   bool wantsFlush() const;
   // Bytes read but not delivered, an EOF not delivered, or a socket still readable.
   bool readPending() const;
+  void doSpliceRead(Connection& to);
+  // Sends what the pipe holds (after raw_write_). False if that closed the connection.
+  bool flushPipe();
+  void closePipe();
 
   boost::asio::io_context& ctx_;
   Poller& poller_;
@@ -180,6 +195,14 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   std::shared_ptr<Connection> flush_pending_;  // set while a corked flush is queued (keeps us alive)
   std::shared_ptr<Connection> closing_self_;   // set by close(kFlushWrite) until the flush is done
   std::unique_ptr<Timer> connect_timer_;
+  // Splicing: the source knows its destination; the destination owns the pipe (its bytes are
+  // part of the destination's write buffer) and knows its source, to resume it once the pipe
+  // has room again.
+  std::weak_ptr<Connection> splice_to_;
+  std::weak_ptr<Connection> splice_from_;
+  int pipe_[2] = {-1, -1};
+  size_t pipe_bytes_ = 0;
+  size_t pipe_cap_ = 0;
   std::string close_reason_;
 };
 

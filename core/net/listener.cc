@@ -99,6 +99,11 @@ class ActiveConnection : public ConnectionCallbacks, public NetworkFilterCallbac
     listener_.removeConnection(this);
   }
 
+  void onSpliced(size_t bytes) override {
+    ctx_.stats->add(stats_.bytes_received, static_cast<int64_t>(bytes));
+    for (auto& f : filters_) f->onDownstreamSpliced(bytes);
+  }
+
   void onAboveWriteHighWatermark() override {
     for (auto& f : filters_) f->onDownstreamAboveWriteHighWatermark();
   }
@@ -116,6 +121,10 @@ class ActiveConnection : public ConnectionCallbacks, public NetworkFilterCallbac
     }
     ctx_.stats->add(stats_.bytes_sent, static_cast<int64_t>(data.length()));
     conn_->write(data, end_stream);
+  }
+
+  void countSplicedToDownstream(size_t bytes) override {
+    ctx_.stats->add(stats_.bytes_sent, static_cast<int64_t>(bytes));
   }
 
   bool draining() const override { return draining_ || (ctx_.draining != nullptr && *ctx_.draining); }

@@ -26,6 +26,9 @@ class NetworkFilterCallbacks {
   virtual WorkerContext& worker() = 0;
   // Writes toward the downstream client (through the chain's onWrite hooks).
   virtual void writeDownstream(Buffer& data, bool end_stream) = 0;
+  // Bytes a filter spliced to the client's socket itself (Connection::spliceTo), for the
+  // listener's byte counters.
+  virtual void countSplicedToDownstream(size_t bytes) {}
   // The connection drains (its listener was removed or changed by a reload, or the process
   // drains): an HTTP response from now on closes it.
   virtual bool draining() const = 0;
@@ -48,6 +51,9 @@ class NetworkFilter {
   // The above-high / below-low watermark of the downstream write buffer.
   virtual void onDownstreamAboveWriteHighWatermark() {}
   virtual void onDownstreamBelowWriteLowWatermark() {}
+  // Bytes from the client that went straight to where a filter spliced them
+  // (Connection::spliceTo), instead of through onData.
+  virtual void onDownstreamSpliced(size_t bytes) {}
   // The drain notice (once): the connection should end soon, at a point where nothing is lost
   // (an idle HTTP connection closes at once, a busy one after its response); whatever is still
   // open at the drain timeout is closed by the listener.

@@ -8,6 +8,7 @@ namespace {
 class PlainTransport final : public TransportSocket {
  public:
   std::string_view name() const override { return "plain"; }
+  bool passthrough() const override { return true; }
   bool ready() const override { return true; }
   TransportResult doRead(Buffer& raw_in, bool raw_eof, Buffer& plain_out, Buffer&) override {
     plain_out.move(raw_in);

@@ -1,7 +1,11 @@
 #include "core/net/socket_io.h"
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE  // splice(2)
+#endif
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -98,6 +102,43 @@ int SocketIo::write(Buffer& raw) {
     return r < 0 && errno != 0 ? errno : EIO;
   }
   return 0;
+}
+
+SocketIo::ReadResult SocketIo::spliceIn(int pipe_w, size_t max) {
+  ReadResult res;
+  for (;;) {
+    ssize_t r = ::splice(fd_, nullptr, pipe_w, nullptr, max, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (r > 0) {
+      res.bytes = static_cast<size_t>(r);
+    } else if (r == 0) {
+      res.eof = true;
+    } else if (errno == EINTR) {
+      continue;
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      readable_ = false;
+    } else {
+      res.error = errno;
+    }
+    return res;
+  }
+}
+
+long SocketIo::spliceOut(int pipe_r, size_t n) {
+  size_t moved = 0;
+  while (moved < n) {
+    ssize_t r = ::splice(pipe_r, nullptr, fd_, nullptr, n - moved, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (r > 0) {
+      moved += static_cast<size_t>(r);
+      continue;
+    }
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      writable_ = false;  // EPOLLOUT will say when there is room
+      break;
+    }
+    return r < 0 && errno != 0 ? -errno : -EIO;
+  }
+  return static_cast<long>(moved);
 }
 
 void SocketIo::shutdownWrite() { ::shutdown(fd_, SHUT_WR); }

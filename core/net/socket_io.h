@@ -57,6 +57,12 @@ class SocketIo {
   // Sends what the socket takes of `raw`, draining what went out. 0, or the errno of a
   // failed send; writable() turns false when the socket is full (EPOLLOUT says when not).
   int write(Buffer& raw);
+  // Zero-copy forwarding with splice(2). spliceIn moves up to `max` bytes from the socket into
+  // a pipe; call it with an empty pipe only, so that EAGAIN means the socket is drained
+  // (readable() turns false). spliceOut moves up to `n` bytes from a pipe into the socket:
+  // the count moved (writable() turns false when the socket is full), or -errno.
+  ReadResult spliceIn(int pipe_w, size_t max);
+  long spliceOut(int pipe_r, size_t n);
   void shutdownWrite();
   // Unregisters and closes the socket; reset: with an RST (SO_LINGER 0). Idempotent.
   void close(bool reset);

@@ -55,6 +55,9 @@ class TransportSocket {
   virtual size_t bufferedBytes() const { return 0; }
   // The connection is closing after a flush: bytes of an orderly shutdown go to raw_out.
   virtual void shutdown(Buffer& raw_out) {}
+  // Raw bytes are the plaintext, unchanged (the plain transport): the connection may then
+  // forward them without reading them (splice).
+  virtual bool passthrough() const { return false; }
   // The negotiated application protocol (ALPN), "" when none.
   virtual std::string_view protocol() const { return {}; }
   // What the handshake established (TLS; after ready()), or null.

@@ -63,7 +63,11 @@ size_t writeUntilStalled(int fd, const std::string& data, ms stall, std::atomic<
 
 }  // namespace
 
-TEST_CASE("tcp: 10 MB of random bytes each way arrive byte-exact", "[tcp]") {
+TEST_CASE("tcp: 10 MB of random bytes each way arrive byte-exact, spliced or copied", "[tcp]") {
+  // Plain TCP both ways: the bytes move socket to socket through kernel pipes (splice), unless
+  // the listener turns it off; the result must be the same.
+  const bool splice = GENERATE(true, false);
+  INFO("splice " << splice);
   const std::string up_data = randomBytes(10 << 20, 1);
   const std::string down_data = randomBytes(10 << 20, 2);
   auto rec = std::make_shared<Received>();
@@ -73,8 +77,12 @@ TEST_CASE("tcp: 10 MB of random bytes each way arrive byte-exact", "[tcp]") {
     ::shutdown(fd, SHUT_WR);
     reader.join();
   });
-  auto f = FerryProcess::start(
-      FerryConfig{.workers = 2, .listener = "tcp", .tcp_cluster = "up", .clusters = {{"up", {up.port()}}}}.yaml());
+  auto f = FerryProcess::start(FerryConfig{.workers = 2,
+                                           .listener = "tcp",
+                                           .tcp_cluster = "up",
+                                           .tcp_extra = splice ? "" : "      splice: false\n",
+                                           .clusters = {{"up", {up.port()}}}}
+                                   .yaml());
   auto c = TcpClient::connect(f->port("tcp"));
   REQUIRE(c);
   std::thread sender([&] {
@@ -90,6 +98,11 @@ TEST_CASE("tcp: 10 MB of random bytes each way arrive byte-exact", "[tcp]") {
   REQUIRE(rec->data() == down_data);
   REQUIRE(metric(*f, "ferry_downstream_bytes_received_total{listener=\"tcp\"}") == down_data.size());
   REQUIRE(metric(*f, "ferry_downstream_bytes_sent_total{listener=\"tcp\"}") == up_data.size());
+  REQUIRE(metric(*f, "ferry_upstream_bytes_sent_total{cluster=\"up\"}") == down_data.size());
+  REQUIRE(metric(*f, "ferry_upstream_bytes_received_total{cluster=\"up\"}") == up_data.size());
+  REQUIRE(metric(*f, "ferry_tcp_spliced_bytes_total{listener=\"tcp\"}") ==
+          (splice ? up_data.size() + down_data.size() : 0));
+  REQUIRE(metric(*f, "ferry_buffered_bytes") == 0);
 }
 
 TEST_CASE("tcp: client half-close reaches the upstream, which can still answer", "[tcp]") {

@@ -28,6 +28,8 @@ struct TcpProxySettings {
   core::StatHandle sni_unmatched;
   std::chrono::milliseconds idle_timeout{0};
   uint32_t buffer_limit = 1024 * 1024;
+  bool splice = true;
+  core::StatHandle spliced_bytes;  // ferry_tcp_spliced_bytes_total{listener}
 };
 
 class TcpProxy : public NetworkFilter {
@@ -150,6 +152,19 @@ class TcpProxy : public NetworkFilter {
     idle_timer_.reset();
     if (upstream_ && !upstream_->closed()) upstream_->close(Connection::CloseType::kFlushWrite);
   }
+  void onDownstreamSpliced(size_t bytes) override {
+    touch();
+    auto& s = *callbacks_->worker().stats;
+    s.add(cluster_->stats().bytes_sent, static_cast<int64_t>(bytes));
+    s.add(s_->spliced_bytes, static_cast<int64_t>(bytes));
+  }
+  void onUpstreamSpliced(size_t bytes) {
+    touch();
+    auto& s = *callbacks_->worker().stats;
+    s.add(cluster_->stats().bytes_received, static_cast<int64_t>(bytes));
+    s.add(s_->spliced_bytes, static_cast<int64_t>(bytes));
+    callbacks_->countSplicedToDownstream(bytes);
+  }
   void onDownstreamAboveWriteHighWatermark() override {
     if (upstream_ && !upstream_->closed()) upstream_->readDisable(true);
   }
@@ -173,6 +188,12 @@ class TcpProxy : public NetworkFilter {
     switch (event) {
       case ConnectionEvent::kConnected:
         cluster_->reportResult(*host_, core::upstream::UpstreamResult::kSuccess);
+        // Plain TCP both ways: from here the bytes move socket to socket through kernel
+        // pipes (splice), never copied into Ferry. Bytes already read keep their order.
+        if (s_->splice && !downstream_closed_) {
+          auto down = callbacks_->connection().shared_from_this();
+          if (down->spliceTo(upstream_)) upstream_->spliceTo(down);
+        }
         if (read_held_) {
           read_held_ = false;
           callbacks_->connection().readDisable(false);
@@ -211,6 +232,7 @@ class TcpProxy : public NetworkFilter {
     void onEvent(ConnectionEvent e) override { parent.onUpstreamEvent(e); }
     void onAboveWriteHighWatermark() override { parent.onUpstreamAboveWriteHighWatermark(); }
     void onBelowWriteLowWatermark() override { parent.onUpstreamBelowWriteLowWatermark(); }
+    void onSpliced(size_t bytes) override { parent.onUpstreamSpliced(bytes); }
     TcpProxy& parent;
   };
 
@@ -283,6 +305,9 @@ Registry::NetworkBuilder tcpProxyBuilder() {
       s->sni_unmatched = ctx.stats.counter("ferry_tcp_sni_unmatched_total", {{"listener", listener.name}},
                                            "Connections closed because no sni_route matched their server name.");
     s->idle_timeout = tcp.idle_timeout;
+    s->splice = tcp.splice;
+    s->spliced_bytes = ctx.stats.counter("ferry_tcp_spliced_bytes_total", {{"listener", listener.name}},
+                                         "Bytes the TCP proxy forwarded with splice(2), both directions.");
     s->buffer_limit = listener.buffer_limit_kb * 1024;
     std::shared_ptr<const TcpProxySettings> cs = s;
     return [cs]() -> std::unique_ptr<NetworkFilter> { return std::make_unique<TcpProxy>(cs); };
