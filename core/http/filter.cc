@@ -22,6 +22,7 @@ const char* responseFlagName(ResponseFlag f) {
     case ResponseFlag::kUpstreamResetAfterResponseStarted: return "UR";
     case ResponseFlag::kRateLimited: return "RL";
     case ResponseFlag::kRbacDenied: return "RBAC";
+    case ResponseFlag::kBasicAuthDenied: return "BA";
     case ResponseFlag::kCount: break;
   }
   return "-";
@@ -47,6 +48,7 @@ const char* responseFlagDetails(ResponseFlag f) {
     case ResponseFlag::kUpstreamResetAfterResponseStarted: return "upstream_reset_after_response_started";
     case ResponseFlag::kRateLimited: return "local_rate_limited";
     case ResponseFlag::kRbacDenied: return "rbac_access_denied";
+    case ResponseFlag::kBasicAuthDenied: return "basic_auth_denied";
     case ResponseFlag::kCount: break;
   }
   return "";
@@ -54,9 +56,10 @@ const char* responseFlagDetails(ResponseFlag f) {
 
 int grpcStatusFor(ResponseFlag f, int http_status) {
   // gRPC codes: 4 DEADLINE_EXCEEDED, 7 PERMISSION_DENIED, 8 RESOURCE_EXHAUSTED,
-  // 12 UNIMPLEMENTED, 13 INTERNAL, 14 UNAVAILABLE, 2 UNKNOWN.
+  // 12 UNIMPLEMENTED, 13 INTERNAL, 14 UNAVAILABLE, 16 UNAUTHENTICATED, 2 UNKNOWN.
   switch (f) {
     case ResponseFlag::kRbacDenied: return 7;
+    case ResponseFlag::kBasicAuthDenied: return 16;  // UNAUTHENTICATED
     case ResponseFlag::kDownstreamProtocolError:
     case ResponseFlag::kUpstreamProtocolError: return 13;
     case ResponseFlag::kRequestTimeout:

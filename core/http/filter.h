@@ -56,6 +56,7 @@ enum class ResponseFlag {
   kUpstreamResetAfterResponseStarted,  // UR: the response was cut off (upstream reset or closed)
   kRateLimited,               // RL 429 (local_rate_limit; in shadow mode on the forwarded request)
   kRbacDenied,                // RBAC 403: refused by the rbac filter
+  kBasicAuthDenied,           // BA 401: no, malformed or wrong credentials (basic_auth filter)
   kCount,
 };
 const char* responseFlagName(ResponseFlag f);
