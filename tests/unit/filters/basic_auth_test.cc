@@ -103,10 +103,10 @@ std::string withBasicAuth(const std::string& config_lines) {
          "  - {name: api, endpoints: [{address: 127.0.0.1:9000}]}\n";
 }
 
-BasicAuthConfig basicAuth(const std::string& lines, const std::string& dir = "") {
+BasicAuthConfig basicAuth(const std::string& lines) {
   Config c = ok(load(withBasicAuth(lines)));
   NodeReader r;
-  auto out = parseBasicAuthConfig(c.listeners[0].http->filters.at(0), r, dir);
+  auto out = parseBasicAuthConfig(c.listeners[0].http->filters.at(0), r, "");
   INFO((r.errors().empty() ? std::string() : r.errors()[0].message));
   REQUIRE(out);
   return *out;
@@ -295,10 +295,15 @@ TEST_CASE("basic_auth config: keys, defaults and the htpasswd file", "[basic_aut
   CHECK(c.cache_entries == 1024);  // rounded up to a power of two
   CHECK(basicAuth("            htpasswd: " + file + "\n            cache_entries: 0\n").cache_entries == 0);
   // A relative path is relative to the config file's directory.
-  CHECK(basicAuth("            htpasswd: users.htpasswd\n", dir.path).users.users.size() == 2);
-  LoadResult r = ferry::proxy::loadConfigString(withBasicAuth("            htpasswd: users.htpasswd\n"),
-                                                dir.path + "/ferry.yaml", builtinRegistry());
-  CHECK(r.errors.empty());
+  Config rel = ok(ferry::proxy::loadConfigString(withBasicAuth("            htpasswd: users.htpasswd\n"),
+                                                 dir.path + "/ferry.yaml", builtinRegistry()));
+  NodeReader r;
+  auto parsed = parseBasicAuthConfig(rel.listeners[0].http->filters.at(0), r, rel.dir);
+  REQUIRE(parsed);
+  CHECK(parsed->users.users.size() == 2);
+  CHECK(parsed->htpasswd_path == "users.htpasswd");
+  CHECK(onlyError(withBasicAuth("            htpasswd: users.htpasswd\n")) ==
+        "t.yaml:8:23: cannot read htpasswd file 'users.htpasswd': No such file or directory");
 }
 
 TEST_CASE("basic_auth config: errors at FILE:LINE:COL", "[basic_auth][config]") {
@@ -326,7 +331,7 @@ TEST_CASE("basic_auth config: errors at FILE:LINE:COL", "[basic_auth][config]") 
         "t.yaml:9:38: 'forward_username_header' cannot be 'authorization' (a header Ferry or HTTP itself gives a "
         "meaning; use e.g. x-remote-user)");
   CHECK(err("            htpasswd: " + good + "\n            strip_authorization: maybe\n") ==
-        "t.yaml:9:34: expected true or false for 'strip_authorization', got 'maybe'");
+        "t.yaml:9:34: expected a boolean (true/false) for 'strip_authorization', got 'maybe'");
   CHECK(err("            htpasswd: " + good + "\n            cache_entries: 2000000\n") ==
         "t.yaml:9:28: 'cache_entries' must be between 0 and 1048576, got 2000000");
   // Several bad lines: one error each, all at the key's value.
