@@ -186,6 +186,54 @@ TEST_CASE("basic_auth: right credentials pass; wrong, missing and malformed ones
   CHECK(f->log().find("hunter2") == std::string::npos);
 }
 
+TEST_CASE("basic_auth: each worker remembers verified credentials, never failures; a reload forgets them",
+          "[basic_auth][reload]") {
+  HttpUpstream up;
+  auto f = FerryProcess::start(
+      FerryConfig{.workers = 1,
+                  .http_extra = basicAuthYaml("            htpasswd: users.htpasswd\n"),
+                  .clusters = {{"up", {up.port()}}}}
+          .yaml(),
+      {}, {{"users.htpasswd", "alice:" + makeHash("$2y$", "secret") + "\nbob:" + makeHash("$6$", "pw") + "\n"}});
+  const uint16_t port = f->port("web");
+  const std::string hashed = "ferry_basic_auth_credential_checks_total{listener=\"web\",result=\"hashed\"}";
+  const std::string hit = "ferry_basic_auth_credential_checks_total{listener=\"web\",result=\"cache_hit\"}";
+  auto c = TcpClient::connect(port);
+  REQUIRE(c);
+  auto status = [&](TcpClient& conn, const std::string& user, const std::string& pw) {
+    REQUIRE(conn.sendAll("GET /k HTTP/1.1\r\nHost: x\r\n" + authHeader(user, pw) + "\r\n\r\n"));
+    return readHttpResponse(conn).status;
+  };
+  for (int i = 0; i < 5; ++i) CHECK(status(*c, "alice", "secret") == 200);
+  CHECK(metricValue(*f, hashed) == 1);
+  CHECK(metricValue(*f, hit) == 4);
+  // Failures are hashed every time, and never answered from the cache.
+  CHECK(status(*c, "alice", "wrong") == 401);
+  CHECK(status(*c, "alice", "wrong") == 401);
+  CHECK(status(*c, "alice", "secret\t") == 401);
+  CHECK(status(*c, "carol", "secret") == 401);  // an unknown user costs a hash check too
+  CHECK(metricValue(*f, hashed) == 5);
+  CHECK(metricValue(*f, hit) == 4);
+  // The cache is the worker's, not the connection's; users are told apart.
+  auto c2 = TcpClient::connect(port);
+  REQUIRE(c2);
+  CHECK(status(*c2, "alice", "secret") == 200);
+  CHECK(status(*c2, "bob", "pw") == 200);
+  CHECK(status(*c2, "bob", "pw") == 200);
+  CHECK(status(*c2, "bob", "secret") == 401);
+  CHECK(metricValue(*f, hashed) == 7);
+  CHECK(metricValue(*f, hit) == 6);
+  // A reload builds the filter again with an empty cache.
+  f->signal(SIGHUP);
+  REQUIRE(f->waitForLog("config reloaded (SIGHUP): version 2", 10s));
+  CHECK(status(*c, "alice", "secret") == 200);
+  CHECK(status(*c, "alice", "secret") == 200);
+  CHECK(metricValue(*f, hashed) == 8);
+  CHECK(metricValue(*f, hit) == 7);
+  CHECK(metricValue(*f, outcomeKey("allowed")) == 10);
+  CHECK(metricValue(*f, outcomeKey("denied")) == 5);
+}
+
 TEST_CASE("basic_auth: the user name goes upstream in its header, Authorization does not; a client's own is removed",
           "[basic_auth]") {
   HttpUpstream up;

@@ -45,6 +45,9 @@ struct BasicAuthShared {
   // ferry_basic_auth_requests_total{listener,result}.
   enum Outcome : size_t { kAllowed, kDenied, kMissing };
   OutcomeCounters<3> counters;
+  // ferry_basic_auth_credential_checks_total{listener,result}: cache_hit, hashed.
+  enum Check : size_t { kCacheHit, kHashed };
+  OutcomeCounters<2> checks;
 
   CredentialCache* cacheFor(size_t worker) {
     if (cfg.cache_entries == 0 || worker >= caches.size()) return nullptr;
@@ -109,8 +112,12 @@ class BasicAuthFilter : public HttpFilter {
     CredentialCache::Digest d{};
     if (cache != nullptr) {
       d = cache->digest(creds.user, creds.password);
-      if (cache->contains(d, idx)) return idx;
+      if (cache->contains(d, idx)) {
+        s_->checks.inc(*callbacks_, BasicAuthShared::kCacheHit);
+        return idx;
+      }
     }
+    s_->checks.inc(*callbacks_, BasicAuthShared::kHashed);
     const bool ok = verifyPassword(users[idx].hash, creds.password, cryptScratch()) && known;
     if (!ok) return -1;
     if (cache != nullptr) cache->insert(d, idx);
@@ -298,10 +305,13 @@ Registry::HttpBuilder basicAuthFilterBuilder() {
       reader.error(entry.mark, "basic_auth: no random bytes for the credential cache's key");
       return {};
     }
-    s->caches.resize(std::max<size_t>(ctx.workers, 1));
+    s->caches.resize(ctx.workers + 1);  // WorkerContext::worker_index counts workers from 1 (0: the main thread)
     s->counters.registerAll(ctx, "ferry_basic_auth_requests_total", {"allowed", "denied", "missing"},
                             "Requests the basic_auth filter looked at, by outcome (missing: no or malformed "
                             "Basic credentials; denied: wrong user or password).");
+    s->checks.registerAll(ctx, "ferry_basic_auth_credential_checks_total", {"cache_hit", "hashed"},
+                          "Credentials the basic_auth filter checked: answered from the worker's cache of verified "
+                          "pairs, or by a full (slow) hash verification.");
     return [s] { return std::make_unique<BasicAuthFilter>(s); };
   };
 }
