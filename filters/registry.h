@@ -28,6 +28,8 @@ class Registry;
 struct HttpBuildContext {
   std::string listener;
   core::StatsStore* stats = nullptr;
+  // Worker threads. Per-worker state is indexed by WorkerContext::worker_index, which counts
+  // from 1 (0 is the main thread): size such arrays workers + 1.
   size_t workers = 1;
   // The config file's directory: a file a filter's config names (basic_auth's `htpasswd`)
   // resolves against it when relative. "" = the working directory.
