@@ -112,7 +112,7 @@ std::optional<Htpasswd> parseHtpasswd(std::string_view text, std::string_view na
   };
   absl::flat_hash_map<std::string, int> seen;  // user -> line
   int line_no = 0;
-  size_t pos = 0;
+  size_t pos = text.starts_with("\xEF\xBB\xBF") ? 3 : 0;  // a UTF-8 byte order mark (Windows editors)
   while (pos < text.size()) {
     size_t end = text.find('\n', pos);
     if (end == std::string_view::npos) end = text.size();

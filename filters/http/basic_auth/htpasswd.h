@@ -25,7 +25,7 @@ struct Htpasswd {
 };
 
 // Parses htpasswd text: `USER:HASH` lines; blank lines and lines starting with '#' are skipped
-// (surrounding spaces and tabs, and a CR before the LF, are ignored). `name` starts each error
+// (surrounding spaces and tabs, a CR before the LF and a UTF-8 byte order mark are ignored). `name` starts each error
 // ("users.htpasswd:3: user 'bob': MD5 ($apr1$) hashes are refused; use bcrypt (htpasswd -B)").
 // Every bad line is reported (up to `max_errors`, then one line saying how many more); nullopt
 // when there is any error, or no user at all.

@@ -140,6 +140,10 @@ TEST_CASE("htpasswd: bcrypt and SHA-crypt entries, comments and blank lines", "[
   CHECK(h->users[4].name == "erin@example.com");
   CHECK(h->users[5].hash == f);
   CHECK(h->users[5].line == 9);
+  // A UTF-8 byte order mark before the first line is not part of the first user's name.
+  auto bom = parseHtpasswd("\xEF\xBB\xBF" "alice:" + a + "\n", "users.htpasswd", &errors);
+  REQUIRE(bom);
+  CHECK(bom->users.at(0).name == "alice");
   crypt_data scratch{};
   const char* pw[] = {"pw-a", "pw-b", "pw-c", "pw-d", "pw-e", "pw-f"};
   for (size_t i = 0; i < 6; ++i) {
