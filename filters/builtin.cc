@@ -1,4 +1,5 @@
 // Every built-in filter, listed once.
+#include "filters/http/basic_auth/basic_auth_filter.h"
 #include "filters/http/buffer/buffer_filter.h"
 #include "filters/http/compression/compression_filter.h"
 #include "filters/http/cors/cors_filter.h"
@@ -20,6 +21,7 @@ void registerBuiltins(Registry& registry) {
   registry.addHttp("local_rate_limit", http::localRateLimitFilterBuilder());
   registry.addHttp("cors", http::corsFilterBuilder());
   registry.addHttp("rbac", http::rbacFilterBuilder());
+  registry.addHttp("basic_auth", http::basicAuthFilterBuilder());
 }
 
 }  // namespace ferry::filters

@@ -28,7 +28,12 @@ class Registry;
 struct HttpBuildContext {
   std::string listener;
   core::StatsStore* stats = nullptr;
+  // Worker threads. Per-worker state is indexed by WorkerContext::worker_index, which counts
+  // from 1 (0 is the main thread): size such arrays workers + 1.
   size_t workers = 1;
+  // The config file's directory: a file a filter's config names (basic_auth's `htpasswd`)
+  // resolves against it when relative. "" = the working directory.
+  std::string config_dir;
 };
 
 // What a builder may use while a snapshot is being built (main thread).
@@ -44,6 +49,8 @@ struct BuildContext {
   const core::router::ClusterResolver& clusters;
   core::StatsStore& stats;
   const Registry& registry;
+  // The config file's directory, for relative paths in filter configs (HttpBuildContext).
+  std::string config_dir = {};
 };
 
 class Registry {

@@ -51,7 +51,7 @@ std::vector<config::ConfigError> checkFilters(const config::Config& cfg, const s
         reader.error(f.name_mark, "unknown filter '" + f.name + "' (use " + registry.httpNames() + ")");
         continue;
       }
-      (*builder)(f, reader, filters::HttpBuildContext{l.name});  // validates; the factory is dropped
+      (*builder)(f, reader, filters::HttpBuildContext{l.name, nullptr, 1, cfg.dir});  // validates; the factory is dropped
     }
     // A route's override config goes through the same builder.
     for (const auto& vh : l.http->virtual_hosts)
@@ -60,7 +60,7 @@ std::vector<config::ConfigError> checkFilters(const config::Config& cfg, const s
           const auto* builder = registry.http(o.name);
           if (builder == nullptr || !o.config) continue;  // unknown names: reported above
           (*builder)(config::HttpFilterConfig{o.name, o.name_mark, o.config, o.mark}, reader,
-                     filters::HttpBuildContext{l.name});
+                     filters::HttpBuildContext{l.name, nullptr, 1, cfg.dir});
         }
   }
   return errors;

@@ -112,7 +112,7 @@ std::shared_ptr<const Snapshot> Runtime::build(config::Config cfg, std::string* 
       *error = "listener '" + l.name + "' has no supported protocol";
       return nullptr;
     }
-    filters::BuildContext bctx{l, *state, workers_, spec->worker_setup, resolve, stats_, registry_};
+    filters::BuildContext bctx{l, *state, workers_, spec->worker_setup, resolve, stats_, registry_, cfg.dir};
     auto factory = (*builder)(bctx, error);
     if (!factory) return nullptr;
     spec->filter_factories.push_back(std::move(factory));

@@ -24,6 +24,7 @@ const char* responseFlagName(ResponseFlag f) {
     case ResponseFlag::kRbacDenied: return "RBAC";
     case ResponseFlag::kStreamIdleTimeout: return "SI";
     case ResponseFlag::kRequestOverallTimeout: return "RQT";
+    case ResponseFlag::kBasicAuthDenied: return "BA";
     case ResponseFlag::kCount: break;
   }
   return "-";
@@ -51,6 +52,7 @@ const char* responseFlagDetails(ResponseFlag f) {
     case ResponseFlag::kRbacDenied: return "rbac_access_denied";
     case ResponseFlag::kStreamIdleTimeout: return "stream_idle_timeout";
     case ResponseFlag::kRequestOverallTimeout: return "request_overall_timeout";
+    case ResponseFlag::kBasicAuthDenied: return "basic_auth_denied";
     case ResponseFlag::kCount: break;
   }
   return "";
@@ -58,9 +60,10 @@ const char* responseFlagDetails(ResponseFlag f) {
 
 int grpcStatusFor(ResponseFlag f, int http_status) {
   // gRPC codes: 4 DEADLINE_EXCEEDED, 7 PERMISSION_DENIED, 8 RESOURCE_EXHAUSTED,
-  // 12 UNIMPLEMENTED, 13 INTERNAL, 14 UNAVAILABLE, 2 UNKNOWN.
+  // 12 UNIMPLEMENTED, 13 INTERNAL, 14 UNAVAILABLE, 16 UNAUTHENTICATED, 2 UNKNOWN.
   switch (f) {
     case ResponseFlag::kRbacDenied: return 7;
+    case ResponseFlag::kBasicAuthDenied: return 16;  // UNAUTHENTICATED
     case ResponseFlag::kDownstreamProtocolError:
     case ResponseFlag::kUpstreamProtocolError: return 13;
     case ResponseFlag::kRequestTimeout:

@@ -58,6 +58,7 @@ enum class ResponseFlag {
   kRbacDenied,                // RBAC 403: refused by the rbac filter
   kStreamIdleTimeout,         // SI 408 (or a reset once the response started): stream_idle_timeout
   kRequestOverallTimeout,     // RQT 408: the request did not arrive within request_timeout
+  kBasicAuthDenied,           // BA 401: no, malformed or wrong credentials (basic_auth filter)
   kCount,
 };
 const char* responseFlagName(ResponseFlag f);

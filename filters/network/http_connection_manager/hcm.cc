@@ -328,7 +328,7 @@ std::shared_ptr<const HcmConfig> buildHcmConfig(const BuildContext& ctx, std::st
   auto rc = std::make_shared<http::HttpRouteConfig>();
   rc->routes = core::router::RouteTable::build(c->http, error, ctx.clusters, &ctx.stats, listener.name);
   if (!rc->routes) return nullptr;
-  const HttpBuildContext filter_ctx{listener.name, &ctx.stats, ctx.workers};
+  const HttpBuildContext filter_ctx{listener.name, &ctx.stats, ctx.workers, ctx.config_dir};
   auto buildFilter = [&](const config::HttpFilterConfig& f) -> http::HttpFilterFactory {
     const auto* builder = ctx.registry.http(f.name);
     if (!builder) {
