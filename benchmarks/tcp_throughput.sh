@@ -13,7 +13,8 @@ bench=$build/benchmarks/tcp_bench; ferry=$build/proxy/ferry
 [ -x "$bench" ] && [ -x "$ferry" ] || { echo "build first: meson setup $build --buildtype=release && meson compile -C $build"; exit 1; }
 haproxy=$(command -v haproxy || true)
 sink_port=19700; ferry_port=19701; copy_port=19702; haproxy_port=19703
-work=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+work=$(mktemp -d)
+trap '[ -f "$work/haproxy.pid" ] && kill "$(cat "$work/haproxy.pid")" 2>/dev/null; kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 cat > "$work/ferry.yaml" <<YAML
 runtime: {workers: 1, log_level: warn}
 listeners:
@@ -43,9 +44,9 @@ listen bench
 CFG
 taskset -c 0 timeout 1800 "$bench" sink $sink_port &
 taskset -c 1 timeout 1800 "$ferry" -c "$work/ferry.yaml" &
-[ -n "$haproxy" ] && taskset -c 1 timeout 1800 "$haproxy" -f "$work/haproxy.cfg" -db &
+if [ -n "$haproxy" ]; then taskset -c 1 timeout 1800 "$haproxy" -f "$work/haproxy.cfg" -db -p "$work/haproxy.pid" & fi
 wait_port() { for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-wait_port $ferry_port; wait_port $copy_port; [ -n "$haproxy" ] && wait_port $haproxy_port
+wait_port $sink_port; wait_port $ferry_port; wait_port $copy_port; [ -n "$haproxy" ] && wait_port $haproxy_port
 declare -A runs
 names="direct ferry-splice ferry-copy"; [ -n "$haproxy" ] && names="$names haproxy-splice"
 port_of() { case $1 in direct) echo $sink_port;; ferry-splice) echo $ferry_port;; ferry-copy) echo $copy_port;; haproxy-splice) echo $haproxy_port;; esac; }
