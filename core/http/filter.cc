@@ -22,6 +22,8 @@ const char* responseFlagName(ResponseFlag f) {
     case ResponseFlag::kUpstreamResetAfterResponseStarted: return "UR";
     case ResponseFlag::kRateLimited: return "RL";
     case ResponseFlag::kRbacDenied: return "RBAC";
+    case ResponseFlag::kGlobalRateLimited: return "GRL";
+    case ResponseFlag::kRateLimitServiceError: return "RLSE";
     case ResponseFlag::kCount: break;
   }
   return "-";
@@ -47,6 +49,8 @@ const char* responseFlagDetails(ResponseFlag f) {
     case ResponseFlag::kUpstreamResetAfterResponseStarted: return "upstream_reset_after_response_started";
     case ResponseFlag::kRateLimited: return "local_rate_limited";
     case ResponseFlag::kRbacDenied: return "rbac_access_denied";
+    case ResponseFlag::kGlobalRateLimited: return "global_rate_limited";
+    case ResponseFlag::kRateLimitServiceError: return "rate_limit_service_error";
     case ResponseFlag::kCount: break;
   }
   return "";
@@ -68,7 +72,9 @@ int grpcStatusFor(ResponseFlag f, int http_status) {
     case ResponseFlag::kUpstreamOverflow:
     case ResponseFlag::kUpstreamConnectionClosed:
     case ResponseFlag::kDraining:
-    case ResponseFlag::kRateLimited: return 14;  // 429 maps to UNAVAILABLE (gRPC's HTTP mapping)
+    case ResponseFlag::kRateLimited:
+    case ResponseFlag::kGlobalRateLimited:
+    case ResponseFlag::kRateLimitServiceError: return 14;  // 429 maps to UNAVAILABLE (gRPC's HTTP mapping)
     default: break;
   }
   // By HTTP status (the gRPC spec's HTTP-to-gRPC mapping).

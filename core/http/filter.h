@@ -56,6 +56,8 @@ enum class ResponseFlag {
   kUpstreamResetAfterResponseStarted,  // UR: the response was cut off (upstream reset or closed)
   kRateLimited,               // RL 429 (local_rate_limit; in shadow mode on the forwarded request)
   kRbacDenied,                // RBAC 403: refused by the rbac filter
+  kGlobalRateLimited,         // GRL 429: global_rate_limit (in shadow mode on the forwarded request)
+  kRateLimitServiceError,     // RLSE 429: global_rate_limit could not ask Redis and failure_mode is deny
   kCount,
 };
 const char* responseFlagName(ResponseFlag f);

@@ -1,0 +1,403 @@
+#include "filters/http/global_rate_limit/global_rate_limit.h"
+
+#include <absl/container/flat_hash_map.h>
+#include <netdb.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "core/event/timer.h"
+#include "filters/http/outcome_counters.h"
+
+namespace ferry::filters::http {
+using namespace core::http;
+namespace {
+
+// KEYS[1]: the bucket. ARGV: max_tokens, tokens_per_fill, fill_interval (ms), tokens wanted.
+// The bucket is "TOKENS LAST_FILL_MS"; an absent key is a full bucket. Redis's clock (TIME),
+// so the instances' clocks do not matter. Answers {taken, tokens left, ms until the next fill}.
+constexpr const char* kScript = R"lua(
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+local max = tonumber(ARGV[1])
+local per = tonumber(ARGV[2])
+local fill = tonumber(ARGV[3])
+local want = tonumber(ARGV[4])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local tokens, last = max, now
+local v = redis.call('GET', KEYS[1])
+if v then
+  local a, b = string.match(v, '^(%d+) (%d+)$')
+  if a then
+    tokens = math.min(max, tonumber(a))
+    last = tonumber(b)
+  end
+end
+if now >= last then
+  local n = math.floor((now - last) / fill)
+  if n > 0 then
+    tokens = math.min(max, tokens + n * per)
+    last = last + n * fill
+  end
+else
+  last = now
+end
+local got = math.min(tokens, want)
+tokens = tokens - got
+if tokens < max then
+  local ttl = last + math.ceil((max - tokens) / per) * fill - now
+  if ttl < 1 then ttl = 1 end
+  redis.call('SET', KEYS[1], string.format('%d %d', tokens, last), 'PX', ttl)
+end
+return {got, tokens, last + fill - now}
+)lua";
+
+// Every filter config, snapshot and worker shares one script object (its address is the
+// client's per-connection "loaded" mark).
+const core::redis::Script& script() {
+  static const auto* s = new core::redis::Script(kScript);
+  return *s;
+}
+
+struct LocalTokens {
+  uint32_t tokens = 0;        // taken from Redis, not spent yet
+  uint32_t remaining = 0;     // what Redis said was left (for ratelimit-remaining)
+  int64_t expires_us = 0;     // monotonic: the tokens are dropped then (one fill_interval)
+  int64_t reset_at_us = 0;    // monotonic: Redis's next fill
+};
+
+struct GlobalRateLimitShared {
+  enum Outcome : size_t { kAllowed, kLimited, kShadowLimited, kNoKey, kFailureAllowed, kFailureDenied, kCount };
+  GlobalRateLimitShared(GlobalRateLimitConfig c, size_t workers)
+      : cfg(std::move(c)),
+        prefix("ferry:rl:" + cfg.domain + ":"),
+        fill_ms(std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::milliseconds>(cfg.fill_interval).count())),
+        slots(workers + 1) {}
+  const GlobalRateLimitConfig cfg;
+  const std::string prefix;
+  const int64_t fill_ms;
+  std::shared_ptr<core::redis::Target> target;
+  OutcomeCounters<kCount> counters;
+  // Per worker (index 1..workers; 0: the main thread): its client and its batch tokens.
+  struct alignas(64) Slot {
+    core::redis::Client* client = nullptr;
+    absl::flat_hash_map<std::string, LocalTokens> batch;
+  };
+  std::vector<Slot> slots;
+
+  Slot* slot(core::WorkerContext& w) { return w.worker_index < slots.size() ? &slots[w.worker_index] : nullptr; }
+  core::redis::Client& client(core::WorkerContext& w, Slot* s) {
+    if (s != nullptr) {
+      if (s->client == nullptr) s->client = &core::redis::Client::forWorker(*target, w);
+      return *s->client;
+    }
+    return core::redis::Client::forWorker(*target, w);
+  }
+};
+
+absl::string_view asv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+class GlobalRateLimitFilter : public HttpFilter, public core::redis::Request {
+ public:
+  explicit GlobalRateLimitFilter(std::shared_ptr<GlobalRateLimitShared> s) : s_(std::move(s)) {}
+  ~GlobalRateLimitFilter() override {
+    if (pending() && client_ != nullptr) client_->cancel(*this);
+  }
+
+  FilterStatus onRequestHeaders(RequestHeaders& headers, bool) override {
+    const auto& cfg = s_->cfg;
+    const auto key = rateLimitKeyOf(cfg, *callbacks_, headers);
+    if (!key) {  // no key, no limit
+      s_->counters.inc(*callbacks_, GlobalRateLimitShared::kNoKey);
+      return FilterStatus::kContinue;
+    }
+    auto& worker = callbacks_->worker();
+    slot_ = s_->slot(worker);
+    const int64_t now = core::monotonicUs();
+    if (cfg.batch > 1 && slot_ != nullptr) {
+      auto it = slot_->batch.find(asv(*key));
+      if (it != slot_->batch.end() && it->second.tokens > 0 && now < it->second.expires_us) {
+        LocalTokens& lt = it->second;
+        --lt.tokens;
+        remaining_ = lt.remaining + lt.tokens;
+        reset_us_ = lt.reset_at_us - now;
+        return allowed(true);
+      }
+    }
+    key_.assign(s_->prefix);
+    key_.append(key->data(), key->size());
+    client_ = &s_->client(worker, slot_);
+    in_hook_ = true;
+    const bool sent = client_->evalsha(*this, script(), {key_},
+                                       {static_cast<int64_t>(cfg.max_tokens), static_cast<int64_t>(cfg.tokens_per_fill),
+                                        s_->fill_ms, static_cast<int64_t>(cfg.batch)});
+    in_hook_ = false;
+    if (!sent) return failure(true);
+    if (early_) return decide(true);  // answered (failed) inside the send
+    waiting_ = true;
+    return FilterStatus::kStop;
+  }
+
+  FilterStatus onResponseHeaders(ResponseHeaders& headers, bool) override {
+    if (failure_denied_) {
+      headers.headers.add("retry-after", "1");
+      return FilterStatus::kContinue;
+    }
+    if (!decided_ || !(refused_ || s_->cfg.response_headers)) return FilterStatus::kContinue;
+    addRateLimitHeaders(headers.headers, refused_, s_->cfg.max_tokens, remaining_, reset_us_);
+    return FilterStatus::kContinue;
+  }
+
+  void onDestroy() override {
+    if (pending() && client_ != nullptr) client_->cancel(*this);
+    waiting_ = false;
+  }
+
+  // core::redis::Request
+  void onRedisReply(const redisReply* reply, core::redis::Result result) override {
+    got_ = -1;
+    if (result == core::redis::Result::kOk && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
+        reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[1]->type == REDIS_REPLY_INTEGER &&
+        reply->element[2]->type == REDIS_REPLY_INTEGER) {
+      got_ = reply->element[0]->integer;
+      left_ = std::max<long long>(0, reply->element[1]->integer);
+      reset_ms_ = std::max<long long>(1, reply->element[2]->integer);
+    }
+    if (in_hook_) {  // failed inside the send call: decided by onRequestHeaders
+      early_ = true;
+      return;
+    }
+    if (!waiting_) return;
+    waiting_ = false;
+    decide(false);
+  }
+
+ private:
+  // After a reply (or a failure): allow, refuse or apply failure_mode. `sync`: from the hook.
+  FilterStatus decide(bool sync) {
+    if (got_ < 0) return failure(sync);
+    const int64_t now = core::monotonicUs();
+    reset_us_ = reset_ms_ * 1000;
+    if (got_ >= 1) {
+      const uint32_t extra = static_cast<uint32_t>(got_ - 1);
+      remaining_ = static_cast<uint64_t>(left_) + extra;
+      if (extra > 0 && slot_ != nullptr) {
+        auto& batch = slot_->batch;
+        if (batch.size() >= s_->cfg.max_keys) batch.clear();  // bounded: dropped tokens are never over the limit
+        LocalTokens& lt = batch[asv(std::string_view(key_).substr(s_->prefix.size()))];
+        if (now >= lt.expires_us) lt.tokens = 0;
+        lt.tokens = std::min<uint32_t>(s_->cfg.batch, lt.tokens + extra);
+        lt.remaining = static_cast<uint32_t>(left_);
+        lt.expires_us = now + s_->fill_ms * 1000;
+        lt.reset_at_us = now + reset_us_;
+      }
+      return allowed(sync);
+    }
+    remaining_ = 0;
+    decided_ = true;
+    auto& info = callbacks_->streamInfo();
+    if (s_->cfg.shadow) {
+      s_->counters.inc(*callbacks_, GlobalRateLimitShared::kShadowLimited);
+      if (info.flag == ResponseFlag::kNone) info.flag = ResponseFlag::kGlobalRateLimited;
+      return proceed(sync);
+    }
+    refused_ = true;
+    s_->counters.inc(*callbacks_, GlobalRateLimitShared::kLimited);
+    callbacks_->sendLocalReply(429, "rate limited\n", ResponseFlag::kGlobalRateLimited);
+    return FilterStatus::kStop;
+  }
+
+  FilterStatus allowed(bool sync) {
+    decided_ = true;
+    s_->counters.inc(*callbacks_, GlobalRateLimitShared::kAllowed);
+    return proceed(sync);
+  }
+
+  FilterStatus proceed(bool sync) {
+    if (!sync) callbacks_->resume();
+    return FilterStatus::kContinue;
+  }
+
+  FilterStatus failure(bool sync) {
+    if (s_->cfg.failure_mode == GlobalRateLimitConfig::FailureMode::kAllow) {
+      s_->counters.inc(*callbacks_, GlobalRateLimitShared::kFailureAllowed);
+      return proceed(sync);
+    }
+    failure_denied_ = true;
+    s_->counters.inc(*callbacks_, GlobalRateLimitShared::kFailureDenied);
+    callbacks_->sendLocalReply(429, "rate limit service unavailable\n", ResponseFlag::kRateLimitServiceError);
+    return FilterStatus::kStop;
+  }
+
+  std::shared_ptr<GlobalRateLimitShared> s_;
+  GlobalRateLimitShared::Slot* slot_ = nullptr;
+  core::redis::Client* client_ = nullptr;
+  std::string key_;  // prefix + the key's value
+  long long got_ = -1, left_ = 0, reset_ms_ = 0;
+  uint64_t remaining_ = 0;
+  int64_t reset_us_ = 0;
+  bool in_hook_ = false;
+  bool early_ = false;
+  bool waiting_ = false;
+  bool decided_ = false;
+  bool refused_ = false;
+  bool failure_denied_ = false;
+};
+
+// HOST:PORT or [IPv6]:PORT, resolved now (the main thread, at config load).
+bool resolveAddress(const std::string& text, sockaddr_storage* out, std::string* error) {
+  std::string host, port;
+  if (!text.empty() && text[0] == '[') {
+    const size_t close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      *error = "address must be HOST:PORT or [IPv6]:PORT";
+      return false;
+    }
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    const size_t colon = text.rfind(':');
+    if (colon == std::string::npos || colon == 0 || text.find(':') != colon) {
+      *error = "address must be HOST:PORT or [IPv6]:PORT";
+      return false;
+    }
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoul(port) == 0 || std::stoul(port) > 65535) {
+    *error = "bad port in address";
+    return false;
+  }
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_family = AF_UNSPEC;
+  addrinfo* res = nullptr;
+  const int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &res);
+  if (rc != 0 || res == nullptr) {
+    *error = "cannot resolve " + config::NodeReader::quote(host) + ": " + gai_strerror(rc);
+    return false;
+  }
+  std::memset(out, 0, sizeof *out);
+  std::memcpy(out, res->ai_addr, std::min<size_t>(res->ai_addrlen, sizeof *out));
+  freeaddrinfo(res);
+  return true;
+}
+
+void parseRedis(config::NodeReader& r, const config::NodeReader::Field& root, GlobalRateLimitConfig* out) {
+  if (!r.isMap(root, false)) return;
+  constexpr std::string_view kWhere = "in global_rate_limit redis";
+  auto f = r.fields(root, kWhere,
+                    {"address", "timeout", "connect_timeout", "failure_mode", "password_file", "connections"});
+  auto& rc = out->redis;
+  if (auto* x = r.need(f, "address", root.value->mark, kWhere))
+    if (auto v = r.getString(*x)) {
+      std::string error;
+      if (!resolveAddress(*v, &rc.addr, &error))
+        r.error(x->value->mark, error + " (" + config::NodeReader::quote(*v) + ")");
+      else
+        rc.address = *v;
+    }
+  if (auto* x = f.get("timeout"))
+    if (auto v = r.getDuration(*x, true)) {
+      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(*v);
+      if (ms < std::chrono::milliseconds(1) || ms > std::chrono::seconds(10))
+        r.error(x->value->mark, "timeout must be 1ms to 10s");
+      else
+        rc.timeout = ms;
+    }
+  if (auto* x = f.get("connect_timeout"))
+    if (auto v = r.getDuration(*x, true)) {
+      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(*v);
+      if (ms < std::chrono::milliseconds(1) || ms > std::chrono::seconds(60))
+        r.error(x->value->mark, "connect_timeout must be 1ms to 60s");
+      else
+        rc.connect_timeout = ms;
+    }
+  if (auto* x = f.get("failure_mode"))
+    if (auto v = r.getString(*x)) {
+      if (*v == "allow")
+        out->failure_mode = GlobalRateLimitConfig::FailureMode::kAllow;
+      else if (*v == "deny")
+        out->failure_mode = GlobalRateLimitConfig::FailureMode::kDeny;
+      else
+        r.error(x->value->mark, "failure_mode must be allow or deny, not " + config::NodeReader::quote(*v));
+    }
+  if (auto* x = f.get("connections"))
+    if (auto v = r.getUint(*x, 1, 16)) rc.connections = static_cast<uint32_t>(*v);
+  if (auto* x = f.get("password_file"))
+    if (auto v = r.getString(*x)) {
+      out->password_file = *v;
+      std::ifstream in(*v, std::ios::binary);
+      std::stringstream ss;
+      if (in) ss << in.rdbuf();
+      std::string pw = ss.str();
+      while (!pw.empty() && (pw.back() == '\n' || pw.back() == '\r')) pw.pop_back();
+      if (!in || pw.empty())
+        r.error(x->value->mark, "password_file " + config::NodeReader::quote(*v) + " is unreadable or empty");
+      else if (pw.find_first_of("\r\n") != std::string::npos)
+        r.error(x->value->mark, "password_file " + config::NodeReader::quote(*v) + " holds more than one line");
+      else
+        rc.password = std::move(pw);
+    }
+}
+
+}  // namespace
+
+const core::redis::Script& globalRateLimitScript() { return script(); }
+
+std::optional<GlobalRateLimitConfig> parseGlobalRateLimitConfig(const config::HttpFilterConfig& entry,
+                                                                config::NodeReader& r) {
+  if (!entry.config) {
+    r.error(entry.mark, "missing required key 'config' in filter");
+    return std::nullopt;
+  }
+  const size_t before = r.errorCount();
+  GlobalRateLimitConfig out;
+  const config::NodeReader::Field root{"config", entry.mark, &*entry.config};
+  if (!r.isMap(root, false)) return std::nullopt;
+  constexpr std::string_view kWhere = "in global_rate_limit config";
+  auto f = r.fields(root, kWhere,
+                    {"max_tokens", "tokens_per_fill", "fill_interval", "key", "max_keys", "shadow",
+                     "response_headers", "domain", "redis", "batch"});
+  parseRateLimitBucket(r, f, entry.config->mark, kWhere, &out);
+  if (auto* x = r.need(f, "domain", entry.config->mark, kWhere))
+    if (auto v = r.getString(*x)) {
+      const bool ok = v->size() <= 128 && std::all_of(v->begin(), v->end(), [](char c) {
+                        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                               c == '_' || c == '-' || c == '.' || c == ':' || c == '/';
+                      });
+      if (!ok)
+        r.error(x->value->mark, "domain must be 1-128 of A-Z a-z 0-9 _ - . : /, not " + config::NodeReader::quote(*v));
+      else
+        out.domain = *v;
+    }
+  if (auto* x = r.need(f, "redis", entry.config->mark, kWhere)) parseRedis(r, *x, &out);
+  if (auto* x = f.get("batch"))
+    if (auto v = r.getUint(*x, 1, 1000)) {
+      out.batch = static_cast<uint32_t>(*v);
+      if (out.max_tokens > 0 && out.batch > out.max_tokens)
+        r.error(x->value->mark, "batch is larger than max_tokens");
+    }
+  if (r.errorCount() != before) return std::nullopt;
+  return out;
+}
+
+Registry::HttpBuilder globalRateLimitFilterBuilder() {
+  return [](const config::HttpFilterConfig& entry, config::NodeReader& reader,
+            const HttpBuildContext& ctx) -> HttpFilterFactory {
+    auto parsed = parseGlobalRateLimitConfig(entry, reader);
+    if (!parsed) return {};
+    auto s = std::make_shared<GlobalRateLimitShared>(std::move(*parsed), ctx.workers);
+    s->target = core::redis::target(s->cfg.redis);
+    if (ctx.stats != nullptr) s->target->registerStats(*ctx.stats);
+    s->counters.registerAll(ctx, "ferry_global_rate_limit_requests_total",
+                            {"allowed", "limited", "shadow_limited", "no_key", "failure_allowed", "failure_denied"},
+                            "Requests the global_rate_limit filter looked at, by outcome.");
+    return [s] { return std::make_unique<GlobalRateLimitFilter>(s); };
+  };
+}
+
+}  // namespace ferry::filters::http
