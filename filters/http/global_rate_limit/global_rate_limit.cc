@@ -128,6 +128,7 @@ class GlobalRateLimitFilter : public HttpFilter, public core::redis::Request {
     }
     key_.assign(s_->prefix);
     key_.append(key->data(), key->size());
+    if (!s_->target) return failure(true);  // a config built only to be validated
     client_ = &s_->client(worker, slot_);
     in_hook_ = true;
     const bool sent = client_->evalsha(*this, script(), {key_},
@@ -246,38 +247,74 @@ class GlobalRateLimitFilter : public HttpFilter, public core::redis::Request {
   bool failure_denied_ = false;
 };
 
-// HOST:PORT or [IPv6]:PORT, resolved now (the main thread, at config load).
-bool resolveAddress(const std::string& text, sockaddr_storage* out, std::string* error) {
-  std::string host, port;
+// HOST:PORT or [IPv6]:PORT: split, and resolved at once when HOST is an IP literal.
+bool parseAddress(const std::string& text, std::string* host, std::string* port, sockaddr_storage* out,
+                  bool* resolved, std::string* error) {
   if (!text.empty() && text[0] == '[') {
     const size_t close = text.find(']');
     if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
       *error = "address must be HOST:PORT or [IPv6]:PORT";
       return false;
     }
-    host = text.substr(1, close - 1);
-    port = text.substr(close + 2);
+    *host = text.substr(1, close - 1);
+    *port = text.substr(close + 2);
   } else {
     const size_t colon = text.rfind(':');
     if (colon == std::string::npos || colon == 0 || text.find(':') != colon) {
       *error = "address must be HOST:PORT or [IPv6]:PORT";
       return false;
     }
-    host = text.substr(0, colon);
-    port = text.substr(colon + 1);
+    *host = text.substr(0, colon);
+    *port = text.substr(colon + 1);
   }
-  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
-      std::stoul(port) == 0 || std::stoul(port) > 65535) {
+  if (port->empty() || port->size() > 5 || port->find_first_not_of("0123456789") != std::string::npos ||
+      std::stoul(*port) == 0 || std::stoul(*port) > 65535) {
     *error = "bad port in address";
     return false;
   }
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
-  hints.ai_family = AF_UNSPEC;
+  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  *resolved = getaddrinfo(host->c_str(), port->c_str(), &hints, &res) == 0 && res != nullptr;
+  if (*resolved) {
+    std::memset(out, 0, sizeof *out);
+    std::memcpy(out, res->ai_addr, std::min<size_t>(res->ai_addrlen, sizeof *out));
+  }
+  if (res != nullptr) freeaddrinfo(res);
+  return true;
+}
+
+// The password: one line (a trailing newline dropped). Read when the config is built to run.
+bool readPassword(const std::string& path, std::string* out, std::string* error) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  if (in) ss << in.rdbuf();
+  std::string pw = ss.str();
+  while (!pw.empty() && (pw.back() == '\n' || pw.back() == '\r')) pw.pop_back();
+  if (!in || pw.empty()) {
+    *error = "password_file " + config::NodeReader::quote(path) + " is unreadable or empty";
+    return false;
+  }
+  if (pw.find_first_of("\r\n") != std::string::npos) {
+    *error = "password_file " + config::NodeReader::quote(path) + " holds more than one line";
+    return false;
+  }
+  *out = std::move(pw);
+  return true;
+}
+
+// A host name, resolved on the main thread when a config is built to run (not when it is only
+// validated: --validate and manifest checks run where the name may not resolve).
+bool resolveName(const std::string& host, const std::string& port, sockaddr_storage* out, std::string* error) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
   addrinfo* res = nullptr;
   const int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &res);
   if (rc != 0 || res == nullptr) {
     *error = "cannot resolve " + config::NodeReader::quote(host) + ": " + gai_strerror(rc);
+    if (res != nullptr) freeaddrinfo(res);
     return false;
   }
   std::memset(out, 0, sizeof *out);
@@ -295,10 +332,14 @@ void parseRedis(config::NodeReader& r, const config::NodeReader::Field& root, Gl
   if (auto* x = r.need(f, "address", root.value->mark, kWhere))
     if (auto v = r.getString(*x)) {
       std::string error;
-      if (!resolveAddress(*v, &rc.addr, &error))
+      bool resolved = false;
+      if (!parseAddress(*v, &out->host, &out->port, &rc.addr, &resolved, &error)) {
         r.error(x->value->mark, error + " (" + config::NodeReader::quote(*v) + ")");
-      else
+      } else {
         rc.address = *v;
+        out->resolved = resolved;
+        out->address_mark = x->value->mark;
+      }
     }
   if (auto* x = f.get("timeout"))
     if (auto v = r.getDuration(*x, true)) {
@@ -330,17 +371,7 @@ void parseRedis(config::NodeReader& r, const config::NodeReader::Field& root, Gl
   if (auto* x = f.get("password_file"))
     if (auto v = r.getString(*x)) {
       out->password_file = *v;
-      std::ifstream in(*v, std::ios::binary);
-      std::stringstream ss;
-      if (in) ss << in.rdbuf();
-      std::string pw = ss.str();
-      while (!pw.empty() && (pw.back() == '\n' || pw.back() == '\r')) pw.pop_back();
-      if (!in || pw.empty())
-        r.error(x->value->mark, "password_file " + config::NodeReader::quote(*v) + " is unreadable or empty");
-      else if (pw.find_first_of("\r\n") != std::string::npos)
-        r.error(x->value->mark, "password_file " + config::NodeReader::quote(*v) + " holds more than one line");
-      else
-        rc.password = std::move(pw);
+      out->password_mark = x->value->mark;
     }
 }
 
@@ -390,9 +421,26 @@ Registry::HttpBuilder globalRateLimitFilterBuilder() {
             const HttpBuildContext& ctx) -> HttpFilterFactory {
     auto parsed = parseGlobalRateLimitConfig(entry, reader);
     if (!parsed) return {};
+    if (ctx.stats != nullptr && !parsed->resolved) {
+      std::string error;
+      if (!resolveName(parsed->host, parsed->port, &parsed->redis.addr, &error)) {
+        reader.error(parsed->address_mark, error);
+        return {};
+      }
+      parsed->resolved = true;
+    }
+    if (ctx.stats != nullptr && !parsed->password_file.empty()) {
+      std::string error;
+      if (!readPassword(parsed->password_file, &parsed->redis.password, &error)) {
+        reader.error(parsed->password_mark, error);
+        return {};
+      }
+    }
     auto s = std::make_shared<GlobalRateLimitShared>(std::move(*parsed), ctx.workers);
-    s->target = core::redis::target(s->cfg.redis);
-    if (ctx.stats != nullptr) s->target->registerStats(*ctx.stats);
+    if (ctx.stats != nullptr) {  // a config that runs (not only validated)
+      s->target = core::redis::target(s->cfg.redis);
+      s->target->registerStats(*ctx.stats);
+    }
     s->counters.registerAll(ctx, "ferry_global_rate_limit_requests_total",
                             {"allowed", "limited", "shadow_limited", "no_key", "failure_allowed", "failure_denied"},
                             "Requests the global_rate_limit filter looked at, by outcome.");

@@ -31,10 +31,16 @@ struct GlobalRateLimitConfig : RateLimitBucketConfig {
   FailureMode failure_mode = FailureMode::kAllow;
   core::redis::TargetConfig redis;  // password read from password_file
   std::string password_file;
+  // redis.address split; `resolved` once redis.addr holds it (an IP literal at once; a name
+  // when the config is built to run).
+  std::string host, port;
+  bool resolved = false;
+  config::Mark address_mark;
+  config::Mark password_mark;
 };
 
-// Reads `config:` of a global_rate_limit entry (required; reads password_file and resolves
-// the address); nullopt after reporting errors.
+// Reads `config:` of a global_rate_limit entry (required; an IP literal address is converted;
+// a host name is resolved and password_file read by the builder, for a config built to run); nullopt after reporting errors.
 std::optional<GlobalRateLimitConfig> parseGlobalRateLimitConfig(const config::HttpFilterConfig& entry,
                                                                 config::NodeReader& reader);
 Registry::HttpBuilder globalRateLimitFilterBuilder();
