@@ -116,7 +116,8 @@ void Server::Impl::installAdminHandlers() {
   admin->handle("/clusters", getOnly([this](const AdminRequest&) {
     // The clusters, and the Redis targets (global_rate_limit) with their health.
     std::string out = cluster_manager->json();
-    if (!out.empty() && out.back() == '}') out.insert(out.size() - 1, ",\"redis\":" + core::redis::targetsJson(*stats));
+    const size_t end = out.rfind('}');
+    if (end != std::string::npos) out.insert(end, ",\"redis\":" + core::redis::targetsJson(*stats));
     return AdminResponse{200, kJson, std::move(out)};
   }));
   admin->handle("/listeners", getOnly([this](const AdminRequest&) { return AdminResponse{200, kJson, listenersJson()}; }));

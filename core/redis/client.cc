@@ -342,12 +342,11 @@ class ClientConn final : public net::ConnectionCallbacks {
   }
 
   void armSweep() {
+    // Deadlines are in FIFO order except for retried requests (they keep their first one):
+    // look at every live request (a connection has few in flight).
     int64_t at = -1;
     for (const auto& p : pending_)
-      if (p.kind == Kind::kUser && p.req != nullptr) {
-        at = deadline(p);
-        break;
-      }
+      if (p.kind == Kind::kUser && p.req != nullptr && (at < 0 || deadline(p) < at)) at = deadline(p);
     if (!pending_.empty() && state_ == State::kReady) {
       const int64_t stuck = pending_.front().sent_us + stuckUs();
       at = at < 0 ? stuck : std::min(at, stuck);
@@ -365,8 +364,7 @@ class ClientConn final : public net::ConnectionCallbacks {
     const uint64_t gen = gen_;
     for (size_t i = 0; i < pending_.size(); ++i) {
       Pending& p = pending_[i];
-      if (p.kind != Kind::kUser || p.req == nullptr) continue;
-      if (deadline(p) > t) break;  // FIFO: later ones are later
+      if (p.kind != Kind::kUser || p.req == nullptr || deadline(p) > t) continue;
       Request* req = p.req;
       p.req = nullptr;
       complete(req, nullptr, Result::kTimeout);

@@ -21,18 +21,15 @@ void RespReader::feed(const char* data, size_t n) {
 
 void RespReader::feed(const Buffer& b) {
   iovec iov[64];
-  size_t off = 0;
-  // gather() gives the first slices; a long buffer is walked in windows of copies.
   const size_t n = b.gather(iov, 64);
   size_t seen = 0;
   for (size_t i = 0; i < n; ++i) {
     feed(static_cast<const char*>(iov[i].iov_base), iov[i].iov_len);
     seen += iov[i].iov_len;
   }
-  off = seen;
-  if (off < b.length()) {  // more slices than iovecs: copy the rest out
-    std::string rest(b.length() - off, '\0');
-    b.copyOut(off, rest.size(), rest.data());
+  if (seen < b.length()) {  // more slices than iovecs: copy the rest out
+    std::string rest(b.length() - seen, '\0');
+    b.copyOut(seen, rest.size(), rest.data());
     feed(rest.data(), rest.size());
   }
 }

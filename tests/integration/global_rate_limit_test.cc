@@ -153,7 +153,7 @@ TEST_CASE("global_rate_limit: two instances x two workers share one bucket exact
   CHECK(metricValue(*a, outcome("failure_allowed")) == 0);
   CHECK(metricValue(*b, outcome("failure_allowed")) == 0);
   // The bucket key expires in Redis (PEXPIRE), and /clusters shows the Redis target.
-  const std::string ttl = redis.command("*2\r\n$5\r\nPTTL\r\n$17\r\nferry:rl:t1:tenant-1\r\n");
+  const std::string ttl = redis.command("*2\r\n$4\r\nPTTL\r\n$20\r\nferry:rl:t1:tenant-1\r\n");
   REQUIRE(ttl.size() > 2);
   CHECK(ttl[0] == ':');
   CHECK(std::stol(ttl.substr(1)) > 0);

@@ -66,6 +66,9 @@ struct LocalTokens {
   uint32_t remaining = 0;     // what Redis said was left (for ratelimit-remaining)
   int64_t expires_us = 0;     // monotonic: the tokens are dropped then (one fill_interval)
   int64_t reset_at_us = 0;    // monotonic: Redis's next fill
+  // A request of this worker is fetching a batch for the key: others ask for one token each
+  // meanwhile, so a worker never holds more than one batch (nothing is taken to be dropped).
+  bool fetching = false;
 };
 
 struct GlobalRateLimitShared {
@@ -130,12 +133,26 @@ class GlobalRateLimitFilter : public HttpFilter, public core::redis::Request {
     key_.append(key->data(), key->size());
     if (!s_->target) return failure(true);  // a config built only to be validated
     client_ = &s_->client(worker, slot_);
+    int64_t want = 1;
+    if (cfg.batch > 1 && slot_ != nullptr) {
+      auto& batch = slot_->batch;
+      if (batch.size() >= cfg.max_keys && batch.find(asv(*key)) == batch.end()) batch.clear();
+      LocalTokens& lt = batch[asv(*key)];
+      if (!lt.fetching) {
+        lt.fetching = true;
+        fetching_ = true;
+        want = cfg.batch;
+      }
+    }
     in_hook_ = true;
     const bool sent = client_->evalsha(*this, script(), {key_},
                                        {static_cast<int64_t>(cfg.max_tokens), static_cast<int64_t>(cfg.tokens_per_fill),
-                                        s_->fill_ms, static_cast<int64_t>(cfg.batch)});
+                                        s_->fill_ms, want});
     in_hook_ = false;
-    if (!sent) return failure(true);
+    if (!sent) {
+      endFetch();
+      return failure(true);
+    }
     if (early_) return decide(true);  // answered (failed) inside the send
     waiting_ = true;
     return FilterStatus::kStop;
@@ -153,6 +170,7 @@ class GlobalRateLimitFilter : public HttpFilter, public core::redis::Request {
 
   void onDestroy() override {
     if (pending() && client_ != nullptr) client_->cancel(*this);
+    endFetch();
     waiting_ = false;
   }
 
@@ -166,6 +184,8 @@ class GlobalRateLimitFilter : public HttpFilter, public core::redis::Request {
       left_ = std::max<long long>(0, reply->element[1]->integer);
       reset_ms_ = std::max<long long>(1, reply->element[2]->integer);
     }
+    if (!in_hook_ && !waiting_) return;
+    if (got_ < 1) endFetch();  // nothing to keep: let another request fetch
     if (in_hook_) {  // failed inside the send call: decided by onRequestHeaders
       early_ = true;
       return;
@@ -184,16 +204,16 @@ class GlobalRateLimitFilter : public HttpFilter, public core::redis::Request {
     if (got_ >= 1) {
       const uint32_t extra = static_cast<uint32_t>(got_ - 1);
       remaining_ = static_cast<uint64_t>(left_) + extra;
-      if (extra > 0 && slot_ != nullptr) {
-        auto& batch = slot_->batch;
-        if (batch.size() >= s_->cfg.max_keys) batch.clear();  // bounded: dropped tokens are never over the limit
-        LocalTokens& lt = batch[asv(std::string_view(key_).substr(s_->prefix.size()))];
+      if (extra > 0 && fetching_) {
+        // Past max_keys the map was cleared meanwhile: the entry is made again.
+        LocalTokens& lt = slot_->batch[asv(std::string_view(key_).substr(s_->prefix.size()))];
         if (now >= lt.expires_us) lt.tokens = 0;
         lt.tokens = std::min<uint32_t>(s_->cfg.batch, lt.tokens + extra);
         lt.remaining = static_cast<uint32_t>(left_);
         lt.expires_us = now + s_->fill_ms * 1000;
         lt.reset_at_us = now + reset_us_;
       }
+      endFetch();
       return allowed(sync);
     }
     remaining_ = 0;
@@ -208,6 +228,15 @@ class GlobalRateLimitFilter : public HttpFilter, public core::redis::Request {
     s_->counters.inc(*callbacks_, GlobalRateLimitShared::kLimited);
     callbacks_->sendLocalReply(429, "rate limited\n", ResponseFlag::kGlobalRateLimited);
     return FilterStatus::kStop;
+  }
+
+  // This request no longer fetches a batch for its key (answered, failed or gone).
+  void endFetch() {
+    if (!fetching_) return;
+    fetching_ = false;
+    if (slot_ == nullptr) return;
+    auto it = slot_->batch.find(asv(std::string_view(key_).substr(s_->prefix.size())));
+    if (it != slot_->batch.end()) it->second.fetching = false;
   }
 
   FilterStatus allowed(bool sync) {
@@ -240,6 +269,7 @@ class GlobalRateLimitFilter : public HttpFilter, public core::redis::Request {
   uint64_t remaining_ = 0;
   int64_t reset_us_ = 0;
   bool in_hook_ = false;
+  bool fetching_ = false;  // this request fetches its worker's batch for the key
   bool early_ = false;
   bool waiting_ = false;
   bool decided_ = false;

@@ -78,7 +78,7 @@ TEST_CASE("global_rate_limit config: defaults, keys and errors", "[global_rate_l
   CHECK(err("{max_tokens: 5, fill_interval: 1s, domain: a, redis: {address: 127.0.0.1:1, failure_mode: open}}") ==
         "t.yaml:7:109: failure_mode must be allow or deny, not 'open'");
   CHECK(err("{max_tokens: 5, fill_interval: 1s, domain: a, redis: {address: 127.0.0.1:1, timeout: 0ms}}") ==
-        "t.yaml:7:104: 'timeout' must be a positive duration, got '0ms'");
+        "t.yaml:7:104: 'timeout' must be greater than 0s");
   CHECK(err("{max_tokens: 5, fill_interval: 1s, domain: a, redis: {address: 127.0.0.1:1, connections: 0}}") ==
         "t.yaml:7:108: 'connections' must be between 1 and 16, got 0");
   CHECK(err("{max_tokens: 5, fill_interval: 1s, domain: a, redis: {address: 127.0.0.1:1, db: 2}}") ==

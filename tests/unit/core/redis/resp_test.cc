@@ -111,7 +111,7 @@ TEST_CASE("resp: commands are RESP arrays of bulk strings", "[redis]") {
   CHECK(encodeCommand({"PING"}) == "*1\r\n$4\r\nPING\r\n");
   std::string out;
   CommandWriter(out).begin(4).arg("EVALSHA").arg("ab").arg(int64_t{1}).argConcat({"ferry:rl:d:", "k\r\n"});
-  CHECK(out == "*4\r\n$7\r\nEVALSHA\r\n$2\r\nab\r\n$1\r\n1\r\n$13\r\nferry:rl:d:k\r\n\r\n");
+  CHECK(out == "*4\r\n$7\r\nEVALSHA\r\n$2\r\nab\r\n$1\r\n1\r\n$14\r\nferry:rl:d:k\r\n\r\n");
   CHECK(encodeCommand({""}) == "*1\r\n$0\r\n\r\n");
   // SHA1 as SCRIPT LOAD reports it.
   CHECK(sha1Hex("return 1") == "e0e1f9fabfc9d4800c877a703b823ac0578ff8db");
