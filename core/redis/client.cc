@@ -193,16 +193,26 @@ class ClientConn final : public net::ConnectionCallbacks {
     write(out);
   }
 
-  void sendUser(Request& req, const Script* script) {
+  void sendUser(Request& req, const Script* script, int64_t deadline_us) {
+    // A failure raised while writing is handled from the loop, not inside this call (callers
+    // are told: never a callback from inside the send).
+    sending_ = true;
     if (script != nullptr && std::find(loaded_.begin(), loaded_.end(), script) == loaded_.end()) {
       loadScript(script);
       loaded_.push_back(script);
     }
     const int64_t t = now();
+    int64_t deadline = t + client_.target_.config().timeout.count() * 1000;
+    if (deadline_us > 0 && deadline_us < deadline) deadline = deadline_us;
     req.conn_ = this;
-    req.seq_ = push(Pending{&req, t + client_.target_.config().timeout.count() * 1000, t, Kind::kUser, script});
+    req.seq_ = push(Pending{&req, deadline, t, Kind::kUser, script});
     write(req.cmd_);
-    if (!sweep_.enabled()) armSweep();
+    sending_ = false;
+    if (!deferred_failure_.empty()) {
+      timer_.enable(std::chrono::milliseconds(0));
+      return;
+    }
+    if (!sweep_.enabled() || deadline < sweep_at_us_) armSweep();
   }
 
   void cancel(Request& req) {
@@ -229,6 +239,10 @@ class ClientConn final : public net::ConnectionCallbacks {
   }
 
   void onEvent(net::ConnectionEvent e) override {
+    if (sending_ && e != net::ConnectionEvent::kConnected) {  // raised inside write(): fail from the loop
+      deferred_failure_ = conn_ && !conn_->closeReason().empty() ? conn_->closeReason() : std::string("write failed");
+      return;
+    }
     switch (e) {
       case net::ConnectionEvent::kConnected:
         return;
@@ -355,6 +369,7 @@ class ClientConn final : public net::ConnectionCallbacks {
       sweep_.disable();
       return;
     }
+    sweep_at_us_ = at;
     const int64_t ms = std::max<int64_t>(0, (at - now() + 999) / 1000);
     sweep_.enable(std::chrono::milliseconds(ms));
   }
@@ -376,6 +391,11 @@ class ClientConn final : public net::ConnectionCallbacks {
   }
 
   void onTimer() {
+    if (!deferred_failure_.empty()) {
+      std::string reason;
+      reason.swap(deferred_failure_);
+      return fail(reason);
+    }
     if (state_ == State::kIdle) return start();                 // the backoff is over
     if (state_ == State::kConnecting) fail("connect timeout");  // connect + handshake
   }
@@ -391,6 +411,7 @@ class ClientConn final : public net::ConnectionCallbacks {
 
   void fail(std::string reason) {
     const bool was_ready = state_ == State::kReady;
+    deferred_failure_.clear();
     ++gen_;
     state_ = State::kIdle;
     if (conn_) {
@@ -419,6 +440,9 @@ class ClientConn final : public net::ConnectionCallbacks {
   std::deque<Pending> pending_;
   uint64_t head_seq_ = 1;  // the sequence number of pending_.front()
   uint64_t gen_ = 0;       // bumped by fail()
+  bool sending_ = false;   // inside sendUser()
+  int64_t sweep_at_us_ = 0;  // when sweep_ is due
+  std::string deferred_failure_;  // a failure raised inside sendUser(), handled by timer_
   std::vector<const Script*> loaded_;  // scripts loaded on this connection
   int64_t backoff_ms_ = kBackoffBaseMs;
   Timer timer_;  // kConnecting: connect + handshake deadline; kIdle: reconnect backoff
@@ -457,18 +481,18 @@ ClientConn* Client::pick() {
   return nullptr;
 }
 
-bool Client::send(Request& req, const Script* script) {
+bool Client::send(Request& req, const Script* script, int64_t deadline_us) {
   ClientConn* c = pick();
   if (c == nullptr) {
     if (worker_.stats) worker_.stats->inc(target_.stats().unavailable);
     return false;
   }
-  c->sendUser(req, script);
+  c->sendUser(req, script, deadline_us);
   return true;
 }
 
 bool Client::evalsha(Request& req, const Script& script, std::initializer_list<std::string_view> keys,
-                     std::initializer_list<int64_t> args) {
+                     std::initializer_list<int64_t> args, int64_t deadline_us) {
   if (req.conn_ != nullptr) cancel(req);
   if (std::find(scripts_.begin(), scripts_.end(), &script) == scripts_.end()) scripts_.push_back(&script);
   req.cmd_.clear();
@@ -476,16 +500,16 @@ bool Client::evalsha(Request& req, const Script& script, std::initializer_list<s
   w.begin(3 + keys.size() + args.size()).arg("EVALSHA").arg(script.sha).arg(static_cast<int64_t>(keys.size()));
   for (auto k : keys) w.arg(k);
   for (auto a : args) w.arg(a);
-  return send(req, &script);
+  return send(req, &script, deadline_us);
 }
 
-bool Client::command(Request& req, std::initializer_list<std::string_view> args) {
+bool Client::command(Request& req, std::initializer_list<std::string_view> args, int64_t deadline_us) {
   if (req.conn_ != nullptr) cancel(req);
   req.cmd_.clear();
   CommandWriter w(req.cmd_);
   w.begin(args.size());
   for (auto a : args) w.arg(a);
-  return send(req, nullptr);
+  return send(req, nullptr, deadline_us);
 }
 
 void Client::cancel(Request& req) {

@@ -148,11 +148,12 @@ class Client {
   Client& operator=(const Client&) = delete;
 
   // EVALSHA script numkeys keys... args...; false (and no callback) when no connection can
-  // take it now.
+  // take it now. `deadline_us` (monotonicUs): answer kTimeout then if earlier than now +
+  // timeout (0: now + timeout).
   bool evalsha(Request& req, const Script& script, std::initializer_list<std::string_view> keys,
-               std::initializer_list<int64_t> args);
+               std::initializer_list<int64_t> args, int64_t deadline_us = 0);
   // Any other command.
-  bool command(Request& req, std::initializer_list<std::string_view> args);
+  bool command(Request& req, std::initializer_list<std::string_view> args, int64_t deadline_us = 0);
   // The request's reply, if it comes, is dropped. No-op when not pending.
   void cancel(Request& req);
 
@@ -162,7 +163,7 @@ class Client {
  private:
   friend class ClientConn;
   ClientConn* pick();
-  bool send(Request& req, const Script* script);
+  bool send(Request& req, const Script* script, int64_t deadline_us);
   void connReady();
   void connLost(bool was_ready, std::string_view reason);
 

@@ -1,6 +1,6 @@
 #include "filters/http/global_rate_limit/global_rate_limit.h"
 
-#include <absl/container/flat_hash_map.h>
+#include <absl/container/node_hash_map.h>
 #include <netdb.h>
 
 #include <algorithm>
@@ -61,14 +61,24 @@ const core::redis::Script& script() {
   return *s;
 }
 
-struct LocalTokens {
-  uint32_t tokens = 0;        // taken from Redis, not spent yet
-  uint32_t remaining = 0;     // what Redis said was left (for ratelimit-remaining)
-  int64_t expires_us = 0;     // monotonic: the tokens are dropped then (one fill_interval)
-  int64_t reset_at_us = 0;    // monotonic: Redis's next fill
-  // A request of this worker is fetching a batch for the key: others ask for one token each
-  // meanwhile, so a worker never holds more than one batch (nothing is taken to be dropped).
-  bool fetching = false;
+absl::string_view asv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+class GlobalRateLimitFilter;
+struct GlobalRateLimitShared;
+class BatchFetch;
+
+// A worker's state for one key with batch > 1: tokens taken from Redis and not spent yet, and
+// the requests waiting for the one fetch in flight (a worker never has two fetches for a key
+// in flight, so it never holds more than one batch, and requests arriving meanwhile wait for
+// it instead of costing a round trip each).
+struct BatchKey {
+  uint32_t tokens = 0;      // taken from Redis, not spent yet
+  uint32_t remaining = 0;   // what Redis said was left (for ratelimit-remaining)
+  int64_t expires_us = 0;   // monotonic: the tokens are dropped then (one fill_interval)
+  int64_t reset_at_us = 0;  // monotonic: Redis's next fill
+  bool busy = false;        // waiters are being served: not to be evicted
+  std::vector<GlobalRateLimitFilter*> waiters;  // in arrival order
+  std::unique_ptr<BatchFetch> fetch;            // made on first use; in flight: fetch->pending()
 };
 
 struct GlobalRateLimitShared {
@@ -77,16 +87,19 @@ struct GlobalRateLimitShared {
       : cfg(std::move(c)),
         prefix("ferry:rl:" + cfg.domain + ":"),
         fill_ms(std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::milliseconds>(cfg.fill_interval).count())),
+        timeout_us(std::chrono::duration_cast<std::chrono::microseconds>(cfg.redis.timeout).count()),
         slots(workers + 1) {}
   const GlobalRateLimitConfig cfg;
   const std::string prefix;
   const int64_t fill_ms;
+  const int64_t timeout_us;
   std::shared_ptr<core::redis::Target> target;
   OutcomeCounters<kCount> counters;
-  // Per worker (index 1..workers; 0: the main thread): its client and its batch tokens.
+  // Per worker (index 1..workers; 0: the main thread): its client and its batched keys. Node
+  // map: a BatchKey stays where it is while requests and its fetch point at it.
   struct alignas(64) Slot {
     core::redis::Client* client = nullptr;
-    absl::flat_hash_map<std::string, LocalTokens> batch;
+    absl::node_hash_map<std::string, BatchKey> keys;
   };
   std::vector<Slot> slots;
 
@@ -98,16 +111,54 @@ struct GlobalRateLimitShared {
     }
     return core::redis::Client::forWorker(*target, w);
   }
+  // The key's BatchKey, made if needed; null when max_keys are in use and none is idle.
+  BatchKey* batchKey(Slot& s, std::string_view value) {
+    auto it = s.keys.find(asv(value));
+    if (it != s.keys.end()) return &it->second;
+    if (s.keys.size() >= cfg.max_keys) {  // drop idle keys (their tokens: fewer pass, never more)
+      for (auto i = s.keys.begin(); i != s.keys.end();) {
+        const BatchKey& b = i->second;
+        if (b.waiters.empty() && !b.busy && !inFlight(b))
+          s.keys.erase(i++);
+        else
+          ++i;
+      }
+      if (s.keys.size() >= cfg.max_keys) return nullptr;
+    }
+    return &s.keys[asv(value)];
+  }
+  static bool inFlight(const BatchKey& b);
 };
 
-absl::string_view asv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+// The fetch of a batch for one key on one worker: a Redis request owned by its BatchKey, not
+// by a stream (streams come and go while it is in flight). It holds the filter config while
+// in flight, so the BatchKey outlives it.
+class BatchFetch final : public core::redis::Request {
+ public:
+  BatchFetch(GlobalRateLimitShared& s, GlobalRateLimitShared::Slot& slot, BatchKey& bk, std::string_view value)
+      : s_(s), slot_(slot), bk_(bk), key_(s.prefix + std::string(value)) {}
+  ~BatchFetch() {
+    if (pending() && slot_.client != nullptr) slot_.client->cancel(*this);
+  }
+  // Sends a fetch for the waiters; false (nothing sent) when Redis cannot take it now.
+  bool start(std::shared_ptr<GlobalRateLimitShared> keep, core::redis::Client& client, int64_t deadline_us);
+  void onRedisReply(const redisReply* reply, core::redis::Result result) override;
+
+ private:
+  GlobalRateLimitShared& s_;
+  GlobalRateLimitShared::Slot& slot_;
+  BatchKey& bk_;
+  const std::string key_;  // the Redis key
+  std::shared_ptr<GlobalRateLimitShared> keep_;  // while in flight
+  int64_t want_ = 0;
+};
+
+bool GlobalRateLimitShared::inFlight(const BatchKey& b) { return b.fetch && b.fetch->pending(); }
 
 class GlobalRateLimitFilter : public HttpFilter, public core::redis::Request {
  public:
   explicit GlobalRateLimitFilter(std::shared_ptr<GlobalRateLimitShared> s) : s_(std::move(s)) {}
-  ~GlobalRateLimitFilter() override {
-    if (pending() && client_ != nullptr) client_->cancel(*this);
-  }
+  ~GlobalRateLimitFilter() override { detach(); }
 
   FilterStatus onRequestHeaders(RequestHeaders& headers, bool) override {
     const auto& cfg = s_->cfg;
@@ -116,44 +167,40 @@ class GlobalRateLimitFilter : public HttpFilter, public core::redis::Request {
       s_->counters.inc(*callbacks_, GlobalRateLimitShared::kNoKey);
       return FilterStatus::kContinue;
     }
+    if (!s_->target) return failure(true);  // a config built only to be validated
     auto& worker = callbacks_->worker();
     slot_ = s_->slot(worker);
+    client_ = &s_->client(worker, slot_);
     const int64_t now = core::monotonicUs();
+    deadline_us_ = now + s_->timeout_us;
     if (cfg.batch > 1 && slot_ != nullptr) {
-      auto it = slot_->batch.find(asv(*key));
-      if (it != slot_->batch.end() && it->second.tokens > 0 && now < it->second.expires_us) {
-        LocalTokens& lt = it->second;
-        --lt.tokens;
-        remaining_ = lt.remaining + lt.tokens;
-        reset_us_ = lt.reset_at_us - now;
-        return allowed(true);
+      if (BatchKey* bk = s_->batchKey(*slot_, *key)) {
+        if (bk->tokens > 0 && now < bk->expires_us) {
+          --bk->tokens;
+          remaining_ = bk->remaining + bk->tokens;
+          reset_us_ = bk->reset_at_us - now;
+          return allowed(true);
+        }
+        bk->waiters.push_back(this);
+        bk_ = bk;
+        if (!GlobalRateLimitShared::inFlight(*bk)) {
+          if (!bk->fetch) bk->fetch = std::make_unique<BatchFetch>(*s_, *slot_, *bk, *key);
+          if (!bk->fetch->start(s_, *client_, deadline_us_)) {
+            bk->waiters.pop_back();  // only this request waited: no fetch was in flight
+            bk_ = nullptr;
+            return failure(true);
+          }
+        }
+        return FilterStatus::kStop;  // BatchFetch answers
       }
     }
+    // One token per round trip (batch 1, or every batched key busy).
     key_.assign(s_->prefix);
     key_.append(key->data(), key->size());
-    if (!s_->target) return failure(true);  // a config built only to be validated
-    client_ = &s_->client(worker, slot_);
-    int64_t want = 1;
-    if (cfg.batch > 1 && slot_ != nullptr) {
-      auto& batch = slot_->batch;
-      if (batch.size() >= cfg.max_keys && batch.find(asv(*key)) == batch.end()) batch.clear();
-      LocalTokens& lt = batch[asv(*key)];
-      if (!lt.fetching) {
-        lt.fetching = true;
-        fetching_ = true;
-        want = cfg.batch;
-      }
-    }
-    in_hook_ = true;
     const bool sent = client_->evalsha(*this, script(), {key_},
                                        {static_cast<int64_t>(cfg.max_tokens), static_cast<int64_t>(cfg.tokens_per_fill),
-                                        s_->fill_ms, want});
-    in_hook_ = false;
-    if (!sent) {
-      endFetch();
-      return failure(true);
-    }
-    if (early_) return decide(true);  // answered (failed) inside the send
+                                        s_->fill_ms, 1});
+    if (!sent) return failure(true);
     waiting_ = true;
     return FilterStatus::kStop;
   }
@@ -168,59 +215,82 @@ class GlobalRateLimitFilter : public HttpFilter, public core::redis::Request {
     return FilterStatus::kContinue;
   }
 
-  void onDestroy() override {
-    if (pending() && client_ != nullptr) client_->cancel(*this);
-    endFetch();
-    waiting_ = false;
-  }
+  void onDestroy() override { detach(); }
 
-  // core::redis::Request
+  // core::redis::Request (the unbatched round trip)
   void onRedisReply(const redisReply* reply, core::redis::Result result) override {
-    got_ = -1;
-    if (result == core::redis::Result::kOk && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
-        reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[1]->type == REDIS_REPLY_INTEGER &&
-        reply->element[2]->type == REDIS_REPLY_INTEGER) {
-      got_ = reply->element[0]->integer;
-      left_ = std::max<long long>(0, reply->element[1]->integer);
-      reset_ms_ = std::max<long long>(1, reply->element[2]->integer);
-    }
-    if (!in_hook_ && !waiting_) return;
-    if (got_ < 1) endFetch();  // nothing to keep: let another request fetch
-    if (in_hook_) {  // failed inside the send call: decided by onRequestHeaders
-      early_ = true;
-      return;
-    }
     if (!waiting_) return;
     waiting_ = false;
-    decide(false);
+    long long got = -1, left = 0, reset_ms = 0;
+    if (!parseReply(reply, result, &got, &left, &reset_ms)) {
+      failure(false);
+      return;
+    }
+    reset_us_ = reset_ms * 1000;
+    if (got >= 1) {
+      remaining_ = static_cast<uint64_t>(left);
+      allowed(false);
+      return;
+    }
+    limited(false, reset_us_);
+  }
+
+  // From BatchFetch, for a waiting request: a token, a refusal, or failure_mode.
+  void batchGranted(uint64_t remaining, int64_t reset_us) {
+    bk_ = nullptr;
+    remaining_ = remaining;
+    reset_us_ = reset_us;
+    allowed(false);
+  }
+  void batchLimited(int64_t reset_us) {
+    bk_ = nullptr;
+    limited(false, reset_us);
+  }
+  void batchFailed() {
+    bk_ = nullptr;
+    failure(false);
+  }
+  int64_t deadline() const { return deadline_us_; }
+
+  // {taken, tokens left, ms until the next fill} from the script; false: failure_mode.
+  static bool parseReply(const redisReply* reply, core::redis::Result result, long long* got, long long* left,
+                         long long* reset_ms) {
+    if (result != core::redis::Result::kOk || reply == nullptr || reply->type != REDIS_REPLY_ARRAY ||
+        reply->elements != 3)
+      return false;
+    for (size_t i = 0; i < 3; ++i)
+      if (reply->element[i]->type != REDIS_REPLY_INTEGER) return false;
+    *got = reply->element[0]->integer;
+    *left = std::max<long long>(0, reply->element[1]->integer);
+    *reset_ms = std::max<long long>(1, reply->element[2]->integer);
+    return true;
   }
 
  private:
-  // After a reply (or a failure): allow, refuse or apply failure_mode. `sync`: from the hook.
-  FilterStatus decide(bool sync) {
-    if (got_ < 0) return failure(sync);
-    const int64_t now = core::monotonicUs();
-    reset_us_ = reset_ms_ * 1000;
-    if (got_ >= 1) {
-      const uint32_t extra = static_cast<uint32_t>(got_ - 1);
-      remaining_ = static_cast<uint64_t>(left_) + extra;
-      if (extra > 0 && fetching_) {
-        // Past max_keys the map was cleared meanwhile: the entry is made again.
-        LocalTokens& lt = slot_->batch[asv(std::string_view(key_).substr(s_->prefix.size()))];
-        if (now >= lt.expires_us) lt.tokens = 0;
-        lt.tokens = std::min<uint32_t>(s_->cfg.batch, lt.tokens + extra);
-        lt.remaining = static_cast<uint32_t>(left_);
-        lt.expires_us = now + s_->fill_ms * 1000;
-        lt.reset_at_us = now + reset_us_;
-      }
-      endFetch();
-      return allowed(sync);
+  // The stream is going away: stop waiting for Redis or for a batch.
+  void detach() {
+    if (pending() && client_ != nullptr) client_->cancel(*this);
+    waiting_ = false;
+    if (bk_ != nullptr) {
+      auto& w = bk_->waiters;
+      w.erase(std::remove(w.begin(), w.end(), this), w.end());
+      bk_ = nullptr;
     }
-    remaining_ = 0;
+  }
+
+  FilterStatus allowed(bool sync) {
     decided_ = true;
-    auto& info = callbacks_->streamInfo();
+    s_->counters.inc(*callbacks_, GlobalRateLimitShared::kAllowed);
+    return proceed(sync);
+  }
+
+  FilterStatus limited(bool sync, int64_t reset_us) {
+    remaining_ = 0;
+    reset_us_ = reset_us;
+    decided_ = true;
     if (s_->cfg.shadow) {
       s_->counters.inc(*callbacks_, GlobalRateLimitShared::kShadowLimited);
+      auto& info = callbacks_->streamInfo();
       if (info.flag == ResponseFlag::kNone) info.flag = ResponseFlag::kGlobalRateLimited;
       return proceed(sync);
     }
@@ -228,21 +298,6 @@ class GlobalRateLimitFilter : public HttpFilter, public core::redis::Request {
     s_->counters.inc(*callbacks_, GlobalRateLimitShared::kLimited);
     callbacks_->sendLocalReply(429, "rate limited\n", ResponseFlag::kGlobalRateLimited);
     return FilterStatus::kStop;
-  }
-
-  // This request no longer fetches a batch for its key (answered, failed or gone).
-  void endFetch() {
-    if (!fetching_) return;
-    fetching_ = false;
-    if (slot_ == nullptr) return;
-    auto it = slot_->batch.find(asv(std::string_view(key_).substr(s_->prefix.size())));
-    if (it != slot_->batch.end()) it->second.fetching = false;
-  }
-
-  FilterStatus allowed(bool sync) {
-    decided_ = true;
-    s_->counters.inc(*callbacks_, GlobalRateLimitShared::kAllowed);
-    return proceed(sync);
   }
 
   FilterStatus proceed(bool sync) {
@@ -264,18 +319,73 @@ class GlobalRateLimitFilter : public HttpFilter, public core::redis::Request {
   std::shared_ptr<GlobalRateLimitShared> s_;
   GlobalRateLimitShared::Slot* slot_ = nullptr;
   core::redis::Client* client_ = nullptr;
-  std::string key_;  // prefix + the key's value
-  long long got_ = -1, left_ = 0, reset_ms_ = 0;
+  BatchKey* bk_ = nullptr;  // waiting for this key's batch
+  std::string key_;         // the Redis key (unbatched round trips)
   uint64_t remaining_ = 0;
   int64_t reset_us_ = 0;
-  bool in_hook_ = false;
-  bool fetching_ = false;  // this request fetches its worker's batch for the key
-  bool early_ = false;
-  bool waiting_ = false;
+  int64_t deadline_us_ = 0;
+  bool waiting_ = false;    // for the unbatched round trip
   bool decided_ = false;
   bool refused_ = false;
   bool failure_denied_ = false;
 };
+
+bool BatchFetch::start(std::shared_ptr<GlobalRateLimitShared> keep, core::redis::Client& client, int64_t deadline_us) {
+  const auto& cfg = s_.cfg;
+  want_ = cfg.batch;
+  if (!client.evalsha(*this, script(), {key_},
+                      {static_cast<int64_t>(cfg.max_tokens), static_cast<int64_t>(cfg.tokens_per_fill), s_.fill_ms,
+                       want_},
+                      deadline_us))
+    return false;
+  keep_ = std::move(keep);
+  return true;
+}
+
+void BatchFetch::onRedisReply(const redisReply* reply, core::redis::Result result) {
+  // Declared first, destroyed last: the config (and this object with it) may go once the
+  // waiters are served.
+  std::shared_ptr<GlobalRateLimitShared> keep = std::move(keep_);
+  long long got = -1, left = 0, reset_ms = 0;
+  const bool ok = GlobalRateLimitFilter::parseReply(reply, result, &got, &left, &reset_ms);
+  const int64_t now = core::monotonicUs();
+  const int64_t reset_us = reset_ms * 1000;
+  BatchKey& bk = bk_;
+  bk.busy = true;  // each waiter's answer may run other code of this worker
+  if (ok && got >= 1) {
+    if (now >= bk.expires_us) bk.tokens = 0;
+    bk.tokens = std::min<uint32_t>(s_.cfg.batch, bk.tokens + static_cast<uint32_t>(got));
+    bk.remaining = static_cast<uint32_t>(left);
+    bk.expires_us = now + s_.fill_ms * 1000;
+    bk.reset_at_us = now + reset_us;
+  }
+  // Serve the waiters in order, while there are tokens.
+  while (!bk.waiters.empty() && bk.tokens > 0 && now < bk.expires_us) {
+    GlobalRateLimitFilter* w = bk.waiters.front();
+    bk.waiters.erase(bk.waiters.begin());
+    --bk.tokens;
+    w->batchGranted(bk.remaining + bk.tokens, bk.reset_at_us - now);
+  }
+  // The rest: refused when Redis had no more, failure_mode when it did not answer, else
+  // another fetch (more waiters than one batch), within the oldest waiter's deadline.
+  while (!bk.waiters.empty() && !pending()) {
+    const bool exhausted = ok && got < want_;
+    bool again = ok && !exhausted;
+    if (again) {
+      int64_t deadline = bk.waiters.front()->deadline();
+      for (auto* w : bk.waiters) deadline = std::min(deadline, w->deadline());
+      again = deadline > now && slot_.client != nullptr && start(keep, *slot_.client, deadline);
+    }
+    if (again) break;
+    GlobalRateLimitFilter* w = bk.waiters.front();
+    bk.waiters.erase(bk.waiters.begin());
+    if (exhausted)
+      w->batchLimited(reset_us);
+    else
+      w->batchFailed();
+  }
+  bk.busy = false;
+}
 
 // HOST:PORT or [IPv6]:PORT: split, and resolved at once when HOST is an IP literal.
 bool parseAddress(const std::string& text, std::string* host, std::string* port, sockaddr_storage* out,
