@@ -181,7 +181,7 @@ TEST_CASE("global_rate_limit: batch 10 stays within the bucket and the documente
   CHECK(first.ok == 64);
   const double trips = metricValue(*a, ok_key) + metricValue(*b, ok_key) - trips_before;
   INFO("round trips for 64 allowed requests: " << trips);
-  CHECK(trips <= 32);  // about 64 / 10, plus concurrent misses on one worker
+  CHECK(trips <= 16);  // about 64 / 10: requests arriving during a fetch wait for it
 
   Tally rest;
   burst({pa, pb}, 200, rest, {"x-key: tenant"});
