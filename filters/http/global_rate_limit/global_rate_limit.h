@@ -6,7 +6,8 @@
 //
 // With `batch: N` > 1 a worker takes up to N tokens per round trip and spends them locally
 // (per worker, per key, for at most one fill_interval): N times fewer round trips, at the cost
-// of at most N x workers x instances requests over the limit in a fill interval.
+// of at most N x workers x instances requests over the limit in a fill interval. A worker has
+// at most one fetch per key in flight; its requests for that key wait for it meanwhile.
 //
 // A refused request gets local_rate_limit's answer (429, retry-after, RateLimit headers) with
 // flag GRL. When Redis is down, answering errors or slower than `redis.timeout`, failure_mode
