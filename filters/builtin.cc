@@ -4,6 +4,7 @@
 #include "filters/http/compression/compression_filter.h"
 #include "filters/http/cors/cors_filter.h"
 #include "filters/http/fault/fault_filter.h"
+#include "filters/http/global_rate_limit/global_rate_limit.h"
 #include "filters/http/local_rate_limit/local_rate_limit.h"
 #include "filters/http/rbac/rbac_filter.h"
 #include "filters/network/http_connection_manager/hcm.h"
@@ -19,6 +20,7 @@ void registerBuiltins(Registry& registry) {
   registry.addHttp("compression", http::compressionFilterBuilder());
   registry.addHttp("fault", http::faultFilterBuilder());
   registry.addHttp("local_rate_limit", http::localRateLimitFilterBuilder());
+  registry.addHttp("global_rate_limit", http::globalRateLimitFilterBuilder());
   registry.addHttp("cors", http::corsFilterBuilder());
   registry.addHttp("rbac", http::rbacFilterBuilder());
   registry.addHttp("basic_auth", http::basicAuthFilterBuilder());

@@ -11,6 +11,7 @@
 #include "config/values.h"
 #include "core/log.h"
 #include "core/net/socket_util.h"
+#include "core/redis/client.h"
 #include "core/upstream/cluster_manager.h"
 #include "proxy/admin/stats_view.h"
 #include "proxy/dashboard/dashboard.h"
@@ -113,7 +114,11 @@ void Server::Impl::installAdminHandlers() {
     return AdminResponse{200, kText, filterStatsLines(stats->plain(), filter.get())};
   }));
   admin->handle("/clusters", getOnly([this](const AdminRequest&) {
-    return AdminResponse{200, kJson, cluster_manager->json()};
+    // The clusters, and the Redis targets (global_rate_limit) with their health.
+    std::string out = cluster_manager->json();
+    const size_t end = out.rfind('}');
+    if (end != std::string::npos) out.insert(end, ",\"redis\":" + core::redis::targetsJson(*stats));
+    return AdminResponse{200, kJson, std::move(out)};
   }));
   admin->handle("/listeners", getOnly([this](const AdminRequest&) { return AdminResponse{200, kJson, listenersJson()}; }));
   admin->handle("/reloads", getOnly([this](const AdminRequest&) { return AdminResponse{200, kJson, reloadsJson()}; }));

@@ -25,6 +25,8 @@ const char* responseFlagName(ResponseFlag f) {
     case ResponseFlag::kStreamIdleTimeout: return "SI";
     case ResponseFlag::kRequestOverallTimeout: return "RQT";
     case ResponseFlag::kBasicAuthDenied: return "BA";
+    case ResponseFlag::kGlobalRateLimited: return "GRL";
+    case ResponseFlag::kRateLimitServiceError: return "RLSE";
     case ResponseFlag::kCount: break;
   }
   return "-";
@@ -53,6 +55,8 @@ const char* responseFlagDetails(ResponseFlag f) {
     case ResponseFlag::kStreamIdleTimeout: return "stream_idle_timeout";
     case ResponseFlag::kRequestOverallTimeout: return "request_overall_timeout";
     case ResponseFlag::kBasicAuthDenied: return "basic_auth_denied";
+    case ResponseFlag::kGlobalRateLimited: return "global_rate_limited";
+    case ResponseFlag::kRateLimitServiceError: return "rate_limit_service_error";
     case ResponseFlag::kCount: break;
   }
   return "";
@@ -77,7 +81,9 @@ int grpcStatusFor(ResponseFlag f, int http_status) {
     case ResponseFlag::kUpstreamOverflow:
     case ResponseFlag::kUpstreamConnectionClosed:
     case ResponseFlag::kDraining:
-    case ResponseFlag::kRateLimited: return 14;  // 429 maps to UNAVAILABLE (gRPC's HTTP mapping)
+    case ResponseFlag::kRateLimited:
+    case ResponseFlag::kGlobalRateLimited:
+    case ResponseFlag::kRateLimitServiceError: return 14;  // 429 maps to UNAVAILABLE (gRPC's HTTP mapping)
     default: break;
   }
   // By HTTP status (the gRPC spec's HTTP-to-gRPC mapping).

@@ -59,6 +59,8 @@ enum class ResponseFlag {
   kStreamIdleTimeout,         // SI 408 (or a reset once the response started): stream_idle_timeout
   kRequestOverallTimeout,     // RQT 408: the request did not arrive within request_timeout
   kBasicAuthDenied,           // BA 401: no, malformed or wrong credentials (basic_auth filter)
+  kGlobalRateLimited,         // GRL 429: global_rate_limit (in shadow mode on the forwarded request)
+  kRateLimitServiceError,     // RLSE 429: global_rate_limit could not ask Redis and failure_mode is deny
   kCount,
 };
 const char* responseFlagName(ResponseFlag f);

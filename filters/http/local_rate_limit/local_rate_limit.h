@@ -12,21 +12,13 @@
 #include <string>
 
 #include "filters/http/local_rate_limit/token_bucket.h"
+#include "filters/http/rate_limit_common.h"
 #include "filters/registry.h"
 
 namespace ferry::filters::http {
 
-struct LocalRateLimitConfig {
-  enum class Key { kNone, kClientIp, kHeader };
-  uint32_t max_tokens = 0;
-  uint32_t tokens_per_fill = 1;
-  config::Duration fill_interval{};
-  Key key = Key::kNone;
-  std::string header;  // Key::kHeader: lower-cased name
-  uint64_t max_keys = 100000;
-  bool shadow = false;
-  bool response_headers = false;  // RateLimit headers on allowed responses too
-};
+// The bucket keys shared with global_rate_limit (rate_limit_common.h); nothing else.
+struct LocalRateLimitConfig : RateLimitBucketConfig {};
 
 // Reads `config:` of a local_rate_limit entry (required); nullopt after reporting errors.
 std::optional<LocalRateLimitConfig> parseLocalRateLimitConfig(const config::HttpFilterConfig& entry,

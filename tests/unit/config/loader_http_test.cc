@@ -334,7 +334,7 @@ clusters:
         std::vector<std::string>{
             "t.yaml:5:21: bad duration 'soon' (use a unit: 250ms, 15s, 5m)",
             "t.yaml:6:20: 'max_headers' must be between 1 and 10000, got 0",
-            "t.yaml:9:17: unknown filter 'gzip' (use basic_auth, buffer, compression, cors, fault, local_rate_limit, rbac)",
+            "t.yaml:9:17: unknown filter 'gzip' (use basic_auth, buffer, compression, cors, fault, global_rate_limit, local_rate_limit, rbac)",
             "t.yaml:10:33: fault config needs at least one of 'delay' or 'abort'",
             "t.yaml:13:30: domain 'b.com:80' must not have a port (the Host header is matched "
             "without its port)",
@@ -356,7 +356,7 @@ clusters:
 TEST_CASE("filters", "[config][http]") {
   SECTION("unknown names list the known ones; the router is implicit") {
     CHECK(onlyError(withFilters("        - name: gzip\n")) ==
-          "t.yaml:6:17: unknown filter 'gzip' (use basic_auth, buffer, compression, cors, fault, local_rate_limit, rbac)");
+          "t.yaml:6:17: unknown filter 'gzip' (use basic_auth, buffer, compression, cors, fault, global_rate_limit, local_rate_limit, rbac)");
     CHECK(onlyError(withFilters("        - name: router\n")) ==
           "t.yaml:6:17: the router filter is implicit and always last; do not list it");
     CHECK(onlyError(withFilters("        - {name: buffer}\n        - {name: buffer}\n")) ==
