@@ -1,5 +1,6 @@
-// Internal to the HTTP/1 codec (included only by core/http/http1/*.cc): the llhttp driver shared
-// by ServerCodec and ClientCodec, and the encoding helpers. Not for other code: it pulls in
+// Internal to the HTTP/1 codec (included only by core/http/http1/*.cc, and by the codec micro
+// benchmark, which times the framing scan against llhttp): the llhttp driver shared by
+// ServerCodec and ClientCodec, and the encoding helpers. Not for other code: it pulls in
 // llhttp.h.
 #pragma once
 
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "core/buffer.h"
+#include "core/http/http1/crlf_scan.h"
 #include "core/http/http1/codec.h"
 #include "core/http/header_map.h"
 
@@ -132,9 +134,6 @@ class MessageParser {
   int error_status_ = 0;
   std::string error_detail_;
 };
-
-// The first CR or LF in [p, end), or end (vectorised).
-const char* findCrOrLf(const char* p, const char* end);
 
 // Token characters (RFC 9110 5.6.2).
 bool isTchar(unsigned char c);

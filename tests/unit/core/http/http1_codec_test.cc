@@ -3,7 +3,7 @@
 // way at every split, without any head having been delivered. Client side:
 // http1_client_codec_test.cc.
 #include "core/http/http1/codec.h"
-#include "core/http/http1/message_parser.h"
+#include "core/http/http1/crlf_scan.h"
 
 #include <sys/uio.h>
 
