@@ -427,9 +427,13 @@ class Loader : public Parser {
     if (!isMap(e, true)) return;
     Entries f = fields(e.value, "in runtime",
                        {"workers", "drain_timeout", "drain_delay", "log_level", "max_connections", "watch_config",
-                        "user", "group", "log_format", "log_file"});
+                        "user", "group", "log_format", "log_file", "io"});
     RuntimeConfig& r = cfg_.runtime;
     r.mark = e.key_mark;
+    if (auto* x = f.get("io")) {
+      r.io_mark = x->value_mark;
+      if (auto v = getEnum(*x, {"auto", "epoll", "io_uring"})) r.io = *v;
+    }
     if (auto* x = f.get("workers")) {
       r.workers_mark = x->value_mark;
       if (auto v = getUint(*x, 0, 1024)) r.workers = static_cast<uint32_t>(*v);

@@ -48,9 +48,13 @@ struct RuntimeConfig {
   enum class LogFormat { kText, kJson };
   LogFormat log_format = LogFormat::kText;
   std::string log_file;  // resolved against the config dir; "" = stderr. Immutable across reloads.
+  // The workers' I/O backend: "auto" (io_uring where the kernel allows it, else epoll),
+  // "epoll" or "io_uring" (startup fails without it). Default: $FERRY_IO if set, else auto.
+  // Immutable across reloads.
+  std::string io = "auto";
   Mark mark;                     // of the runtime block (its key), for reload errors
   Mark workers_mark;             // of the workers value
-  Mark user_mark, group_mark, log_file_mark;  // of those values
+  Mark user_mark, group_mark, log_file_mark, io_mark;  // of those values
   bool operator==(const RuntimeConfig&) const = default;
 };
 

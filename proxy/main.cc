@@ -6,8 +6,10 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "config/values.h"
+#include "core/event/uring.h"
 #include "core/log.h"
 #include "core/reopenable_file.h"
 #include "filters/registry.h"
@@ -31,12 +33,17 @@ constexpr const char* kUsage =
     "                          when it was applied, 1 when rejected (the errors on stderr)\n"
     "      --workers N         worker threads (overrides runtime.workers; 0 = one per core)\n"
     "      --log-level LEVEL   trace|debug|info|warn|error (overrides runtime.log_level)\n"
+    "      --io BACKEND        auto|epoll|io_uring: the workers' I/O backend (overrides runtime.io;\n"
+    "                          $FERRY_IO sets it where the config does not)\n"
+    "      --probe-io          say whether io_uring can run here; exit 0 if it can, 1 if not\n"
     "      --version           print the version and exit\n"
     "  -h, --help              this help\n"
     "\n"
     "Signals: SIGHUP reloads the config file; SIGUSR1 reopens the log file (runtime.log_file);\n"
     "SIGUSR2 starts this binary again to take over (binary upgrade); SIGTERM/SIGINT drain and\n"
     "exit 0.\n";
+
+bool validIo(std::string_view v) { return v == "auto" || v == "epoll" || v == "io_uring"; }
 
 int usageError(const std::string& msg) {
   std::fprintf(stderr, "ferry: %s\n%s", msg.c_str(), kUsage);
@@ -55,6 +62,8 @@ int main(int argc, char** argv) {
   bool reload = false;
   std::optional<uint32_t> workers;
   std::optional<ferry::config::LogLevel> log_level;
+  std::optional<std::string> io;
+  bool io_forced = false;
   std::string upgrade_from;
 
   for (int i = 1; i < argc; ++i) {
@@ -91,6 +100,20 @@ int main(int argc, char** argv) {
       if (*v == '\0' || *end != '\0' || errno != 0 || n > 1024 || *v == '-')
         return usageError(std::string("--workers: bad number '") + v + "' (0..1024)");
       workers = static_cast<uint32_t>(n);
+    } else if (a == "--io") {
+      const char* v = value("--io");
+      if (!v) return usageError("--io needs a backend");
+      if (!validIo(v)) return usageError(std::string("--io: unknown backend '") + v + "' (auto, epoll or io_uring)");
+      io = v;
+      io_forced = true;
+    } else if (a == "--probe-io") {
+      std::string why;
+      if (!ferry::core::Uring::probe(&why)) {
+        std::printf("io_uring: unavailable: %s\n", why.c_str());
+        return 1;
+      }
+      std::printf("io_uring: available\n");
+      return 0;
     } else if (a == "--log-level") {
       const char* v = value("--log-level");
       if (!v) return usageError("--log-level needs a level");
@@ -101,6 +124,12 @@ int main(int argc, char** argv) {
     }
   }
   if (config_path.empty()) return usageError("no config file (-c FILE)");
+  if (!io) {
+    if (const char* env = std::getenv("FERRY_IO"); env != nullptr && *env != '\0') {
+      if (!validIo(env)) return usageError(std::string("FERRY_IO: unknown backend '") + env + "' (auto, epoll or io_uring)");
+      io = env;
+    }
+  }
 
   // The loader's checks and every filter's own, all errors at once.
   ferry::filters::Registry registry;
@@ -113,6 +142,7 @@ int main(int argc, char** argv) {
   ferry::config::Config cfg = std::move(*result.config);
   if (workers) cfg.runtime.workers = *workers;
   if (log_level) cfg.runtime.log_level = *log_level;
+  if (io && (io_forced || cfg.runtime.io_mark.line == 0)) cfg.runtime.io = *io;
   if (reload) return ferry::proxy::requestReload(cfg);
   if (validate) {
     std::printf("%s: configuration is valid\n", config_path.c_str());
@@ -140,6 +170,8 @@ int main(int argc, char** argv) {
   ferry::proxy::ServerOptions options;
   options.workers = workers;
   options.log_level = log_level;
+  options.io = io;
+  options.io_forced = io_forced;
   options.upgrade_from = upgrade_from;
   options.argv.assign(argv, argv + argc);
   ferry::proxy::Server server(std::move(cfg), options);

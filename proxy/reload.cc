@@ -159,6 +159,7 @@ ReloadOutcome Server::Impl::reload(const std::string& trigger, const std::string
   const auto t_loaded = std::chrono::steady_clock::now();
   if (options.workers) next.runtime.workers = *options.workers;
   if (options.log_level) next.runtime.log_level = *options.log_level;
+  if (options.io && (options.io_forced || next.runtime.io_mark.line == 0)) next.runtime.io = *options.io;
 
   // 2. What only a restart or a binary upgrade changes.
   std::vector<std::string> errors;
@@ -178,6 +179,7 @@ ReloadOutcome Server::Impl::reload(const std::string& trigger, const std::string
   immutable("user", cfg.runtime.user, next.runtime.user, next.runtime.user_mark);
   immutable("group", cfg.runtime.group, next.runtime.group, next.runtime.group_mark);
   immutable("log_file", cfg.runtime.log_file, next.runtime.log_file, next.runtime.log_file_mark);
+  immutable("io", cfg.runtime.io, next.runtime.io, next.runtime.io_mark);
   // The same admin address: as configured, or the address it is bound to (a port 0 made
   // explicit).
   auto sameAdmin = [&] {

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "config/values.h"
+#include "core/event/uring.h"
 #include "core/log.h"
 #include "core/http/access_log.h"
 #include "core/reopenable_file.h"
@@ -29,6 +30,26 @@
 namespace ferry::proxy {
 
 namespace {
+
+// runtime.io: io_uring when asked for (startup fails without it) or, for auto, when the
+// kernel allows it; epoll otherwise. Logs the choice.
+core::Worker::Io chooseIo(const std::string& configured, std::string* err) {
+  if (configured == "epoll") {
+    FERRY_LOG(kInfo, "I/O backend: epoll (runtime.io: epoll)");
+    return core::Worker::Io::kEpoll;
+  }
+  std::string why;
+  if (core::Uring::probe(&why)) {
+    FERRY_LOG(kInfo, "I/O backend: io_uring (runtime.io: ", configured, ")");
+    return core::Worker::Io::kIoUring;
+  }
+  if (configured == "io_uring") {
+    *err = "runtime.io: io_uring is not available here: " + why + " (use io: auto or epoll)";
+  } else {
+    FERRY_LOG(kInfo, "I/O backend: epoll (runtime.io: auto; io_uring is not available: ", why, ")");
+  }
+  return core::Worker::Io::kEpoll;
+}
 
 unsigned resolveWorkers(uint32_t configured) {
   if (configured > 0) return configured;
@@ -336,7 +357,13 @@ int Server::run() {
     return 1;
   }
   s.runtime->removeClustersNotIn(*s.snapshot);  // none: records the running set
-  for (unsigned i = 0; i < n; ++i) s.workers.push_back(std::make_unique<core::Worker>(i + 1, s.stats->shard(i + 1)));
+  const core::Worker::Io io = chooseIo(s.cfg.runtime.io, &err);
+  if (!err.empty()) {
+    FERRY_LOG(kError, err);
+    return 1;
+  }
+  for (unsigned i = 0; i < n; ++i)
+    s.workers.push_back(std::make_unique<core::Worker>(i + 1, s.stats->shard(i + 1), io));
 
   // Signals first, so a SIGTERM during startup is not lost.
   s.signals = std::make_unique<asio::signal_set>(s.io, SIGINT, SIGTERM, SIGHUP);

@@ -16,6 +16,8 @@ namespace ferry::proxy {
 struct ServerOptions {
   std::optional<uint32_t> workers;            // --workers
   std::optional<config::LogLevel> log_level;  // --log-level
+  std::optional<std::string> io;              // --io, else $FERRY_IO where the config has no runtime.io
+  bool io_forced = false;                     // io came from --io (over the config's runtime.io)
   std::string upgrade_from;                   // --upgrade-from PID|PATH: take that process's sockets
   std::vector<std::string> argv;              // the command line, for SIGUSR2's re-exec
 };

@@ -8,7 +8,10 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <cerrno>
 #include <optional>
+#include <memory>
 #include <stdexcept>
+
+#include "core/event/uring.h"
 
 namespace ferry::core {
 namespace asio = boost::asio;
@@ -23,9 +26,11 @@ struct Poller::State {
     if (epfd < 0) throw std::runtime_error("epoll_create1 failed");
   }
   ~State() {
+    uring.reset();
     if (desc) desc->release();  // epfd is ours to close
     ::close(epfd);
   }
+  std::unique_ptr<Uring> uring;
   asio::io_context& io;
   int epfd = -1;
   // The Asio wait on epfd, made on first use: an externally driven Poller never has one.
@@ -66,6 +71,7 @@ asio::execution_context::id PollerService::id;
 Poller& Poller::of(asio::io_context& io) { return asio::use_service<PollerService>(io).poller; }
 
 bool Poller::add(int fd, PollHandler* handler) {
+  if (uring_ != nullptr) return uring_->addPoll(fd, handler);
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
   ev.data.ptr = handler;
@@ -90,6 +96,10 @@ void Poller::arm() {
 }
 
 void Poller::remove(int fd, PollHandler* handler) {
+  if (uring_ != nullptr) {
+    uring_->removePoll(fd, handler);
+    return;
+  }
   // Closing the fd would drop it from the set too, but only once every duplicate is closed.
   ::epoll_ctl(state_->epfd, EPOLL_CTL_DEL, fd, nullptr);
   for (int i = state_->next; i < state_->count; ++i) {
@@ -114,7 +124,26 @@ void Poller::dispatch() {
 
 void Poller::driveExternally() { external_ = true; }
 
+bool Poller::useIoUring(std::string* why) {
+  if (!external_ || state_->registered > 0) {
+    *why = "the poller is already in use";
+    return false;
+  }
+  state_->uring = Uring::create(why);
+  uring_ = state_->uring.get();
+  return uring_ != nullptr;
+}
+
 void Poller::wait(int timeout_ms) {
+  if (uring_ != nullptr) {
+    // Completions are handled as a batch, like epoll events: writes they make are corked
+    // until every one of them ran, and go to the kernel with the next wait.
+    dispatching_ = true;
+    uring_->wait(timeout_ms, first_);
+    if (!deferred_.empty()) runDeferred();
+    dispatching_ = false;
+    return;
+  }
   int n = ::epoll_wait(state_->epfd, state_->events, kBatch, timeout_ms);
   dispatchEvents(n);  // EINTR: nothing this time
 }

@@ -1,4 +1,5 @@
-// Poller: the worker's own edge-triggered epoll set for connection sockets.
+// Poller: the worker's own edge-triggered epoll set for connection sockets (or, with
+// useIoUring(), its io_uring).
 //
 // Asio's reactor re-registers a descriptor (epoll_ctl) on every readiness wait, so a
 // request would cost two epoll_ctl calls and, because readiness is edge-triggered, a read
@@ -14,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace boost::asio {
@@ -21,6 +23,8 @@ class io_context;
 }
 
 namespace ferry::core {
+
+class Uring;
 
 class PollHandler {
  public:
@@ -68,6 +72,14 @@ class Poller {
   // Waits up to `timeout_ms` (-1: no limit, 0: just look) and dispatches what is ready.
   void wait(int timeout_ms);
 
+  // Switches an externally driven Poller, before anything is registered, to the io_uring
+  // backend (core/event/uring.h): plain descriptors get a multishot poll and sockets
+  // (SocketIo) completion-based receives and sends. False, with the reason, when the kernel
+  // refuses; the Poller then stays on epoll.
+  bool useIoUring(std::string* why);
+  // The ring when the io_uring backend runs, else nullptr.
+  Uring* uring() const { return uring_; }
+
   struct State;  // epoll fd, the Asio wait on it, the event batch (poller.cc)
   explicit Poller(State* state) : state_(state) {}
 
@@ -78,6 +90,7 @@ class Poller {
   void runDeferred();
 
   State* state_;
+  Uring* uring_ = nullptr;  // owned by the State
   bool dispatching_ = false;
   PollHandler* first_ = nullptr;
   bool external_ = false;

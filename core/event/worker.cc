@@ -49,7 +49,8 @@ struct Worker::Impl {
   std::optional<TimerDriver> timers;  // set up before anything can arm a timer
 };
 
-Worker::Worker(size_t index, StatsShard& stats) : impl_(std::make_unique<Impl>()), index_(index), stats_(stats) {
+Worker::Worker(size_t index, StatsShard& stats, Io io)
+    : impl_(std::make_unique<Impl>()), index_(index), stats_(stats), io_(io) {
   impl_->guard.emplace(impl_->io.get_executor());
   if (impl_->wakeup.fd < 0) throw std::runtime_error("eventfd failed");
   // Before anything can register with them (listeners are made by posted work).
@@ -75,12 +76,17 @@ void Worker::start() {
   });
 }
 
-// The loop blocks in the Poller's epoll_wait, not in Asio: the worker has no Asio I/O objects
+// The loop blocks in the Poller's epoll_wait (or its io_uring wait), not in Asio: the worker has no Asio I/O objects
 // (sockets are on the Poller, timers are asked for their deadline), so io.poll() only runs
 // posted handlers and one wakeup costs one epoll_wait. Other threads wake it with the eventfd.
 void Worker::run() {
   asio::io_context& io = impl_->io;
   Poller& poller = Poller::of(io);
+  if (io_ == Io::kIoUring) {
+    // Made here: the ring belongs to the thread that submits to it.
+    std::string why;
+    if (!poller.useIoUring(&why)) FERRY_LOG(kError, "worker ", index_, ": io_uring failed (", why, "); running on epoll");
+  }
   impl_->wakeup.io = &io;
   poller.dispatchFirst(&impl_->wakeup);
   if (!poller.add(impl_->wakeup.fd, &impl_->wakeup)) throw std::runtime_error("cannot watch the wakeup eventfd");

@@ -18,8 +18,10 @@ class StatsShard;
 
 class Worker {
  public:
-  // `index` is 1-based for workers (0 is the main thread's stats shard).
-  Worker(size_t index, StatsShard& stats);
+  enum class Io { kEpoll, kIoUring };
+  // `index` is 1-based for workers (0 is the main thread's stats shard). `io`: the loop's
+  // backend (io_uring falls back to epoll, with an error logged, if the ring cannot be made).
+  Worker(size_t index, StatsShard& stats, Io io = Io::kEpoll);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -42,6 +44,7 @@ class Worker {
   std::unique_ptr<Impl> impl_;
   size_t index_;
   StatsShard& stats_;
+  Io io_;
 };
 
 }  // namespace ferry::core

@@ -37,7 +37,7 @@ Connection::~Connection() {
 std::shared_ptr<Connection> Connection::adopt(asio::io_context& io, int fd, BufferAccounting acct) {
   auto conn = std::shared_ptr<Connection>(new Connection(io, fd, acct));
   // Data may already be waiting (the edge came before registration): the first read tries.
-  conn->registered_ = conn->io_.watch(conn.get());
+  conn->registered_ = conn->io_.watch(conn.get(), &conn->raw_read_);
   if (!conn->registered_) {
     std::string reason = errnoText("register", errno);
     asio::post(io, [conn, reason] { conn->closeInternal(CloseType::kNoFlush, &kRemote, reason); });
@@ -54,7 +54,7 @@ std::shared_ptr<Connection> Connection::connect(asio::io_context& io, const sock
   conn->transport_ = transport ? std::move(transport) : makePlainTransport();
   conn->connecting_ = true;
   int err = conn->io_.connect(to);
-  if (err == 0 && (conn->registered_ = conn->io_.watch(conn.get()))) {
+  if (err == 0 && (conn->registered_ = conn->io_.watch(conn.get(), &conn->raw_read_))) {
     // Writable (EPOLLOUT, or EPOLLERR on failure) = connect finished, either way.
     if (timeout.count() > 0) {
       std::weak_ptr<Connection> weak = conn;
@@ -85,8 +85,10 @@ bool Connection::readPending() const {
 }
 
 bool Connection::wantsFlush() const {
+  // close_after_flush_: a completion-based backend drains raw_write_ by itself, and the
+  // flush that follows closes the connection.
   return !raw_write_.empty() || !plain_write_.empty() || plain_end_ || pipe_bytes_ > 0 ||
-         (write_end_requested_ && !write_shut_);
+         (write_end_requested_ && !write_shut_) || close_after_flush_;
 }
 
 size_t Connection::writeBufferLength() const {
@@ -95,7 +97,7 @@ size_t Connection::writeBufferLength() const {
 
 bool Connection::spliceTo(const std::shared_ptr<Connection>& to) {
   if (!to || to.get() == this || closed_ || to->closed_ || !transport_ || !to->transport_ ||
-      !transport_->passthrough() || !to->transport_->passthrough())
+      !transport_->passthrough() || !to->transport_->passthrough() || !io_.canSplice() || !to->io_.canSplice())
     return false;
   if (to->pipe_[0] < 0) {
     if (::pipe2(to->pipe_, O_NONBLOCK | O_CLOEXEC) != 0) {
@@ -182,7 +184,9 @@ void Connection::onPollEvents(uint32_t events) {
     if (io_.writable()) finishConnect();
     return;
   }
-  if (io_.writable() && !flush_pending_ && wantsFlush()) {
+  // A completion-based backend drains raw_write_ itself: the flush also settles the
+  // watermarks and the buffered-bytes gauge for what left.
+  if (io_.writable() && !flush_pending_ && (wantsFlush() || above_high_ || accounted_ != static_cast<int64_t>(writeBufferLength()))) {
     flush();
     if (closed_) return;
   }
@@ -216,6 +220,8 @@ void Connection::finishConnect() {
 void Connection::setTransport(std::unique_ptr<TransportSocket> transport, Buffer& read_ahead) {
   if (closed_) return;
   transport_ = std::move(transport);
+  // The read-ahead came first; bytes a completion-based backend added since follow it.
+  read_ahead.move(raw_read_);
   raw_read_.move(read_ahead);
   read_eof_ = false;  // the plaintext stream starts here (an EOF seen by the listener
                       // filters reaches the transport with the read-ahead)

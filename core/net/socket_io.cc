@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -19,9 +20,28 @@ namespace ferry::core::net {
 namespace {
 constexpr size_t kReadIovecs = 4;  // up to 64 KiB per readv
 constexpr size_t kWriteIovecs = 64;
+// io_uring: the receive stops while the inbox holds this much (the connection is not
+// reading); read() starts it again once the bytes were taken.
+constexpr size_t kInboxLimit = 64 * 1024;
 }  // namespace
 
-bool SocketIo::watch(PollHandler* handler) {
+SocketIo::SocketIo(Poller& poller, int fd) : poller_(poller), ring_(poller.uring()), fd_(fd) {}
+
+bool SocketIo::watch(PollHandler* handler, Buffer* inbox) {
+  inbox_ = inbox;
+  if (ring_ != nullptr) {
+    slot_ = ring_->open(fd_, this);
+    handler_ = handler;
+    readable_ = false;
+    if (connecting_) {
+      writable_ = false;  // until the connect's poll completes
+      ring_->pollWritable(slot_);
+    } else {
+      writable_ = true;
+      ring_->recv(slot_);
+    }
+    return true;
+  }
   readable_ = true;
   writable_ = true;
   if (!poller_.add(fd_, handler)) return false;
@@ -29,7 +49,60 @@ bool SocketIo::watch(PollHandler* handler) {
   return true;
 }
 
+void SocketIo::onUringRecv(const uint8_t* data, int n, bool more) {
+  uint32_t events = EPOLLIN;
+  if (n > 0) {
+    inbox_->add(data, static_cast<size_t>(n));
+    fresh_ += static_cast<uint32_t>(n);
+    if (!more && !recv_paused_) ring_->recv(slot_);  // the kernel ended it: receive on
+    if (more && !recv_paused_ && inbox_->length() >= kInboxLimit) {
+      recv_paused_ = true;
+      ring_->cancelRecv(slot_);
+    }
+  } else if (n == 0) {
+    pending_eof_ = true;
+    events |= EPOLLRDHUP;
+  } else if (n == -ENOBUFS) {
+    // Every provided buffer was in use: they are back by the time this is submitted.
+    if (!recv_paused_) ring_->recv(slot_);
+    return;
+  } else if (n == -ECANCELED || n == -EINTR) {
+    if (!recv_paused_) ring_->recv(slot_);
+    return;
+  } else {
+    ring_error_ = -n;
+    events |= EPOLLERR;
+  }
+  readable_ = true;
+  handler_->onPollEvents(events);  // last: it may destroy this
+}
+
+void SocketIo::onUringSent(int res) {
+  Buffer* buf = sending_;
+  sending_ = nullptr;
+  if (res > 0) {
+    buf->drain(static_cast<size_t>(res));
+  } else if (res < 0 && res != -EINTR && res != -EAGAIN) {
+    send_error_ = -res;
+  }
+  writable_ = true;
+  handler_->onPollEvents(EPOLLOUT);  // last: it may destroy this
+}
+
+void SocketIo::onUringWritable(int res) {
+  connecting_ = false;
+  writable_ = true;
+  uint32_t events = EPOLLOUT;
+  if (res < 0 || (res & (POLLERR | POLLHUP))) {
+    events |= EPOLLERR;  // connectResult() tells what failed
+  } else {
+    ring_->recv(slot_);
+  }
+  handler_->onPollEvents(events);  // last: it may destroy this
+}
+
 void SocketIo::onEvents(uint32_t events) {
+  if (ring_ != nullptr) return;  // the completions set the state themselves
   if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) pending_eof_ = true;
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) readable_ = true;
   if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) writable_ = true;
@@ -37,6 +110,7 @@ void SocketIo::onEvents(uint32_t events) {
 
 int SocketIo::connect(const sockaddr_storage& to) {
   int r = ::connect(fd_, reinterpret_cast<const sockaddr*>(&to), sockaddrLen(to));
+  connecting_ = true;
   return r == 0 || errno == EINPROGRESS ? 0 : errno;
 }
 
@@ -49,6 +123,22 @@ int SocketIo::connectResult() const {
 
 SocketIo::ReadResult SocketIo::read(Buffer& raw, size_t budget) {
   ReadResult res;
+  if (ring_ != nullptr) {
+    // The bytes are in the inbox (`raw`) already.
+    res.bytes = fresh_;
+    fresh_ = 0;
+    if (ring_error_ != 0) {
+      res.error = ring_error_;
+    } else if (pending_eof_) {
+      res.eof = true;
+    } else if (recv_paused_ && raw.length() < kInboxLimit) {
+      recv_paused_ = false;
+      ring_->recv(slot_);
+    }
+    // Paused with a full inbox: stay readable, so the owner comes back once it took bytes.
+    readable_ = recv_paused_;
+    return res;
+  }
   while (res.bytes < budget) {
     iovec iov[kReadIovecs];
     size_t n = raw.reserve(iov, kReadIovecs);
@@ -83,6 +173,18 @@ SocketIo::ReadResult SocketIo::read(Buffer& raw, size_t budget) {
 }
 
 int SocketIo::write(Buffer& raw) {
+  if (ring_ != nullptr) {
+    if (send_error_ != 0) return send_error_;
+    if (sending_ != nullptr) {
+      writable_ = false;  // the completion says when the next send can start
+      return 0;
+    }
+    if (raw.empty()) return 0;
+    ring_->send(slot_, raw);
+    sending_ = &raw;
+    writable_ = false;
+    return 0;
+  }
   while (!raw.empty()) {
     iovec iov[kWriteIovecs];
     size_t n = raw.gather(iov, kWriteIovecs);
@@ -149,7 +251,13 @@ void SocketIo::close(bool reset) {
     linger lg{1, 0};
     ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
   }
-  if (handler_ != nullptr) poller_.remove(fd_, handler_);
+  if (ring_ != nullptr) {
+    // Requests in flight are cancelled; a send keeps its bytes until the kernel lets go.
+    if (handler_ != nullptr) ring_->close(slot_, sending_);
+    sending_ = nullptr;
+  } else if (handler_ != nullptr) {
+    poller_.remove(fd_, handler_);
+  }
   handler_ = nullptr;
   ::close(fd_);
   fd_ = -1;

@@ -3,7 +3,12 @@
 // nginx-style ready bits (a short read means drained), readv into Buffer slices, and one
 // gathered sendmsg per flush (the Connection corks writes made during an event, so a
 // response's head and body leave together). It knows nothing of transports or codecs, and
-// they know nothing of it: another backend (io_uring) replaces this class alone.
+// they know nothing of it.
+// With the worker's io_uring (Poller::uring()), the same calls run on completions instead: a
+// multishot receive appends what arrives to the connection's read buffer (the inbox given to
+// watch()) and reports it as readable; write() starts one sendmsg over the write buffer's
+// slices and reports writable again when it completes (the buffer drains then). splice is
+// not used there.
 // Passive: the Connection is the PollHandler and calls in here; nothing here calls back.
 // Worker-local. Owned by its Connection.
 #pragma once
@@ -14,6 +19,7 @@
 #include <cstdint>
 
 #include "core/buffer.h"
+#include "core/event/uring.h"
 
 namespace ferry::core {
 class Poller;
@@ -22,9 +28,9 @@ class PollHandler;
 
 namespace ferry::core::net {
 
-class SocketIo {
+class SocketIo final : public UringSocket {
  public:
-  SocketIo(Poller& poller, int fd) : poller_(poller), fd_(fd) {}
+  SocketIo(Poller& poller, int fd);
   ~SocketIo() { close(false); }
   SocketIo(const SocketIo&) = delete;
   SocketIo& operator=(const SocketIo&) = delete;
@@ -34,8 +40,11 @@ class SocketIo {
 
   // Registers the socket with the Poller once (in/out/rdhup, edge-triggered). Returns false
   // with errno set on failure. Readiness is assumed until a syscall says otherwise (data may
-  // have arrived before registration).
-  bool watch(PollHandler* handler);
+  // have arrived before registration). `inbox`: the buffer read() is always given (io_uring
+  // appends received bytes to it as they arrive); it must outlive the registration.
+  bool watch(PollHandler* handler, Buffer* inbox);
+  // Whether spliceIn/spliceOut may be used (not with io_uring: its receive owns the socket).
+  bool canSplice() const { return ring_ == nullptr; }
   // Records what a poll event reported.
   void onEvents(uint32_t epoll_events);
   bool readable() const { return readable_; }
@@ -67,13 +76,27 @@ class SocketIo {
   // Unregisters and closes the socket; reset: with an RST (SO_LINGER 0). Idempotent.
   void close(bool reset);
 
+  // io_uring completions (UringSocket).
+  void onUringRecv(const uint8_t* data, int n, bool more) override;
+  void onUringSent(int res) override;
+  void onUringWritable(int res) override;
+
  private:
   Poller& poller_;
+  Uring* ring_;                     // the worker's io_uring, or nullptr (epoll)
   PollHandler* handler_ = nullptr;  // set while registered
+  Buffer* inbox_ = nullptr;         // io_uring: where received bytes go
+  Buffer* sending_ = nullptr;       // io_uring: the buffer of the send in flight
   int fd_;
+  uint32_t slot_ = 0;       // io_uring: the socket's slot in the ring
+  uint32_t fresh_ = 0;      // io_uring: bytes added to the inbox since the last read()
+  int ring_error_ = 0;      // io_uring: errno of a failed receive (reported by read())
+  int send_error_ = 0;      // io_uring: errno of a failed send (reported by write())
   bool readable_ = false;
   bool writable_ = false;
   bool pending_eof_ = false;  // the peer's FIN (or an error) is queued behind the data
+  bool recv_paused_ = false;  // io_uring: receive stopped while the inbox is full
+  bool connecting_ = false;   // io_uring: connect() under way, writability not yet seen
 };
 
 }  // namespace ferry::core::net

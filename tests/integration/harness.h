@@ -35,6 +35,7 @@
 #include <mutex>
 #include <optional>
 #include <stdexcept>
+#include <cstdlib>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -80,6 +81,26 @@ class TempDir {
 
  private:
   std::string path_;
+};
+
+// Sets an environment variable for the scope of a test, restoring the old value afterwards.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const std::string& value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    ::setenv(name, value.c_str(), 1);
+  }
+  ~ScopedEnv() {
+    if (old_) {
+      ::setenv(name_, old_->c_str(), 1);
+    } else {
+      ::unsetenv(name_);
+    }
+  }
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
 };
 
 struct RunResult {

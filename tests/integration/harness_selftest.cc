@@ -20,26 +20,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// Sets an environment variable for the scope of a test, restoring the old value afterwards.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    ::setenv(name, value.c_str(), 1);
-  }
-  ~ScopedEnv() {
-    if (old_) {
-      ::setenv(name_, old_->c_str(), 1);
-    } else {
-      ::unsetenv(name_);
-    }
-  }
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
-
 const char* kListenLine =
     "echo \"[info] listening: listener=web address=127.0.0.1:4321\" >&2; sleep 30";
 

@@ -79,3 +79,15 @@ TEST_CASE("http: health_path", "[config][http]") {
   CHECK(onlyError(withHttp("      health_path: \"\"\n")).find("t.yaml:5:20: ") == 0);
   CHECK(onlyError(withHttp("      health_path: [a]\n")).find("t.yaml:5:20: ") == 0);
 }
+
+TEST_CASE("runtime: io backend", "[config][runtime]") {
+  CHECK(ok(load("runtime: {}\n")).runtime.io == "auto");
+  CHECK(ok(load("runtime: {}\n")).runtime.io_mark.line == 0);  // unset: $FERRY_IO may fill it in
+  for (const char* v : {"auto", "epoll", "io_uring"}) {
+    const Config c = ok(load(std::string("runtime:\n  io: ") + v + "\n"));
+    CHECK(c.runtime.io == v);
+    CHECK(c.runtime.io_mark.line == 2);
+  }
+  CHECK(onlyError("runtime:\n  io: uring\n") == "t.yaml:2:7: bad io 'uring' (use auto, epoll, io_uring)");
+  CHECK(onlyError("runtime:\n  io: [epoll]\n").find("t.yaml:2:7: ") == 0);
+}
