@@ -43,7 +43,9 @@ class TimerQueue : public asio::execution_context::service {
 
   void driveExternally() { external_ = true; }
 
-  int msUntilNext() const {
+  // A worker's loop calls this right before it blocks: the cached time goes stale then.
+  int msUntilNext() {
+    now_valid_ = false;
     int64_t next = earliest();
     if (next == 0) return -1;
     int64_t wait = next - nowNs();
@@ -54,12 +56,12 @@ class TimerQueue : public asio::execution_context::service {
 
   void fireDue() {
     int64_t next = earliest();
-    if (next != 0 && next <= nowNs()) fire();
+    if (next != 0 && next <= loopNow()) fire();
   }
 
   void add(Timer* t, int64_t duration_ns) {
     if (t->lane_ >= 0) unlink(t);
-    t->deadline_ns_ = nowNs() + duration_ns;
+    t->deadline_ns_ = loopNow() + duration_ns;
     int i = laneFor(duration_ns);
     Lane& l = lanes_[static_cast<size_t>(i)];
     t->lane_ = i;
@@ -158,9 +160,25 @@ class TimerQueue : public asio::execution_context::service {
     if (next != 0 && (!armed_ || next < armed_at_ns_)) arm(next);
   }
 
+  // The time once per loop turn, as nginx does: read the clock at the first timer armed after
+  // the loop woke up, and use that for every deadline of the turn (each request arms several
+  // timers; a turn handles many requests). Deadlines come out early by at most the time a
+  // turn takes. Only in a worker's loop (external), which calls msUntilNext() before it
+  // blocks; elsewhere every call reads the clock.
+  int64_t loopNow() {
+    if (!external_) return nowNs();
+    if (!now_valid_) {
+      now_cache_ = nowNs();
+      now_valid_ = true;
+    }
+    return now_cache_;
+  }
+
   asio::io_context& io_;
   std::optional<asio::steady_timer> timer_;
   bool external_ = false;
+  bool now_valid_ = false;
+  int64_t now_cache_ = 0;
   std::vector<Lane> lanes_;
   size_t count_ = 0;
   bool armed_ = false;
