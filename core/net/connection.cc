@@ -37,7 +37,7 @@ Connection::~Connection() {
 std::shared_ptr<Connection> Connection::adopt(asio::io_context& io, int fd, BufferAccounting acct) {
   auto conn = std::shared_ptr<Connection>(new Connection(io, fd, acct));
   // Data may already be waiting (the edge came before registration): the first read tries.
-  conn->registered_ = conn->io_.watch(conn.get(), &conn->raw_read_);
+  conn->registered_ = conn->io_.watch(conn.get());
   if (!conn->registered_) {
     std::string reason = errnoText("register", errno);
     asio::post(io, [conn, reason] { conn->closeInternal(CloseType::kNoFlush, &kRemote, reason); });
@@ -54,7 +54,7 @@ std::shared_ptr<Connection> Connection::connect(asio::io_context& io, const sock
   conn->transport_ = transport ? std::move(transport) : makePlainTransport();
   conn->connecting_ = true;
   int err = conn->io_.connect(to);
-  if (err == 0 && (conn->registered_ = conn->io_.watch(conn.get(), &conn->raw_read_))) {
+  if (err == 0 && (conn->registered_ = conn->io_.watch(conn.get()))) {
     // Writable (EPOLLOUT, or EPOLLERR on failure) = connect finished, either way.
     if (timeout.count() > 0) {
       std::weak_ptr<Connection> weak = conn;
@@ -220,8 +220,6 @@ void Connection::finishConnect() {
 void Connection::setTransport(std::unique_ptr<TransportSocket> transport, Buffer& read_ahead) {
   if (closed_) return;
   transport_ = std::move(transport);
-  // The read-ahead came first; bytes a completion-based backend added since follow it.
-  read_ahead.move(raw_read_);
   raw_read_.move(read_ahead);
   read_eof_ = false;  // the plaintext stream starts here (an EOF seen by the listener
                       // filters reaches the transport with the read-ahead)

@@ -11,6 +11,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "core/event/poller.h"
@@ -27,9 +28,9 @@ constexpr size_t kInboxLimit = 64 * 1024;
 
 SocketIo::SocketIo(Poller& poller, int fd) : poller_(poller), ring_(poller.uring()), fd_(fd) {}
 
-bool SocketIo::watch(PollHandler* handler, Buffer* inbox) {
-  inbox_ = inbox;
+bool SocketIo::watch(PollHandler* handler) {
   if (ring_ != nullptr) {
+    inbox_ = std::make_unique<Buffer>();
     slot_ = ring_->open(fd_, this);
     handler_ = handler;
     readable_ = false;
@@ -53,7 +54,6 @@ void SocketIo::onUringRecv(const uint8_t* data, int n, bool more) {
   uint32_t events = EPOLLIN;
   if (n > 0) {
     inbox_->add(data, static_cast<size_t>(n));
-    fresh_ += static_cast<uint32_t>(n);
     if (!more && !recv_paused_) ring_->recv(slot_);  // the kernel ended it: receive on
     if (more && !recv_paused_ && inbox_->length() >= kInboxLimit) {
       recv_paused_ = true;
@@ -124,19 +124,21 @@ int SocketIo::connectResult() const {
 SocketIo::ReadResult SocketIo::read(Buffer& raw, size_t budget) {
   ReadResult res;
   if (ring_ != nullptr) {
-    // The bytes are in the inbox (`raw`) already.
-    res.bytes = fresh_;
-    fresh_ = 0;
-    if (ring_error_ != 0) {
-      res.error = ring_error_;
-    } else if (pending_eof_) {
-      res.eof = true;
-    } else if (recv_paused_ && raw.length() < kInboxLimit) {
+    // What arrived, within the budget (the rest stays readable), then the FIN or the error.
+    res.bytes = std::min(budget, inbox_->length());
+    raw.move(*inbox_, res.bytes);
+    if (inbox_->empty()) {
+      if (ring_error_ != 0) {
+        res.error = ring_error_;
+      } else if (pending_eof_) {
+        res.eof = true;
+      }
+    }
+    if (recv_paused_ && inbox_->length() < kInboxLimit && ring_error_ == 0 && !pending_eof_) {
       recv_paused_ = false;
       ring_->recv(slot_);
     }
-    // Paused with a full inbox: stay readable, so the owner comes back once it took bytes.
-    readable_ = recv_paused_;
+    readable_ = !inbox_->empty() || recv_paused_;
     return res;
   }
   while (res.bytes < budget) {

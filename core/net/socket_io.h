@@ -5,8 +5,8 @@
 // response's head and body leave together). It knows nothing of transports or codecs, and
 // they know nothing of it.
 // With the worker's io_uring (Poller::uring()), the same calls run on completions instead: a
-// multishot receive appends what arrives to the connection's read buffer (the inbox given to
-// watch()) and reports it as readable; write() starts one sendmsg over the write buffer's
+// multishot receive appends what arrives to the socket's inbox and reports it as readable,
+// and read() moves it on within its budget, as a readv would; write() starts one sendmsg over the write buffer's
 // slices and reports writable again when it completes (the buffer drains then). splice is
 // not used there.
 // Passive: the Connection is the PollHandler and calls in here; nothing here calls back.
@@ -17,6 +17,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include "core/buffer.h"
 #include "core/event/uring.h"
@@ -40,9 +41,8 @@ class SocketIo final : public UringSocket {
 
   // Registers the socket with the Poller once (in/out/rdhup, edge-triggered). Returns false
   // with errno set on failure. Readiness is assumed until a syscall says otherwise (data may
-  // have arrived before registration). `inbox`: the buffer read() is always given (io_uring
-  // appends received bytes to it as they arrive); it must outlive the registration.
-  bool watch(PollHandler* handler, Buffer* inbox);
+  // have arrived before registration).
+  bool watch(PollHandler* handler);
   // Whether spliceIn/spliceOut may be used (not with io_uring: its receive owns the socket).
   bool canSplice() const { return ring_ == nullptr; }
   // Records what a poll event reported.
@@ -85,11 +85,12 @@ class SocketIo final : public UringSocket {
   Poller& poller_;
   Uring* ring_;                     // the worker's io_uring, or nullptr (epoll)
   PollHandler* handler_ = nullptr;  // set while registered
-  Buffer* inbox_ = nullptr;         // io_uring: where received bytes go
+  // io_uring: what the receive brought and read() has not taken yet (the kernel's socket
+  // buffer, for epoll). Made by watch(): an epoll connection pays only the pointer.
+  std::unique_ptr<Buffer> inbox_;
   Buffer* sending_ = nullptr;       // io_uring: the buffer of the send in flight
   int fd_;
   uint32_t slot_ = 0;       // io_uring: the socket's slot in the ring
-  uint32_t fresh_ = 0;      // io_uring: bytes added to the inbox since the last read()
   int ring_error_ = 0;      // io_uring: errno of a failed receive (reported by read())
   int send_error_ = 0;      // io_uring: errno of a failed send (reported by write())
   bool readable_ = false;
