@@ -13,6 +13,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <memory>
+#include <vector>
 
 #include "core/event/poller.h"
 #include "core/net/socket_util.h"
@@ -24,13 +26,31 @@ constexpr size_t kWriteIovecs = 64;
 // io_uring: the receive stops while the inbox holds this much (the connection is not
 // reading); read() starts it again once the bytes were taken.
 constexpr size_t kInboxLimit = 64 * 1024;
+
+// io_uring inboxes are lent per worker thread: a socket holds one only while bytes wait in
+// it, so an idle connection holds none and steady traffic allocates none.
+thread_local std::vector<std::unique_ptr<Buffer>> tl_spare_inboxes;
+constexpr size_t kSpareInboxes = 256;
+
+std::unique_ptr<Buffer> borrowInbox() {
+  if (tl_spare_inboxes.empty()) return std::make_unique<Buffer>();
+  std::unique_ptr<Buffer> b = std::move(tl_spare_inboxes.back());
+  tl_spare_inboxes.pop_back();
+  return b;
+}
+
+void returnInbox(std::unique_ptr<Buffer>& b) {
+  if (!b) return;
+  b->clear();
+  if (tl_spare_inboxes.size() < kSpareInboxes) tl_spare_inboxes.push_back(std::move(b));
+  b.reset();
+}
 }  // namespace
 
 SocketIo::SocketIo(Poller& poller, int fd) : poller_(poller), ring_(poller.uring()), fd_(fd) {}
 
 bool SocketIo::watch(PollHandler* handler) {
   if (ring_ != nullptr) {
-    inbox_ = std::make_unique<Buffer>();
     slot_ = ring_->open(fd_, this);
     handler_ = handler;
     readable_ = false;
@@ -53,6 +73,7 @@ bool SocketIo::watch(PollHandler* handler) {
 void SocketIo::onUringRecv(const uint8_t* data, int n, bool more) {
   uint32_t events = EPOLLIN;
   if (n > 0) {
+    if (!inbox_) inbox_ = borrowInbox();
     inbox_->add(data, static_cast<size_t>(n));
     if (!more && !recv_paused_) ring_->recv(slot_);  // the kernel ended it: receive on
     if (more && !recv_paused_ && inbox_->length() >= kInboxLimit) {
@@ -125,20 +146,22 @@ SocketIo::ReadResult SocketIo::read(Buffer& raw, size_t budget) {
   ReadResult res;
   if (ring_ != nullptr) {
     // What arrived, within the budget (the rest stays readable), then the FIN or the error.
-    res.bytes = std::min(budget, inbox_->length());
-    raw.move(*inbox_, res.bytes);
-    if (inbox_->empty()) {
+    const size_t waiting = inbox_ ? inbox_->length() : 0;
+    res.bytes = std::min(budget, waiting);
+    if (res.bytes > 0) raw.move(*inbox_, res.bytes);
+    if (res.bytes == waiting) {
+      returnInbox(inbox_);
       if (ring_error_ != 0) {
         res.error = ring_error_;
       } else if (pending_eof_) {
         res.eof = true;
       }
     }
-    if (recv_paused_ && inbox_->length() < kInboxLimit && ring_error_ == 0 && !pending_eof_) {
+    if (recv_paused_ && waiting - res.bytes < kInboxLimit && ring_error_ == 0 && !pending_eof_) {
       recv_paused_ = false;
       ring_->recv(slot_);
     }
-    readable_ = !inbox_->empty() || recv_paused_;
+    readable_ = inbox_ != nullptr || recv_paused_;
     return res;
   }
   while (res.bytes < budget) {
@@ -254,6 +277,7 @@ void SocketIo::close(bool reset) {
     ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
   }
   if (ring_ != nullptr) {
+    returnInbox(inbox_);
     // Requests in flight are cancelled; a send keeps its bytes until the kernel lets go.
     if (handler_ != nullptr) ring_->close(slot_, sending_);
     sending_ = nullptr;

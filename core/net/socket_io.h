@@ -86,7 +86,7 @@ class SocketIo final : public UringSocket {
   Uring* ring_;                     // the worker's io_uring, or nullptr (epoll)
   PollHandler* handler_ = nullptr;  // set while registered
   // io_uring: what the receive brought and read() has not taken yet (the kernel's socket
-  // buffer, for epoll). Made by watch(): an epoll connection pays only the pointer.
+  // buffer, for epoll). Lent by the worker while bytes wait; none while idle.
   std::unique_ptr<Buffer> inbox_;
   Buffer* sending_ = nullptr;       // io_uring: the buffer of the send in flight
   int fd_;
