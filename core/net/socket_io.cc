@@ -59,7 +59,11 @@ bool SocketIo::watch(PollHandler* handler) {
       ring_->pollWritable(slot_);
     } else {
       writable_ = true;
-      ring_->recv(slot_);
+      // An accepted socket usually has its request waiting already (epoll reads it at once,
+      // the ready bit being assumed): take it now rather than a loop turn later, when the
+      // receive completes. Until then the connection would look idle to a drain.
+      readNow();
+      if (!pending_eof_ && ring_error_ == 0) ring_->recv(slot_);
     }
     return true;
   }
@@ -68,6 +72,30 @@ bool SocketIo::watch(PollHandler* handler) {
   if (!poller_.add(fd_, handler)) return false;
   handler_ = handler;
   return true;
+}
+
+void SocketIo::readNow() {
+  std::unique_ptr<Buffer> in = borrowInbox();
+  iovec iov[1];
+  in->reserve(iov, 1);
+  ssize_t r;
+  do {
+    r = ::recv(fd_, iov[0].iov_base, iov[0].iov_len, MSG_DONTWAIT);
+  } while (r < 0 && errno == EINTR);
+  in->commit(r > 0 ? static_cast<size_t>(r) : 0);
+  if (r > 0) {
+    inbox_ = std::move(in);
+    readable_ = true;
+    return;
+  }
+  returnInbox(in);
+  if (r == 0) {
+    pending_eof_ = true;
+    readable_ = true;
+  } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+    ring_error_ = errno;
+    readable_ = true;
+  }
 }
 
 void SocketIo::onUringRecv(const uint8_t* data, int n, bool more) {

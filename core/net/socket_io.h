@@ -76,6 +76,9 @@ class SocketIo final : public UringSocket {
   // Unregisters and closes the socket; reset: with an RST (SO_LINGER 0). Idempotent.
   void close(bool reset);
 
+  // io_uring: one non-blocking recv into the inbox, for a socket just accepted.
+  void readNow();
+
   // io_uring completions (UringSocket).
   void onUringRecv(const uint8_t* data, int n, bool more) override;
   void onUringSent(int res) override;

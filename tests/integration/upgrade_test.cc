@@ -108,8 +108,8 @@ TEST_CASE("upgrade: --upgrade-from takes the sockets, the old process drains and
   const long before = load.ok.load();
   REQUIRE(load.waitRequests(before + 50, 10s));
   load.stop();
-  CHECK(load.errors.load() == 0);
   INFO(load.last_error);
+  CHECK(load.errors.load() == 0);
   CHECK(load.ok.load() > 100);
   auto ready = httpRequest(admin, "GET", "/ready");
   CHECK(ready.status == 200);

@@ -116,6 +116,24 @@ TEST_CASE("uring connection: bytes both ways, then the peer's FIN", "[connection
   CHECK(sp.recvEof());
 }
 
+TEST_CASE("uring connection: bytes already queued when a socket is adopted are read at once", "[connection][uring]") {
+  // A drain that looks at the connection before the first receive completes must see the
+  // request, not an idle connection (a binary upgrade would close it unanswered).
+  UringLoop loop;
+  if (!loop.ok) return;
+  SocketPair sp;
+  sp.send("GET / HTTP/1.1\r\n\r\n");
+  REQUIRE(sp.oursReadable());
+  Recorder rec;
+  auto conn = Connection::adopt(loop.io, sp.ours, {});
+  conn->setCallbacks(&rec);
+  conn->startReading();  // no loop turn in between
+  CHECK(rec.data == "GET / HTTP/1.1\r\n\r\n");
+  sp.send("more");
+  REQUIRE(loop.runUntil([&] { return rec.data.size() == 22; }));
+  conn->close(Connection::CloseType::kNoFlush);
+}
+
 TEST_CASE("uring connection: a write larger than the socket takes arrives whole, in order", "[connection][uring]") {
   UringLoop loop;
   if (!loop.ok) return;
