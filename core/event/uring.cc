@@ -31,7 +31,7 @@ constexpr size_t kSendIovecs = 64;
 constexpr unsigned kBatch = 256;       // completions copied out per round
 
 // user_data: op (8 bits) | generation (24 bits) | slot (32 bits).
-enum Op : uint8_t { kIgnore = 0, kPoll, kRecv, kSend, kPollOut, kUnregister };
+enum Op : uint8_t { kIgnore = 0, kPoll, kRecv, kSend, kPollOut, kUnregister, kPollRemove };
 
 uint64_t tag(Op op, uint32_t gen, uint32_t slot) {
   return (static_cast<uint64_t>(op) << 56) | (static_cast<uint64_t>(gen & 0xFFFFFF) << 32) | slot;
@@ -218,6 +218,13 @@ struct Uring::Impl {
     s.recv_armed = true;
     ++s.inflight;
   }
+  // Ends a removed handler's multishot poll. The completion of the removal is watched: a poll
+  // caught while it fires answers -EALREADY and would stay armed (holding its file open).
+  void removePollOf(uint32_t idx) {
+    io_uring_sqe* q = sqe();
+    io_uring_prep_poll_remove(q, tag(kPoll, slots[idx].gen, idx));
+    io_uring_sqe_set_data64(q, tag(kPollRemove, slots[idx].gen, idx));
+  }
   void cancel(uint32_t idx, Op op) {
     io_uring_sqe* q = sqe();
     io_uring_prep_cancel64(q, tag(op, slots[idx].gen, idx), 0);
@@ -347,11 +354,7 @@ void Uring::removePoll(int fd, PollHandler* handler) {
     Slot& s = im.slots[i];
     if (s.used && s.poll == handler && s.fd == fd) {
       s.poll = nullptr;
-      if (s.inflight > 0) {
-        io_uring_sqe* q = im.sqe();
-        io_uring_prep_poll_remove(q, tag(kPoll, s.gen, i));
-        io_uring_sqe_set_data64(q, tag(kIgnore, 0, 0));
-      }
+      if (s.inflight > 0) im.removePollOf(i);
       im.maybeFree(i);
       return;
     }
@@ -440,10 +443,16 @@ void Uring::Impl::complete(const io_uring_cqe& c) {
     return;
   }
   Slot* s = &slots[idx];
+  if (op == kPollRemove) {  // not a request of the slot's own: inflight does not count it
+    if (c.res == -EALREADY && s->poll == nullptr && s->inflight > 0) removePollOf(idx);
+    return;
+  }
   if (!more && s->inflight > 0) --s->inflight;
   switch (op) {
     case kPoll:
-      if (s->poll != nullptr) {
+      if (s->poll == nullptr && more) {
+        removePollOf(idx);  // removed, but still armed: end it
+      } else if (s->poll != nullptr) {
         PollHandler* h = s->poll;
         if (!more && c.res != -ECANCELED) armPoll(idx);  // ended by the kernel: poll on
         if (c.res > 0) h->onPollEvents(toEpoll(c.res));
@@ -472,6 +481,7 @@ void Uring::Impl::complete(const io_uring_cqe& c) {
       break;
     case kUnregister:
     case kIgnore:
+    case kPollRemove:
       break;
   }
   // Handlers may have opened sockets (slots may have moved): look the slot up again.
