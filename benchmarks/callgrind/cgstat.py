@@ -199,9 +199,14 @@ def main(argv):
                if k.startswith("operator new")) / extra
     frees = (large.calls_to["free"] - small.calls_to["free"]) / extra
     print("ir_per_request=%.1f" % ir)
-    print("allocs_per_request=%.2f" % allocs)
-    print("operator_new_per_request=%.2f" % news)
-    print("free_per_request=%.2f" % frees)
+    # A difference of a call or two in start-up or shutdown between the runs can make a
+    # zero count come out as -0.00.
+    def per_request(x):
+        s = "%.2f" % x
+        return "0.00" if s == "-0.00" else s
+    print("allocs_per_request=" + per_request(allocs))
+    print("operator_new_per_request=" + per_request(news))
+    print("free_per_request=" + per_request(frees))
     print("ir_small=%d ir_large=%d allocs_small=%d allocs_large=%d" %
           (small.total, large.total, small.allocs(), large.allocs()))
     if "--callers" in argv:

@@ -18,50 +18,77 @@ bool HeaderMap::equalsIgnoreCase(std::string_view a, std::string_view b) {
   return true;
 }
 
+HeaderMap& HeaderMap::operator=(const HeaderMap& other) {
+  if (this == &other) return *this;
+  clear();
+  for (const auto& e : other.entries()) {
+    Entry& to = appendEntry();
+    to.name.assign(e.name);
+    to.value.assign(e.value);
+  }
+  return *this;
+}
+
+HeaderMap::Entry& HeaderMap::appendEntry() {
+  if (size_ == entries_.size()) {
+    entries_.emplace_back();
+  } else {
+    entries_[size_].name.clear();
+    entries_[size_].value.clear();
+  }
+  return entries_[size_++];
+}
+
 void HeaderMap::add(std::string_view name, std::string_view value) {
-  entries_.push_back(Entry{lower(name), std::string(value)});
+  Entry& e = appendEntry();
+  e.name.assign(name);
+  for (auto& c : e.name) c = lowerChar(c);
+  e.value.assign(value);
 }
 
 void HeaderMap::set(std::string_view name, std::string_view value) {
   bool done = false;
-  for (auto it = entries_.begin(); it != entries_.end();) {
-    if (equalsIgnoreCase(it->name, name)) {
-      if (!done) {
-        it->value.assign(value);
-        done = true;
-        ++it;
-      } else {
-        it = entries_.erase(it);
-      }
-    } else {
-      ++it;
-    }
-  }
+  removeIf([&](Entry& e) {
+    if (!equalsIgnoreCase(e.name, name)) return false;
+    if (done) return true;
+    e.value.assign(value);
+    done = true;
+    return false;
+  });
   if (!done) add(name, value);
 }
 
 size_t HeaderMap::remove(std::string_view name) {
-  size_t n = 0;
-  for (auto it = entries_.begin(); it != entries_.end();) {
-    if (equalsIgnoreCase(it->name, name)) {
-      it = entries_.erase(it);
-      ++n;
-    } else {
-      ++it;
+  return removeIf([&](const Entry& e) { return equalsIgnoreCase(e.name, name); });
+}
+
+void HeaderMap::clearAndTrim() {
+  // What a map keeps between uses: enough entries and string room for an ordinary head;
+  // anything beyond (a huge cookie, a hundred headers) is given back.
+  constexpr size_t kMaxEntries = 32;
+  constexpr size_t kMaxBytes = 8192;
+  size_ = 0;
+  if (entries_.size() > kMaxEntries) entries_.resize(kMaxEntries);
+  size_t bytes = 0;
+  for (auto& e : entries_) {
+    bytes += e.name.capacity() + e.value.capacity();
+    if (bytes > kMaxBytes) {
+      bytes -= e.name.capacity() + e.value.capacity();
+      e.name = std::string();
+      e.value = std::string();
     }
   }
-  return n;
 }
 
 const std::string* HeaderMap::get(std::string_view name) const {
-  for (const auto& e : entries_)
+  for (const auto& e : entries())
     if (equalsIgnoreCase(e.name, name)) return &e.value;
   return nullptr;
 }
 
 std::string HeaderMap::getAll(std::string_view name) const {
   std::string out;
-  for (const auto& e : entries_) {
+  for (const auto& e : entries()) {
     if (!equalsIgnoreCase(e.name, name)) continue;
     if (!out.empty()) out += ", ";
     out += e.value;
@@ -71,15 +98,87 @@ std::string HeaderMap::getAll(std::string_view name) const {
 
 size_t HeaderMap::count(std::string_view name) const {
   size_t n = 0;
-  for (const auto& e : entries_)
+  for (const auto& e : entries())
     if (equalsIgnoreCase(e.name, name)) ++n;
   return n;
 }
 
 size_t HeaderMap::byteSize() const {
   size_t n = 0;
-  for (const auto& e : entries_) n += e.name.size() + e.value.size();
+  for (const auto& e : entries()) n += e.name.size() + e.value.size();
   return n;
+}
+
+namespace {
+
+// This thread's spare heads (cleared). Bounded: a burst of concurrent requests beyond it
+// frees what it does not give back.
+template <typename T>
+struct HeadPool {
+  static constexpr size_t kMax = 128;
+  std::vector<T*> free;
+  HeadPool() { free.reserve(kMax); }
+  ~HeadPool() {
+    for (T* h : free) delete h;
+    free.clear();
+    gone = true;
+  }
+  static inline thread_local bool gone = false;  // trivially destructible: readable after ~HeadPool
+};
+thread_local HeadPool<RequestHeaders> tl_request_heads;
+thread_local HeadPool<ResponseHeaders> tl_response_heads;
+
+template <typename T>
+void recycle(HeadPool<T>& pool, T* h) {
+  if (HeadPool<T>::gone || pool.free.size() >= HeadPool<T>::kMax) {
+    delete h;
+    return;
+  }
+  pool.free.push_back(h);
+}
+
+}  // namespace
+
+void HeadRecycler::operator()(RequestHeaders* h) const {
+  if (HeadPool<RequestHeaders>::gone) {
+    delete h;
+    return;
+  }
+  h->method.clear();
+  h->path.clear();
+  h->authority.clear();
+  h->scheme.clear();
+  h->version_major = 1;
+  h->version_minor = 1;
+  h->headers.clearAndTrim();
+  recycle(tl_request_heads, h);
+}
+
+void HeadRecycler::operator()(ResponseHeaders* h) const {
+  if (HeadPool<ResponseHeaders>::gone) {
+    delete h;
+    return;
+  }
+  h->status = 200;
+  h->reason.clear();
+  h->headers.clearAndTrim();
+  recycle(tl_response_heads, h);
+}
+
+RequestHeadersPtr makeRequestHeaders() {
+  auto& pool = tl_request_heads;
+  if (HeadPool<RequestHeaders>::gone || pool.free.empty()) return RequestHeadersPtr(new RequestHeaders());
+  RequestHeaders* h = pool.free.back();
+  pool.free.pop_back();
+  return RequestHeadersPtr(h);
+}
+
+ResponseHeadersPtr makeResponseHeaders() {
+  auto& pool = tl_response_heads;
+  if (HeadPool<ResponseHeaders>::gone || pool.free.empty()) return ResponseHeadersPtr(new ResponseHeaders());
+  ResponseHeaders* h = pool.free.back();
+  pool.free.pop_back();
+  return ResponseHeadersPtr(h);
 }
 
 const char* reasonPhrase(int status) {

@@ -5,8 +5,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace ferry::core::http {
@@ -18,6 +20,27 @@ class HeaderMap {
     std::string value;
   };
 
+  HeaderMap() = default;
+  HeaderMap(const HeaderMap& other) : entries_(other.entries().begin(), other.entries().end()), size_(other.size_) {}
+  HeaderMap& operator=(const HeaderMap& other);
+  HeaderMap(HeaderMap&& other) noexcept : entries_(std::move(other.entries_)), size_(other.size_) {
+    other.entries_.clear();
+    other.size_ = 0;
+  }
+  HeaderMap& operator=(HeaderMap&& other) noexcept {
+    if (this != &other) {
+      entries_ = std::move(other.entries_);
+      size_ = other.size_;
+      other.entries_.clear();
+      other.size_ = 0;
+    }
+    return *this;
+  }
+  void swap(HeaderMap& other) noexcept {
+    entries_.swap(other.entries_);
+    std::swap(size_, other.size_);
+  }
+
   // Appends (keeps an existing header of the same name: HTTP allows repeats).
   void add(std::string_view name, std::string_view value);
   // Replaces every header of that name with one entry (appended if absent).
@@ -25,16 +48,17 @@ class HeaderMap {
   // Removes every header of that name; returns how many were removed.
   size_t remove(std::string_view name);
   // Removes, in one pass, every entry for which pred(entry) holds (names are lower-case).
+  // The order of the others is kept.
   template <typename Pred>
   size_t removeIf(Pred&& pred) {
     size_t kept = 0;
-    for (size_t i = 0; i < entries_.size(); ++i) {
+    for (size_t i = 0; i < size_; ++i) {
       if (pred(entries_[i])) continue;
-      if (kept != i) entries_[kept] = std::move(entries_[i]);
+      if (kept != i) std::swap(entries_[kept], entries_[i]);  // the removed one keeps its strings' room
       ++kept;
     }
-    const size_t removed = entries_.size() - kept;
-    entries_.resize(kept);
+    const size_t removed = size_ - kept;
+    size_ = kept;
     return removed;
   }
   // First value, or nullptr.
@@ -44,20 +68,35 @@ class HeaderMap {
   std::string getAll(std::string_view name) const;
   size_t count(std::string_view name) const;
 
-  size_t size() const { return entries_.size(); }
-  bool empty() const { return entries_.empty(); }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
   // Sum of name and value lengths (for header size limits).
   size_t byteSize() const;
-  const std::vector<Entry>& entries() const { return entries_; }
-  std::vector<Entry>& entries() { return entries_; }
-  void clear() { entries_.clear(); }
+  std::span<const Entry> entries() const { return {entries_.data(), size_}; }
+  std::span<Entry> entries() { return {entries_.data(), size_}; }
+  // A new last entry with empty name and value (for a parser that appends to them).
+  Entry& appendEntry();
+  Entry& back() { return entries_[size_ - 1]; }
+  // Room for n entries (their strings grow as used).
+  void reserve(size_t n) {
+    if (entries_.capacity() < n) entries_.reserve(n);
+  }
+  // Empties the map. The entries' storage is kept for the next headers put here (a map
+  // reused across requests allocates nothing once it has seen their sizes).
+  void clear() { size_ = 0; }
+  // clear(), and gives back storage beyond what one ordinary request needs (a map going
+  // back to a pool keeps a bounded amount).
+  void clearAndTrim();
 
   // ASCII lower-case, for names.
   static std::string lower(std::string_view s);
   static bool equalsIgnoreCase(std::string_view a, std::string_view b);
 
  private:
+  // entries_[0, size_) are the headers; the entries after them are spare (cleared by reuse),
+  // kept for the storage of their strings.
   std::vector<Entry> entries_;
+  size_t size_ = 0;
 };
 
 struct RequestHeaders {
@@ -76,8 +115,22 @@ struct ResponseHeaders {
   HeaderMap headers;
 };
 
-using RequestHeadersPtr = std::unique_ptr<RequestHeaders>;
-using ResponseHeadersPtr = std::unique_ptr<ResponseHeaders>;
+// Heads are recycled through a per-thread pool (like Buffer slices): the deleter of these
+// pointers clears a head (keeping its strings' storage, within a bound) and keeps it for the
+// next makeRequestHeaders() / makeResponseHeaders() on that thread, so a worker in steady
+// state allocates no heads. A head made with std::make_unique converts and is recycled too.
+struct HeadRecycler {
+  HeadRecycler() = default;
+  template <typename T>
+  HeadRecycler(std::default_delete<T>) {}  // NOLINT: implicit, from std::unique_ptr<T>
+  void operator()(RequestHeaders* h) const;
+  void operator()(ResponseHeaders* h) const;
+};
+using RequestHeadersPtr = std::unique_ptr<RequestHeaders, HeadRecycler>;
+using ResponseHeadersPtr = std::unique_ptr<ResponseHeaders, HeadRecycler>;
+// An empty head from this thread's pool (a new one when the pool is empty).
+RequestHeadersPtr makeRequestHeaders();
+ResponseHeadersPtr makeResponseHeaders();
 
 // The standard reason phrase for a status ("OK", "Not Found", ...; "Unknown" otherwise).
 const char* reasonPhrase(int status);

@@ -170,6 +170,88 @@ TEST_CASE("http: keep-alive on both sides reuses one upstream connection", "[htt
   REQUIRE_FALSE(c->closedByPeer());
 }
 
+TEST_CASE("http: a keep-alive connection's next request sees nothing of the one before", "[http][pool][reuse]") {
+  // Streams, filters and request/response heads are recycled per worker (docs/performance.md):
+  // over one client and one upstream connection, each request and response must carry only
+  // its own target, headers, route rewrites, filter decisions and trailers.
+  const std::string long_value(80, 'v');
+  const std::string long_response_value(60, 'r');
+  HttpUpstream up([&](const UpstreamRequest& r) {
+    if (r.target.rfind("/api/", 0) == 0) {
+      return UpstreamAction{HttpUpstream::response(
+          200, "first", {"server: fake", "x-only-in-the-first-response: " + long_response_value})};
+    }
+    return HttpUpstream::ok("second");
+  });
+  FerryConfig c{.routes = {Route{.match = "{prefix: /api/}",
+                                 .cluster = "up",
+                                 .extra = "              request_headers: {set: {x-env: prod}}\n"
+                                          "              response_headers: {remove: [server], set: {x-api: \"1\"}}\n"},
+                           Route{.match = "{prefix: /}", .cluster = "up"}},
+                .clusters = {{"up", {up.port()}}}};
+  c.http_extra = httpFilterYaml("cors", "{allow_origins: [https://app.example.com]}");
+  auto f = FerryProcess::start(c.yaml());
+  auto conn = TcpClient::connect(f->port("web"));
+  REQUIRE(conn);
+  const std::string first_target = "/api/a/path/long/enough/for/the/heap?with=a&query=string";
+  constexpr int kRounds = 3;
+  for (int round = 0; round < kRounds; ++round) {
+    INFO("round " << round);
+    // Many headers with long values, an Origin the cors filter answers, a route that rewrites
+    // both ways, a chunked body with a trailer.
+    std::string first = "POST " + first_target + " HTTP/1.1\r\nHost: first.example.com\r\n"
+                        "Origin: https://app.example.com\r\nTransfer-Encoding: chunked\r\n";
+    for (int i = 0; i < 24; ++i) first += "X-First-" + std::to_string(i) + ": " + long_value + "\r\n";
+    first += "\r\n5\r\nhello\r\n0\r\nX-First-Trailer: t\r\n\r\n";
+    REQUIRE(conn->sendAll(first));
+    auto r1 = readHttpResponse(*conn);
+    REQUIRE(r1.status == 200);
+    CHECK(r1.body == "first");
+    CHECK(r1.header("access-control-allow-origin") == "https://app.example.com");
+    CHECK(r1.header("x-api") == "1");
+    CHECK_FALSE(r1.hasHeader("server"));
+    CHECK(r1.header("x-only-in-the-first-response") == long_response_value);
+    // Then a bare GET on the same connection.
+    REQUIRE(conn->sendAll("GET /b HTTP/1.1\r\nHost: h\r\n\r\n"));
+    auto r2 = readHttpResponse(*conn);
+    REQUIRE(r2.status == 200);
+    CHECK(r2.body == "second");
+    CHECK_FALSE(r2.hasHeader("access-control-allow-origin"));
+    CHECK_FALSE(r2.hasHeader("x-api"));
+    CHECK_FALSE(r2.hasHeader("x-only-in-the-first-response"));
+  }
+  REQUIRE_FALSE(conn->closedByPeer());
+  REQUIRE(up.waitRequests(2 * kRounds));
+  const auto reqs = up.requests();
+  REQUIRE(reqs.size() == 2 * kRounds);
+  CHECK(up.connections() == 1);
+  for (size_t i = 0; i < reqs.size(); i += 2) {
+    INFO("round " << i / 2);
+    const UpstreamRequest& a = reqs[i];
+    const UpstreamRequest& b = reqs[i + 1];
+    CHECK(a.target == first_target);
+    CHECK(a.header("host") == "first.example.com");
+    CHECK(a.header("x-env") == "prod");
+    CHECK(a.header("x-first-23") == long_value);
+    CHECK(a.body == "hello");
+    REQUIRE(a.trailers.size() == 1);
+    CHECK(a.trailers[0].first == "x-first-trailer");
+    CHECK(b.method == "GET");
+    CHECK(b.target == "/b");
+    CHECK(b.body.empty());
+    CHECK_FALSE(b.chunked);
+    CHECK(b.trailers.empty());
+    std::vector<std::string> names;
+    for (const auto& h : b.headers) names.push_back(h.first);
+    std::sort(names.begin(), names.end());
+    CHECK(names == std::vector<std::string>{"host", "x-forwarded-for", "x-forwarded-proto", "x-request-id"});
+    CHECK(b.header("host") == "h");
+    CHECK(b.header("x-forwarded-for") == "127.0.0.1");
+    CHECK(b.header("x-request-id").size() == 36);
+    CHECK(a.header("x-request-id") != b.header("x-request-id"));
+  }
+}
+
 TEST_CASE("http: pipelined requests are answered in order", "[http]") {
   HttpUpstream up;
   auto f = FerryProcess::start(FerryConfig{.clusters = {{"up", {up.port()}}}}.yaml());

@@ -11,9 +11,9 @@
 //   has any response to HEAD, nor 204/304 whatever their Content-Length says.
 // - Response bytes while no request is outstanding are an error (except after a response that
 //   ended the connection: those are discarded).
-#include <deque>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "core/http/http1/codec.h"
 #include "core/http/http1/message_parser.h"
@@ -70,7 +70,23 @@ struct ClientCodec::Impl {
 
   ClientCodecCallbacks& cb;
   MessageParser parser;
-  std::deque<Pending> pending;
+  ResponseHeadersPtr next_head;  // the pooled head the parser fills (see prepareHead)
+  // Requests sent whose responses are due, oldest first. A queue that empties (every
+  // response in) starts over in the same storage: no allocation per request.
+  struct PendingQueue {
+    std::vector<Pending> items;
+    size_t head = 0;
+    bool empty() const { return head == items.size(); }
+    const Pending& front() const { return items[head]; }
+    void push_back(const Pending& p) { items.push_back(p); }
+    void pop_front() {
+      if (++head == items.size()) {
+        items.clear();
+        head = 0;
+      }
+    }
+  };
+  PendingQueue pending;
   bool dead = false;
   bool upgraded = false;
   bool closing = false;  // the last response ended the connection
@@ -94,6 +110,20 @@ struct ClientCodec::Impl {
     body.clear();
   }
 
+  // As the server codec: the response's fields are parsed into a pooled head.
+  void prepareHead(const Buffer& in) {
+    if (next_head || in.empty() || parser.inMessage()) return;
+    next_head = makeResponseHeaders();
+    parser.setHeadTarget(&next_head->headers);
+  }
+  ResponseHeadersPtr takeHead() {
+    parser.setHeadTarget(nullptr);
+    if (next_head) return std::move(next_head);
+    ResponseHeadersPtr h = makeResponseHeaders();
+    h->headers.swap(parser.headers());
+    return h;
+  }
+
   ResponseHeadersPtr validateHead() {
     std::string_view line = parser.startLine();
     if (line.size() < 12 || (line.substr(0, 9) != "HTTP/1.1 " && line.substr(0, 9) != "HTTP/1.0 ") ||
@@ -109,10 +139,9 @@ struct ClientCodec::Impl {
       fail("malformed status line");
       return nullptr;
     }
-    auto h = std::make_unique<ResponseHeaders>();
+    ResponseHeadersPtr h = takeHead();
     h->status = status;
     h->reason.assign(reason);
-    h->headers = std::move(parser.headers());
     size_t tes = 0;
     const std::string* te = nullptr;
     for (const auto& e : h->headers.entries()) {
@@ -224,6 +253,7 @@ struct ClientCodec::Impl {
         fail("response data with no request outstanding");
         break;
       }
+      prepareHead(in);
       switch (parser.run(in)) {
         case MessageParser::Event::kNeedMore:
           if (body_in_progress) flushBody(false);

@@ -76,9 +76,10 @@ MessageParser::MessageParser(llhttp_type_t type, const CodecLimits& limits) : li
 int MessageParser::onMessageBegin(llhttp_t* p) {
   MessageParser* s = self(p);
   s->in_message_ = true;
-  s->headers_.clear();
-  // The map was moved out with the last message: one allocation here, not 1, 2, 4, 8...
-  if (s->headers_.entries().capacity() < 16) s->headers_.entries().reserve(16);
+  s->headers().clear();
+  // A map new to this work gets room for an ordinary head at once (not 1, 2, 4, 8...); a
+  // recycled one has it already.
+  s->headers().reserve(16);
   s->trailers_.clear();
   s->in_field_ = false;
   // The start line is captured by scanBytes() after this execute() call returns; bytes of it
@@ -91,9 +92,9 @@ int MessageParser::onHeaderField(llhttp_t* p, const char* at, size_t n) {
   HeaderMap& target = s->fieldTarget();
   if (!s->in_field_) {
     s->in_field_ = true;
-    target.entries().push_back(HeaderMap::Entry{});
+    target.appendEntry();
   }
-  target.entries().back().name.append(at, n);
+  target.back().name.append(at, n);
   return 0;
 }
 
@@ -107,19 +108,19 @@ int MessageParser::onHeaderFieldComplete(llhttp_t* p) {
     s->cb_error_ = s->head_done_ ? "too many trailer fields" : "too many header fields";
     return -1;  // a 431, unless the scanner finds an earlier violation
   }
-  for (char& c : target.entries().back().name)
+  for (char& c : target.back().name)
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
   return 0;
 }
 
 int MessageParser::onHeaderValue(llhttp_t* p, const char* at, size_t n) {
-  self(p)->fieldTarget().entries().back().value.append(at, n);
+  self(p)->fieldTarget().back().value.append(at, n);
   return 0;
 }
 
 int MessageParser::onHeaderValueComplete(llhttp_t* p) {
   // llhttp skips leading OWS but keeps trailing OWS in the value.
-  std::string& v = self(p)->fieldTarget().entries().back().value;
+  std::string& v = self(p)->fieldTarget().back().value;
   while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.pop_back();
   return 0;
 }

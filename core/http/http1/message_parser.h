@@ -41,7 +41,11 @@ class MessageParser {
 
   // Valid after kHead until the next message begins.
   std::string_view startLine() const { return first_line_; }
-  HeaderMap& headers() { return headers_; }
+  HeaderMap& headers() { return head_ != nullptr ? *head_ : own_headers_; }
+  // Where the next message's header fields go: a map the codec takes from its pool before
+  // the message begins (and moves on with the head), so the parser holds none between
+  // messages. Null: the parser's own map.
+  void setHeadTarget(HeaderMap* map) { head_ = map; }
   int versionMinor() const { return parser_.http_minor; }
   int versionMajor() const { return parser_.http_major; }
   uint16_t flags() const { return parser_.flags; }
@@ -101,7 +105,7 @@ class MessageParser {
   void apply(Buffer& in, const char* data, size_t consumed, const char* stop);
   void resetMessage();
   void fail(int status, std::string detail);
-  HeaderMap& fieldTarget() { return head_done_ ? trailers_ : headers_; }
+  HeaderMap& fieldTarget() { return head_done_ ? trailers_ : headers(); }
 
   struct Span {
     const char* at;
@@ -126,7 +130,8 @@ class MessageParser {
   size_t framing_run_ = 0;    // non-body bytes in a row (head; chunk framing; trailer section)
   const char* scan_stop_ = nullptr;
   std::string first_line_;
-  HeaderMap headers_;
+  HeaderMap* head_ = nullptr;  // see setHeadTarget()
+  HeaderMap own_headers_;
   HeaderMap trailers_;
   Buffer body_;
   std::vector<Span> spans_;   // body spans of the current execute() call

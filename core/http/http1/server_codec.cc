@@ -143,6 +143,7 @@ struct ServerCodec::Impl {
 
   ServerCodecCallbacks& cb;
   MessageParser parser;
+  RequestHeadersPtr next_head;  // the pooled head the parser fills (see prepareHead)
   bool dead = false;
   bool paused = false;
   bool upgraded = false;
@@ -176,6 +177,22 @@ struct ServerCodec::Impl {
     body.clear();
   }
 
+  // The next request's header fields are parsed straight into a head from this thread's pool
+  // (taken when its first bytes are about to be parsed, not while the connection idles), which
+  // then goes to the stream as it is.
+  void prepareHead(const Buffer& in) {
+    if (next_head || in.empty() || parser.inMessage()) return;
+    next_head = makeRequestHeaders();
+    parser.setHeadTarget(&next_head->headers);
+  }
+  RequestHeadersPtr takeHead() {
+    parser.setHeadTarget(nullptr);
+    if (next_head) return std::move(next_head);
+    RequestHeadersPtr h = makeRequestHeaders();
+    h->headers.swap(parser.headers());
+    return h;
+  }
+
   // Validates the head; on success returns the request, else calls fail() and returns null.
   RequestHeadersPtr validateHead() {
     std::string_view line = parser.startLine();
@@ -203,11 +220,10 @@ struct ServerCodec::Impl {
       return nullptr;
     }
 
-    auto h = std::make_unique<RequestHeaders>();
+    RequestHeadersPtr h = takeHead();
     h->method.assign(method);
     h->version_major = 1;
     h->version_minor = vminor;
-    h->headers = std::move(parser.headers());
     HeaderMap& hm = h->headers;
 
     size_t hosts = 0, cls = 0, tes = 0;
@@ -352,6 +368,7 @@ struct ServerCodec::Impl {
         in.drain(in.length());
         break;
       }
+      prepareHead(in);
       switch (parser.run(in)) {
         case MessageParser::Event::kNeedMore:
           if (body_in_progress) flushBody(false);

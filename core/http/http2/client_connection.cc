@@ -194,7 +194,7 @@ class ClientConnectionImpl final : public ClientConnection, private detail::Sess
     if (s->final_headers_) {
       s->in_trailers_ = true;
     } else {
-      s->response_ = std::make_unique<ResponseHeaders>();
+      s->response_ = makeResponseHeaders();
     }
     return 0;
   }

@@ -38,7 +38,7 @@ class Stream final : public ResponseEncoder {
 
   ServerConnectionImpl& conn_;
   const int32_t id_;
-  RequestHeadersPtr request_ = std::make_unique<RequestHeaders>();
+  RequestHeadersPtr request_ = makeRequestHeaders();
   HeaderBlock block_;
   HeaderMap trailers_;
   bool in_trailers_ = false;

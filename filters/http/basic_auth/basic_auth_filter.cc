@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "core/log.h"
+#include "core/pooled.h"
 #include "filters/http/config_util.h"
 
 namespace ferry::filters::http {
@@ -57,7 +58,7 @@ struct BasicAuthShared {
   }
 };
 
-class BasicAuthFilter : public HttpFilter {
+class BasicAuthFilter : public HttpFilter, public core::PerThreadPooled<BasicAuthFilter> {
  public:
   explicit BasicAuthFilter(std::shared_ptr<BasicAuthShared> s) : s_(std::move(s)) {}
 

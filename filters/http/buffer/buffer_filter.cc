@@ -2,12 +2,14 @@
 
 #include <cstdlib>
 
+#include "core/pooled.h"
+
 namespace ferry::filters::http {
 using namespace core::http;
 using core::Buffer;
 namespace {
 
-class BufferFilter : public HttpFilter {
+class BufferFilter : public HttpFilter, public core::PerThreadPooled<BufferFilter> {
  public:
   explicit BufferFilter(uint64_t max) : max_(max) {}
 

@@ -3,6 +3,8 @@
 #include <cstdlib>
 #include <memory>
 
+#include "core/pooled.h"
+
 namespace ferry::filters::http {
 using namespace core::http;
 using compression::Coding;
@@ -35,7 +37,7 @@ bool hasTokenIn(const HeaderMap& h, std::string_view name, std::string_view toke
   return false;
 }
 
-class CompressionFilter : public HttpFilter {
+class CompressionFilter : public HttpFilter, public core::PerThreadPooled<CompressionFilter> {
  public:
   explicit CompressionFilter(std::shared_ptr<const CompressionFilterConfig> c) : c_(std::move(c)) {}
 

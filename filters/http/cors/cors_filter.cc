@@ -4,6 +4,7 @@
 
 #include <memory>
 
+#include "core/pooled.h"
 #include "filters/http/config_util.h"
 
 namespace ferry::filters::http {
@@ -40,7 +41,7 @@ void addVaryOrigin(HeaderMap& h) {
   h.add("vary", "Origin");
 }
 
-class CorsFilter : public HttpFilter {
+class CorsFilter : public HttpFilter, public core::PerThreadPooled<CorsFilter> {
  public:
   explicit CorsFilter(std::shared_ptr<const CorsFilterConfig> c) : c_(std::move(c)) {}
 
@@ -83,7 +84,7 @@ class CorsFilter : public HttpFilter {
   // null), without them otherwise (the browser then fails the preflight).
   void answerPreflight(const std::string* origin) {
     preflight_ = true;
-    auto r = std::make_unique<ResponseHeaders>();
+    auto r = makeResponseHeaders();
     r->status = 204;
     if (origin != nullptr) {
       setAllowOrigin(r->headers, *origin);

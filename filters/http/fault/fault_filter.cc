@@ -4,6 +4,7 @@
 #include <random>
 
 #include "core/event/timer.h"
+#include "core/pooled.h"
 
 namespace ferry::filters::http {
 using namespace core::http;
@@ -17,7 +18,7 @@ bool roll(double percentage) {
   return std::uniform_real_distribution<double>(0, 100)(rng) < percentage;
 }
 
-class FaultFilter : public HttpFilter {
+class FaultFilter : public HttpFilter, public core::PerThreadPooled<FaultFilter> {
  public:
   explicit FaultFilter(std::shared_ptr<const FaultFilterConfig> c) : c_(std::move(c)) {}
 

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/event/timer.h"
+#include "core/pooled.h"
 #include "filters/http/outcome_counters.h"
 
 namespace ferry::filters::http {
@@ -155,7 +156,9 @@ class BatchFetch final : public core::redis::Request {
 
 bool GlobalRateLimitShared::inFlight(const BatchKey& b) { return b.fetch && b.fetch->pending(); }
 
-class GlobalRateLimitFilter : public HttpFilter, public core::redis::Request {
+class GlobalRateLimitFilter : public HttpFilter,
+                              public core::redis::Request,
+                              public core::PerThreadPooled<GlobalRateLimitFilter> {
  public:
   explicit GlobalRateLimitFilter(std::shared_ptr<GlobalRateLimitShared> s) : s_(std::move(s)) {}
   ~GlobalRateLimitFilter() override { detach(); }

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "core/event/timer.h"
+#include "core/pooled.h"
 #include "filters/http/outcome_counters.h"
 
 namespace ferry::filters::http {
@@ -28,7 +29,7 @@ struct LocalRateLimitShared {
 // Seeded per process (absl::Hash), so clients cannot aim at one slot window on purpose.
 uint64_t hashKey(std::string_view s) { return absl::Hash<absl::string_view>{}(absl::string_view(s.data(), s.size())); }
 
-class LocalRateLimitFilter : public HttpFilter {
+class LocalRateLimitFilter : public HttpFilter, public core::PerThreadPooled<LocalRateLimitFilter> {
  public:
   explicit LocalRateLimitFilter(std::shared_ptr<LocalRateLimitShared> s) : s_(std::move(s)) {}
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "core/log.h"
+#include "core/pooled.h"
 #include "filters/http/config_util.h"
 
 namespace ferry::filters::http {
@@ -47,7 +48,7 @@ bool headerMatches(const RbacFilterConfig::HeaderMatch& m, const RequestHeaders&
   return false;
 }
 
-class RbacFilter : public HttpFilter {
+class RbacFilter : public HttpFilter, public core::PerThreadPooled<RbacFilter> {
  public:
   explicit RbacFilter(std::shared_ptr<const RbacFilterConfig> c) : c_(std::move(c)) {}
 

@@ -616,7 +616,7 @@ void Router::countHost(int status) {
 }
 
 void Router::sendDirect(int status, const std::string& body, const std::string& location) {
-  auto r = std::make_unique<core::http::ResponseHeaders>();
+  auto r = core::http::makeResponseHeaders();
   r->status = status;
   if (!location.empty()) r->headers.add("location", location);
   if (!body.empty()) r->headers.add("content-type", "text/plain");

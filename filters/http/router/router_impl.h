@@ -12,6 +12,7 @@
 #include "core/event/timer.h"
 #include "core/http/codec.h"
 #include "core/http/filter.h"
+#include "core/pooled.h"
 #include "core/router/route_table.h"
 #include "core/upstream/cluster.h"
 #include "core/upstream/stream_pool.h"
@@ -64,7 +65,8 @@ class UpstreamRequest final : public core::http::ResponseDecoder,
   bool finished_ = false;  // the response ended: the stream belongs to the pool again
 };
 
-class Router final : public core::http::HttpFilter {
+// Made per stream; its memory comes from a per-worker free list (core/pooled.h).
+class Router final : public core::http::HttpFilter, public core::PerThreadPooled<Router> {
  public:
   ~Router() override { onDestroy(); }
 

@@ -110,6 +110,9 @@ std::string trustedXffHop(std::string_view xff, uint32_t n) {
   }
 }
 
+// What a route's `disabled` override puts in place of a filter: passes everything on.
+class PassThroughFilter final : public http::HttpFilter, public core::PerThreadPooled<PassThroughFilter> {};
+
 }  // namespace
 
 // ---- FilterSlot: one filter's view of its stream
@@ -185,7 +188,7 @@ void ActiveStream::decodeHeaders(http::RequestHeadersPtr headers, bool end_strea
   // request sees a newer snapshot's). Filters first, so even a rejected request runs through
   // a well-formed stream.
   route_config_ = cfg.routes->current(hcm_.worker().worker_index);
-  filters_.reserve(route_config_->filters.size() + 1);  // slots are referenced by the filters
+  filters_.reserve(route_config_->filters.size() + 1);  // slots are referenced by the filters: never moved
   for (const auto& make : route_config_->filters) addFilter(make());
   addFilter(route_config_->terminal ? route_config_->terminal() : filters::http::makeRouter());
   request_.setPositions(filters_.size());
@@ -195,12 +198,16 @@ void ActiveStream::decodeHeaders(http::RequestHeadersPtr headers, bool end_strea
     sendLocalReply(405, "CONNECT is not supported\n", http::ResponseFlag::kNone);
     return;
   }
-  std::string path, query;
+  // The normalised path and query go through this thread's scratch strings, which keep their
+  // room (h.path keeps its own: the head is recycled).
+  thread_local std::string path, query;
   if (core::http::normalizePath(h.path, cfg.http.merge_slashes, &path, &query) != core::http::PathResult::kOk) {
     sendLocalReply(400, "bad request path\n", http::ResponseFlag::kDownstreamProtocolError);
     return;
   }
-  h.path = path + query;
+  h.path.assign(path);
+  h.path.append(query);
+  const size_t path_size = path.size();
   const auto& conn = hcm_.connectionInfo();
   h.scheme = conn.tls ? "https" : "http";
   forwardClientCert(h.headers, cfg.http.forward_client_cert, conn.tls.get());
@@ -219,7 +226,7 @@ void ActiveStream::decodeHeaders(http::RequestHeadersPtr headers, bool end_strea
     h.headers.add("x-request-id", std::string_view(id, sizeof id));
   }
 
-  std::string_view route_path(h.path.data(), path.size());
+  std::string_view route_path(h.path.data(), path_size);
   route_ = route_config_->routes->find(h.authority, h.method, route_path, h.headers).route;
   if (route_ != nullptr && route_->config != nullptr && route_->config->route &&
       route_->config->route->stream_idle_timeout) {
@@ -243,7 +250,7 @@ void ActiveStream::applyRouteOverrides() {
     if (o.index + 1 >= filters_.size()) continue;  // never the router
     Entry& e = filters_[o.index];
     e.filter->onDestroy();
-    e.filter = o.make ? o.make() : std::make_unique<http::HttpFilter>();
+    e.filter = o.make ? o.make() : std::make_unique<PassThroughFilter>();
     e.filter->setCallbacks(e.slot);
   }
 }
@@ -386,7 +393,7 @@ void ActiveStream::sendLocalReply(int status, std::string_view body, http::Respo
     response_replaced_ = true;
     response_.reset();
   }
-  auto h = std::make_unique<core::http::ResponseHeaders>();
+  auto h = core::http::makeResponseHeaders();
   info_.response_code = status;
   std::string_view out_body = body;
   if (grpc_) {
@@ -440,7 +447,7 @@ void ActiveStream::answerHealthCheck(const std::string& method) {
     status = 503;
     body = "draining\n";
   }
-  auto h = std::make_unique<core::http::ResponseHeaders>();
+  auto h = core::http::makeResponseHeaders();
   h->status = status;
   h->headers.add("content-type", "text/plain");
   h->headers.add("content-length", std::to_string(body.size()));

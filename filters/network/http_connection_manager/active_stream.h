@@ -8,10 +8,13 @@
 
 #include <list>
 #include <memory>
+#include <new>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "core/event/timer.h"
+#include "core/pooled.h"
 #include "core/http/codec.h"
 #include "core/http/filter.h"
 #include "core/http/header_map.h"
@@ -54,7 +57,11 @@ class FilterSlot final : public http::FilterCallbacks {
   size_t index_;
 };
 
-class ActiveStream : public http::RequestDecoder, public http::StreamCallbacks {
+// ActiveStream's memory comes from a per-worker free list (core/pooled.h): a keep-alive
+// connection's next request gets a freshly constructed stream in a recycled block.
+class ActiveStream : public http::RequestDecoder,
+                     public http::StreamCallbacks,
+                     public core::PerThreadPooled<ActiveStream> {
  public:
   ActiveStream(HttpConnectionManager& hcm, http::ResponseEncoder& encoder);
   ~ActiveStream() override;
@@ -125,6 +132,41 @@ class ActiveStream : public http::RequestDecoder, public http::StreamCallbacks {
     std::unique_ptr<http::HttpFilter> filter;
     FilterSlot slot;
   };
+  // The chain's entries, sized once (reserve) before the first add and never moved (filters
+  // hold their slot). Up to kInline live inside the stream: no allocation per stream.
+  class Chain {
+   public:
+    static constexpr size_t kInline = 8;
+    Chain() = default;
+    Chain(const Chain&) = delete;
+    Chain& operator=(const Chain&) = delete;
+    ~Chain() {
+      for (size_t i = size_; i > 0; --i) data_[i - 1].~Entry();
+      if (data_ != inlineData()) ::operator delete(static_cast<void*>(data_));
+    }
+    void reserve(size_t n) {  // once, while empty
+      if (n <= cap_ || size_ != 0) return;
+      data_ = static_cast<Entry*>(::operator new(n * sizeof(Entry)));
+      cap_ = n;
+    }
+    template <typename... Args>
+    Entry& emplace_back(Args&&... args) {  // within the reserved size
+      return *new (data_ + size_++) Entry(std::forward<Args>(args)...);
+    }
+    size_t size() const { return size_; }
+    bool empty() const { return size_ == 0; }
+    Entry& operator[](size_t i) { return data_[i]; }
+    Entry& back() { return data_[size_ - 1]; }
+    Entry* begin() { return data_; }
+    Entry* end() { return data_ + size_; }
+
+   private:
+    Entry* inlineData() { return reinterpret_cast<Entry*>(inline_); }
+    alignas(Entry) unsigned char inline_[kInline * sizeof(Entry)];
+    Entry* data_ = inlineData();
+    size_t size_ = 0;
+    size_t cap_ = kInline;
+  };
   void addFilter(std::unique_ptr<http::HttpFilter> filter);
   void applyRouteOverrides();
   // The response filter of response position `pos` (reverse order, the router excluded), and
@@ -161,7 +203,7 @@ class ActiveStream : public http::RequestDecoder, public http::StreamCallbacks {
   const core::router::Route* route_ = nullptr;
   // The client address found in the trusted x-forwarded-for hops ("" = the connection's).
   std::string trusted_client_ip_;
-  std::vector<Entry> filters_;  // configured filters + router (reserved: slots never move)
+  Chain filters_;  // configured filters + router
   http::StreamInfo info_;
   StreamTrace trace_;
   std::chrono::milliseconds idle_ms_{0};

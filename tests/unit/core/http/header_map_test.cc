@@ -1,6 +1,8 @@
 #include "core/http/header_map.h"
 
 #include <catch2/catch.hpp>
+#include <memory>
+#include <string>
 
 using ferry::core::http::HeaderMap;
 
@@ -33,4 +35,122 @@ TEST_CASE("HeaderMap set replaces all values in place; remove drops all", "[head
   REQUIRE(h.remove("B") == 1);
   REQUIRE_FALSE(h.has("b"));
   REQUIRE(h.remove("b") == 0);
+}
+
+TEST_CASE("HeaderMap clear() keeps room, but a reused map shows only its new headers", "[headers][reuse]") {
+  HeaderMap h;
+  h.add("X-A-Header-Name-Longer-Than-SSO", std::string(100, 'a'));
+  h.add("b", "2");
+  h.add("c", "3");
+  h.clear();
+  REQUIRE(h.empty());
+  REQUIRE(h.entries().empty());
+  REQUIRE(h.get("x-a-header-name-longer-than-sso") == nullptr);
+  REQUIRE(h.byteSize() == 0);
+  h.add("D", "4");
+  REQUIRE(h.size() == 1);
+  REQUIRE(h.entries()[0].name == "d");
+  REQUIRE(h.entries()[0].value == "4");
+  REQUIRE(h.getAll("b").empty());
+  REQUIRE(h.count("c") == 0);
+  REQUIRE(h.byteSize() == 2);
+
+  // What remove() and set() drop goes behind the live entries: never seen again, and the
+  // live ones keep their order.
+  h.add("e", "5");
+  h.add("d", "6");
+  h.add("f", "7");
+  REQUIRE(h.remove("D") == 2);
+  REQUIRE(h.size() == 2);
+  REQUIRE(h.entries()[0].name == "e");
+  REQUIRE(h.entries()[1].name == "f");
+  h.add("e", "8");
+  h.set("e", "9");
+  REQUIRE(h.size() == 2);
+  REQUIRE(h.entries()[0].value == "9");
+  REQUIRE(h.entries()[1].name == "f");
+  REQUIRE(h.count("e") == 1);
+  size_t removed = h.removeIf([](const HeaderMap::Entry& e) { return e.name == "f"; });
+  REQUIRE(removed == 1);
+  REQUIRE(h.size() == 1);
+  h.add("g", "10");
+  REQUIRE(h.entries()[1].name == "g");
+  REQUIRE(h.entries()[1].value == "10");
+
+  // Copies and moves carry the live entries only; a moved-from map is empty and usable.
+  HeaderMap copy = h;
+  REQUIRE(copy.size() == 2);
+  REQUIRE(copy.getAll("e") == "9");
+  HeaderMap target;
+  target.add("stale", "x");
+  target.add("stale2", "y");
+  target.add("stale3", "z");
+  target.clear();
+  target = copy;
+  REQUIRE(target.size() == 2);
+  REQUIRE_FALSE(target.has("stale"));
+  HeaderMap moved = std::move(h);
+  REQUIRE(moved.size() == 2);
+  REQUIRE(h.empty());  // NOLINT(bugprone-use-after-move): documented state
+  h.add("z", "1");
+  REQUIRE(h.size() == 1);
+  // A parser's appendEntry() gets an empty entry even where a longer one was.
+  moved.clear();
+  HeaderMap::Entry& e = moved.appendEntry();
+  REQUIRE(e.name.empty());
+  REQUIRE(e.value.empty());
+  // clearAndTrim() empties too.
+  copy.clearAndTrim();
+  REQUIRE(copy.empty());
+  copy.add("y", "2");
+  REQUIRE(copy.size() == 1);
+  REQUIRE(copy.entries()[0].name == "y");
+}
+
+TEST_CASE("Recycled request and response heads come back empty", "[headers][reuse]") {
+  using namespace ferry::core::http;
+  const RequestHeaders* first = nullptr;
+  {
+    RequestHeadersPtr h = makeRequestHeaders();
+    h->method = "PROPFIND";
+    h->path = "/a/path/long/enough/to/be/on/the/heap?and=a&query=too";
+    h->authority = "an.authority.example.com:8443";
+    h->scheme = "https";
+    h->version_minor = 0;
+    for (int i = 0; i < 40; ++i) h->headers.add("x-header-" + std::to_string(i), std::string(50, 'v'));
+    first = h.get();
+  }
+  RequestHeadersPtr h = makeRequestHeaders();
+  CHECK(h.get() == first);  // this thread's pool gave the same object back
+  CHECK(h->method.empty());
+  CHECK(h->path.empty());
+  CHECK(h->authority.empty());
+  CHECK(h->scheme.empty());
+  CHECK(h->version_major == 1);
+  CHECK(h->version_minor == 1);
+  CHECK(h->headers.empty());
+  CHECK_FALSE(h->headers.has("x-header-0"));
+
+  const ResponseHeaders* first_response = nullptr;
+  {
+    ResponseHeadersPtr r = makeResponseHeaders();
+    r->status = 503;
+    r->reason = "A Reason Phrase Longer Than Fifteen";
+    r->headers.add("x-only-the-first", "1");
+    first_response = r.get();
+  }
+  ResponseHeadersPtr r = makeResponseHeaders();
+  CHECK(r.get() == first_response);
+  CHECK(r->status == 200);
+  CHECK(r->reason.empty());
+  CHECK(r->headers.empty());
+
+  // A head made with std::make_unique converts, and is recycled as well.
+  RequestHeadersPtr made = std::make_unique<RequestHeaders>();
+  made->method = "GET";
+  const RequestHeaders* made_ptr = made.get();
+  made.reset();
+  RequestHeadersPtr again = makeRequestHeaders();
+  CHECK(again.get() == made_ptr);
+  CHECK(again->method.empty());
 }

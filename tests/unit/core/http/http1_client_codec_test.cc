@@ -110,6 +110,18 @@ TEST_CASE("http1 client: responses at every split", "[http1]") {
                           "0\r\nGrpc-Status: 0\r\n\r\n",
                           {"H 200 OK transfer-encoding=chunked", "D wikipedia", "T  grpc-status=0"});
   }
+  SECTION("responses in recycled heads see nothing of the earlier ones") {
+    const std::string long_value(40, 'a');
+    checkClientEverySplit({request("GET"), request("GET"), request("GET")},
+                          "HTTP/1.1 201 A Reason Longer Than Fifteen\r\nX-Only-In-The-First: " + long_value +
+                              "\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Trailer: t\r\n\r\n"
+                              "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
+                              "HTTP/1.1 204 No Content\r\n\r\n",
+                          {"H 201 A Reason Longer Than Fifteen x-only-in-the-first=" + long_value +
+                               " transfer-encoding=chunked",
+                           "D abc", "T  x-trailer=t", "H 200 OK content-length=2", "D hi END",
+                           "H 204 No Content END"});
+  }
   SECTION("close-delimited, completed by EOF") {
     checkClientEverySplit({request("GET")}, "HTTP/1.1 200 OK\r\n\r\nuntil the end",
                           {"H 200 OK", "D until the end END"}, true);
