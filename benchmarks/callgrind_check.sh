@@ -19,6 +19,8 @@
 #            allocation site per request
 # --mix get  the keep-alive GET path alone (for --profile; not compared with the baseline)
 # --keep DIR keep the callgrind outputs and logs in DIR (callgrind_annotate them)
+# The worker runs on epoll (the baseline's backend; FERRY_CG_IO=io_uring to count that one,
+# where valgrind lets io_uring through).
 # Needs valgrind and python3 only. Loopback only; everything it starts stops at exit.
 set -euo pipefail
 self=$(realpath "$0")
@@ -105,7 +107,7 @@ done
 run() {
   local name=$1 n=$2 log=$work/$1.log
   timeout --foreground 600 valgrind --tool=callgrind --callgrind-out-file="$work/$name.out" "${sep[@]}" \
-    "$work/ferry" -c "$work/ferry.yaml" 2>"$log" &
+    "$work/ferry" --io "${FERRY_CG_IO:-epoll}" -c "$work/ferry.yaml" 2>"$log" &
   local vp=$!; pids+=("$vp")
   local port=
   for _ in $(seq 600); do
