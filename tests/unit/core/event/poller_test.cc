@@ -9,30 +9,12 @@
 #include <catch2/catch.hpp>
 #include <string>
 
+#include "tests/support/eventfd_recorder.h"
+
 using ferry::core::PollHandler;
 using ferry::core::Poller;
 
-namespace {
-
-struct Recorder final : PollHandler {
-  Recorder(std::string& log, char name) : log(log), name(name) {}
-  ~Recorder() { ::close(fd); }
-  void onPollEvents(uint32_t) override {
-    uint64_t n;
-    while (::read(fd, &n, sizeof n) > 0) {
-    }
-    log += name;
-  }
-  void signal() const {
-    uint64_t one = 1;
-    REQUIRE(::write(fd, &one, sizeof one) == sizeof one);
-  }
-  std::string& log;
-  char name;
-  int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-};
-
-}  // namespace
+using Recorder = ferry::testing::EventFdRecorder;
 
 TEST_CASE("poller: the dispatchFirst handler runs before the rest of its batch", "[poller]") {
   boost::asio::io_context io;

@@ -18,6 +18,7 @@
 
 #include "core/event/poller.h"
 #include "core/net/connection.h"
+#include "tests/support/eventfd_recorder.h"
 #include "tests/support/socket_pair.h"
 
 using ferry::core::Buffer;
@@ -26,6 +27,7 @@ using ferry::core::Poller;
 using ferry::core::net::Connection;
 using ferry::core::net::ConnectionCallbacks;
 using ferry::core::net::ConnectionEvent;
+using ferry::testing::EventFdRecorder;
 using ferry::testing::SocketPair;
 using namespace std::chrono_literals;
 
@@ -76,6 +78,25 @@ std::string pattern(size_t n) {
 
 void setNonBlocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
 
+// A connection adopted on `loop` over a fresh socket pair, reading, its events recorded.
+struct Adopted {
+  SocketPair sp;
+  Recorder rec;
+  std::shared_ptr<Connection> conn;
+  Adopted(UringLoop& loop, bool nonblocking_peer) {
+    if (nonblocking_peer) setNonBlocking(sp.peer);
+    conn = Connection::adopt(loop.io, sp.ours, {});
+    conn->setCallbacks(&rec);
+    conn->startReading();
+  }
+};
+
+void writeString(Connection& c, const std::string& s) {
+  Buffer b;
+  b.add(s);
+  c.write(b, false);
+}
+
 // Reads what is there without blocking; false once the peer closed (EOF or reset).
 bool drainSome(int fd, std::string& into) {
   char buf[65536];
@@ -94,11 +115,10 @@ bool drainSome(int fd, std::string& into) {
 TEST_CASE("uring connection: bytes both ways, then the peer's FIN", "[connection][uring]") {
   UringLoop loop;
   if (!loop.ok) return;
-  SocketPair sp;
-  Recorder rec;
-  auto conn = Connection::adopt(loop.io, sp.ours, {});
-  conn->setCallbacks(&rec);
-  conn->startReading();
+  Adopted a(loop, false);
+  auto& sp = a.sp;
+  auto& rec = a.rec;
+  auto& conn = a.conn;
   sp.send("hello");
   REQUIRE(loop.runUntil([&] { return rec.data == "hello"; }));
   Buffer out;
@@ -137,16 +157,12 @@ TEST_CASE("uring connection: bytes already queued when a socket is adopted are r
 TEST_CASE("uring connection: a write larger than the socket takes arrives whole, in order", "[connection][uring]") {
   UringLoop loop;
   if (!loop.ok) return;
-  SocketPair sp;
-  setNonBlocking(sp.peer);
-  Recorder rec;
-  auto conn = Connection::adopt(loop.io, sp.ours, {});
-  conn->setCallbacks(&rec);
-  conn->startReading();
+  Adopted a(loop, true);
+  auto& sp = a.sp;
+  auto& rec = a.rec;
+  auto& conn = a.conn;
   const std::string payload = pattern(8 << 20);
-  Buffer out;
-  out.add(payload);
-  conn->write(out, false);
+  writeString(*conn, payload);
   std::string got;
   REQUIRE(loop.runUntil([&] {
     drainSome(sp.peer, got);
@@ -160,16 +176,12 @@ TEST_CASE("uring connection: a write larger than the socket takes arrives whole,
 TEST_CASE("uring connection: close(kFlushWrite) sends everything, then closes", "[connection][uring]") {
   UringLoop loop;
   if (!loop.ok) return;
-  SocketPair sp;
-  setNonBlocking(sp.peer);
-  Recorder rec;
-  auto conn = Connection::adopt(loop.io, sp.ours, {});
-  conn->setCallbacks(&rec);
-  conn->startReading();
+  Adopted a(loop, true);
+  auto& sp = a.sp;
+  auto& rec = a.rec;
+  auto& conn = a.conn;
   const std::string payload = pattern(4 << 20);
-  Buffer out;
-  out.add(payload);
-  conn->write(out, false);
+  writeString(*conn, payload);
   conn->close(Connection::CloseType::kFlushWrite);
   std::weak_ptr<Connection> weak = conn;
   conn.reset();  // the connection keeps itself until the bytes are out
@@ -193,9 +205,7 @@ TEST_CASE("uring connection: closing with a send in flight drops it safely", "[c
   auto conn = Connection::adopt(loop.io, sp.ours, {});
   conn->setCallbacks(&rec);
   conn->startReading();
-  Buffer out;
-  out.add(pattern(16 << 20));
-  conn->write(out, false);
+  writeString(*conn, pattern(16 << 20));
   // Run until the kernel holds what it takes and the rest waits.
   int turns = 0;
   REQUIRE(loop.runUntil([&] { return ++turns > 20; }));
@@ -219,12 +229,10 @@ TEST_CASE("uring connection: closing with a send in flight drops it safely", "[c
 TEST_CASE("uring connection: the receive stops while reads are disabled and resumes in order", "[connection][uring]") {
   UringLoop loop;
   if (!loop.ok) return;
-  SocketPair sp;
-  setNonBlocking(sp.peer);
-  Recorder rec;
-  auto conn = Connection::adopt(loop.io, sp.ours, {});
-  conn->setCallbacks(&rec);
-  conn->startReading();
+  Adopted a(loop, true);
+  auto& sp = a.sp;
+  auto& rec = a.rec;
+  auto& conn = a.conn;
   conn->readDisable(true);
   // Send until the peer's socket is full while the loop runs: without the pause the receive
   // would drain the socket into memory forever and the peer would never see EAGAIN.
@@ -285,25 +293,8 @@ TEST_CASE("uring connection: outgoing connects succeed and fail", "[connection][
 TEST_CASE("uring poller: plain descriptors get readiness, the dispatchFirst handler first", "[poller][uring]") {
   UringLoop loop;
   if (!loop.ok) return;
-  struct Recorder final : PollHandler {
-    Recorder(std::string& log, char name) : log(log), name(name) {}
-    ~Recorder() { ::close(fd); }
-    void onPollEvents(uint32_t) override {
-      uint64_t n;
-      while (::read(fd, &n, sizeof n) > 0) {
-      }
-      log += name;
-    }
-    void signal() const {
-      uint64_t one = 1;
-      REQUIRE(::write(fd, &one, sizeof one) == sizeof one);
-    }
-    std::string& log;
-    char name;
-    int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  };
   std::string log;
-  Recorder a(log, 'a'), w(log, 'w');
+  EventFdRecorder a(log, 'a'), w(log, 'w');
   REQUIRE(loop.poller.add(a.fd, &a));
   REQUIRE(loop.poller.add(w.fd, &w));
   loop.poller.dispatchFirst(&w);
