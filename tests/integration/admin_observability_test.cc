@@ -35,7 +35,6 @@ Json getJson(uint16_t admin, const std::string& path) {
 }
 
 bool boolean(const Json& j) { return std::holds_alternative<bool>(j.v) && std::get<bool>(j.v); }
-bool isBool(const Json& j) { return std::holds_alternative<bool>(j.v); }
 
 const Json* findNamed(const Json& list, const std::string& key, const std::string& value) {
   for (const auto& e : list.arr())

@@ -53,13 +53,6 @@ int64_t notAfterOf(const IssuedCert& c) {
   return static_cast<int64_t>(timegm(&t));
 }
 
-std::vector<std::string> lines(const std::string& s) {
-  std::vector<std::string> out;
-  std::istringstream in(s);
-  for (std::string l; std::getline(in, l);) out.push_back(l);
-  return out;
-}
-
 }  // namespace
 
 // ---- 1. termination

@@ -159,7 +159,6 @@ TEST_CASE("uring connection: a write larger than the socket takes arrives whole,
   if (!loop.ok) return;
   Adopted a(loop, true);
   auto& sp = a.sp;
-  auto& rec = a.rec;
   auto& conn = a.conn;
   const std::string payload = pattern(8 << 20);
   writeString(*conn, payload);
