@@ -278,7 +278,7 @@ ReloadOutcome Server::Impl::reload(const std::string& trigger, const std::string
     if (p.keep.empty()) logListening(next_bound[j].cfg, p.fds);
     else if (p.keep != next_bound[j].cfg.name) logListening(next_bound[j].cfg, {next_bound[j].fds});
   }
-  install(snap, std::move(plan));
+  install(snap, std::move(plan), true);  // success is reported once every worker runs it
   for (const auto& b : bound)
     if (!kept.count(b.cfg.name))
       for (int fd : b.fds) ::close(fd);

@@ -9,8 +9,10 @@
 
 #include <boost/asio/post.hpp>
 #include <chrono>
+#include <condition_variable>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -144,12 +146,39 @@ Server::Server(config::Config cfg, ServerOptions options)
     : impl_(std::make_unique<Impl>(std::move(cfg), std::move(options))) {}
 Server::~Server() = default;
 
-void Server::Impl::install(const std::shared_ptr<const Snapshot>& snap, InstallPlan plan) {
+void Server::Impl::install(const std::shared_ptr<const Snapshot>& snap, InstallPlan plan, bool wait) {
   auto shared = std::make_shared<const InstallPlan>(std::move(plan));
+  if (wait) {
+    onEveryWorker([snap, shared](WorkerRuntime* rt) { installOnWorker(rt, rt->ctx.worker_index, snap, *shared); },
+                  "config install");
+    return;
+  }
   for (size_t i = 0; i < workers.size(); ++i) {
     WorkerRuntime* rt = runtimes[i].get();
     workers[i]->post([rt, w = i + 1, snap, shared] { installOnWorker(rt, w, snap, *shared); });
   }
+}
+
+void Server::Impl::onEveryWorker(const std::function<void(WorkerRuntime*)>& fn, const char* what) {
+  struct Done {
+    std::mutex m;
+    std::condition_variable cv;
+    size_t left;
+  };
+  auto done = std::make_shared<Done>();
+  done->left = workers.size();
+  for (size_t i = 0; i < workers.size(); ++i) {
+    WorkerRuntime* rt = runtimes[i].get();
+    workers[i]->post([rt, fn, done] {
+      fn(rt);
+      std::lock_guard<std::mutex> lock(done->m);
+      if (--done->left == 0) done->cv.notify_one();
+    });
+  }
+  std::unique_lock<std::mutex> lock(done->m);
+  if (!done->cv.wait_for(lock, std::chrono::seconds(5), [&] { return done->left == 0; }))
+    FERRY_LOG(kWarn, what, ": ", done->left, " worker", done->left == 1 ? "" : "s",
+              " did not answer within 5 s; going on without waiting");
 }
 
 bool Server::Impl::loadAdminToken(const config::AdminConfig& a, std::string* error) {
@@ -253,16 +282,17 @@ void Server::Impl::stopAccepting() {
     FERRY_LOG(kInfo, "drain: listeners closed; waiting for open connections (drain_timeout 0s: no limit)");
   }
   closeSocketCopies();
-  for (size_t i = 0; i < workers.size(); ++i) {
-    WorkerRuntime* rt = runtimes[i].get();
-    workers[i]->post([rt] {
-      // Idle connections close now; busy ones after their response (the drain notice).
-      for (auto& l : rt->listeners) {
-        l->stopAccepting();
-        l->drainConnections(std::chrono::milliseconds(0));
-      }
-    });
-  }
+  // Waited for: until a worker has run this it may still accept, and pollDrain must not see
+  // "no connections" before the last one is counted (it would end the process under it).
+  onEveryWorker(
+      [](WorkerRuntime* rt) {
+        // Idle connections close now; busy ones after their response (the drain notice).
+        for (auto& l : rt->listeners) {
+          l->stopAccepting();
+          l->drainConnections(std::chrono::milliseconds(0));
+        }
+      },
+      "drain: closing listeners");
 }
 
 void Server::Impl::pollDrain() {
@@ -432,7 +462,7 @@ int Server::run() {
     rt->ctx.health_failed = &s.health_failed;
     s.runtimes.push_back(std::move(rt));
   }
-  s.install(s.snapshot, std::move(plan));
+  s.install(s.snapshot, std::move(plan), false);  // the workers run it first when they start
   for (auto& w : s.workers) w->start();
   // From now on a cluster's new table goes to every worker; each installs it on its own thread.
   s.cluster_manager->start([&s](size_t cluster, std::shared_ptr<const core::upstream::LbState> state) {

@@ -149,7 +149,13 @@ struct Server::Impl {
   bool startAdmin();
   bool loadAdminToken(const config::AdminConfig& a, std::string* error);
   // Runs `plan` for snapshot `snap` on every worker (in order with everything posted before).
-  void install(const std::shared_ptr<const Snapshot>& snap, InstallPlan plan);
+  // With `wait`, returns once every worker has run it: a reload reports success only when
+  // connections accepted from then on get the new config.
+  void install(const std::shared_ptr<const Snapshot>& snap, InstallPlan plan, bool wait);
+  // Runs fn(worker runtime) on every running worker, in order with what was posted before,
+  // and returns once all have run it (bounded: a worker that does not answer within 5 s is
+  // logged and not waited for). Control path only: the main thread blocks meanwhile.
+  void onEveryWorker(const std::function<void(WorkerRuntime*)>& fn, const char* what);
 
   // reload.cc
   // Binds one socket per worker for `l`; empty and *error on failure.

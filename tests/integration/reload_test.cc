@@ -108,6 +108,41 @@ TEST_CASE("reload: route and HTTP filter changes apply from the next request, ke
   exitsCleanly(*f);
 }
 
+// A reload's success means the new config is in effect on every worker: a connection made
+// after the answer (and the next request of a kept-alive one) gets it. Regression: the
+// workers applied it when they next ran their queue, so under load a connection accepted in
+// between was answered by the old config.
+TEST_CASE("reload: once POST /reload answers success, new and kept-alive connections get the new config",
+          "[reload]") {
+  constexpr int kReloads = 25;
+  std::vector<std::string> bodies;
+  for (int v = 0; v <= kReloads; ++v) bodies.push_back("v" + std::to_string(v));
+  auto f = FerryProcess::start(head() + httpListener("web", direct(bodies[0])));
+  const uint16_t port = f->port("web");
+  const uint16_t admin = f->adminPort();
+  HttpLoad load({.port = port, .clients = 3, .bodies = bodies});
+  REQUIRE(load.waitMore(20));
+  auto k = TcpClient::connect(port);
+  REQUIRE(k);
+  REQUIRE(keepAliveGet(*k).body == bodies[0]);
+  int stale_new = 0, stale_kept = 0;
+  for (int v = 1; v <= kReloads; ++v) {
+    f->writeConfig(head() + httpListener("web", direct(bodies[v])));
+    reloadOk(admin);
+    HttpResponse fresh = httpRequest(port, "GET", "/");
+    HttpResponse kept = keepAliveGet(*k);
+    INFO("reload " << v << ": new connection " << fresh.status << " '" << fresh.body << "' " << fresh.error
+                   << ", kept-alive " << kept.status << " '" << kept.body << "' " << kept.error);
+    REQUIRE(fresh.status == 200);
+    REQUIRE(kept.status == 200);
+    stale_new += fresh.body != bodies[v];
+    stale_kept += kept.body != bodies[v];
+  }
+  CHECK(stale_new == 0);
+  CHECK(stale_kept == 0);
+  CHECK_LOAD(load, 100);
+}
+
 TEST_CASE("reload: a listener added and then removed under load", "[reload]") {
   Gate gate;
   auto slow = slowUpstream(gate);
