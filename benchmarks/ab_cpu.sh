@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # A/B: proxy CPU per request of two Ferry binaries (or builds), same config, interleaved.
-#   benchmarks/ab_cpu.sh BIN_A BIN_B [ROUNDS (5)] [SECONDS (5)] [CONNS (10)]
-# BIN may also be the word "nginx": nginx as the proxy (1 worker, keepalive 1024 upstream).
-# nginx upstream (`return 200 "hello world\n"`) and wrk on CPU 1, the proxy on CPU 0.
+#   benchmarks/ab_cpu.sh BIN_A BIN_B [ROUNDS (5)] [SECONDS (5)] [CONNS (10)] [MODE (h1)]
+# MODE: h1 (HTTP/1.1 keep-alive, wrk), tls (HTTPS keep-alive, wrk; a self-signed certificate
+# made here), or h2c (HTTP/2 by prior knowledge, h2load with 10 streams per connection).
+# BIN may also be the word "nginx" (h1 only): nginx as the proxy (1 worker, keepalive 1024
+# upstream). nginx upstream (`return 200 "hello world\n"`) and the load on CPU 1, the proxy
+# on CPU 0.
 # Prints requests/s and the proxy's CPU µs per request (user+sys, and each) per round, then
 # medians.
 # Needs nginx and wrk (scripts/install-deps --bench). Loopback only; stops what it starts.
 set -euo pipefail
-a=${1:?BIN_A}; b=${2:?BIN_B}; rounds=${3:-5}; secs=${4:-5}; conns=${5:-10}
+a=${1:?BIN_A}; b=${2:?BIN_B}; rounds=${3:-5}; secs=${4:-5}; conns=${5:-10}; mode=${6:-h1}
+case $mode in h1 | tls | h2c) ;; *) echo "MODE must be h1, tls or h2c" >&2; exit 2 ;; esac
+if [ "$mode" != h1 ] && { [ "$a" = nginx ] || [ "$b" = nginx ]; }; then echo "nginx: MODE h1 only" >&2; exit 2; fi
 work=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 up=19910; px=19911
 cat > "$work/nginx.conf" <<NGX
@@ -24,11 +29,19 @@ http { access_log off; keepalive_requests 10000000;
   server { listen 127.0.0.1:$px;
     location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
 NGX
+tls=""; scheme=http
+if [ "$mode" = tls ]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
+    -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+  tls="    tls: {certificates: [{cert_file: $work/cert.pem, key_file: $work/key.pem}]}"
+  scheme=https
+fi
 cat > "$work/ferry.yaml" <<YAML
 runtime: {workers: 1, log_level: warn}
 listeners:
   - name: web
     address: 127.0.0.1:$px
+$tls
     http:
       virtual_hosts:
         - {name: all, domains: ["*"], routes: [{match: {prefix: /}, route: {cluster: up}}]}
@@ -37,23 +50,37 @@ clusters:
 YAML
 taskset -c 1 timeout 3600 nginx -c "$work/nginx.conf" &
 tick=$(getconf CLK_TCK)
+load() {  # $1 = seconds: the load generator's report
+  if [ "$mode" = h2c ]; then
+    taskset -c 1 h2load -c "$conns" -m 10 -D "$1" "http://127.0.0.1:$px/"
+  else
+    taskset -c 1 wrk -t1 -c"$conns" -d"${1}s" "$scheme://127.0.0.1:$px/"
+  fi
+}
 run() {  # $1 = binary or "nginx"; prints "rps us_per_req user_us sys_us"
   if [ "$1" = nginx ]; then
     taskset -c 0 nginx -c "$work/nginx-proxy.conf" & local pid=$!
   else
     taskset -c 0 "$1" -c "$work/ferry.yaml" & local pid=$!  # no wrapper: $pid is the proxy
   fi
-  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$px/" && break; sleep 0.05; done
-  taskset -c 1 wrk -t1 -c"$conns" -d1s "http://127.0.0.1:$px/" >/dev/null  # warm-up
+  for _ in $(seq 100); do curl -sk -o /dev/null "$scheme://127.0.0.1:$px/" && break; sleep 0.05; done
+  load 1 >/dev/null  # warm-up
   local u0 s0 u1 s1 pids
   pids="$pid $( (pgrep -P "$pid" || true) | tr "\n" " ")"  # nginx: the worker is the master's child
   cpu() { for p in $pids; do cat "/proc/$p/stat"; done | awk '{u += $14; s += $15} END {print u, s}'; }
   read -r u0 s0 < <(cpu)
-  local out; out=$(taskset -c 1 wrk -t1 -c"$conns" -d"${secs}s" "http://127.0.0.1:$px/")
+  local out; out=$(load "$secs")
   read -r u1 s1 < <(cpu)
   kill -TERM $pid; wait $pid 2>/dev/null || true
-  local reqs; reqs=$(echo "$out" | awk '/requests in/ {print $1}')
-  awk -v rps="$(echo "$out" | awk '/Requests\/sec/ {print $2}')" -v u=$((u1 - u0)) -v s=$((s1 - s0)) \
+  local reqs rps
+  if [ "$mode" = h2c ]; then
+    reqs=$(echo "$out" | awk '/^requests:/ {print $8}')  # succeeded
+    rps=$(echo "$out" | awk '/^finished in/ {print $4}')
+  else
+    reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  fi
+  awk -v rps="$rps" -v u=$((u1 - u0)) -v s=$((s1 - s0)) \
       -v r="$reqs" -v k="$tick" 'BEGIN {printf "%s %.2f %.2f %.2f\n", rps, (u + s) / k * 1e6 / r, u / k * 1e6 / r, s / k * 1e6 / r}'
 }
 ra=(); rb=(); ca=(); cb=()
