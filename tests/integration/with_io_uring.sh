@@ -9,7 +9,5 @@ if ! why=$("$ferry" --probe-io); then
   echo "SKIP: integration tests on io_uring: $why"
   exit 77
 fi
-# Binary upgrades ([upgrade]) still lose a request now and then on io_uring under load (a
-# known defect; runtime.io: auto runs epoll until it is fixed): left out here, run on epoll.
-echo "integration tests on io_uring ($why), without [upgrade] (known defect, see docs/configuration.md runtime.io)"
-FERRY_IO=io_uring exec "$tests" "$@" '~[upgrade]'
+echo "integration tests on io_uring ($why)"
+FERRY_IO=io_uring exec "$tests" "$@"
