@@ -17,13 +17,13 @@ work=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "
 up=19910; px=19911
 cat > "$work/nginx.conf" <<NGX
 user root; daemon off; worker_processes 1; error_log $work/error.log; pid $work/nginx.pid;
-events {}
+events { worker_connections 4096; }
 http { access_log off; keepalive_requests 10000000;
   server { listen 127.0.0.1:$up; location / { return 200 "hello world\n"; } } }
 NGX
 cat > "$work/nginx-proxy.conf" <<NGX
 user root; daemon off; worker_processes 1; error_log $work/error-proxy.log; pid $work/nginx-proxy.pid;
-events {}
+events { worker_connections 4096; }
 http { access_log off; keepalive_requests 10000000;
   upstream up { server 127.0.0.1:$up; keepalive 1024; }
   server { listen 127.0.0.1:$px;
