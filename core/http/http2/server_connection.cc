@@ -11,6 +11,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "core/event/timer.h"
+#include "core/pooled.h"
 #include "core/http/http2/session.h"
 #include "core/log.h"
 
@@ -23,7 +24,8 @@ using detail::OutBody;
 
 class ServerConnectionImpl;
 
-class Stream final : public ResponseEncoder {
+// Made and destroyed once per request: its memory is recycled per thread.
+class Stream final : public ResponseEncoder, public PerThreadPooled<Stream> {
  public:
   Stream(ServerConnectionImpl& conn, int32_t id) : conn_(conn), id_(id) {}
 

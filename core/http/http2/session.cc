@@ -3,7 +3,19 @@
 #include <sys/uio.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define FERRY_H2MEM_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FERRY_H2MEM_ASAN 1
+#endif
+#endif
+#ifdef FERRY_H2MEM_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
 
 namespace ferry::core::http::http2 {
 
@@ -184,6 +196,128 @@ void Session::destroySession() {
   session_ = nullptr;
 }
 
+namespace {
+
+// nghttp2's memory, recycled per thread: a session makes and frees a few small blocks for
+// every stream (the stream, its header fields, the outbound DATA item), which would be a
+// malloc and a free each. Blocks come in size classes and go back to their thread's free
+// list (at most kMaxFree per class; a burst beyond it goes back to malloc). Each block starts
+// with a 16-byte header naming its class, which keeps nghttp2's pointers 16-byte aligned.
+// A session lives on one worker thread; a block freed on another thread would simply join
+// that thread's list. Under AddressSanitizer the blocks on a list are poisoned.
+constexpr size_t kHeader = 16;
+constexpr size_t kClassSize[] = {64, 128, 256, 512, 1024, 2048, 4096};  // usable bytes
+constexpr size_t kClasses = sizeof kClassSize / sizeof kClassSize[0];
+constexpr uint32_t kUnpooled = 0xFFFFFFFF;
+constexpr size_t kMaxFree = 1024;
+
+struct FreeNode {
+  FreeNode* next;
+};
+
+void poisonBlock(void* base, size_t cls) {
+#ifdef FERRY_H2MEM_ASAN
+  ASAN_POISON_MEMORY_REGION(base, kHeader + kClassSize[cls]);
+#else
+  (void)base, (void)cls;
+#endif
+}
+void unpoisonBlock(void* base, size_t cls) {
+#ifdef FERRY_H2MEM_ASAN
+  ASAN_UNPOISON_MEMORY_REGION(base, kHeader + kClassSize[cls]);
+#else
+  (void)base, (void)cls;
+#endif
+}
+
+struct H2MemPool {
+  FreeNode* head[kClasses] = {};
+  size_t count[kClasses] = {};
+  ~H2MemPool() {
+    gone = true;
+    for (size_t c = 0; c < kClasses; ++c)
+      while (head[c] != nullptr) {
+        FreeNode* n = head[c];
+        unpoisonBlock(n, c);
+        head[c] = n->next;
+        std::free(n);
+      }
+  }
+  // Set when this thread's pool is destroyed (trivially destructible: readable after).
+  static inline thread_local bool gone = false;
+};
+thread_local H2MemPool tl_h2mem;
+
+uint32_t& classOf(void* user) { return *reinterpret_cast<uint32_t*>(static_cast<uint8_t*>(user) - kHeader); }
+
+void* h2Malloc(size_t size, void*) {
+  size_t c = 0;
+  while (c < kClasses && kClassSize[c] < size) ++c;
+  void* base = nullptr;
+  if (c == kClasses || H2MemPool::gone) {
+    base = std::malloc(kHeader + size);
+    if (base == nullptr) return nullptr;
+    c = kUnpooled;
+  } else if (FreeNode* n = tl_h2mem.head[c]; n != nullptr) {
+    unpoisonBlock(n, c);
+    tl_h2mem.head[c] = n->next;
+    --tl_h2mem.count[c];
+    base = n;
+  } else {
+    base = std::malloc(kHeader + kClassSize[c]);
+    if (base == nullptr) return nullptr;
+  }
+  *static_cast<uint32_t*>(base) = static_cast<uint32_t>(c);
+  return static_cast<uint8_t*>(base) + kHeader;
+}
+
+void h2Free(void* ptr, void*) {
+  if (ptr == nullptr) return;
+  const uint32_t c = classOf(ptr);
+  void* base = static_cast<uint8_t*>(ptr) - kHeader;
+  if (c == kUnpooled || H2MemPool::gone || tl_h2mem.count[c] >= kMaxFree) {
+    std::free(base);
+    return;
+  }
+  auto* n = static_cast<FreeNode*>(base);
+  n->next = tl_h2mem.head[c];
+  tl_h2mem.head[c] = n;
+  ++tl_h2mem.count[c];
+  poisonBlock(base, c);
+}
+
+void* h2Calloc(size_t n, size_t size, void* ud) {
+  if (size != 0 && n > (SIZE_MAX - kHeader) / size) return nullptr;
+  void* p = h2Malloc(n * size, ud);
+  if (p != nullptr) std::memset(p, 0, n * size);
+  return p;
+}
+
+void* h2Realloc(void* ptr, size_t size, void* ud) {
+  if (ptr == nullptr) return h2Malloc(size, ud);
+  if (size == 0) {
+    h2Free(ptr, ud);
+    return nullptr;
+  }
+  const uint32_t c = classOf(ptr);
+  if (c != kUnpooled && size <= kClassSize[c]) return ptr;
+  if (c == kUnpooled) {
+    void* base = std::realloc(static_cast<uint8_t*>(ptr) - kHeader, kHeader + size);
+    return base == nullptr ? nullptr : static_cast<uint8_t*>(base) + kHeader;
+  }
+  void* p = h2Malloc(size, ud);
+  if (p == nullptr) return nullptr;
+  std::memcpy(p, ptr, kClassSize[c]);
+  h2Free(ptr, ud);
+  return p;
+}
+
+nghttp2_mem h2_mem{nullptr, h2Malloc, h2Free, h2Calloc, h2Realloc};
+
+}  // namespace
+
+nghttp2_mem* sessionMemory() { return &h2_mem; }
+
 void Session::init(bool server, const Options& o) {
   nghttp2_option* opt;
   nghttp2_option_new(&opt);
@@ -198,9 +332,9 @@ void Session::init(bool server, const Options& o) {
   nghttp2_option_set_stream_reset_rate_limit(opt, 10000, 1000);
   if (!server) nghttp2_option_set_peer_max_concurrent_streams(opt, o.max_streams_per_connection);
   if (server) {
-    nghttp2_session_server_new2(&session_, callbacks(), this, opt);
+    nghttp2_session_server_new3(&session_, callbacks(), this, opt, sessionMemory());
   } else {
-    nghttp2_session_client_new2(&session_, callbacks(), this, opt);
+    nghttp2_session_client_new3(&session_, callbacks(), this, opt, sessionMemory());
   }
   nghttp2_option_del(opt);
 

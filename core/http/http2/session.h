@@ -150,6 +150,11 @@ bool isConnectionSpecific(std::string_view name);
 // The status as three ASCII digits (for :status).
 std::string_view statusText(int status, char (&buf)[4]);
 
+// The memory functions every session is made with: small blocks recycled through per-thread
+// free lists by size class (a stream's blocks are reused by the next stream), larger ones
+// from malloc.
+nghttp2_mem* sessionMemory();
+
 // The nghttp2 session both sides wrap: callbacks are forwarded to these virtuals.
 class Session {
  public:
