@@ -539,10 +539,15 @@ TEST_CASE("DNS endpoints: resolved off the data path, changes picked up, failure
   if (!twoAddressBackends(first, second)) return;
   uint16_t port = first->server.port();
   dns.setA("api.test", {"127.0.0.1"});
-  auto f = FerryProcess::start(apiProxy({{"api.test", port}}, dnsKeys(dns)).yaml());
+  // One worker: each step below waits for a request to see the change, then counts on
+  // the same worker (each worker gets a new address set by its own posted task).
+  auto f = FerryProcess::start(apiProxy({{"api.test", port}}, dnsKeys(dns), 1).yaml());
   uint16_t web = f->port("web");
   uint16_t admin = f->adminPort();
   REQUIRE(waitMetric(admin, clusterMetric("ferry_cluster_endpoints_healthy"), 1));
+  // The metric is the main thread's; the worker gets the resolved set by a posted task, a
+  // moment later (a request before that is a 503 "no healthy upstream").
+  REQUIRE(waitUntil([&] { return getMany(web, 1)[0] == "b0"; }, 5s, 20ms));
   {
     auto v = getMany(web, 10);
     INFO(show(v));
