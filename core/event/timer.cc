@@ -65,7 +65,7 @@ class TimerQueue : public asio::execution_context::service {
     t->deadline_ns_ = loopNow() + duration_ns;
     int i = laneFor(duration_ns);
     Lane& l = lanes_[static_cast<size_t>(i)];
-    t->lane_ = i;
+    t->lane_ = static_cast<int16_t>(i);
     t->prev_ = l.tail;
     t->next_ = nullptr;
     if (l.tail) {

@@ -51,9 +51,11 @@ class TimerHook {
  private:
   friend class TimerQueue;
   int64_t deadline_ns_ = 0;
-  int lane_ = -1;  // index of the duration list it is in; -1: not armed
   TimerHook* prev_ = nullptr;
   TimerHook* next_ = nullptr;
+  // Index of the duration list it is in; -1: not armed. Last and narrow: an owner's small
+  // members fit in the padding after it.
+  int16_t lane_ = -1;
 };
 
 class Timer final : private TimerHook {

@@ -8,6 +8,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 
 #include "core/event/timer.h"
@@ -25,7 +26,7 @@ std::string errnoText(const char* what, int err) { return std::string(what) + ":
 }  // namespace
 
 Connection::Connection(Private, asio::io_context& io, int fd, BufferAccounting acct)
-    : io_(Poller::of(io), fd), acct_(acct) {
+    : io_(Poller::of(io), fd), acct_shard_(acct.shard), acct_handle_(acct.buffered_bytes) {
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
@@ -94,12 +95,12 @@ bool Connection::readPending() const {
 bool Connection::wantsFlush() const {
   // close_after_flush_: a completion-based backend drains raw_write_ by itself, and the
   // flush that follows closes the connection.
-  return !raw_write_.empty() || !plain_write_.empty() || plain_end_ || pipe_bytes_ > 0 ||
+  return !raw_write_.empty() || !plain_write_.empty() || plain_end_ || pipeBytes() > 0 ||
          (write_end_requested_ && !write_shut_) || close_after_flush_;
 }
 
 size_t Connection::writeBufferLength() const {
-  return raw_write_.length() + plain_write_.length() + pipe_bytes_ + (transport_ ? transport_->bufferedBytes() : 0);
+  return raw_write_.length() + plain_write_.length() + pipeBytes() + (transport_ ? transport_->bufferedBytes() : 0);
 }
 
 bool Connection::spliceTo(const std::shared_ptr<Connection>& to) {
@@ -125,8 +126,8 @@ bool Connection::spliceTo(const std::shared_ptr<Connection>& to) {
 }
 
 void Connection::closePipe() {
-  pipe_bytes_ = 0;
   if (!cold_) return;
+  cold_->pipe_bytes = 0;
   for (int& fd : cold_->pipe) {
     if (fd >= 0) ::close(fd);
     fd = -1;
@@ -134,14 +135,14 @@ void Connection::closePipe() {
 }
 
 bool Connection::flushPipe() {
-  if (pipe_bytes_ == 0 || !raw_write_.empty() || !io_.writable() || closed_) return !closed_;
-  long r = io_.spliceOut(cold_->pipe[0], pipe_bytes_);
+  if (pipeBytes() == 0 || !raw_write_.empty() || !io_.writable() || closed_) return !closed_;
+  long r = io_.spliceOut(cold_->pipe[0], cold_->pipe_bytes);
   if (r < 0) {
     closeInternal(CloseType::kNoFlush, &kRemote, errnoText("splice", static_cast<int>(-r)));
     return false;
   }
-  pipe_bytes_ -= static_cast<uint32_t>(r);
-  if (pipe_bytes_ == 0) {
+  cold_->pipe_bytes -= static_cast<size_t>(r);
+  if (cold_->pipe_bytes == 0) {
     // Room again: the source reads on (from the event loop, not from inside this call).
     if (auto from = cold_->splice_from.lock(); from && !from->closed_ && from->reading_started_ && from->read_disable_ == 0 &&
                                         from->io_.readable() && !from->raw_eof_)
@@ -155,9 +156,9 @@ bool Connection::flushPipe() {
 void Connection::doSpliceRead(Connection& to) {
   size_t total = 0;
   while (total < kReadBudget) {
-    if (to.pipe_bytes_ > 0) {
+    if (to.pipeBytes() > 0) {
       if (!to.flushPipe() || closed_) return;
-      if (to.pipe_bytes_ > 0) return;  // its socket is full: its pipe's flush resumes us
+      if (to.pipeBytes() > 0) return;  // its socket is full: its pipe's flush resumes us
     }
     SocketIo::ReadResult r = io_.spliceIn(to.cold_->pipe[1], to.cold_->pipe_cap);
     if (r.error != 0) {
@@ -165,7 +166,7 @@ void Connection::doSpliceRead(Connection& to) {
       return;
     }
     if (r.bytes > 0) {
-      to.pipe_bytes_ += static_cast<uint32_t>(r.bytes);
+      to.cold_->pipe_bytes += r.bytes;
       total += r.bytes;
       if (callbacks_) callbacks_->onSpliced(r.bytes);
       if (closed_) return;
@@ -181,7 +182,7 @@ void Connection::doSpliceRead(Connection& to) {
     return;  // drained
   }
   to.accountBuffered();
-  if (to.pipe_bytes_ > 0 && !to.flushPipe()) return;
+  if (to.pipeBytes() > 0 && !to.flushPipe()) return;
   if (!closed_ && io_.readable() && read_disable_ == 0) scheduleRead();
 }
 
@@ -195,7 +196,7 @@ void Connection::onPollEvents(uint32_t events) {
   }
   // A completion-based backend drains raw_write_ itself: the flush also settles the
   // watermarks and the buffered-bytes gauge for what left.
-  if (io_.writable() && !flush_pending_ && (wantsFlush() || above_high_ || accounted_ != static_cast<int64_t>(writeBufferLength()))) {
+  if (io_.writable() && !flush_pending_ && (wantsFlush() || above_high_ || static_cast<size_t>(accounted_) != writeBufferLength())) {
     flush();
     if (closed_) return;
   }
@@ -412,7 +413,7 @@ void Connection::flush() {
     closeInternal(CloseType::kNoFlush, &kRemote, errnoText("write", err));
     return;
   }
-  if (pipe_bytes_ > 0 && !flushPipe()) return;
+  if (pipeBytes() > 0 && !flushPipe()) return;
   accountBuffered();
   const size_t pending = writeBufferLength();
   if (!above_high_ && pending > high_watermark_) {
@@ -424,7 +425,7 @@ void Connection::flush() {
     if (callbacks_) callbacks_->onBelowWriteLowWatermark();
     if (closed_) return;
   }
-  if (!raw_write_.empty() || pipe_bytes_ > 0) return;
+  if (!raw_write_.empty() || pipeBytes() > 0) return;
   if (close_after_flush_) {
     closeInternal(CloseType::kNoFlush, &kLocal, "closed after flush");
     return;
@@ -458,8 +459,8 @@ void Connection::close(CloseType type) {
         return;
       }
     }
-    if (pipe_bytes_ > 0 && !flushPipe()) return;
-    if (!raw_write_.empty() || pipe_bytes_ > 0) {
+    if (pipeBytes() > 0 && !flushPipe()) return;
+    if (!raw_write_.empty() || pipeBytes() > 0) {
       close_after_flush_ = true;
       ++read_disable_;  // nothing more is read from a connection on its way out
       // The owner may drop its reference now: the connection stays until the bytes are out.
@@ -503,10 +504,12 @@ void Connection::closeInternal(CloseType type, const ConnectionEvent* event, con
 }
 
 void Connection::accountBuffered() {
-  if (!acct_.shard) return;
-  int64_t now = closed_ ? 0 : static_cast<int64_t>(writeBufferLength());
+  if (!acct_shard_) return;
+  // Kept in 32 bits (a write buffer stops its source's reads past 1 MiB by default).
+  const size_t len = closed_ ? 0 : writeBufferLength();
+  const int32_t now = len > INT32_MAX ? INT32_MAX : static_cast<int32_t>(len);
   if (now != accounted_) {
-    acct_.shard->add(acct_.buffered_bytes, now - accounted_);
+    acct_shard_->add(acct_handle_, static_cast<int64_t>(now) - accounted_);
     accounted_ = now;
   }
 }

@@ -162,6 +162,7 @@ class Connection final : public std::enable_shared_from_this<Connection>,
     std::weak_ptr<Connection> splice_from;
     int pipe[2] = {-1, -1};
     size_t pipe_cap = 0;
+    size_t pipe_bytes = 0;  // bytes in this (destination's) pipe: part of the write buffer
     std::string close_reason;
   };
   Cold& cold();  // made on first use
@@ -188,35 +189,37 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   bool flushPipe();
   void closePipe();
   Poller& poller() const { return io_.poller(); }
+  size_t pipeBytes() const { return cold_ ? cold_->pipe_bytes : 0; }
   boost::asio::io_context& ctx() const;
 
   SocketIo io_;  // also the Poller's and the io_context's keeper (poller(), ctx())
   TransportPtr transport_;
   ConnectionCallbacks* callbacks_ = nullptr;
-  BufferAccounting acct_;
-  int64_t accounted_ = 0;
+  StatsShard* acct_shard_;  // buffered-bytes accounting (BufferAccounting), or null
   Buffer raw_read_;     // from the socket, not yet through the transport
   Buffer read_buffer_;  // plaintext (raw bytes before a transport is set) for the owner
   Buffer raw_write_;    // to the socket
   Buffer plain_write_;  // plaintext for the transport, turned into raw bytes at flush time
   uint32_t high_watermark_ = 1024 * 1024;
-  int read_disable_ = 0;
-  uint32_t pipe_bytes_ = 0;  // splicing: bytes in this (destination's) pipe
-  bool plain_end_ = false;  // plain_write_ ends the stream (not yet given to the transport)
-  bool registered_ = false;
-  bool reading_started_ = false;
-  bool read_eof_ = false;          // the plaintext stream from the peer has ended
-  bool raw_eof_ = false;           // the socket read the peer's FIN
-  bool write_end_requested_ = false;
-  bool write_shut_ = false;
-  bool close_after_flush_ = false;
-  bool closed_ = false;
-  bool connecting_ = false;
-  bool above_high_ = false;
-  bool read_scheduled_ = false;
-  bool ready_raised_ = false;      // kConnected raised (or not needed)
-  bool handshaking_ = false;       // outgoing: connected, the transport's handshake not done
-  bool flush_pending_ = false;  // a corked flush is queued
+  StatHandle acct_handle_;
+  int32_t accounted_ = 0;  // what this connection last added to the buffered-bytes gauge
+  uint16_t read_disable_ = 0;
+  // Flags as bits: an open connection is mostly an idle one, and its size counts.
+  bool plain_end_ : 1 = false;  // plain_write_ ends the stream (not yet given to the transport)
+  bool registered_ : 1 = false;
+  bool reading_started_ : 1 = false;
+  bool read_eof_ : 1 = false;          // the plaintext stream from the peer has ended
+  bool raw_eof_ : 1 = false;           // the socket read the peer's FIN
+  bool write_end_requested_ : 1 = false;
+  bool write_shut_ : 1 = false;
+  bool close_after_flush_ : 1 = false;
+  bool closed_ : 1 = false;
+  bool connecting_ : 1 = false;
+  bool above_high_ : 1 = false;
+  bool read_scheduled_ : 1 = false;
+  bool ready_raised_ : 1 = false;      // kConnected raised (or not needed)
+  bool handshaking_ : 1 = false;       // outgoing: connected, the transport's handshake not done
+  bool flush_pending_ : 1 = false;  // a corked flush is queued
   // Keeps us alive while a corked flush is queued, and after close(kFlushWrite) until the
   // flush is done (never both: a close takes the corked bytes out first).
   std::shared_ptr<Connection> self_ref_;

@@ -86,29 +86,67 @@ struct TlsClientHello {
   std::vector<std::string> alpn;  // the protocols it offered
 };
 
-// With PROXY protocol, `remote` is the client the header names and `direct_remote` the load
+// With PROXY protocol, `remote` is the client the header names and directRemote() the load
 // balancer that connected. Kept by every connection while it lives: compact (a plain
-// connection's info is 3 addresses and two null pointers).
+// connection's info is two addresses and a null pointer; what PROXY protocol, the TLS
+// inspector and a TLS handshake add is one shared block, made only when they run).
 struct ConnectionInfo {
   SocketAddress remote;
   SocketAddress local;
-  SocketAddress direct_remote;
-  bool from_proxy_protocol = false;
-  // Set by the TLS inspector when it read a ClientHello (null: none).
-  std::shared_ptr<const TlsClientHello> client_hello;
-  // Set when the listener terminates TLS, once the handshake is done.
-  std::shared_ptr<const TlsSessionInfo> tls;
 
-  bool tlsClientHello() const { return client_hello != nullptr; }
+  // What the TLS handshake established when the listener terminates TLS (set once it is
+  // done); null otherwise.
+  const std::shared_ptr<const TlsSessionInfo>& tls() const {
+    static const std::shared_ptr<const TlsSessionInfo> kNone;
+    return extra_ ? extra_->tls : kNone;
+  }
+  void setTls(std::shared_ptr<const TlsSessionInfo> tls) {
+    if (!tls && !extra_) return;
+    Extra e = extra_ ? *extra_ : Extra{};
+    e.tls = std::move(tls);
+    extra_ = std::make_shared<const Extra>(std::move(e));
+  }
+
+  // The socket's peer: `remote` unless a PROXY header named another client.
+  const SocketAddress& directRemote() const { return extra_ && extra_->proxied ? extra_->direct_remote : remote; }
+  bool fromProxyProtocol() const { return extra_ && extra_->proxied; }
+  // A PROXY header named the connection's endpoints: they become remote and local.
+  void setProxied(const SocketAddress& client, const SocketAddress& destination) {
+    Extra e = extra_ ? *extra_ : Extra{};
+    e.direct_remote = remote;
+    e.proxied = true;
+    extra_ = std::make_shared<const Extra>(std::move(e));
+    remote = client;
+    local = destination;
+  }
+
+  // What the TLS inspector (a listener filter; the connection is not terminated) read.
+  bool tlsClientHello() const { return extra_ && extra_->client_hello; }
   // The ClientHello's server name ("" when none, or no ClientHello was read).
   const std::string& requestedServerName() const {
     static const std::string kNone;
-    return client_hello ? client_hello->server_name : kNone;
+    return tlsClientHello() ? extra_->hello.server_name : kNone;
   }
   const std::vector<std::string>& requestedAlpn() const {
     static const std::vector<std::string> kNone;
-    return client_hello ? client_hello->alpn : kNone;
+    return tlsClientHello() ? extra_->hello.alpn : kNone;
   }
+  void setClientHello(TlsClientHello hello) {
+    Extra e = extra_ ? *extra_ : Extra{};
+    e.client_hello = true;
+    e.hello = std::move(hello);
+    extra_ = std::make_shared<const Extra>(std::move(e));
+  }
+
+ private:
+  struct Extra {
+    SocketAddress direct_remote;
+    bool proxied = false;
+    bool client_hello = false;
+    TlsClientHello hello;
+    std::shared_ptr<const TlsSessionInfo> tls;
+  };
+  std::shared_ptr<const Extra> extra_;
 };
 
 }  // namespace ferry::core::net

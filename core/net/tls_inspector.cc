@@ -280,10 +280,10 @@ class TlsInspectorFilter final : public ListenerFilter {
         why = "connection closed inside the ClientHello";
         break;
       case ClientHelloParse::kDone: {
-        auto info = std::make_shared<TlsClientHello>();
-        info->server_name = std::move(hello.server_name);
-        info->alpn = std::move(hello.alpn);
-        ctx.info.client_hello = std::move(info);
+        TlsClientHello seen;
+        seen.server_name = std::move(hello.server_name);
+        seen.alpn = std::move(hello.alpn);
+        ctx.info.setClientHello(std::move(seen));
         ctx.worker.stats->inc(stats_.client_hellos);
         std::vector<uint8_t>().swap(seen_);  // the filter lives as long as the connection
         return ListenerFilterStatus::kContinue;

@@ -100,13 +100,16 @@ class HttpConnectionManager : public core::net::NetworkFilter, private core::Tim
   // Makes the codec: HTTP/2 when `http2`, HTTP/1.1 otherwise.
   void makeCodec(bool http2);
 
-  std::shared_ptr<const HcmConfig> config_;
-  Session* session_ = nullptr;  // null while idle (HTTP/1) and before the first byte
+  // Small members first: they fit in the timer hook's tail padding.
+  Wait wait_ : 2 = Wait::kNone;
+  bool dead_ : 1 = false;  // closed or closing: nothing more is parsed
+  bool http2_ : 1 = false;
+  bool drain_pending_ : 1 = false;  // a drain notice to give to the next codec made
   uint32_t requests_ = 0;
-  Wait wait_ = Wait::kNone;
-  bool dead_ = false;  // closed or closing: nothing more is parsed
-  bool http2_ = false;
-  bool drain_pending_ = false;  // a drain notice to give to the next codec made
+  // The listener's spec, which its ActiveConnection holds while this filter lives, keeps the
+  // config alive (the filter factory holds it); a pointer is enough.
+  const HcmConfig* config_;
+  Session* session_ = nullptr;  // null while idle (HTTP/1) and before the first byte
 };
 
 }  // namespace ferry::filters::network

@@ -192,7 +192,7 @@ void HttpConnectionManager::Session::give(Session* s) {
 size_t HttpConnectionManager::Session::pooled() { return SessionPool::gone ? 0 : tl_sessions.free.size(); }
 size_t HttpConnectionManager::pooledSessions() { return Session::pooled(); }
 
-HttpConnectionManager::HttpConnectionManager(std::shared_ptr<const HcmConfig> config) : config_(std::move(config)) {}
+HttpConnectionManager::HttpConnectionManager(std::shared_ptr<const HcmConfig> config) : config_(config.get()) {}
 
 HttpConnectionManager::~HttpConnectionManager() {
   dead_ = true;
@@ -224,7 +224,7 @@ FilterStatus HttpConnectionManager::onNewConnection() {
     s.other = config_->codec(s, s);
     s.codec = s.other.get();
     s.pinned = true;
-  } else if (config_->http.http2.enabled && callbacks_->info().tls && callbacks_->info().tls->alpn == "h2") {
+  } else if (config_->http.http2.enabled && callbacks_->info().tls() && callbacks_->info().tls()->alpn == "h2") {
     makeCodec(true);
   }
   // The first request's head must arrive within request_headers_timeout.

@@ -560,7 +560,7 @@ std::shared_ptr<core::net::TlsSessionInfo> mtls() {
 std::string xfccSeen(config::HttpConfig::ForwardClientCert mode, std::shared_ptr<core::net::TlsSessionInfo> tls,
                      const char* from_client, std::string* proto = nullptr) {
   Fixture f(mode);
-  f.net_cb.ci.tls = std::move(tls);
+  f.net_cb.ci.setTls(std::move(tls));
   auto h = Fixture::get();
   if (from_client != nullptr) h->headers.add("x-forwarded-client-cert", from_client);
   f.codec->open().decodeHeaders(std::move(h), true);
@@ -596,6 +596,11 @@ TEST_CASE("hcm: x-forwarded-client-cert follows forward_client_cert; a client ca
 
 // Idle connections are most connections: between requests an HTTP/1 connection gives its HTTP
 // state (codec, parser, streams) back to the worker's pool and takes it again on its next byte.
+TEST_CASE("hcm: the manager an idle connection keeps is small", "[hcm][idle]") {
+  // Config pointer, session pointer, request count, flags and one timer hook.
+  STATIC_REQUIRE(sizeof(filters::network::HttpConnectionManager) <= 72);
+}
+
 TEST_CASE("hcm: an idle HTTP/1 connection holds no HTTP state; its next byte brings it back", "[hcm][idle]") {
   Fixture f(config::HttpConfig::ForwardClientCert::kSanitize, /*real_codec=*/true);
   CHECK_FALSE(f.hcm->holdsHttpState());  // accepted, not a byte yet

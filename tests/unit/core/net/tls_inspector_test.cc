@@ -589,7 +589,7 @@ TEST_CASE("tls_inspector filter: after the PROXY protocol filter", "[tls_inspect
   raw.add(hello.substr(30));
   REQUIRE(f.feed(raw) == ListenerFilterStatus::kContinue);
   REQUIRE(raw.toString() == hello);
-  REQUIRE(f.info.from_proxy_protocol);
+  REQUIRE(f.info.fromProxyProtocol());
   REQUIRE(f.info.requestedServerName() == "behind.lb.example");
 }
 
