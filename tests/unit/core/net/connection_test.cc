@@ -2,6 +2,7 @@
 // (short read = drained, FIN queued behind data, reads disabled while data arrives) and
 // corked writes. Bounded waits (runUntil, tests/support/event_loop.h); no sleeps.
 #include "core/net/connection.h"
+#include "core/net/socket_util.h"
 
 #include <arpa/inet.h>
 #include <linux/tcp.h>
@@ -201,4 +202,14 @@ TEST_CASE("connection: SocketAddress keeps IPv4 and IPv6 endpoints exactly", "[c
   back = ferry::core::net::SocketAddress(v6);
   CHECK(memcmp(&back, &v6, sizeof(sockaddr_in6)) == 0);
   CHECK(ferry::core::net::SocketAddress().family() == AF_UNSPEC);
+}
+
+TEST_CASE("connection: formatIp writes IPv4 addresses as dotted quads", "[connection][idle]") {
+  for (const char* text : {"0.0.0.0", "255.255.255.255", "10.1.2.3", "192.168.0.100", "1.20.255.9"}) {
+    sockaddr_storage sa{};
+    auto& in = reinterpret_cast<sockaddr_in&>(sa);
+    in.sin_family = AF_INET;
+    inet_pton(AF_INET, text, &in.sin_addr);
+    CHECK(ferry::core::net::formatIp(sa) == text);
+  }
 }
