@@ -5,6 +5,7 @@
 # and idle ("request"). Reports Ferry's VmRSS at the start and after each phase, and the
 # growth per connection over the start for each phase. Kernel socket memory is not in VmRSS (see docs/operations.md,
 # "Sizing"). Usage: benchmarks/idle_memory.sh [BUILD_DIR (build-rel)] [N (10000)]
+# FERRY_IO=io_uring runs the workers on io_uring (default: runtime.io's default).
 # Everything it starts stops at exit; loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,8 +13,10 @@ build=${1:-build-rel}; n=${2:-10000}
 ferry=$build/proxy/ferry
 [ -x "$ferry" ] || { echo "build first: scripts/build $build --buildtype=release"; exit 1; }
 work=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
-cat > "$work/ferry.yaml" <<'YAML'
-runtime: {workers: 2}
+io_line=
+[ -n "${FERRY_IO:-}" ] && io_line=", io: $FERRY_IO"
+cat > "$work/ferry.yaml" <<YAML
+runtime: {workers: 2$io_line}
 listeners:
   - name: web
     address: 127.0.0.1:0
