@@ -20,7 +20,64 @@ struct SlicePool {
 constexpr size_t kMaxFreeSlices = 64;
 thread_local SlicePool tl_pool;
 
+// Per-thread free list of buffer blocks (ring and counts): taking one is a pointer pop.
+// Bounded: a burst beyond kMaxFreeReps goes back to malloc.
+constexpr size_t kMaxFreeReps = 256;
+
 }  // namespace
+
+struct BufferRepPool {
+  Buffer::Rep* head = nullptr;
+  size_t free = 0;
+  size_t live = 0;
+  ~BufferRepPool();
+  static inline thread_local bool gone = false;  // trivially destructible: readable after
+};
+namespace {
+thread_local BufferRepPool tl_reps;
+}
+
+BufferRepPool::~BufferRepPool() {
+  gone = true;
+  while (head != nullptr) {
+    Buffer::Rep* r = head;
+    head = r->next_free;
+    delete r;
+  }
+}
+
+Buffer::Rep* Buffer::takeRep() {
+  if (BufferRepPool::gone) return new Rep;
+  BufferRepPool& p = tl_reps;
+  ++p.live;
+  if (p.head == nullptr) return new Rep;
+  Rep* r = p.head;
+  p.head = r->next_free;
+  --p.free;
+  r->next_free = nullptr;
+  return r;
+}
+
+void Buffer::giveRep(Rep* r) {
+  if (BufferRepPool::gone) {
+    delete r;
+    return;
+  }
+  BufferRepPool& p = tl_reps;
+  --p.live;
+  if (p.free >= kMaxFreeReps) {
+    delete r;
+    return;
+  }
+  r->slices.shrink();
+  r->length = 0;
+  r->reserved_from = 0;
+  r->next_free = p.head;
+  p.head = r;
+  ++p.free;
+}
+
+size_t Buffer::threadLiveBlocks() { return BufferRepPool::gone ? 0 : tl_reps.live; }
 
 uint8_t* Buffer::allocSlice() {
   tl_pool.live_bytes += kSliceSize;
@@ -53,70 +110,51 @@ void Buffer::SliceRing::grow() {
   head_ = 0;
 }
 
-void Buffer::SliceRing::take(SliceRing& other) noexcept {
-  if (data_ != inline_) delete[] data_;
-  if (other.data_ != other.inline_) {
-    data_ = other.data_;
-    cap_ = other.cap_;
-    head_ = other.head_;
-    size_ = other.size_;
-    other.data_ = other.inline_;
-    other.cap_ = kInline;
-  } else {
-    data_ = inline_;
-    cap_ = kInline;
-    for (uint32_t i = 0; i < other.size_; ++i) inline_[i] = other[i];
-    head_ = 0;
-    size_ = other.size_;
-  }
-  other.head_ = other.size_ = 0;
-}
-
-Buffer::Buffer(Buffer&& other) noexcept : length_(other.length_) {
-  slices_.take(other.slices_);
-  other.length_ = 0;
-}
+Buffer::Buffer(Buffer&& other) noexcept : rep_(other.rep_) { other.rep_ = nullptr; }
 
 Buffer& Buffer::operator=(Buffer&& other) noexcept {
   if (this != &other) {
-    clear();
-    slices_.take(other.slices_);
-    length_ = other.length_;
-    other.length_ = 0;
+    if (rep_ != nullptr) clear();
+    rep_ = other.rep_;
+    other.rep_ = nullptr;
   }
   return *this;
 }
 
 void Buffer::add(const void* data, size_t n) {
+  if (n == 0) return;
+  Rep& r = rep();
   const auto* p = static_cast<const uint8_t*>(data);
   while (n > 0) {
-    if (slices_.empty() || slices_.back().end == kSliceSize) {
-      slices_.push_back(Slice{allocSlice(), 0, 0});
+    if (r.slices.empty() || r.slices.back().end == kSliceSize) {
+      r.slices.push_back(Slice{allocSlice(), 0, 0});
     }
-    Slice& s = slices_.back();
+    Slice& s = r.slices.back();
     size_t take = std::min<size_t>(n, kSliceSize - s.end);
     std::memcpy(s.mem + s.end, p, take);
     s.end += take;
     p += take;
     n -= take;
-    length_ += take;
+    r.length += take;
   }
 }
 
 size_t Buffer::reserve(iovec* iov, size_t max_iov) {
+  if (max_iov == 0) return 0;
+  Rep& r = rep();
   size_t count = 0;
-  reserved_from_ = slices_.size();
+  r.reserved_from = r.slices.size();
   // Use the free tail of the last slice first, then fresh slices.
-  if (!slices_.empty() && slices_.back().end < kSliceSize && max_iov > 0) {
-    Slice& s = slices_.back();
-    reserved_from_ = slices_.size() - 1;
+  if (!r.slices.empty() && r.slices.back().end < kSliceSize) {
+    Slice& s = r.slices.back();
+    r.reserved_from = r.slices.size() - 1;
     iov[count].iov_base = s.mem + s.end;
     iov[count].iov_len = kSliceSize - s.end;
     ++count;
   }
   while (count < max_iov) {
-    slices_.push_back(Slice{allocSlice(), 0, 0});
-    iov[count].iov_base = slices_.back().mem;
+    r.slices.push_back(Slice{allocSlice(), 0, 0});
+    iov[count].iov_base = r.slices.back().mem;
     iov[count].iov_len = kSliceSize;
     ++count;
   }
@@ -124,26 +162,31 @@ size_t Buffer::reserve(iovec* iov, size_t max_iov) {
 }
 
 void Buffer::commit(size_t n) {
+  if (rep_ == nullptr) return;
+  Rep& r = *rep_;
   // Walk the slices that reserve() exposed, in order; unused empty trailing slices go back.
-  size_t i = reserved_from_;
-  for (; i < slices_.size() && n > 0; ++i) {
-    Slice& s = slices_[i];
+  size_t i = r.reserved_from;
+  for (; i < r.slices.size() && n > 0; ++i) {
+    Slice& s = r.slices[i];
     size_t take = std::min<size_t>(n, kSliceSize - s.end);
     s.end += take;
     n -= take;
-    length_ += take;
+    r.length += take;
   }
-  while (!slices_.empty() && slices_.back().end == slices_.back().start) {
-    freeSlice(slices_.back().mem);
-    slices_.pop_back();
+  while (!r.slices.empty() && r.slices.back().end == r.slices.back().start) {
+    freeSlice(r.slices.back().mem);
+    r.slices.pop_back();
   }
+  releaseIfEmpty();
 }
 
 void Buffer::drain(size_t n) {
-  n = std::min(n, length_);
-  length_ -= n;
+  if (rep_ == nullptr) return;
+  Rep& r = *rep_;
+  n = std::min(n, r.length);
+  r.length -= n;
   while (n > 0) {
-    Slice& s = slices_.front();
+    Slice& s = r.slices.front();
     size_t avail = s.end - s.start;
     if (n < avail) {
       s.start += n;
@@ -151,54 +194,62 @@ void Buffer::drain(size_t n) {
     }
     n -= avail;
     freeSlice(s.mem);
-    slices_.pop_front();
+    r.slices.pop_front();
   }
-  // Release a fully-drained front slice only when it is empty (handled above).
+  if (r.length == 0) clear();  // no byte left: the block goes back (with any empty slice)
 }
 
 void Buffer::move(Buffer& other) {
-  if (other.slices_.empty()) return;
-  if (slices_.empty()) {
-    slices_.take(other.slices_);
-    length_ = other.length_;
-    other.length_ = 0;
+  if (other.rep_ == nullptr || &other == this) return;
+  if (rep_ == nullptr || rep_->slices.empty()) {
+    // Hand the block over: no slice is touched.
+    if (rep_ != nullptr) giveRep(rep_);
+    rep_ = other.rep_;
+    other.rep_ = nullptr;
     return;
   }
-  for (size_t i = 0; i < other.slices_.size(); ++i) slices_.push_back(other.slices_[i]);
-  length_ += other.length_;
-  other.slices_.clear();
-  other.length_ = 0;
+  Rep& o = *other.rep_;
+  for (size_t i = 0; i < o.slices.size(); ++i) rep_->slices.push_back(o.slices[i]);
+  rep_->length += o.length;
+  o.slices.clear();
+  o.length = 0;
+  other.releaseIfEmpty();
 }
 
 void Buffer::move(Buffer& other, size_t n) {
-  n = std::min(n, other.length_);
-  if (n == other.length_) {
+  if (other.rep_ == nullptr) return;
+  n = std::min(n, other.rep_->length);
+  if (n == other.rep_->length) {
     move(other);
     return;
   }
+  Rep& o = *other.rep_;
   while (n > 0) {
-    Slice& s = other.slices_.front();
+    Slice& s = o.slices.front();
     size_t avail = s.end - s.start;
     if (n >= avail) {
-      slices_.push_back(s);
-      other.slices_.pop_front();
-      length_ += avail;
-      other.length_ -= avail;
+      Rep& r = rep();
+      r.slices.push_back(s);
+      o.slices.pop_front();
+      r.length += avail;
+      o.length -= avail;
       n -= avail;
     } else {
       // Partial slice: copy the bytes (a slice has one owner).
       add(s.mem + s.start, n);
       s.start += n;
-      other.length_ -= n;
+      o.length -= n;
       n = 0;
     }
   }
 }
 
 size_t Buffer::gather(iovec* iov, size_t max_iov) const {
+  if (rep_ == nullptr) return 0;
+  const SliceRing& slices = rep_->slices;
   size_t count = 0;
-  for (size_t i = 0; i < slices_.size(); ++i) {
-    const Slice& s = slices_[i];
+  for (size_t i = 0; i < slices.size(); ++i) {
+    const Slice& s = slices[i];
     if (count == max_iov) break;
     if (s.end == s.start) continue;
     iov[count].iov_base = s.mem + s.start;
@@ -209,9 +260,11 @@ size_t Buffer::gather(iovec* iov, size_t max_iov) const {
 }
 
 void Buffer::copyOut(size_t offset, size_t n, void* out) const {
+  if (rep_ == nullptr) return;
+  const SliceRing& slices = rep_->slices;
   auto* o = static_cast<uint8_t*>(out);
-  for (size_t i = 0; i < slices_.size(); ++i) {
-    const Slice& s = slices_[i];
+  for (size_t i = 0; i < slices.size(); ++i) {
+    const Slice& s = slices[i];
     if (n == 0) break;
     size_t avail = s.end - s.start;
     if (offset >= avail) {
@@ -227,15 +280,18 @@ void Buffer::copyOut(size_t offset, size_t n, void* out) const {
 }
 
 std::string Buffer::toString() const {
-  std::string out(length_, '\0');
-  copyOut(0, length_, out.data());
+  std::string out(length(), '\0');
+  copyOut(0, out.size(), out.data());
   return out;
 }
 
 void Buffer::clear() {
-  for (size_t i = 0; i < slices_.size(); ++i) freeSlice(slices_[i].mem);
-  slices_.clear();
-  length_ = 0;
+  if (rep_ == nullptr) return;
+  SliceRing& slices = rep_->slices;
+  for (size_t i = 0; i < slices.size(); ++i) freeSlice(slices[i].mem);
+  slices.clear();
+  giveRep(rep_);
+  rep_ = nullptr;
 }
 
 }  // namespace ferry::core

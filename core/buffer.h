@@ -1,7 +1,12 @@
 // Buffer: a chain of fixed-size slices. Reserve/commit for reads, gather for writev,
 // move between buffers without copying bytes. Concrete and non-virtual.
-// Thread affinity: a Buffer belongs to one worker; slices are recycled through a
-// per-thread free list, so a slice freed on another thread just goes to that thread's list.
+// An empty Buffer is one null pointer and holds no heap memory: the slice ring and the
+// counts live in a small block taken from a per-thread pool when the first byte (or
+// reservation) arrives and given back when the buffer is empty again, so the many buffers
+// of an idle connection cost 8 bytes each. Moving a whole buffer into an empty one hands
+// the block over.
+// Thread affinity: a Buffer belongs to one worker; slices and blocks are recycled through
+// per-thread free lists, so one freed on another thread just goes to that thread's list.
 #pragma once
 
 #include <cstddef>
@@ -18,14 +23,16 @@ class Buffer {
   static constexpr uint32_t kSliceSize = 16384;
 
   Buffer() = default;
-  ~Buffer() { clear(); }
+  ~Buffer() {
+    if (rep_ != nullptr) clear();
+  }
   Buffer(Buffer&& other) noexcept;
   Buffer& operator=(Buffer&& other) noexcept;
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
 
-  size_t length() const { return length_; }
-  bool empty() const { return length_ == 0; }
+  size_t length() const { return rep_ != nullptr ? rep_->length : 0; }
+  bool empty() const { return rep_ == nullptr || rep_->length == 0; }
 
   // Appends a copy of the bytes.
   void add(const void* data, size_t n);
@@ -55,8 +62,11 @@ class Buffer {
 
   // Bytes of slice memory held by this thread's buffers and free list (diagnostics).
   static size_t threadSliceBytes();
+  // Blocks (ring and counts) held by this thread's non-empty buffers (diagnostics, tests).
+  static size_t threadLiveBlocks();
 
  private:
+  friend struct BufferRepPool;
   struct Slice {
     uint8_t* mem;
     uint32_t start;  // first readable byte
@@ -75,9 +85,6 @@ class Buffer {
     }
     SliceRing(const SliceRing&) = delete;
     SliceRing& operator=(const SliceRing&) = delete;
-    // Takes other's slices; other ends empty.
-    void take(SliceRing& other) noexcept;
-
     bool empty() const { return size_ == 0; }
     size_t size() const { return size_; }
     Slice& operator[](size_t i) { return data_[(head_ + i) & (cap_ - 1)]; }
@@ -94,6 +101,15 @@ class Buffer {
       if (--size_ == 0) head_ = 0;
     }
     void clear() { size_ = head_ = 0; }
+    // Back to the inline storage (a pooled block keeps no grown array).
+    void shrink() {
+      if (data_ != inline_) {
+        delete[] data_;
+        data_ = inline_;
+        cap_ = kInline;
+      }
+      size_ = head_ = 0;
+    }
 
    private:
     static constexpr uint32_t kInline = 4;  // power of two
@@ -103,9 +119,30 @@ class Buffer {
     uint32_t head_ = 0, size_ = 0, cap_ = kInline;
   };
 
-  SliceRing slices_;
-  size_t length_ = 0;
-  size_t reserved_from_ = 0;  // index of the first slice exposed by reserve()
+  // The state of a non-empty buffer, from the per-thread pool.
+  struct Rep {
+    SliceRing slices;
+    size_t length = 0;
+    size_t reserved_from = 0;  // index of the first slice exposed by reserve()
+    Rep* next_free = nullptr;  // on the pool's free list
+  };
+  static Rep* takeRep();
+  static void giveRep(Rep* rep);
+  Rep& rep() {
+    if (rep_ == nullptr) rep_ = takeRep();
+    return *rep_;
+  }
+  // Gives the block back once no slice is left.
+  void releaseIfEmpty() {
+    if (rep_ != nullptr && rep_->slices.empty()) {
+      giveRep(rep_);
+      rep_ = nullptr;
+    }
+  }
+
+  Rep* rep_ = nullptr;
 };
+
+static_assert(sizeof(Buffer) == sizeof(void*), "an empty Buffer is one pointer");
 
 }  // namespace ferry::core

@@ -70,6 +70,8 @@ asio::execution_context::id PollerService::id;
 
 Poller& Poller::of(asio::io_context& io) { return asio::use_service<PollerService>(io).poller; }
 
+asio::io_context& Poller::io() const { return state_->io; }
+
 bool Poller::add(int fd, PollHandler* handler) {
   if (uring_ != nullptr) return uring_->addPoll(fd, handler);
   epoll_event ev{};

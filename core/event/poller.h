@@ -49,6 +49,9 @@ class Poller {
   // The Poller of `io`, created on first use; it lives as long as `io`.
   static Poller& of(boost::asio::io_context& io);
 
+  // The io_context this Poller belongs to.
+  boost::asio::io_context& io() const;
+
   // Registers `fd` (edge-triggered, in/out/rdhup). Returns false with errno set on failure.
   bool add(int fd, PollHandler* handler);
   // Must be called before `fd` is closed: events already fetched for `handler` are dropped.

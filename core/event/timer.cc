@@ -4,6 +4,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <cassert>
 #include <climits>
 #include <optional>
 #include <vector>
@@ -28,8 +29,8 @@ class TimerQueue : public asio::execution_context::service {
 
   void shutdown() override {
     for (auto& l : lanes_) {
-      for (Timer* t = l.head; t;) {
-        Timer* next = t->next_;
+      for (TimerHook* t = l.head; t;) {
+        TimerHook* next = t->next_;
         t->lane_ = -1;
         t->prev_ = t->next_ = nullptr;
         t = next;
@@ -59,12 +60,12 @@ class TimerQueue : public asio::execution_context::service {
     if (next != 0 && next <= loopNow()) fire();
   }
 
-  void add(Timer* t, int64_t duration_ns) {
+  void add(TimerHook* t, int64_t duration_ns) {
     if (t->lane_ >= 0) unlink(t);
     t->deadline_ns_ = loopNow() + duration_ns;
     int i = laneFor(duration_ns);
     Lane& l = lanes_[static_cast<size_t>(i)];
-    t->lane_ = i;
+    t->lane_ = static_cast<int16_t>(i);
     t->prev_ = l.tail;
     t->next_ = nullptr;
     if (l.tail) {
@@ -77,7 +78,7 @@ class TimerQueue : public asio::execution_context::service {
     if (!armed_ || t->deadline_ns_ < armed_at_ns_) arm(t->deadline_ns_);
   }
 
-  void remove(Timer* t) {
+  void remove(TimerHook* t) {
     if (t->lane_ < 0) return;
     unlink(t);
     if (count_ == 0 && armed_) {
@@ -91,8 +92,8 @@ class TimerQueue : public asio::execution_context::service {
  private:
   struct Lane {
     int64_t duration_ns;
-    Timer* head = nullptr;
-    Timer* tail = nullptr;
+    TimerHook* head = nullptr;
+    TimerHook* tail = nullptr;
   };
 
   int laneFor(int64_t duration_ns) {
@@ -110,7 +111,7 @@ class TimerQueue : public asio::execution_context::service {
     return static_cast<int>(lanes_.size() - 1);
   }
 
-  void unlink(Timer* t) {
+  void unlink(TimerHook* t) {
     Lane& l = lanes_[static_cast<size_t>(t->lane_)];
     (t->prev_ ? t->prev_->next_ : l.head) = t->next_;
     (t->next_ ? t->next_->prev_ : l.tail) = t->prev_;
@@ -148,11 +149,11 @@ class TimerQueue : public asio::execution_context::service {
     for (bool fired = true; fired;) {
       fired = false;
       for (auto& l : lanes_) {
-        Timer* t = l.head;
+        TimerHook* t = l.head;
         if (!t || t->deadline_ns_ > now) continue;
         unlink(t);
         fired = true;
-        if (t->cb_) t->cb_();  // may destroy t
+        t->onTimer();  // may destroy t
         break;  // lanes_ may have grown: start over
       }
     }
@@ -187,16 +188,19 @@ class TimerQueue : public asio::execution_context::service {
 };
 asio::execution_context::id TimerQueue::id;
 
-Timer::Timer(asio::io_context& io, std::function<void()> cb)
-    : queue_(asio::use_service<TimerQueue>(io)), cb_(std::move(cb)) {}
+TimerQueue& timerQueueOf(asio::io_context& io) { return asio::use_service<TimerQueue>(io); }
 
-Timer::~Timer() { queue_.remove(this); }
+TimerHook::~TimerHook() { assert(lane_ < 0 && "an armed TimerHook destroyed: disable it first"); }
 
-void Timer::enable(std::chrono::milliseconds d) {
-  queue_.add(this, std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
+void TimerHook::enableTimer(TimerQueue& queue, std::chrono::milliseconds d) {
+  queue.add(this, std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
 }
 
-void Timer::disable() { queue_.remove(this); }
+void TimerHook::disableTimer(TimerQueue& queue) { queue.remove(this); }
+
+Timer::Timer(asio::io_context& io, std::function<void()> cb) : queue_(timerQueueOf(io)), cb_(std::move(cb)) {}
+
+Timer::~Timer() { disable(); }
 
 TimerDriver::TimerDriver(asio::io_context& io) : queue_(asio::use_service<TimerQueue>(io)) {
   queue_.driveExternally();

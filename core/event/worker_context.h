@@ -5,6 +5,8 @@
 
 #include <atomic>
 
+#include "core/event/poller.h"
+#include "core/event/timer.h"
 #include "core/net/connection.h"
 
 namespace boost::asio {
@@ -33,6 +35,20 @@ struct WorkerContext {
   // Process-wide: POST /healthcheck/fail sets it, /healthcheck/ok clears it (HTTP health_path).
   const std::atomic<bool>* health_failed = nullptr;
   size_t worker_index = 0;
+
+  // The io_context's timer queue and Poller, looked up once (each lookup is a locked search
+  // of Asio's service registry) and kept: per-request and per-connection code arms timer
+  // hooks and defers work through them.
+  TimerQueue& timers() {
+    if (timers_ == nullptr) timers_ = &timerQueueOf(*io);
+    return *timers_;
+  }
+  Poller& poller() {
+    if (poller_ == nullptr) poller_ = &Poller::of(*io);
+    return *poller_;
+  }
+  TimerQueue* timers_ = nullptr;
+  Poller* poller_ = nullptr;
 };
 
 }  // namespace ferry::core

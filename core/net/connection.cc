@@ -8,6 +8,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 
 #include "core/event/timer.h"
@@ -24,8 +25,8 @@ constexpr size_t kReadBudget = 256 * 1024;  // per wakeup, then yield to other c
 std::string errnoText(const char* what, int err) { return std::string(what) + ": " + std::strerror(err); }
 }  // namespace
 
-Connection::Connection(asio::io_context& io, int fd, BufferAccounting acct)
-    : ctx_(io), poller_(Poller::of(io)), io_(poller_, fd), acct_(acct) {
+Connection::Connection(Private, asio::io_context& io, int fd, BufferAccounting acct)
+    : io_(Poller::of(io), fd), acct_shard_(acct.shard), acct_handle_(acct.buffered_bytes) {
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
@@ -35,7 +36,7 @@ Connection::~Connection() {
 }
 
 std::shared_ptr<Connection> Connection::adopt(asio::io_context& io, int fd, BufferAccounting acct) {
-  auto conn = std::shared_ptr<Connection>(new Connection(io, fd, acct));
+  auto conn = std::make_shared<Connection>(Private{}, io, fd, acct);
   // Data may already be waiting (the edge came before registration): the first read tries.
   conn->registered_ = conn->io_.watch(conn.get());
   if (!conn->registered_) {
@@ -50,8 +51,8 @@ std::shared_ptr<Connection> Connection::connect(asio::io_context& io, const sock
                                                 std::unique_ptr<TransportSocket> transport) {
   int fd = ::socket(to.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return nullptr;  // out of descriptors
-  auto conn = std::shared_ptr<Connection>(new Connection(io, fd, acct));
-  conn->transport_ = transport ? std::move(transport) : makePlainTransport();
+  auto conn = std::make_shared<Connection>(Private{}, io, fd, acct);
+  conn->transport_ = transport ? keepTransport(std::move(transport)) : TransportPtr(sharedPlainTransport());
   conn->connecting_ = true;
   int err = conn->io_.connect(to);
   if (err == 0 && (conn->registered_ = conn->io_.watch(conn.get()))) {
@@ -59,7 +60,7 @@ std::shared_ptr<Connection> Connection::connect(asio::io_context& io, const sock
     if (timeout.count() > 0) {
       std::weak_ptr<Connection> weak = conn;
       // The limit covers the transport's handshake too (TLS toward the upstream).
-      conn->connect_timer_ = std::make_unique<Timer>(io, [weak] {
+      conn->cold().connect_timer = std::make_unique<Timer>(io, [weak] {
         auto self = weak.lock();
         if (!self || self->closed_ || self->ready_raised_) return;
         const bool tcp = self->connecting_;
@@ -67,7 +68,7 @@ std::shared_ptr<Connection> Connection::connect(asio::io_context& io, const sock
         if (!tcp && self->transport_) self->transport_->onHandshakeTimeout();
         self->closeInternal(CloseType::kNoFlush, &kFailed, tcp ? "connect timeout" : "connect timeout (TLS handshake)");
       });
-      conn->connect_timer_->enable(timeout);
+      conn->cold_->connect_timer->enable(timeout);
     }
   } else {
     std::string reason = errnoText("connect", err != 0 ? err : errno);
@@ -80,6 +81,13 @@ std::shared_ptr<Connection> Connection::connect(asio::io_context& io, const sock
   return conn;
 }
 
+asio::io_context& Connection::ctx() const { return poller().io(); }
+
+Connection::Cold& Connection::cold() {
+  if (!cold_) cold_ = std::make_unique<Cold>();
+  return *cold_;
+}
+
 bool Connection::readPending() const {
   return !raw_read_.empty() || (raw_eof_ && !read_eof_) || (!raw_eof_ && io_.readable());
 }
@@ -87,54 +95,56 @@ bool Connection::readPending() const {
 bool Connection::wantsFlush() const {
   // close_after_flush_: a completion-based backend drains raw_write_ by itself, and the
   // flush that follows closes the connection.
-  return !raw_write_.empty() || !plain_write_.empty() || plain_end_ || pipe_bytes_ > 0 ||
+  return !raw_write_.empty() || !plain_write_.empty() || plain_end_ || pipeBytes() > 0 ||
          (write_end_requested_ && !write_shut_) || close_after_flush_;
 }
 
 size_t Connection::writeBufferLength() const {
-  return raw_write_.length() + plain_write_.length() + pipe_bytes_ + (transport_ ? transport_->bufferedBytes() : 0);
+  return raw_write_.length() + plain_write_.length() + pipeBytes() + (transport_ ? transport_->bufferedBytes() : 0);
 }
 
 bool Connection::spliceTo(const std::shared_ptr<Connection>& to) {
   if (!to || to.get() == this || closed_ || to->closed_ || !transport_ || !to->transport_ ||
       !transport_->passthrough() || !to->transport_->passthrough() || !io_.canSplice() || !to->io_.canSplice())
     return false;
-  if (to->pipe_[0] < 0) {
-    if (::pipe2(to->pipe_, O_NONBLOCK | O_CLOEXEC) != 0) {
-      to->pipe_[0] = to->pipe_[1] = -1;
+  Cold& tc = to->cold();
+  if (tc.pipe[0] < 0) {
+    if (::pipe2(tc.pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
+      tc.pipe[0] = tc.pipe[1] = -1;
       return false;
     }
     // The pipe is part of the destination's write buffer: as large as its high watermark
     // (more bytes per syscall), within the kernel's pipe-max-size (1 MiB by default); the
     // default (64 KiB) stays if the kernel refuses.
-    ::fcntl(to->pipe_[1], F_SETPIPE_SZ, static_cast<int>(std::min<uint32_t>(to->high_watermark_, 1u << 20)));
-    const int cap = ::fcntl(to->pipe_[1], F_GETPIPE_SZ);
-    to->pipe_cap_ = cap > 0 ? static_cast<size_t>(cap) : 65536;
+    ::fcntl(tc.pipe[1], F_SETPIPE_SZ, static_cast<int>(std::min<uint32_t>(to->high_watermark_, 1u << 20)));
+    const int cap = ::fcntl(tc.pipe[1], F_GETPIPE_SZ);
+    tc.pipe_cap = cap > 0 ? static_cast<size_t>(cap) : 65536;
   }
-  splice_to_ = to;
-  to->splice_from_ = shared_from_this();
+  cold().splice_to = to;
+  tc.splice_from = shared_from_this();
   return true;
 }
 
 void Connection::closePipe() {
-  for (int& fd : pipe_) {
+  if (!cold_) return;
+  cold_->pipe_bytes = 0;
+  for (int& fd : cold_->pipe) {
     if (fd >= 0) ::close(fd);
     fd = -1;
   }
-  pipe_bytes_ = 0;
 }
 
 bool Connection::flushPipe() {
-  if (pipe_bytes_ == 0 || !raw_write_.empty() || !io_.writable() || closed_) return !closed_;
-  long r = io_.spliceOut(pipe_[0], pipe_bytes_);
+  if (pipeBytes() == 0 || !raw_write_.empty() || !io_.writable() || closed_) return !closed_;
+  long r = io_.spliceOut(cold_->pipe[0], cold_->pipe_bytes);
   if (r < 0) {
     closeInternal(CloseType::kNoFlush, &kRemote, errnoText("splice", static_cast<int>(-r)));
     return false;
   }
-  pipe_bytes_ -= static_cast<size_t>(r);
-  if (pipe_bytes_ == 0) {
+  cold_->pipe_bytes -= static_cast<size_t>(r);
+  if (cold_->pipe_bytes == 0) {
     // Room again: the source reads on (from the event loop, not from inside this call).
-    if (auto from = splice_from_.lock(); from && !from->closed_ && from->reading_started_ && from->read_disable_ == 0 &&
+    if (auto from = cold_->splice_from.lock(); from && !from->closed_ && from->reading_started_ && from->read_disable_ == 0 &&
                                         from->io_.readable() && !from->raw_eof_)
       from->scheduleRead();
   }
@@ -146,17 +156,17 @@ bool Connection::flushPipe() {
 void Connection::doSpliceRead(Connection& to) {
   size_t total = 0;
   while (total < kReadBudget) {
-    if (to.pipe_bytes_ > 0) {
+    if (to.pipeBytes() > 0) {
       if (!to.flushPipe() || closed_) return;
-      if (to.pipe_bytes_ > 0) return;  // its socket is full: its pipe's flush resumes us
+      if (to.pipeBytes() > 0) return;  // its socket is full: its pipe's flush resumes us
     }
-    SocketIo::ReadResult r = io_.spliceIn(to.pipe_[1], to.pipe_cap_);
+    SocketIo::ReadResult r = io_.spliceIn(to.cold_->pipe[1], to.cold_->pipe_cap);
     if (r.error != 0) {
       closeInternal(CloseType::kNoFlush, &kRemote, errnoText("splice", r.error));
       return;
     }
     if (r.bytes > 0) {
-      to.pipe_bytes_ += r.bytes;
+      to.cold_->pipe_bytes += r.bytes;
       total += r.bytes;
       if (callbacks_) callbacks_->onSpliced(r.bytes);
       if (closed_) return;
@@ -172,7 +182,7 @@ void Connection::doSpliceRead(Connection& to) {
     return;  // drained
   }
   to.accountBuffered();
-  if (to.pipe_bytes_ > 0 && !to.flushPipe()) return;
+  if (to.pipeBytes() > 0 && !to.flushPipe()) return;
   if (!closed_ && io_.readable() && read_disable_ == 0) scheduleRead();
 }
 
@@ -186,7 +196,7 @@ void Connection::onPollEvents(uint32_t events) {
   }
   // A completion-based backend drains raw_write_ itself: the flush also settles the
   // watermarks and the buffered-bytes gauge for what left.
-  if (io_.writable() && !flush_pending_ && (wantsFlush() || above_high_ || accounted_ != static_cast<int64_t>(writeBufferLength()))) {
+  if (io_.writable() && !flush_pending_ && (wantsFlush() || above_high_ || static_cast<size_t>(accounted_) != writeBufferLength())) {
     flush();
     if (closed_) return;
   }
@@ -208,7 +218,7 @@ void Connection::finishConnect() {
   }
   if (transport_->ready()) {
     handshaking_ = false;
-    if (connect_timer_) connect_timer_->disable();
+    if (cold_ && cold_->connect_timer) cold_->connect_timer->disable();
     ready_raised_ = true;
     if (callbacks_) callbacks_->onEvent(ConnectionEvent::kConnected);
     if (closed_) return;
@@ -219,7 +229,7 @@ void Connection::finishConnect() {
 
 void Connection::setTransport(std::unique_ptr<TransportSocket> transport, Buffer& read_ahead) {
   if (closed_) return;
-  transport_ = std::move(transport);
+  transport_ = keepTransport(std::move(transport));
   raw_read_.move(read_ahead);
   read_eof_ = false;  // the plaintext stream starts here (an EOF seen by the listener
                       // filters reaches the transport with the read-ahead)
@@ -261,7 +271,7 @@ bool Connection::processRead(bool raw_eof) {
     if (!was_ready && transport_->ready() && !ready_raised_) {
       if (handshaking_) {
         handshaking_ = false;
-        if (connect_timer_) connect_timer_->disable();
+        if (cold_ && cold_->connect_timer) cold_->connect_timer->disable();
       }
       ready_raised_ = true;
       if (callbacks_) callbacks_->onEvent(ConnectionEvent::kConnected);
@@ -283,13 +293,13 @@ bool Connection::processRead(bool raw_eof) {
 
 void Connection::doRead() {
   auto self = shared_from_this();
-  if (!splice_to_.expired() && raw_read_.empty()) {
-    auto to = splice_to_.lock();
+  if (cold_ && !cold_->splice_to.expired() && raw_read_.empty()) {
+    auto to = cold_->splice_to.lock();
     if (to && !to->closed_ && !to->close_after_flush_ && !to->write_end_requested_) {
       doSpliceRead(*to);
       return;
     }
-    splice_to_.reset();  // its destination is gone or finished: bytes go the usual way
+    cold_->splice_to.reset();  // its destination is gone or finished: bytes go the usual way
   }
   SocketIo::ReadResult res = io_.read(raw_read_, kReadBudget);
   if (res.error != 0) {
@@ -309,7 +319,7 @@ void Connection::doRead() {
 void Connection::scheduleRead() {
   if (read_scheduled_) return;
   read_scheduled_ = true;
-  asio::post(ctx_, [self = shared_from_this()] {
+  asio::post(ctx(), [self = shared_from_this()] {
     self->read_scheduled_ = false;
     if (self->closed_ || self->read_disable_ != 0) return;
     // Bytes already read (a listener filter's read-ahead) first, then the socket.
@@ -337,7 +347,7 @@ void Connection::writeRaw(Buffer& bytes) {
     return;
   }
   raw_write_.move(bytes);
-  if (!connecting_ && io_.writable() && !flush_pending_ && !poller_.dispatching()) flush();
+  if (!connecting_ && io_.writable() && !flush_pending_ && !poller().dispatching()) flush();
 }
 
 void Connection::write(Buffer& data, bool end_stream) {
@@ -359,10 +369,11 @@ void Connection::write(Buffer& data, bool end_stream) {
     checkHighWatermark();
     return;
   }
-  if (poller_.dispatching()) {
+  if (poller().dispatching()) {
     // Cork: whatever else this event writes goes out in the same sendmsg.
-    flush_pending_ = shared_from_this();
-    poller_.defer(this);
+    flush_pending_ = true;
+    self_ref_ = shared_from_this();
+    poller().defer(this);
     accountBuffered();
     checkHighWatermark();
     return;
@@ -371,7 +382,8 @@ void Connection::write(Buffer& data, bool end_stream) {
 }
 
 void Connection::runDeferred() {
-  auto self = std::move(flush_pending_);
+  flush_pending_ = false;
+  auto self = std::move(self_ref_);
   if (!closed_ && io_.writable()) flush();
 }
 
@@ -401,7 +413,7 @@ void Connection::flush() {
     closeInternal(CloseType::kNoFlush, &kRemote, errnoText("write", err));
     return;
   }
-  if (pipe_bytes_ > 0 && !flushPipe()) return;
+  if (pipeBytes() > 0 && !flushPipe()) return;
   accountBuffered();
   const size_t pending = writeBufferLength();
   if (!above_high_ && pending > high_watermark_) {
@@ -413,7 +425,7 @@ void Connection::flush() {
     if (callbacks_) callbacks_->onBelowWriteLowWatermark();
     if (closed_) return;
   }
-  if (!raw_write_.empty() || pipe_bytes_ > 0) return;
+  if (!raw_write_.empty() || pipeBytes() > 0) return;
   if (close_after_flush_) {
     closeInternal(CloseType::kNoFlush, &kLocal, "closed after flush");
     return;
@@ -432,8 +444,9 @@ void Connection::close(CloseType type) {
   auto self = shared_from_this();
   if (flush_pending_ && type != CloseType::kReset) {
     // A corked write goes out first, as it would have without the cork.
-    flush_pending_.reset();
-    poller_.cancelDeferred(this);
+    flush_pending_ = false;
+    self_ref_.reset();  // `self` keeps us
+    poller().cancelDeferred(this);
     if (io_.writable()) flush();
     if (closed_) return;
   }
@@ -446,12 +459,12 @@ void Connection::close(CloseType type) {
         return;
       }
     }
-    if (pipe_bytes_ > 0 && !flushPipe()) return;
-    if (!raw_write_.empty() || pipe_bytes_ > 0) {
+    if (pipeBytes() > 0 && !flushPipe()) return;
+    if (!raw_write_.empty() || pipeBytes() > 0) {
       close_after_flush_ = true;
       ++read_disable_;  // nothing more is read from a connection on its way out
       // The owner may drop its reference now: the connection stays until the bytes are out.
-      closing_self_ = shared_from_this();
+      self_ref_ = shared_from_this();
       accountBuffered();
       return;
     }
@@ -469,11 +482,12 @@ void Connection::closeInternal(CloseType type, const ConnectionEvent* event, con
   handshaking_ = false;
   closed_ = true;
   connecting_ = false;
-  close_reason_ = reason;
-  if (connect_timer_) connect_timer_->disable();
+  cold().close_reason = reason;
+  if (cold_->connect_timer) cold_->connect_timer->disable();
   if (flush_pending_) {
-    poller_.cancelDeferred(this);
-    // flush_pending_ may hold the last reference: release it only when done here.
+    poller().cancelDeferred(this);
+    flush_pending_ = false;
+    // self_ref_ may hold the last reference: release it only when done here.
   }
   io_.close(type == CloseType::kReset);
   registered_ = false;
@@ -483,18 +497,19 @@ void Connection::closeInternal(CloseType type, const ConnectionEvent* event, con
   plain_write_.clear();
   plain_end_ = false;
   closePipe();
-  splice_to_.reset();
+  cold_->splice_to.reset();
   accountBuffered();
-  auto keep = std::move(flush_pending_);
-  auto keep_closing = std::move(closing_self_);
+  auto keep = std::move(self_ref_);
   if (event && callbacks_) callbacks_->onEvent(*event);
 }
 
 void Connection::accountBuffered() {
-  if (!acct_.shard) return;
-  int64_t now = closed_ ? 0 : static_cast<int64_t>(writeBufferLength());
+  if (!acct_shard_) return;
+  // Kept in 32 bits (a write buffer stops its source's reads past 1 MiB by default).
+  const size_t len = closed_ ? 0 : writeBufferLength();
+  const int32_t now = len > INT32_MAX ? INT32_MAX : static_cast<int32_t>(len);
   if (now != accounted_) {
-    acct_.shard->add(acct_.buffered_bytes, now - accounted_);
+    acct_shard_->add(acct_handle_, static_cast<int64_t>(now) - accounted_);
     accounted_ = now;
   }
 }

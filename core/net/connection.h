@@ -120,7 +120,7 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   // anything written to `to` before, keep their order. False (nothing changes) when a
   // transport is not plain or no pipe can be had (out of descriptors).
   bool spliceTo(const std::shared_ptr<Connection>& to);
-  bool splicing() const { return !splice_to_.expired(); }
+  bool splicing() const { return cold_ && !cold_->splice_to.expired(); }
 
   void setWriteBufferLimits(uint32_t high_watermark);
   // Bytes on their way out: raw bytes not yet sent plus plaintext the transport still holds.
@@ -132,7 +132,10 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   bool connecting() const { return connecting_; }
   bool readEof() const { return read_eof_; }
   bool writeShutdown() const { return write_shut_; }
-  const std::string& closeReason() const { return close_reason_; }
+  const std::string& closeReason() const {
+    static const std::string kNone;
+    return cold_ ? cold_->close_reason : kNone;
+  }
   int fd() const { return io_.fd(); }
   // The transport (null on an accepted connection before setTransport()).
   const TransportSocket* transport() const { return transport_.get(); }
@@ -141,7 +144,28 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   bool transportReady() const { return transport_ && transport_->ready(); }
 
  private:
-  Connection(boost::asio::io_context& io, int fd, BufferAccounting acct);
+  struct Private {};
+
+ public:
+  // For make_shared (the object and its control block in one allocation); use adopt/connect.
+  Connection(Private, boost::asio::io_context& io, int fd, BufferAccounting acct);
+
+ private:
+  // What few connections need: an outgoing connect's timer, splicing, the close reason. Made
+  // on first use, so an open accepted connection does not carry it.
+  struct Cold {
+    std::unique_ptr<Timer> connect_timer;
+    // Splicing: the source knows its destination; the destination owns the pipe (its bytes
+    // are part of the destination's write buffer) and knows its source, to resume it once the
+    // pipe has room again.
+    std::weak_ptr<Connection> splice_to;
+    std::weak_ptr<Connection> splice_from;
+    int pipe[2] = {-1, -1};
+    size_t pipe_cap = 0;
+    size_t pipe_bytes = 0;  // bytes in this (destination's) pipe: part of the write buffer
+    std::string close_reason;
+  };
+  Cold& cold();  // made on first use
 
   void onPollEvents(uint32_t events) override;
   void runDeferred() override;
@@ -164,46 +188,42 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   // Sends what the pipe holds (after raw_write_). False if that closed the connection.
   bool flushPipe();
   void closePipe();
+  Poller& poller() const { return io_.poller(); }
+  size_t pipeBytes() const { return cold_ ? cold_->pipe_bytes : 0; }
+  boost::asio::io_context& ctx() const;
 
-  boost::asio::io_context& ctx_;
-  Poller& poller_;
-  SocketIo io_;
-  std::unique_ptr<TransportSocket> transport_;
+  SocketIo io_;  // also the Poller's and the io_context's keeper (poller(), ctx())
+  TransportPtr transport_;
   ConnectionCallbacks* callbacks_ = nullptr;
-  BufferAccounting acct_;
-  int64_t accounted_ = 0;
+  StatsShard* acct_shard_;  // buffered-bytes accounting (BufferAccounting), or null
   Buffer raw_read_;     // from the socket, not yet through the transport
   Buffer read_buffer_;  // plaintext (raw bytes before a transport is set) for the owner
   Buffer raw_write_;    // to the socket
   Buffer plain_write_;  // plaintext for the transport, turned into raw bytes at flush time
-  bool plain_end_ = false;  // plain_write_ ends the stream (not yet given to the transport)
   uint32_t high_watermark_ = 1024 * 1024;
-  int read_disable_ = 0;
-  bool registered_ = false;
-  bool reading_started_ = false;
-  bool read_eof_ = false;          // the plaintext stream from the peer has ended
-  bool raw_eof_ = false;           // the socket read the peer's FIN
-  bool write_end_requested_ = false;
-  bool write_shut_ = false;
-  bool close_after_flush_ = false;
-  bool closed_ = false;
-  bool connecting_ = false;
-  bool above_high_ = false;
-  bool read_scheduled_ = false;
-  bool ready_raised_ = false;      // kConnected raised (or not needed)
-  bool handshaking_ = false;       // outgoing: connected, the transport's handshake not done
-  std::shared_ptr<Connection> flush_pending_;  // set while a corked flush is queued (keeps us alive)
-  std::shared_ptr<Connection> closing_self_;   // set by close(kFlushWrite) until the flush is done
-  std::unique_ptr<Timer> connect_timer_;
-  // Splicing: the source knows its destination; the destination owns the pipe (its bytes are
-  // part of the destination's write buffer) and knows its source, to resume it once the pipe
-  // has room again.
-  std::weak_ptr<Connection> splice_to_;
-  std::weak_ptr<Connection> splice_from_;
-  int pipe_[2] = {-1, -1};
-  size_t pipe_bytes_ = 0;
-  size_t pipe_cap_ = 0;
-  std::string close_reason_;
+  StatHandle acct_handle_;
+  int32_t accounted_ = 0;  // what this connection last added to the buffered-bytes gauge
+  uint16_t read_disable_ = 0;
+  // Flags as bits: an open connection is mostly an idle one, and its size counts.
+  bool plain_end_ : 1 = false;  // plain_write_ ends the stream (not yet given to the transport)
+  bool registered_ : 1 = false;
+  bool reading_started_ : 1 = false;
+  bool read_eof_ : 1 = false;          // the plaintext stream from the peer has ended
+  bool raw_eof_ : 1 = false;           // the socket read the peer's FIN
+  bool write_end_requested_ : 1 = false;
+  bool write_shut_ : 1 = false;
+  bool close_after_flush_ : 1 = false;
+  bool closed_ : 1 = false;
+  bool connecting_ : 1 = false;
+  bool above_high_ : 1 = false;
+  bool read_scheduled_ : 1 = false;
+  bool ready_raised_ : 1 = false;      // kConnected raised (or not needed)
+  bool handshaking_ : 1 = false;       // outgoing: connected, the transport's handshake not done
+  bool flush_pending_ : 1 = false;  // a corked flush is queued
+  // Keeps us alive while a corked flush is queued, and after close(kFlushWrite) until the
+  // flush is done (never both: a close takes the corked bytes out first).
+  std::shared_ptr<Connection> self_ref_;
+  std::unique_ptr<Cold> cold_;
 };
 
 }  // namespace ferry::core::net

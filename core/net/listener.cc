@@ -36,12 +36,19 @@ ListenerState::ListenerState(std::string n, StatsStore& stats) : name(std::move(
 // protocol), the transport's handshake, then the network filter chain. Worker-local. Owned by
 // its ActiveListener; holds its listener's spec (and through it the process-wide
 // ListenerState) for as long as it lives.
+//
+// Kept small (an open connection is mostly an idle one): what only the listener-filter and
+// handshake stages need (and a drain deadline) is a Startup made for them and dropped once the
+// filter chain runs (kept only for a deadline);
+// the filter chain holds its one usual filter inline; the listener links its connections
+// through the connections themselves.
 class ActiveConnection : public ConnectionCallbacks, public NetworkFilterCallbacks {
+  enum class Stage : uint8_t { kListenerFilters, kHandshake, kFilters };
+
  public:
-  ActiveConnection(ActiveListener& listener, WorkerContext& ctx, std::shared_ptr<const ListenerSpec> spec,
+  ActiveConnection(ActiveListener& listener, std::shared_ptr<const ListenerSpec> spec,
                    std::shared_ptr<Connection> conn, const ConnectionInfo& ci)
-      : listener_(listener), ctx_(ctx), spec_(std::move(spec)), stats_(spec_->state->stats),
-        conn_(std::move(conn)), ci_(ci) {}
+      : listener_(listener), spec_(std::move(spec)), conn_(std::move(conn)), ci_(ci) {}
 
   ~ActiveConnection() override {
     filters_.clear();  // filters close their upstreams first
@@ -51,7 +58,16 @@ class ActiveConnection : public ConnectionCallbacks, public NetworkFilterCallbac
     }
   }
 
-  std::list<std::unique_ptr<ActiveConnection>>::iterator self_;
+  // The listener's list of open connections (intrusive).
+  ActiveConnection* prev_ = nullptr;
+  ActiveConnection* next_ = nullptr;
+  bool listed_ = false;
+
+ private:
+  Stage stage_ = Stage::kFilters;  // (small members together: no padding between them)
+  bool draining_ = false;
+
+ public:
   uint32_t per_ip_slot_ = PerIpConnections::kNoSlot;  // counted in spec().per_ip
 
   void start() {
@@ -59,10 +75,11 @@ class ActiveConnection : public ConnectionCallbacks, public NetworkFilterCallbac
     conn_->setWriteBufferLimits(spec_->cfg.buffer_limit_kb * 1024);
     if (!spec_->listener_filters.empty()) {
       stage_ = Stage::kListenerFilters;
-      for (const auto& f : spec_->listener_filters) listener_filters_.push_back(f.make());
+      Startup& st = startup();
+      for (const auto& f : spec_->listener_filters) st.listener_filters.push_back(f.make());
       if (spec_->listener_filter_timeout.count() > 0) {
-        lf_timer_ = std::make_unique<Timer>(*ctx_.io, [this] { onListenerFilterTimeout(); });
-        lf_timer_->enable(spec_->listener_filter_timeout);
+        st.timer = std::make_unique<Timer>(ctx().timers(), [this] { onListenerFilterTimeout(); });
+        st.timer->enable(spec_->listener_filter_timeout);
       }
       conn_->startReading();
       return;
@@ -82,9 +99,9 @@ class ActiveConnection : public ConnectionCallbacks, public NetworkFilterCallbac
       if (end_stream) conn_->close(Connection::CloseType::kNoFlush);
       return;
     }
-    ctx_.stats->add(stats_.bytes_received, static_cast<int64_t>(data.length()));
-    for (auto& f : filters_) {
-      if (f->onData(data, end_stream) == FilterStatus::kStopIteration) break;
+    ctx().stats->add(stats().bytes_received, static_cast<int64_t>(data.length()));
+    for (size_t i = 0; i < filters_.size(); ++i) {
+      if (filters_[i]->onData(data, end_stream) == FilterStatus::kStopIteration) break;
     }
   }
 
@@ -94,64 +111,112 @@ class ActiveConnection : public ConnectionCallbacks, public NetworkFilterCallbac
       return;
     }
     if (event != ConnectionEvent::kRemoteClose && event != ConnectionEvent::kLocalClose) return;
-    lf_timer_.reset();
-    for (auto& f : filters_) f->onDownstreamEvent(event);
+    if (startup_) startup_->timer.reset();
+    for (size_t i = 0; i < filters_.size(); ++i) filters_[i]->onDownstreamEvent(event);
     listener_.removeConnection(this);
   }
 
   void onSpliced(size_t bytes) override {
-    ctx_.stats->add(stats_.bytes_received, static_cast<int64_t>(bytes));
-    for (auto& f : filters_) f->onDownstreamSpliced(bytes);
+    ctx().stats->add(stats().bytes_received, static_cast<int64_t>(bytes));
+    for (size_t i = 0; i < filters_.size(); ++i) filters_[i]->onDownstreamSpliced(bytes);
   }
 
   void onAboveWriteHighWatermark() override {
-    for (auto& f : filters_) f->onDownstreamAboveWriteHighWatermark();
+    for (size_t i = 0; i < filters_.size(); ++i) filters_[i]->onDownstreamAboveWriteHighWatermark();
   }
   void onBelowWriteLowWatermark() override {
-    for (auto& f : filters_) f->onDownstreamBelowWriteLowWatermark();
+    for (size_t i = 0; i < filters_.size(); ++i) filters_[i]->onDownstreamBelowWriteLowWatermark();
   }
 
   // NetworkFilterCallbacks.
   Connection& connection() override { return *conn_; }
   const ConnectionInfo& info() const override { return ci_; }
-  WorkerContext& worker() override { return ctx_; }
+  WorkerContext& worker() override { return ctx(); }
   void writeDownstream(Buffer& data, bool end_stream) override {
-    for (auto it = filters_.rbegin(); it != filters_.rend(); ++it) {
-      if ((*it)->onWrite(data, end_stream) == FilterStatus::kStopIteration) return;
+    for (size_t i = filters_.size(); i > 0; --i) {
+      if (filters_[i - 1]->onWrite(data, end_stream) == FilterStatus::kStopIteration) return;
     }
-    ctx_.stats->add(stats_.bytes_sent, static_cast<int64_t>(data.length()));
+    ctx().stats->add(stats().bytes_sent, static_cast<int64_t>(data.length()));
     conn_->write(data, end_stream);
   }
 
   void countSplicedToDownstream(size_t bytes) override {
-    ctx_.stats->add(stats_.bytes_sent, static_cast<int64_t>(bytes));
+    ctx().stats->add(stats().bytes_sent, static_cast<int64_t>(bytes));
   }
 
-  bool draining() const override { return draining_ || (ctx_.draining != nullptr && *ctx_.draining); }
+  bool draining() const override {
+    const WorkerContext& w = listener_.context();
+    return draining_ || (w.draining != nullptr && *w.draining);
+  }
   void close() { conn_->close(Connection::CloseType::kNoFlush); }
   // The drain notice; `deadline_ms` (monotonic; 0 = none): closed by the listener after it.
   void drain(int64_t deadline_ms) {
-    if (deadline_ms > 0 && (drain_deadline_ms_ == 0 || deadline_ms < drain_deadline_ms_))
-      drain_deadline_ms_ = deadline_ms;
+    if (deadline_ms > 0 && (drainDeadline() == 0 || deadline_ms < drainDeadline()))
+      startup().drain_deadline_ms = deadline_ms;
     if (draining_) return;
     draining_ = true;
     if (stage_ != Stage::kFilters) return;  // the chain is not up yet: its first response closes
     // A filter may close the connection from here: that removes it only later (graveyard).
     for (size_t i = 0; i < filters_.size() && !conn_->closed(); ++i) filters_[i]->onDrain();
   }
-  int64_t drainDeadline() const { return drain_deadline_ms_; }
+  int64_t drainDeadline() const { return startup_ ? startup_->drain_deadline_ms : 0; }
   const ListenerSpec& spec() const { return *spec_; }
 
  private:
-  enum class Stage { kListenerFilters, kHandshake, kFilters };
+  // The listener-filter and handshake stages' state.
+  struct Startup {
+    std::vector<std::unique_ptr<ListenerFilter>> listener_filters;
+    size_t next_listener_filter = 0;
+    Buffer read_ahead;  // raw bytes the listener filters have seen and not consumed
+    std::unique_ptr<Timer> timer;  // listener_filter_timeout, then the handshake timeout
+    int64_t drain_deadline_ms = 0;  // drain(): closed by the listener after it (0 = none)
+  };
+  Startup& startup() {
+    if (!startup_) startup_ = std::make_unique<Startup>();
+    return *startup_;
+  }
 
-  ListenerFilterContext listenerFilterContext() { return ListenerFilterContext{ci_, ctx_, *spec_->state}; }
+  // The network filters, the first (usually the only one) inline.
+  class Filters {
+   public:
+    size_t size() const { return (first_ ? 1 : 0) + (more_ ? more_->size() : 0); }
+    NetworkFilter* operator[](size_t i) const { return i == 0 ? first_.get() : (*more_)[i - 1].get(); }
+    void push_back(std::unique_ptr<NetworkFilter> f) {
+      if (!first_) {
+        first_ = std::move(f);
+        return;
+      }
+      if (!more_) more_ = std::make_unique<std::vector<std::unique_ptr<NetworkFilter>>>();
+      more_->push_back(std::move(f));
+    }
+    void reserve(size_t n) {
+      if (n > 1) {
+        if (!more_) more_ = std::make_unique<std::vector<std::unique_ptr<NetworkFilter>>>();
+        more_->reserve(n - 1);
+      }
+    }
+    // In chain order, as a vector's clear() does.
+    void clear() {
+      first_.reset();
+      more_.reset();
+    }
+
+   private:
+    std::unique_ptr<NetworkFilter> first_;
+    std::unique_ptr<std::vector<std::unique_ptr<NetworkFilter>>> more_;
+  };
+
+  WorkerContext& ctx() const { return listener_.context(); }
+  const ListenerStats& stats() const { return spec_->state->stats; }
+
+  ListenerFilterContext listenerFilterContext() { return ListenerFilterContext{ci_, ctx(), *spec_->state}; }
 
   void runListenerFilters(Buffer& data, bool end_stream) {
-    read_ahead_.move(data);
+    Startup& st = startup();
+    st.read_ahead.move(data);
     ListenerFilterContext lctx = listenerFilterContext();
-    while (next_listener_filter_ < listener_filters_.size()) {
-      switch (listener_filters_[next_listener_filter_]->onData(read_ahead_, end_stream, lctx)) {
+    while (st.next_listener_filter < st.listener_filters.size()) {
+      switch (st.listener_filters[st.next_listener_filter]->onData(st.read_ahead, end_stream, lctx)) {
         case ListenerFilterStatus::kNeedMore:
           if (end_stream) conn_->close(Connection::CloseType::kNoFlush);  // no more will come
           return;
@@ -159,19 +224,20 @@ class ActiveConnection : public ConnectionCallbacks, public NetworkFilterCallbac
           conn_->close(Connection::CloseType::kNoFlush);
           return;
         case ListenerFilterStatus::kContinue:
-          ++next_listener_filter_;
+          ++st.next_listener_filter;
           break;
       }
     }
-    lf_timer_.reset();
+    st.timer.reset();
     // What the filters did not consume is the first raw input of the transport.
-    startTransport(read_ahead_);
+    startTransport(st.read_ahead);
   }
 
   void onListenerFilterTimeout() {
     ListenerFilterContext lctx = listenerFilterContext();
-    if (next_listener_filter_ < listener_filters_.size())
-      listener_filters_[next_listener_filter_]->onTimeout(lctx);
+    Startup& st = startup();
+    if (st.next_listener_filter < st.listener_filters.size())
+      st.listener_filters[st.next_listener_filter]->onTimeout(lctx);
     conn_->close(Connection::CloseType::kNoFlush);
   }
 
@@ -182,47 +248,51 @@ class ActiveConnection : public ConnectionCallbacks, public NetworkFilterCallbac
     if (conn_->transportReady()) {
       startFilters();
     } else if (spec_->handshake_timeout.count() > 0) {
-      lf_timer_ = std::make_unique<Timer>(*ctx_.io, [this] {
+      Startup& st = startup();
+      st.timer = std::make_unique<Timer>(ctx().timers(), [this] {
         if (stage_ != Stage::kHandshake) return;
         FERRY_LOG(kDebug, "listener ", spec_->state->name, ": ", std::string(conn_->transport()->name()),
                   " handshake timed out");
         conn_->transport()->onHandshakeTimeout();
         conn_->close(Connection::CloseType::kNoFlush);
       });
-      lf_timer_->enable(spec_->handshake_timeout);
+      st.timer->enable(spec_->handshake_timeout);
     }
     if (!conn_->closed()) conn_->startReading();  // a no-op if listener filters started it
   }
 
   void startFilters() {
     stage_ = Stage::kFilters;
-    lf_timer_.reset();
-    ci_.tls = conn_->transport() ? conn_->transport()->tlsInfo() : nullptr;
+    // The listener filters and the read-ahead are done with.
+    if (startup_ && startup_->drain_deadline_ms == 0) {
+      startup_.reset();
+    } else if (startup_) {
+      startup_->listener_filters.clear();
+      startup_->read_ahead.clear();
+      startup_->timer.reset();
+    }
+    if (conn_->transport()) ci_.setTls(conn_->transport()->tlsInfo());
     filters_.reserve(spec_->filter_factories.size());
     for (const auto& make : spec_->filter_factories) {
       filters_.push_back(make());
-      filters_.back()->initialize(*this);
+      filters_[filters_.size() - 1]->initialize(*this);
     }
-    for (auto& f : filters_) {
-      if (f->onNewConnection() == FilterStatus::kStopIteration) break;
+    for (size_t i = 0; i < filters_.size(); ++i) {
+      if (filters_[i]->onNewConnection() == FilterStatus::kStopIteration) break;
     }
   }
 
   ActiveListener& listener_;
-  WorkerContext& ctx_;
   std::shared_ptr<const ListenerSpec> spec_;
-  const ListenerStats& stats_;
   std::shared_ptr<Connection> conn_;
   ConnectionInfo ci_;
-  Stage stage_ = Stage::kFilters;
-  std::vector<std::unique_ptr<ListenerFilter>> listener_filters_;
-  size_t next_listener_filter_ = 0;
-  Buffer read_ahead_;  // raw bytes the listener filters have seen and not consumed
-  std::unique_ptr<Timer> lf_timer_;
-  std::vector<std::unique_ptr<NetworkFilter>> filters_;
-  bool draining_ = false;
-  int64_t drain_deadline_ms_ = 0;
+  std::unique_ptr<Startup> startup_;  // only before the filter chain runs, or with a drain deadline
+  Filters filters_;
 };
+
+// An idle plain HTTP/1.1 connection is this, its Connection and its HTTP connection manager:
+// together at most 0.5 kB with malloc's headers (docs/performance.md, "Idle memory").
+static_assert(sizeof(ActiveConnection) <= 168, "ActiveConnection grew: idle connections cost more");
 
 ActiveListener::ActiveListener(WorkerContext& ctx, std::shared_ptr<const ListenerSpec> spec, int fd)
     : ctx_(ctx),
@@ -240,6 +310,13 @@ ActiveListener::~ActiveListener() {
   *alive_ = false;
   stopAccepting();
   closeAll();
+  // Closing removed them all; anything still listed goes now.
+  while (connections_ != nullptr) {
+    ActiveConnection* c = connections_;
+    connections_ = c->next_;
+    c->listed_ = false;
+    delete c;
+  }
 }
 
 void ActiveListener::start() {
@@ -263,7 +340,7 @@ void ActiveListener::setSpec(std::shared_ptr<const ListenerSpec> spec) { spec_ =
 void ActiveListener::drainConnections(std::chrono::milliseconds timeout) {
   const int64_t deadline = timeout.count() > 0 ? monotonicMs() + timeout.count() : 0;
   std::vector<ActiveConnection*> open;
-  for (auto& c : connections_) open.push_back(c.get());
+  for (ActiveConnection* c = connections_; c != nullptr; c = c->next_) open.push_back(c);
   for (auto* c : open) c->drain(deadline);  // may close some: they leave through the graveyard
   if (deadline > 0) onDrainTimer();
 }
@@ -272,11 +349,11 @@ void ActiveListener::onDrainTimer() {
   const int64_t now = monotonicMs();
   int64_t next = 0;
   std::vector<ActiveConnection*> expired;
-  for (auto& c : connections_) {
+  for (ActiveConnection* c = connections_; c != nullptr; c = c->next_) {
     const int64_t d = c->drainDeadline();
     if (d == 0) continue;
     if (d <= now) {
-      expired.push_back(c.get());
+      expired.push_back(c);
     } else if (next == 0 || d < next) {
       next = d;
     }
@@ -294,9 +371,9 @@ void ActiveListener::onEmpty(std::function<void()> cb) {
 }
 
 void ActiveListener::checkEmpty() {
-  if (!on_empty_ || lfd_ >= 0 || !connections_.empty()) return;
+  if (!on_empty_ || lfd_ >= 0 || connections_ != nullptr) return;
   asio::post(*ctx_.io, [this, alive = alive_] {
-    if (*alive && on_empty_ && lfd_ < 0 && connections_.empty()) {
+    if (*alive && on_empty_ && lfd_ < 0 && connections_ == nullptr) {
       auto cb = std::move(on_empty_);
       on_empty_ = nullptr;
       cb();  // may destroy this listener
@@ -307,7 +384,7 @@ void ActiveListener::checkEmpty() {
 void ActiveListener::closeAll() {
   // Closing raises events that move connections to the graveyard; take them out first.
   std::vector<ActiveConnection*> open;
-  for (auto& c : connections_) open.push_back(c.get());
+  for (ActiveConnection* c = connections_; c != nullptr; c = c->next_) open.push_back(c);
   for (auto* c : open) c->close();
 }
 
@@ -353,11 +430,13 @@ void ActiveListener::accepted(int fd) {
     return;
   }
   ConnectionInfo ci;
-  peerAddress(fd, &ci.direct_remote);
+  sockaddr_storage addr{};
+  peerAddress(fd, &addr);
+  ci.remote = addr;
   // Per client IP: the socket's peer (decided at accept, before any PROXY header is read).
   uint32_t per_ip_slot = PerIpConnections::kNoSlot;
   if (spec_->per_ip && spec_->cfg.max_connections_per_ip > 0) {
-    if (uint64_t k = PerIpConnections::key(ci.direct_remote); k != 0) {
+    if (uint64_t k = PerIpConnections::key(addr); k != 0) {
       per_ip_slot = spec_->per_ip->acquire(k, spec_->cfg.max_connections_per_ip);
       if (per_ip_slot == PerIpConnections::kOver) {
         spec_->process->active.fetch_sub(1, std::memory_order_relaxed);
@@ -372,23 +451,28 @@ void ActiveListener::accepted(int fd) {
   stats.inc(state.stats.cx_total);
   stats.inc(state.stats.cx_active);
 
-  localAddress(fd, &ci.local);
-  ci.remote = ci.direct_remote;
+  sockaddr_storage local{};
+  localAddress(fd, &local);
+  ci.local = local;
   auto conn = Connection::adopt(*ctx_.io, fd, ctx_.acct);
-  auto ac = std::make_unique<ActiveConnection>(*this, ctx_, spec_, std::move(conn), ci);
-  ActiveConnection* raw = ac.get();
+  auto* raw = new ActiveConnection(*this, spec_, std::move(conn), ci);  // owned by the list
   raw->per_ip_slot_ = per_ip_slot;
-  connections_.push_front(std::move(ac));
-  raw->self_ = connections_.begin();
+  raw->next_ = connections_;
+  if (connections_ != nullptr) connections_->prev_ = raw;
+  connections_ = raw;
+  raw->listed_ = true;
+  ++connection_count_;
   raw->start();
 }
 
 void ActiveListener::removeConnection(ActiveConnection* conn) {
-  auto it = conn->self_;
-  if (it == connections_.end() || it->get() != conn) return;
-  std::unique_ptr<ActiveConnection> dying = std::move(*it);
-  connections_.erase(it);
-  dying->self_ = connections_.end();
+  if (!conn->listed_) return;
+  conn->listed_ = false;
+  (conn->prev_ != nullptr ? conn->prev_->next_ : connections_) = conn->next_;
+  if (conn->next_ != nullptr) conn->next_->prev_ = conn->prev_;
+  conn->prev_ = conn->next_ = nullptr;
+  --connection_count_;
+  std::unique_ptr<ActiveConnection> dying(conn);
   // The counts the connection's own spec raised (the listener's may be newer).
   const ListenerSpec& spec = dying->spec();
   ctx_.stats->dec(spec.state->stats.cx_active);

@@ -107,7 +107,8 @@ class ActiveListener final : private PollHandler {
   void onEmpty(std::function<void()> cb);
   // Closes every open connection now.
   void closeAll();
-  size_t connectionCount() const { return connections_.size(); }
+  size_t connectionCount() const { return connection_count_; }
+  WorkerContext& context() const { return ctx_; }
   const std::string& name() const { return spec_->state->name; }
 
   // Called by an ActiveConnection that has ended; it is destroyed soon after, outside the
@@ -127,7 +128,8 @@ class ActiveListener final : private PollHandler {
   int lfd_;  // the listening socket, registered with the worker's Poller; -1 once closed
   bool registered_ = false;
   Timer retry_timer_;  // accept failed for lack of descriptors/memory: try again later
-  std::list<std::unique_ptr<ActiveConnection>> connections_;
+  ActiveConnection* connections_ = nullptr;  // open ones, linked through themselves; owned
+  size_t connection_count_ = 0;
   DeferredDeleter<ActiveConnection> graveyard_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   bool accepting_ = false;

@@ -26,6 +26,16 @@ class PlainTransport final : public TransportSocket {
 
 std::unique_ptr<TransportSocket> makePlainTransport() { return std::make_unique<PlainTransport>(); }
 
+TransportSocket* sharedPlainTransport() {
+  static PlainTransport shared;  // stateless: safe to share between threads
+  return &shared;
+}
+
+TransportPtr keepTransport(std::unique_ptr<TransportSocket> t) {
+  if (t && dynamic_cast<PlainTransport*>(t.get()) != nullptr) return TransportPtr(sharedPlainTransport());
+  return TransportPtr(t.release());
+}
+
 TransportFactory plainTransportFactory() { return [] { return makePlainTransport(); }; }
 
 }  // namespace ferry::core::net

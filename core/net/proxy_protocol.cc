@@ -400,22 +400,20 @@ class ProxyProtocolFilter final : public ListenerFilter {
     if (r == ProxyParse::kNeedMore) return ListenerFilterStatus::kNeedMore;
     if (r == ProxyParse::kError) {
       FERRY_LOG(kDebug, "listener ", ctx.listener.name, ": bad PROXY header from ",
-                formatSockaddr(ctx.info.direct_remote), ": ", why);
+                formatSockaddr(ctx.info.directRemote()), ": ", why);
       ctx.worker.stats->inc(ctx.listener.stats.proxy_protocol_errors);
       return ListenerFilterStatus::kClose;
     }
     raw.drain(consumed);
     if (!hdr.local) {
-      ctx.info.remote = hdr.src;
-      ctx.info.local = hdr.dst;
-      ctx.info.from_proxy_protocol = true;
+      ctx.info.setProxied(hdr.src, hdr.dst);
     }
     return ListenerFilterStatus::kContinue;
   }
 
   void onTimeout(ListenerFilterContext& ctx) override {
     FERRY_LOG(kDebug, "listener ", ctx.listener.name, ": no PROXY header in time from ",
-              formatSockaddr(ctx.info.direct_remote));
+              formatSockaddr(ctx.info.directRemote()));
     ctx.worker.stats->inc(ctx.listener.stats.proxy_protocol_errors);
   }
 };

@@ -38,6 +38,7 @@ class SocketIo final : public UringSocket {
 
   int fd() const { return fd_; }
   bool isOpen() const { return fd_ >= 0; }
+  Poller& poller() const { return poller_; }
 
   // Registers the socket with the Poller once (in/out/rdhup, edge-triggered). Returns false
   // with errno set on failure. Readiness is assumed until a syscall says otherwise (data may

@@ -30,7 +30,18 @@ bool makeSockaddr(const std::string& host, uint16_t port, sockaddr_storage* out)
 std::string formatIp(const sockaddr_storage& sa) {
   char buf[INET6_ADDRSTRLEN] = {0};
   if (sa.ss_family == AF_INET) {
-    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in&>(sa).sin_addr, buf, sizeof buf);
+    // Dotted quad by hand: glibc's inet_ntop goes through sprintf, and the HTTP connection
+    // manager formats the client's address once per keep-alive request (x-forwarded-for).
+    const auto* b = reinterpret_cast<const uint8_t*>(&reinterpret_cast<const sockaddr_in&>(sa).sin_addr);
+    char* p = buf;
+    for (int i = 0; i < 4; ++i) {
+      unsigned v = b[i];
+      if (v >= 100) *p++ = static_cast<char>('0' + v / 100);
+      if (v >= 10) *p++ = static_cast<char>('0' + v / 10 % 10);
+      *p++ = static_cast<char>('0' + v % 10);
+      if (i < 3) *p++ = '.';
+    }
+    return std::string(buf, static_cast<size_t>(p - buf));
   } else if (sa.ss_family == AF_INET6) {
     inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6&>(sa).sin6_addr, buf, sizeof buf);
   } else {

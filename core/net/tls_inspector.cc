@@ -279,13 +279,15 @@ class TlsInspectorFilter final : public ListenerFilter {
         if (seen_.empty()) return ListenerFilterStatus::kClose;  // closed before a byte: no error
         why = "connection closed inside the ClientHello";
         break;
-      case ClientHelloParse::kDone:
-        ctx.info.tls_client_hello = true;
-        ctx.info.requested_server_name = std::move(hello.server_name);
-        ctx.info.requested_alpn = std::move(hello.alpn);
+      case ClientHelloParse::kDone: {
+        TlsClientHello seen;
+        seen.server_name = std::move(hello.server_name);
+        seen.alpn = std::move(hello.alpn);
+        ctx.info.setClientHello(std::move(seen));
         ctx.worker.stats->inc(stats_.client_hellos);
         std::vector<uint8_t>().swap(seen_);  // the filter lives as long as the connection
         return ListenerFilterStatus::kContinue;
+      }
       case ClientHelloParse::kError:
         break;
     }

@@ -52,7 +52,7 @@ TlsInspectorStats registerTlsInspectorStats(StatsStore& stats, const std::string
 
 // The listener filter: waits for a complete ClientHello (up to kMaxClientHelloBytes; past
 // `timeout`, 0 = none, the connection is closed), then sets ConnectionInfo's
-// tls_client_hello, requested_server_name and requested_alpn and continues with every byte
+// client hello (setClientHello: server name and offered protocols) and continues with every byte
 // still in the buffer, so the transport (plain, for passthrough) gets the ClientHello. Not
 // TLS or malformed: logged at debug, counted, closed.
 ListenerFilterFactory tlsInspectorFilter(std::chrono::milliseconds timeout, TlsInspectorStats stats);

@@ -72,6 +72,19 @@ using TransportFactory = std::function<std::unique_ptr<TransportSocket>()>;
 
 // The plain transport: raw bytes are the plaintext (a move of buffer slices, no copy).
 std::unique_ptr<TransportSocket> makePlainTransport();
+// The plain transport keeps no state, so every connection can share one: a Connection given
+// a plain transport keeps this one instead (and owns nothing).
+TransportSocket* sharedPlainTransport();
+
+// Owns a transport unless it is the shared plain one.
+struct TransportDeleter {
+  void operator()(TransportSocket* t) const {
+    if (t != sharedPlainTransport()) delete t;
+  }
+};
+using TransportPtr = std::unique_ptr<TransportSocket, TransportDeleter>;
+// `t` as a Connection keeps it: the shared instance for the plain transport.
+TransportPtr keepTransport(std::unique_ptr<TransportSocket> t);
 TransportFactory plainTransportFactory();
 
 }  // namespace ferry::core::net

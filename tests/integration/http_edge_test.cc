@@ -344,6 +344,43 @@ TEST_CASE("edge: an idle keep-alive connection is closed after idle_timeout", "[
   CHECK(c->recvUntilClose(100ms).empty());  // closed silently: no 408 on an idle connection
 }
 
+// Between requests an HTTP/1 connection gives its HTTP state back (docs/architecture.md, "Idle
+// connections") and takes a fresh one with the next byte: the next requests are served, and
+// a later request's head is still bounded by request_headers_timeout.
+TEST_CASE("edge: a kept-alive connection serves request after request and times out a slow later head",
+          "[edge][idle]") {
+  HttpUpstream up;
+  auto f = FerryProcess::start(
+      FerryConfig{.http_extra = "      idle_timeout: 10s\n      request_headers_timeout: 300ms\n",
+                  .clusters = {{"up", {up.port()}}}}
+          .yaml());
+  auto c = TcpClient::connect(f->port("web"));
+  REQUIRE(c);
+  for (const char* path : {"/one", "/two", "/three"}) {
+    REQUIRE(c->sendAll(get(path)));
+    auto r = readHttpResponse(*c);
+    REQUIRE(r.status == 200);
+    REQUIRE(r.body == std::string("ok:") + path);
+  }
+  // Two pipelined requests in one write: answered in order.
+  REQUIRE(c->sendAll(get("/p1") + get("/p2")));
+  auto p1 = readHttpResponse(*c);
+  auto p2 = readHttpResponse(*c);
+  CHECK(p1.body == "ok:/p1");
+  CHECK(p2.body == "ok:/p2");
+  // A later head that never completes.
+  auto t0 = Clock::now();
+  REQUIRE(c->sendAll("GET /slow HTTP/1.1\r\nHost: a\r\n"));
+  std::string raw = c->recvUntilClose(3s);
+  const auto took = elapsedMs(t0);
+  INFO("received after " << took << " ms: " << raw);
+  CHECK(c->closedByPeer());
+  CHECK(took >= 200);
+  CHECK(took < 3000);
+  CHECK(parseHttpResponse(raw, true).status == 408);
+  CHECK(up.requestCount() == 5);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Accepted, normalised, forwarded
 

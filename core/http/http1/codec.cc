@@ -73,6 +73,29 @@ MessageParser::MessageParser(llhttp_type_t type, const CodecLimits& limits) : li
   parser_.data = this;
 }
 
+void MessageParser::reset(const CodecLimits& limits) {
+  const auto type = static_cast<llhttp_type_t>(parser_.type);
+  llhttp_init(&parser_, type, &kSettings);
+  parser_.data = this;
+  limits_ = limits;
+  event_ = Event::kNeedMore;
+  resume_pending_ = false;
+  dead_ = false;
+  resetMessage();
+  in_field_ = false;
+  keep_alive_at_complete_ = false;
+  prev_ = 0;
+  scan_stop_ = nullptr;
+  head_ = nullptr;
+  own_headers_.clear();
+  trailers_.clear();
+  body_.clear();
+  spans_.clear();
+  cb_error_ = nullptr;
+  error_status_ = 0;
+  error_detail_.clear();
+}
+
 int MessageParser::onMessageBegin(llhttp_t* p) {
   MessageParser* s = self(p);
   s->in_message_ = true;

@@ -61,6 +61,13 @@ class ServerCodec {
   ServerCodec(const ServerCodec&) = delete;
   ServerCodec& operator=(const ServerCodec&) = delete;
 
+  // Back to the state of a new codec under `limits` (same callbacks), keeping the memory the
+  // parser has grown: a codec handed on to another connection, or to the next request of an
+  // idle one.
+  void reset(const CodecLimits& limits);
+  // Bytes of a request were parsed and the request is not complete yet.
+  bool inMessage() const;
+
   // Parses as much of `in` as it can and drains what it consumed. Stops, leaving the rest in `in`:
   // after each complete request (paused(); pipelining: answer it, then resume() and dispatch()
   // again), after an Upgrade/CONNECT request head (upgraded(); the rest are tunnel bytes), or on

@@ -14,8 +14,21 @@
 
 namespace ferry::core::http::http1 {
 
-std::unique_ptr<ServerConnection> makeServerConnection(CodecIo& io, ServerConnectionCallbacks& callbacks,
-                                                       const CodecLimits& limits);
+// The server side, as the connection manager keeps it: the HTTP/1 state of a downstream
+// connection is needed only while a request is under way, so an idle connection gives it
+// back (to a per-thread pool of these) and takes one again on its next byte.
+class ReusableServerConnection : public ServerConnection {
+ public:
+  // Nothing under way: no request started or waiting, no EOF seen, not closing, draining or
+  // tunnelling. A fresh connection (reset()) would behave the same from here.
+  virtual bool idle() const = 0;
+  // Back to the state of a new connection under `limits`, with the same CodecIo and
+  // callbacks, keeping the memory the parser has grown.
+  virtual void reset(const CodecLimits& limits) = 0;
+};
+
+std::unique_ptr<ReusableServerConnection> makeServerConnection(CodecIo& io, ServerConnectionCallbacks& callbacks,
+                                                               const CodecLimits& limits);
 std::unique_ptr<ClientConnection> makeClientConnection(CodecIo& io, ClientConnectionCallbacks& callbacks,
                                                        const CodecLimits& limits = {});
 
@@ -39,6 +52,8 @@ class StreamReads {
   void release() {
     while (count_ > 0) disable(false);
   }
+  // Drops the count without giving anything back (the connection under it is gone or reset).
+  void forget() { count_ = 0; }
 
  private:
   CodecIo& io_;

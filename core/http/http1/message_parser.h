@@ -31,6 +31,10 @@ class MessageParser {
   MessageParser(const MessageParser&) = delete;
   MessageParser& operator=(const MessageParser&) = delete;
 
+  // Back to the state of a new parser (of the same type) under `limits`, keeping the memory
+  // its strings and vectors have grown (a parser handed to another connection).
+  void reset(const CodecLimits& limits);
+
   // Consumes from `in` until an event or until `in` is empty. After kHead the caller may adjust
   // llhttp (skipBody(), noUpgrade()) and calls run() again to go on; after kHead it must not
   // call run() if the rest is a tunnel. After kError the parser is dead.

@@ -394,6 +394,29 @@ ServerCodec::ServerCodec(ServerCodecCallbacks& cb, CodecLimits limits)
     : impl_(std::make_unique<Impl>(cb, limits)) {}
 ServerCodec::~ServerCodec() = default;
 
+void ServerCodec::reset(const CodecLimits& limits) {
+  Impl& i = *impl_;
+  i.parser.reset(limits);
+  i.next_head.reset();
+  i.dead = false;
+  i.paused = false;
+  i.upgraded = false;
+  i.closing = false;
+  i.dispatching = false;
+  i.body_in_progress = false;
+  i.have_request = false;
+  i.minor = 1;
+  i.head_request = false;
+  i.keep_alive = false;
+  i.upgrade_request = false;
+  i.connect_request = false;
+  i.body_out = BodyEncoder();
+  i.response_started = false;
+  i.response_close = false;
+}
+
+bool ServerCodec::inMessage() const { return impl_->parser.inMessage() || impl_->body_in_progress; }
+
 void ServerCodec::dispatch(Buffer& in) { impl_->dispatch(in); }
 
 void ServerCodec::resume() {

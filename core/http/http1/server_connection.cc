@@ -20,10 +20,27 @@
 namespace ferry::core::http::http1 {
 namespace {
 
-class ServerConnectionImpl final : public ServerConnection, private ServerCodecCallbacks, private ResponseEncoder {
+class ServerConnectionImpl final : public ReusableServerConnection,
+                                   private ServerCodecCallbacks,
+                                   private ResponseEncoder {
  public:
   ServerConnectionImpl(CodecIo& io, ServerConnectionCallbacks& cb, const CodecLimits& limits)
       : io_(io), cb_(cb), codec_(*this, limits), reads_(io) {}
+
+  // ReusableServerConnection
+  bool idle() const override {
+    return !dead_ && !closed_ && !tunnel_ && !drain_ && !eof_ && !in_parse_ && decoder_ == nullptr &&
+           pending_.empty() && !codec_.inMessage();
+  }
+  void reset(const CodecLimits& limits) override {
+    codec_.reset(limits);
+    pending_.clear();
+    decoder_ = nullptr;
+    stream_cb_ = nullptr;
+    reads_.forget();
+    eof_ = dead_ = closed_ = drain_ = tunnel_ = in_parse_ = false;
+    upgrade_ = request_complete_ = response_started_ = sent_100_ = false;
+  }
 
   // ServerConnection
   void dispatch(Buffer& data, bool end_stream) override {
@@ -335,8 +352,8 @@ void stripHopByHop(HeaderMap& h, bool keep_upgrade) {
   }
 }
 
-std::unique_ptr<ServerConnection> makeServerConnection(CodecIo& io, ServerConnectionCallbacks& callbacks,
-                                                       const CodecLimits& limits) {
+std::unique_ptr<ReusableServerConnection> makeServerConnection(CodecIo& io, ServerConnectionCallbacks& callbacks,
+                                                               const CodecLimits& limits) {
   return std::make_unique<ServerConnectionImpl>(io, callbacks, limits);
 }
 

@@ -56,7 +56,7 @@ class RbacFilter : public HttpFilter, public core::PerThreadPooled<RbacFilter> {
     RbacFilterConfig::Request req;
     req.headers = &h;
     if (c_->uses_client_address) req.client = core::net::parseIpAddress(callbacks_->trustedClientIp());
-    req.tls = callbacks_->downstreamConnection().tls.get();
+    req.tls = callbacks_->downstreamConnection().tls().get();
     const int rule = c_->firstMatch(req);
     const bool matched = rule >= 0;
     const bool denied = c_->action == RbacFilterConfig::Action::kAllow ? !matched : matched;

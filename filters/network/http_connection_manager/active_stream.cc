@@ -209,8 +209,8 @@ void ActiveStream::decodeHeaders(http::RequestHeadersPtr headers, bool end_strea
   h.path.append(query);
   const size_t path_size = path.size();
   const auto& conn = hcm_.connectionInfo();
-  h.scheme = conn.tls ? "https" : "http";
-  forwardClientCert(h.headers, cfg.http.forward_client_cert, conn.tls.get());
+  h.scheme = conn.tls() ? "https" : "http";
+  forwardClientCert(h.headers, cfg.http.forward_client_cert, conn.tls().get());
 
   // x-forwarded-for gets the client (the PROXY protocol's when present); x-forwarded-proto
   // is ours unless a trusted front proxy set it.

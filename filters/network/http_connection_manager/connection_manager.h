@@ -1,11 +1,22 @@
 // HttpConnectionManager: see hcm.h. Internal header shared by hcm.cc and active_stream.cc.
+//
+// Idle connections are most connections, so the manager is in two parts. The manager itself
+// (one per downstream connection, about 100 bytes) keeps what must outlive a request: the
+// config, the request count, the drain and dead flags, and one timer hook (the first request's
+// head timeout, then the keep-alive idle timeout: never both at once). The HTTP state (the
+// codec with its parser, the open and finished streams, the client's IP text, the bytes read
+// before the protocol is known) is a Session, taken from a per-thread pool when a request's
+// first byte arrives and given back once the connection is idle again (HTTP/1: its response
+// done and nothing waiting); the pool keeps the codec and its grown memory, so this costs no
+// allocation. HTTP/2 (and a codec a test supplies) keeps its session for the connection's
+// lifetime.
 #pragma once
 
 #include <list>
 #include <memory>
 #include <string>
 
-#include "core/event/deferred_deleter.h"
+#include "core/event/poller.h"
 #include "core/event/timer.h"
 #include "core/http/codec.h"
 #include "core/net/network_filter.h"
@@ -14,9 +25,7 @@
 
 namespace ferry::filters::network {
 
-class HttpConnectionManager : public core::net::NetworkFilter,
-                              public http::ServerConnectionCallbacks,
-                              public http::CodecIo {
+class HttpConnectionManager : public core::net::NetworkFilter, private core::TimerHook {
  public:
   explicit HttpConnectionManager(std::shared_ptr<const HcmConfig> config);
   ~HttpConnectionManager() override;
@@ -29,31 +38,20 @@ class HttpConnectionManager : public core::net::NetworkFilter,
   void onDownstreamBelowWriteLowWatermark() override;
   void onDrain() override;
 
-  // http::ServerConnectionCallbacks
-  http::RequestDecoder& newStream(http::ResponseEncoder& encoder) override;
-  void onCodecError(int status, http::ResponseFlag flag, std::string_view detail) override;
-
-  // http::CodecIo
-  void write(core::Buffer& data, bool end_stream) override { callbacks_->writeDownstream(data, end_stream); }
-  void closeConnection(bool flush) override;
-  void readDisable(bool disable) override;
-
-  // For ActiveStream.
+  // For ActiveStream (a stream exists only while the session does).
   const HcmConfig& config() const { return *config_; }
   core::WorkerContext& worker() { return callbacks_->worker(); }
   const core::net::ConnectionInfo& connectionInfo() const { return callbacks_->info(); }
-  // The client's IP as text (for x-forwarded-for), formatted once per connection.
+  // The client's IP as text (for x-forwarded-for), formatted once per session.
   const std::string& remoteIp();
   // The connection drains (reload or process drain): responses from now on close it.
   bool draining() { return callbacks_->draining(); }
-  void drainNotice() { codec_->drainNotice(); }
+  void drainNotice();
   // A stream's response is complete, or the stream was reset: it leaves (destroyed once the
   // call stack unwinds) and the connection goes on with what waits.
   void onStreamDone(ActiveStream& stream);
-  void onStreamRejected(int status, http::ResponseFlag flag, std::string_view detail) override;
-  bool responseFlagsHeader() const override { return config_->http.response_flags_header; }
-  // The connection's timer queue, for the streams' own timers.
-  core::TimerQueue& timerQueue() { return idle_timer_->queue(); }
+  // The worker's timer queue, for the streams' own timers.
+  core::TimerQueue& timerQueue() { return worker().timers(); }
   // Stats for one finished request (`route`: its matched route, for per-route series).
   void recordRequest(const http::StreamInfo& info, const core::router::Route* route = nullptr);
   // A stream that ended without a complete response: only its flag is counted.
@@ -68,29 +66,50 @@ class HttpConnectionManager : public core::net::NetworkFilter,
     for (const auto& log : config_->access_logs) log->log(worker(), ctx);
   }
 
+  // Whether the connection holds HTTP state now (tests: an idle HTTP/1 connection holds none).
+  bool holdsHttpState() const { return session_ != nullptr; }
+  // Sessions waiting in this thread's pool (tests, diagnostics).
+  static size_t pooledSessions();
+
+  class Session;
+
  private:
+  friend class Session;
+  enum class Wait : uint8_t { kNone, kHeaders, kIdle };  // what the timer hook is armed for
+
+  // The codec's callbacks (through the session).
+  http::RequestDecoder& newStream(http::ResponseEncoder& encoder);
+  void onCodecError(int status, http::ResponseFlag flag, std::string_view detail);
+  void onStreamRejected(int status, http::ResponseFlag flag, std::string_view detail);
+  void closeConnection(bool flush);
+  void readDisable(bool disable);
+
+  void onTimer() override;
+  void arm(Wait what, std::chrono::milliseconds d);
+  void disarm();
   void armIdleTimer();
   void onIdleTimeout();
   void onHeadersTimeout();
-  void dispatchPending();
+  // Takes a session from the pool (if none is held).
+  Session& session();
+  // Gives the session back (destroying its finished streams first).
+  void releaseSession();
+  // After a stream ended, from the loop: destroys finished streams, parses what waits, and
+  // lets an idle HTTP/1 connection give its session back.
+  void afterStreams();
   // Makes the codec: HTTP/2 when `http2`, HTTP/1.1 otherwise.
   void makeCodec(bool http2);
 
-  std::shared_ptr<const HcmConfig> config_;
-  std::unique_ptr<http::ServerConnection> codec_;  // made in onNewConnection
-  ActiveStream* streams_ = nullptr;  // open streams, an intrusive list; owned (released unique_ptrs)
-  std::unique_ptr<core::DeferredDeleter<ActiveStream>> finished_;  // made in onNewConnection
-  std::unique_ptr<core::Timer> idle_timer_;
-  std::unique_ptr<core::Timer> headers_timer_;
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
-  std::string remote_ip_;
+  // Small members first: they fit in the timer hook's tail padding.
+  Wait wait_ : 2 = Wait::kNone;
+  bool dead_ : 1 = false;  // closed or closing: nothing more is parsed
+  bool http2_ : 1 = false;
+  bool drain_pending_ : 1 = false;  // a drain notice to give to the next codec made
   uint32_t requests_ = 0;
-  bool dead_ = false;  // closed or closing: nothing more is parsed
-  bool mid_request_ = false;  // bytes of a request head arrived and its stream has not started
-  bool http2_ = false;
-  bool drain_pending_ = false;  // a drain notice came before the codec was chosen
-  core::Buffer first_bytes_;    // bytes read before the protocol is known (a preface prefix)
-  http::http2::Stats h2_stats_;
+  // The listener's spec, which its ActiveConnection holds while this filter lives, keeps the
+  // config alive (the filter factory holds it); a pointer is enough.
+  const HcmConfig* config_;
+  Session* session_ = nullptr;  // null while idle (HTTP/1) and before the first byte
 };
 
 }  // namespace ferry::filters::network

@@ -1,8 +1,8 @@
 #include "filters/network/http_connection_manager/hcm.h"
 
 #include <algorithm>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
+#include <optional>
+#include <vector>
 
 #include "core/log.h"
 #include "core/net/socket_util.h"
@@ -11,7 +11,6 @@
 #include "filters/network/http_connection_manager/connection_manager.h"
 
 namespace ferry::filters::network {
-namespace asio = boost::asio;
 using core::Buffer;
 using core::net::Connection;
 using core::net::FilterStatus;
@@ -61,49 +60,203 @@ std::shared_ptr<const core::tracing::TracerConfig> buildTracing(const config::Tr
 
 }  // namespace
 
-HttpConnectionManager::HttpConnectionManager(std::shared_ptr<const HcmConfig> config) : config_(std::move(config)) {}
+// The HTTP state of a connection while a request is under way (see connection_manager.h).
+// Pooled per thread: what the pool keeps is the HTTP/1 codec and its grown memory; everything
+// bound to one connection is dropped when a session goes back.
+class HttpConnectionManager::Session final : public http::ServerConnectionCallbacks,
+                                             public http::CodecIo,
+                                             private core::DeferredAction {
+ public:
+  static Session* take(HttpConnectionManager& hcm);
+  static void give(Session* s);
+  static size_t pooled();
+
+  // ServerConnectionCallbacks
+  http::RequestDecoder& newStream(http::ResponseEncoder& encoder) override { return hcm->newStream(encoder); }
+  void onCodecError(int status, http::ResponseFlag flag, std::string_view detail) override {
+    hcm->onCodecError(status, flag, detail);
+  }
+  void onStreamRejected(int status, http::ResponseFlag flag, std::string_view detail) override {
+    hcm->onStreamRejected(status, flag, detail);
+  }
+  bool responseFlagsHeader() const override { return hcm->config_->http.response_flags_header; }
+
+  // CodecIo
+  void write(Buffer& data, bool end_stream) override { hcm->callbacks_->writeDownstream(data, end_stream); }
+  void closeConnection(bool flush) override { hcm->closeConnection(flush); }
+  void readDisable(bool disable) override { hcm->readDisable(disable); }
+
+  // afterStreams() from the loop: after the current event (no timer, no syscall), or else on
+  // a zero-delay timer.
+  void scheduleSweep() {
+    if (sweep_queued) return;
+    sweep_queued = true;
+    auto& w = hcm->worker();
+    core::Poller& p = w.poller();
+    if (p.dispatching()) {
+      p.defer(this);
+      return;
+    }
+    if (!sweep_timer) sweep_timer.emplace(w.timers(), [this] {
+      sweep_queued = false;
+      hcm->afterStreams();  // may give this session back: nothing touches it after
+    });
+    sweep_timer->enable(std::chrono::milliseconds(0));
+  }
+  void cancelSweep() {
+    if (!sweep_queued) return;
+    sweep_queued = false;
+    hcm->worker().poller().cancelDeferred(this);
+    if (sweep_timer) sweep_timer->disable();
+  }
+  void destroyFinished() {
+    while (finished != nullptr) {
+      ActiveStream* s = finished;
+      finished = s->next_;
+      s->next_ = nullptr;
+      delete s;
+    }
+  }
+
+  HttpConnectionManager* hcm = nullptr;
+  // The HTTP/1 codec, bound to this session for good (reset for each use).
+  std::unique_ptr<http::http1::ReusableServerConnection> h1;
+  // HTTP/2, or a test's codec: this connection's only (the session is then pinned).
+  std::unique_ptr<http::ServerConnection> other;
+  http::ServerConnection* codec = nullptr;  // the one in use; null until the protocol is known
+  ActiveStream* streams = nullptr;   // open streams, an intrusive list; owned (released unique_ptrs)
+  ActiveStream* finished = nullptr;  // ended streams, destroyed from the loop (linked by next_)
+  std::optional<core::Timer> sweep_timer;
+  bool sweep_queued = false;
+  bool pinned = false;       // kept for the connection's lifetime (HTTP/2, a test's codec)
+  bool mid_request = false;  // bytes of a request head arrived and its stream has not started
+  std::string remote_ip;
+  Buffer first_bytes;  // bytes read before the protocol is known (a preface prefix)
+  http::http2::Stats h2_stats;
+
+ private:
+  void runDeferred() override {
+    sweep_queued = false;
+    hcm->afterStreams();  // may give this session back: nothing touches it after
+  }
+};
+
+namespace {
+// Sessions given back on this thread, ready for the next connection that needs one.
+struct SessionPool {
+  std::vector<HttpConnectionManager::Session*> free;
+  ~SessionPool();
+  static inline thread_local bool gone = false;  // trivially destructible: readable after
+};
+thread_local SessionPool tl_sessions;
+constexpr size_t kMaxPooledSessions = 64;
+}  // namespace
+
+SessionPool::~SessionPool() {
+  gone = true;
+  for (auto* s : free) delete s;
+}
+
+HttpConnectionManager::Session* HttpConnectionManager::Session::take(HttpConnectionManager& hcm) {
+  Session* s;
+  if (!SessionPool::gone && !tl_sessions.free.empty()) {
+    s = tl_sessions.free.back();
+    tl_sessions.free.pop_back();
+  } else {
+    s = new Session;
+  }
+  s->hcm = &hcm;
+  return s;
+}
+
+void HttpConnectionManager::Session::give(Session* s) {
+  s->cancelSweep();
+  s->destroyFinished();
+  s->sweep_timer.reset();
+  s->other.reset();
+  s->codec = nullptr;
+  s->streams = nullptr;
+  s->pinned = false;
+  s->mid_request = false;
+  s->remote_ip.clear();
+  s->first_bytes.clear();
+  s->h2_stats = {};
+  s->hcm = nullptr;
+  if (SessionPool::gone || tl_sessions.free.size() >= kMaxPooledSessions) {
+    delete s;
+    return;
+  }
+  tl_sessions.free.push_back(s);
+}
+
+size_t HttpConnectionManager::Session::pooled() { return SessionPool::gone ? 0 : tl_sessions.free.size(); }
+size_t HttpConnectionManager::pooledSessions() { return Session::pooled(); }
+
+HttpConnectionManager::HttpConnectionManager(std::shared_ptr<const HcmConfig> config) : config_(config.get()) {}
 
 HttpConnectionManager::~HttpConnectionManager() {
-  *alive_ = false;
-  while (streams_ != nullptr) {
-    ActiveStream& s = *streams_;
-    s.destroyFilters();
-    onStreamDone(s);
+  dead_ = true;
+  if (session_ != nullptr) {
+    while (session_->streams != nullptr) {
+      ActiveStream& s = *session_->streams;
+      s.destroyFilters();
+      onStreamDone(s);
+    }
+    releaseSession();
   }
+  disarm();
+}
+
+HttpConnectionManager::Session& HttpConnectionManager::session() {
+  if (session_ == nullptr) session_ = Session::take(*this);
+  return *session_;
+}
+
+void HttpConnectionManager::releaseSession() {
+  Session* s = session_;
+  session_ = nullptr;
+  if (s != nullptr) Session::give(s);
 }
 
 FilterStatus HttpConnectionManager::onNewConnection() {
-  auto& w = callbacks_->worker();
-  finished_ = std::make_unique<core::DeferredDeleter<ActiveStream>>(*w.io);
-  idle_timer_ = std::make_unique<core::Timer>(*w.io, [this] { onIdleTimeout(); });
-  headers_timer_ = std::make_unique<core::Timer>(*w.io, [this] { onHeadersTimeout(); });
   if (config_->codec) {
-    codec_ = config_->codec(*this, *this);
-  } else if (config_->http.http2.enabled && callbacks_->info().tls && callbacks_->info().tls->alpn == "h2") {
+    Session& s = session();
+    s.other = config_->codec(s, s);
+    s.codec = s.other.get();
+    s.pinned = true;
+  } else if (config_->http.http2.enabled && callbacks_->info().tls() && callbacks_->info().tls()->alpn == "h2") {
     makeCodec(true);
   }
   // The first request's head must arrive within request_headers_timeout.
   if (!http2_ && config_->http.request_headers_timeout.count() > 0)
-    headers_timer_->enable(config_->http.request_headers_timeout);
+    arm(Wait::kHeaders, config_->http.request_headers_timeout);
   return FilterStatus::kStopIteration;
 }
 
 void HttpConnectionManager::makeCodec(bool http2) {
+  Session& s = session();
   if (http2) {
     http2_ = true;
     auto& w = callbacks_->worker();
-    h2_stats_.shard = w.stats;
-    h2_stats_.violations = config_->stats.h2_violations;
+    s.h2_stats.shard = w.stats;
+    s.h2_stats.violations = config_->stats.h2_violations;
     w.stats->inc(config_->stats.h2_connections);
-    headers_timer_->disable();  // HTTP/2 streams are bounded by the idle and drain timeouts
-    codec_ = core::http::http2::makeServerConnection(*this, *this, config_->h2, &h2_stats_);
+    disarm();  // HTTP/2 streams are bounded by the idle and drain timeouts
+    s.other = core::http::http2::makeServerConnection(s, s, config_->h2, &s.h2_stats);
+    s.codec = s.other.get();
+    s.pinned = true;
     // Runs while no stream is open (newStream stops it, the last stream's end restarts it):
     // a connection that opens none is closed like an idle keep-alive one.
     armIdleTimer();
   } else {
-    codec_ = core::http::http1::makeServerConnection(*this, *this, limitsOf(config_->http));
+    if (s.h1) {
+      s.h1->reset(limitsOf(config_->http));
+    } else {
+      s.h1 = core::http::http1::makeServerConnection(s, s, limitsOf(config_->http));
+    }
+    s.codec = s.h1.get();
   }
-  if (drain_pending_) codec_->drainNotice();
+  if (drain_pending_) s.codec->drainNotice();
 }
 
 FilterStatus HttpConnectionManager::onData(Buffer& data, bool end_stream) {
@@ -111,54 +264,62 @@ FilterStatus HttpConnectionManager::onData(Buffer& data, bool end_stream) {
     data.clear();
     return FilterStatus::kStopIteration;
   }
-  if (!codec_) {
-    // The protocol comes from the first bytes: the HTTP/2 client preface, or HTTP/1.1.
-    first_bytes_.move(data);
-    auto m = config_->http.http2.enabled ? core::http::http2::matchPreface(first_bytes_)
-                                         : core::http::http2::PrefaceMatch::kNo;
+  Session& s = session();  // the request's first byte: the HTTP state comes back
+  if (!s.codec) {
+    // The protocol comes from the first bytes: the HTTP/2 client preface, or HTTP/1.1 (a
+    // connection that starts HTTP/1.1 stays HTTP/1.1).
+    s.first_bytes.move(data);
+    auto m = config_->http.http2.enabled && requests_ == 0 ? core::http::http2::matchPreface(s.first_bytes)
+                                                          : core::http::http2::PrefaceMatch::kNo;
     if (m == core::http::http2::PrefaceMatch::kNeedMore && !end_stream) return FilterStatus::kStopIteration;
     makeCodec(m == core::http::http2::PrefaceMatch::kYes);
-    data.move(first_bytes_);
+    data.move(s.first_bytes);
   }
   // HTTP/1: any bytes start the next request. HTTP/2: only a stream stops the idle timer;
   // control frames (SETTINGS and PING acknowledgements, WINDOW_UPDATE, PING) do not keep a
   // connection without streams alive.
   if (!data.empty() && !http2_) {
-    idle_timer_->disable();
-    if (streams_ == nullptr) mid_request_ = true;
-    if (streams_ == nullptr && !headers_timer_->enabled() && config_->http.request_headers_timeout.count() > 0) {
+    if (s.streams == nullptr) {
+      s.mid_request = true;
       // The first bytes of a new request: its head must be complete in time (slowloris).
-      headers_timer_->enable(config_->http.request_headers_timeout);
+      if (wait_ != Wait::kHeaders) {
+        if (config_->http.request_headers_timeout.count() > 0) {
+          arm(Wait::kHeaders, config_->http.request_headers_timeout);
+        } else {
+          disarm();
+        }
+      }
+    } else if (wait_ == Wait::kIdle) {
+      disarm();
     }
   }
-  codec_->dispatch(data, end_stream);
+  s.codec->dispatch(data, end_stream);
   return FilterStatus::kStopIteration;
 }
 
 http::RequestDecoder& HttpConnectionManager::newStream(http::ResponseEncoder& encoder) {
-  headers_timer_->disable();
-  idle_timer_->disable();
-  mid_request_ = false;
+  disarm();  // neither the head timeout nor the idle timeout runs while a stream is open
+  Session& s = *session_;
+  s.mid_request = false;
   auto& w = callbacks_->worker();
   ++requests_;
   if ((config_->http.max_requests_per_connection > 0 && requests_ >= config_->http.max_requests_per_connection) ||
       draining())
-    codec_->drainNotice();
+    s.codec->drainNotice();
   w.stats->inc(config_->stats.rq_total);
   w.stats->inc(config_->stats.rq_active);
-  ActiveStream* s = std::make_unique<ActiveStream>(*this, encoder).release();  // owned by the list
-  s->next_ = streams_;
-  if (streams_ != nullptr) streams_->prev_ = s;
-  streams_ = s;
-  s->listed_ = true;
-  return *s;
+  ActiveStream* st = std::make_unique<ActiveStream>(*this, encoder).release();  // owned by the list
+  st->next_ = s.streams;
+  if (s.streams != nullptr) s.streams->prev_ = st;
+  s.streams = st;
+  st->listed_ = true;
+  return *st;
 }
 
 void HttpConnectionManager::onCodecError(int status, http::ResponseFlag flag, std::string_view detail) {
   FERRY_LOG(kDebug, "http: ", config_->listener_name, ": ", status, " before any stream: ", core::log::sv(detail));
   dead_ = true;
-  headers_timer_->disable();
-  idle_timer_->disable();
+  disarm();
   http::StreamInfo info;
   info.start_us = core::monotonicUs();
   info.response_code = status;
@@ -185,44 +346,76 @@ void HttpConnectionManager::onStreamRejected(int status, http::ResponseFlag flag
   logRequest(ctx);
 }
 
+void HttpConnectionManager::arm(Wait what, std::chrono::milliseconds d) {
+  wait_ = what;
+  enableTimer(worker().timers(), d);
+}
+
+void HttpConnectionManager::disarm() {
+  wait_ = Wait::kNone;
+  if (timerEnabled()) disableTimer(worker().timers());
+}
+
+void HttpConnectionManager::onTimer() {
+  const Wait what = wait_;
+  wait_ = Wait::kNone;
+  if (what == Wait::kHeaders) {
+    onHeadersTimeout();
+  } else if (what == Wait::kIdle) {
+    onIdleTimeout();
+  }
+}
+
 void HttpConnectionManager::onHeadersTimeout() {
-  if (streams_ != nullptr || dead_ || http2_) return;
-  if (!codec_) makeCodec(false);  // a few bytes of nothing in particular: answered as HTTP/1.1
+  if (dead_ || http2_ || (session_ != nullptr && session_->streams != nullptr)) return;
+  Session& s = session();
+  if (!s.codec) makeCodec(false);  // a few bytes of nothing in particular: answered as HTTP/1.1
   FERRY_LOG(kDebug, "http: ", config_->listener_name, ": request headers timeout");
   worker().stats->inc(config_->stats.timeout_headers);
   onCodecError(408, http::ResponseFlag::kRequestTimeout, "request headers timeout");
-  codec_->sendConnectionError(408, "request timeout\n", http::ResponseFlag::kRequestTimeout);
+  s.codec->sendConnectionError(408, "request timeout\n", http::ResponseFlag::kRequestTimeout);
 }
 
 void HttpConnectionManager::armIdleTimer() {
-  if (config_->http.idle_timeout.count() > 0 && idle_timer_) idle_timer_->enable(config_->http.idle_timeout);
+  if (config_->http.idle_timeout.count() > 0) {
+    arm(Wait::kIdle, config_->http.idle_timeout);
+  } else {
+    disarm();
+  }
 }
 
 void HttpConnectionManager::onIdleTimeout() {
-  if (streams_ != nullptr || dead_) return;
+  if (dead_ || (session_ != nullptr && session_->streams != nullptr)) return;
   FERRY_LOG(kDebug, "http: ", config_->listener_name, ": idle timeout");
   if (http2_) {
-    codec_->sendConnectionError(0, "", http::ResponseFlag::kNone);  // GOAWAY NO_ERROR with the last stream id, then close
+    // GOAWAY NO_ERROR with the last stream id, then close.
+    session_->codec->sendConnectionError(0, "", http::ResponseFlag::kNone);
     return;
   }
   closeConnection(true);
 }
 
+void HttpConnectionManager::drainNotice() {
+  if (session_ != nullptr && session_->codec) session_->codec->drainNotice();
+}
+
 void HttpConnectionManager::onDrain() {
   if (dead_) return;
-  if (!codec_) {
-    drain_pending_ = true;
+  Session* s = session_;
+  if (s == nullptr || !s->codec) {
+    if (requests_ == 0) {
+      // Not a byte of the first request yet: it is likely on its way (or already in the
+      // socket buffer), so it is served, with Connection: close. The drain timeout bounds a
+      // connection that never sends.
+      drain_pending_ = true;
+      return;
+    }
+    // Idle between requests (its HTTP state given back): closed below.
+  } else if (http2_) {
+    s->codec->drainNotice();  // the two-step GOAWAY; the codec closes once its streams are done
     return;
-  }
-  if (http2_) {
-    codec_->drainNotice();  // the two-step GOAWAY; the codec closes once its streams are done
-    return;
-  }
-  // A connection that has not sent its first request yet was just accepted: its request is
-  // likely on its way (or already in the socket buffer), so it is served, with Connection:
-  // close. The drain timeout bounds one that never sends.
-  if (streams_ != nullptr || mid_request_ || requests_ == 0 || codec_->pendingInput()) {
-    codec_->drainNotice();  // the response under way (or the next one) closes the connection
+  } else if (s->streams != nullptr || s->mid_request || requests_ == 0 || s->codec->pendingInput()) {
+    s->codec->drainNotice();  // the response under way (or the next one) closes the connection
     return;
   }
   // Idle between requests: nothing is lost by closing now (a client that sends on a kept-alive
@@ -233,48 +426,57 @@ void HttpConnectionManager::onDrain() {
 
 void HttpConnectionManager::onStreamDone(ActiveStream& stream) {
   if (!stream.listed_) return;  // already gone
+  Session& s = *session_;       // a listed stream is in the session
   auto& w = callbacks_->worker();
   w.stats->dec(config_->stats.rq_active);
   stream.listed_ = false;
   if (stream.prev_ != nullptr) stream.prev_->next_ = stream.next_;
   if (stream.next_ != nullptr) stream.next_->prev_ = stream.prev_;
-  if (streams_ == &stream) streams_ = stream.next_;
-  stream.prev_ = stream.next_ = nullptr;
-  std::unique_ptr<ActiveStream> dying(&stream);  // destroyed once the call stack unwinds
-  if (finished_) {
-    finished_->add(std::move(dying));
-  } else {
-    dying.reset();
-  }
-  if (dead_ || streams_ != nullptr || !codec_) return;
-  if (!codec_->pendingInput()) {
+  if (s.streams == &stream) s.streams = stream.next_;
+  stream.prev_ = nullptr;
+  // Destroyed once the call stack unwinds.
+  stream.next_ = s.finished;
+  s.finished = &stream;
+  s.scheduleSweep();
+  if (dead_ || s.streams != nullptr || !s.codec) return;
+  if (!s.codec->pendingInput()) {
     armIdleTimer();  // the usual keep-alive case: the next bytes dispatch by themselves
     return;
   }
   // A pipelined request (or the client's EOF) waits: its head must come in time, and it is
-  // parsed from the loop, not from inside the finished stream's call stack.
-  if (config_->http.request_headers_timeout.count() > 0) headers_timer_->enable(config_->http.request_headers_timeout);
-  asio::post(*w.io, [this, alive = alive_] {
-    if (*alive) dispatchPending();
-  });
+  // parsed from the loop (afterStreams), not from inside the finished stream's call stack.
+  if (config_->http.request_headers_timeout.count() > 0) {
+    arm(Wait::kHeaders, config_->http.request_headers_timeout);
+  } else {
+    disarm();
+  }
 }
 
-void HttpConnectionManager::dispatchPending() {
-  if (dead_ || streams_ != nullptr) return;
-  Buffer none;
-  codec_->dispatch(none, false);
-  if (streams_ == nullptr && !dead_ && !codec_->pendingInput()) armIdleTimer();
+void HttpConnectionManager::afterStreams() {
+  Session* s = session_;
+  if (s == nullptr) return;
+  s->destroyFinished();
+  if (dead_ || s->streams != nullptr || !s->codec) return;
+  if (s->codec->pendingInput()) {
+    Buffer none;
+    s->codec->dispatch(none, false);
+    if (dead_ || session_ != s || s->streams != nullptr || s->codec->pendingInput()) return;
+    armIdleTimer();
+  }
+  // Idle: an HTTP/1 connection gives its HTTP state back until its next byte.
+  if (s->pinned || http2_ || s->codec != s->h1.get() || !s->h1->idle()) return;
+  releaseSession();
 }
 
 const std::string& HttpConnectionManager::remoteIp() {
-  if (remote_ip_.empty()) remote_ip_ = core::net::formatIp(connectionInfo().remote);
-  return remote_ip_;
+  Session& s = session();
+  if (s.remote_ip.empty()) s.remote_ip = core::net::formatIp(connectionInfo().remote);
+  return s.remote_ip;
 }
 
 void HttpConnectionManager::closeConnection(bool flush) {
   dead_ = true;
-  if (idle_timer_) idle_timer_->disable();
-  if (headers_timer_) headers_timer_->disable();
+  disarm();
   if (callbacks_->connection().closed()) return;
   callbacks_->connection().close(flush ? Connection::CloseType::kFlushWrite : Connection::CloseType::kNoFlush);
 }
@@ -286,22 +488,22 @@ void HttpConnectionManager::readDisable(bool disable) {
 
 void HttpConnectionManager::onDownstreamEvent(core::net::ConnectionEvent) {
   dead_ = true;
-  if (idle_timer_) idle_timer_->disable();
-  if (headers_timer_) headers_timer_->disable();
+  disarm();
+  if (session_ == nullptr) return;
   // Every stream still open loses its connection.
-  while (streams_ != nullptr) {
-    ActiveStream& s = *streams_;
+  while (session_->streams != nullptr) {
+    ActiveStream& s = *session_->streams;
     s.onResetStream(http::StreamResetReason::kConnectionTermination, "downstream connection closed");
     onStreamDone(s);  // a no-op if the reset already took it out
   }
 }
 
 void HttpConnectionManager::onDownstreamAboveWriteHighWatermark() {
-  if (codec_) codec_->onConnectionWatermark(true);
+  if (session_ != nullptr && session_->codec) session_->codec->onConnectionWatermark(true);
 }
 
 void HttpConnectionManager::onDownstreamBelowWriteLowWatermark() {
-  if (codec_) codec_->onConnectionWatermark(false);
+  if (session_ != nullptr && session_->codec) session_->codec->onConnectionWatermark(false);
 }
 
 void HttpConnectionManager::recordRequest(const http::StreamInfo& info, const core::router::Route* route) {

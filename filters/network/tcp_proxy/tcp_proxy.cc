@@ -50,7 +50,7 @@ class TcpProxy : public NetworkFilter {
   const core::upstream::Cluster* pickCluster() const {
     if (s_->exact.empty() && s_->wildcard.empty()) return s_->cluster.get();
     const auto& info = callbacks_->info();
-    const std::string& name = info.tls ? info.tls->sni : info.requested_server_name;
+    const std::string& name = info.tls() ? info.tls()->sni : info.requestedServerName();
     auto find = [](const TcpProxySettings::NameTable& t, std::string_view key) -> const core::upstream::Cluster* {
       auto it = std::lower_bound(t.begin(), t.end(), key, [](const auto& e, std::string_view k) { return e.first < k; });
       return it != t.end() && it->first == key ? it->second.get() : nullptr;
@@ -71,7 +71,7 @@ class TcpProxy : public NetworkFilter {
       w.stats->inc(s_->sni_unmatched);
       const auto& info = callbacks_->info();
       FERRY_LOG(kDebug, "tcp_proxy: no sni route for server name '",
-                info.tls ? info.tls->sni : info.requested_server_name, "'");
+                info.tls() ? info.tls()->sni : info.requestedServerName(), "'");
       callbacks_->connection().close(Connection::CloseType::kNoFlush);
       return FilterStatus::kStopIteration;
     }

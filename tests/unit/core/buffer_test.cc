@@ -125,6 +125,38 @@ TEST_CASE("Buffer slices are recycled and accounted", "[buffer]") {
   REQUIRE(Buffer::threadSliceBytes() == before);
 }
 
+// An idle connection has several empty buffers: each must hold no heap memory, and take
+// its block only while bytes (or a reservation) are in it.
+TEST_CASE("Buffer: an empty buffer holds no block; bytes take one, emptying gives it back", "[buffer][idle]") {
+  const size_t base = Buffer::threadLiveBlocks();
+  Buffer a, b;
+  REQUIRE(Buffer::threadLiveBlocks() == base);
+  a.add("hello");
+  REQUIRE(Buffer::threadLiveBlocks() == base + 1);
+  b.move(a);  // handed over: still one block
+  REQUIRE(Buffer::threadLiveBlocks() == base + 1);
+  REQUIRE(a.empty());
+  REQUIRE(b.toString() == "hello");
+  b.drain(5);
+  REQUIRE(b.empty());
+  REQUIRE(Buffer::threadLiveBlocks() == base);
+  // A reservation that commits nothing leaves nothing behind.
+  iovec iov[2];
+  REQUIRE(a.reserve(iov, 2) == 2);
+  REQUIRE(Buffer::threadLiveBlocks() == base + 1);
+  a.commit(0);
+  REQUIRE(Buffer::threadLiveBlocks() == base);
+  // A partial move leaves both with bytes; moving the rest empties the source.
+  a.add(pattern(Buffer::kSliceSize + 10));
+  b.move(a, 100);
+  REQUIRE(Buffer::threadLiveBlocks() == base + 2);
+  b.move(a);
+  REQUIRE(Buffer::threadLiveBlocks() == base + 1);
+  REQUIRE(b.length() == Buffer::kSliceSize + 10);
+  b.clear();
+  REQUIRE(Buffer::threadLiveBlocks() == base);
+}
+
 // core/pooled.h, the other per-thread free list: memory is reused, state never is.
 namespace {
 struct PooledThing : ferry::core::PerThreadPooled<PooledThing> {

@@ -137,7 +137,8 @@ struct Sink : TestFilter {
 };
 
 struct Fixture {
-  explicit Fixture(config::HttpConfig::ForwardClientCert xfcc = config::HttpConfig::ForwardClientCert::kSanitize)
+  explicit Fixture(config::HttpConfig::ForwardClientCert xfcc = config::HttpConfig::ForwardClientCert::kSanitize,
+                   bool real_codec = false)
       : stats(2) {
     http.forward_client_cert = xfcc;
     filters::registerBuiltins(registry);
@@ -158,11 +159,13 @@ struct Fixture {
     auto built = filters::network::buildHcmConfig(bctx, &err);
     REQUIRE(built);
     auto cfg = std::make_shared<filters::network::HcmConfig>(*built);
-    cfg->codec = [this](http::CodecIo&, http::ServerConnectionCallbacks& cb) {
-      auto c = std::make_unique<FakeCodec>(cb);
-      codec = c.get();
-      return c;
-    };
+    if (!real_codec) {
+      cfg->codec = [this](http::CodecIo&, http::ServerConnectionCallbacks& cb) {
+        auto c = std::make_unique<FakeCodec>(cb);
+        codec = c.get();
+        return c;
+      };
+    }
     hcm_config = cfg;
     publish({});
 
@@ -180,8 +183,28 @@ struct Fixture {
     hcm = std::make_unique<filters::network::HttpConnectionManager>(hcm_config);
     hcm->initialize(net_cb);
     hcm->onNewConnection();
-    REQUIRE(codec != nullptr);
+    REQUIRE((codec != nullptr) != real_codec);
+    if (real_codec) conn->startReading();  // bytes from the peer socket reach the manager
   }
+
+  // Runs the io_context until `done` (bounded: 5 s).
+  template <typename Pred>
+  bool runUntil(Pred done) {
+    for (int i = 0; i < 500 && !done(); ++i) io.run_for(std::chrono::milliseconds(10));
+    return done();
+  }
+  void send(const std::string& bytes) { REQUIRE(::write(peer, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size())); }
+  // What the client has received so far, once it ends with `tail` (bounded).
+  std::string receiveUntil(const std::string& tail) {
+    runUntil([&] {
+      char b[4096];
+      ssize_t n;
+      while ((n = ::read(peer, b, sizeof b)) > 0) received.append(b, static_cast<size_t>(n));
+      return received.size() >= tail.size() && received.compare(received.size() - tail.size(), tail.size(), tail) == 0;
+    });
+    return received;
+  }
+  std::string received;
   ~Fixture() {
     hcm.reset();
     conn->setCallbacks(nullptr);
@@ -537,7 +560,7 @@ std::shared_ptr<core::net::TlsSessionInfo> mtls() {
 std::string xfccSeen(config::HttpConfig::ForwardClientCert mode, std::shared_ptr<core::net::TlsSessionInfo> tls,
                      const char* from_client, std::string* proto = nullptr) {
   Fixture f(mode);
-  f.net_cb.ci.tls = std::move(tls);
+  f.net_cb.ci.setTls(std::move(tls));
   auto h = Fixture::get();
   if (from_client != nullptr) h->headers.add("x-forwarded-client-cert", from_client);
   f.codec->open().decodeHeaders(std::move(h), true);
@@ -569,4 +592,68 @@ TEST_CASE("hcm: x-forwarded-client-cert follows forward_client_cert; a client ca
   CHECK(xfccSeen(F::kAppendForward, mtls(), forged) == std::string(forged) + "," + mine);
   CHECK(xfccSeen(F::kAppendForward, mtls(), nullptr) == mine);
   CHECK(xfccSeen(F::kForwardOnly, mtls(), forged) == forged);
+}
+
+// Idle connections are most connections: between requests an HTTP/1 connection gives its HTTP
+// state (codec, parser, streams) back to the worker's pool and takes it again on its next byte.
+TEST_CASE("hcm: the manager an idle connection keeps is small", "[hcm][idle]") {
+  // Config pointer, session pointer, request count, flags and one timer hook.
+  STATIC_REQUIRE(sizeof(filters::network::HttpConnectionManager) <= 72);
+}
+
+TEST_CASE("hcm: an idle HTTP/1 connection holds no HTTP state; its next byte brings it back", "[hcm][idle]") {
+  Fixture f(config::HttpConfig::ForwardClientCert::kSanitize, /*real_codec=*/true);
+  CHECK_FALSE(f.hcm->holdsHttpState());  // accepted, not a byte yet
+  f.send("GET /one HTTP/1.1\r\nhost: x\r\n\r\n");
+  REQUIRE(f.runUntil([&] { return f.sinks.size() == 1; }));
+  CHECK(f.hcm->holdsHttpState());
+  f.sinks[0]->respond(200, "first");
+  CHECK(f.receiveUntil("first").find("HTTP/1.1 200") == 0);
+  REQUIRE(f.runUntil([&] { return !f.hcm->holdsHttpState(); }));
+  CHECK(filters::network::HttpConnectionManager::pooledSessions() >= 1);
+  CHECK_FALSE(f.conn->closed());
+
+  SECTION("the next request is parsed from scratch and answered") {
+    f.received.clear();
+    f.send("GET /two HTTP/1.1\r\nhost: x\r\n\r\n");
+    REQUIRE(f.runUntil([&] { return f.sinks.size() == 2; }));
+    CHECK(f.hcm->holdsHttpState());
+    CHECK(f.sinks[1]->cb().requestHeaders().path == "/two");
+    f.sinks[1]->respond(200, "second");
+    CHECK(f.receiveUntil("second").find("HTTP/1.1 200") == 0);
+    REQUIRE(f.runUntil([&] { return !f.hcm->holdsHttpState(); }));
+  }
+  SECTION("a request head split over reads keeps the state until the request is done") {
+    f.send("GET /thr");
+    REQUIRE(f.runUntil([&] { return f.hcm->holdsHttpState(); }));
+    for (int i = 0; i < 5; ++i) f.io.run_for(std::chrono::milliseconds(2));
+    CHECK(f.hcm->holdsHttpState());  // a partial head is state
+    CHECK(f.sinks.size() == 1);
+    f.send("ee HTTP/1.1\r\nhost: x\r\n\r\n");
+    REQUIRE(f.runUntil([&] { return f.sinks.size() == 2; }));
+    CHECK(f.sinks[1]->cb().requestHeaders().path == "/three");
+    f.sinks[1]->respond(204, "");
+    REQUIRE(f.runUntil([&] { return !f.hcm->holdsHttpState(); }));
+  }
+  SECTION("pipelined requests are answered in order, then the state goes") {
+    f.received.clear();
+    f.send("GET /a HTTP/1.1\r\nhost: x\r\n\r\nGET /b HTTP/1.1\r\nhost: x\r\n\r\n");
+    REQUIRE(f.runUntil([&] { return f.sinks.size() == 2; }));
+    f.sinks[1]->respond(200, "aaa");
+    REQUIRE(f.runUntil([&] { return f.sinks.size() == 3; }));  // the second, after the first
+    CHECK(f.hcm->holdsHttpState());
+    CHECK(f.sinks[2]->cb().requestHeaders().path == "/b");
+    f.sinks[2]->respond(200, "bbb");
+    const std::string got = f.receiveUntil("bbb");
+    CHECK(got.find("aaa") < got.find("bbb"));
+    REQUIRE(f.runUntil([&] { return !f.hcm->holdsHttpState(); }));
+  }
+  SECTION("the client's FIN while idle closes the connection") {
+    ::shutdown(f.peer, SHUT_WR);
+    REQUIRE(f.runUntil([&] { return f.conn->closed(); }));
+  }
+  SECTION("a drain notice while idle closes at once") {
+    f.hcm->onDrain();
+    CHECK(f.conn->closed());
+  }
 }

@@ -122,3 +122,58 @@ TEST_CASE("timer: many timers with one duration, some cancelled, fire once each 
   }
   CHECK(fired == want);
 }
+
+// TimerHook: the intrusive form an idle connection uses (no Timer object, no callback object):
+// it shares the lists and the shared deadline with Timers.
+namespace {
+struct Hooked : ferry::core::TimerHook {
+  explicit Hooked(std::string& log, char name) : log(log), name(name) {}
+  ~Hooked() {
+    if (timerEnabled()) disableTimer(*queue);
+  }
+  void onTimer() override {
+    log += name;
+    if (rearm > 0) {
+      --rearm;
+      enableTimer(*queue, std::chrono::milliseconds(5));
+    }
+  }
+  std::string& log;
+  char name;
+  int rearm = 0;
+  ferry::core::TimerQueue* queue = nullptr;
+};
+}  // namespace
+
+TEST_CASE("timer: hooks fire in deadline order with timers, re-arm from their callback, and cancel",
+          "[timer][idle]") {
+  boost::asio::io_context io;
+  auto& queue = ferry::core::timerQueueOf(io);
+  std::string log;
+  Hooked a(log, 'a'), b(log, 'b'), gone(log, 'x'), off(log, 'o');
+  for (Hooked* h : {&a, &b, &gone, &off}) h->queue = &queue;
+  Timer t(io, [&] { log += 't'; });
+  a.enableTimer(queue, 40ms);
+  b.enableTimer(queue, 10ms);
+  b.rearm = 2;  // fires at 10, 15 and 20 ms
+  t.enable(30ms);
+  off.enableTimer(queue, 20ms);
+  off.disableTimer(queue);
+  CHECK_FALSE(off.timerEnabled());
+  {
+    Hooked dying(log, 'd');
+    dying.queue = &queue;
+    dying.enableTimer(queue, 15ms);
+  }  // its owner disabled it as it went
+  gone.enableTimer(queue, 25ms);
+  gone.enableTimer(queue, 50ms);  // re-armed: moves after `a`
+  io.run_for(5s);  // returns once nothing is armed
+  CHECK(log == "bbbtax");
+  CHECK_FALSE(a.timerEnabled());
+}
+
+TEST_CASE("timer: a hook is a few words inside its owner", "[timer][idle]") {
+  // Links, deadline and lane, plus the owner's vtable pointer: what an idle connection pays
+  // for its timeout instead of a Timer (a callback object and a queue reference) per timeout.
+  STATIC_REQUIRE(sizeof(ferry::core::TimerHook) <= 40);
+}

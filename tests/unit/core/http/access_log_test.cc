@@ -50,10 +50,12 @@ struct Exchange {
     req.headers.add("x-request-id", "abc");
     req.headers.add("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
     resp.headers.add("server", "up");
-    auto& in = reinterpret_cast<sockaddr_in&>(conn.remote);
+    sockaddr_storage remote{};
+    auto& in = reinterpret_cast<sockaddr_in&>(remote);
     in.sin_family = AF_INET;
     in.sin_port = htons(40000);
     inet_pton(AF_INET, "10.1.2.3", &in.sin_addr);
+    conn.remote = remote;
     ctx.info = &info;
     ctx.request = &req;
     ctx.response = &resp;

@@ -2,6 +2,7 @@
 // (short read = drained, FIN queued behind data, reads disabled while data arrives) and
 // corked writes. Bounded waits (runUntil, tests/support/event_loop.h); no sleeps.
 #include "core/net/connection.h"
+#include "core/net/socket_util.h"
 
 #include <arpa/inet.h>
 #include <linux/tcp.h>
@@ -173,4 +174,42 @@ TEST_CASE("connection: close(kFlushWrite) then dropping it still delivers every 
   reader.join();
   CHECK(got.size() == total);
   CHECK(got == payload);
+}
+
+// An idle keep-alive connection is mostly these objects: bounds on their size (docs/
+// performance.md, "Idle memory": the three per-connection objects of a plain HTTP/1.1
+// connection fit in 0.5 kB with malloc's headers).
+TEST_CASE("connection: an open connection and its info stay small", "[connection][idle]") {
+  STATIC_REQUIRE(sizeof(ferry::core::net::Connection) <= 200);
+  STATIC_REQUIRE(sizeof(ferry::core::net::ConnectionInfo) <= 64);  // two compact addresses, one pointer
+  STATIC_REQUIRE(sizeof(ferry::core::net::SocketAddress) == 24);
+}
+
+TEST_CASE("connection: SocketAddress keeps IPv4 and IPv6 endpoints exactly", "[connection][idle]") {
+  sockaddr_storage v4{};
+  auto& in = reinterpret_cast<sockaddr_in&>(v4);
+  in.sin_family = AF_INET;
+  in.sin_port = htons(8080);
+  inet_pton(AF_INET, "10.1.2.3", &in.sin_addr);
+  sockaddr_storage back = ferry::core::net::SocketAddress(v4);
+  CHECK(memcmp(&back, &v4, sizeof(sockaddr_in)) == 0);
+  sockaddr_storage v6{};
+  auto& in6 = reinterpret_cast<sockaddr_in6&>(v6);
+  in6.sin6_family = AF_INET6;
+  in6.sin6_port = htons(443);
+  in6.sin6_scope_id = 3;
+  inet_pton(AF_INET6, "fe80::1", &in6.sin6_addr);
+  back = ferry::core::net::SocketAddress(v6);
+  CHECK(memcmp(&back, &v6, sizeof(sockaddr_in6)) == 0);
+  CHECK(ferry::core::net::SocketAddress().family() == AF_UNSPEC);
+}
+
+TEST_CASE("connection: formatIp writes IPv4 addresses as dotted quads", "[connection][idle]") {
+  for (const char* text : {"0.0.0.0", "255.255.255.255", "10.1.2.3", "192.168.0.100", "1.20.255.9"}) {
+    sockaddr_storage sa{};
+    auto& in = reinterpret_cast<sockaddr_in&>(sa);
+    in.sin_family = AF_INET;
+    inet_pton(AF_INET, text, &in.sin_addr);
+    CHECK(ferry::core::net::formatIp(sa) == text);
+  }
 }

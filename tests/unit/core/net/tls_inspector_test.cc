@@ -499,9 +499,9 @@ TEST_CASE("tls_inspector filter: fills ConnectionInfo and leaves every byte in t
   raw.add(stream);
   REQUIRE(f.feed(raw) == ListenerFilterStatus::kContinue);
   REQUIRE(raw.toString() == stream);  // passthrough: nothing consumed
-  REQUIRE(f.info.tls_client_hello);
-  REQUIRE(f.info.requested_server_name == "passthrough.example.com");
-  REQUIRE(f.info.requested_alpn == std::vector<std::string>{"h2", "http/1.1"});
+  REQUIRE(f.info.tlsClientHello());
+  REQUIRE(f.info.requestedServerName() == "passthrough.example.com");
+  REQUIRE(f.info.requestedAlpn() == std::vector<std::string>{"h2", "http/1.1"});
   REQUIRE(f.count(f.tls_stats.client_hellos) == 1);
   REQUIRE(f.count(f.tls_stats.errors) == 0);
   REQUIRE(tlsInspectorFilter(5s, f.tls_stats).timeout == 5s);
@@ -517,12 +517,12 @@ TEST_CASE("tls_inspector filter: bytes arriving one at a time, over two records"
     INFO("byte " << i);
     REQUIRE(f.feed(raw) == ListenerFilterStatus::kNeedMore);
   }
-  REQUIRE_FALSE(f.info.tls_client_hello);
+  REQUIRE_FALSE(f.info.tlsClientHello());
   raw.add(&stream.back(), 1);
   REQUIRE(f.feed(raw) == ListenerFilterStatus::kContinue);
   REQUIRE(raw.toString() == str(stream));
-  REQUIRE(f.info.requested_server_name == "slow.example.com");
-  REQUIRE(f.info.requested_alpn == std::vector<std::string>{"h2"});
+  REQUIRE(f.info.requestedServerName() == "slow.example.com");
+  REQUIRE(f.info.requestedAlpn() == std::vector<std::string>{"h2"});
   REQUIRE(f.count(f.tls_stats.client_hellos) == 1);
 }
 
@@ -531,9 +531,9 @@ TEST_CASE("tls_inspector filter: a ClientHello without SNI continues with no nam
   Buffer raw;
   raw.add(str(opensslClientHello(nullptr)));
   REQUIRE(f.feed(raw) == ListenerFilterStatus::kContinue);
-  REQUIRE(f.info.tls_client_hello);
-  REQUIRE(f.info.requested_server_name.empty());
-  REQUIRE(f.info.requested_alpn.empty());
+  REQUIRE(f.info.tlsClientHello());
+  REQUIRE(f.info.requestedServerName().empty());
+  REQUIRE(f.info.requestedAlpn().empty());
 }
 
 TEST_CASE("tls_inspector filter: not TLS is refused and counted", "[tls_inspector]") {
@@ -541,7 +541,7 @@ TEST_CASE("tls_inspector filter: not TLS is refused and counted", "[tls_inspecto
   Buffer raw;
   raw.add("GET / HTTP/1.1\r\nHost: example.com\r\n\r\n");
   REQUIRE(f.feed(raw) == ListenerFilterStatus::kClose);
-  REQUIRE_FALSE(f.info.tls_client_hello);
+  REQUIRE_FALSE(f.info.tlsClientHello());
   REQUIRE(f.count(f.tls_stats.errors) == 1);
   REQUIRE(f.count(f.tls_stats.client_hellos) == 0);
 }
@@ -560,7 +560,7 @@ TEST_CASE("tls_inspector filter: the peer closing early", "[tls_inspector]") {
     REQUIRE(f.feed(raw, true) == ListenerFilterStatus::kClose);
     REQUIRE(f.count(f.tls_stats.errors) == 0);
   }
-  REQUIRE_FALSE(f.info.tls_client_hello);
+  REQUIRE_FALSE(f.info.tlsClientHello());
 }
 
 TEST_CASE("tls_inspector filter: a timeout is counted", "[tls_inspector]") {
@@ -589,8 +589,8 @@ TEST_CASE("tls_inspector filter: after the PROXY protocol filter", "[tls_inspect
   raw.add(hello.substr(30));
   REQUIRE(f.feed(raw) == ListenerFilterStatus::kContinue);
   REQUIRE(raw.toString() == hello);
-  REQUIRE(f.info.from_proxy_protocol);
-  REQUIRE(f.info.requested_server_name == "behind.lb.example");
+  REQUIRE(f.info.fromProxyProtocol());
+  REQUIRE(f.info.requestedServerName() == "behind.lb.example");
 }
 
 TEST_CASE("tls_inspector: counters are registered per listener with help", "[tls_inspector]") {
