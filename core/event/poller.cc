@@ -126,12 +126,12 @@ void Poller::dispatch() {
 
 void Poller::driveExternally() { external_ = true; }
 
-bool Poller::useIoUring(std::string* why) {
+bool Poller::useIoUring(std::string* why, unsigned first_buffers) {
   if (!external_ || state_->registered > 0) {
     *why = "the poller is already in use";
     return false;
   }
-  state_->uring = Uring::create(why);
+  state_->uring = Uring::create(why, first_buffers);
   uring_ = state_->uring.get();
   return uring_ != nullptr;
 }

@@ -79,7 +79,7 @@ class Poller {
   // backend (core/event/uring.h): plain descriptors get a multishot poll and sockets
   // (SocketIo) completion-based receives and sends. False, with the reason, when the kernel
   // refuses; the Poller then stays on epoll.
-  bool useIoUring(std::string* why);
+  bool useIoUring(std::string* why, unsigned first_buffers = 32);
   // The ring when the io_uring backend runs, else nullptr.
   Uring* uring() const { return uring_; }
 

@@ -23,7 +23,8 @@ namespace ferry::core {
 namespace {
 
 constexpr unsigned kEntries = 1024;    // submission queue; the completion queue is 4x
-constexpr unsigned kBufCount = 256;    // provided receive buffers (a power of two)
+constexpr unsigned kBufCount = 256;    // provided receive buffers at most (a power of two)
+constexpr unsigned kBufStep = 32;      // provided at first, and added each time they run out
 constexpr unsigned kBufSize = 16384;   // each: one receive completion carries up to this
 constexpr uint16_t kBufGroup = 0;
 constexpr unsigned kMaxFixed = 65536;  // file table size, within RLIMIT_NOFILE
@@ -92,7 +93,8 @@ struct Uring::Impl {
   bool ring_ok = false;
   io_uring_buf_ring* br = nullptr;
   size_t br_bytes = 0;
-  uint8_t* bufs = nullptr;
+  uint8_t* bufs = nullptr;  // kBufCount x kBufSize, mapped; pages are touched only once provided
+  unsigned provided = 0;    // buffers handed to the kernel so far (they stay in the ring)
   unsigned fixed_cap = 0;  // file table size (0: no fixed files)
   std::vector<Slot> slots;
   std::vector<uint32_t> free_slots;
@@ -117,7 +119,7 @@ struct Uring::Impl {
       io_uring_queue_exit(&ring);
     }
     if (br) ::munmap(br, br_bytes);
-    std::free(bufs);
+    if (bufs) ::munmap(bufs, static_cast<size_t>(kBufCount) * kBufSize);
     for (SendOp* op : all_sends) delete op;
   }
 
@@ -193,6 +195,22 @@ struct Uring::Impl {
     free_sends.push_back(op);
   }
 
+  // Hands the kernel kBufStep more buffers, up to kBufCount: the ring starts small, so a
+  // worker that never sees many receives at once touches few buffer pages (idle memory),
+  // and grows when a receive finds none left (-ENOBUFS). False when all are provided.
+  bool provideMore(unsigned step = kBufStep) {
+    if (provided >= kBufCount) return false;
+    const unsigned n = std::min(step, kBufCount - provided);
+    for (unsigned i = 0; i < n; ++i) {
+      const unsigned bid = provided + i;
+      io_uring_buf_ring_add(br, bufs + static_cast<size_t>(bid) * kBufSize, kBufSize, static_cast<uint16_t>(bid),
+                            io_uring_buf_ring_mask(kBufCount), static_cast<int>(i));
+    }
+    io_uring_buf_ring_advance(br, static_cast<int>(n));
+    provided += n;
+    return true;
+  }
+
   void recycle(uint16_t bid) {
     io_uring_buf_ring_add(br, bufs + static_cast<size_t>(bid) * kBufSize, kBufSize, bid,
                           io_uring_buf_ring_mask(kBufCount), 0);
@@ -235,7 +253,7 @@ struct Uring::Impl {
 };
 
 namespace {
-bool setupBuffers(Uring::Impl& im, std::string* why) {
+bool setupBuffers(Uring::Impl& im, unsigned first_buffers, std::string* why) {
   im.br_bytes = kBufCount * sizeof(io_uring_buf);
   void* mem = ::mmap(nullptr, im.br_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
   if (mem == MAP_FAILED) {
@@ -251,16 +269,15 @@ bool setupBuffers(Uring::Impl& im, std::string* why) {
     *why = errText("provided-buffer ring", -r);
     return false;
   }
-  im.bufs = static_cast<uint8_t*>(std::aligned_alloc(4096, static_cast<size_t>(kBufCount) * kBufSize));
-  if (im.bufs == nullptr) {
-    *why = "out of memory for receive buffers";
+  void* bufs = ::mmap(nullptr, static_cast<size_t>(kBufCount) * kBufSize, PROT_READ | PROT_WRITE,
+                      MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+  if (bufs == MAP_FAILED) {
+    *why = errText("mmap (receive buffers)", errno);
     return false;
   }
+  im.bufs = static_cast<uint8_t*>(bufs);
   io_uring_buf_ring_init(im.br);
-  for (unsigned i = 0; i < kBufCount; ++i)
-    io_uring_buf_ring_add(im.br, im.bufs + static_cast<size_t>(i) * kBufSize, kBufSize, static_cast<uint16_t>(i),
-                          io_uring_buf_ring_mask(kBufCount), static_cast<int>(i));
-  io_uring_buf_ring_advance(im.br, kBufCount);
+  im.provideMore(std::max(1u, first_buffers));
   return true;
 }
 
@@ -317,7 +334,7 @@ bool tryReceive(Uring::Impl& im, std::string* why) {
 Uring::Uring(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Uring::~Uring() = default;
 
-std::unique_ptr<Uring> Uring::create(std::string* why) {
+std::unique_ptr<Uring> Uring::create(std::string* why, unsigned first_buffers) {
   auto im = std::make_unique<Impl>();
   if (int r = initRing(&im->ring); r != 0) {
     *why = errText("io_uring_setup", -r);
@@ -328,7 +345,7 @@ std::unique_ptr<Uring> Uring::create(std::string* why) {
     *why = "io_uring without timed waits (kernel 5.11 or newer needed)";
     return nullptr;
   }
-  if (!setupBuffers(*im, why)) return nullptr;
+  if (!setupBuffers(*im, first_buffers, why)) return nullptr;
   if (!tryReceive(*im, why)) return nullptr;
   rlimit rl{};
   unsigned cap = kMaxFixed;
@@ -338,6 +355,8 @@ std::unique_ptr<Uring> Uring::create(std::string* why) {
 }
 
 bool Uring::probe(std::string* why) { return create(why) != nullptr; }
+
+unsigned Uring::receiveBuffers() const { return impl_->provided; }
 
 bool Uring::addPoll(int fd, PollHandler* handler) {
   Impl& im = *impl_;
@@ -461,6 +480,7 @@ void Uring::Impl::complete(const io_uring_cqe& c) {
       break;
     case kRecv: {
       if (!more) s->recv_armed = false;
+      if (c.res == -ENOBUFS) provideMore();  // before the socket arms its receive again
       UringSocket* sock = s->sock;
       const uint8_t* data = has_buf ? bufs + static_cast<size_t>(bid) * kBufSize : nullptr;
       if (sock != nullptr) sock->onUringRecv(data, c.res, more);

@@ -45,7 +45,8 @@ class Uring {
   // receive that works (tried on a socket pair). False with the reason in `why`.
   static bool probe(std::string* why);
   // nullptr with the reason in `why` when the kernel (or a seccomp filter) refuses.
-  static std::unique_ptr<Uring> create(std::string* why);
+  // `first_buffers`: receive buffers provided at first (tests make it small to see growth).
+  static std::unique_ptr<Uring> create(std::string* why, unsigned first_buffers = 32);
   ~Uring();
   Uring(const Uring&) = delete;
   Uring& operator=(const Uring&) = delete;
@@ -66,6 +67,10 @@ class Uring {
   // bytes (moved out of the caller's buffer) until it completes, and the slot is freed once
   // nothing refers to it. The caller closes its descriptor.
   void close(uint32_t slot, Buffer* in_flight);
+
+  // Receive buffers handed to the kernel: `first_buffers` (32) at first, 32 more each time a
+  // receive finds none left, at most 256 (16 KiB each).
+  unsigned receiveBuffers() const;
 
   // Submits every request made since the last call and waits up to `timeout_ms` (-1: no
   // limit, 0: just look) for completions, then dispatches them all; those of `first` (a poll

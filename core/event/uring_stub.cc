@@ -14,7 +14,7 @@ bool Uring::probe(std::string* why) {
   *why = "this build has no io_uring support (liburing-dev was missing when it was configured)";
   return false;
 }
-std::unique_ptr<Uring> Uring::create(std::string* why) {
+std::unique_ptr<Uring> Uring::create(std::string* why, unsigned) {
   probe(why);
   return nullptr;
 }
@@ -27,5 +27,6 @@ void Uring::pollWritable(uint32_t) {}
 void Uring::send(uint32_t, const Buffer&) {}
 void Uring::close(uint32_t, Buffer*) {}
 int Uring::wait(int, PollHandler*) { return 0; }
+unsigned Uring::receiveBuffers() const { return 0; }
 
 }  // namespace ferry::core

@@ -14,9 +14,12 @@
 #include <boost/asio/io_context.hpp>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "core/event/poller.h"
+#include "core/event/uring.h"
 #include "core/net/connection.h"
 #include "tests/support/eventfd_recorder.h"
 #include "tests/support/socket_pair.h"
@@ -39,9 +42,9 @@ struct UringLoop {
   Poller& poller = Poller::of(io);
   bool ok = false;
   std::string why;
-  UringLoop() {
+  explicit UringLoop(unsigned first_buffers = 32) {
     poller.driveExternally();
-    ok = poller.useIoUring(&why);
+    ok = poller.useIoUring(&why, first_buffers);
     if (!ok) WARN("SKIP: io_uring unavailable here: " << why);
   }
   template <typename Done>
@@ -311,4 +314,41 @@ TEST_CASE("uring poller: plain descriptors get readiness, the dispatchFirst hand
   int turns = 0;
   loop.runUntil([&] { return ++turns > 5; });
   CHECK(log == "waa");
+}
+
+TEST_CASE("uring connection: receive buffers start few and grow when a burst finds none left", "[connection][uring]") {
+  {
+    UringLoop plain;
+    if (!plain.ok) return;
+    CHECK(plain.poller.uring()->receiveBuffers() == 32);  // few at first: few pages touched
+  }
+  // One buffer at first, so that a burst surely finds none left (the kernel may complete
+  // about 20 receives per wait before Ferry gives their buffers back).
+  UringLoop loop(1);
+  REQUIRE(loop.ok);
+  REQUIRE(loop.poller.uring() != nullptr);
+  CHECK(loop.poller.uring()->receiveBuffers() == 1);
+  constexpr int kConns = 100;
+  std::vector<std::unique_ptr<Adopted>> conns;
+  for (int i = 0; i < kConns; ++i) conns.push_back(std::make_unique<Adopted>(loop, false));
+  int turns = 0;
+  loop.runUntil([&] { return ++turns > 3; });  // every receive armed
+  // One message on every socket before the loop looks again: more receives complete at
+  // once than there are buffers.
+  for (int i = 0; i < kConns; ++i) {
+    const std::string msg = "message " + std::to_string(i) + " " + pattern(200);
+    REQUIRE(::send(conns[i]->sp.peer, msg.data(), msg.size(), 0) == static_cast<ssize_t>(msg.size()));
+  }
+  REQUIRE(loop.runUntil([&] {
+    for (auto& c : conns)
+      if (c->rec.data.size() < 200) return false;
+    return true;
+  }));
+  for (int i = 0; i < kConns; ++i) CHECK(conns[i]->rec.data == "message " + std::to_string(i) + " " + pattern(200));
+  const unsigned grown = loop.poller.uring()->receiveBuffers();
+  CHECK(grown > 1);
+  CHECK(grown <= 256);
+  for (auto& c : conns) c->conn->close(Connection::CloseType::kNoFlush);
+  turns = 0;
+  loop.runUntil([&] { return ++turns > 3; });
 }
