@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -73,19 +74,49 @@ struct SendOp {
   msghdr msg{};
   iovec iov[kSendIovecs];
   Buffer keep;  // the bytes of a socket that closed with this send in flight
+  uint32_t index = 0;  // in Impl::all_sends
 };
 
+constexpr uint32_t kNoSend = 0xFFFFFFFF;
+
+// One per registered socket or polled descriptor: 24 bytes (idle memory counts it).
 struct Slot {
-  UringSocket* sock = nullptr;
-  PollHandler* poll = nullptr;
+  void* owner = nullptr;  // the UringSocket, or the PollHandler (is_poll); null once gone
   int fd = -1;
   uint32_t gen = 0;
-  uint16_t inflight = 0;  // requests that will still complete
-  bool fixed = false;
-  bool used = false;
-  bool recv_armed = false;
-  bool pollout_armed = false;
-  SendOp* send = nullptr;
+  uint32_t send = kNoSend;  // the send in flight (an index in Impl::all_sends)
+  uint16_t inflight = 0;    // requests that will still complete
+  uint8_t is_poll : 1 = 0;
+  uint8_t fixed : 1 = 0;
+  uint8_t used : 1 = 0;
+  uint8_t recv_armed : 1 = 0;
+  uint8_t pollout_armed : 1 = 0;
+
+  UringSocket* sock() const { return is_poll ? nullptr : static_cast<UringSocket*>(owner); }
+  PollHandler* poll() const { return is_poll ? static_cast<PollHandler*>(owner) : nullptr; }
+  void setSock(UringSocket* s) { owner = s, is_poll = 0; }
+  void setPoll(PollHandler* h) { owner = h, is_poll = 1; }
+};
+static_assert(sizeof(Slot) <= 24, "a slot per connection: keep it small");
+
+// Slots by index in chunks that never move (a slot's address stays valid while handlers open
+// more sockets) and that grow with the number of sockets, not by doubling.
+class SlotTable {
+ public:
+  size_t size() const { return size_; }
+  Slot& operator[](size_t i) { return chunks_[i >> kShift][i & kMask]; }
+  const Slot& operator[](size_t i) const { return chunks_[i >> kShift][i & kMask]; }
+  void emplace_back() {
+    if ((size_ & kMask) == 0) chunks_.push_back(std::make_unique<Slot[]>(kChunk));
+    ++size_;
+  }
+
+ private:
+  static constexpr size_t kShift = 9;
+  static constexpr size_t kChunk = size_t{1} << kShift;
+  static constexpr size_t kMask = kChunk - 1;
+  std::vector<std::unique_ptr<Slot[]>> chunks_;
+  size_t size_ = 0;
 };
 
 struct Uring::Impl {
@@ -96,7 +127,7 @@ struct Uring::Impl {
   uint8_t* bufs = nullptr;  // kBufCount x kBufSize, mapped; pages are touched only once provided
   unsigned provided = 0;    // buffers handed to the kernel so far (they stay in the ring)
   unsigned fixed_cap = 0;  // file table size (0: no fixed files)
-  std::vector<Slot> slots;
+  SlotTable slots;
   std::vector<uint32_t> free_slots;
   std::vector<SendOp*> free_sends;
   std::vector<SendOp*> all_sends;
@@ -125,7 +156,7 @@ struct Uring::Impl {
 
   size_t inflightTotal() const {
     size_t n = 0;
-    for (const Slot& s : slots) n += s.inflight;
+    for (size_t i = 0; i < slots.size(); ++i) n += slots[i].inflight;
     return n;
   }
   void drainQuietly() {
@@ -174,7 +205,7 @@ struct Uring::Impl {
   }
   void maybeFree(uint32_t idx) {
     Slot& s = slots[idx];
-    if (s.used && s.sock == nullptr && s.poll == nullptr && s.inflight == 0) {
+    if (s.used && s.owner == nullptr && s.inflight == 0) {
       s.used = false;
       free_slots.push_back(idx);
     }
@@ -183,6 +214,7 @@ struct Uring::Impl {
   SendOp* acquireSend() {
     if (free_sends.empty()) {
       auto* op = new SendOp;
+      op->index = static_cast<uint32_t>(all_sends.size());
       all_sends.push_back(op);
       return op;
     }
@@ -324,7 +356,7 @@ bool tryReceive(Uring::Impl& im, std::string* why) {
     io_uring_cqe_seen(&im.ring, cqe);
   }
   im.slots[idx].recv_armed = false;
-  im.slots[idx].sock = nullptr;
+  im.slots[idx].owner = nullptr;
   ::close(sv[0]);
   im.maybeFree(idx);
   return ok;
@@ -362,7 +394,7 @@ bool Uring::addPoll(int fd, PollHandler* handler) {
   Impl& im = *impl_;
   uint32_t idx = im.allocSlot();
   im.slots[idx].fd = fd;
-  im.slots[idx].poll = handler;
+  im.slots[idx].setPoll(handler);
   im.armPoll(idx);
   return true;
 }
@@ -371,8 +403,8 @@ void Uring::removePoll(int fd, PollHandler* handler) {
   Impl& im = *impl_;
   for (uint32_t i = 0; i < im.slots.size(); ++i) {
     Slot& s = im.slots[i];
-    if (s.used && s.poll == handler && s.fd == fd) {
-      s.poll = nullptr;
+    if (s.used && s.poll() == handler && s.fd == fd) {
+      s.owner = nullptr;
       if (s.inflight > 0) im.removePollOf(i);
       im.maybeFree(i);
       return;
@@ -385,7 +417,7 @@ uint32_t Uring::open(int fd, UringSocket* sock) {
   uint32_t idx = im.allocSlot();
   Slot& s = im.slots[idx];
   s.fd = fd;
-  s.sock = sock;
+  s.setSock(sock);
   if (idx < im.fixed_cap && io_uring_register_files_update(&im.ring, idx, &fd, 1) == 1) s.fixed = true;
   return idx;
 }
@@ -422,16 +454,16 @@ void Uring::send(uint32_t slot, const Buffer& data) {
   io_uring_prep_sendmsg(q, im.fdFor(s, slot), &op->msg, MSG_NOSIGNAL);
   Impl::fixedFlag(q, s);
   io_uring_sqe_set_data64(q, tag(kSend, s.gen, slot));
-  s.send = op;
+  s.send = op->index;
   ++s.inflight;
 }
 
 void Uring::close(uint32_t slot, Buffer* in_flight) {
   Impl& im = *impl_;
   Slot& s = im.slots[slot];
-  s.sock = nullptr;
-  if (s.send != nullptr) {
-    if (in_flight != nullptr) s.send->keep.move(*in_flight);
+  s.owner = nullptr;
+  if (s.send != kNoSend) {
+    if (in_flight != nullptr) im.all_sends[s.send]->keep.move(*in_flight);
     im.cancel(slot, kSend);
   }
   if (s.recv_armed) im.cancel(slot, kRecv);
@@ -463,16 +495,16 @@ void Uring::Impl::complete(const io_uring_cqe& c) {
   }
   Slot* s = &slots[idx];
   if (op == kPollRemove) {  // not a request of the slot's own: inflight does not count it
-    if (c.res == -EALREADY && s->poll == nullptr && s->inflight > 0) removePollOf(idx);
+    if (c.res == -EALREADY && s->poll() == nullptr && s->inflight > 0) removePollOf(idx);
     return;
   }
   if (!more && s->inflight > 0) --s->inflight;
   switch (op) {
     case kPoll:
-      if (s->poll == nullptr && more) {
+      if (s->poll() == nullptr && more) {
         removePollOf(idx);  // removed, but still armed: end it
-      } else if (s->poll != nullptr) {
-        PollHandler* h = s->poll;
+      } else if (s->poll() != nullptr) {
+        PollHandler* h = s->poll();
         if (!more && c.res != -ECANCELED) armPoll(idx);  // ended by the kernel: poll on
         if (c.res > 0) h->onPollEvents(toEpoll(c.res));
         else if (c.res < 0 && c.res != -ECANCELED) h->onPollEvents(EPOLLERR);
@@ -481,23 +513,23 @@ void Uring::Impl::complete(const io_uring_cqe& c) {
     case kRecv: {
       if (!more) s->recv_armed = false;
       if (c.res == -ENOBUFS) provideMore();  // before the socket arms its receive again
-      UringSocket* sock = s->sock;
+      UringSocket* sock = s->sock();
       const uint8_t* data = has_buf ? bufs + static_cast<size_t>(bid) * kBufSize : nullptr;
       if (sock != nullptr) sock->onUringRecv(data, c.res, more);
       if (has_buf) recycle(bid);
       break;
     }
     case kSend: {
-      SendOp* sop = s->send;
-      s->send = nullptr;
-      UringSocket* sock = s->sock;
+      SendOp* sop = s->send == kNoSend ? nullptr : all_sends[s->send];
+      s->send = kNoSend;
+      UringSocket* sock = s->sock();
       if (sop != nullptr) releaseSend(sop);
       if (sock != nullptr) sock->onUringSent(c.res);
       break;
     }
     case kPollOut:
       s->pollout_armed = false;
-      if (s->sock != nullptr) s->sock->onUringWritable(c.res);
+      if (s->sock() != nullptr) s->sock()->onUringWritable(c.res);
       break;
     case kUnregister:
     case kIgnore:
@@ -533,7 +565,7 @@ int Uring::wait(int timeout_ms, PollHandler* first) {
     if (first != nullptr) {
       for (unsigned i = 0; i < n; ++i) {
         const auto idx = static_cast<uint32_t>(batch[i].user_data);
-        if (static_cast<Op>(batch[i].user_data >> 56) == kPoll && idx < im.slots.size() && im.slots[idx].poll == first) {
+        if (static_cast<Op>(batch[i].user_data >> 56) == kPoll && idx < im.slots.size() && im.slots[idx].poll() == first) {
           im.complete(batch[i]);
           batch[i].user_data = tag(kIgnore, 0, 0);
         }
