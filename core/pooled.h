@@ -12,16 +12,7 @@
 
 #include <cstddef>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define FERRY_POOLED_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define FERRY_POOLED_ASAN 1
-#endif
-#endif
-#ifdef FERRY_POOLED_ASAN
-#include <sanitizer/asan_interface.h>
-#endif
+#include "core/asan.h"
 
 namespace ferry::core {
 
@@ -81,20 +72,8 @@ class PerThreadPooled {
     static thread_local State s;
     return s;
   }
-  static void poison(Node* b) {
-#ifdef FERRY_POOLED_ASAN
-    ASAN_POISON_MEMORY_REGION(b, sizeof(T));
-#else
-    (void)b;
-#endif
-  }
-  static void unpoison(Node* b) {
-#ifdef FERRY_POOLED_ASAN
-    ASAN_UNPOISON_MEMORY_REGION(b, sizeof(T));
-#else
-    (void)b;
-#endif
-  }
+  static void poison(Node* b) { asanPoison(b, sizeof(T)); }
+  static void unpoison(Node* b) { asanUnpoison(b, sizeof(T)); }
 };
 
 }  // namespace ferry::core

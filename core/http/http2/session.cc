@@ -6,16 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define FERRY_H2MEM_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define FERRY_H2MEM_ASAN 1
-#endif
-#endif
-#ifdef FERRY_H2MEM_ASAN
-#include <sanitizer/asan_interface.h>
-#endif
+#include "core/asan.h"
 
 namespace ferry::core::http::http2 {
 
@@ -215,20 +206,8 @@ struct FreeNode {
   FreeNode* next;
 };
 
-void poisonBlock(void* base, size_t cls) {
-#ifdef FERRY_H2MEM_ASAN
-  ASAN_POISON_MEMORY_REGION(base, kHeader + kClassSize[cls]);
-#else
-  (void)base, (void)cls;
-#endif
-}
-void unpoisonBlock(void* base, size_t cls) {
-#ifdef FERRY_H2MEM_ASAN
-  ASAN_UNPOISON_MEMORY_REGION(base, kHeader + kClassSize[cls]);
-#else
-  (void)base, (void)cls;
-#endif
-}
+void poisonBlock(void* base, size_t cls) { asanPoison(base, kHeader + kClassSize[cls]); }
+void unpoisonBlock(void* base, size_t cls) { asanUnpoison(base, kHeader + kClassSize[cls]); }
 
 struct H2MemPool {
   FreeNode* head[kClasses] = {};
