@@ -6,8 +6,8 @@
 # BIN may also be the word "nginx" (h1 only): nginx as the proxy (1 worker, keepalive 1024
 # upstream). nginx upstream (`return 200 "hello world\n"`) and the load on CPU 1, the proxy
 # on CPU 0.
-# Prints requests/s and the proxy's CPU µs per request (user+sys, and each) per round, then
-# medians.
+# Prints requests/s, the proxy's CPU µs per request (user+sys, and each) and wrk's p99 latency
+# per round, then medians.
 # Needs nginx and wrk (scripts/install-deps --bench). Loopback only; stops what it starts.
 set -euo pipefail
 a=${1:?BIN_A}; b=${2:?BIN_B}; rounds=${3:-5}; secs=${4:-5}; conns=${5:-10}; mode=${6:-h1}
@@ -54,10 +54,10 @@ load() {  # $1 = seconds: the load generator's report
   if [ "$mode" = h2c ]; then
     taskset -c 1 h2load -c "$conns" -m 10 -D "$1" "http://127.0.0.1:$px/"
   else
-    taskset -c 1 wrk -t1 -c"$conns" -d"${1}s" "$scheme://127.0.0.1:$px/"
+    taskset -c 1 wrk --latency -t1 -c"$conns" -d"${1}s" "$scheme://127.0.0.1:$px/"
   fi
 }
-run() {  # $1 = binary or "nginx"; prints "rps us_per_req user_us sys_us"
+run() {  # $1 = binary or "nginx"; prints "rps us_per_req user_us sys_us p99"
   if [ "$1" = nginx ]; then
     taskset -c 0 nginx -c "$work/nginx-proxy.conf" & local pid=$!
   else
@@ -72,22 +72,25 @@ run() {  # $1 = binary or "nginx"; prints "rps us_per_req user_us sys_us"
   local out; out=$(load "$secs")
   read -r u1 s1 < <(cpu)
   kill -TERM $pid; wait $pid 2>/dev/null || true
-  local reqs rps
+  local reqs rps p99=-
   if [ "$mode" = h2c ]; then
     reqs=$(echo "$out" | awk '/^requests:/ {print $8}')  # succeeded
     rps=$(echo "$out" | awk '/^finished in/ {print $4}')
   else
     reqs=$(echo "$out" | awk '/requests in/ {print $1}')
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
   fi
   awk -v rps="$rps" -v u=$((u1 - u0)) -v s=$((s1 - s0)) \
-      -v r="$reqs" -v k="$tick" 'BEGIN {printf "%s %.2f %.2f %.2f\n", rps, (u + s) / k * 1e6 / r, u / k * 1e6 / r, s / k * 1e6 / r}'
+      -v r="$reqs" -v k="$tick" -v p="$p99" 'BEGIN {printf "%s %.2f %.2f %.2f %s\n", rps, (u + s) / k * 1e6 / r, u / k * 1e6 / r, s / k * 1e6 / r, p}'
 }
-ra=(); rb=(); ca=(); cb=()
+ra=(); rb=(); ca=(); cb=(); pa=(); pb=()
+us() { case $1 in *us) echo "${1%us}" ;; *ms) awk -v v="${1%ms}" 'BEGIN {print v * 1000}' ;; *s) awk -v v="${1%s}" 'BEGIN {print v * 1e6}' ;; *) echo "$1" ;; esac; }
 for i in $(seq "$rounds"); do
-  read -r r c u sy < <(run "$a"); ra+=("$r"); ca+=("$c"); echo "round $i A: $r req/s, $c us/req (user $u, sys $sy)"
-  read -r r c u sy < <(run "$b"); rb+=("$r"); cb+=("$c"); echo "round $i B: $r req/s, $c us/req (user $u, sys $sy)"
+  read -r r c u sy p < <(run "$a"); ra+=("$r"); ca+=("$c"); pa+=("$(us "$p")"); echo "round $i A: $r req/s, $c us/req (user $u, sys $sy), p99 $p"
+  read -r r c u sy p < <(run "$b"); rb+=("$r"); cb+=("$c"); pb+=("$(us "$p")"); echo "round $i B: $r req/s, $c us/req (user $u, sys $sy), p99 $p"
 done
 med() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
-echo "A $a: median $(med "${ra[@]}") req/s, $(med "${ca[@]}") us/req"
-echo "B $b: median $(med "${rb[@]}") req/s, $(med "${cb[@]}") us/req"
+p99() { [ "$mode" = h2c ] && echo "-" || echo "$(med "$@") us"; }
+echo "A $a: median $(med "${ra[@]}") req/s, $(med "${ca[@]}") us/req, p99 $(p99 "${pa[@]}")"
+echo "B $b: median $(med "${rb[@]}") req/s, $(med "${cb[@]}") us/req, p99 $(p99 "${pb[@]}")"

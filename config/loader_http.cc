@@ -188,7 +188,7 @@ class HttpParser {
     constexpr std::string_view kWhere = "in http";
     Entries f = p_.fields(e.value, kWhere,
                           {"idle_timeout", "request_headers_timeout", "stream_idle_timeout", "request_timeout",
-                           "max_request_headers_kb",
+                           "close_flush_timeout", "max_request_headers_kb",
                            "max_headers", "xff_trusted_hops", "forward_client_cert", "merge_slashes",
                            "max_requests_per_connection", "http2", "access_log", "filters", "virtual_hosts",
                            "health_path", "response_flags_header", "tracing"});
@@ -211,6 +211,8 @@ class HttpParser {
       if (auto v = p_.getDuration(*x, false)) h.stream_idle_timeout = *v;
     if (auto* x = f.get("request_timeout"))
       if (auto v = p_.getDuration(*x, false)) h.request_timeout = *v;
+    if (auto* x = f.get("close_flush_timeout"))
+      if (auto v = p_.getDuration(*x, false)) h.close_flush_timeout = *v;
     if (auto* x = f.get("max_request_headers_kb"))
       if (auto v = p_.getUint(*x, 1, 8192)) h.max_request_headers_kb = static_cast<uint32_t>(*v);
     if (auto* x = f.get("max_headers"))

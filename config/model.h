@@ -385,6 +385,9 @@ struct HttpConfig {
   Duration stream_idle_timeout = std::chrono::seconds(300);
   // The request (head end to last body byte) must arrive within this: 408 RQT. 0 = off.
   Duration request_timeout{0};
+  // A connection Ferry closes after a response (connection: close, an error, a drain) sends
+  // what it buffered first; a client that takes none of it for this long is reset. 0 = off.
+  Duration close_flush_timeout = std::chrono::seconds(10);
   uint32_t max_request_headers_kb = 60;                        // past it: 431
   uint32_t max_headers = 100;                                  // past it: 431
   uint32_t xff_trusted_hops = 0;

@@ -439,7 +439,7 @@ void Connection::flush() {
   }
 }
 
-void Connection::close(CloseType type) {
+void Connection::close(CloseType type, std::chrono::milliseconds flush_timeout) {
   if (closed_) return;
   auto self = shared_from_this();
   if (flush_pending_ && type != CloseType::kReset) {
@@ -466,10 +466,31 @@ void Connection::close(CloseType type) {
       // The owner may drop its reference now: the connection stays until the bytes are out.
       self_ref_ = shared_from_this();
       accountBuffered();
+      if (flush_timeout.count() > 0) armCloseFlushTimer(flush_timeout);
       return;
     }
   }
   closeInternal(type, &kLocal, "closed locally");
+}
+
+void Connection::armCloseFlushTimer(std::chrono::milliseconds timeout) {
+  Cold& c = cold();
+  c.flush_timeout = timeout;
+  c.flush_left = writeBufferLength();
+  std::weak_ptr<Connection> weak = weak_from_this();
+  c.flush_timer = std::make_unique<Timer>(ctx(), [weak] {
+    auto self = weak.lock();
+    if (!self || self->closed_) return;
+    Cold& cs = *self->cold_;
+    const size_t left = self->writeBufferLength();
+    if (left < cs.flush_left) {  // the peer took bytes since: it gets another period
+      cs.flush_left = left;
+      cs.flush_timer->enable(cs.flush_timeout);
+      return;
+    }
+    self->closeInternal(CloseType::kReset, &kLocal, "close: the peer took no bytes for the flush timeout");
+  });
+  c.flush_timer->enable(timeout);
 }
 
 void Connection::setWriteBufferLimits(uint32_t high_watermark) { high_watermark_ = high_watermark; }
@@ -484,6 +505,7 @@ void Connection::closeInternal(CloseType type, const ConnectionEvent* event, con
   connecting_ = false;
   cold().close_reason = reason;
   if (cold_->connect_timer) cold_->connect_timer->disable();
+  if (cold_->flush_timer) cold_->flush_timer->disable();
   if (flush_pending_) {
     poller().cancelDeferred(this);
     flush_pending_ = false;

@@ -111,7 +111,11 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   void write(Buffer& data, bool end_stream);
   // Counted: reading resumes when every disable has been matched by an enable.
   void readDisable(bool disable);
-  void close(CloseType type);
+  // kFlushWrite: the peer must take the buffered bytes with no pause longer than
+  // `flush_timeout` (0: no limit); a peer that stops reading is reset then, so a client that
+  // never reads cannot hold a closing connection and its buffered bytes forever.
+  static constexpr std::chrono::milliseconds kCloseFlushTimeout{10000};
+  void close(CloseType type, std::chrono::milliseconds flush_timeout = kCloseFlushTimeout);
 
   // Zero-copy forwarding, for a TCP proxy whose two connections both have the plain
   // transport: from now on, bytes read here go to `to`'s socket through a kernel pipe with
@@ -164,8 +168,13 @@ class Connection final : public std::enable_shared_from_this<Connection>,
     size_t pipe_cap = 0;
     size_t pipe_bytes = 0;  // bytes in this (destination's) pipe: part of the write buffer
     std::string close_reason;
+    // close(kFlushWrite) with bytes left: fires after flush_timeout without progress.
+    std::unique_ptr<Timer> flush_timer;
+    std::chrono::milliseconds flush_timeout{0};
+    size_t flush_left = 0;  // writeBufferLength() when the timer was last armed
   };
   Cold& cold();  // made on first use
+  void armCloseFlushTimer(std::chrono::milliseconds timeout);
 
   void onPollEvents(uint32_t events) override;
   void runDeferred() override;

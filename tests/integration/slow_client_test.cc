@@ -3,7 +3,9 @@
 // response, a reset after it, which releases what Ferry buffered for a client that stopped
 // reading), the per-route stream_idle_timeout, and the same over HTTP/2.
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <chrono>
+#include <thread>
 
 #include "tests/integration/config_builder.h"
 #include "tests/integration/harness.h"
@@ -225,4 +227,69 @@ TEST_CASE("slow-client timeouts over HTTP/2: 408 on the stream, a reset once the
     CHECK(metricValue(*f, timeoutKey("stream_idle")) == 1);
     CHECK(metricValue(*f, flagKey("SI")) == 1);
   }
+}
+
+namespace {
+
+// An upstream answering with an 8 MiB body: under the listener's write-buffer limit (16 MiB
+// below), so the stream completes at once, and more than the kernel's socket buffers take
+// (4 MiB at most here), so most of it stays in Ferry's buffer for the client.
+constexpr size_t kCloseBody = 8 * 1024 * 1024;
+const std::string kCloseListener = "    per_connection_buffer_limit_kb: 16384\n";
+UpstreamAction closeBody(const UpstreamRequest&) { return HttpUpstream::ok(std::string(kCloseBody, 'c')); }
+
+}  // namespace
+
+TEST_CASE("close_flush_timeout: a client that reads nothing of a closing connection is reset, "
+          "and what was buffered for it is released",
+          "[slow_client]") {
+  HttpUpstream up(closeBody);
+  auto f = FerryProcess::start(FerryConfig{.listener_extra = kCloseListener,
+                                           .http_extra = "      close_flush_timeout: 1s\n",
+                                           .clusters = {{"up", {up.port()}}}}
+                                   .yaml());
+  const uint16_t admin = f->adminPort();
+  const std::string active = "ferry_downstream_connections_active{listener=\"web\"}";
+  auto c = TcpClient::connect(f->port("web"), 5s, 4096);
+  REQUIRE(c);
+  // connection: close: once the response is complete, Ferry closes after sending it.
+  REQUIRE(c->sendAll("GET /big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
+  REQUIRE(up.waitRequests(1));
+  // The client reads nothing: the response sits in Ferry's buffer, the connection is closing.
+  CHECK(waitUntil([&] { return metricValue(admin, "ferry_buffered_bytes") > 0; }, 5s));
+  CHECK(metricValue(admin, active) == 1);
+  // No byte taken for 1s: the connection is reset and its buffer released.
+  const auto start = Clock::now();
+  CHECK(waitMetric(admin, active, 0, 10s));
+  CHECK(secondsSince(start) < 5.0);
+  CHECK(waitMetric(admin, "ferry_buffered_bytes", 0, 5s));
+  CHECK(c->waitClosed(5s));
+}
+
+TEST_CASE("close_flush_timeout: a slow client that keeps taking bytes gets the whole response",
+          "[slow_client]") {
+  HttpUpstream up(closeBody);
+  auto f = FerryProcess::start(FerryConfig{.listener_extra = kCloseListener,
+                                           .http_extra = "      close_flush_timeout: 1s\n",
+                                           .clusters = {{"up", {up.port()}}}}
+                                   .yaml());
+  auto c = TcpClient::connect(f->port("web"), 5s, 4096);
+  REQUIRE(c);
+  REQUIRE(c->sendAll("GET /big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
+  REQUIRE(up.waitRequests(1));
+  // Reads at a pace that makes the whole flush take several times the timeout: each pause is
+  // shorter than it, so the connection is never reset.
+  const auto start = Clock::now();
+  std::string got;
+  while (!c->closedByPeer() && got.size() < kCloseBody + 200 && secondsSince(start) < 30) {
+    got += c->recvExactly(std::min<size_t>(256 * 1024, kCloseBody + 200 - got.size()), 2s);
+    std::this_thread::sleep_for(100ms);  // paces the reader (the behaviour under test), not a wait for Ferry
+  }
+  got += c->recvUntilClose(5s);
+  CHECK(secondsSince(start) > 2.0);
+  CHECK(c->sawEof());
+  CHECK_FALSE(c->sawReset());
+  const size_t body_at = got.find("\r\n\r\n");
+  REQUIRE(body_at != std::string::npos);
+  CHECK(got.size() - body_at - 4 == kCloseBody);
 }

@@ -478,7 +478,8 @@ void HttpConnectionManager::closeConnection(bool flush) {
   dead_ = true;
   disarm();
   if (callbacks_->connection().closed()) return;
-  callbacks_->connection().close(flush ? Connection::CloseType::kFlushWrite : Connection::CloseType::kNoFlush);
+  callbacks_->connection().close(flush ? Connection::CloseType::kFlushWrite : Connection::CloseType::kNoFlush,
+                                 config_->http.close_flush_timeout);
 }
 
 void HttpConnectionManager::readDisable(bool disable) {

@@ -242,11 +242,21 @@ clusters:
   CHECK(cl->idle_timeout == milliseconds(5'000));
 }
 
+TEST_CASE("http.close_flush_timeout loads; 0s turns it off; a bad value is an error at its place", "[config][http]") {
+  CHECK(ok(load(withHttp("      close_flush_timeout: 2s\n"))).listeners.at(0).http->close_flush_timeout ==
+        milliseconds(2'000));
+  CHECK(ok(load(withHttp("      close_flush_timeout: 0s\n"))).listeners.at(0).http->close_flush_timeout ==
+        milliseconds(0));
+  CHECK(onlyError(withHttp("      close_flush_timeout: soon\n")) ==
+        "t.yaml:5:28: bad duration 'soon' (use a unit: 250ms, 15s, 5m)");
+}
+
 TEST_CASE("http defaults", "[config][http]") {
   const Config c = ok(load(withHttp("")));
   const HttpConfig& h = *c.listeners.at(0).http;
   CHECK(h.idle_timeout == milliseconds(60'000));
   CHECK(h.request_headers_timeout == milliseconds(10'000));
+  CHECK(h.close_flush_timeout == milliseconds(10'000));
   CHECK(h.max_request_headers_kb == 60);
   CHECK(h.max_headers == 100);
   CHECK(h.xff_trusted_hops == 0);
