@@ -3,16 +3,16 @@
 #   benchmarks/ab_cpu.sh BIN_A BIN_B [ROUNDS (5)] [SECONDS (5)] [CONNS (10)] [MODE (h1)]
 # MODE: h1 (HTTP/1.1 keep-alive, wrk), tls (HTTPS keep-alive, wrk; a self-signed certificate
 # made here), or h2c (HTTP/2 by prior knowledge, h2load with 10 streams per connection).
-# BIN may also be the word "nginx" (h1 only): nginx as the proxy (1 worker, keepalive 1024
-# upstream). nginx upstream (`return 200 "hello world\n"`) and the load on CPU 1, the proxy
+# BIN may also be the word "nginx" or "haproxy": that peer as the proxy, same listener and TLS
+# certificate (1 worker or thread; nginx keeps 1024 upstream connections alive, HAProxy
+# http-reuse always). nginx upstream (`return 200 "hello world\n"`) and the load on CPU 1, the proxy
 # on CPU 0.
 # Prints requests/s, the proxy's CPU µs per request (user+sys, and each) and wrk's p99 latency
 # per round, then medians.
-# Needs nginx and wrk (scripts/install-deps --bench). Loopback only; stops what it starts.
+# Needs nginx, HAProxy, wrk and h2load (scripts/install-deps --bench). Loopback only; stops what it starts.
 set -euo pipefail
 a=${1:?BIN_A}; b=${2:?BIN_B}; rounds=${3:-5}; secs=${4:-5}; conns=${5:-10}; mode=${6:-h1}
 case $mode in h1 | tls | h2c) ;; *) echo "MODE must be h1, tls or h2c" >&2; exit 2 ;; esac
-if [ "$mode" != h1 ] && { [ "$a" = nginx ] || [ "$b" = nginx ]; }; then echo "nginx: MODE h1 only" >&2; exit 2; fi
 work=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 up=19910; px=19911
 cat > "$work/nginx.conf" <<NGX
@@ -21,20 +21,13 @@ events { worker_connections 4096; }
 http { access_log off; keepalive_requests 10000000;
   server { listen 127.0.0.1:$up; location / { return 200 "hello world\n"; } } }
 NGX
-cat > "$work/nginx-proxy.conf" <<NGX
-user root; daemon off; worker_processes 1; error_log $work/error-proxy.log; pid $work/nginx-proxy.pid;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 10000000;
-  upstream up { server 127.0.0.1:$up; keepalive 1024; }
-  server { listen 127.0.0.1:$px;
-    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
-NGX
 tls=""; scheme=http
 if [ "$mode" = tls ]; then
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
     -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
   tls="    tls: {certificates: [{cert_file: $work/cert.pem, key_file: $work/key.pem}]}"
   scheme=https
+  cat "$work/cert.pem" "$work/key.pem" > "$work/both.pem"
 fi
 cat > "$work/ferry.yaml" <<YAML
 runtime: {workers: 1, log_level: warn}
@@ -48,6 +41,34 @@ $tls
 clusters:
   - {name: up, endpoints: [{address: 127.0.0.1:$up}]}
 YAML
+nlisten="listen 127.0.0.1:$px"; hbind="bind 127.0.0.1:$px"
+[ "$mode" = tls ] && nlisten="$nlisten ssl; ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem" \
+  && hbind="$hbind ssl crt $work/both.pem alpn http/1.1"
+[ "$mode" = h2c ] && nlisten="$nlisten http2" && hbind="$hbind proto h2"
+cat > "$work/nginx-proxy.conf" <<NGX
+user root; daemon off; worker_processes 1; error_log $work/error-proxy.log; pid $work/nginx-proxy.pid;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 10000000;
+  upstream up { server 127.0.0.1:$up; keepalive 1024; }
+  server { $nlisten;
+    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+NGX
+cat > "$work/haproxy.cfg" <<HAP
+global
+  nbthread 1
+  maxconn 20000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+frontend fe
+  $hbind
+  default_backend be
+backend be
+  server s1 127.0.0.1:$up
+HAP
 taskset -c 1 timeout 3600 nginx -c "$work/nginx.conf" &
 tick=$(getconf CLK_TCK)
 load() {  # $1 = seconds: the load generator's report
@@ -57,9 +78,11 @@ load() {  # $1 = seconds: the load generator's report
     taskset -c 1 wrk --latency -t1 -c"$conns" -d"${1}s" "$scheme://127.0.0.1:$px/"
   fi
 }
-run() {  # $1 = binary or "nginx"; prints "rps us_per_req user_us sys_us p99"
+run() {  # $1 = binary, "nginx" or "haproxy"; prints "rps us_per_req user_us sys_us p99"
   if [ "$1" = nginx ]; then
     taskset -c 0 nginx -c "$work/nginx-proxy.conf" & local pid=$!
+  elif [ "$1" = haproxy ]; then
+    taskset -c 0 haproxy -db -f "$work/haproxy.cfg" & local pid=$!
   else
     taskset -c 0 "$1" -c "$work/ferry.yaml" & local pid=$!  # no wrapper: $pid is the proxy
   fi

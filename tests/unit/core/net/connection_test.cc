@@ -176,6 +176,35 @@ TEST_CASE("connection: close(kFlushWrite) then dropping it still delivers every 
   CHECK(got == payload);
 }
 
+TEST_CASE("connection: close(kFlushWrite) to a peer that reads nothing ends with a reset after the flush timeout",
+          "[connection]") {
+  boost::asio::io_context io;
+  SocketPair sp;
+  Recorder rec;
+  auto conn = Connection::adopt(io, sp.ours, {});
+  conn->setCallbacks(&rec);
+  conn->startReading();
+  Buffer out;
+  out.add(std::string(8 << 20, 'x'));  // more than the kernel buffers take: most stays ours
+  conn->write(out, false);
+  REQUIRE(conn->writeBufferLength() > 0);
+  const auto start = std::chrono::steady_clock::now();
+  conn->close(Connection::CloseType::kFlushWrite, 200ms);
+  REQUIRE(conn->closing());
+  REQUIRE(runUntil(io, [&] { return conn->closed(); }, 5000ms));
+  CHECK(std::chrono::steady_clock::now() - start >= 200ms);
+  CHECK(conn->closeReason().find("flush timeout") != std::string::npos);
+  // The peer sees the reset once it reads past what its kernel buffer holds.
+  const timeval bound{5, 0};
+  ::setsockopt(sp.peer, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
+  char buf[65536];
+  ssize_t r = 0;
+  while ((r = ::recv(sp.peer, buf, sizeof buf, 0)) > 0) {
+  }
+  CHECK(r < 0);
+  CHECK(errno == ECONNRESET);
+}
+
 // An idle keep-alive connection is mostly these objects: bounds on their size (docs/
 // performance.md, "Idle memory": the three per-connection objects of a plain HTTP/1.1
 // connection fit in 0.5 kB with malloc's headers).

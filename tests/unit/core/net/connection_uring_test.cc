@@ -198,6 +198,21 @@ TEST_CASE("uring connection: close(kFlushWrite) sends everything, then closes", 
   CHECK(weak.expired());
 }
 
+TEST_CASE("uring connection: close(kFlushWrite) to a peer that reads nothing is reset after the flush timeout",
+          "[connection][uring]") {
+  UringLoop loop;
+  if (!loop.ok) return;
+  Adopted a(loop, true);
+  auto& conn = a.conn;
+  writeString(*conn, pattern(8 << 20));  // more than the kernel buffers take; the peer reads none
+  const auto start = std::chrono::steady_clock::now();
+  conn->close(Connection::CloseType::kFlushWrite, 200ms);
+  REQUIRE(conn->closing());
+  REQUIRE(loop.runUntil([&] { return conn->closed(); }));
+  CHECK(std::chrono::steady_clock::now() - start >= 200ms);
+  CHECK(conn->closeReason().find("flush timeout") != std::string::npos);
+}
+
 TEST_CASE("uring connection: closing with a send in flight drops it safely", "[connection][uring]") {
   UringLoop loop;
   if (!loop.ok) return;
