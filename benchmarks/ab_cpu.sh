@@ -56,7 +56,7 @@ NGX
 cat > "$work/haproxy.cfg" <<HAP
 global
   nbthread 1
-  maxconn 20000
+  maxconn 8000
 defaults
   mode http
   timeout connect 5s
@@ -107,13 +107,13 @@ run() {  # $1 = binary, "nginx" or "haproxy"; prints "rps us_per_req user_us sys
   awk -v rps="$rps" -v u=$((u1 - u0)) -v s=$((s1 - s0)) \
       -v r="$reqs" -v k="$tick" -v p="$p99" 'BEGIN {printf "%s %.2f %.2f %.2f %s\n", rps, (u + s) / k * 1e6 / r, u / k * 1e6 / r, s / k * 1e6 / r, p}'
 }
-ra=(); rb=(); ca=(); cb=(); pa=(); pb=()
+ra=(); rb=(); ca=(); cb=(); pa=(); pb=(); ua=(); ub=(); sa=(); sb=()
 us() { case $1 in *us) echo "${1%us}" ;; *ms) awk -v v="${1%ms}" 'BEGIN {print v * 1000}' ;; *s) awk -v v="${1%s}" 'BEGIN {print v * 1e6}' ;; *) echo "$1" ;; esac; }
 for i in $(seq "$rounds"); do
-  read -r r c u sy p < <(run "$a"); ra+=("$r"); ca+=("$c"); pa+=("$(us "$p")"); echo "round $i A: $r req/s, $c us/req (user $u, sys $sy), p99 $p"
-  read -r r c u sy p < <(run "$b"); rb+=("$r"); cb+=("$c"); pb+=("$(us "$p")"); echo "round $i B: $r req/s, $c us/req (user $u, sys $sy), p99 $p"
+  read -r r c u sy p < <(run "$a"); ra+=("$r"); ca+=("$c"); pa+=("$(us "$p")"); ua+=("$u"); sa+=("$sy"); echo "round $i A: $r req/s, $c us/req (user $u, sys $sy), p99 $p"
+  read -r r c u sy p < <(run "$b"); rb+=("$r"); cb+=("$c"); pb+=("$(us "$p")"); ub+=("$u"); sb+=("$sy"); echo "round $i B: $r req/s, $c us/req (user $u, sys $sy), p99 $p"
 done
 med() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
 p99() { [ "$mode" = h2c ] && echo "-" || echo "$(med "$@") us"; }
-echo "A $a: median $(med "${ra[@]}") req/s, $(med "${ca[@]}") us/req, p99 $(p99 "${pa[@]}")"
-echo "B $b: median $(med "${rb[@]}") req/s, $(med "${cb[@]}") us/req, p99 $(p99 "${pb[@]}")"
+echo "A $a: median $(med "${ra[@]}") req/s, $(med "${ca[@]}") us/req (user $(med "${ua[@]}"), sys $(med "${sa[@]}")), p99 $(p99 "${pa[@]}")"
+echo "B $b: median $(med "${rb[@]}") req/s, $(med "${cb[@]}") us/req (user $(med "${ub[@]}"), sys $(med "${sb[@]}")), p99 $(p99 "${pb[@]}")"
