@@ -74,8 +74,9 @@ class Runtime {
   // Certificate and key files of TLS listeners (watch_certificates) are watched from the
   // build that reads them: a change builds the listener's TLS context again (keeping its
   // ticket keys) and installs it on every worker through `post` (set here, once the workers
-  // run; it runs a function on every worker with its 1-based index). A pair that does not
-  // load is logged and counted, and the running one stays.
+  // run; it runs a function on every worker with its 1-based index and returns once all ran
+  // it), then counts and logs the reload. A pair that does not load is logged and counted,
+  // and the running one stays.
   using PostToWorkers = std::function<void(std::function<void(size_t worker)>)>;
   void watchCertificates(PostToWorkers post);
   // Builds a listener's TLS context again from its files (what a file change does). False

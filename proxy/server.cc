@@ -478,8 +478,10 @@ int Server::run() {
       });
     }
   });
+  // Waits until every worker runs it, as a config reload does: once the reload is counted and
+  // logged, every new handshake gets the new certificate, whichever worker accepts it.
   s.runtime->watchCertificates([&s](std::function<void(size_t)> fn) {
-    for (size_t i = 0; i < s.workers.size(); ++i) s.workers[i]->post([fn, i] { fn(i + 1); });
+    s.onEveryWorker([fn](WorkerRuntime* rt) { fn(rt->ctx.worker_index); }, "certificate reload");
   });
   s.watchConfig();
   s.ready = true;

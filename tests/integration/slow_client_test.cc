@@ -238,23 +238,34 @@ constexpr size_t kCloseBody = 8 * 1024 * 1024;
 const std::string kCloseListener = "    per_connection_buffer_limit_kb: 16384\n";
 UpstreamAction closeBody(const UpstreamRequest&) { return HttpUpstream::ok(std::string(kCloseBody, 'c')); }
 
+// Ferry (close_flush_timeout: 1s) in front of that upstream, and a client with a 4 KiB
+// receive buffer that asked for the body with `connection: close`: once the response is
+// complete, Ferry closes the connection after sending it.
+struct ClosingExchange {
+  HttpUpstream up{closeBody};
+  std::unique_ptr<FerryProcess> ferry;
+  std::unique_ptr<TcpClient> client;
+  bool start() {
+    ferry = FerryProcess::start(FerryConfig{.listener_extra = kCloseListener,
+                                            .http_extra = "      close_flush_timeout: 1s\n",
+                                            .clusters = {{"up", {up.port()}}}}
+                                    .yaml());
+    client = TcpClient::connect(ferry->port("web"), 5s, 4096);
+    return client && client->sendAll("GET /big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n") &&
+           up.waitRequests(1);
+  }
+};
+
 }  // namespace
 
 TEST_CASE("close_flush_timeout: a client that reads nothing of a closing connection is reset, "
           "and what was buffered for it is released",
           "[slow_client]") {
-  HttpUpstream up(closeBody);
-  auto f = FerryProcess::start(FerryConfig{.listener_extra = kCloseListener,
-                                           .http_extra = "      close_flush_timeout: 1s\n",
-                                           .clusters = {{"up", {up.port()}}}}
-                                   .yaml());
-  const uint16_t admin = f->adminPort();
+  ClosingExchange x;
+  REQUIRE(x.start());
+  auto& c = x.client;
+  const uint16_t admin = x.ferry->adminPort();
   const std::string active = "ferry_downstream_connections_active{listener=\"web\"}";
-  auto c = TcpClient::connect(f->port("web"), 5s, 4096);
-  REQUIRE(c);
-  // connection: close: once the response is complete, Ferry closes after sending it.
-  REQUIRE(c->sendAll("GET /big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
-  REQUIRE(up.waitRequests(1));
   // The client reads nothing: the response sits in Ferry's buffer, the connection is closing.
   CHECK(waitUntil([&] { return metricValue(admin, "ferry_buffered_bytes") > 0; }, 5s));
   CHECK(metricValue(admin, active) == 1);
@@ -268,15 +279,9 @@ TEST_CASE("close_flush_timeout: a client that reads nothing of a closing connect
 
 TEST_CASE("close_flush_timeout: a slow client that keeps taking bytes gets the whole response",
           "[slow_client]") {
-  HttpUpstream up(closeBody);
-  auto f = FerryProcess::start(FerryConfig{.listener_extra = kCloseListener,
-                                           .http_extra = "      close_flush_timeout: 1s\n",
-                                           .clusters = {{"up", {up.port()}}}}
-                                   .yaml());
-  auto c = TcpClient::connect(f->port("web"), 5s, 4096);
-  REQUIRE(c);
-  REQUIRE(c->sendAll("GET /big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
-  REQUIRE(up.waitRequests(1));
+  ClosingExchange x;
+  REQUIRE(x.start());
+  auto& c = x.client;
   // Reads at a pace that makes the whole flush take several times the timeout: each pause is
   // shorter than it, so the connection is never reset.
   const auto start = Clock::now();
