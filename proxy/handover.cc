@@ -139,10 +139,7 @@ void Server::Impl::onHandedOver(pid_t new_pid) {
   // The drain without drain_delay: the sockets go on accepting in the new process, so there
   // is nothing for a load balancer to notice.
   draining = true;
-  for (size_t i = 0; i < workers.size(); ++i) {
-    WorkerRuntime* rt = runtimes[i].get();
-    workers[i]->post([rt] { rt->draining = true; });
-  }
+  postToEveryWorker([](WorkerRuntime* rt) { rt->draining = true; });
   if (!drain_timer) drain_timer = std::make_unique<asio::steady_timer>(io);
   drain_timer->cancel();
   stopAccepting();

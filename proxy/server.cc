@@ -152,14 +152,19 @@ Server::~Server() = default;
 
 void Server::Impl::install(const std::shared_ptr<const Snapshot>& snap, InstallPlan plan, bool wait) {
   auto shared = std::make_shared<const InstallPlan>(std::move(plan));
+  auto run = [snap, shared](WorkerRuntime* rt) { installOnWorker(rt, rt->ctx.worker_index, snap, *shared); };
   if (wait) {
-    onEveryWorker([snap, shared](WorkerRuntime* rt) { installOnWorker(rt, rt->ctx.worker_index, snap, *shared); },
-                  "config install");
-    return;
+    onEveryWorker(run, "config install");
+  } else {
+    postToEveryWorker(run);
   }
+}
+
+void Server::Impl::postToEveryWorker(std::function<void(WorkerRuntime*)> fn) {
+  auto shared = std::make_shared<const std::function<void(WorkerRuntime*)>>(std::move(fn));
   for (size_t i = 0; i < workers.size(); ++i) {
     WorkerRuntime* rt = runtimes[i].get();
-    workers[i]->post([rt, w = i + 1, snap, shared] { installOnWorker(rt, w, snap, *shared); });
+    workers[i]->post([rt, shared] { (*shared)(rt); });
   }
 }
 
@@ -171,14 +176,11 @@ void Server::Impl::onEveryWorker(const std::function<void(WorkerRuntime*)>& fn, 
   };
   auto done = std::make_shared<Done>();
   done->left = workers.size();
-  for (size_t i = 0; i < workers.size(); ++i) {
-    WorkerRuntime* rt = runtimes[i].get();
-    workers[i]->post([rt, fn, done] {
-      fn(rt);
-      std::lock_guard<std::mutex> lock(done->m);
-      if (--done->left == 0) done->cv.notify_one();
-    });
-  }
+  postToEveryWorker([fn, done](WorkerRuntime* rt) {
+    fn(rt);
+    std::lock_guard<std::mutex> lock(done->m);
+    if (--done->left == 0) done->cv.notify_one();
+  });
   std::unique_lock<std::mutex> lock(done->m);
   if (!done->cv.wait_for(lock, std::chrono::seconds(5), [&] { return done->left == 0; }))
     FERRY_LOG(kWarn, what, ": ", done->left, " worker", done->left == 1 ? "" : "s",
@@ -263,10 +265,7 @@ void Server::Impl::startDrain() {
   sdNotify("STOPPING=1\nSTATUS=draining");
   // Workers: HTTP responses carry "connection: close" from now on (drain_delay: a load
   // balancer still sends, and sees the notice).
-  for (size_t i = 0; i < workers.size(); ++i) {
-    WorkerRuntime* rt = runtimes[i].get();
-    workers[i]->post([rt] { rt->draining = true; });
-  }
+  postToEveryWorker([](WorkerRuntime* rt) { rt->draining = true; });
   drain_timer = std::make_unique<asio::steady_timer>(io);
   auto delay = cfg.runtime.drain_delay;
   drain_timer->expires_after(delay);
@@ -470,13 +469,10 @@ int Server::run() {
   for (auto& w : s.workers) w->start();
   // From now on a cluster's new table goes to every worker; each installs it on its own thread.
   s.cluster_manager->start([&s](size_t cluster, std::shared_ptr<const core::upstream::LbState> state) {
-    for (size_t i = 0; i < s.workers.size(); ++i) {
-      WorkerRuntime* rt = s.runtimes[i].get();
-      s.workers[i]->post([rt, cluster, state] {
-        rt->lb->setState(cluster, state);
-        rt->pools->dropRemovedHosts();
-      });
-    }
+    s.postToEveryWorker([cluster, state](WorkerRuntime* rt) {
+      rt->lb->setState(cluster, state);
+      rt->pools->dropRemovedHosts();
+    });
   });
   // Waits until every worker runs it, as a config reload does: once the reload is counted and
   // logged, every new handshake gets the new certificate, whichever worker accepts it.

@@ -152,6 +152,9 @@ struct Server::Impl {
   // With `wait`, returns once every worker has run it: a reload reports success only when
   // connections accepted from then on get the new config.
   void install(const std::shared_ptr<const Snapshot>& snap, InstallPlan plan, bool wait);
+  // Posts fn(worker runtime) to every worker, in order with what was posted before, and
+  // returns at once.
+  void postToEveryWorker(std::function<void(WorkerRuntime*)> fn);
   // Runs fn(worker runtime) on every running worker, in order with what was posted before,
   // and returns once all have run it (bounded: a worker that does not answer within 5 s is
   // logged and not waited for). Control path only: the main thread blocks meanwhile.
