@@ -203,6 +203,9 @@ class TcpClient {
   // Like waitClosed but keeps data arriving meanwhile for later recv* calls.
   bool peerClosedOrReset(ms timeout);
 
+  // Puts bytes back in front of what the next recv* call returns (a reader that took more than
+  // one message gives the rest back).
+  void unread(std::string_view bytes) { pending_.insert(0, bytes); }
   void shutdownWrite();
   void setRecvBuffer(int bytes);
   void close();       // orderly close (FIN); the object becomes unusable
@@ -325,7 +328,8 @@ HttpResponse parseHttpResponse(std::string_view raw, bool complete = true, bool 
 
 // Reads one response (head + body by Content-Length, chunked or up to the close; interim 1xx
 // skipped) from a kept-alive connection, e.g. after a request written with TcpClient::sendAll.
-// Bytes that arrive in the same read after the response are discarded. status 0 + error if it
+// Bytes that arrive in the same read after the response (a pipelined next response) stay in the
+// client for the next read. status 0 + error if it
 // is malformed, or still incomplete when the peer closes or the deadline passes. head_request:
 // a HEAD's response has no body.
 HttpResponse readHttpResponse(TcpClient& c, bool head_request = false, ms timeout = 5s);

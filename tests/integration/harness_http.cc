@@ -68,8 +68,8 @@ namespace {
 enum class Parse { kIncomplete, kComplete, kError };
 
 // Decodes a chunked body starting at raw[pos]. kComplete when the terminating chunk and
-// trailers have been read.
-Parse decodeChunked(std::string_view raw, size_t pos, std::string& body, std::string& err) {
+// trailers have been read; `end` is then the offset just past them.
+Parse decodeChunked(std::string_view raw, size_t pos, std::string& body, std::string& err, size_t& end) {
   body.clear();
   for (;;) {
     size_t eol = raw.find("\r\n", pos);
@@ -88,7 +88,10 @@ Parse decodeChunked(std::string_view raw, size_t pos, std::string& body, std::st
       for (;;) {
         size_t e = raw.find("\r\n", pos);
         if (e == std::string_view::npos) return Parse::kIncomplete;
-        if (e == pos) return Parse::kComplete;
+        if (e == pos) {
+          end = e + 2;
+          return Parse::kComplete;
+        }
         pos = e + 2;
       }
     }
@@ -102,8 +105,13 @@ Parse decodeChunked(std::string_view raw, size_t pos, std::string& body, std::st
   }
 }
 
-Parse parseResponse(std::string_view raw, bool closed, bool head_request, HttpResponse& out) {
+// `consumed` (when complete): the bytes of raw that the response took, interim responses
+// included; what follows belongs to the next response on the connection.
+Parse parseResponse(std::string_view raw, bool closed, bool head_request, HttpResponse& out,
+                    size_t* consumed = nullptr) {
   out = HttpResponse{};
+  size_t end_unused = 0;
+  size_t& end = consumed ? *consumed : end_unused;
   size_t start = 0;
   for (;;) {
     size_t head_end = raw.find("\r\n\r\n", start);
@@ -136,6 +144,7 @@ Parse parseResponse(std::string_view raw, bool closed, bool head_request, HttpRe
     r.headers = std::move(headers);
     std::string_view rest = raw.substr(body_start);
     if (head_request || status == 204 || status == 304 || status == 101) {
+      end = body_start;
       out = std::move(r);
       return Parse::kComplete;
     }
@@ -143,7 +152,7 @@ Parse parseResponse(std::string_view raw, bool closed, bool head_request, HttpRe
     std::transform(te.begin(), te.end(), te.begin(), ::tolower);
     if (te.find("chunked") != std::string::npos) {
       std::string err;
-      Parse p = decodeChunked(raw, body_start, r.body, err);
+      Parse p = decodeChunked(raw, body_start, r.body, err, end);
       if (p == Parse::kError) {
         out.error = err;
         return p;
@@ -168,11 +177,13 @@ Parse parseResponse(std::string_view raw, bool closed, bool head_request, HttpRe
         return closed ? Parse::kError : Parse::kIncomplete;
       }
       r.body = std::string(rest.substr(0, n));
+      end = body_start + n;
       out = std::move(r);
       return Parse::kComplete;
     }
     if (!closed) return Parse::kIncomplete;  // close-delimited body
     r.body = std::string(rest);
+    end = raw.size();
     out = std::move(r);
     return Parse::kComplete;
   }
@@ -360,14 +371,25 @@ std::optional<std::map<std::string, double>> parsePrometheus(std::string_view te
 HttpResponse readHttpResponse(TcpClient& c, bool head_request, ms timeout) {
   std::string raw;
   auto deadline = Clock::now() + timeout;
+  // Pipelined responses can arrive in one read: the bytes past this response go back to the
+  // client for the next call.
+  auto finish = [&](bool complete) {
+    HttpResponse r;
+    size_t used = 0;
+    if (parseResponse(raw, complete, head_request, r, &used) != Parse::kComplete) {
+      return parseHttpResponse(raw, complete, head_request);  // status 0 + the reason
+    }
+    if (used < raw.size()) c.unread(std::string_view(raw).substr(used));
+    return r;
+  };
   while (Clock::now() < deadline) {
-    auto r = parseHttpResponse(raw, false, head_request);
-    if (r.status != 0) return r;
+    HttpResponse r;
+    if (parseResponse(raw, false, head_request, r) == Parse::kComplete) return finish(false);
     std::string more = c.recvSome(100ms);
-    if (more.empty() && c.closedByPeer()) return parseHttpResponse(raw, true, head_request);
+    if (more.empty() && c.closedByPeer()) return finish(true);
     raw += more;
   }
-  return parseHttpResponse(raw, true, head_request);
+  return finish(true);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -274,6 +274,30 @@ TEST_CASE("http: pipelined requests are answered in order", "[http]") {
   REQUIRE(up.requests()[2].body == "abc");
 }
 
+// The harness itself: responses written in one go arrive in one read, and readHttpResponse
+// must leave the later ones for the next call (a pipelining test once lost its second response).
+TEST_CASE("harness: readHttpResponse keeps the bytes of the next pipelined response", "[http]") {
+  FakeUpstream server(FakeUpstream::reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nr1"
+                                          "HTTP/1.1 100 Continue\r\n\r\n"
+                                          "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                          "2\r\nr2\r\n0\r\n\r\n"
+                                          "HTTP/1.1 204 No Content\r\n\r\n"
+                                          "HTTP/1.1 202 Accepted\r\n\r\nr4 up to the close"));
+  auto c = TcpClient::connect(server.port());
+  REQUIRE(c);
+  REQUIRE(c->sendAll("GET / HTTP/1.1\r\n\r\n"));
+  REQUIRE(c->peerClosedOrReset(5s));  // everything is in the client before the first read
+  auto r1 = readHttpResponse(*c);
+  auto r2 = readHttpResponse(*c);
+  auto r3 = readHttpResponse(*c);
+  auto r4 = readHttpResponse(*c);
+  CHECK((r1.status == 200 && r1.body == "r1"));
+  CHECK((r2.status == 201 && r2.body == "r2"));
+  CHECK((r3.status == 204 && r3.body.empty()));
+  CHECK((r4.status == 202 && r4.body == "r4 up to the close"));
+  CHECK(readHttpResponse(*c, false, 200ms).status == 0);
+}
+
 TEST_CASE("http: Expect 100-continue gets a 100 before the body is sent", "[http]") {
   HttpUpstream up([](const UpstreamRequest& r) { return HttpUpstream::ok("got " + r.body); });
   auto f = FerryProcess::start(FerryConfig{.clusters = {{"up", {up.port()}}}}.yaml());
