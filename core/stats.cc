@@ -142,6 +142,8 @@ std::string StatsStore::prometheus() const {
       out += "# TYPE " + e->name + type;
     }
     if (e->type == MetricType::kHistogram) {
+      // Each bucket slot is read once and the count is their total: workers observing meanwhile
+      // cannot make +Inf differ from the finite buckets.
       int64_t cumulative = 0;
       for (size_t b = 0; b < e->bounds->size(); ++b) {
         cumulative += value(StatHandle{static_cast<uint32_t>(e->idx + b)});
@@ -149,9 +151,9 @@ std::string StatsStore::prometheus() const {
                std::to_string(cumulative) + "\n";
       }
       uint32_t n = static_cast<uint32_t>(e->bounds->size());
-      int64_t count = value(StatHandle{e->idx + n + 1});
+      const int64_t count = cumulative + value(StatHandle{e->idx + n});
       char sum[64];
-      formatSum(sum, sizeof sum, value(StatHandle{e->idx + n}), e->unit);
+      formatSum(sum, sizeof sum, value(StatHandle{e->idx + n + 1}), e->unit);
       out += e->name + "_bucket" + withLe(e->label_pairs, "+Inf") + " " + std::to_string(count) + "\n";
       out += e->name + "_sum" + e->labels + " " + sum + "\n";
       out += e->name + "_count" + e->labels + " " + std::to_string(count) + "\n";
@@ -172,9 +174,11 @@ std::string StatsStore::plain() const {
   for (const Entry* e : sorted) {
     if (e->type == MetricType::kHistogram) {
       uint32_t n = static_cast<uint32_t>(e->bounds->size());
-      out += e->name + "_count" + e->labels + ": " + std::to_string(value(StatHandle{e->idx + n + 1})) + "\n";
+      int64_t count = 0;
+      for (uint32_t b = 0; b <= n; ++b) count += value(StatHandle{e->idx + b});
+      out += e->name + "_count" + e->labels + ": " + std::to_string(count) + "\n";
       char sum[64];
-      formatSum(sum, sizeof sum, value(StatHandle{e->idx + n}), e->unit);
+      formatSum(sum, sizeof sum, value(StatHandle{e->idx + n + 1}), e->unit);
       out += e->name + "_sum" + e->labels + ": " + sum + "\n";
       continue;
     }

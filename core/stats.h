@@ -21,8 +21,10 @@ struct StatHandle {
   uint32_t idx = 0;
 };
 
-// A histogram: consecutive slots (one per bucket, then the sum of the observed values, then
-// the count). Observed values are integers (microseconds, bytes); `unit` turns one into the
+// A histogram: consecutive slots, one per bucket, one for the values above the last bound,
+// then the sum of the observed values. The count is the sum of the bucket slots, so a reader
+// that races the workers still renders a consistent histogram (+Inf == _count, cumulative counts
+// never decreasing). Observed values are integers (microseconds, bytes); `unit` turns one into the
 // unit of the bounds and of the rendered sum (1e-6: microseconds observed, seconds shown).
 struct HistogramHandle {
   uint32_t first = 0;
@@ -51,9 +53,8 @@ class StatsShard {
     const double v = static_cast<double>(value) * h.unit;
     uint32_t b = 0;
     while (b < h.buckets && v > (*h.bounds)[b]) ++b;
-    if (b < h.buckets) add(StatHandle{h.first + b});  // cumulated when rendered
-    add(StatHandle{h.first + h.buckets}, value);
-    add(StatHandle{h.first + h.buckets + 1});
+    add(StatHandle{h.first + b});  // b == buckets: above the last bound; cumulated when rendered
+    add(StatHandle{h.first + h.buckets + 1}, value);
   }
 
  private:

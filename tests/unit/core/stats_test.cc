@@ -104,3 +104,41 @@ TEST_CASE("Stats histograms render cumulative buckets, sum and count", "[stats]"
   REQUIRE(p.find("ferry_d_seconds_sum{listener=\"web\"} 2.005500\n") != std::string::npos);
   REQUIRE(p.find("ferry_d_seconds_count{listener=\"web\"} 3\n") != std::string::npos);
 }
+
+TEST_CASE("Stats histograms stay consistent while a worker observes during the render", "[stats]") {
+  // The dashboard's p99 read as 60 s when /stats caught a worker between a bucket and the count:
+  // +Inf (the count) came out above the last finite bucket although every value was 1 µs.
+  StatsStore s(2);
+  auto h = s.histogram("ferry_r_seconds", {}, {0.001, 0.01});
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> observed{0};
+  std::thread writer([&] {
+    for (int64_t i = 0; i < 2'000'000'000 && !stop.load(std::memory_order_relaxed); ++i) {
+      s.shard(1).observe(h, 1);
+      observed.store(i + 1, std::memory_order_relaxed);
+    }
+  });
+  auto sample = [](const std::string& p, const std::string& key) -> int64_t {
+    const size_t at = p.find(key + " ");
+    return at == std::string::npos ? -1 : std::stoll(p.substr(at + key.size() + 1));
+  };
+  int renders = 0, during = 0;
+  std::optional<std::string> torn;
+  while (renders < 3000) {
+    const int64_t before = observed.load();
+    const std::string p = s.prometheus();
+    const int64_t after = observed.load();
+    ++renders;
+    if (after > before) ++during;
+    const int64_t b1 = sample(p, "ferry_r_seconds_bucket{le=\"0.001\"}");
+    const int64_t b2 = sample(p, "ferry_r_seconds_bucket{le=\"0.01\"}");
+    const int64_t inf = sample(p, "ferry_r_seconds_bucket{le=\"+Inf\"}");
+    const int64_t count = sample(p, "ferry_r_seconds_count");
+    if (!torn && !(b1 == b2 && b2 == inf && inf == count && b1 >= 0)) torn = p;
+  }
+  stop = true;
+  writer.join();
+  INFO(renders << " renders, " << during << " of them while the worker observed");
+  CHECK(during > 0);
+  if (torn) FAIL_CHECK("inconsistent histogram:\n" << *torn);
+}
