@@ -1,12 +1,15 @@
-// Internal to the config loader: what loader.cc and loader_http.cc share. Not for any other
-// file (it pulls in yaml-cpp, which stays inside config/). Main-thread only, like the loader.
+// Internal to the config loader: what loader.cc and the loader_*.cc files share. Not for any
+// other file (it pulls in yaml-cpp, which stays inside config/). Main-thread only, like the
+// loader.
 #pragma once
 
 #include <yaml-cpp/yaml.h>
 
 #include <cstdint>
 #include <initializer_list>
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -103,10 +106,13 @@ class Parser {
   NodeReader reader_{[this](Mark m, std::string message) { error(m, std::move(message)); }};
 };
 
-// Text checks shared by loader.cc and loader_http.cc (defined in loader_http.cc).
+// Text checks shared by the loader's files (defined in loader_http.cc).
 bool isToken(std::string_view s);        // RFC 9110 token: header names, methods, cookie names
 std::string lower(std::string_view s);   // ASCII lower case
+bool isHostName(std::string_view s);     // dot-separated labels of letters, digits and '-'
 bool isHostAndPort(std::string_view s);  // a host name or "[v6]", optionally with ":port"
+bool isPathText(std::string_view s);     // what a normalised path holds: no query, fragment, space
+std::string headerNameHint();            // "(use letters, digits and ...)" for a bad header name
 
 // loader_http.cc: `hash_on` (of a cluster or a route): exactly one of {header: NAME},
 // {cookie: NAME}, {query: NAME}, {source_ip: true}. Errors are reported; the result holds
@@ -123,5 +129,15 @@ void parseUpstreamTls(Parser& p, const Entry& e, UpstreamTlsConfig& out);
 void parseHttp(Parser& p, const Entry& e, HttpConfig& out);
 // Checks that need every cluster: each route's cluster must exist.
 void checkHttpReferences(Parser& p, const Config& cfg);
+
+// Names that must be unique within one listener's http block.
+struct HttpNames {
+  std::map<std::string, std::string> domains;  // domain -> its virtual host
+  std::set<std::string> virtual_hosts;
+  std::set<std::string> routes;
+};
+// loader_routes.cc: one item of `virtual_hosts` with its routes, appended to h.virtual_hosts.
+// h's filters are read before (filter_overrides must name one of them).
+void parseVirtualHost(Parser& p, const Entry& item, HttpConfig& h, HttpNames& names);
 
 }  // namespace ferry::config::internal
