@@ -17,7 +17,7 @@ struct SlicePool {
     for (uint8_t* m : free) delete[] m;
   }
 };
-constexpr size_t kMaxFreeSlices = 64;
+constexpr size_t kMaxFreeSlices = 256;
 thread_local SlicePool tl_pool;
 
 // Per-thread free list of buffer blocks (ring and counts): taking one is a pointer pop.
@@ -209,8 +209,25 @@ void Buffer::move(Buffer& other) {
     return;
   }
   Rep& o = *other.rep_;
-  for (size_t i = 0; i < o.slices.size(); ++i) rep_->slices.push_back(o.slices[i]);
-  rep_->length += o.length;
+  Rep& r = *rep_;
+  for (size_t i = 0; i < o.slices.size(); ++i) {
+    const Slice s = o.slices[i];
+    const uint32_t len = s.end - s.start;
+    // A small slice (an HTTP/2 frame, a short chunk) is copied into the free tail of the last
+    // slice, as add() would, and its slice goes back to the pool: a write buffer fed many small
+    // pieces keeps few slices (fewer iovecs, no ring growth). Large slices move as they are.
+    if (len <= kCoalesceMax) {
+      Slice& t = r.slices.back();
+      if (kSliceSize - t.end >= len) {
+        std::memcpy(t.mem + t.end, s.mem + s.start, len);
+        t.end += len;
+        freeSlice(s.mem);
+        continue;
+      }
+    }
+    r.slices.push_back(s);
+  }
+  r.length += o.length;
   o.slices.clear();
   o.length = 0;
   other.releaseIfEmpty();

@@ -21,6 +21,9 @@ namespace ferry::core {
 class Buffer {
  public:
   static constexpr uint32_t kSliceSize = 16384;
+  // move() copies a slice of at most this many bytes into the tail of the last slice (when it
+  // fits) instead of appending the slice.
+  static constexpr uint32_t kCoalesceMax = 1024;
 
   Buffer() = default;
   ~Buffer() {
@@ -47,7 +50,8 @@ class Buffer {
 
   // Removes `n` bytes (at most length()) from the front.
   void drain(size_t n);
-  // Moves all of `other` to the end of this buffer, leaving `other` empty. No byte copies.
+  // Moves all of `other` to the end of this buffer, leaving `other` empty. Slices move without
+  // copying their bytes, except a small one (kCoalesceMax) that fits in this buffer's tail.
   void move(Buffer& other);
   // Moves the first `n` bytes of `other` (at most its length) to the end of this buffer.
   void move(Buffer& other, size_t n);

@@ -16,7 +16,7 @@
 
 namespace ferry::core {
 
-template <typename T, size_t kMaxFree = 64>
+template <typename T, size_t kMaxFree = 256>
 class PerThreadPooled {
  public:
   static void* operator new(size_t n) {

@@ -66,14 +66,54 @@ TEST_CASE("Buffer reserve/commit writes in place and releases unused slices", "[
 TEST_CASE("Buffer reserve after a move of partial slices commits at the tail", "[buffer]") {
   Buffer a, b;
   a.add("abc");
-  b.add("xyz");
+  const std::string big = pattern(Buffer::kCoalesceMax + 1, 4);  // too big to be copied
+  b.add(big);
   a.move(b);  // a now has two partly filled slices
+  iovec probe[4];
+  REQUIRE(a.gather(probe, 4) == 2);
   iovec iov[2];
   size_t n = a.reserve(iov, 2);
   REQUIRE(n == 2);
   std::memcpy(iov[0].iov_base, "12", 2);
   a.commit(2);
-  REQUIRE(a.toString() == "abcxyz12");
+  REQUIRE(a.toString() == "abc" + big + "12");
+}
+
+// A write buffer fed many small buffers (HTTP/2 frames) keeps one slice, not one per piece:
+// each small slice is copied into the tail and goes back to the pool.
+TEST_CASE("Buffer move copies small slices into the tail; large ones move whole", "[buffer]") {
+  const size_t before = Buffer::threadSliceBytes();
+  Buffer out;
+  out.add("head:");
+  std::string expect = "head:";
+  for (int i = 0; i < 20; ++i) {
+    Buffer piece;
+    const std::string p = pattern(100 + i, static_cast<uint32_t>(i));
+    piece.add(p);
+    expect += p;
+    out.move(piece);
+    REQUIRE(piece.empty());
+  }
+  iovec iov[8];
+  CHECK(out.gather(iov, 8) == 1);
+  CHECK(Buffer::threadSliceBytes() == before + Buffer::kSliceSize);  // the pieces' slices are back
+  // A slice above kCoalesceMax moves as it is (no copy): its bytes stay where they were.
+  Buffer large;
+  large.add(pattern(Buffer::kCoalesceMax + 1, 99));
+  iovec at[1];
+  REQUIRE(large.gather(at, 1) == 1);
+  expect += pattern(Buffer::kCoalesceMax + 1, 99);
+  out.move(large);
+  REQUIRE(out.gather(iov, 8) == 2);
+  CHECK(iov[1].iov_base == at[0].iov_base);
+  // A small slice that does not fit in a full tail is appended as well.
+  Buffer full, small;
+  full.add(pattern(Buffer::kSliceSize, 7));
+  small.add("tail");
+  full.move(small);
+  CHECK(full.gather(iov, 8) == 2);
+  CHECK(full.toString() == pattern(Buffer::kSliceSize, 7) + "tail");
+  CHECK(out.toString() == expect);
 }
 
 TEST_CASE("Buffer move transfers without loss, full and partial", "[buffer]") {
