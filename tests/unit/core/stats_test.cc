@@ -1,6 +1,7 @@
 #include "core/stats.h"
 
 #include <atomic>
+#include <chrono>
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <optional>
@@ -122,9 +123,13 @@ TEST_CASE("Stats histograms stay consistent while a worker observes during the r
     const size_t at = p.find(key + " ");
     return at == std::string::npos ? -1 : std::stoll(p.substr(at + key.size() + 1));
   };
+  // Renders until 200 of them overlapped the writer (bounded by count and time: on a loaded
+  // machine the writer thread may start late or be descheduled for a while).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (observed.load() == 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
   int renders = 0, during = 0;
   std::optional<std::string> torn;
-  while (renders < 3000) {
+  while (during < 200 && renders < 1'000'000 && std::chrono::steady_clock::now() < deadline) {
     const int64_t before = observed.load();
     const std::string p = s.prometheus();
     const int64_t after = observed.load();
