@@ -371,25 +371,23 @@ std::optional<std::map<std::string, double>> parsePrometheus(std::string_view te
 HttpResponse readHttpResponse(TcpClient& c, bool head_request, ms timeout) {
   std::string raw;
   auto deadline = Clock::now() + timeout;
-  // Pipelined responses can arrive in one read: the bytes past this response go back to the
-  // client for the next call.
-  auto finish = [&](bool complete) {
-    HttpResponse r;
+  // One parse per attempt. Pipelined responses can arrive in one read: the bytes past this
+  // response go back to the client for the next call.
+  HttpResponse r;
+  auto parsed = [&](bool complete) {
     size_t used = 0;
-    if (parseResponse(raw, complete, head_request, r, &used) != Parse::kComplete) {
-      return parseHttpResponse(raw, complete, head_request);  // status 0 + the reason
-    }
+    if (parseResponse(raw, complete, head_request, r, &used) != Parse::kComplete) return false;
     if (used < raw.size()) c.unread(std::string_view(raw).substr(used));
-    return r;
+    return true;
   };
   while (Clock::now() < deadline) {
-    HttpResponse r;
-    if (parseResponse(raw, false, head_request, r) == Parse::kComplete) return finish(false);
+    if (parsed(false)) return r;
     std::string more = c.recvSome(100ms);
-    if (more.empty() && c.closedByPeer()) return finish(true);
+    if (more.empty() && c.closedByPeer()) break;
     raw += more;
   }
-  return finish(true);
+  if (parsed(true)) return r;
+  return parseHttpResponse(raw, true, head_request);  // status 0 and the reason
 }
 
 // ---------------------------------------------------------------------------------------------
