@@ -447,11 +447,18 @@ void Uring::send(uint32_t slot, const Buffer& data) {
   Impl& im = *impl_;
   Slot& s = im.slots[slot];
   SendOp* op = im.acquireSend();
-  op->msg = msghdr{};
-  op->msg.msg_iov = op->iov;
-  op->msg.msg_iovlen = data.gather(op->iov, kSendIovecs);
+  const size_t n = data.gather(op->iov, kSendIovecs);
   io_uring_sqe* q = im.sqe();
-  io_uring_prep_sendmsg(q, im.fdFor(s, slot), &op->msg, MSG_NOSIGNAL);
+  if (n == 1) {
+    // One piece (a response head and a small body share a slice): a plain send, which spares
+    // the kernel copying and checking a msghdr and its iovec array.
+    io_uring_prep_send(q, im.fdFor(s, slot), op->iov[0].iov_base, op->iov[0].iov_len, MSG_NOSIGNAL);
+  } else {
+    op->msg = msghdr{};
+    op->msg.msg_iov = op->iov;
+    op->msg.msg_iovlen = n;
+    io_uring_prep_sendmsg(q, im.fdFor(s, slot), &op->msg, MSG_NOSIGNAL);
+  }
   Impl::fixedFlag(q, s);
   io_uring_sqe_set_data64(q, tag(kSend, s.gen, slot));
   s.send = op->index;
