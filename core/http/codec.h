@@ -21,6 +21,10 @@
 #include "core/http/filter.h"
 #include "core/http/header_map.h"
 
+namespace ferry::core {
+class Poller;
+}
+
 namespace ferry::core::http {
 
 enum class StreamResetReason {
@@ -117,6 +121,10 @@ class CodecIo {
   // Ends the connection; flush: after what was written has gone out.
   virtual void closeConnection(bool flush) = 0;
   virtual void readDisable(bool disable) = 0;
+  // The worker's event loop, for a codec that gathers what several streams encode during one
+  // event into one serialisation (HTTP/2: one pass of nghttp2 for every response that an
+  // event finished). Null: the codec writes at once.
+  virtual Poller* poller() { return nullptr; }
 };
 
 class ServerConnectionCallbacks {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "core/event/poller.h"
 #include "core/event/timer.h"
 #include "core/pooled.h"
 #include "core/http/http2/session.h"
@@ -54,7 +55,7 @@ class Stream final : public ResponseEncoder, public PerThreadPooled<Stream> {
   bool reset_ = false;           // reset by this side (or a local 431): no more callbacks
 };
 
-class ServerConnectionImpl final : public ServerConnection, private detail::Session {
+class ServerConnectionImpl final : public ServerConnection, private detail::Session, private DeferredAction {
  public:
   ServerConnectionImpl(CodecIo& io, ServerConnectionCallbacks& cb, const Options& o, const Stats* stats)
       : io_(io), cb_(cb), options_(o), stats_(stats) {
@@ -63,6 +64,7 @@ class ServerConnectionImpl final : public ServerConnection, private detail::Sess
     reset_refill_ms_ = monotonicMs();
   }
   ~ServerConnectionImpl() override {
+    if (deferred_on_ != nullptr) deferred_on_->cancelDeferred(this);
     destroying_ = true;
     destroySession();
   }
@@ -121,6 +123,24 @@ class ServerConnectionImpl final : public ServerConnection, private detail::Sess
   using Depth = detail::DepthGuard<ServerConnectionImpl>;
   friend Depth;
   void flush();
+  // For a stream's response: flush() once the current event has been handled, so that every
+  // response the event finished (each upstream answer is its own event) goes through nghttp2
+  // in one pass; at once outside the worker's event dispatch.
+  void flushSoon() {
+    if (deferred_on_ != nullptr) return;
+    Poller* p = io_.poller();
+    if (p == nullptr || !p->dispatching() || in_dispatch_) {
+      flush();
+      return;
+    }
+    deferred_on_ = p;
+    p->defer(this);
+  }
+  void runDeferred() override {
+    Depth d(*this);
+    deferred_on_ = nullptr;
+    flush();
+  }
   void consume(Stream& s, size_t n) {
     if (n > 0 && !dead_) nghttp2_session_consume(session_, s.id_, n);
   }
@@ -426,6 +446,7 @@ class ServerConnectionImpl final : public ServerConnection, private detail::Sess
   bool drain_started_ = false;
   bool final_goaway_ = false;
   bool destroying_ = false;
+  Poller* deferred_on_ = nullptr;  // a flushSoon() is queued there
 };
 
 void ServerConnectionImpl::flush() {
@@ -467,7 +488,7 @@ void Stream::encodeHeaders(const ResponseHeaders& h, bool end_stream) {
     nghttp2_data_provider p = detail::dataProvider(&flow_.out);
     nghttp2_submit_response(conn_.session(), id_, nv.data(), nv.size(), &p);
   }
-  conn_.flush();
+  conn_.flushSoon();
 }
 
 void Stream::encode1xxHeaders(const ResponseHeaders& h) {
@@ -495,7 +516,7 @@ void Stream::encodeData(Buffer& data, bool end_stream) {
     cb_ = nullptr;
   }
   conn_.bodyQueued(*this);
-  conn_.flush();
+  conn_.flushSoon();
 }
 
 void Stream::encodeTrailers(const HeaderMap& trailers) {
@@ -506,7 +527,7 @@ void Stream::encodeTrailers(const HeaderMap& trailers) {
   decoder_ = nullptr;
   cb_ = nullptr;
   conn_.bodyQueued(*this);
-  conn_.flush();
+  conn_.flushSoon();
 }
 
 void Stream::readDisable(bool disable) {

@@ -85,6 +85,7 @@ class HttpConnectionManager::Session final : public http::ServerConnectionCallba
   void write(Buffer& data, bool end_stream) override { hcm->callbacks_->writeDownstream(data, end_stream); }
   void closeConnection(bool flush) override { hcm->closeConnection(flush); }
   void readDisable(bool disable) override { hcm->readDisable(disable); }
+  core::Poller* poller() override { return &hcm->worker().poller(); }
 
   // afterStreams() from the loop: after the current event (no timer, no syscall), or else on
   // a zero-delay timer.
