@@ -1,5 +1,6 @@
 // A PollHandler over its own eventfd that appends its name to a log each time it is
-// dispatched (the order handlers ran in); signal() makes it ready. For Poller tests.
+// dispatched (the order handlers ran in), then runs on_dispatch if set (work a test wants done
+// inside the Poller's event dispatch); signal() makes it ready. For Poller tests.
 #pragma once
 
 #include <sys/eventfd.h>
@@ -7,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "core/event/poller.h"
@@ -23,6 +25,7 @@ struct EventFdRecorder final : core::PollHandler {
     while (::read(fd, &n, sizeof n) > 0) {
     }
     log += name;
+    if (on_dispatch) on_dispatch();
   }
   void signal() const {
     uint64_t one = 1;
@@ -30,6 +33,7 @@ struct EventFdRecorder final : core::PollHandler {
   }
   std::string& log;
   char name;
+  std::function<void()> on_dispatch;
   int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 };
 

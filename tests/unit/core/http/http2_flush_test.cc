@@ -4,12 +4,9 @@
 // returned. Outside a dispatch (and with a CodecIo that has no Poller) it writes at once. A
 // codec destroyed with its flush still queued leaves nothing behind for the Poller to run.
 #include <nghttp2/nghttp2.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
 #include <catch2/catch.hpp>
-#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -18,9 +15,9 @@
 
 #include "core/event/poller.h"
 #include "core/http/http2/codec.h"
+#include "tests/support/eventfd_recorder.h"
 
 using ferry::core::Buffer;
-using ferry::core::PollHandler;
 using ferry::core::Poller;
 using namespace ferry::core::http;
 
@@ -137,23 +134,6 @@ struct Client {
   }
 };
 
-// A PollHandler over an eventfd that runs `fn` when the Poller dispatches it.
-struct Event final : PollHandler {
-  std::function<void()> fn;
-  int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  ~Event() { ::close(fd); }
-  void onPollEvents(uint32_t) override {
-    uint64_t n;
-    while (::read(fd, &n, sizeof n) > 0) {
-    }
-    if (fn) fn();
-  }
-  void signal() const {
-    uint64_t one = 1;
-    REQUIRE(::write(fd, &one, sizeof one) == sizeof one);
-  }
-};
-
 // Sets up a server codec with two request streams open (no response yet).
 struct Fixture {
   boost::asio::io_context ctx;
@@ -162,7 +142,8 @@ struct Fixture {
   Manager mgr;
   Client client;
   std::unique_ptr<ServerConnection> conn;
-  Event event;
+  std::string log;
+  ferry::testing::EventFdRecorder event{log, 'e'};
 
   Fixture() {
     poller.driveExternally();
@@ -194,7 +175,7 @@ struct Fixture {
 TEST_CASE("http2 server: responses finished in one event are serialised once, after it", "[http2][codec]") {
   Fixture f;
   size_t writes_inside = 99;
-  f.event.fn = [&] {
+  f.event.on_dispatch = [&] {
     f.mgr.streams[0]->answer("first");
     f.mgr.streams[1]->answer("second");
     writes_inside = f.io.writes.size();
@@ -223,7 +204,7 @@ TEST_CASE("http2 server: outside an event dispatch a response is written at once
   SECTION("and with a CodecIo that has no Poller, inside a dispatch too") {
     f.io.loop = nullptr;
     size_t writes_inside = 0;
-    f.event.fn = [&] {
+    f.event.on_dispatch = [&] {
       f.mgr.streams[1]->answer("later");
       writes_inside = f.io.writes.size();
     };
@@ -238,7 +219,7 @@ TEST_CASE("http2 server: outside an event dispatch a response is written at once
 
 TEST_CASE("http2 server: a codec destroyed with its flush queued leaves the Poller nothing to run", "[http2][codec]") {
   Fixture f;
-  f.event.fn = [&] {
+  f.event.on_dispatch = [&] {
     f.mgr.streams[0]->answer("gone");
     f.conn.reset();  // before the Poller runs the queued flush (ASan would see it run on freed memory)
   };
