@@ -247,10 +247,13 @@ TEST_CASE("GET /listeners: address, bound address, kind, TLS and ALPN, connectio
   REQUIRE(waitUntil(
       [&] {
         j = getJson(admin, "/listeners");
-        // The closed connections leave the count once their worker has seen the close.
+        // The closed connections leave the count once their worker has seen the close. A worker
+        // counts a new connection as active before it counts it in the total (the limit check
+        // comes first), so a read between the two sees active 1 and total 0: wait for both.
         const Json* r = findNamed(j["listeners"], "name", "raw");
         const Json* w = findNamed(j["listeners"], "name", "web");
-        return r && w && (*r)["connections_active"].num() == 1 && (*w)["connections_active"].num() == 1;
+        return r && w && (*r)["connections_active"].num() == 1 && (*r)["connections_total"].num() == 1 &&
+               (*w)["connections_active"].num() == 1;
       },
       5s));
   REQUIRE(j["listeners"].arr().size() == 4);
