@@ -13,6 +13,7 @@
 
 #include "core/buffer.h"
 #include "core/http/http1/crlf_scan.h"
+#include "core/http/http1/field_chars.h"
 #include "core/http/http1/codec.h"
 #include "core/http/header_map.h"
 
@@ -144,11 +145,6 @@ class MessageParser {
   std::string error_detail_;
 };
 
-// Token characters (RFC 9110 5.6.2).
-bool isTchar(unsigned char c);
-bool validFieldName(std::string_view s);
-// VCHAR / obs-text / SP / HTAB, no leading or trailing whitespace required by the caller.
-bool validFieldValue(std::string_view s);
 // host[:port] (reg-name, IPv4 or [IPv6]); empty allowed unless require_port.
 bool validAuthority(std::string_view s, bool require_port);
 bool hasToken(std::string_view list, std::string_view token);
