@@ -11,10 +11,9 @@ std::string HeaderMap::lower(std::string_view s) {
   return out;
 }
 
-bool HeaderMap::equalsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (lowerChar(a[i]) != lowerChar(b[i])) return false;
+bool HeaderMap::sameIgnoreCase(const char* a, const char* b, size_t n) {
+  for (size_t i = 0; i < n; ++i)
+    if (a[i] != b[i] && lowerChar(a[i]) != lowerChar(b[i])) return false;
   return true;
 }
 

@@ -90,7 +90,12 @@ class HeaderMap {
 
   // ASCII lower-case, for names.
   static std::string lower(std::string_view s);
-  static bool equalsIgnoreCase(std::string_view a, std::string_view b);
+  // Inline: most comparisons in a lookup end at the lengths.
+  static bool equalsIgnoreCase(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && sameIgnoreCase(a.data(), b.data(), a.size());
+  }
+  // n bytes of a and b equal, ASCII case ignored.
+  static bool sameIgnoreCase(const char* a, const char* b, size_t n);
 
  private:
   // entries_[0, size_) are the headers; the entries after them are spare (cleared by reuse),
