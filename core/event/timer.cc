@@ -61,8 +61,19 @@ class TimerQueue : public asio::execution_context::service {
   }
 
   void add(TimerHook* t, int64_t duration_ns) {
-    if (t->lane_ >= 0) unlink(t);
-    t->deadline_ns_ = loopNow() + duration_ns;
+    const int64_t deadline = loopNow() + duration_ns;
+    if (t->lane_ >= 0) {
+      // Re-armed with its own duration while last in that lane (an idle timeout pushed out on
+      // activity): the deadline only moves later (the clock does not go back), so the lane
+      // stays in order and the shared wakeup stays early enough. Nothing to relink.
+      const Lane& cur = lanes_[static_cast<size_t>(t->lane_)];
+      if (cur.tail == t && cur.duration_ns == duration_ns) {
+        t->deadline_ns_ = deadline;
+        return;
+      }
+      unlink(t);
+    }
+    t->deadline_ns_ = deadline;
     int i = laneFor(duration_ns);
     Lane& l = lanes_[static_cast<size_t>(i)];
     t->lane_ = static_cast<int16_t>(i);

@@ -71,6 +71,31 @@ TEST_CASE("timer: re-arming moves the deadline, disabling and destroying cancel"
   CHECK(destroyed == 0);
 }
 
+// Re-arming the last timer of a duration only moves its deadline (no relinking); re-arming
+// one with others of its duration behind it moves it behind them.
+TEST_CASE("timer: re-arming the last timer of a duration moves its deadline in place", "[timer]") {
+  boost::asio::io_context io;
+  std::string order;
+  Clock::time_point kicked{}, b_fired{};
+  Timer a(io, [&] { order += 'a'; });
+  Timer b(io, [&] {
+    order += 'b';
+    b_fired = Clock::now();
+  });
+  Timer kick(io, [&] {
+    kicked = Clock::now();
+    b.enable(30ms);  // last of the 30 ms lane: deadline moved in place
+    a.enable(30ms);  // first of the lane: moves behind b
+  });
+  a.enable(30ms);
+  b.enable(30ms);
+  kick.enable(10ms);
+  io.run_for(5s);
+  CHECK(order == "ba");
+  REQUIRE(b_fired != Clock::time_point{});
+  CHECK(b_fired - kicked >= 30ms);  // not at its first deadline, 20 ms after the kick
+}
+
 namespace {
 // Each step destroys the timer whose callback is running and arms a new one. The callback
 // only forwards to step(), so nothing touches the destroyed closure afterwards.
