@@ -393,11 +393,12 @@ constexpr CharTables kChars;
 bool isTchar(unsigned char c) { return kChars.tchar[c]; }
 
 namespace {
-// Word-at-a-time fast paths for the checks above (SWAR: 8 or 4 bytes per step, no SIMD
-// instructions needed). Each accepts only the common case (every byte printable ASCII; names
-// made of a-z, 0-9 and '-', the lower-case form the maps store) and leaves everything else to
-// the exact table check. W is uint64_t or uint32_t; bytes are checked independently (no
-// addition below carries out of its byte, since every byte is below 0x80 when it is made).
+// A word-at-a-time fast path for field values (SWAR: 8 or 4 bytes per step, no SIMD
+// instructions needed). It accepts only the common case (every byte printable ASCII) and
+// leaves everything else to the exact table check. (Names stay on the table: their character
+// set takes three range tests per word, which cost as much as the table on names this short.)
+// W is uint64_t or uint32_t; bytes are checked independently (no addition below carries out
+// of its byte, since every byte is below 0x80 when it is made).
 template <typename W>
 constexpr W ones() {
   return static_cast<W>(~W{0}) / 0xff;  // 0x0101...01
@@ -413,17 +414,6 @@ bool printableWord(W w) {
   const W ge_space = (w + ones<W>() * (0x80 - 0x20)) & highs<W>();  // byte >= 0x20
   const W is_del = (w + ones<W>()) & highs<W>();                    // byte == 0x7f
   return ge_space == highs<W>() && is_del == 0;
-}
-// High bit set in each byte of w (all below 0x80) that lies in [lo, hi].
-template <typename W>
-W inRange(W w, unsigned lo, unsigned hi) {
-  return (w + ones<W>() * (0x80 - lo)) & ~(w + ones<W>() * (0x7f - hi)) & highs<W>();
-}
-// Every byte of w in a-z, 0-9 or '-'.
-template <typename W>
-bool lowerTokenWord(W w) {
-  if ((w & highs<W>()) != 0) return false;
-  return (inRange(w, 'a', 'z') | inRange(w, '0', '9') | inRange(w, '-', '-')) == highs<W>();
 }
 template <typename W>
 W loadWord(const char* p) {
@@ -449,7 +439,6 @@ bool fastAccept(std::string_view s) {
 
 bool validFieldName(std::string_view s) {
   if (s.empty()) return false;
-  if (fastAccept<lowerTokenWord<uint64_t>, lowerTokenWord<uint32_t>>(s)) return true;
   bool ok = true;
   for (char c : s) ok &= kChars.tchar[static_cast<unsigned char>(c)];
   return ok;

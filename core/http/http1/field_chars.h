@@ -8,8 +8,7 @@ namespace ferry::core::http::http1::detail {
 
 // Token characters (RFC 9110 5.6.2).
 bool isTchar(unsigned char c);
-// A non-empty token. Names of a-z, 0-9 and '-' (the lower-case form maps store) are checked a
-// word at a time; anything else byte by byte.
+// A non-empty token.
 bool validFieldName(std::string_view s);
 // VCHAR / obs-text / SP / HTAB, no leading or trailing whitespace required by the caller.
 // Printable ASCII is checked a word at a time; anything else byte by byte.
