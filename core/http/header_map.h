@@ -18,6 +18,11 @@ class HeaderMap {
   struct Entry {
     std::string name;   // lower-case
     std::string value;
+    // Member swaps: cheaper than std::swap's three moves per string (removeIf shifts entries).
+    void swapWith(Entry& o) noexcept {
+      name.swap(o.name);
+      value.swap(o.value);
+    }
   };
 
   HeaderMap() = default;
@@ -54,7 +59,7 @@ class HeaderMap {
     size_t kept = 0;
     for (size_t i = 0; i < size_; ++i) {
       if (pred(entries_[i])) continue;
-      if (kept != i) std::swap(entries_[kept], entries_[i]);  // the removed one keeps its strings' room
+      if (kept != i) entries_[kept].swapWith(entries_[i]);  // the removed one keeps its strings' room
       ++kept;
     }
     const size_t removed = size_ - kept;
@@ -77,6 +82,8 @@ class HeaderMap {
   // A new last entry with empty name and value (for a parser that appends to them).
   Entry& appendEntry();
   Entry& back() { return entries_[size_ - 1]; }
+  // Drops the last entry (its strings' storage is kept for reuse).
+  void popBack() { --size_; }
   // Room for n entries (their strings grow as used).
   void reserve(size_t n) {
     if (entries_.capacity() < n) entries_.reserve(n);

@@ -68,7 +68,8 @@ const llhttp_settings_t MessageParser::kSettings = [] {
   return s;
 }();
 
-MessageParser::MessageParser(llhttp_type_t type, const CodecLimits& limits) : limits_(limits) {
+MessageParser::MessageParser(llhttp_type_t type, const CodecLimits& limits)
+    : limits_(limits), divert_host_(type == HTTP_REQUEST) {
   llhttp_init(&parser_, type, &kSettings);
   parser_.data = this;
 }
@@ -103,6 +104,8 @@ int MessageParser::onMessageBegin(llhttp_t* p) {
   // A map new to this work gets room for an ordinary head at once (not 1, 2, 4, 8...); a
   // recycled one has it already.
   s->headers().reserve(16);
+  s->hosts_ = 0;
+  s->host_.clear();
   s->trailers_.clear();
   s->in_field_ = false;
   // The start line is captured by scanBytes() after this execute() call returns; bytes of it
@@ -127,7 +130,7 @@ int MessageParser::onHeaderFieldComplete(llhttp_t* p) {
   MessageParser* s = self(p);
   s->in_field_ = false;
   HeaderMap& target = s->fieldTarget();
-  if (target.size() > s->limits_.max_headers) {
+  if (target.size() + (s->head_done_ ? 0 : s->hosts_) > s->limits_.max_headers) {  // Host counts
     s->cb_error_ = s->head_done_ ? "too many trailer fields" : "too many header fields";
     return -1;  // a 431, unless the scanner finds an earlier violation
   }
@@ -142,9 +145,15 @@ int MessageParser::onHeaderValue(llhttp_t* p, const char* at, size_t n) {
 }
 
 int MessageParser::onHeaderValueComplete(llhttp_t* p) {
+  MessageParser* s = self(p);
+  HeaderMap& target = s->fieldTarget();
   // llhttp skips leading OWS but keeps trailing OWS in the value.
-  std::string& v = self(p)->fieldTarget().back().value;
+  std::string& v = target.back().value;
   while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.pop_back();
+  if (s->divert_host_ && !s->head_done_ && target.back().name == "host") {
+    if (++s->hosts_ == 1) s->host_.swap(v);
+    target.popBack();
+  }
   return 0;
 }
 

@@ -72,6 +72,13 @@ class MessageParser {
   HeaderMap& trailers() { return trailers_; }
   bool keepAliveAtComplete() const { return keep_alive_at_complete_; }
 
+  // Request parsers keep the Host field out of headers() (the server codec keeps it apart
+  // anyway: taking it out when its line ends costs nothing, taking it out of the map later
+  // shifts every field after it). Valid after kHead: how many Host lines the head had, and
+  // the value of the first (trailing whitespace trimmed, otherwise unchecked).
+  size_t hostCount() const { return hosts_; }
+  std::string& host() { return host_; }
+
   // A message has started (bytes of it consumed) and is not complete.
   bool inMessage() const { return in_message_; }
   bool headDone() const { return head_done_; }
@@ -136,6 +143,9 @@ class MessageParser {
   const char* scan_stop_ = nullptr;
   std::string first_line_;
   HeaderMap* head_ = nullptr;  // see setHeadTarget()
+  const bool divert_host_;     // a request parser: see hostCount()
+  size_t hosts_ = 0;
+  std::string host_;
   HeaderMap own_headers_;
   HeaderMap trailers_;
   Buffer body_;

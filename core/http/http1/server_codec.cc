@@ -226,8 +226,14 @@ struct ServerCodec::Impl {
     h->version_minor = vminor;
     HeaderMap& hm = h->headers;
 
-    size_t hosts = 0, cls = 0, tes = 0;
-    const std::string* host = nullptr;
+    // The parser kept Host apart (see MessageParser::hostCount()).
+    const size_t hosts = parser.hostCount();
+    std::string* host = hosts > 0 ? &parser.host() : nullptr;
+    if (host != nullptr && !validFieldValue(*host)) {
+      fail(400, "invalid header value");
+      return nullptr;
+    }
+    size_t cls = 0, tes = 0;
     const std::string* te = nullptr;
     for (const auto& e : hm.entries()) {
       if (!validFieldName(e.name)) {
@@ -242,10 +248,7 @@ struct ServerCodec::Impl {
         fail(400, "underscore variant of a framing header");
         return nullptr;
       }
-      if (e.name == "host") {
-        ++hosts;
-        host = &e.value;
-      } else if (e.name == "content-length") {
+      if (e.name == "content-length") {
         ++cls;
       } else if (e.name == "transfer-encoding") {
         ++tes;
@@ -283,8 +286,7 @@ struct ServerCodec::Impl {
       fail(400, why);
       return nullptr;
     }
-    if (!absolute && h->method != "CONNECT" && host != nullptr) h->authority = *host;
-    hm.remove("host");
+    if (!absolute && h->method != "CONNECT" && host != nullptr) h->authority.swap(*host);
     return h;
   }
 

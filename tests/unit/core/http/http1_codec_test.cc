@@ -96,6 +96,19 @@ TEST_CASE("http1 server: accepted requests give the same events at every split",
         "GET / HTTP/1.1\r\nHOST: h:8080\r\nX-A:   v  w \t\r\nX-Empty:\r\nX-Obs: caf\xc3\xa9\r\n\r\n",
         {"H GET / @h:8080 1.1 x-a=v  w x-empty= x-obs=caf\xc3\xa9 END", "C ka"});
   }
+  SECTION("Host anywhere in the head: the authority, never a field; the others keep their order") {
+    // The request parser takes Host out when its line ends (first, middle, last, with OWS).
+    checkAcceptedEverySplit("GET / HTTP/1.1\r\nA: 1\r\nHost: mid.example \t\r\nB: 2\r\nC: 3\r\n\r\n",
+                            {"H GET / @mid.example 1.1 a=1 b=2 c=3 END", "C ka"});
+    checkAcceptedEverySplit("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nhost: last:81\r\n\r\n",
+                            {"H GET / @last:81 1.1 a=1 b=2 END", "C ka"});
+    checkAcceptedEverySplit("GET / HTTP/1.0\r\nA: 1\r\n\r\n", {"H GET / @ 1.0 a=1 END", "C close"});
+    // Trailers are not the head: a Host trailer stays a trailer, and a forbidden one.
+    ServerRun t =
+        runServer({"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nHost: t\r\n\r\n"});
+    CHECK(t.error == 400);
+    CHECK(t.detail == "forbidden trailer field");
+  }
   SECTION("content-length body") {
     checkAcceptedEverySplit("POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\nhello world",
                             {"H POST /p @h 1.1 content-length=11", "D hello world END", "C ka"});
@@ -339,6 +352,11 @@ TEST_CASE("http1 server: 431 for too large or too many headers", "[http1]") {
   checkRejectedEverySplit("GET / HTTP/1.1\nHost: h\r\nA: 1\r\nB: 2\r\n\r\n", 400, one);
   checkRejectedEverySplit("GET / HTTP/1.1\r\nHost: h\nA: 1\r\nB: 2\r\n\r\n", 400, one);
   checkRejectedEverySplit("GET / HTTP/1.1\r\nHost: h\r\nA: 1\nB: 2\r\n\r\n", 431, one);  // the extra field comes first
+  // Host counts toward max_headers wherever it sits, although it never enters the map.
+  checkRejectedEverySplit("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\nHost: h\r\n\r\n", 431,
+                          small);
+  CHECK(runServer({"GET / HTTP/1.1\r\nA: 1\r\nHost: h\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n"}, small).error == 0);
+  CHECK(runServer({"GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n"}, small).error == 0);
   // Exactly at the limit is fine.
   std::string line = "GET / HTTP/1.1\r\nHost: h\r\nX: ";
   line += std::string(256 - line.size() - 4, 'a') + "\r\n\r\n";
