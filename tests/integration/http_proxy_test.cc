@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <regex>
 #include <thread>
 
 #include "tests/integration/config_builder.h"
@@ -249,6 +250,10 @@ TEST_CASE("http: a keep-alive connection's next request sees nothing of the one 
     CHECK(b.header("x-forwarded-for") == "127.0.0.1");
     CHECK(b.header("x-request-id").size() == 36);
     CHECK(a.header("x-request-id") != b.header("x-request-id"));
+    // A UUID version 4 (RFC 4122 variant), lower-case hex.
+    const std::regex uuid4("[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}");
+    CHECK(std::regex_match(a.header("x-request-id"), uuid4));
+    CHECK(std::regex_match(b.header("x-request-id"), uuid4));
   }
 }
 
