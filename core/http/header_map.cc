@@ -1,5 +1,7 @@
 #include "core/http/header_map.h"
 
+#include <cstring>
+
 namespace ferry::core::http {
 namespace {
 inline char lowerChar(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
@@ -7,8 +9,27 @@ inline char lowerChar(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char
 
 std::string HeaderMap::lower(std::string_view s) {
   std::string out(s);
-  for (auto& c : out) c = lowerChar(c);
+  lowerInPlace(out.data(), out.size());
   return out;
+}
+
+void HeaderMap::lowerInPlace(char* p, size_t n) {
+  constexpr uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr uint64_t kHighs = kOnes * 0x80;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    // Per byte, without carries between bytes (each is below 0x80 before the additions): the
+    // high bit of (b + 0x3f) says b >= 'A', of (b + 0x25) says b > 'Z'; bytes of 0x80 and
+    // above are not letters.
+    const uint64_t low7 = w & ~kHighs;
+    const uint64_t upper = (low7 + kOnes * 0x3f) & ~(low7 + kOnes * 0x25) & ~w & kHighs;
+    if (upper == 0) continue;
+    w |= upper >> 2;  // 0x80 >> 2 == 0x20: 'A' -> 'a'
+    std::memcpy(p + i, &w, 8);
+  }
+  for (; i < n; ++i) p[i] = lowerChar(p[i]);
 }
 
 bool HeaderMap::sameIgnoreCase(const char* a, const char* b, size_t n) {
@@ -41,7 +62,7 @@ HeaderMap::Entry& HeaderMap::appendEntry() {
 void HeaderMap::add(std::string_view name, std::string_view value) {
   Entry& e = appendEntry();
   e.name.assign(name);
-  for (auto& c : e.name) c = lowerChar(c);
+  lowerInPlace(e.name.data(), e.name.size());
   e.value.assign(value);
 }
 

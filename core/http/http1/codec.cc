@@ -134,8 +134,8 @@ int MessageParser::onHeaderFieldComplete(llhttp_t* p) {
     s->cb_error_ = s->head_done_ ? "too many trailer fields" : "too many header fields";
     return -1;  // a 431, unless the scanner finds an earlier violation
   }
-  for (char& c : target.back().name)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+  std::string& name = target.back().name;
+  HeaderMap::lowerInPlace(name.data(), name.size());
   return 0;
 }
 

@@ -154,3 +154,28 @@ TEST_CASE("Recycled request and response heads come back empty", "[headers][reus
   CHECK(again.get() == made_ptr);
   CHECK(again->method.empty());
 }
+
+// lowerInPlace works 8 bytes at a time: every byte value at every position of every length up
+// to 24 must come out as the byte-by-byte ASCII rule says (A-Z to a-z, everything else kept).
+TEST_CASE("HeaderMap::lowerInPlace lower-cases A-Z only, for every byte at every offset", "[headers]") {
+  auto ref = [](std::string s) {
+    for (char& c : s)
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+    return s;
+  };
+  const std::string fill = "Content-Type-X-FORWARDED@[`{~Z";
+  std::string wrong;
+  for (size_t len = 0; len <= 24; ++len) {
+    for (size_t at = 0; at < len; ++at)
+      for (int b = 0; b < 256; ++b) {
+        std::string s = fill.substr(0, len);
+        s[at] = static_cast<char>(b);
+        std::string got = s;
+        HeaderMap::lowerInPlace(got.data(), got.size());
+        if (got != ref(s)) wrong += "len " + std::to_string(len) + " at " + std::to_string(at) + " byte " + std::to_string(b) + "; ";
+      }
+  }
+  INFO(wrong.substr(0, 2000));
+  CHECK(wrong.empty());
+  CHECK(HeaderMap::lower("X-Request-ID") == "x-request-id");
+}
