@@ -1,5 +1,5 @@
-// The byte-class checks of HTTP/1 header fields (codec.cc). Their own header so that tests
-// can reach them without llhttp's.
+// The checks of HTTP/1 header fields (codec.cc). Their own header so that tests, and code that
+// needs no parser, reach them without llhttp's.
 #pragma once
 
 #include <string_view>
@@ -13,5 +13,7 @@ bool validFieldName(std::string_view s);
 // VCHAR / obs-text / SP / HTAB, no leading or trailing whitespace required by the caller.
 // Printable ASCII is checked a word at a time; anything else byte by byte.
 bool validFieldValue(std::string_view s);
+// `token` is one of the comma-separated items of `list` (ASCII case ignored, OWS trimmed).
+bool hasToken(std::string_view list, std::string_view token);
 
 }  // namespace ferry::core::http::http1::detail

@@ -157,7 +157,6 @@ class MessageParser {
 
 // host[:port] (reg-name, IPv4 or [IPv6]); empty allowed unless require_port.
 bool validAuthority(std::string_view s, bool require_port);
-bool hasToken(std::string_view list, std::string_view token);
 
 // Body framing of one outgoing message.
 class BodyEncoder {

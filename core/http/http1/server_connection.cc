@@ -15,7 +15,7 @@
 #include <string>
 
 #include "core/http/http1/connection.h"
-#include "core/http/http1/message_parser.h"
+#include "core/http/http1/field_chars.h"
 
 namespace ferry::core::http::http1 {
 namespace {
