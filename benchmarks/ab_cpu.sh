@@ -7,12 +7,22 @@
 # certificate (1 worker or thread; nginx keeps 1024 upstream connections alive, HAProxy
 # http-reuse always). nginx upstream (`return 200 "hello world\n"`) and the load on CPU 1, the proxy
 # on CPU 0.
+# BIN may also be "floor:PATH": the Ferry binary PATH as a plain TCP forwarder (a `tcp` listener,
+# splice off; in tls mode it terminates TLS), one upstream connection per client connection. With
+# keep-alive load that is the same socket operations per request as an HTTP proxy with pooled
+# upstream connections, and no HTTP work at all: what the kernel path alone costs on Ferry's loop.
+# h1 and tls modes only.
+# AB_MORE="BIN_C BIN_D ..." adds more binaries to the same interleaved rounds (C, D, ...).
 # Prints requests/s, the proxy's CPU µs per request (user+sys, and each) and wrk's p99 latency
 # per round, then medians.
 # Needs nginx, HAProxy, wrk and h2load (scripts/install-deps --bench). Loopback only; stops what it starts.
 set -euo pipefail
 a=${1:?BIN_A}; b=${2:?BIN_B}; rounds=${3:-5}; secs=${4:-5}; conns=${5:-10}; mode=${6:-h1}
 case $mode in h1 | tls | h2c) ;; *) echo "MODE must be h1, tls or h2c" >&2; exit 2 ;; esac
+read -r -a bins <<<"$a $b ${AB_MORE:-}"
+for x in "${bins[@]}"; do
+  case $x in floor:*) [ "$mode" != h2c ] || { echo "floor: h1 and tls modes only" >&2; exit 2; } ;; esac
+done
 work=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 up=19910; px=19911
 cat > "$work/nginx.conf" <<NGX
@@ -38,6 +48,16 @@ $tls
     http:
       virtual_hosts:
         - {name: all, domains: ["*"], routes: [{match: {prefix: /}, route: {cluster: up}}]}
+clusters:
+  - {name: up, endpoints: [{address: 127.0.0.1:$up}]}
+YAML
+cat > "$work/floor.yaml" <<YAML
+runtime: {workers: 1, log_level: warn}
+listeners:
+  - name: web
+    address: 127.0.0.1:$px
+$tls
+    tcp: {cluster: up, splice: false}
 clusters:
   - {name: up, endpoints: [{address: 127.0.0.1:$up}]}
 YAML
@@ -83,6 +103,8 @@ run() {  # $1 = binary, "nginx" or "haproxy"; prints "rps us_per_req user_us sys
     taskset -c 0 nginx -c "$work/nginx-proxy.conf" & local pid=$!
   elif [ "$1" = haproxy ]; then
     taskset -c 0 haproxy -db -f "$work/haproxy.cfg" & local pid=$!
+  elif [ "${1#floor:}" != "$1" ]; then
+    taskset -c 0 "${1#floor:}" -c "$work/floor.yaml" & local pid=$!
   else
     taskset -c 0 "$1" -c "$work/ferry.yaml" & local pid=$!  # no wrapper: $pid is the proxy
   fi
@@ -107,13 +129,19 @@ run() {  # $1 = binary, "nginx" or "haproxy"; prints "rps us_per_req user_us sys
   awk -v rps="$rps" -v u=$((u1 - u0)) -v s=$((s1 - s0)) \
       -v r="$reqs" -v k="$tick" -v p="$p99" 'BEGIN {printf "%s %.2f %.2f %.2f %s\n", rps, (u + s) / k * 1e6 / r, u / k * 1e6 / r, s / k * 1e6 / r, p}'
 }
-ra=(); rb=(); ca=(); cb=(); pa=(); pb=(); ua=(); ub=(); sa=(); sb=()
 us() { case $1 in *us) echo "${1%us}" ;; *ms) awk -v v="${1%ms}" 'BEGIN {print v * 1000}' ;; *s) awk -v v="${1%s}" 'BEGIN {print v * 1e6}' ;; *) echo "$1" ;; esac; }
+labels=(A B C D E F G H)
+declare -A m_rps m_cpu m_user m_sys m_p99
 for i in $(seq "$rounds"); do
-  read -r r c u sy p < <(run "$a"); ra+=("$r"); ca+=("$c"); pa+=("$(us "$p")"); ua+=("$u"); sa+=("$sy"); echo "round $i A: $r req/s, $c us/req (user $u, sys $sy), p99 $p"
-  read -r r c u sy p < <(run "$b"); rb+=("$r"); cb+=("$c"); pb+=("$(us "$p")"); ub+=("$u"); sb+=("$sy"); echo "round $i B: $r req/s, $c us/req (user $u, sys $sy), p99 $p"
+  for k in "${!bins[@]}"; do
+    read -r r c u sy p < <(run "${bins[$k]}")
+    m_rps[$k]+="$r "; m_cpu[$k]+="$c "; m_user[$k]+="$u "; m_sys[$k]+="$sy "; m_p99[$k]+="$(us "$p") "
+    echo "round $i ${labels[$k]}: $r req/s, $c us/req (user $u, sys $sy), p99 $p"
+  done
 done
 med() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
 p99() { [ "$mode" = h2c ] && echo "-" || echo "$(med "$@") us"; }
-echo "A $a: median $(med "${ra[@]}") req/s, $(med "${ca[@]}") us/req (user $(med "${ua[@]}"), sys $(med "${sa[@]}")), p99 $(p99 "${pa[@]}")"
-echo "B $b: median $(med "${rb[@]}") req/s, $(med "${cb[@]}") us/req (user $(med "${ub[@]}"), sys $(med "${sb[@]}")), p99 $(p99 "${pb[@]}")"
+for k in "${!bins[@]}"; do
+  # shellcheck disable=SC2086  # the lists are space-separated numbers
+  echo "${labels[$k]} ${bins[$k]}: median $(med ${m_rps[$k]}) req/s, $(med ${m_cpu[$k]}) us/req (user $(med ${m_user[$k]}), sys $(med ${m_sys[$k]})), p99 $(p99 ${m_p99[$k]})"
+done

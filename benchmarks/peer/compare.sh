@@ -55,14 +55,18 @@ Usage: benchmarks/peer/compare.sh [options]
                       full TLS handshake per request (no resumption anywhere);
                       mem: RSS per idle connection (modes connect, req, tls).
                       h2 is reserved (not built yet).
-  --targets "..."     any of: nginx haproxy ferry direct       (default "nginx haproxy ferry")
+  --targets "..."     any of: nginx haproxy ferry direct floor (default "nginx haproxy ferry")
                       direct = wrk straight to the upstream, no proxy (a floor for latency;
                       plain phases only: the upstream has no TLS listener)
+                      floor = the same Ferry binary as a plain TCP forwarder (FERRY_FLOOR=1
+                      in ferry-config.sh): the same socket operations per keep-alive request
+                      as a proxy with pooled upstream connections and no HTTP work, so what
+                      the kernel path costs on Ferry's loop (h1, tls; not in mem)
   --unpinned          pin nothing: proxies, wrk and upstream all free to use every CPU
                       (default: proxy on PROXY_CPU, wrk and upstream on CLIENT_CPU)
   --ferry BIN         Ferry binary (default \$FERRY_BIN or build-rel/proxy/ferry)
   --base-port P       upstream on P, nginx P+1, HAProxy P+2, Ferry P+3 (default 28080);
-                      their TLS listeners on P+4, P+5, P+6
+                      their TLS listeners on P+4, P+5, P+6; floor P+7, TLS P+8
   --noisy-max PCT     background load (% of one core) above which a run counts as
                       disturbed: repeated once, and left out of the medians (default 15)
   --max-minutes M     stop starting new runs after M minutes; report what was measured
@@ -122,8 +126,8 @@ norm_targets=()
 for t in $targets; do
   case "$t" in
     candidate) norm_targets+=(ferry);;  # the name the earlier harness used
-    nginx|haproxy|ferry|direct) norm_targets+=("$t");;
-    *) echo "compare.sh: unknown target '$t' (nginx haproxy ferry direct)" >&2; exit 2;;
+    nginx|haproxy|ferry|direct|floor) norm_targets+=("$t");;
+    *) echo "compare.sh: unknown target '$t' (nginx haproxy ferry direct floor)" >&2; exit 2;;
   esac
 done
 norm_phases=()
@@ -147,7 +151,7 @@ die() { log "ERROR: $*"; exit 1; }
 for c in nginx haproxy wrk curl openssl taskset ss timeout "$py"; do
   command -v "$c" >/dev/null || die "'$c' not found: run scripts/install-deps --bench"
 done
-if [[ " ${norm_targets[*]} " == *" ferry "* ]]; then
+if [[ " ${norm_targets[*]} " == *" ferry "* || " ${norm_targets[*]} " == *" floor "* ]]; then
   [ -x "$ferry_bin" ] || die "no Ferry binary at $ferry_bin: scripts/build build-rel --buildtype=release, or --ferry BIN"
 fi
 [ "$unpinned" = 1 ] || { [ "$(nproc)" -gt "$client_cpu" ] && [ "$(nproc)" -gt "$proxy_cpu" ]; } \
@@ -155,9 +159,11 @@ fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
 [ "$(ulimit -n)" -gt $((mem_conns + 500)) ] || die "open-file limit $(ulimit -n) is too low for --mem-conns $mem_conns"
 
-declare -A port=([upstream]=$base_port [nginx]=$((base_port + 1)) [haproxy]=$((base_port + 2)) [ferry]=$((base_port + 3)))
+declare -A port=([upstream]=$base_port [nginx]=$((base_port + 1)) [haproxy]=$((base_port + 2)) [ferry]=$((base_port + 3))
+                 [floor]=$((base_port + 7)))
 port[direct]=${port[upstream]}
-declare -A tport=([nginx]=$((base_port + 4)) [haproxy]=$((base_port + 5)) [ferry]=$((base_port + 6)))  # TLS listeners
+declare -A tport=([nginx]=$((base_port + 4)) [haproxy]=$((base_port + 5)) [ferry]=$((base_port + 6))
+                  [floor]=$((base_port + 8)))  # TLS listeners
 for p in "${port[@]}" "${tport[@]}"; do
   [ -z "$(ss -Hltn "sport = :$p")" ] || die "port $p is in use (choose another --base-port)"
 done
@@ -253,7 +259,7 @@ nginx_proxy_location() {
 }
 
 write_configs() {
-  mkdir -p "$conf/upstream/tmp" "$conf/nginx/tmp" "$conf/haproxy" "$conf/ferry"
+  mkdir -p "$conf/upstream/tmp" "$conf/nginx/tmp" "$conf/haproxy" "$conf/ferry" "$conf/floor"
   {
     nginx_common "$conf/upstream"
     echo "events { worker_connections 4096; }"
@@ -328,6 +334,9 @@ EOF
   FERRY_WORKERS=$ferry_workers FERRY_ROUTES=$ferry_routes \
     "$here/ferry-config.sh" "127.0.0.1:${port[ferry]}" "127.0.0.1:${port[upstream]}" \
     "127.0.0.1:${tport[ferry]}" "$cert" "$key" >"$conf/ferry/ferry.yaml"
+  FERRY_FLOOR=1 FERRY_WORKERS=$ferry_workers \
+    "$here/ferry-config.sh" "127.0.0.1:${port[floor]}" "127.0.0.1:${port[upstream]}" \
+    "127.0.0.1:${tport[floor]}" "$cert" "$key" >"$conf/floor/floor.yaml"
 }
 
 start_target() {    # (re)start one server by name
@@ -336,6 +345,7 @@ start_target() {    # (re)start one server by name
     nginx)    start_server nginx "$proxy_cpu" nginx -p "$conf/nginx" -c "$conf/nginx/nginx.conf";;
     haproxy)  start_server haproxy "$proxy_cpu" haproxy -db -f "$conf/haproxy/haproxy.cfg";;
     ferry)    start_server ferry "$proxy_cpu" "$ferry_bin" -c "$conf/ferry/ferry.yaml";;
+    floor)    start_server floor "$proxy_cpu" "$ferry_bin" -c "$conf/floor/floor.yaml";;
   esac
 }
 proxy_pid() { if [ "$1" = direct ]; then echo "${pid[upstream]}"; else echo "${pid[$1]}"; fi; }
@@ -523,7 +533,7 @@ memory_phase() {
   local t mode
   log "phase mem: $mem_conns idle connections per proxy; 'connect' = TCP only, 'req' = after one request, 'tls' = after a TLS handshake and one request"
   for t in "${norm_targets[@]}"; do
-    [ "$t" = direct ] && continue
+    [ "$t" = direct ] || [ "$t" = floor ] && continue
     for mode in connect req tls; do memory_run "$t" "$mode"; done
   done
 }
@@ -545,6 +555,10 @@ write_configs
 if [[ " ${norm_targets[*]} " == *" ferry "* ]]; then
   "$ferry_bin" -c "$conf/ferry/ferry.yaml" --validate >"$outdir/logs/ferry-validate.log" 2>&1 \
     || die "Ferry refuses its config: $(cat "$outdir/logs/ferry-validate.log")"
+fi
+if [[ " ${norm_targets[*]} " == *" floor "* ]]; then
+  "$ferry_bin" -c "$conf/floor/floor.yaml" --validate >"$outdir/logs/floor-validate.log" 2>&1 \
+    || die "Ferry refuses the floor config: $(cat "$outdir/logs/floor-validate.log")"
 fi
 if [[ " ${norm_targets[*]} " == *" haproxy "* ]]; then
   haproxy -c -q -f "$conf/haproxy/haproxy.cfg" >"$outdir/logs/haproxy-check.log" 2>&1 \

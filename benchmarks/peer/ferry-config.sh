@@ -9,6 +9,8 @@
 #                  a third prefixes, a third on their own virtual hosts, so a lookup walks a
 #                  realistically large table (the benchmark's "/" still ends on the catch-all);
 #                  both listeners get them
+#   FERRY_FLOOR=1  a plain TCP forwarder instead (`tcp` listeners, splice off, the TLS one
+#                  terminating TLS): the kernel floor compare.sh measures as target "floor"
 set -euo pipefail
 listen=${1:?LISTEN_ADDRESS (e.g. 127.0.0.1:28083)}
 upstream=${2:?UPSTREAM_ADDRESS (e.g. 127.0.0.1:28080)}
@@ -23,6 +25,7 @@ third=$((routes / 3))
 
 http_block() {      # the listener's http: block, the same for both listeners
   local i
+  if [ "${FERRY_FLOOR:-0}" = 1 ]; then echo "    tcp: {cluster: upstream, splice: false}"; return; fi
   echo "    http:"
   echo "      virtual_hosts:"
   for ((i = 0; i < third; i++)); do

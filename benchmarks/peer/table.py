@@ -7,6 +7,9 @@ Prints a Markdown table from OUTDIR/summary.json: per workload, each peer's prox
 request, Ferry's, and Ferry's ratio to the better peer for CPU per request, requests/s and
 p99. "Better" is chosen per column: the lower CPU, the higher req/s, the lower p99. Below
 1.00 is better for Ferry in the CPU, p99 and memory columns; above 1.00 in the req/s one.
+With the target "floor" in the run (Ferry as a plain TCP forwarder, no HTTP work), two more
+columns: its CPU per request and its ratio to the better peer, the lowest ratio any HTTP
+work on Ferry's loop could reach.
 """
 import json
 import os
@@ -32,10 +35,12 @@ def ratio_table(data, name="ferry"):
     rows = {}
     for s in data.get("throughput", []):
         rows.setdefault((s["phase"], s["conns"]), {})[s["target"]] = s
+    floor = any("floor" in by for by in rows.values())
     if rows:
         lines += ["| workload | conns | nginx CPU µs/req | HAProxy CPU µs/req | Ferry CPU µs/req "
-                  "| Ferry CPU / better peer | Ferry req/s / better peer | Ferry p99 / better peer |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| Ferry CPU / better peer | Ferry req/s / better peer | Ferry p99 / better peer |"
+                  + (" floor CPU µs/req | floor CPU / better peer |" if floor else ""),
+                  "|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if floor else "")]
     for (phase, conns), by in rows.items():
         peers = [by[p] for p in PEERS if p in by]
         ferry = by.get(name)
@@ -50,7 +55,10 @@ def ratio_table(data, name="ferry"):
             f"| {_cell(by.get('nginx', {}).get('proxy_cpu_us_req'))} "
             f"| {_cell(by.get('haproxy', {}).get('proxy_cpu_us_req'))} | {_cell(cpu)} "
             f"| **{_ratio(cpu, best('proxy_cpu_us_req', min))}** "
-            f"| {_ratio(rps, best('rps', max))} | {_ratio(p99, best('p99_us', min))} |")
+            f"| {_ratio(rps, best('rps', max))} | {_ratio(p99, best('p99_us', min))} |"
+            + (f" {_cell(by.get('floor', {}).get('proxy_cpu_us_req'))} "
+               f"| {_ratio(by.get('floor', {}).get('proxy_cpu_us_req'), best('proxy_cpu_us_req', min))} |"
+               if floor else ""))
     mem = {}
     for m in data.get("memory", []):
         mem.setdefault(m["mode"], {})[m["target"]] = m.get("kb_per_conn")
