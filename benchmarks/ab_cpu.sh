@@ -10,7 +10,7 @@
 # BIN may also be "floor:PATH": the Ferry binary PATH as a plain TCP forwarder (a `tcp` listener,
 # splice off; in tls mode it terminates TLS), one upstream connection per client connection. With
 # keep-alive load that is the same socket operations per request as an HTTP proxy with pooled
-# upstream connections, and no HTTP work at all: what the kernel path alone costs on Ferry's loop.
+# upstream connections, and no HTTP work at all: what the kernel path and Ferry's bare loop cost.
 # h1 and tls modes only.
 # AB_MORE="BIN_C BIN_D ..." adds more binaries to the same interleaved rounds (C, D, ...).
 # Prints requests/s, the proxy's CPU µs per request (user+sys, and each) and wrk's p99 latency
@@ -20,6 +20,7 @@ set -euo pipefail
 a=${1:?BIN_A}; b=${2:?BIN_B}; rounds=${3:-5}; secs=${4:-5}; conns=${5:-10}; mode=${6:-h1}
 case $mode in h1 | tls | h2c) ;; *) echo "MODE must be h1, tls or h2c" >&2; exit 2 ;; esac
 read -r -a bins <<<"$a $b ${AB_MORE:-}"
+[ ${#bins[@]} -le 8 ] || { echo "at most 8 binaries (BIN_A, BIN_B and 6 in AB_MORE)" >&2; exit 2; }
 for x in "${bins[@]}"; do
   case $x in floor:*) [ "$mode" != h2c ] || { echo "floor: h1 and tls modes only" >&2; exit 2; } ;; esac
 done
