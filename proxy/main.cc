@@ -12,6 +12,7 @@
 #include "core/event/uring.h"
 #include "core/log.h"
 #include "core/reopenable_file.h"
+#include "core/tls/memory.h"
 #include "filters/registry.h"
 #include "proxy/config_check.h"
 #include "proxy/privileges.h"
@@ -57,6 +58,8 @@ ferry::core::log::Level toLogLevel(ferry::config::LogLevel l) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before anything reaches OpenSSL: its record buffers are then recycled per thread.
+  ferry::core::tls::installRecordBufferPool();
   std::string config_path;
   bool validate = false;
   bool reload = false;

@@ -233,6 +233,10 @@ class TlsTransport final : public net::TransportSocket {
       int rc = SSL_read_ex(ssl_, iov[0].iov_base, iov[0].iov_len, &n);
       if (rc == 1) {
         plain_out.commit(n);
+        // Nothing left to decrypt: no ciphertext in raw_in and none held inside OpenSSL
+        // (without read-ahead it takes exactly one record at a time). Another call could only
+        // say WANT_READ, and costs a pass through the record layer per request.
+        if (!raw_eof && raw_in.empty() && SSL_has_pending(ssl_) == 0) break;
         continue;
       }
       plain_out.commit(0);

@@ -276,3 +276,102 @@ TEST_CASE("tls transport: a reset during an outgoing handshake is a failed conne
   CHECK(failed);
   client->setCallbacks(nullptr);
 }
+
+namespace {
+// Two transports joined in memory, without sockets: what one writes to its raw output the
+// test hands to the other's doRead, in whatever pieces it likes.
+struct MemoryPair {
+  std::unique_ptr<core::net::TransportSocket> client, server;
+  Buffer c2s, s2c;                 // raw bytes in flight
+  std::string client_got, server_got;
+  explicit MemoryPair(Fixture& f)
+      : client(core::tls::newClientTransport(f.client_ctx, "", "127.0.0.1:1")),
+        server(core::tls::newServerTransport(f.server_ctx)) {
+    REQUIRE_FALSE(client->onConnected(c2s).close);
+    for (int i = 0; i < 10 && !(client->ready() && server->ready()); ++i) {
+      REQUIRE_FALSE(feedServer(c2s.length()).close);
+      REQUIRE_FALSE(feedClient(s2c.length()).close);
+    }
+    REQUIRE(client->ready());
+    REQUIRE(server->ready());
+    feedServer(c2s.length());  // anything the client still had to say
+  }
+  // Hands the server the first n raw bytes the client sent.
+  core::net::TransportResult feedServer(size_t n) { return feed(*server, c2s, n, server_got, s2c); }
+  core::net::TransportResult feedClient(size_t n) { return feed(*client, s2c, n, client_got, c2s); }
+  static core::net::TransportResult feed(core::net::TransportSocket& t, Buffer& from, size_t n, std::string& got,
+                                         Buffer& answer) {
+    Buffer in;
+    std::string bytes(n, '\0');
+    from.copyOut(0, n, bytes.data());
+    from.drain(n);
+    in.add(bytes);
+    Buffer plain;
+    auto r = t.doRead(in, false, plain, answer);
+    CHECK(in.empty());  // the transport takes every raw byte it is given
+    got += plain.toString();
+    return r;
+  }
+};
+}  // namespace
+
+TEST_CASE("tls transport: records arriving whole, several at once or cut anywhere all come out", "[tls][transport]") {
+  // A read stops asking OpenSSL for more once no ciphertext is left, in the raw bytes or
+  // inside OpenSSL: a record cut short, several records in one read, and a record of more
+  // plaintext than one read takes must all still come out whole and in order.
+  Fixture f;
+  MemoryPair p(f);
+  std::string sent;
+  auto send = [&](size_t len, char fill) {  // one client write: one record (two above 16 kB)
+    Buffer b;
+    std::string s(len, fill);
+    for (size_t i = 0; i < len; i += 97) s[i] = static_cast<char>('a' + (i / 97) % 26);
+    b.add(s);
+    sent += s;
+    REQUIRE_FALSE(p.client->doWrite(b, false, p.c2s).close);
+  };
+
+  SECTION("a record cut at every byte") {
+    send(300, 'x');
+    const size_t total = p.c2s.length();
+    for (size_t i = 0; i < total; ++i) {
+      REQUIRE_FALSE(p.feedServer(1).close);
+      if (i + 1 < total) CHECK(p.server_got.empty());  // nothing before the record is whole
+    }
+    CHECK(p.server_got == sent);
+  }
+  SECTION("several records in one read") {
+    for (int i = 0; i < 5; ++i) send(1000 + i, static_cast<char>('0' + i));
+    REQUIRE_FALSE(p.feedServer(p.c2s.length()).close);
+    CHECK(p.server_got == sent);
+  }
+  SECTION("one and a half records, then the rest") {
+    send(5000, 'y');
+    send(5000, 'z');
+    const size_t half = p.c2s.length() * 3 / 4;
+    REQUIRE_FALSE(p.feedServer(half).close);
+    CHECK(p.server_got == sent.substr(0, 5000));
+    REQUIRE_FALSE(p.feedServer(p.c2s.length()).close);
+    CHECK(p.server_got == sent);
+  }
+  SECTION("full-size records, more plaintext than one slice of the read buffer") {
+    send(3 * 16384 + 123, 'w');  // four records, three of them full
+    REQUIRE_FALSE(p.feedServer(p.c2s.length()).close);
+    CHECK(p.server_got == sent);
+  }
+  SECTION("a short record, then a full one: the read slice cannot take all of the second") {
+    send(300, 'v');
+    send(16384, 'u');  // 16,084 bytes fit behind the first 300; the rest waits inside OpenSSL
+    REQUIRE_FALSE(p.feedServer(p.c2s.length()).close);
+    CHECK(p.server_got.size() == sent.size());
+    CHECK(p.server_got == sent);
+  }
+  SECTION("the other way, and the end of the stream") {
+    Buffer b;
+    b.add("reply");
+    REQUIRE_FALSE(p.server->doWrite(b, true, p.s2c).close);  // the data, then close_notify
+    auto r = p.feedClient(p.s2c.length());
+    CHECK(p.client_got == "reply");
+    CHECK(r.end_stream);
+  }
+}
