@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <span>
 #include <string>
@@ -12,6 +13,16 @@
 #include <vector>
 
 namespace ferry::core::http {
+
+// `s == "literal"` on a std::string calls basic_string::compare out of line (a strlen and a
+// memcmp, about 60 instructions a call), and string_view's own compare is not always
+// inlined either; this compares the length, then the bytes with a memcmp of constant size
+// that the compiler turns into a few loads. For the per-request comparisons of names and
+// methods (takes a std::string or a string_view).
+template <size_t N>
+inline bool equals(std::string_view s, const char (&literal)[N]) noexcept {
+  return s.size() == N - 1 && std::memcmp(s.data(), literal, N - 1) == 0;
+}
 
 class HeaderMap {
  public:

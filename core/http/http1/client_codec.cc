@@ -20,6 +20,8 @@
 
 namespace ferry::core::http::http1 {
 
+using namespace std::string_view_literals;
+
 using detail::BodyEncoder;
 using detail::MessageParser;
 
@@ -149,7 +151,7 @@ struct ClientCodec::Impl {
         fail("invalid header in response");
         return nullptr;
       }
-      if (e.name == "transfer-encoding") {
+      if (equals(e.name, "transfer-encoding")) {
         ++tes;
         te = &e.value;
       }
@@ -281,7 +283,7 @@ ClientCodec::~ClientCodec() = default;
 
 void ClientCodec::encodeHeaders(const RequestHeaders& h, bool end_stream, Buffer& out) {
   Impl& i = *impl_;
-  const bool connect = h.method == "CONNECT";
+  const bool connect = equals(h.method, "CONNECT");
   const std::string connection = h.headers.getAll("connection");
   const bool upgrade = !connect && h.headers.has("upgrade") && detail::hasToken(connection, "upgrade");
 
@@ -297,9 +299,9 @@ void ClientCodec::encodeHeaders(const RequestHeaders& h, bool end_stream, Buffer
   } else {
     appendTarget(s, h.path);
   }
-  s.append(" HTTP/1.1\r\nhost: ");
+  s.append(" HTTP/1.1\r\nhost: "sv);
   appendVisible(s, h.authority);
-  s.append("\r\n");
+  s.append("\r\n"sv);
 
   uint64_t length = 0;
   const std::string* cl = h.headers.get("content-length");
@@ -310,20 +312,20 @@ void ClientCodec::encodeHeaders(const RequestHeaders& h, bool end_stream, Buffer
     mode = BodyEncoder::Mode::kRaw;
   } else if (has_cl) {
     mode = BodyEncoder::Mode::kLength;
-    s.append("content-length: ").append(*cl).append("\r\n");
+    s.append("content-length: "sv).append(*cl).append("\r\n"sv);
   } else if (!end_stream) {
     mode = BodyEncoder::Mode::kChunked;
-    s.append("transfer-encoding: chunked\r\n");
+    s.append("transfer-encoding: chunked\r\n"sv);
   } else {
     mode = BodyEncoder::Mode::kLength;
-    if (h.method == "POST" || h.method == "PUT" || h.method == "PATCH")
-      s.append("content-length: 0\r\n");
+    if (equals(h.method, "POST") || equals(h.method, "PUT") || equals(h.method, "PATCH"))
+      s.append("content-length: 0\r\n"sv);
   }
   detail::appendHeaderLines(s, h.headers, &skipRequestHeader);
-  s.append("\r\n");
+  s.append("\r\n"sv);
   out.add(s);
 
-  i.pending.push_back(Impl::Pending{h.method == "HEAD", connect, upgrade,
+  i.pending.push_back(Impl::Pending{equals(h.method, "HEAD"), connect, upgrade,
                                     detail::hasToken(connection, "close")});
   i.request_started = true;
   i.body_out.start(mode, length);

@@ -29,6 +29,8 @@
 #endif
 
 namespace ferry::core::http::http1::detail {
+
+using namespace std::string_view_literals;
 namespace {
 
 MessageParser* self(llhttp_t* p) { return static_cast<MessageParser*>(p->data); }
@@ -150,7 +152,7 @@ int MessageParser::onHeaderValueComplete(llhttp_t* p) {
   // llhttp skips leading OWS but keeps trailing OWS in the value.
   std::string& v = target.back().value;
   while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.pop_back();
-  if (s->divert_host_ && !s->head_done_ && target.back().name == "host") {
+  if (s->divert_host_ && !s->head_done_ && equals(target.back().name, "host")) {
     if (++s->hosts_ == 1) s->host_.swap(v);
     target.popBack();
   }
@@ -610,7 +612,7 @@ void BodyEncoder::encodeTrailers(const HeaderMap& t, Buffer& out) {
   if (mode_ == Mode::kChunked) {
     std::string s = "0\r\n";
     appendHeaderLines(s, t, &skipTrailer);
-    s.append("\r\n");
+    s.append("\r\n"sv);
     out.add(s);
   } else if (mode_ == Mode::kLength && remaining_ > 0) {
     short_or_excess_ = true;

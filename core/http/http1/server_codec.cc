@@ -42,6 +42,8 @@
 
 namespace ferry::core::http::http1 {
 
+using namespace std::string_view_literals;
+
 using detail::BodyEncoder;
 using detail::MessageParser;
 using detail::validAuthority;
@@ -248,9 +250,9 @@ struct ServerCodec::Impl {
         fail(400, "underscore variant of a framing header");
         return nullptr;
       }
-      if (e.name == "content-length") {
+      if (equals(e.name, "content-length")) {
         ++cls;
-      } else if (e.name == "transfer-encoding") {
+      } else if (equals(e.name, "transfer-encoding")) {
         ++tes;
         te = &e.value;
       }
@@ -286,14 +288,14 @@ struct ServerCodec::Impl {
       fail(400, why);
       return nullptr;
     }
-    if (!absolute && h->method != "CONNECT" && host != nullptr) h->authority.swap(*host);
+    if (!absolute && !equals(h->method, "CONNECT") && host != nullptr) h->authority.swap(*host);
     return h;
   }
 
   void onHead(Buffer& in) {
     RequestHeadersPtr h = validateHead();
     if (!h) return;
-    const bool connect = h->method == "CONNECT";
+    const bool connect = equals(h->method, "CONNECT");
     const bool has_body = parser.chunked() || parser.contentLength() > 0;
     bool upgrade = parser.upgrade();
     if (connect && (has_body || parser.hasTransferEncoding())) {
@@ -315,7 +317,7 @@ struct ServerCodec::Impl {
 
     have_request = true;
     minor = h->version_minor;
-    head_request = h->method == "HEAD";
+    head_request = equals(h->method, "HEAD");
     keep_alive = parser.shouldKeepAlive();
     upgrade_request = upgrade && !connect;
     connect_request = connect;
@@ -352,7 +354,8 @@ struct ServerCodec::Impl {
     flushBody(false);
     for (const auto& e : trailers.entries()) {
       const bool invalid = !validFieldName(e.name) || !validFieldValue(e.value);
-      if (invalid || e.name == "content-length" || e.name == "transfer-encoding" || e.name == "host") {
+      if (invalid || equals(e.name, "content-length") || equals(e.name, "transfer-encoding") ||
+          equals(e.name, "host")) {
         paused = false;
         fail(400, invalid ? "invalid trailer field" : "forbidden trailer field");
         return;
@@ -445,16 +448,16 @@ void ServerCodec::encodeHeaders(const ResponseHeaders& h, bool end_stream, Buffe
   const int st = h.status;
   std::string& s = detail::headScratch();
   s.reserve(128 + h.headers.byteSize() + 4 * h.headers.size());
-  s.append("HTTP/1.1 ");
+  s.append("HTTP/1.1 "sv);
   s.append(std::to_string(st));
   s.push_back(' ');
   s.append(!h.reason.empty() && validReason(h.reason) ? h.reason.c_str() : reasonPhrase(st));
-  s.append("\r\n");
+  s.append("\r\n"sv);
 
   if (st >= 100 && st < 200 && st != 101) {  // interim response: no framing, no state change
     if (i.have_request && i.minor == 0) return;
     detail::appendHeaderLines(s, h.headers, &skipResponseHeader);
-    s.append("\r\n");
+    s.append("\r\n"sv);
     out.add(s);
     return;
   }
@@ -476,16 +479,16 @@ void ServerCodec::encodeHeaders(const ResponseHeaders& h, bool end_stream, Buffe
     mode = BodyEncoder::Mode::kRaw;
   } else if (bodyless) {
     mode = BodyEncoder::Mode::kNone;
-    if (has_cl && st != 204 && st >= 200) s.append("content-length: ").append(*cl).append("\r\n");
+    if (has_cl && st != 204 && st >= 200) s.append("content-length: "sv).append(*cl).append("\r\n"sv);
   } else if (has_cl) {
     mode = BodyEncoder::Mode::kLength;
-    s.append("content-length: ").append(*cl).append("\r\n");
+    s.append("content-length: "sv).append(*cl).append("\r\n"sv);
   } else if (end_stream) {
     mode = BodyEncoder::Mode::kLength;
-    s.append("content-length: 0\r\n");
+    s.append("content-length: 0\r\n"sv);
   } else if (i.minor == 1) {
     mode = BodyEncoder::Mode::kChunked;
-    s.append("transfer-encoding: chunked\r\n");
+    s.append("transfer-encoding: chunked\r\n"sv);
   } else {
     mode = BodyEncoder::Mode::kRaw;  // close-delimited
     close = true;
@@ -493,12 +496,12 @@ void ServerCodec::encodeHeaders(const ResponseHeaders& h, bool end_stream, Buffe
   detail::appendHeaderLines(s, h.headers, tunnel ? &skipTunnelResponseHeader : &skipResponseHeader);
   if (!tunnel) {
     if (close) {
-      s.append("connection: close\r\n");
+      s.append("connection: close\r\n"sv);
     } else if (i.minor == 0) {
-      s.append("connection: keep-alive\r\n");
+      s.append("connection: keep-alive\r\n"sv);
     }
   }
-  s.append("\r\n");
+  s.append("\r\n"sv);
   out.add(s);
 
   i.response_started = true;

@@ -286,12 +286,12 @@ class ServerConnectionImpl final : public ReusableServerConnection,
 // are lower-case.
 bool isHopByHop(std::string_view n) {
   switch (n.size()) {
-    case 2: return n == "te";
-    case 7: return n == "trailer" || n == "upgrade";
-    case 10: return n == "connection" || n == "keep-alive";
-    case 14: return n == "http2-settings";
-    case 16: return n == "proxy-connection";
-    case 17: return n == "transfer-encoding";
+    case 2: return equals(n, "te");
+    case 7: return equals(n, "trailer") || equals(n, "upgrade");
+    case 10: return equals(n, "connection") || equals(n, "keep-alive");
+    case 14: return equals(n, "http2-settings");
+    case 16: return equals(n, "proxy-connection");
+    case 17: return equals(n, "transfer-encoding");
     default: return false;
   }
 }
@@ -307,11 +307,11 @@ void stripHopByHop(HeaderMap& h, bool keep_upgrade) {
   for (const auto& e : h.entries()) {
     if (!isHopByHop(e.name)) continue;
     any = true;
-    if (e.name == "connection") {
+    if (equals(e.name, "connection")) {
       if (connection == nullptr) connection = &e.value;
-    } else if (e.name == "upgrade") {
+    } else if (equals(e.name, "upgrade")) {
       if (upgrade == nullptr) upgrade = &e.value;
-    } else if (e.name == "te") {
+    } else if (equals(e.name, "te")) {
       // TE keeps only "trailers" (what gRPC needs); other codings are this hop's business.
       te_trailers = te_trailers || detail::hasToken(e.value, "trailers");
     }

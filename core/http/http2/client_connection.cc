@@ -367,7 +367,7 @@ void ClientStream::encodeHeaders(const RequestHeaders& h, bool end_stream) {
   }
   NvList nv;
   nv.add(":method", h.method);
-  const bool connect = h.method == "CONNECT";
+  const bool connect = equals(h.method, "CONNECT");
   if (!connect) {
     nv.add(":scheme", h.scheme.empty() ? std::string_view("http") : std::string_view(h.scheme));
     nv.add(":path", h.path);

@@ -335,7 +335,7 @@ class ServerConnectionImpl final : public ServerConnection, private detail::Sess
     if (h.headers.count("cookie") > 1) {
       std::string joined;
       for (const auto& e : h.headers.entries()) {
-        if (e.name != "cookie") continue;
+        if (!equals(e.name, "cookie")) continue;
         if (!joined.empty()) joined += "; ";
         joined += e.value;
       }

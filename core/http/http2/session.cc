@@ -54,7 +54,7 @@ void NvList::addFields(const HeaderMap& h) {
   for (const auto& e : h.entries()) {
     if (e.name.empty() || e.name[0] == ':') continue;
     if (isConnectionSpecific(e.name)) {
-      if (e.name == "te" && HeaderMap::equalsIgnoreCase(e.value, "trailers")) add("te", "trailers");
+      if (equals(e.name, "te") && HeaderMap::equalsIgnoreCase(e.value, "trailers")) add("te", "trailers");
       continue;
     }
     add(e.name, e.value);

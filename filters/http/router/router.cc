@@ -91,7 +91,7 @@ std::optional<std::string_view> queryParam(std::string_view target, std::string_
 // The value of cookie `name` in the request's Cookie headers.
 std::optional<std::string_view> cookieValue(const HeaderMap& h, std::string_view name) {
   for (const auto& e : h.entries()) {
-    if (e.name != "cookie") continue;
+    if (!core::http::equals(e.name, "cookie")) continue;
     std::string_view rest = e.value;
     while (!rest.empty()) {
       size_t semi = rest.find(';');
@@ -541,7 +541,7 @@ std::optional<uint64_t> Router::hashKey(const RequestHeaders& h, const config::H
     case Kind::kNone:
       return std::nullopt;
     case Kind::kHeader:
-      if (on.name == "host") {
+      if (core::http::equals(on.name, "host")) {
         key = h.authority;
       } else if (const std::string* v = h.headers.get(on.name)) {
         key = *v;

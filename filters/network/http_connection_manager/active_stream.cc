@@ -208,7 +208,7 @@ void ActiveStream::decodeHeaders(http::RequestHeadersPtr headers, bool end_strea
   request_.setPositions(filters_.size());
   response_.setPositions(filters_.size());  // the filters in reverse, then the encoder
 
-  if (h.method == "CONNECT") {
+  if (core::http::equals(h.method, "CONNECT")) {
     sendLocalReply(405, "CONNECT is not supported\n", http::ResponseFlag::kNone);
     return;
   }
