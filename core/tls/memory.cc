@@ -23,6 +23,16 @@ bool poolable(void* p, size_t* usable) {
   return *usable >= kPooledBlock && *usable < kPooledBlock + 1024;
 }
 
+// Under ASan a pooled block is poisoned whole; elsewhere nothing is done (and the size is
+// not even asked for: malloc_usable_size is a call).
+void unpoisonBlock(void* b) {
+#ifdef FERRY_ASAN
+  asanUnpoison(b, malloc_usable_size(b));
+#else
+  (void)b;
+#endif
+}
+
 struct Pool {
   FreeNode* head = nullptr;
   size_t count = 0;
@@ -30,7 +40,7 @@ struct Pool {
     gone = true;
     while (head != nullptr) {
       FreeNode* n = head;
-      asanUnpoison(n, malloc_usable_size(n));
+      unpoisonBlock(n);
       head = n->next;
       std::free(n);
     }
@@ -47,7 +57,7 @@ void* poolMalloc(size_t n, const char*, int) {
   if (n == 0) return nullptr;  // as OpenSSL's own CRYPTO_malloc
   if (n <= kPooledMin || n > kPooledBlock || Pool::gone) return std::malloc(n);
   if (FreeNode* b = tl_pool.head; b != nullptr) {
-    asanUnpoison(b, malloc_usable_size(b));
+    unpoisonBlock(b);
     tl_pool.head = b->next;
     --tl_pool.count;
     return b;
