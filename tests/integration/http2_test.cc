@@ -1,6 +1,7 @@
 // Downstream HTTP/2 against the real ferry binary: h2c by prior knowledge (curl, h2load, nghttp)
 // next to HTTP/1.1 on the same port, h2 by ALPN over TLS, http2.enabled false, trailers both
-// ways, the idle timeout of connections without streams and SETTINGS_MAX_CONCURRENT_STREAMS.
+// ways, the idle timeout of connections without streams, SETTINGS_MAX_CONCURRENT_STREAMS and
+// SETTINGS_NO_RFC7540_PRIORITIES.
 // The flood defences are in http2_defence_test.cc, backpressure and drain in
 // http2_flow_drain_test.cc; helpers in http2_support.h.
 #include <poll.h>
@@ -238,6 +239,25 @@ TEST_CASE("http2: max_concurrent_streams 5 refuses a 6th concurrent stream", "[h
   CHECK(j["streams"]["11"]["status"].isNull());
   CHECK(goaways(j).empty());
   CHECK(up.requestCount() == 5);
+  stillServes(*f, port);
+  exitsCleanly(*f);
+}
+
+TEST_CASE("http2: announces SETTINGS_NO_RFC7540_PRIORITIES and serves streams sent with RFC 7540 priorities",
+          "[http2]") {
+  HttpUpstream up;
+  auto f = FerryProcess::start(h2cConfig(up.port()));
+  const uint16_t port = f->port("web");
+  Json j = runScript("priority.py", port);
+  CHECK(j["no_rfc7540_priorities"].num() == 1);
+  for (int sid : {1, 3}) {
+    INFO("stream " << sid);
+    CHECK(j["streams"][std::to_string(sid)]["status"].num() == 200);
+    CHECK(j["streams"][std::to_string(sid)]["body"].str() == std::string("ok:/") + (sid == 1 ? "a" : "b"));
+    CHECK(j["streams"][std::to_string(sid)]["reset"].isNull());
+  }
+  CHECK(goaways(j).empty());
+  CHECK(up.requestCount() == 2);
   stillServes(*f, port);
   exitsCleanly(*f);
 }

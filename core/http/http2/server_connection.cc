@@ -159,8 +159,16 @@ class ServerConnectionImpl final : public ServerConnection, private detail::Sess
  private:
   static constexpr uint8_t kDrainPing[8] = {'f', 'e', 'r', 'r', 'y', 'd', 'r', 'n'};
 
+  // The stream of a frame's callbacks. A request's HEADERS frame calls back once per field,
+  // and its DATA, sent and closed callbacks follow: the last stream found is kept, which spares
+  // nghttp2's stream map a lookup per callback (forgotten when that stream closes).
   Stream* find(int32_t id) {
+    if (id == last_id_ && id != 0) return last_;
     auto* s = static_cast<Stream*>(nghttp2_session_get_stream_user_data(session_, id));
+    if (s != nullptr) {
+      last_id_ = id;
+      last_ = s;
+    }
     return s;
   }
 
@@ -170,6 +178,8 @@ class ServerConnectionImpl final : public ServerConnection, private detail::Sess
     if (f->headers.cat == NGHTTP2_HCAT_REQUEST) {
       auto s = std::make_unique<Stream>(*this, f->hd.stream_id);
       nghttp2_session_set_stream_user_data(session_, f->hd.stream_id, s.get());
+      last_id_ = f->hd.stream_id;
+      last_ = s.get();
       streams_.emplace(f->hd.stream_id, std::move(s));
       return 0;
     }
@@ -288,6 +298,10 @@ class ServerConnectionImpl final : public ServerConnection, private detail::Sess
     std::unique_ptr<Stream> s = std::move(it->second);
     streams_.erase(it);
     nghttp2_session_set_stream_user_data(session_, id, nullptr);
+    if (last_id_ == id) {
+      last_id_ = 0;
+      last_ = nullptr;
+    }
     if (s->decoder_ != nullptr && !s->reset_) {
       StreamCallbacks* cb = s->cb_;
       s->decoder_ = nullptr;
@@ -431,6 +445,8 @@ class ServerConnectionImpl final : public ServerConnection, private detail::Sess
   const Options options_;
   const Stats* stats_;
   absl::flat_hash_map<int32_t, std::unique_ptr<Stream>> streams_;
+  int32_t last_id_ = 0;  // find()'s last answer (0: none)
+  Stream* last_ = nullptr;
   std::vector<std::unique_ptr<Stream>> graveyard_;
   int depth_ = 0;
   uint32_t empty_frames_ = 0;

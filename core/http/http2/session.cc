@@ -317,13 +317,17 @@ void Session::init(bool server, const Options& o) {
   }
   nghttp2_option_del(opt);
 
-  nghttp2_settings_entry settings[4];
+  nghttp2_settings_entry settings[5];
   size_t n = 0;
   settings[n++] = {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, o.initial_stream_window_size};
   settings[n++] = {NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, o.hpack_table_size};
   settings[n++] = {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, o.max_header_list_bytes};
   settings[n++] = server ? nghttp2_settings_entry{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, o.max_concurrent_streams}
                          : nghttp2_settings_entry{NGHTTP2_SETTINGS_ENABLE_PUSH, 0};
+  // RFC 7540's priority tree is not used (RFC 9113 deprecates it): said to the peer (RFC 9218
+  // 2.1), and nghttp2 then keeps no tree and no closed streams for it. PRIORITY frames and
+  // HEADERS priorities are still accepted, and ignored.
+  settings[n++] = {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1};
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, n);
   if (o.initial_connection_window_size > NGHTTP2_INITIAL_CONNECTION_WINDOW_SIZE) {
     nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
