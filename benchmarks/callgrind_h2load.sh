@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Instructions per request of a Ferry binary under callgrind, plain HTTP/1.1 or HTTPS, with
-# h2load as the client and nginx as the upstream: user-space cost that does not depend on how
+# Instructions per request of a Ferry binary under callgrind, plain HTTP/1.1, HTTPS or h2c
+# (HTTP/2 by prior knowledge, 10 streams per connection), with h2load as the client and nginx
+# as the upstream: user-space cost that does not depend on how
 # busy this machine is (the wall-clock A/B of benchmarks/ab_cpu.sh cannot see a few percent
-# here). Ferry serves N1 and then N2 keep-alive requests (`h2load --h1 -c 10`) in two runs;
+# here). Ferry serves N1 and then N2 keep-alive requests (`h2load --h1 -c 10`; with --h2c
+# `h2load -c 4 -m 10`) in two runs;
 # the difference, divided by N2 - N1, is the steady-state cost of one request: connection
 # set-up and the TLS handshakes are in both runs and cancel out.
-#   benchmarks/callgrind_h2load.sh BIN [--tls] [--top N] [--keep DIR]
+#   benchmarks/callgrind_h2load.sh BIN [--tls | --h2c] [--top N] [--keep DIR]
 # Prints instructions and allocations per request and the top N functions (default 25), self
 # and inclusive, per request (benchmarks/callgrind/cgstat.py).
 # The worker runs on epoll (valgrind and io_uring do not mix well). Takes about a minute.
@@ -13,10 +15,11 @@
 # it starts.
 set -euo pipefail
 self=$(realpath "$0")
-bin=; tls=0; top=25; keep=
+bin=; tls=0; h2c=0; top=25; keep=
 while [ $# -gt 0 ]; do
   case $1 in
     --tls) tls=1 ;;
+    --h2c) h2c=1 ;;
     --top) top=${2:?--top needs a number}; shift ;;
     --keep) keep=${2:?--keep needs a directory}; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$self" | sed '$d'; exit 0 ;;
@@ -25,7 +28,9 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-[ -n "$bin" ] && [ -x "$bin" ] || { echo "usage: $0 BIN [--tls] [--top N] [--keep DIR]" >&2; exit 2; }
+[ -n "$bin" ] && [ -x "$bin" ] || { echo "usage: $0 BIN [--tls | --h2c] [--top N] [--keep DIR]" >&2; exit 2; }
+[ $((tls + h2c)) -le 1 ] || { echo "--tls and --h2c do not go together" >&2; exit 2; }
+client="--h1 -c 10"; [ $h2c = 1 ] && client="-c 4 -m 10"
 for t in valgrind nginx h2load callgrind_annotate; do
   command -v $t >/dev/null || { echo "$t not found (scripts/install-deps --bench)" >&2; exit 2; }
 done
@@ -78,8 +83,8 @@ run() {  # $1 = requests, $2 = output file
     sleep 0.1
   done
   [ -n "$ok" ] || { echo "ferry did not start under valgrind:" >&2; cat "$work/ferry.log" >&2; exit 2; }
-  h2load --h1 -n 500 -c 10 "$scheme://127.0.0.1:$px/" >/dev/null  # warm-up
-  local out; out=$(h2load --h1 -n "$1" -c 10 "$scheme://127.0.0.1:$px/")
+  h2load $client -n 500 "$scheme://127.0.0.1:$px/" >/dev/null  # warm-up
+  local out; out=$(h2load $client -n "$1" "$scheme://127.0.0.1:$px/")
   echo "$out" | grep -q "$1 succeeded, 0 failed" || { echo "h2load: not every request succeeded:" >&2; echo "$out" >&2; exit 2; }
   kill -TERM $vp
   wait $vp || { echo "ferry under callgrind failed:" >&2; cat "$work/ferry.log" >&2; exit 2; }

@@ -11,6 +11,11 @@
 //   section or the last chunk, an empty header name, "GET  /  HTTP/1.1" (extra spaces), the
 //   RTSP/1.0 protocol, HTTP/0.9 and HTTP/2.0 request lines, status codes under 100, any
 //   Transfer-Encoding other than exactly "chunked", '#' and '\' in the request-target.
+// - Parsed field names and values are not checked byte by byte again: llhttp's strict rules are
+//   RFC 9110's (token names; values of VCHAR, obs-text, SP and HTAB), which the codec tests
+//   prove for every byte at every place in heads and trailers. The codecs refuse the empty
+//   name llhttp lets through. Fields are checked again when written (appendHeaderLines), as
+//   they may come from elsewhere (filters, HTTP/2).
 // - Every byte that is not body (head, chunk-size lines, trailers) goes through scanBytes():
 //   a LF must follow a CR, a CR must precede a LF, and no line may start with SP or HTAB (that is
 //   obs-fold in a header or trailer section, and garbage anywhere else).

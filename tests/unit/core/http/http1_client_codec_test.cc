@@ -271,3 +271,27 @@ TEST_CASE("http1 client and server round trip", "[http1]") {
   CHECK_FALSE(server.responseNeedsClose());
 }
 
+
+// As for requests (http1_codec_test.cc): the byte rules of response field names and values
+// are llhttp's (strict mode), checked here for every byte at the start, middle and end of a
+// name or value, in the head and in trailers, whole and one byte at a time: refused ones end
+// in a protocol error (502) and the connection is not reused.
+TEST_CASE("http1 client: field bytes in the head and in trailers are refused exactly as RFC 9110 says",
+          "[http1]") {
+  std::string wrong;
+  for (const auto& c : fieldByteCases()) {
+    const std::string head = "HTTP/1.1 200 OK\r\n" + c.line + "\r\nContent-Length: 0\r\n\r\n";
+    const std::string trailers = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nz\r\n0\r\n" + c.line + "\r\n\r\n";
+    for (const auto& msg : {head, trailers}) {
+      std::vector<std::string> bytes;
+      for (char ch : msg) bytes.emplace_back(1, ch);
+      for (const auto& run : {runClient({request("GET")}, {msg}), runClient({request("GET")}, bytes)}) {
+        const bool failed = !run.events.empty() && run.events.back() == "E 502";
+        if (failed == c.allowed || (failed && run.keep_alive))
+          wrong += std::string(&msg == &head ? "head " : "trailer ") + c.what + "; ";
+      }
+    }
+  }
+  INFO(wrong.substr(0, 3000));
+  CHECK(wrong.empty());
+}

@@ -683,3 +683,33 @@ TEST_CASE("http1: header name and value checks agree with RFC 9110 for every byt
   INFO(wrong.substr(0, 2000));
   CHECK(wrong.empty());
 }
+
+// The codec leaves the byte rules of field names and values to llhttp (strict mode) and does
+// not check parsed fields a second time: every byte at the start, middle and end of a name
+// or value, in the head and in trailers, whole and fed one byte at a time, must be accepted
+// or refused (400, no request delivered or no trailers) as RFC 9110 says.
+TEST_CASE("http1 server: field bytes in the head and in trailers are refused exactly as RFC 9110 says",
+          "[http1]") {
+  std::string wrong;
+  for (const auto& c : fieldByteCases()) {
+    const std::string head = "GET / HTTP/1.1\r\nHost: h\r\n" + c.line + "\r\n\r\n";
+    const std::string trailers =
+        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nz\r\n0\r\n" + c.line + "\r\n\r\n";
+    std::vector<std::string> bytes;
+    for (char ch : head) bytes.emplace_back(1, ch);
+    for (const auto& run : {runServer({head}), runServer(bytes)}) {
+      const bool ok = run.error == 0 && run.heads == 1;
+      if (ok != c.allowed || (!ok && (run.error != 400 || run.heads != 0)))
+        wrong += "head " + c.what + " (error " + std::to_string(run.error) + "); ";
+    }
+    bytes.clear();
+    for (char ch : trailers) bytes.emplace_back(1, ch);
+    for (const auto& run : {runServer({trailers}), runServer(bytes)}) {
+      const bool ok = run.error == 0 && !run.events.empty() && run.events.back() == "C ka";
+      if (ok != c.allowed || (!ok && run.error != 400))
+        wrong += "trailer " + c.what + " (error " + std::to_string(run.error) + "); ";
+    }
+  }
+  INFO(wrong.substr(0, 3000));
+  CHECK(wrong.empty());
+}

@@ -106,3 +106,40 @@ struct ClientRec : ferry::core::http::http1::ClientCodecCallbacks {
 };
 
 }  // namespace ferry::test::http1
+
+namespace ferry::test::http1 {
+
+// One header line with `b` put at the start, in the middle or at the end of its name (or
+// value), and whether RFC 9110 allows it there: names are tokens, values are VCHAR, obs-text,
+// SP and HTAB (leading and trailing SP/HTAB are optional whitespace, not part of the value).
+// A ':' after the first byte of a name only ends the name early, so it is left out (empty
+// `line`).
+struct FieldCase {
+  std::string line;  // "name: value" without CRLF; empty: not a case
+  bool allowed;
+  std::string what;
+};
+
+inline std::vector<FieldCase> fieldByteCases() {
+  auto tchar = [](unsigned char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c != 0 && std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos);
+  };
+  auto vchar = [](unsigned char c) { return c == '\t' || (c >= 0x20 && c != 0x7f); };
+  std::vector<FieldCase> out;
+  const char* where[] = {"start", "middle", "end"};
+  for (int pos = 0; pos < 3; ++pos)
+    for (int b = 0; b < 256; ++b) {
+      const std::string c(1, static_cast<char>(b));
+      const std::string tag = std::string(where[pos]) + " byte " + std::to_string(b);
+      if (!(pos > 0 && b == ':')) {
+        const std::string name = (pos == 0 ? "" : "x-a") + c + (pos == 2 ? "" : "b");
+        out.push_back({name + ": v", tchar(static_cast<unsigned char>(b)), "name, " + tag});
+      }
+      const std::string value = (pos == 0 ? "" : "a") + c + (pos == 2 ? "" : "b");
+      out.push_back({"x-v: " + value, vchar(static_cast<unsigned char>(b)), "value, " + tag});
+    }
+  return out;
+}
+
+}  // namespace ferry::test::http1
