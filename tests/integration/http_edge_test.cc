@@ -4,6 +4,7 @@
 // accepted requests are normalised (path, hop-by-hop headers, x-forwarded-*, x-request-id)
 // before they are forwarded; a 404/5xx keeps the connection; gRPC clients get trailers-only
 // errors. The expected behaviour is the one docs/http.md and docs/operations.md describe.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cctype>
 #include <chrono>
@@ -506,6 +507,35 @@ TEST_CASE("edge: x-forwarded-for is appended, x-forwarded-proto overwritten, x-r
   REQUIRE(up.waitRequests(3));
   CHECK(isUuid(up.requests()[2].header("x-request-id")));
   CHECK(up.requests()[2].header("x-request-id") != a.header("x-request-id"));
+}
+
+// Repeated and empty forwarding fields: one x-forwarded-for joining them all, then the client;
+// one x-forwarded-proto.
+TEST_CASE("edge: repeated or empty x-forwarded-for and x-forwarded-proto come out as one field each", "[edge]") {
+  HttpUpstream up;
+  auto f = FerryProcess::start(FerryConfig{.clusters = {{"up", {up.port()}}}}.yaml());
+  const uint16_t port = f->port("web");
+  REQUIRE(httpRequest(port, "GET", "/a", "",
+                      {"X-Forwarded-For: 1.1.1.1", "X-Forwarded-Proto: https", "X-Forwarded-For: 2.2.2.2",
+                       "X-Forwarded-Proto: ftp"})
+              .status == 200);
+  REQUIRE(httpRequest(port, "GET", "/b", "", {"X-Forwarded-For:", "X-Forwarded-Proto: https"}).status == 200);
+  REQUIRE(httpRequest(port, "GET", "/c", "", {"X-Forwarded-Proto: https", "X-Forwarded-Proto: http"}).status ==
+          200);
+  REQUIRE(up.waitRequests(3));
+  auto count = [](const auto& req, const std::string& name) {
+    return std::count_if(req.headers.begin(), req.headers.end(), [&](const auto& h) { return h.first == name; });
+  };
+  const std::vector<std::string> xff = {"1.1.1.1, 2.2.2.2, 127.0.0.1", "127.0.0.1", "127.0.0.1"};
+  const auto reqs = up.requests();
+  for (size_t i = 0; i < 3; ++i) {
+    const auto& req = reqs[i];
+    INFO("request " << req.target);
+    CHECK(count(req, "x-forwarded-for") == 1);
+    CHECK(count(req, "x-forwarded-proto") == 1);
+    CHECK(req.header("x-forwarded-for") == xff[i]);
+    CHECK(req.header("x-forwarded-proto") == "http");
+  }
 }
 
 TEST_CASE("edge: x-forwarded-proto from the client is kept with xff_trusted_hops: 1", "[edge]") {

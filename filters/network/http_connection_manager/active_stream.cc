@@ -229,12 +229,51 @@ void ActiveStream::decodeHeaders(http::RequestHeadersPtr headers, bool end_strea
   // x-forwarded-for gets the client (the PROXY protocol's when present); x-forwarded-proto
   // is ours unless a trusted front proxy set it.
   const std::string& ip = hcm_.remoteIp();
-  std::string xff = h.headers.getAll("x-forwarded-for");
-  if (cfg.http.xff_trusted_hops > 0 && !xff.empty()) trusted_client_ip_ = trustedXffHop(xff, cfg.http.xff_trusted_hops);
-  h.headers.set("x-forwarded-for", xff.empty() ? ip : xff + ", " + ip);
-  if (cfg.http.xff_trusted_hops == 0 || !h.headers.has("x-forwarded-proto")) h.headers.set("x-forwarded-proto", h.scheme);
-  if (cfg.tracing) trace_.start(*cfg.tracing, h, info_);  // traceparent; x-request-id from the trace id
-  if (!h.headers.has("x-request-id")) {
+  // One pass finds the three fields this adds to; most requests carry none of them, or one
+  // of each (each one is then edited in place).
+  constexpr size_t kNone = SIZE_MAX;
+  size_t xff_at = kNone, xfp_at = kNone, n_xff = 0, n_xfp = 0;
+  bool has_request_id = false;
+  {
+    const auto fields = h.headers.entries();
+    for (size_t i = 0; i < fields.size(); ++i) {
+      const std::string& n = fields[i].name;
+      if (n.size() == 15 && HeaderMap::equalsIgnoreCase(n, "x-forwarded-for")) {
+        if (n_xff++ == 0) xff_at = i;
+      } else if (n.size() == 17 && HeaderMap::equalsIgnoreCase(n, "x-forwarded-proto")) {
+        if (n_xfp++ == 0) xfp_at = i;
+      } else if (n.size() == 12 && HeaderMap::equalsIgnoreCase(n, "x-request-id")) {
+        has_request_id = true;
+      }
+    }
+  }
+  const bool set_proto = cfg.http.xff_trusted_hops == 0 || n_xfp == 0;
+  if (n_xff > 1 || n_xfp > 1) {
+    // Repeated fields: joined (x-forwarded-for) or replaced as one.
+    std::string xff = h.headers.getAll("x-forwarded-for");
+    if (cfg.http.xff_trusted_hops > 0 && !xff.empty()) trusted_client_ip_ = trustedXffHop(xff, cfg.http.xff_trusted_hops);
+    h.headers.set("x-forwarded-for", xff.empty() ? ip : xff + ", " + ip);
+    if (set_proto) h.headers.set("x-forwarded-proto", h.scheme);
+  } else {
+    if (n_xff == 1) {
+      std::string& xff = h.headers.entries()[xff_at].value;
+      if (cfg.http.xff_trusted_hops > 0 && !xff.empty()) trusted_client_ip_ = trustedXffHop(xff, cfg.http.xff_trusted_hops);
+      if (xff.empty()) {
+        xff.assign(ip);
+      } else {
+        xff.append(", ").append(ip);
+      }
+    }
+    if (set_proto && n_xfp == 1) h.headers.entries()[xfp_at].value.assign(h.scheme);
+    // Added last: an add may move the entries.
+    if (n_xff == 0) h.headers.add("x-forwarded-for", ip);
+    if (set_proto && n_xfp == 0) h.headers.add("x-forwarded-proto", h.scheme);
+  }
+  if (cfg.tracing) {
+    trace_.start(*cfg.tracing, h, info_);  // traceparent; x-request-id from the trace id
+    has_request_id = h.headers.has("x-request-id");
+  }
+  if (!has_request_id) {
     char id[36];
     newRequestId(id);
     h.headers.add("x-request-id", std::string_view(id, sizeof id));
