@@ -3,6 +3,7 @@
 // way at every split, without any head having been delivered. Client side:
 // http1_client_codec_test.cc.
 #include "core/http/http1/codec.h"
+#include "core/http/http1/connection.h"
 #include "core/http/http1/crlf_scan.h"
 #include "core/http/http1/field_chars.h"
 
@@ -712,4 +713,35 @@ TEST_CASE("http1 server: field bytes in the head and in trailers are refused exa
   }
   INFO(wrong.substr(0, 3000));
   CHECK(wrong.empty());
+}
+
+// stripHopByHop: the common "connection: keep-alive" alone takes a short path; everything
+// else the full one. Both must leave exactly the end-to-end fields, in order.
+TEST_CASE("http1: stripHopByHop keeps exactly the end-to-end fields", "[http1]") {
+  struct Case {
+    std::vector<std::pair<std::string, std::string>> in;
+    std::string out;  // fmtHeaders of what is left
+  };
+  const std::vector<Case> cases = {
+      {{{"a", "1"}, {"connection", "keep-alive"}, {"b", "2"}}, " a=1 b=2"},
+      {{{"connection", "Keep-Alive"}}, ""},
+      {{{"a", "1"}, {"connection", "keep-alive"}, {"keep-alive", "timeout=5"}, {"b", "2"}}, " a=1 b=2"},
+      {{{"connection", "keep-alive, x-foo"}, {"x-foo", "f"}, {"b", "2"}}, " b=2"},
+      {{{"connection", "keep-alive"}, {"connection", "x-foo"}, {"x-foo", "f"}, {"b", "2"}}, " b=2"},
+      {{{"connection", "close"}, {"close", "c"}, {"b", "2"}}, " b=2"},
+      {{{"connection", "keep-alive"}, {"transfer-encoding", "chunked"}, {"b", "2"}}, " b=2"},
+      {{{"connection", "keep-alive"}, {"te", "trailers"}}, " te=trailers"},
+      {{{"a", "1"}, {"b", "2"}}, " a=1 b=2"},
+  };
+  for (const auto& c : cases) {
+    HeaderMap h;
+    std::string in;
+    for (const auto& [n, v] : c.in) {
+      h.add(n, v);
+      in += " " + n + "=" + v;
+    }
+    INFO("in:" << in);
+    stripHopByHop(h, false);
+    CHECK(fmtHeaders(h) == c.out);
+  }
 }
