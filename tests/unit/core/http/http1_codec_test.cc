@@ -546,6 +546,19 @@ TEST_CASE("http1 server: response framing", "[http1]") {
     CHECK(r.head(200, {{"Connection", "close"}}, true) ==
           "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
     CHECK(r.codec.responseNeedsClose());
+    // In a second Connection field, or in a list, as well.
+    Responder r2(kGet11);
+    CHECK(r2.head(200, {{"connection", "keep-alive"}, {"connection", "x-a, Close"}}, true) ==
+          "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    CHECK(r2.codec.responseNeedsClose());
+    Responder r3(kGet11);
+    CHECK(r3.head(200, {{"connection", "keep-alive"}}, true) == "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+    CHECK_FALSE(r3.codec.responseNeedsClose());
+  }
+  SECTION("two content-length fields are not a length: chunked instead") {
+    Responder r(kGet11);
+    CHECK(r.head(200, {{"content-length", "3"}, {"content-length", "3"}}, false) ==
+          "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n");
   }
   SECTION("content-length is held to: excess dropped, short body -> close") {
     Responder r(kGet11);
