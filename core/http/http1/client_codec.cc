@@ -35,24 +35,32 @@ bool skipRequestHeader(std::string_view name) {
 
 // Request-target bytes that are not visible ASCII are percent-encoded so that a rewrite can never
 // break the request line.
+bool visible(unsigned char c) { return c > 0x20 && c < 0x7f; }
+
+// Runs of visible bytes are appended whole; the rare others are escaped (or dropped).
 void appendTarget(std::string& s, std::string_view target) {
   static constexpr char kHex[] = "0123456789ABCDEF";
-  for (char ch : target) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c <= 0x20 || c >= 0x7f) {
-      s.push_back('%');
-      s.push_back(kHex[c >> 4]);
-      s.push_back(kHex[c & 15]);
-    } else {
-      s.push_back(ch);
-    }
+  size_t i = 0;
+  while (i < target.size()) {
+    size_t j = i;
+    while (j < target.size() && visible(static_cast<unsigned char>(target[j]))) ++j;
+    s.append(target.data() + i, j - i);
+    if (j == target.size()) break;
+    const auto c = static_cast<unsigned char>(target[j]);
+    s.push_back('%');
+    s.push_back(kHex[c >> 4]);
+    s.push_back(kHex[c & 15]);
+    i = j + 1;
   }
 }
 
 void appendVisible(std::string& s, std::string_view v) {
-  for (char ch : v) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c > 0x20 && c < 0x7f) s.push_back(ch);
+  size_t i = 0;
+  while (i < v.size()) {
+    size_t j = i;
+    while (j < v.size() && visible(static_cast<unsigned char>(v[j]))) ++j;
+    s.append(v.data() + i, j - i);
+    i = j + 1;  // past the invisible byte, which is dropped
   }
 }
 
@@ -284,8 +292,26 @@ ClientCodec::~ClientCodec() = default;
 void ClientCodec::encodeHeaders(const RequestHeaders& h, bool end_stream, Buffer& out) {
   Impl& i = *impl_;
   const bool connect = equals(h.method, "CONNECT");
-  const std::string connection = h.headers.getAll("connection");
-  const bool upgrade = !connect && h.headers.has("upgrade") && detail::hasToken(connection, "upgrade");
+  // One pass for the fields framing and the connection's fate depend on.
+  const std::string* cl = nullptr;
+  const std::string* connection_field = nullptr;
+  size_t n_cl = 0, n_connection = 0;
+  bool has_upgrade = false;
+  for (const auto& e : h.headers.entries()) {
+    if (e.name.size() == 14 && HeaderMap::equalsIgnoreCase(e.name, "content-length")) {
+      if (n_cl++ == 0) cl = &e.value;
+    } else if (e.name.size() == 10 && HeaderMap::equalsIgnoreCase(e.name, "connection")) {
+      if (n_connection++ == 0) connection_field = &e.value;
+    } else if (e.name.size() == 7 && HeaderMap::equalsIgnoreCase(e.name, "upgrade")) {
+      has_upgrade = true;
+    }
+  }
+  std::string joined;  // several Connection fields: one list
+  if (n_connection > 1) joined = h.headers.getAll("connection");
+  const std::string_view connection = n_connection > 1 ? std::string_view(joined)
+                                      : connection_field != nullptr ? std::string_view(*connection_field)
+                                                                    : std::string_view();
+  const bool upgrade = !connect && has_upgrade && detail::hasToken(connection, "upgrade");
 
   std::string& s = detail::headScratch();
   s.reserve(128 + h.path.size() + h.headers.byteSize() + 4 * h.headers.size());
@@ -304,9 +330,7 @@ void ClientCodec::encodeHeaders(const RequestHeaders& h, bool end_stream, Buffer
   s.append("\r\n"sv);
 
   uint64_t length = 0;
-  const std::string* cl = h.headers.get("content-length");
-  const bool has_cl = cl != nullptr && h.headers.count("content-length") == 1 &&
-                      detail::parseContentLength(*cl, length);
+  const bool has_cl = n_cl == 1 && detail::parseContentLength(*cl, length);
   BodyEncoder::Mode mode;
   if (connect || upgrade) {
     mode = BodyEncoder::Mode::kRaw;

@@ -98,6 +98,33 @@ TEST_CASE("http1 client: request encoding", "[http1]") {
   CHECK(out.toString() == "CONNECT db:5432 HTTP/1.1\r\nhost: db:5432\r\n\r\n");
 }
 
+// The request line and Host: runs of visible bytes copied whole, the rest escaped (target) or
+// dropped (authority); Connection read across several fields for "upgrade" and "close";
+// content-length used only when given once.
+TEST_CASE("http1 client: request target, authority and Connection edge cases", "[http1]") {
+  auto encode = [](const RequestHeaders& h, bool end) {
+    ClientRec rec;
+    ClientCodec codec(rec);
+    Buffer out;
+    codec.encodeHeaders(h, end, out);
+    return std::make_pair(out.toString(), codec.keepAlive());
+  };
+  RequestHeaders odd = request("GET", std::string("/\x01" "a b\x7f\xc3\xa9/") + '\0' + "end");
+  odd.authority = std::string("u p\tx\x01:8") + '\0';
+  CHECK(encode(odd, true).first == "GET /%01a%20b%7F%C3%A9/%00end HTTP/1.1\r\nhost: upx:8\r\n\r\n");
+  RequestHeaders up = request("GET", "/ws");
+  up.headers.add("connection", "keep-alive");
+  up.headers.add("connection", "Upgrade");
+  up.headers.add("upgrade", "websocket");
+  // An upgrade request's body is raw bytes: no framing header is added.
+  CHECK(encode(up, false).first ==
+        "GET /ws HTTP/1.1\r\nhost: up\r\nconnection: keep-alive\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\r\n");
+  RequestHeaders two = request("POST", "/p");
+  two.headers.add("content-length", "3");
+  two.headers.add("content-length", "3");
+  CHECK(encode(two, false).first == "POST /p HTTP/1.1\r\nhost: up\r\ntransfer-encoding: chunked\r\n\r\n");
+}
+
 TEST_CASE("http1 client: responses at every split", "[http1]") {
   SECTION("content-length") {
     checkClientEverySplit({request("GET")}, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello",
