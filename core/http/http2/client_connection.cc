@@ -207,7 +207,7 @@ class ClientConnectionImpl final : public ClientConnection, private detail::Sess
       s->trailers_.add(name, value);
       return 0;
     }
-    if (name == ":status") {
+    if (equals(name, ":status")) {
       int st = 0;
       for (char c : value) st = st * 10 + (c - '0');
       s->response_->status = st;

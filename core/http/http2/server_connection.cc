@@ -200,18 +200,18 @@ class ServerConnectionImpl final : public ServerConnection, private detail::Sess
     }
     RequestHeaders& h = *s->request_;
     if (!name.empty() && name[0] == ':') {
-      if (name == ":method") {
+      if (equals(name, ":method")) {
         h.method.assign(value);
-      } else if (name == ":path") {
+      } else if (equals(name, ":path")) {
         h.path.assign(value);
-      } else if (name == ":authority") {
+      } else if (equals(name, ":authority")) {
         h.authority.assign(value);
-      } else if (name == ":scheme") {
+      } else if (equals(name, ":scheme")) {
         h.scheme.assign(value);
       }
       return 0;  // :protocol (extended CONNECT) is not enabled, so nghttp2 refuses it
     }
-    if (name == "host") {
+    if (equals(name, "host")) {
       if (h.authority.empty()) h.authority.assign(value);
       return 0;
     }

@@ -39,13 +39,13 @@ namespace detail {
 
 bool isConnectionSpecific(std::string_view n) {
   switch (n.size()) {
-    case 2: return n == "te";
-    case 4: return n == "host";  // :authority carries it
-    case 7: return n == "upgrade" || n == "trailer";
-    case 10: return n == "connection" || n == "keep-alive";
-    case 14: return n == "http2-settings";
-    case 16: return n == "proxy-connection";
-    case 17: return n == "transfer-encoding";
+    case 2: return equals(n, "te");
+    case 4: return equals(n, "host");  // :authority carries it
+    case 7: return equals(n, "upgrade") || equals(n, "trailer");
+    case 10: return equals(n, "connection") || equals(n, "keep-alive");
+    case 14: return equals(n, "http2-settings");
+    case 16: return equals(n, "proxy-connection");
+    case 17: return equals(n, "transfer-encoding");
     default: return false;
   }
 }
