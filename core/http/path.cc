@@ -58,9 +58,9 @@ bool removeDots(std::string_view in, bool merge_slashes, std::string* out) {
     size_t slash = in.find('/', pos);
     bool last = slash == std::string_view::npos;
     std::string_view seg = in.substr(pos, last ? std::string_view::npos : slash - pos);
-    if (seg == ".") {
+    if (seg.size() == 1 && seg[0] == '.') {
       if (last) out->push_back('/');
-    } else if (seg == "..") {
+    } else if (seg.size() == 2 && seg[0] == '.' && seg[1] == '.') {
       if (out->empty()) return false;  // above the root
       out->resize(out->rfind('/'));
       if (last) out->push_back('/');

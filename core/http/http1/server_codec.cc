@@ -70,15 +70,15 @@ bool startsWithIgnoreCase(std::string_view s, std::string_view prefix) {
 const char* parseTarget(std::string_view method, std::string_view target, RequestHeaders& h,
                         bool& absolute) {
   absolute = false;
-  if (method == "CONNECT") {
+  if (equals(method, "CONNECT")) {
     if (!validAuthority(target, true) || target.find('@') != std::string_view::npos)
       return "CONNECT needs an authority-form target (host:port)";
     h.path.assign(target);
     h.authority.assign(target);
     return nullptr;
   }
-  if (target == "*") {
-    if (method != "OPTIONS") return "asterisk-form target is only for OPTIONS";
+  if (equals(target, "*")) {
+    if (!equals(method, "OPTIONS")) return "asterisk-form target is only for OPTIONS";
     h.path = "*";
     return nullptr;
   }
@@ -208,9 +208,9 @@ struct ServerCodec::Impl {
     std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
     std::string_view version = line.substr(sp2 + 1);
     int vminor;
-    if (version == "HTTP/1.1") {
+    if (equals(version, "HTTP/1.1")) {
       vminor = 1;
-    } else if (version == "HTTP/1.0") {
+    } else if (equals(version, "HTTP/1.0")) {
       vminor = 0;
     } else {
       fail(400, "unsupported HTTP version");

@@ -69,7 +69,8 @@ void appendCopy(Buffer& to, const Buffer& from) {
 
 // RFC 9110 idempotent methods: safe to send twice.
 bool idempotent(const std::string& m) {
-  return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "PUT" || m == "DELETE" || m == "TRACE";
+  return equals(m, "GET") || equals(m, "HEAD") || equals(m, "OPTIONS") || equals(m, "PUT") || equals(m, "DELETE") ||
+         equals(m, "TRACE");
 }
 
 // The value of `name` in "a=1&b=2" (no percent-decoding: the key is hashed as sent).
