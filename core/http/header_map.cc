@@ -116,6 +116,13 @@ std::string HeaderMap::getAll(std::string_view name) const {
   return out;
 }
 
+std::string_view HeaderMap::list(std::string_view name, const FieldRef& f, std::string& scratch) const {
+  if (f.count == 0) return {};
+  if (f.count == 1) return entries_[f.index].value;
+  scratch = getAll(name);
+  return scratch;
+}
+
 size_t HeaderMap::count(std::string_view name) const {
   size_t n = 0;
   for (const auto& e : entries())

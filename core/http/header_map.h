@@ -84,6 +84,28 @@ class HeaderMap {
   std::string getAll(std::string_view name) const;
   size_t count(std::string_view name) const;
 
+  // Where a field first appears (its index in entries()) and how many times.
+  struct FieldRef {
+    size_t index = 0;
+    size_t count = 0;
+  };
+  // Several names found in one pass over the map (compared ignoring case): found[k] is
+  // names[k]'s. For the few fields a codec or the connection manager looks at per message.
+  template <size_t K>
+  void locate(const std::string_view (&names)[K], FieldRef (&found)[K]) const {
+    for (size_t i = 0; i < size_; ++i) {
+      const std::string& n = entries_[i].name;
+      for (size_t k = 0; k < K; ++k) {
+        if (!equalsIgnoreCase(n, names[k])) continue;
+        if (found[k].count++ == 0) found[k].index = i;
+        break;
+      }
+    }
+  }
+  // A located field as one comma-separated list: the value itself when the field appears
+  // once, every value joined with ", " (made in `scratch`) when more often, "" when absent.
+  std::string_view list(std::string_view name, const FieldRef& f, std::string& scratch) const;
+
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
   // Sum of name and value lengths (for header size limits).

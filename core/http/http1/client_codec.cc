@@ -293,25 +293,12 @@ void ClientCodec::encodeHeaders(const RequestHeaders& h, bool end_stream, Buffer
   Impl& i = *impl_;
   const bool connect = equals(h.method, "CONNECT");
   // One pass for the fields framing and the connection's fate depend on.
-  const std::string* cl = nullptr;
-  const std::string* connection_field = nullptr;
-  size_t n_cl = 0, n_connection = 0;
-  bool has_upgrade = false;
-  for (const auto& e : h.headers.entries()) {
-    if (e.name.size() == 14 && HeaderMap::equalsIgnoreCase(e.name, "content-length")) {
-      if (n_cl++ == 0) cl = &e.value;
-    } else if (e.name.size() == 10 && HeaderMap::equalsIgnoreCase(e.name, "connection")) {
-      if (n_connection++ == 0) connection_field = &e.value;
-    } else if (e.name.size() == 7 && HeaderMap::equalsIgnoreCase(e.name, "upgrade")) {
-      has_upgrade = true;
-    }
-  }
-  std::string joined;  // several Connection fields: one list
-  if (n_connection > 1) joined = h.headers.getAll("connection");
-  const std::string_view connection = n_connection > 1 ? std::string_view(joined)
-                                      : connection_field != nullptr ? std::string_view(*connection_field)
-                                                                    : std::string_view();
-  const bool upgrade = !connect && has_upgrade && detail::hasToken(connection, "upgrade");
+  static constexpr std::string_view kFields[] = {"content-length", "connection", "upgrade"};
+  HeaderMap::FieldRef f[3];
+  h.headers.locate(kFields, f);
+  std::string joined;
+  const std::string_view connection = h.headers.list(kFields[1], f[1], joined);
+  const bool upgrade = !connect && f[2].count > 0 && detail::hasToken(connection, "upgrade");
 
   std::string& s = detail::headScratch();
   s.reserve(128 + h.path.size() + h.headers.byteSize() + 4 * h.headers.size());
@@ -330,7 +317,8 @@ void ClientCodec::encodeHeaders(const RequestHeaders& h, bool end_stream, Buffer
   s.append("\r\n"sv);
 
   uint64_t length = 0;
-  const bool has_cl = n_cl == 1 && detail::parseContentLength(*cl, length);
+  const std::string* cl = f[0].count == 1 ? &h.headers.entries()[f[0].index].value : nullptr;
+  const bool has_cl = cl != nullptr && detail::parseContentLength(*cl, length);
   BodyEncoder::Mode mode;
   if (connect || upgrade) {
     mode = BodyEncoder::Mode::kRaw;

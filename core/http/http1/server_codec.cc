@@ -460,22 +460,15 @@ void ServerCodec::encodeHeaders(const ResponseHeaders& h, bool end_stream, Buffe
   bool close = i.dead || !i.keep_alive || i.upgrade_request || i.connect_request;
   if (tunnel) close = false;
   // One pass for the two fields framing depends on.
-  const std::string* cl = nullptr;
-  const std::string* connection = nullptr;
-  size_t n_cl = 0, n_connection = 0;
-  for (const auto& e : h.headers.entries()) {
-    if (e.name.size() == 14 && HeaderMap::equalsIgnoreCase(e.name, "content-length")) {
-      if (n_cl++ == 0) cl = &e.value;
-    } else if (e.name.size() == 10 && HeaderMap::equalsIgnoreCase(e.name, "connection")) {
-      if (n_connection++ == 0) connection = &e.value;
-    }
-  }
-  if (n_connection == 1 ? detail::hasToken(*connection, "close")
-                        : n_connection > 1 && detail::hasToken(h.headers.getAll("connection"), "close"))
-    close = true;
+  static constexpr std::string_view kFraming[] = {"content-length", "connection"};
+  HeaderMap::FieldRef f[2];
+  h.headers.locate(kFraming, f);
+  std::string joined;
+  if (detail::hasToken(h.headers.list(kFraming[1], f[1], joined), "close")) close = true;
 
   uint64_t length = 0;
-  const bool has_cl = n_cl == 1 && detail::parseContentLength(*cl, length);
+  const std::string* cl = f[0].count == 1 ? &h.headers.entries()[f[0].index].value : nullptr;
+  const bool has_cl = cl != nullptr && detail::parseContentLength(*cl, length);
   const bool bodyless = i.head_request || st == 204 || st == 304 || st < 200;
 
   BodyEncoder::Mode mode;

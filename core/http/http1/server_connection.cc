@@ -300,21 +300,15 @@ bool isHopByHop(std::string_view n) {
 
 void stripHopByHop(HeaderMap& h, bool keep_upgrade) {
   // One pass to see what is there: most messages have at most a Connection header.
-  const std::string* connection = nullptr;
-  const HeaderMap::Entry* connection_entry = nullptr;
+  const HeaderMap::Entry* connection = nullptr;
   const std::string* upgrade = nullptr;
-  bool any = false;
   size_t n_hop = 0;
   bool te_trailers = false;
   for (const auto& e : h.entries()) {
     if (!isHopByHop(e.name)) continue;
-    any = true;
     ++n_hop;
     if (equals(e.name, "connection")) {
-      if (connection == nullptr) {
-        connection = &e.value;
-        connection_entry = &e;
-      }
+      if (connection == nullptr) connection = &e;
     } else if (equals(e.name, "upgrade")) {
       if (upgrade == nullptr) upgrade = &e.value;
     } else if (equals(e.name, "te")) {
@@ -322,10 +316,10 @@ void stripHopByHop(HeaderMap& h, bool keep_upgrade) {
       te_trailers = te_trailers || detail::hasToken(e.value, "trailers");
     }
   }
-  if (!any) return;
-  if (n_hop == 1 && connection != nullptr && HeaderMap::equalsIgnoreCase(*connection, "keep-alive")) {
+  if (n_hop == 0) return;
+  if (n_hop == 1 && connection != nullptr && HeaderMap::equalsIgnoreCase(connection->value, "keep-alive")) {
     // The usual case (most HTTP/1.1 servers send it): the field names only itself.
-    h.removeIf([&](const HeaderMap::Entry& e) { return &e == connection_entry; });
+    h.removeIf([&](const HeaderMap::Entry& e) { return &e == connection; });
     return;
   }
   // The headers the sender named in Connection are hop-by-hop too (any case; "te" stays

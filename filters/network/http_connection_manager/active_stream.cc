@@ -231,22 +231,11 @@ void ActiveStream::decodeHeaders(http::RequestHeadersPtr headers, bool end_strea
   const std::string& ip = hcm_.remoteIp();
   // One pass finds the three fields this adds to; most requests carry none of them, or one
   // of each (each one is then edited in place).
-  constexpr size_t kNone = SIZE_MAX;
-  size_t xff_at = kNone, xfp_at = kNone, n_xff = 0, n_xfp = 0;
-  bool has_request_id = false;
-  {
-    const auto fields = h.headers.entries();
-    for (size_t i = 0; i < fields.size(); ++i) {
-      const std::string& n = fields[i].name;
-      if (n.size() == 15 && HeaderMap::equalsIgnoreCase(n, "x-forwarded-for")) {
-        if (n_xff++ == 0) xff_at = i;
-      } else if (n.size() == 17 && HeaderMap::equalsIgnoreCase(n, "x-forwarded-proto")) {
-        if (n_xfp++ == 0) xfp_at = i;
-      } else if (n.size() == 12 && HeaderMap::equalsIgnoreCase(n, "x-request-id")) {
-        has_request_id = true;
-      }
-    }
-  }
+  static constexpr std::string_view kForwarding[] = {"x-forwarded-for", "x-forwarded-proto", "x-request-id"};
+  HeaderMap::FieldRef f[3];
+  h.headers.locate(kForwarding, f);
+  const size_t n_xff = f[0].count, n_xfp = f[1].count;
+  bool has_request_id = f[2].count > 0;
   const bool set_proto = cfg.http.xff_trusted_hops == 0 || n_xfp == 0;
   if (n_xff > 1 || n_xfp > 1) {
     // Repeated fields: joined (x-forwarded-for) or replaced as one.
@@ -256,7 +245,7 @@ void ActiveStream::decodeHeaders(http::RequestHeadersPtr headers, bool end_strea
     if (set_proto) h.headers.set("x-forwarded-proto", h.scheme);
   } else {
     if (n_xff == 1) {
-      std::string& xff = h.headers.entries()[xff_at].value;
+      std::string& xff = h.headers.entries()[f[0].index].value;
       if (cfg.http.xff_trusted_hops > 0 && !xff.empty()) trusted_client_ip_ = trustedXffHop(xff, cfg.http.xff_trusted_hops);
       if (xff.empty()) {
         xff.assign(ip);
@@ -264,7 +253,7 @@ void ActiveStream::decodeHeaders(http::RequestHeadersPtr headers, bool end_strea
         xff.append(", ").append(ip);
       }
     }
-    if (set_proto && n_xfp == 1) h.headers.entries()[xfp_at].value.assign(h.scheme);
+    if (set_proto && n_xfp == 1) h.headers.entries()[f[1].index].value.assign(h.scheme);
     // Added last: an add may move the entries.
     if (n_xff == 0) h.headers.add("x-forwarded-for", ip);
     if (set_proto && n_xfp == 0) h.headers.add("x-forwarded-proto", h.scheme);
