@@ -60,10 +60,10 @@ HeaderMap::Entry& HeaderMap::appendEntry() {
 }
 
 void HeaderMap::add(std::string_view name, std::string_view value) {
-  Entry& e = appendEntry();
-  e.name.assign(name);
+  Entry& e = appendEntry();  // empty strings: append() is the cheap copy
+  e.name.append(name.data(), name.size());
   lowerInPlace(e.name.data(), e.name.size());
-  e.value.assign(value);
+  e.value.append(value.data(), value.size());
 }
 
 void HeaderMap::set(std::string_view name, std::string_view value) {

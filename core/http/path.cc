@@ -97,9 +97,15 @@ PathResult normalizePath(std::string_view target, bool merge_slashes, std::strin
       slow = true;
     prev = c;
   }
-  if (query_out) query_out->assign(query);
+  // clear() and append(): libstdc++'s short copy (assign() is the general replace); the
+  // target never points into the outputs.
+  if (query_out) {
+    query_out->clear();
+    query_out->append(query);
+  }
   if (!slow) {
-    path_out->assign(path);
+    path_out->clear();
+    path_out->append(path);
     return PathResult::kOk;
   }
   std::string decoded;

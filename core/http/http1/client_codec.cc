@@ -151,7 +151,7 @@ struct ClientCodec::Impl {
     }
     ResponseHeadersPtr h = takeHead();
     h->status = status;
-    h->reason.assign(reason);
+    copyInto(h->reason, reason);
     size_t tes = 0;
     const std::string* te = nullptr;
     for (const auto& e : h->headers.entries()) {

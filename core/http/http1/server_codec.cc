@@ -84,7 +84,7 @@ const char* parseTarget(std::string_view method, std::string_view target, Reques
   }
   if (target.front() == '/') {
     if (!validPathAndQuery(target)) return "invalid character in request-target";
-    h.path.assign(target);
+    copyInto(h.path, target);
     return nullptr;
   }
   std::string_view rest;
@@ -222,7 +222,7 @@ struct ServerCodec::Impl {
     }
 
     RequestHeadersPtr h = takeHead();
-    h->method.assign(method);
+    copyInto(h->method, method);
     h->version_major = 1;
     h->version_minor = vminor;
     HeaderMap& hm = h->headers;

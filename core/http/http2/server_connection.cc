@@ -201,18 +201,18 @@ class ServerConnectionImpl final : public ServerConnection, private detail::Sess
     RequestHeaders& h = *s->request_;
     if (!name.empty() && name[0] == ':') {
       if (equals(name, ":method")) {
-        h.method.assign(value);
+        copyInto(h.method, value);
       } else if (equals(name, ":path")) {
-        h.path.assign(value);
+        copyInto(h.path, value);
       } else if (equals(name, ":authority")) {
-        h.authority.assign(value);
+        copyInto(h.authority, value);
       } else if (equals(name, ":scheme")) {
-        h.scheme.assign(value);
+        copyInto(h.scheme, value);
       }
       return 0;  // :protocol (extended CONNECT) is not enabled, so nghttp2 refuses it
     }
     if (equals(name, "host")) {
-      if (h.authority.empty()) h.authority.assign(value);
+      if (h.authority.empty()) copyInto(h.authority, value);
       return 0;
     }
     h.headers.add(name, value);

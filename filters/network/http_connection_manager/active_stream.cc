@@ -219,11 +219,11 @@ void ActiveStream::decodeHeaders(http::RequestHeadersPtr headers, bool end_strea
     sendLocalReply(400, "bad request path\n", http::ResponseFlag::kDownstreamProtocolError);
     return;
   }
-  h.path.assign(path);
+  core::http::copyInto(h.path, path);
   h.path.append(query);
   const size_t path_size = path.size();
   const auto& conn = hcm_.connectionInfo();
-  h.scheme = conn.tls() ? "https" : "http";
+  core::http::copyInto(h.scheme, conn.tls() ? "https" : "http");
   forwardClientCert(h.headers, cfg.http.forward_client_cert, conn.tls().get());
 
   // x-forwarded-for gets the client (the PROXY protocol's when present); x-forwarded-proto

@@ -179,3 +179,28 @@ TEST_CASE("HeaderMap::lowerInPlace lower-cases A-Z only, for every byte at every
   CHECK(wrong.empty());
   CHECK(HeaderMap::lower("X-Request-ID") == "x-request-id");
 }
+
+TEST_CASE("copyInto replaces a string's contents and keeps its room", "[headers][reuse]") {
+  using ferry::core::http::copyInto;
+  std::string s(200, 'x');
+  const char* room = s.data();
+  copyInto(s, "GET");
+  REQUIRE(s == "GET");
+  REQUIRE(s.size() == 3);
+  REQUIRE(s.c_str()[3] == '\0');
+  REQUIRE(s.data() == room);  // shorter: no new storage
+  copyInto(s, std::string(150, 'p'));
+  REQUIRE(s == std::string(150, 'p'));
+  REQUIRE(s.data() == room);
+  copyInto(s, "");
+  REQUIRE(s.empty());
+  copyInto(s, std::string(300, 'q'));  // longer than the room: grows
+  REQUIRE(s == std::string(300, 'q'));
+  // A reused map entry takes the new field whole, whatever the old one held.
+  HeaderMap h;
+  h.add("Long-Old-Name-Beyond-The-Small-String", std::string(64, 'v'));
+  h.clear();
+  h.add("A", "b");
+  REQUIRE(h.entries()[0].name == "a");
+  REQUIRE(h.entries()[0].value == "b");
+}
