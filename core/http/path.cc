@@ -1,5 +1,7 @@
 #include "core/http/path.h"
 
+#include "core/http/header_map.h"
+
 namespace ferry::core::http {
 namespace {
 
@@ -97,15 +99,10 @@ PathResult normalizePath(std::string_view target, bool merge_slashes, std::strin
       slow = true;
     prev = c;
   }
-  // clear() and append(): libstdc++'s short copy (assign() is the general replace); the
-  // target never points into the outputs.
-  if (query_out) {
-    query_out->clear();
-    query_out->append(query);
-  }
+  // The target never points into the outputs (copyInto's condition).
+  if (query_out) copyInto(*query_out, query);
   if (!slow) {
-    path_out->clear();
-    path_out->append(path);
+    copyInto(*path_out, path);
     return PathResult::kOk;
   }
   std::string decoded;
