@@ -5,6 +5,32 @@
 namespace ferry::core::http {
 namespace {
 inline char lowerChar(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+
+constexpr uint64_t kOnes = 0x0101010101010101ULL;
+constexpr uint64_t kHighs = kOnes * 0x80;
+
+// The word with its bytes A-Z lower-cased. Per byte, without carries between bytes (each is
+// below 0x80 before the additions): the high bit of (b + 0x3f) says b >= 'A', of (b + 0x25)
+// says b > 'Z'; bytes of 0x80 and above are not letters. 0x80 >> 2 == 0x20: 'A' -> 'a'.
+inline uint64_t lowerWord(uint64_t w) {
+  const uint64_t low7 = w & ~kHighs;
+  return w | (((low7 + kOnes * 0x3f) & ~(low7 + kOnes * 0x25) & ~w & kHighs) >> 2);
+}
+
+inline uint64_t load8(const char* p) {
+  uint64_t w;
+  std::memcpy(&w, p, 8);
+  return w;
+}
+
+// 4 <= n <= 8 bytes as one word: the first four and the last four (they overlap when n < 8;
+// lower-casing and comparing byte by byte do not mind a byte seen twice).
+inline uint64_t loadEnds(const char* p, size_t n) {
+  uint32_t a, b;
+  std::memcpy(&a, p, 4);
+  std::memcpy(&b, p + n - 4, 4);
+  return a | (static_cast<uint64_t>(b) << 32);
+}
 }  // namespace
 
 std::string HeaderMap::lower(std::string_view s) {
@@ -13,26 +39,41 @@ std::string HeaderMap::lower(std::string_view s) {
   return out;
 }
 
+// Words of 8 bytes, and the short tail as one more (overlapping) word rather than byte by
+// byte: names are mostly 4-16 bytes, where a byte loop cost as much as the words.
 void HeaderMap::lowerInPlace(char* p, size_t n) {
-  constexpr uint64_t kOnes = 0x0101010101010101ULL;
-  constexpr uint64_t kHighs = kOnes * 0x80;
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    uint64_t w;
-    std::memcpy(&w, p + i, 8);
-    // Per byte, without carries between bytes (each is below 0x80 before the additions): the
-    // high bit of (b + 0x3f) says b >= 'A', of (b + 0x25) says b > 'Z'; bytes of 0x80 and
-    // above are not letters.
-    const uint64_t low7 = w & ~kHighs;
-    const uint64_t upper = (low7 + kOnes * 0x3f) & ~(low7 + kOnes * 0x25) & ~w & kHighs;
-    if (upper == 0) continue;
-    w |= upper >> 2;  // 0x80 >> 2 == 0x20: 'A' -> 'a'
-    std::memcpy(p + i, &w, 8);
+  if (n >= 8) {
+    auto step = [](char* at) {
+      const uint64_t w = load8(at);
+      const uint64_t l = lowerWord(w);
+      if (l != w) std::memcpy(at, &l, 8);
+    };
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) step(p + i);
+    if (i < n) step(p + n - 8);
+    return;
   }
-  for (; i < n; ++i) p[i] = lowerChar(p[i]);
+  if (n >= 4) {
+    const uint64_t w = loadEnds(p, n);
+    const uint64_t l = lowerWord(w);
+    if (l == w) return;
+    const auto a = static_cast<uint32_t>(l), b = static_cast<uint32_t>(l >> 32);
+    std::memcpy(p + n - 4, &b, 4);
+    std::memcpy(p, &a, 4);
+    return;
+  }
+  for (size_t i = 0; i < n; ++i) p[i] = lowerChar(p[i]);
 }
 
 bool HeaderMap::sameIgnoreCase(const char* a, const char* b, size_t n) {
+  auto same = [](uint64_t x, uint64_t y) { return x == y || lowerWord(x) == lowerWord(y); };
+  if (n >= 8) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+      if (!same(load8(a + i), load8(b + i))) return false;
+    return i == n || same(load8(a + n - 8), load8(b + n - 8));
+  }
+  if (n >= 4) return same(loadEnds(a, n), loadEnds(b, n));
   for (size_t i = 0; i < n; ++i)
     if (a[i] != b[i] && lowerChar(a[i]) != lowerChar(b[i])) return false;
   return true;

@@ -180,6 +180,37 @@ TEST_CASE("HeaderMap::lowerInPlace lower-cases A-Z only, for every byte at every
   CHECK(HeaderMap::lower("X-Request-ID") == "x-request-id");
 }
 
+// sameIgnoreCase compares 8 bytes at a time too (and the tail as an overlapping word): at
+// every position of every length up to 24, a byte against every other byte must compare as
+// the byte-by-byte ASCII rule says (equal after A-Z to a-z).
+TEST_CASE("HeaderMap::sameIgnoreCase agrees with the byte rule, for every byte pair at every offset", "[headers]") {
+  auto low = [](int c) { return (c >= 'A' && c <= 'Z') ? c + 32 : c; };
+  const std::string fill = "Content-Type-X-FORWARDED@[`{~Z";
+  std::string flipped = fill;  // the same text in the other case
+  for (char& c : flipped)
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')) c = static_cast<char>(c ^ 0x20);
+  std::string wrong;
+  for (size_t len = 0; len <= 24; ++len) {
+    CHECK(HeaderMap::sameIgnoreCase(fill.data(), flipped.data(), len));
+    for (size_t at = 0; at < len; ++at)
+      for (int b = 0; b < 256; ++b)
+        for (int c : {b, b ^ 0x20, b + 1, b - 1, b + 0x20, b - 0x20, 0, 0x40, 0x5b, 0x60, 0x7b, 0x7f, 0x80, 0xff}) {
+          c &= 0xff;
+          std::string x = fill.substr(0, len), y = flipped.substr(0, len);
+          x[at] = static_cast<char>(b);
+          y[at] = static_cast<char>(c);
+          const bool want = low(b) == low(c);
+          if (HeaderMap::sameIgnoreCase(x.data(), y.data(), len) != want || HeaderMap::sameIgnoreCase(y.data(), x.data(), len) != want)
+            wrong += "len " + std::to_string(len) + " at " + std::to_string(at) + " bytes " + std::to_string(b) + "/" + std::to_string(c) + "; ";
+        }
+  }
+  INFO(wrong.substr(0, 2000));
+  CHECK(wrong.empty());
+  CHECK(HeaderMap::equalsIgnoreCase("Content-Length", "content-length"));
+  CHECK_FALSE(HeaderMap::equalsIgnoreCase("content-length", "content-lengtH2"));
+  CHECK_FALSE(HeaderMap::equalsIgnoreCase("content-lengt[", "content-lengt{"));
+}
+
 TEST_CASE("copyInto replaces a string's contents and keeps its room", "[headers][reuse]") {
   using ferry::core::http::copyInto;
   std::string s(200, 'x');
