@@ -1,5 +1,7 @@
 #include "core/http/header_map.h"
 
+#include <algorithm>
+#include <cassert>
 #include <cstring>
 
 namespace ferry::core::http {
@@ -104,6 +106,13 @@ void HeaderMap::add(std::string_view name, std::string_view value) {
   Entry& e = appendEntry();  // empty strings: append() is the cheap copy
   e.name.append(name.data(), name.size());
   lowerInPlace(e.name.data(), e.name.size());
+  e.value.append(value.data(), value.size());
+}
+
+void HeaderMap::addLowerCase(std::string_view name, std::string_view value) {
+  assert(std::none_of(name.begin(), name.end(), [](char c) { return c >= 'A' && c <= 'Z'; }));
+  Entry& e = appendEntry();
+  e.name.append(name.data(), name.size());
   e.value.append(value.data(), value.size());
 }
 

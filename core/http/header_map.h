@@ -68,6 +68,10 @@ class HeaderMap {
 
   // Appends (keeps an existing header of the same name: HTTP allows repeats).
   void add(std::string_view name, std::string_view value);
+  // add() for a name that is lower-case already, which it does not lower-case again: a
+  // literal, or an HTTP/2 field name (nghttp2 refuses a field name with an upper-case letter
+  // before the codec sees it). Debug builds check the name.
+  void addLowerCase(std::string_view name, std::string_view value);
   // Replaces every header of that name with one entry (appended if absent).
   void set(std::string_view name, std::string_view value);
   // Removes every header of that name; returns how many were removed.

@@ -168,6 +168,35 @@ TEST_CASE("http2: nghttp client GET", "[http2]") {
   exitsCleanly(*f);
 }
 
+// Ferry stores HTTP/2 field names without lower-casing them again (HeaderMap::addLowerCase):
+// that is sound only because one with an upper-case letter never reaches the codec.
+TEST_CASE("http2: a field or trailer name with an upper-case letter resets its stream (PROTOCOL_ERROR); the "
+          "connection goes on",
+          "[http2]") {
+  HttpUpstream up;
+  auto f = FerryProcess::start(h2cConfig(up.port()));
+  Json j = runScript("upper_name.py", f->port("web"));
+  CHECK(j["upper"]["reset"].num() == 1);  // PROTOCOL_ERROR
+  CHECK(j["upper"]["status"].isNull());
+  CHECK(j["trailer"]["reset"].num() == 1);
+  CHECK(j["ok"]["status"].num() == 200);
+  CHECK(truthy(j["ok"]["ended"]));
+  CHECK_FALSE(truthy(j["closed"]));
+  for (const UpstreamRequest& r : up.requests()) {
+    INFO(r.raw_head);
+    CHECK(r.target != "/upper");
+    CHECK_FALSE(r.hasHeader("x-upper"));
+    CHECK_FALSE(r.hasHeader("x-checksum"));
+    for (const auto& t : r.trailers) CHECK(t.first != "x-checksum");
+  }
+  REQUIRE(up.waitRequests(1));
+  bool seen_ok = false;
+  for (const UpstreamRequest& r : up.requests())
+    if (r.target == "/ok") seen_ok = r.header("x-lower") == "1";
+  CHECK(seen_ok);
+  exitsCleanly(*f);
+}
+
 // ---- 5: trailers
 
 TEST_CASE("http2: request trailers become chunked trailers upstream; response trailers reach the h2 client",

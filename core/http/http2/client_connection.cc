@@ -204,7 +204,7 @@ class ClientConnectionImpl final : public ClientConnection, private detail::Sess
     if (s == nullptr || s->done_) return 0;
     if (!s->block_.account(name.size(), value.size(), options_)) return 0;
     if (s->in_trailers_) {
-      s->trailers_.add(name, value);
+      s->trailers_.addLowerCase(name, value);
       return 0;
     }
     if (equals(name, ":status")) {
@@ -214,7 +214,7 @@ class ClientConnectionImpl final : public ClientConnection, private detail::Sess
       return 0;
     }
     if (!name.empty() && name[0] == ':') return 0;
-    s->response_->headers.add(name, value);
+    s->response_->headers.addLowerCase(name, value);
     return 0;
   }
 

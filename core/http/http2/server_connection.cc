@@ -195,7 +195,7 @@ class ServerConnectionImpl final : public ServerConnection, private detail::Sess
     if (s == nullptr || s->reset_) return 0;
     if (!s->block_.account(name.size(), value.size(), options_)) return 0;  // dropped; answered at the end
     if (s->in_trailers_) {
-      s->trailers_.add(name, value);
+      s->trailers_.addLowerCase(name, value);
       return 0;
     }
     RequestHeaders& h = *s->request_;
@@ -215,7 +215,7 @@ class ServerConnectionImpl final : public ServerConnection, private detail::Sess
       if (h.authority.empty()) copyInto(h.authority, value);
       return 0;
     }
-    h.headers.add(name, value);
+    h.headers.addLowerCase(name, value);
     return 0;
   }
 

@@ -255,8 +255,8 @@ void ActiveStream::decodeHeaders(http::RequestHeadersPtr headers, bool end_strea
     }
     if (set_proto && n_xfp == 1) h.headers.entries()[f[1].index].value.assign(h.scheme);
     // Added last: an add may move the entries.
-    if (n_xff == 0) h.headers.add("x-forwarded-for", ip);
-    if (set_proto && n_xfp == 0) h.headers.add("x-forwarded-proto", h.scheme);
+    if (n_xff == 0) h.headers.addLowerCase("x-forwarded-for", ip);
+    if (set_proto && n_xfp == 0) h.headers.addLowerCase("x-forwarded-proto", h.scheme);
   }
   if (cfg.tracing) {
     trace_.start(*cfg.tracing, h, info_);  // traceparent; x-request-id from the trace id
@@ -265,7 +265,7 @@ void ActiveStream::decodeHeaders(http::RequestHeadersPtr headers, bool end_strea
   if (!has_request_id) {
     char id[36];
     newRequestId(id);
-    h.headers.add("x-request-id", std::string_view(id, sizeof id));
+    h.headers.addLowerCase("x-request-id", std::string_view(id, sizeof id));
   }
 
   std::string_view route_path(h.path.data(), path_size);
