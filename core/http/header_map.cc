@@ -92,9 +92,15 @@ HeaderMap& HeaderMap::operator=(const HeaderMap& other) {
   return *this;
 }
 
+namespace {
+// Out of line, so that the common case below (a spare entry to reuse) needs no registers
+// saved for the vector's reallocation.
+[[gnu::noinline, gnu::cold]] void growEntries(std::vector<HeaderMap::Entry>& entries) { entries.emplace_back(); }
+}  // namespace
+
 HeaderMap::Entry& HeaderMap::appendEntry() {
   if (size_ == entries_.size()) {
-    entries_.emplace_back();
+    growEntries(entries_);
   } else {
     entries_[size_].name.clear();
     entries_[size_].value.clear();

@@ -165,6 +165,38 @@ TEST_CASE("Buffer slices are recycled and accounted", "[buffer]") {
   REQUIRE(Buffer::threadSliceBytes() == before);
 }
 
+// The per-thread slice free list links free slices through their own first bytes: a slice
+// given back is the next one handed out, and what is written into a reused slice is what
+// reads back, past the list's bound (256) too.
+TEST_CASE("Buffer: a freed slice is the next one reused, and reused slices hold what is written", "[buffer]") {
+  const size_t before = Buffer::threadSliceBytes();
+  const void* first = nullptr;
+  {
+    Buffer a;
+    a.add(pattern(100, 3));
+    iovec iov[1];
+    REQUIRE(a.gather(iov, 1) == 1);
+    first = iov[0].iov_base;
+  }
+  {
+    Buffer b;
+    b.add(pattern(100, 4));
+    iovec iov[1];
+    REQUIRE(b.gather(iov, 1) == 1);
+    CHECK(iov[0].iov_base == first);
+    CHECK(b.toString() == pattern(100, 4));
+  }
+  const size_t n = 300 * Buffer::kSliceSize;  // more slices than the free list keeps
+  for (uint32_t round = 0; round < 3; ++round) {
+    Buffer big;
+    const std::string data = pattern(n, 10 + round);
+    big.add(data);
+    REQUIRE(Buffer::threadSliceBytes() == before + n);
+    CHECK(big.toString() == data);
+  }
+  CHECK(Buffer::threadSliceBytes() == before);
+}
+
 // An idle connection has several empty buffers: each must hold no heap memory, and take
 // its block only while bytes (or a reservation) are in it.
 TEST_CASE("Buffer: an empty buffer holds no block; bytes take one, emptying gives it back", "[buffer][idle]") {
