@@ -21,10 +21,7 @@
 
 namespace ferry::core::net {
 namespace {
-// Up to 64 KiB per readv, once a read has filled what it was given. Until then one slice (or
-// the free tail of the last): a request or response of a few hundred bytes then takes one
-// slice, not four of which three go back unused (an alloc and a free each, every read).
-constexpr size_t kReadIovecs = 4;
+constexpr size_t kReadIovecs = 4;  // up to 64 KiB per readv
 constexpr size_t kWriteIovecs = 64;
 // io_uring: the receive stops while the inbox holds this much (the connection is not
 // reading); read() starts it again once the bytes were taken.
@@ -197,18 +194,13 @@ SocketIo::ReadResult SocketIo::read(Buffer& raw, size_t budget) {
   }
   while (res.bytes < budget) {
     iovec iov[kReadIovecs];
-    size_t n = raw.reserve(iov, wide_reads_ ? kReadIovecs : 1);
+    size_t n = raw.reserve(iov, kReadIovecs);
     size_t capacity = 0;
     for (size_t i = 0; i < n; ++i) capacity += iov[i].iov_len;
     ssize_t r = ::readv(fd_, iov, static_cast<int>(n));
     if (r > 0) {
       raw.commit(static_cast<size_t>(r));
       res.bytes += static_cast<size_t>(r);
-      if (static_cast<size_t>(r) == capacity) {
-        wide_reads_ = true;
-      } else if (static_cast<size_t>(r) < Buffer::kSliceSize) {
-        wide_reads_ = false;  // a stream of large reads stays wide
-      }
       // A short read drained the socket: new data raises a new edge. Unless the peer's FIN
       // (or an error) was already reported: that raises none, so read on to see it.
       if (static_cast<size_t>(r) < capacity && !pending_eof_) {

@@ -102,7 +102,6 @@ class SocketIo final : public UringSocket {
   bool pending_eof_ = false;  // the peer's FIN (or an error) is queued behind the data
   bool recv_paused_ = false;  // io_uring: receive stopped while the inbox is full
   bool connecting_ = false;   // io_uring: connect() under way, writability not yet seen
-  bool wide_reads_ = false;   // epoll: reads fill a slice or more: readv into kReadIovecs slices
 };
 
 }  // namespace ferry::core::net
