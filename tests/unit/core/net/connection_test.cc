@@ -62,6 +62,44 @@ TEST_CASE("connection: data and FIN arriving together are both delivered", "[con
   conn->close(Connection::CloseType::kNoFlush);
 }
 
+// Reads of every size on one connection (the epoll path reads into up to four slices a
+// call): small, then a burst far larger than the socket buffers, then small again. Every
+// byte must arrive, in order.
+TEST_CASE("connection: small reads, a large burst, small reads again: every byte in order", "[connection]") {
+  boost::asio::io_context io;
+  SocketPair sp;
+  Recorder rec;
+  auto conn = Connection::adopt(io, sp.ours, {});
+  conn->setCallbacks(&rec);
+  conn->startReading();
+  std::string want = "GET / HTTP/1.1\r\n\r\n";
+  sp.send(want);
+  REQUIRE(runUntil(io, [&] { return rec.data.size() == want.size(); }));
+  std::string burst(3 * 1024 * 1024 + 123, '\0');
+  for (size_t i = 0; i < burst.size(); ++i) burst[i] = static_cast<char>('a' + (i * 7 + i / 4096) % 26);
+  // Sent from a thread, as the loop below reads it; bounded by a send timeout.
+  timeval tv{20, 0};
+  ::setsockopt(sp.peer, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  size_t sent = 0;
+  std::thread sender([&] {
+    while (sent < burst.size()) {
+      const ssize_t r = ::send(sp.peer, burst.data() + sent, burst.size() - sent, MSG_NOSIGNAL);
+      if (r <= 0) break;
+      sent += static_cast<size_t>(r);
+    }
+  });
+  want += burst;
+  const bool got = runUntil(io, [&] { return rec.data.size() == want.size(); }, 20s);
+  sender.join();
+  REQUIRE(sent == burst.size());
+  REQUIRE(got);
+  sp.send("tail");
+  want += "tail";
+  REQUIRE(runUntil(io, [&] { return rec.data.size() == want.size(); }));
+  CHECK(rec.data == want);
+  conn->close(Connection::CloseType::kNoFlush);
+}
+
 TEST_CASE("connection: data that arrives while reads are disabled is read on enable", "[connection]") {
   boost::asio::io_context io;
   SocketPair sp;
