@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/asan.h"
+
 namespace ferry::core {
 namespace {
 
@@ -16,15 +18,24 @@ struct SlicePool {
   uint8_t* head = nullptr;
   size_t free = 0;
   size_t live_bytes = 0;
-  static uint8_t* next(uint8_t* m) {
+  // A free slice is poisoned under AddressSanitizer (a read or write of a slice after it
+  // was given back is reported), so the link is read with the slice unpoisoned.
+  static uint8_t* take(uint8_t* m) {
+    asanUnpoison(m, Buffer::kSliceSize);
     uint8_t* n;
     std::memcpy(&n, m, sizeof n);
     return n;
   }
+  void give(uint8_t* m) {
+    std::memcpy(m, &head, sizeof head);
+    asanPoison(m, Buffer::kSliceSize);
+    head = m;
+    ++free;
+  }
   ~SlicePool() {
     while (head != nullptr) {
       uint8_t* m = head;
-      head = next(m);
+      head = take(m);
       delete[] m;
     }
     free = 0;
@@ -97,7 +108,7 @@ uint8_t* Buffer::allocSlice() {
   p.live_bytes += kSliceSize;
   if (p.head != nullptr) {
     uint8_t* m = p.head;
-    p.head = SlicePool::next(m);
+    p.head = SlicePool::take(m);
     --p.free;
     return m;
   }
@@ -108,9 +119,7 @@ void Buffer::freeSlice(uint8_t* mem) {
   SlicePool& p = tl_pool;
   p.live_bytes -= kSliceSize;
   if (p.free < kMaxFreeSlices) {
-    std::memcpy(mem, &p.head, sizeof p.head);
-    p.head = mem;
-    ++p.free;
+    p.give(mem);
   } else {
     delete[] mem;
   }

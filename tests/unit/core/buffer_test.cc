@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "core/asan.h"
 #include "core/pooled.h"
 
 using ferry::core::Buffer;
@@ -178,6 +179,10 @@ TEST_CASE("Buffer: a freed slice is the next one reused, and reused slices hold 
     REQUIRE(a.gather(iov, 1) == 1);
     first = iov[0].iov_base;
   }
+#ifdef FERRY_ASAN
+  // On the free list the slice is poisoned: a use after it was given back is reported.
+  CHECK(__asan_address_is_poisoned(static_cast<const char*>(first) + 100));
+#endif
   {
     Buffer b;
     b.add(pattern(100, 4));
