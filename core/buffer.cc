@@ -19,12 +19,14 @@ struct SlicePool {
   size_t free = 0;
   size_t live_bytes = 0;
   // A free slice is poisoned under AddressSanitizer (a read or write of a slice after it
-  // was given back is reported), so the link is read with the slice unpoisoned.
-  static uint8_t* take(uint8_t* m) {
+  // was given back is reported), so its link is read with the slice unpoisoned.
+  uint8_t* pop() {
+    uint8_t* m = head;
+    if (m == nullptr) return nullptr;
     asanUnpoison(m, Buffer::kSliceSize);
-    uint8_t* n;
-    std::memcpy(&n, m, sizeof n);
-    return n;
+    std::memcpy(&head, m, sizeof head);
+    --free;
+    return m;
   }
   void give(uint8_t* m) {
     std::memcpy(m, &head, sizeof head);
@@ -33,12 +35,7 @@ struct SlicePool {
     ++free;
   }
   ~SlicePool() {
-    while (head != nullptr) {
-      uint8_t* m = head;
-      head = take(m);
-      delete[] m;
-    }
-    free = 0;
+    while (uint8_t* m = pop()) delete[] m;
   }
 };
 constexpr size_t kMaxFreeSlices = 256;
@@ -106,12 +103,7 @@ size_t Buffer::threadLiveBlocks() { return BufferRepPool::gone ? 0 : tl_reps.liv
 uint8_t* Buffer::allocSlice() {
   SlicePool& p = tl_pool;
   p.live_bytes += kSliceSize;
-  if (p.head != nullptr) {
-    uint8_t* m = p.head;
-    p.head = SlicePool::take(m);
-    --p.free;
-    return m;
-  }
+  if (uint8_t* m = p.pop()) return m;
   return new uint8_t[kSliceSize];
 }
 

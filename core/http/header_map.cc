@@ -108,18 +108,24 @@ HeaderMap::Entry& HeaderMap::appendEntry() {
   return entries_[size_++];
 }
 
-void HeaderMap::add(std::string_view name, std::string_view value) {
-  Entry& e = appendEntry();  // empty strings: append() is the cheap copy
+namespace {
+// A new last entry holding name and value as given.
+HeaderMap::Entry& appendCopy(HeaderMap& map, std::string_view name, std::string_view value) {
+  HeaderMap::Entry& e = map.appendEntry();  // empty strings: append() is the cheap copy
   e.name.append(name.data(), name.size());
-  lowerInPlace(e.name.data(), e.name.size());
   e.value.append(value.data(), value.size());
+  return e;
+}
+}  // namespace
+
+void HeaderMap::add(std::string_view name, std::string_view value) {
+  Entry& e = appendCopy(*this, name, value);
+  lowerInPlace(e.name.data(), e.name.size());
 }
 
 void HeaderMap::addLowerCase(std::string_view name, std::string_view value) {
   assert(std::none_of(name.begin(), name.end(), [](char c) { return c >= 'A' && c <= 'Z'; }));
-  Entry& e = appendEntry();
-  e.name.append(name.data(), name.size());
-  e.value.append(value.data(), value.size());
+  appendCopy(*this, name, value);
 }
 
 void HeaderMap::set(std::string_view name, std::string_view value) {
