@@ -180,6 +180,14 @@ size_t Buffer::reserve(iovec* iov, size_t max_iov) {
   return count;
 }
 
+uint8_t* Buffer::reserveContiguous(size_t n) {
+  Rep& r = rep();
+  if (r.slices.empty() || kSliceSize - r.slices.back().end < n) r.slices.push_back(Slice{allocSlice(), 0, 0});
+  r.reserved_from = r.slices.size() - 1;
+  Slice& s = r.slices.back();
+  return s.mem + s.end;
+}
+
 void Buffer::commit(size_t n) {
   if (rep_ == nullptr) return;
   Rep& r = *rep_;

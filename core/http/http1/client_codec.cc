@@ -37,29 +37,30 @@ bool skipRequestHeader(std::string_view name) {
 // break the request line.
 bool visible(unsigned char c) { return c > 0x20 && c < 0x7f; }
 
-// Runs of visible bytes are appended whole; the rare others are escaped (or dropped).
-void appendTarget(std::string& s, std::string_view target) {
+// Runs of visible bytes are written whole; the rare others are escaped (at most 3 bytes for 1).
+void writeTarget(detail::HeadWriter& w, std::string_view target) {
   static constexpr char kHex[] = "0123456789ABCDEF";
   size_t i = 0;
   while (i < target.size()) {
     size_t j = i;
     while (j < target.size() && visible(static_cast<unsigned char>(target[j]))) ++j;
-    s.append(target.data() + i, j - i);
+    w.put(target.substr(i, j - i));
     if (j == target.size()) break;
     const auto c = static_cast<unsigned char>(target[j]);
-    s.push_back('%');
-    s.push_back(kHex[c >> 4]);
-    s.push_back(kHex[c & 15]);
+    w.put('%');
+    w.put(kHex[c >> 4]);
+    w.put(kHex[c & 15]);
     i = j + 1;
   }
 }
 
-void appendVisible(std::string& s, std::string_view v) {
+// The visible bytes of v; the others are dropped.
+void writeVisible(detail::HeadWriter& w, std::string_view v) {
   size_t i = 0;
   while (i < v.size()) {
     size_t j = i;
     while (j < v.size() && visible(static_cast<unsigned char>(v[j]))) ++j;
-    s.append(v.data() + i, j - i);
+    w.put(v.substr(i, j - i));
     i = j + 1;  // past the invisible byte, which is dropped
   }
 }
@@ -300,21 +301,25 @@ void ClientCodec::encodeHeaders(const RequestHeaders& h, bool end_stream, Buffer
   const std::string_view connection = h.headers.list(kFields[1], f[1], joined);
   const bool upgrade = !connect && f[2].count > 0 && detail::hasToken(connection, "upgrade");
 
-  std::string& s = detail::headScratch();
-  s.reserve(128 + h.path.size() + h.headers.byteSize() + 4 * h.headers.size());
+  // The request line (the target escaped at most 3 bytes for 1), host, one framing line (at
+  // most 28 bytes, or the content-length value its skipped field's own line already counts),
+  // the blank line and the fields: 128 covers the fixed parts with room to spare.
+  detail::HeadSpace space(out, 128 + h.method.size() + 3 * h.path.size() + 2 * h.authority.size() +
+                                   h.headers.byteSize() + 4 * h.headers.size());
+  detail::HeadWriter w{space.start()};
   for (char c : h.method)
-    if (detail::isTchar(static_cast<unsigned char>(c))) s.push_back(c);
-  s.push_back(' ');
+    if (detail::isTchar(static_cast<unsigned char>(c))) w.put(c);
+  w.put(' ');
   if (connect) {
-    appendVisible(s, h.path.empty() ? h.authority : h.path);
+    writeVisible(w, h.path.empty() ? h.authority : h.path);
   } else if (h.path.empty()) {
-    s.push_back('/');
+    w.put('/');
   } else {
-    appendTarget(s, h.path);
+    writeTarget(w, h.path);
   }
-  s.append(" HTTP/1.1\r\nhost: "sv);
-  appendVisible(s, h.authority);
-  s.append("\r\n"sv);
+  w.put(" HTTP/1.1\r\nhost: "sv);
+  writeVisible(w, h.authority);
+  w.put("\r\n"sv);
 
   uint64_t length = 0;
   const std::string* cl = f[0].count == 1 ? &h.headers.entries()[f[0].index].value : nullptr;
@@ -324,18 +329,20 @@ void ClientCodec::encodeHeaders(const RequestHeaders& h, bool end_stream, Buffer
     mode = BodyEncoder::Mode::kRaw;
   } else if (has_cl) {
     mode = BodyEncoder::Mode::kLength;
-    s.append("content-length: "sv).append(*cl).append("\r\n"sv);
+    w.put("content-length: "sv);
+    w.put(*cl);
+    w.put("\r\n"sv);
   } else if (!end_stream) {
     mode = BodyEncoder::Mode::kChunked;
-    s.append("transfer-encoding: chunked\r\n"sv);
+    w.put("transfer-encoding: chunked\r\n"sv);
   } else {
     mode = BodyEncoder::Mode::kLength;
     if (equals(h.method, "POST") || equals(h.method, "PUT") || equals(h.method, "PATCH"))
-      s.append("content-length: 0\r\n"sv);
+      w.put("content-length: 0\r\n"sv);
   }
-  detail::appendHeaderLines(s, h.headers, &skipRequestHeader);
-  s.append("\r\n"sv);
-  out.add(s);
+  w.p = detail::writeHeaderLines(w.p, h.headers, &skipRequestHeader);
+  w.put("\r\n"sv);
+  space.finish(w.p);
 
   i.pending.push_back(Impl::Pending{equals(h.method, "HEAD"), connect, upgrade,
                                     detail::hasToken(connection, "close")});

@@ -537,13 +537,7 @@ std::string& headScratch() {
   return s;
 }
 
-void appendHeaderLines(std::string& s, const HeaderMap& h, bool (*skip)(std::string_view)) {
-  // Sized once for every line (byteSize() plus ": " and CRLF each), written through a
-  // pointer, then cut to what was written: one length update instead of four appends a line.
-  const size_t at = s.size();
-  s.resize(at + h.byteSize() + 4 * h.size());
-  char* const start = s.data() + at;
-  char* p = start;
+char* writeHeaderLines(char* p, const HeaderMap& h, bool (*skip)(std::string_view)) {
   for (const auto& e : h.entries()) {
     if (skip != nullptr && skip(e.name)) continue;
     if (!validFieldName(e.name) || !validFieldValue(e.value)) continue;
@@ -558,7 +552,15 @@ void appendHeaderLines(std::string& s, const HeaderMap& h, bool (*skip)(std::str
     p[1] = '\n';
     p += 2;
   }
-  s.resize(at + static_cast<size_t>(p - start));
+  return p;
+}
+
+void appendHeaderLines(std::string& s, const HeaderMap& h, bool (*skip)(std::string_view)) {
+  // Sized once for every line, written through a pointer, then cut to what was written.
+  const size_t at = s.size();
+  s.resize(at + h.byteSize() + 4 * h.size());
+  char* const start = s.data() + at;
+  s.resize(at + static_cast<size_t>(writeHeaderLines(start, h, skip) - start));
 }
 
 // ---- BodyEncoder ----

@@ -6,7 +6,9 @@
 
 #include <llhttp.h>
 
+#include <cassert>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -182,12 +184,62 @@ class BodyEncoder {
   bool ended_ = false;
 };
 
-// Appends "name: value\r\n" for each valid entry not skipped; invalid entries (bad name, CR, LF,
-// NUL...) are dropped so that a filter can never split a message.
+// Writes "name: value\r\n" at p for each valid entry not skipped and returns the end; invalid
+// entries (bad name, CR, LF, NUL...) are dropped so that a filter can never split a message.
+// Needs room for h.byteSize() + 4 * h.size() bytes.
+char* writeHeaderLines(char* p, const HeaderMap& h, bool (*skip)(std::string_view name));
+// The same, appended to s.
 void appendHeaderLines(std::string& s, const HeaderMap& h, bool (*skip)(std::string_view name));
 // This thread's scratch string for building a message head (emptied; keeps its capacity, so
 // encoding a head allocates nothing). The caller copies it out before encoding another.
 std::string& headScratch();
+
+// Writes a message head through a pointer, into room sized beforehand: no capacity check or
+// length update per piece.
+struct HeadWriter {
+  char* p;
+  void put(std::string_view s) {
+    std::memcpy(p, s.data(), s.size());
+    p += s.size();
+  }
+  void put(char c) { *p++ = c; }
+};
+
+// Where a head of at most `bound` bytes is written: straight into the tail of `out` when the
+// bound fits in one slice (the usual case: no copy), else this thread's scratch string, copied
+// into `out` by finish(). Nothing else may change `out` before finish().
+class HeadSpace {
+ public:
+  HeadSpace(Buffer& out, size_t bound) : out_(out), bound_(bound) {
+    if (bound <= Buffer::kSliceSize) {
+      start_ = reinterpret_cast<char*>(out.reserveContiguous(bound));
+    } else {
+      std::string& s = headScratch();
+      s.resize(bound);
+      start_ = s.data();
+      scratch_ = true;
+    }
+  }
+  HeadSpace(const HeadSpace&) = delete;
+  HeadSpace& operator=(const HeadSpace&) = delete;
+  char* start() const { return start_; }
+  // The head is [start(), end).
+  void finish(const char* end) {
+    const auto n = static_cast<size_t>(end - start_);
+    assert(n <= bound_);
+    if (scratch_) {
+      out_.add(start_, n);
+    } else {
+      out_.commit(n);
+    }
+  }
+
+ private:
+  Buffer& out_;
+  size_t bound_;
+  char* start_ = nullptr;
+  bool scratch_ = false;
+};
 bool parseContentLength(std::string_view v, uint64_t& out);
 
 }  // namespace ferry::core::http::http1::detail

@@ -34,6 +34,7 @@
 // - Chunked trailers named content-length, transfer-encoding or host: 400.
 // - Header names that become content-length, transfer-encoding or host when '_' is read as '-'
 //   ("Transfer_Encoding"): 400. Other names with '_' pass.
+#include <charconv>
 #include <string>
 #include <utility>
 
@@ -439,19 +440,25 @@ void ServerCodec::closeAfterResponse() { impl_->keep_alive = false; }
 void ServerCodec::encodeHeaders(const ResponseHeaders& h, bool end_stream, Buffer& out) {
   Impl& i = *impl_;
   const int st = h.status;
-  std::string& s = detail::headScratch();
-  s.reserve(128 + h.headers.byteSize() + 4 * h.headers.size());
-  s.append("HTTP/1.1 "sv);
-  s.append(std::to_string(st));
-  s.push_back(' ');
-  s.append(!h.reason.empty() && validReason(h.reason) ? h.reason.c_str() : reasonPhrase(st));
-  s.append("\r\n"sv);
+  const bool interim = st >= 100 && st < 200 && st != 101;  // no framing, no state change
+  if (interim && i.have_request && i.minor == 0) return;
+  const std::string_view reason =
+      !h.reason.empty() && validReason(h.reason) ? std::string_view(h.reason) : std::string_view(reasonPhrase(st));
+  // The status line (at most 23 bytes and the reason), one framing line (at most 28 bytes, or
+  // the content-length value the skipped field's own line already counts), a connection line
+  // (24), the blank line and the fields: 128 covers the fixed parts with room to spare.
+  detail::HeadSpace space(out, 128 + reason.size() + h.headers.byteSize() + 4 * h.headers.size());
+  detail::HeadWriter w{space.start()};
+  w.put("HTTP/1.1 "sv);
+  w.p = std::to_chars(w.p, w.p + 11, st).ptr;
+  w.put(' ');
+  w.put(reason);
+  w.put("\r\n"sv);
 
-  if (st >= 100 && st < 200 && st != 101) {  // interim response: no framing, no state change
-    if (i.have_request && i.minor == 0) return;
-    detail::appendHeaderLines(s, h.headers, &skipResponseHeader);
-    s.append("\r\n"sv);
-    out.add(s);
+  if (interim) {
+    w.p = detail::writeHeaderLines(w.p, h.headers, &skipResponseHeader);
+    w.put("\r\n"sv);
+    space.finish(w.p);
     return;
   }
 
@@ -476,30 +483,36 @@ void ServerCodec::encodeHeaders(const ResponseHeaders& h, bool end_stream, Buffe
     mode = BodyEncoder::Mode::kRaw;
   } else if (bodyless) {
     mode = BodyEncoder::Mode::kNone;
-    if (has_cl && st != 204 && st >= 200) s.append("content-length: "sv).append(*cl).append("\r\n"sv);
+    if (has_cl && st != 204 && st >= 200) {
+      w.put("content-length: "sv);
+      w.put(*cl);
+      w.put("\r\n"sv);
+    }
   } else if (has_cl) {
     mode = BodyEncoder::Mode::kLength;
-    s.append("content-length: "sv).append(*cl).append("\r\n"sv);
+    w.put("content-length: "sv);
+    w.put(*cl);
+    w.put("\r\n"sv);
   } else if (end_stream) {
     mode = BodyEncoder::Mode::kLength;
-    s.append("content-length: 0\r\n"sv);
+    w.put("content-length: 0\r\n"sv);
   } else if (i.minor == 1) {
     mode = BodyEncoder::Mode::kChunked;
-    s.append("transfer-encoding: chunked\r\n"sv);
+    w.put("transfer-encoding: chunked\r\n"sv);
   } else {
     mode = BodyEncoder::Mode::kRaw;  // close-delimited
     close = true;
   }
-  detail::appendHeaderLines(s, h.headers, tunnel ? &skipTunnelResponseHeader : &skipResponseHeader);
+  w.p = detail::writeHeaderLines(w.p, h.headers, tunnel ? &skipTunnelResponseHeader : &skipResponseHeader);
   if (!tunnel) {
     if (close) {
-      s.append("connection: close\r\n"sv);
+      w.put("connection: close\r\n"sv);
     } else if (i.minor == 0) {
-      s.append("connection: keep-alive\r\n"sv);
+      w.put("connection: keep-alive\r\n"sv);
     }
   }
-  s.append("\r\n"sv);
-  out.add(s);
+  w.put("\r\n"sv);
+  space.finish(w.p);
 
   i.response_started = true;
   i.response_close = close;

@@ -64,6 +64,39 @@ TEST_CASE("Buffer reserve/commit writes in place and releases unused slices", "[
   REQUIRE(e.gather(g, 8) == 0);
 }
 
+TEST_CASE("Buffer reserveContiguous uses the tail when it fits, else a fresh slice", "[buffer]") {
+  Buffer b;
+  b.add("head");
+  iovec g[4];
+  // Fits in the tail of the one slice.
+  uint8_t* p = b.reserveContiguous(100);
+  std::memcpy(p, "abc", 3);
+  b.commit(3);
+  REQUIRE(b.toString() == "headabc");
+  REQUIRE(b.gather(g, 4) == 1);
+  // Does not fit in what is left of the slice: a fresh one, contiguous for all n bytes.
+  const std::string fill = pattern(Buffer::kSliceSize - 7 - 10, 3);
+  b.add(fill);
+  REQUIRE(b.gather(g, 4) == 1);
+  const std::string big = pattern(Buffer::kSliceSize, 5);
+  p = b.reserveContiguous(big.size());
+  std::memcpy(p, big.data(), big.size());
+  b.commit(big.size());
+  REQUIRE(b.toString() == "headabc" + fill + big);
+  REQUIRE(b.gather(g, 4) == 2);
+  // A commit of nothing gives the fresh slice back; the buffer is unchanged.
+  b.reserveContiguous(64);
+  b.commit(0);
+  REQUIRE(b.gather(g, 4) == 2);
+  REQUIRE(b.toString() == "headabc" + fill + big);
+  // On an empty buffer, and then nothing committed: empty again, no block held.
+  Buffer e;
+  e.reserveContiguous(10);
+  e.commit(0);
+  REQUIRE(e.empty());
+  REQUIRE(e.gather(g, 4) == 0);
+}
+
 TEST_CASE("Buffer reserve after a move of partial slices commits at the tail", "[buffer]") {
   Buffer a, b;
   a.add("abc");

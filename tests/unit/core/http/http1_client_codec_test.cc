@@ -125,6 +125,37 @@ TEST_CASE("http1 client: request target, authority and Connection edge cases", "
   CHECK(encode(two, false).first == "POST /p HTTP/1.1\r\nhost: up\r\ntransfer-encoding: chunked\r\n\r\n");
 }
 
+// The request head is written straight into the output buffer's tail when it fits in a slice,
+// through a scratch string when not; a target that is all escapes (3 bytes for 1) and a head
+// larger than a slice come out whole.
+TEST_CASE("http1 client: heads after queued bytes and larger than a slice", "[http1]") {
+  auto encode = [](const RequestHeaders& h, size_t queued) {
+    ClientRec rec;
+    ClientCodec codec(rec);
+    Buffer out;
+    out.add(std::string(queued, 'q'));
+    codec.encodeHeaders(h, true, out);
+    return out.toString().substr(queued);
+  };
+  for (size_t n : {size_t{10}, size_t{5000}, size_t{6000}}) {
+    RequestHeaders h = request("GET", "/" + std::string(n, ' '));
+    std::string escaped;
+    for (size_t k = 0; k < n; ++k) escaped += "%20";
+    for (size_t queued : {size_t{0}, size_t{Buffer::kSliceSize - 50}}) {
+      INFO("target " << n << ", queued " << queued);
+      CHECK(encode(h, queued) == "GET /" + escaped + " HTTP/1.1\r\nhost: up\r\n\r\n");
+    }
+  }
+  RequestHeaders big = request("GET", "/b");
+  std::string lines;
+  for (int k = 0; k < 20; ++k) {
+    const std::string v(1000, 'x');
+    big.headers.add("x-" + std::to_string(k), v);
+    lines += "x-" + std::to_string(k) + ": " + v + "\r\n";
+  }
+  CHECK(encode(big, 7) == "GET /b HTTP/1.1\r\nhost: up\r\n" + lines + "\r\n");
+}
+
 TEST_CASE("http1 client: responses at every split", "[http1]") {
   SECTION("content-length") {
     checkClientEverySplit({request("GET")}, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello",

@@ -466,6 +466,51 @@ const char* kGet11 = "GET / HTTP/1.1\r\nHost: h\r\n\r\n";
 
 }  // namespace
 
+// A head is written straight into the tail of the output buffer when it fits in one slice
+// (after bytes already there, in a fresh slice when the tail is short) and through a scratch
+// string when it is larger than a slice; the bytes are the same every way.
+TEST_CASE("http1 server: heads after queued bytes, past a slice boundary and larger than a slice",
+          "[http1]") {
+  const std::string value(300, 'v');
+  const std::string expect = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-a: " + value + "\r\n\r\n";
+  for (size_t queued : {size_t{0}, size_t{5}, size_t{Buffer::kSliceSize - 100}, size_t{Buffer::kSliceSize}}) {
+    Responder r(kGet11);
+    ResponseHeaders h;
+    h.status = 200;
+    h.headers.add("content-length", "2");
+    h.headers.add("x-a", value);
+    Buffer out;
+    const std::string before(queued, 'q');
+    out.add(before);
+    r.codec.encodeHeaders(h, false, out);
+    INFO("queued " << queued);
+    CHECK(out.toString() == before + expect);
+  }
+  // Larger than a slice: 40 fields of 1 KiB.
+  Responder r(kGet11);
+  ResponseHeaders big;
+  big.status = 200;
+  big.reason = "Fine";
+  std::string lines;
+  for (int k = 0; k < 40; ++k) {
+    const std::string n = "x-" + std::to_string(k);
+    const std::string v(1024, static_cast<char>('a' + k % 26));
+    big.headers.add(n, v);
+    lines += n + ": " + v + "\r\n";
+  }
+  Buffer out;
+  out.add("q");
+  r.codec.encodeHeaders(big, true, out);
+  CHECK(out.toString() == "qHTTP/1.1 200 Fine\r\ncontent-length: 0\r\n" + lines + "\r\n");
+  // A status of any width is written whole.
+  Responder r2(kGet11);
+  ResponseHeaders odd;
+  odd.status = 2000000000;
+  Buffer out2;
+  r2.codec.encodeHeaders(odd, true, out2);
+  CHECK(out2.toString().rfind("HTTP/1.1 2000000000 Unknown\r\n", 0) == 0);
+}
+
 TEST_CASE("http1 server: response framing", "[http1]") {
   SECTION("content-length kept") {
     Responder r(kGet11);
