@@ -40,6 +40,10 @@ bool visible(unsigned char c) { return c > 0x20 && c < 0x7f; }
 // Runs of visible bytes are written whole; the rare others are escaped (at most 3 bytes for 1).
 void writeTarget(detail::HeadWriter& w, std::string_view target) {
   static constexpr char kHex[] = "0123456789ABCDEF";
+  if (detail::allVisible(target)) {
+    w.put(target);
+    return;
+  }
   size_t i = 0;
   while (i < target.size()) {
     size_t j = i;
@@ -56,6 +60,10 @@ void writeTarget(detail::HeadWriter& w, std::string_view target) {
 
 // The visible bytes of v; the others are dropped.
 void writeVisible(detail::HeadWriter& w, std::string_view v) {
+  if (detail::allVisible(v)) {
+    w.put(v);
+    return;
+  }
   size_t i = 0;
   while (i < v.size()) {
     size_t j = i;

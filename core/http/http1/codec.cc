@@ -395,12 +395,15 @@ namespace {
 struct CharTables {
   bool tchar[256] = {};
   bool field_value[256] = {};
+  bool reg_name[256] = {};  // reg-name of RFC 3986 3.2.2: unreserved, sub-delims, '%'
   constexpr CharTables() {
     for (int c = 0; c < 256; ++c) {
       tchar[c] = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+      reg_name[c] = tchar[c];
       field_value[c] = !((c < 0x20 && c != '\t') || c == 0x7f);
     }
     for (char c : std::string_view("!#$%&'*+-.^_`|~")) tchar[static_cast<unsigned char>(c)] = true;
+    for (char c : std::string_view("-._~!$&'()*+,;=%")) reg_name[static_cast<unsigned char>(c)] = true;
   }
 };
 constexpr CharTables kChars;
@@ -450,7 +453,29 @@ bool printableFast(std::string_view s) {
   if (n >= 4) return printableWord(loadWord<uint32_t>(p)) && printableWord(loadWord<uint32_t>(p + n - 4));
   return false;
 }
+// Every byte of w in [0x21, 0x7e] (visible ASCII, no space).
+template <typename W>
+bool visibleWord(W w) {
+  if ((w & highs<W>()) != 0) return false;
+  const W gt_space = (w + ones<W>() * (0x80 - 0x21)) & highs<W>();  // byte >= 0x21
+  const W is_del = (w + ones<W>()) & highs<W>();                    // byte == 0x7f
+  return gt_space == highs<W>() && is_del == 0;
+}
 }  // namespace
+
+bool allVisible(std::string_view s) {
+  const char* p = s.data();
+  const size_t n = s.size();
+  if (n >= 8) {
+    for (size_t i = 0; i + 8 < n; i += 8)
+      if (!visibleWord(loadWord<uint64_t>(p + i))) return false;
+    return visibleWord(loadWord<uint64_t>(p + n - 8));
+  }
+  if (n >= 4) return visibleWord(loadWord<uint32_t>(p)) && visibleWord(loadWord<uint32_t>(p + n - 4));
+  for (char c : s)
+    if (static_cast<unsigned char>(c) <= 0x20 || static_cast<unsigned char>(c) >= 0x7f) return false;
+  return true;
+}
 
 namespace {
 // Every lane of v a lower-case letter, a digit or '-', the bytes of nearly every stored name
@@ -506,16 +531,7 @@ bool validFieldValue(std::string_view s) {
 namespace {
 bool isDigit(char c) { return c >= '0' && c <= '9'; }
 bool isHex(char c) { return isDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
-bool isRegNameChar(char c) {
-  if (isDigit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
-  switch (c) {
-    case '-': case '.': case '_': case '~': case '!': case '$': case '&': case '\'': case '(':
-    case ')': case '*': case '+': case ',': case ';': case '=': case '%':
-      return true;
-    default:
-      return false;
-  }
-}
+bool isRegNameChar(char c) { return kChars.reg_name[static_cast<unsigned char>(c)]; }
 }  // namespace
 
 bool validAuthority(std::string_view s, bool require_port) {

@@ -157,8 +157,6 @@ class MessageParser {
   std::string error_detail_;
 };
 
-// host[:port] (reg-name, IPv4 or [IPv6]); empty allowed unless require_port.
-bool validAuthority(std::string_view s, bool require_port);
 
 // Body framing of one outgoing message.
 class BodyEncoder {
