@@ -88,6 +88,7 @@ HeaderMap& HeaderMap::operator=(const HeaderMap& other) {
     Entry& to = appendEntry();
     to.name.assign(e.name);
     to.value.assign(e.value);
+    to.checked = e.checked;  // the same bytes
   }
   return *this;
 }
@@ -104,6 +105,7 @@ HeaderMap::Entry& HeaderMap::appendEntry() {
   } else {
     entries_[size_].name.clear();
     entries_[size_].value.clear();
+    entries_[size_].checked = false;
   }
   return entries_[size_++];
 }
@@ -134,6 +136,7 @@ void HeaderMap::set(std::string_view name, std::string_view value) {
     if (!equalsIgnoreCase(e.name, name)) return false;
     if (done) return true;
     e.value.assign(value);
+    e.checked = false;
     done = true;
     return false;
   });

@@ -38,10 +38,17 @@ class HeaderMap {
   struct Entry {
     std::string name;   // lower-case
     std::string value;
+    // Set only by the HTTP/1 parser, on a field whose bytes it checked as RFC 9110 asks (a
+    // token for the name; VCHAR, obs-text, SP and HTAB for the value), so that an HTTP/1
+    // encoder writes it without checking it again. Any change made through the map clears
+    // it: a new entry starts without it, set() clears it, and writes go through
+    // mutableEntry() or mutableEntries(), which clear it first.
+    bool checked = false;
     // Member swaps: cheaper than std::swap's three moves per string (removeIf shifts entries).
     void swapWith(Entry& o) noexcept {
       name.swap(o.name);
       value.swap(o.value);
+      std::swap(checked, o.checked);
     }
   };
 
@@ -124,9 +131,20 @@ class HeaderMap {
   // Sum of name and value lengths (for header size limits).
   size_t byteSize() const;
   std::span<const Entry> entries() const { return {entries_.data(), size_}; }
-  std::span<Entry> entries() { return {entries_.data(), size_}; }
-  // A new last entry with empty name and value (for a parser that appends to them).
+  // Entry i (< size()) for writing; its `checked` mark is cleared first.
+  Entry& mutableEntry(size_t i) {
+    entries_[i].checked = false;
+    return entries_[i];
+  }
+  // Every entry for writing; every `checked` mark is cleared first.
+  std::span<Entry> mutableEntries() {
+    for (size_t i = 0; i < size_; ++i) entries_[i].checked = false;
+    return {entries_.data(), size_};
+  }
+  // A new last entry with empty name and value, not checked (for a parser that appends to
+  // them).
   Entry& appendEntry();
+  // The last entry, as the parser fills it (the parser alone sets `checked`).
   Entry& back() { return entries_[size_ - 1]; }
   // Drops the last entry (its strings' storage is kept for reuse).
   void popBack() { --size_; }

@@ -14,8 +14,9 @@
 // - Parsed field names and values are not checked byte by byte again: llhttp's strict rules are
 //   RFC 9110's (token names; values of VCHAR, obs-text, SP and HTAB), which the codec tests
 //   prove for every byte at every place in heads and trailers. The codecs refuse the empty
-//   name llhttp lets through. Fields are checked again when written (appendHeaderLines), as
-//   they may come from elsewhere (filters, HTTP/2).
+//   name llhttp lets through. A parsed field is marked `checked` (HeaderMap::Entry); fields
+//   without the mark are checked when written (writeHeaderLines), as they come from elsewhere
+//   (filters, HTTP/2), and any change through the map clears the mark.
 // - Every byte that is not body (head, chunk-size lines, trailers) goes through scanBytes():
 //   a LF must follow a CR, a CR must precede a LF, and no line may start with SP or HTAB (that is
 //   obs-fold in a header or trailer section, and garbage anywhere else).
@@ -25,6 +26,7 @@
 
 #include <sys/uio.h>
 
+#include <cassert>
 #include <cstdio>
 #include <cstring>
 #include <utility>
@@ -157,6 +159,10 @@ int MessageParser::onHeaderValueComplete(llhttp_t* p) {
   // llhttp skips leading OWS but keeps trailing OWS in the value.
   std::string& v = target.back().value;
   while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.pop_back();
+  // Its bytes are checked: by llhttp (strict) and by scanBytes() before the head or trailers
+  // are delivered (a message that fails never is), so an encoder need not check it again.
+  // llhttp lets an empty name through, which the codecs refuse; it is never marked.
+  target.back().checked = !target.back().name.empty();
   if (s->divert_host_ && !s->head_done_ && equals(target.back().name, "host")) {
     if (++s->hosts_ == 1) s->host_.swap(v);
     target.popBack();
@@ -593,7 +599,8 @@ std::string& headScratch() {
 char* writeHeaderLines(char* p, const HeaderMap& h, bool (*skip)(std::string_view)) {
   for (const auto& e : h.entries()) {
     if (skip != nullptr && skip(e.name)) continue;
-    if (!validFieldName(e.name) || !validFieldValue(e.value)) continue;
+    assert(!e.checked || (validFieldName(e.name) && validFieldValue(e.value)));
+    if (!e.checked && (!validFieldName(e.name) || !validFieldValue(e.value))) continue;
     std::memcpy(p, e.name.data(), e.name.size());
     p += e.name.size();
     p[0] = ':';

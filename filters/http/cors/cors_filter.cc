@@ -18,7 +18,7 @@ using Kind = CorsFilterConfig::Origin::Kind;
 void addVaryOrigin(HeaderMap& h) {
   HeaderMap::Entry* only = nullptr;
   size_t n = 0;
-  for (auto& e : h.entries()) {
+  for (auto& e : h.mutableEntries()) {
     if (!HeaderMap::equalsIgnoreCase(e.name, "vary")) continue;
     ++n;
     only = &e;

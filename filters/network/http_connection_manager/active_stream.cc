@@ -245,7 +245,7 @@ void ActiveStream::decodeHeaders(http::RequestHeadersPtr headers, bool end_strea
     if (set_proto) h.headers.set("x-forwarded-proto", h.scheme);
   } else {
     if (n_xff == 1) {
-      std::string& xff = h.headers.entries()[f[0].index].value;
+      std::string& xff = h.headers.mutableEntry(f[0].index).value;
       if (cfg.http.xff_trusted_hops > 0 && !xff.empty()) trusted_client_ip_ = trustedXffHop(xff, cfg.http.xff_trusted_hops);
       if (xff.empty()) {
         xff.assign(ip);
@@ -253,7 +253,7 @@ void ActiveStream::decodeHeaders(http::RequestHeadersPtr headers, bool end_strea
         xff.append(", ").append(ip);
       }
     }
-    if (set_proto && n_xfp == 1) h.headers.entries()[f[1].index].value.assign(h.scheme);
+    if (set_proto && n_xfp == 1) h.headers.mutableEntry(f[1].index).value.assign(h.scheme);
     // Added last: an add may move the entries.
     if (n_xff == 0) h.headers.addLowerCase("x-forwarded-for", ip);
     if (set_proto && n_xfp == 0) h.headers.addLowerCase("x-forwarded-proto", h.scheme);

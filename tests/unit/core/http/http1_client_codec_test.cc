@@ -156,6 +156,53 @@ TEST_CASE("http1 client: heads after queued bytes and larger than a slice", "[ht
   CHECK(encode(big, 7) == "GET /b HTTP/1.1\r\nhost: up\r\n" + lines + "\r\n");
 }
 
+// Fields the HTTP/1 parser checked carry a mark, and the encoder writes them without checking
+// them again; any change through the map clears the mark, so a field a filter breaks (CR, LF,
+// a bad name) is still dropped when the head is written.
+TEST_CASE("http1: parsed fields are marked checked; a change clears the mark and is checked again",
+          "[http1]") {
+  ServerRec srv;
+  ServerCodec server(srv);
+  Buffer in;
+  in.add("GET /p HTTP/1.1\r\nHost: up\r\nX-A: 1\r\nX-B: 2\r\nX-C: 3\r\nX-D: 4\r\n\r\n");
+  server.dispatch(in);
+  REQUIRE(srv.last != nullptr);
+  RequestHeaders& h = *srv.last;
+  REQUIRE(h.headers.size() == 4);
+  for (const auto& e : h.headers.entries()) CHECK(e.checked);
+  HeaderMap copy;  // a copy keeps the marks of the bytes it copies
+  copy = h.headers;
+  for (const auto& e : copy.entries()) CHECK(e.checked);
+
+  h.headers.mutableEntry(0).value.append("\r\nset-cookie: evil");  // through one entry
+  h.headers.set("x-b", "two\nlines");                                // through set()
+  h.headers.add("x-new", "ok");                                      // a new entry
+  CHECK_FALSE(h.headers.entries()[0].checked);
+  CHECK_FALSE(h.headers.entries()[1].checked);
+  CHECK(h.headers.entries()[2].checked);
+  CHECK_FALSE(h.headers.entries()[4].checked);
+
+  ClientRec rec;
+  ClientCodec client(rec);
+  Buffer out;
+  client.encodeHeaders(h, true, out);
+  CHECK(out.toString() == "GET /p HTTP/1.1\r\nhost: up\r\nx-c: 3\r\nx-d: 4\r\nx-new: ok\r\n\r\n");
+
+  // Every entry at once: a name made invalid is dropped too.
+  for (auto& e : h.headers.mutableEntries())
+    if (e.name == "x-c") e.name = "x c";
+  for (const auto& e : h.headers.entries()) CHECK_FALSE(e.checked);
+  Buffer out2;
+  ClientCodec client2(rec);
+  client2.encodeHeaders(h, true, out2);
+  CHECK(out2.toString() == "GET /p HTTP/1.1\r\nhost: up\r\nx-d: 4\r\nx-new: ok\r\n\r\n");
+
+  // A spare entry the map reuses starts without a mark.
+  h.headers.clear();
+  h.headers.add("x-z", "z");
+  CHECK_FALSE(h.headers.entries()[0].checked);
+}
+
 TEST_CASE("http1 client: responses at every split", "[http1]") {
   SECTION("content-length") {
     checkClientEverySplit({request("GET")}, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello",
