@@ -366,13 +366,13 @@ void ClientStream::encodeHeaders(const RequestHeaders& h, bool end_stream) {
     return;
   }
   NvList nv;
-  nv.add(":method", h.method);
+  nv.addLiteralName(":method", h.method);
   const bool connect = equals(h.method, "CONNECT");
   if (!connect) {
-    nv.add(":scheme", h.scheme.empty() ? std::string_view("http") : std::string_view(h.scheme));
-    nv.add(":path", h.path);
+    nv.addLiteralName(":scheme", h.scheme.empty() ? std::string_view("http") : std::string_view(h.scheme));
+    nv.addLiteralName(":path", h.path);
   }
-  nv.add(":authority", h.authority);
+  nv.addLiteralName(":authority", h.authority);
   nv.addFields(h.headers);
   if (end_stream) local_end_ = true;
   nghttp2_data_provider p = detail::dataProvider(&flow_.out);

@@ -337,8 +337,8 @@ class ServerConnectionImpl final : public ServerConnection, private detail::Sess
       s.reset_ = true;
       char st[4];
       NvList nv;
-      nv.add(":status", detail::statusText(431, st));
-      nv.add("content-length", "0");
+      nv.addLiteralName(":status", detail::statusText(431, st));
+      nv.addLiteralName("content-length", "0");
       nghttp2_submit_response(session_, s.id_, nv.data(), nv.size(), nullptr);
       cb_.onStreamRejected(431, ResponseFlag::kDownstreamProtocolError, "request header list too large");
       return;
@@ -361,7 +361,7 @@ class ServerConnectionImpl final : public ServerConnection, private detail::Sess
       if (cont && !end) {
         char st[4];
         NvList nv;
-        nv.add(":status", detail::statusText(100, st));
+        nv.addLiteralName(":status", detail::statusText(100, st));
         nghttp2_submit_headers(session_, NGHTTP2_FLAG_NONE, s.id_, nullptr, nv.data(), nv.size(), nullptr);
       }
     }
@@ -493,7 +493,7 @@ void Stream::encodeHeaders(const ResponseHeaders& h, bool end_stream) {
   response_started_ = true;
   char st[4];
   NvList nv;
-  nv.add(":status", detail::statusText(h.status, st));
+  nv.addLiteralName(":status", detail::statusText(h.status, st));
   nv.addFields(h.headers);
   if (end_stream) {
     local_end_ = true;
@@ -512,7 +512,7 @@ void Stream::encode1xxHeaders(const ResponseHeaders& h) {
   if (reset_ || response_started_ || conn_.dead() || h.status < 100 || h.status >= 200 || h.status == 101) return;
   char st[4];
   NvList nv;
-  nv.add(":status", detail::statusText(h.status, st));
+  nv.addLiteralName(":status", detail::statusText(h.status, st));
   nv.addFields(h.headers);
   nghttp2_submit_headers(conn_.session(), NGHTTP2_FLAG_NONE, id_, nullptr, nv.data(), nv.size(), nullptr);
   conn_.flush();

@@ -50,14 +50,43 @@ bool isConnectionSpecific(std::string_view n) {
   }
 }
 
+namespace {
+// The same name in static storage when it is one most responses carry, else nullptr.
+const char* staticName(std::string_view n) {
+  switch (n.size()) {
+    case 4:
+      if (equals(n, "date")) return "date";
+      if (equals(n, "etag")) return "etag";
+      if (equals(n, "vary")) return "vary";
+      return nullptr;
+    case 6: return equals(n, "server") ? "server" : nullptr;
+    case 8: return equals(n, "location") ? "location" : nullptr;
+    case 10: return equals(n, "set-cookie") ? "set-cookie" : nullptr;
+    case 12: return equals(n, "content-type") ? "content-type" : nullptr;
+    case 13:
+      if (equals(n, "cache-control")) return "cache-control";
+      if (equals(n, "last-modified")) return "last-modified";
+      if (equals(n, "accept-ranges")) return "accept-ranges";
+      return nullptr;
+    case 14: return equals(n, "content-length") ? "content-length" : nullptr;
+    case 16: return equals(n, "content-encoding") ? "content-encoding" : nullptr;
+    default: return nullptr;
+  }
+}
+}  // namespace
+
 void NvList::addFields(const HeaderMap& h) {
   for (const auto& e : h.entries()) {
     if (e.name.empty() || e.name[0] == ':') continue;
     if (isConnectionSpecific(e.name)) {
-      if (equals(e.name, "te") && HeaderMap::equalsIgnoreCase(e.value, "trailers")) add("te", "trailers");
+      if (equals(e.name, "te") && HeaderMap::equalsIgnoreCase(e.value, "trailers")) addLiteralName("te", "trailers");
       continue;
     }
-    add(e.name, e.value);
+    if (const char* name = staticName(e.name)) {
+      push(std::string_view(name, e.name.size()), e.value, NGHTTP2_NV_FLAG_NO_COPY_NAME);
+    } else {
+      add(e.name, e.value);
+    }
   }
 }
 

@@ -112,16 +112,29 @@ struct HeaderBlock {
 };
 
 // A list of nghttp2_nv pointing into strings this object or the caller keeps alive until the
-// submit call returns (nghttp2 copies them).
+// submit call returns (nghttp2 copies them), except names in static storage, which nghttp2
+// keeps pointing at (NGHTTP2_NV_FLAG_NO_COPY_NAME: no copy, and no lower-casing pass).
 class NvList {
  public:
-  void add(std::string_view name, std::string_view value) {
+  void add(std::string_view name, std::string_view value) { push(name, value, NGHTTP2_NV_FLAG_NONE); }
+  // A lower-case literal name (":status", "content-length").
+  template <size_t N>
+  void addLiteralName(const char (&name)[N], std::string_view value) {
+    push(std::string_view(name, N - 1), value, NGHTTP2_NV_FLAG_NO_COPY_NAME);
+  }
+  // Regular fields of `h`, without connection-specific ones (RFC 9113 8.2.2) and pseudo names.
+  void addFields(const HeaderMap& h);
+  const nghttp2_nv* data() const { return heap_.empty() ? inline_ : heap_.data(); }
+  size_t size() const { return size_; }
+
+ private:
+  void push(std::string_view name, std::string_view value, uint8_t flags) {
     nghttp2_nv nv;
     nv.name = reinterpret_cast<uint8_t*>(const_cast<char*>(name.data()));
     nv.namelen = name.size();
     nv.value = reinterpret_cast<uint8_t*>(const_cast<char*>(value.data()));
     nv.valuelen = value.size();
-    nv.flags = NGHTTP2_NV_FLAG_NONE;
+    nv.flags = flags;
     if (size_ < kInline) {
       inline_[size_++] = nv;
       return;
@@ -130,12 +143,6 @@ class NvList {
     heap_.push_back(nv);
     ++size_;
   }
-  // Regular fields of `h`, without connection-specific ones (RFC 9113 8.2.2) and pseudo names.
-  void addFields(const HeaderMap& h);
-  const nghttp2_nv* data() const { return heap_.empty() ? inline_ : heap_.data(); }
-  size_t size() const { return size_; }
-
- private:
   // Most header blocks fit: no allocation per message.
   static constexpr size_t kInline = 32;
   nghttp2_nv inline_[kInline];

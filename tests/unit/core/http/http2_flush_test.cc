@@ -6,6 +6,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include <boost/asio/io_context.hpp>
+#include <cctype>
 #include <catch2/catch.hpp>
 #include <map>
 #include <memory>
@@ -76,6 +77,7 @@ struct Client {
     std::string status;
     std::string body;
     bool closed = false;
+    std::vector<std::pair<std::string, std::string>> fields;  // every field, pseudo ones too
   };
   nghttp2_session* session = nullptr;
   std::string out;
@@ -92,6 +94,9 @@ struct Client {
     nghttp2_session_callbacks_set_on_header_callback(
         cbs, [](nghttp2_session*, const nghttp2_frame* f, const uint8_t* name, size_t namelen, const uint8_t* value,
                 size_t valuelen, uint8_t, void* self) -> int {
+          static_cast<Client*>(self)->responses[f->hd.stream_id].fields.emplace_back(
+              std::string(reinterpret_cast<const char*>(name), namelen),
+              std::string(reinterpret_cast<const char*>(value), valuelen));
           if (std::string(reinterpret_cast<const char*>(name), namelen) == ":status") {
             static_cast<Client*>(self)->responses[f->hd.stream_id].status.assign(
                 reinterpret_cast<const char*>(value), valuelen);
@@ -227,4 +232,35 @@ TEST_CASE("http2 server: a codec destroyed with its flush queued leaves the Poll
   f.poller.wait(1000);
   CHECK(f.conn == nullptr);
   CHECK(f.io.writes.empty());
+}
+
+// Names most responses carry are handed to nghttp2 from static storage (no copy, no
+// lower-casing pass), the others as stored: each arrives exactly as the map holds it, in
+// order, with its value.
+TEST_CASE("http2 server: every field name arrives as stored, static or not", "[http2][codec]") {
+  Fixture f;
+  ResponseHeaders h;
+  h.status = 203;
+  const std::vector<std::pair<std::string, std::string>> fields = {
+      {"Date", "Tue, 08 Dec 2026 00:00:00 GMT"}, {"ETag", "\"x\""}, {"vary", "accept"},
+      {"server", "up"}, {"location", "/l"}, {"set-cookie", "a=1"}, {"set-cookie", "b=2"},
+      {"content-type", "text/plain"}, {"cache-control", "no-store"}, {"last-modified", "then"},
+      {"accept-ranges", "bytes"}, {"content-length", "3"}, {"content-encoding", "identity"},
+      {"x-other", "o"}, {"dat", "d"}, {"servers", "s"}, {"content-typE", "t"}};
+  for (const auto& [n, v] : fields) h.headers.add(n, v);
+  f.mgr.streams[0]->enc->encodeHeaders(h, false);
+  Buffer b;
+  b.add("abc");
+  f.mgr.streams[0]->enc->encodeData(b, true);
+  f.client.receive(f.all());
+  const auto& got = f.client.responses[1].fields;
+  REQUIRE(got.size() == fields.size() + 1);
+  CHECK(got[0] == std::make_pair(std::string(":status"), std::string("203")));
+  for (size_t i = 0; i < fields.size(); ++i) {
+    std::string lower = fields[i].first;
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    CHECK(got[i + 1].first == lower);
+    CHECK(got[i + 1].second == fields[i].second);
+  }
+  CHECK(f.client.responses[1].body == "abc");
 }
