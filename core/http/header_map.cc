@@ -130,6 +130,11 @@ void HeaderMap::addLowerCase(std::string_view name, std::string_view value) {
   appendCopy(*this, name, value);
 }
 
+void HeaderMap::addMade(std::string_view name, std::string_view value) {
+  assert(std::none_of(name.begin(), name.end(), [](char c) { return c >= 'A' && c <= 'Z'; }));
+  appendCopy(*this, name, value).checked = true;
+}
+
 void HeaderMap::set(std::string_view name, std::string_view value) {
   bool done = false;
   removeIf([&](Entry& e) {

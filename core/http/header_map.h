@@ -38,9 +38,9 @@ class HeaderMap {
   struct Entry {
     std::string name;   // lower-case
     std::string value;
-    // Set only by the HTTP/1 parser, on a field whose bytes it checked as RFC 9110 asks (a
-    // token for the name; VCHAR, obs-text, SP and HTAB for the value), so that an HTTP/1
-    // encoder writes it without checking it again. Any change made through the map clears
+    // Set by the HTTP/1 parser, on a field whose bytes it checked as RFC 9110 asks (a token
+    // for the name; VCHAR, obs-text, SP and HTAB for the value), and by addMade() for a field
+    // Ferry made itself, so that an HTTP/1 encoder writes it without checking it again. Any change made through the map clears
     // it: a new entry starts without it, set() clears it, and writes go through
     // mutableEntry() or mutableEntries(), which clear it first.
     bool checked = false;
@@ -79,6 +79,10 @@ class HeaderMap {
   // literal, or an HTTP/2 field name (nghttp2 refuses a field name with an upper-case letter
   // before the codec sees it). Debug builds check the name.
   void addLowerCase(std::string_view name, std::string_view value);
+  // addLowerCase() for a field whose bytes Ferry made itself (a lower-case literal name, a
+  // value it formatted from its own data: an address, a request id), so valid by
+  // construction: it is marked `checked`.
+  void addMade(std::string_view name, std::string_view value);
   // Replaces every header of that name with one entry (appended if absent).
   void set(std::string_view name, std::string_view value);
   // Removes every header of that name; returns how many were removed.

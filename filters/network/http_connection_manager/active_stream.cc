@@ -255,7 +255,7 @@ void ActiveStream::decodeHeaders(http::RequestHeadersPtr headers, bool end_strea
     }
     if (set_proto && n_xfp == 1) h.headers.mutableEntry(f[1].index).value.assign(h.scheme);
     // Added last: an add may move the entries.
-    if (n_xff == 0) h.headers.addLowerCase("x-forwarded-for", ip);
+    if (n_xff == 0) h.headers.addMade("x-forwarded-for", ip);  // an address Ferry formatted
     if (set_proto && n_xfp == 0) h.headers.addLowerCase("x-forwarded-proto", h.scheme);
   }
   if (cfg.tracing) {
@@ -265,7 +265,7 @@ void ActiveStream::decodeHeaders(http::RequestHeadersPtr headers, bool end_strea
   if (!has_request_id) {
     char id[36];
     newRequestId(id);
-    h.headers.addLowerCase("x-request-id", std::string_view(id, sizeof id));
+    h.headers.addMade("x-request-id", std::string_view(id, sizeof id));
   }
 
   std::string_view route_path(h.path.data(), path_size);

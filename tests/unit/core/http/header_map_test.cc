@@ -235,3 +235,33 @@ TEST_CASE("copyInto replaces a string's contents and keeps its room", "[headers]
   REQUIRE(h.entries()[0].name == "a");
   REQUIRE(h.entries()[0].value == "b");
 }
+
+// The `checked` mark: addMade() sets it (a field Ferry made itself), add() and addLowerCase()
+// do not, and every way of changing an entry clears it; entries moved by a removal keep
+// their own mark.
+TEST_CASE("HeaderMap: the checked mark is set only by addMade and cleared by every change", "[headers]") {
+  HeaderMap h;
+  h.addMade("x-request-id", "0f");
+  h.add("X-A", "1");
+  h.addLowerCase("x-b", "2");
+  h.addMade("x-forwarded-for", "10.0.0.1");
+  REQUIRE(h.size() == 4);
+  CHECK(h.entries()[0].checked);
+  CHECK_FALSE(h.entries()[1].checked);
+  CHECK_FALSE(h.entries()[2].checked);
+  CHECK(h.entries()[3].checked);
+  h.remove("x-a");  // entries after it move down with their marks
+  CHECK(h.entries()[0].checked);
+  CHECK_FALSE(h.entries()[1].checked);
+  CHECK(h.entries()[2].checked);
+  h.mutableEntry(2).value += ", 10.0.0.2";
+  CHECK_FALSE(h.entries()[2].checked);
+  h.set("x-request-id", "other");
+  CHECK_FALSE(h.entries()[0].checked);
+  h.addMade("x-c", "3");
+  (void)h.mutableEntries();
+  for (const auto& e : h.entries()) CHECK_FALSE(e.checked);
+  h.clear();  // a reused entry starts without the mark
+  h.add("x-d", "4");
+  CHECK_FALSE(h.entries()[0].checked);
+}
