@@ -188,6 +188,18 @@ uint8_t* Buffer::reserveContiguous(size_t n) {
   return s.mem + s.end;
 }
 
+void Buffer::commitContiguous(size_t n) {
+  Rep& r = *rep_;
+  Slice& s = r.slices.back();
+  s.end += static_cast<uint32_t>(n);
+  r.length += n;
+  if (s.end == s.start) {  // a fresh slice left unused
+    freeSlice(s.mem);
+    r.slices.pop_back();
+    releaseIfEmpty();
+  }
+}
+
 void Buffer::commit(size_t n) {
   if (rep_ == nullptr) return;
   Rep& r = *rep_;

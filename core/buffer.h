@@ -48,10 +48,12 @@ class Buffer {
   // Marks `n` bytes of the last reserve() as written (in order across its iovecs).
   void commit(size_t n);
   // Makes room for `n` contiguous bytes (at most kSliceSize) at the tail: the free tail of the
-  // last slice when it is large enough, else a fresh slice. As with reserve(), the bytes
-  // written there (at most n) become part of the buffer only through commit(), which must
+  // last slice when it is large enough, else a fresh slice. The bytes written there (at most
+  // n) become part of the buffer only through commitContiguous() (or commit()), which must
   // come before anything else changes this buffer.
   uint8_t* reserveContiguous(size_t n);
+  // commit() for the one slice reserveContiguous() exposed.
+  void commitContiguous(size_t n);
 
   // Removes `n` bytes (at most length()) from the front.
   void drain(size_t n);

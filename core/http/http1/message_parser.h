@@ -228,7 +228,7 @@ class HeadSpace {
     if (scratch_) {
       out_.add(start_, n);
     } else {
-      out_.commit(n);
+      out_.commitContiguous(n);
     }
   }
 

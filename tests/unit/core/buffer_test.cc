@@ -84,17 +84,32 @@ TEST_CASE("Buffer reserveContiguous uses the tail when it fits, else a fresh sli
   b.commit(big.size());
   REQUIRE(b.toString() == "headabc" + fill + big);
   REQUIRE(b.gather(g, 4) == 2);
-  // A commit of nothing gives the fresh slice back; the buffer is unchanged.
-  b.reserveContiguous(64);
-  b.commit(0);
-  REQUIRE(b.gather(g, 4) == 2);
-  REQUIRE(b.toString() == "headabc" + fill + big);
-  // On an empty buffer, and then nothing committed: empty again, no block held.
-  Buffer e;
-  e.reserveContiguous(10);
-  e.commit(0);
-  REQUIRE(e.empty());
-  REQUIRE(e.gather(g, 4) == 0);
+  // A commit of nothing gives the fresh slice back; the buffer is unchanged. Both commits.
+  for (bool contiguous : {false, true}) {
+    b.reserveContiguous(64);
+    contiguous ? b.commitContiguous(0) : b.commit(0);
+    REQUIRE(b.gather(g, 4) == 2);
+    REQUIRE(b.toString() == "headabc" + fill + big);
+    // On an empty buffer, and then nothing committed: empty again, no block held.
+    Buffer e;
+    const size_t blocks = Buffer::threadLiveBlocks();
+    e.reserveContiguous(10);
+    contiguous ? e.commitContiguous(0) : e.commit(0);
+    REQUIRE(e.empty());
+    REQUIRE(e.gather(g, 4) == 0);
+    REQUIRE(Buffer::threadLiveBlocks() == blocks);
+  }
+  // commitContiguous() of what was written, into the tail and into a fresh slice.
+  Buffer c;
+  c.add("x");
+  std::memcpy(c.reserveContiguous(3), "yz!", 3);
+  c.commitContiguous(2);
+  REQUIRE(c.toString() == "xyz");
+  const std::string whole = pattern(Buffer::kSliceSize, 9);
+  std::memcpy(c.reserveContiguous(whole.size()), whole.data(), whole.size());
+  c.commitContiguous(whole.size());
+  REQUIRE(c.toString() == "xyz" + whole);
+  REQUIRE(c.length() == 3 + whole.size());
 }
 
 TEST_CASE("Buffer reserve after a move of partial slices commits at the tail", "[buffer]") {
