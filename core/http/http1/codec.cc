@@ -432,13 +432,13 @@ template <typename W>
 constexpr W highs() {
   return ones<W>() * 0x80;
 }
-// Every byte of w in [0x20, 0x7e].
-template <typename W>
-bool printableWord(W w) {
+// Every byte of w in [Low, 0x7e] (Low is 0x20 for printable ASCII, 0x21 for visible).
+template <unsigned Low, typename W>
+bool rangeWord(W w) {
   if ((w & highs<W>()) != 0) return false;
-  const W ge_space = (w + ones<W>() * (0x80 - 0x20)) & highs<W>();  // byte >= 0x20
-  const W is_del = (w + ones<W>()) & highs<W>();                    // byte == 0x7f
-  return ge_space == highs<W>() && is_del == 0;
+  const W ge_low = (w + ones<W>() * (0x80 - Low)) & highs<W>();  // byte >= Low
+  const W is_del = (w + ones<W>()) & highs<W>();                 // byte == 0x7f
+  return ge_low == highs<W>() && is_del == 0;
 }
 template <typename W>
 W loadWord(const char* p) {
@@ -446,38 +446,25 @@ W loadWord(const char* p) {
   std::memcpy(&w, p, sizeof w);
   return w;
 }
-// Every byte of s printable ASCII, by whole words (the last one overlapping); false when s is
+// Every byte of s in [Low, 0x7e], by whole words (the last one overlapping); false when s is
 // shorter than 4 bytes or any word fails, which only means "use the exact check".
-bool printableFast(std::string_view s) {
+template <unsigned Low>
+bool wordsInRange(std::string_view s) {
   const char* p = s.data();
   const size_t n = s.size();
   if (n >= 8) {
     for (size_t i = 0; i + 8 < n; i += 8)
-      if (!printableWord(loadWord<uint64_t>(p + i))) return false;
-    return printableWord(loadWord<uint64_t>(p + n - 8));
+      if (!rangeWord<Low>(loadWord<uint64_t>(p + i))) return false;
+    return rangeWord<Low>(loadWord<uint64_t>(p + n - 8));
   }
-  if (n >= 4) return printableWord(loadWord<uint32_t>(p)) && printableWord(loadWord<uint32_t>(p + n - 4));
+  if (n >= 4) return rangeWord<Low>(loadWord<uint32_t>(p)) && rangeWord<Low>(loadWord<uint32_t>(p + n - 4));
   return false;
 }
-// Every byte of w in [0x21, 0x7e] (visible ASCII, no space).
-template <typename W>
-bool visibleWord(W w) {
-  if ((w & highs<W>()) != 0) return false;
-  const W gt_space = (w + ones<W>() * (0x80 - 0x21)) & highs<W>();  // byte >= 0x21
-  const W is_del = (w + ones<W>()) & highs<W>();                    // byte == 0x7f
-  return gt_space == highs<W>() && is_del == 0;
-}
+bool printableFast(std::string_view s) { return wordsInRange<0x20>(s); }
 }  // namespace
 
 bool allVisible(std::string_view s) {
-  const char* p = s.data();
-  const size_t n = s.size();
-  if (n >= 8) {
-    for (size_t i = 0; i + 8 < n; i += 8)
-      if (!visibleWord(loadWord<uint64_t>(p + i))) return false;
-    return visibleWord(loadWord<uint64_t>(p + n - 8));
-  }
-  if (n >= 4) return visibleWord(loadWord<uint32_t>(p)) && visibleWord(loadWord<uint32_t>(p + n - 4));
+  if (s.size() >= 4) return wordsInRange<0x21>(s);
   for (char c : s)
     if (static_cast<unsigned char>(c) <= 0x20 || static_cast<unsigned char>(c) >= 0x7f) return false;
   return true;
