@@ -240,7 +240,9 @@ struct ServerCodec::Impl {
         fail(400, "invalid header name");
         return nullptr;
       }
-      if (e.name.find('_') != std::string::npos && lookAlikeOfFraming(e.name)) {
+      // Only a name as long as content-length (14) or transfer-encoding (17) can be one.
+      if ((e.name.size() == 14 || e.name.size() == 17) && e.name.find('_') != std::string::npos &&
+          lookAlikeOfFraming(e.name)) {
         fail(400, "underscore variant of a framing header");
         return nullptr;
       }
